@@ -1,0 +1,114 @@
+//! The dialog table's entries: one call, two legs.
+//!
+//! The caller's leg (`a`) faces the side the INVITE came from, the callee's
+//! leg (`b`) the side it went to. Each leg holds what that side may see: its
+//! own Call-ID, From/To values, route set and remote target. Nothing of one
+//! leg is ever written toward the other.
+
+use std::net::{SocketAddr, SocketAddrV4};
+
+use super::{Ms, Side};
+use crate::sip::grammar::{parse_ipv4, NameAddr, SipUri};
+
+/// Which leg of a dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegRef {
+    Caller,
+    Callee,
+}
+
+impl LegRef {
+    pub fn other(self) -> LegRef {
+        match self {
+            LegRef::Caller => LegRef::Callee,
+            LegRef::Callee => LegRef::Caller,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Leg {
+    pub side: Side,
+    pub call_id: Vec<u8>,
+    /// Where in-dialog requests on this leg are sent (the peer's Contact).
+    pub remote_target: Vec<u8>,
+    /// Route header values for requests sent on this leg, in order.
+    pub route_set: Vec<Vec<u8>>,
+    /// The peer's address as last seen, used when the target is no IPv4 literal.
+    pub peer: SocketAddr,
+    /// From/To values (without tag) naming the caller and the callee on this leg.
+    pub caller: Vec<u8>,
+    pub callee: Vec<u8>,
+}
+
+impl Leg {
+    /// The party whose URI goes in `From` when `from_caller` says the request
+    /// was sent by the caller, else the callee.
+    pub fn party(&self, caller: bool) -> &[u8] {
+        if caller {
+            &self.caller
+        } else {
+            &self.callee
+        }
+    }
+
+    /// The next hop of an in-dialog request on this leg: the first route,
+    /// else the remote target, else the peer's last address.
+    pub fn next_hop(&self) -> SocketAddr {
+        let uri_of = |v: &[u8]| -> Option<SocketAddr> {
+            let uri = NameAddr::parse(v).map_or(v, |na| na.uri);
+            let u = SipUri::parse(uri)?;
+            let ip = parse_ipv4(u.host)?;
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u.port.unwrap_or(5060))))
+        };
+        self.route_set
+            .first()
+            .and_then(|r| uri_of(r))
+            .or_else(|| uri_of(&self.remote_target))
+            .unwrap_or(self.peer)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogState {
+    /// INVITE forwarded, no final answer yet.
+    Early,
+    /// 2xx seen.
+    Confirmed,
+}
+
+/// A call: the state, both legs and the times later issues hang records on.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub state: DialogState,
+    pub caller: Leg,
+    pub callee: Leg,
+    pub started: Ms,
+    pub answered: Option<Ms>,
+    pub tenant_id: Option<String>,
+}
+
+impl Dialog {
+    pub fn leg(&self, which: LegRef) -> &Leg {
+        match which {
+            LegRef::Caller => &self.caller,
+            LegRef::Callee => &self.callee,
+        }
+    }
+
+    pub fn leg_mut(&mut self, which: LegRef) -> &mut Leg {
+        match which {
+            LegRef::Caller => &mut self.caller,
+            LegRef::Callee => &mut self.callee,
+        }
+    }
+
+    /// The leg facing `side`.
+    pub fn leg_on(&self, side: Side) -> LegRef {
+        if self.caller.side == side {
+            LegRef::Caller
+        } else {
+            LegRef::Callee
+        }
+    }
+}

@@ -1,0 +1,1157 @@
+//! The SIP engine: a transaction-stateful, dialog-aware proxy between the
+//! private (carrier) side and the public (gateway) side, with topology hiding.
+//!
+//! Pure protocol logic: [`SipEngine::handle`] takes one datagram with the
+//! time and the side it arrived on and pushes the datagrams to send into
+//! `out`; [`SipEngine::tick`] fires the RFC 3261 timers. No I/O, no clock, no
+//! threads, so tests drive it on a virtual clock.
+//!
+//! Every request that crosses the SBC is re-written for the side it goes to:
+//! one Via of ours (the sender's Vias are kept in the transaction and put back
+//! on the responses), one Record-Route of ours, our Contact, the leg's own
+//! Call-ID and From/To values, and every other header and the body copied
+//! through [`hide::Hider`], so nothing of one side's addresses reaches the
+//! other side.
+
+pub mod dialog;
+pub mod hide;
+pub mod slab;
+pub mod txn;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use crate::routing::{Decision, RouteRequest, RouteSnapshot};
+use crate::sip::build::{reason, Builder};
+use crate::sip::grammar::{self, NameAddr, SipUri, Via};
+use crate::sip::{HeaderName, Method, SipMessage, StartLine};
+use crate::stats::EngineStats;
+use dialog::{Dialog, DialogState, Leg, LegRef};
+use hide::Hider;
+use slab::{Id, Slab};
+use txn::{CancelState, Outbound, Phase, Txn};
+
+/// Milliseconds on the engine's clock.
+pub type Ms = u64;
+
+/// The two faces of the SBC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Toward the carriers.
+    Private,
+    /// Toward the Voice AI gateways.
+    Public,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Private => Side::Public,
+            Side::Public => Side::Private,
+        }
+    }
+}
+
+/// One datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub side: Side,
+    pub dst: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Static settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub private: SocketAddrV4,
+    pub public: SocketAddrV4,
+    /// RFC 3261 T1 (RTT estimate), 500 ms by default.
+    pub t1: Ms,
+    /// RFC 3261 T2 (cap of non-INVITE retransmissions), 4 s by default.
+    pub t2: Ms,
+    /// Timer C: how long an INVITE may ring before it is cancelled.
+    pub timer_c: Ms,
+    /// Seeds branch, tag and Call-ID generation.
+    pub seed: u64,
+}
+
+impl EngineConfig {
+    pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
+        EngineConfig { private, public, t1: 500, t2: 4000, timer_c: 180_000, seed: 0x5bc0_5bc0 }
+    }
+
+    pub fn addr(&self, side: Side) -> SocketAddrV4 {
+        match side {
+            Side::Private => self.private,
+            Side::Public => self.public,
+        }
+    }
+}
+
+const BRANCH_PREFIX: &[u8] = b"z9hG4bKsbc";
+const ALLOW: &[u8] = b"INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, PRACK";
+
+/// The proxy core.
+#[derive(Debug)]
+pub struct SipEngine {
+    cfg: EngineConfig,
+    snapshot: Arc<RouteSnapshot>,
+    stats: Arc<EngineStats>,
+    txns: Slab<Txn>,
+    server_index: HashMap<Box<[u8]>, Id>,
+    dialogs: Slab<Dialog>,
+    dialog_index: HashMap<(Side, Box<[u8]>), Id>,
+    timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
+    rng: u64,
+    /// Per-boot salt in our branches, so responses to an earlier run never match.
+    salt: u32,
+}
+
+impl SipEngine {
+    pub fn new(cfg: EngineConfig, snapshot: Arc<RouteSnapshot>, stats: Arc<EngineStats>) -> SipEngine {
+        let mut rng = cfg.seed | 1;
+        let salt = (xorshift(&mut rng) >> 32) as u32;
+        stats.snapshot_version.set(snapshot.version);
+        SipEngine {
+            cfg,
+            snapshot,
+            stats,
+            txns: Slab::default(),
+            server_index: HashMap::new(),
+            dialogs: Slab::default(),
+            dialog_index: HashMap::new(),
+            timers: BinaryHeap::new(),
+            rng,
+            salt,
+        }
+    }
+
+    /// Swaps in a new routing snapshot; calls in progress keep their legs.
+    pub fn set_snapshot(&mut self, snapshot: Arc<RouteSnapshot>) {
+        self.stats.snapshot_version.set(snapshot.version);
+        self.snapshot = snapshot;
+    }
+
+    pub fn snapshot(&self) -> &Arc<RouteSnapshot> {
+        &self.snapshot
+    }
+
+    pub fn dialog_count(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    pub fn transaction_count(&self) -> usize {
+        self.txns.len()
+    }
+
+    /// The dialogs, for inspection (tests, later: call records).
+    pub fn dialogs(&self) -> impl Iterator<Item = &Dialog> {
+        self.dialogs.iter().map(|(_, d)| d)
+    }
+
+    /// The earliest pending timer.
+    pub fn next_timer(&self) -> Option<Ms> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Handles one datagram that arrived on `side` from `src`.
+    pub fn handle(&mut self, now: Ms, side: Side, src: SocketAddr, bytes: &[u8], out: &mut Vec<Outgoing>) {
+        self.stats.rx_messages.inc();
+        let before = out.len();
+        match SipMessage::parse(bytes) {
+            Ok(msg) if msg.is_request() => self.on_request(now, side, src, &msg, out),
+            Ok(msg) => self.on_response(now, side, src, &msg, out),
+            Err(e) => {
+                self.stats.parse_errors.inc();
+                // A broken response is dropped; a broken request is answered.
+                if !bytes.starts_with(b"SIP/") {
+                    if let Some(resp) = error_response(bytes, e.code, e.reason, self.next_u64()) {
+                        out.push(Outgoing { side, dst: src, data: resp });
+                    }
+                }
+            }
+        }
+        self.stats.tx_messages.add((out.len() - before) as u64);
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn tick(&mut self, now: Ms, out: &mut Vec<Outgoing>) {
+        let before = out.len();
+        while let Some(&Reverse((when, idx, gen))) = self.timers.peek() {
+            if when > now {
+                break;
+            }
+            self.timers.pop();
+            self.service(Id { idx, gen }, now, out);
+        }
+        self.stats.tx_messages.add((out.len() - before) as u64);
+    }
+
+    // ----- requests -------------------------------------------------------
+
+    fn on_request(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
+        let method = msg.method();
+        let is_ack = method == Method::Ack;
+        let reply = |engine: &mut SipEngine, out: &mut Vec<Outgoing>, code: u16, extra: &[u8]| {
+            if !is_ack {
+                let tag = engine.next_u64();
+                out.push(Outgoing { side, dst: src, data: local_response(msg, code, reason(code), tag, extra) });
+            }
+        };
+
+        // Loop detection (RFC 3261 16.3 step 4): our own Via in the request.
+        if msg.values(HeaderName::Via).filter_map(Via::parse).any(|v| self.is_our_via(&v)) {
+            return reply(self, out, 482, b"");
+        }
+        if msg.max_forwards == Some(0) {
+            return reply(self, out, 483, b"");
+        }
+        if let Some(h) = msg.header(HeaderName::ProxyRequire) {
+            let mut extra = b"Unsupported: ".to_vec();
+            extra.extend_from_slice(grammar::trim_lws(h.value));
+            extra.extend_from_slice(b"\r\n");
+            return reply(self, out, 420, &extra);
+        }
+        match method {
+            Method::Ack => return self.on_ack(now, side, src, msg, out),
+            Method::Cancel => return self.on_cancel(now, side, src, msg, out),
+            _ => {}
+        }
+        let key = server_key(side, msg, method == Method::Invite);
+        if let Some(&id) = self.server_index.get(&key) {
+            self.stats.retransmissions_absorbed.inc();
+            if let Some(t) = self.txns.get(id) {
+                if t.phase != Phase::Accepted {
+                    if let Some(resp) = &t.last_response {
+                        out.push(Outgoing { side: t.orig_side, dst: t.orig_addr, data: resp.clone() });
+                    }
+                }
+            }
+            return;
+        }
+        if msg.to.tag().is_some() {
+            return match self.dialog_index.get(&(side, Box::from(msg.call_id))).copied() {
+                Some(did) => self.forward_in_dialog(now, side, src, msg, did, key, out),
+                None => reply(self, out, 481, b""),
+            };
+        }
+        match method {
+            Method::Invite => self.new_invite(now, side, src, msg, key, out),
+            Method::Options => {
+                let extra = [b"Allow: ".as_slice(), ALLOW, b"\r\nAccept: application/sdp\r\n"].concat();
+                reply(self, out, 200, &extra)
+            }
+            Method::Other(_) => reply(self, out, 501, b""),
+            _ => {
+                let extra = [b"Allow: ".as_slice(), ALLOW, b"\r\n"].concat();
+                reply(self, out, 405, &extra)
+            }
+        }
+    }
+
+    fn is_our_via(&self, via: &Via<'_>) -> bool {
+        [self.cfg.private, self.cfg.public].iter().any(|a| {
+            grammar::parse_ipv4(via.host) == Some(*a.ip()) && via.port.unwrap_or(5060) == a.port()
+        })
+    }
+
+    fn on_ack(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
+        // ACK for a non-2xx final: hop by hop, it ends our server transaction.
+        let key = server_key(side, msg, true);
+        if let Some(&id) = self.server_index.get(&key) {
+            if let Some(t) = self.txns.get_mut(id) {
+                if t.phase == Phase::Completed {
+                    t.phase = Phase::Confirmed;
+                    t.retx_at = None;
+                    t.timeout_at = None;
+                    t.cleanup_at = Some(now + self.cfg.t2);
+                    self.arm(id);
+                    return;
+                }
+            }
+        }
+        // ACK for a 2xx: end to end, routed through the dialog without a transaction.
+        if msg.to.tag().is_none() {
+            return;
+        }
+        let Some(did) = self.dialog_index.get(&(side, Box::from(msg.call_id))).copied() else {
+            return;
+        };
+        let Some(d) = self.dialogs.get(did) else { return };
+        let from_leg = d.leg_on(side);
+        let branch = self.new_branch_stateless();
+        let (bytes, dst, dest_side, _) = self.build_in_dialog_request(msg, did, from_leg, &branch, ipv4_of(src));
+        out.push(Outgoing { side: dest_side, dst, data: bytes });
+    }
+
+    fn on_cancel(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
+        let key = server_key(side, msg, true);
+        let Some(&id) = self.server_index.get(&key) else {
+            let tag = self.next_u64();
+            out.push(Outgoing { side, dst: src, data: local_response(msg, 481, reason(481), tag, b"") });
+            return;
+        };
+        let tag = self.next_u64();
+        out.push(Outgoing { side, dst: src, data: local_response(msg, 200, reason(200), tag, b"") });
+        let Some(t) = self.txns.get_mut(id) else { return };
+        if t.phase != Phase::Proceeding || t.cancel != CancelState::None {
+            return;
+        }
+        if t.provisional {
+            self.send_cancel(id, now, out);
+        } else {
+            t.cancel = CancelState::Pending;
+        }
+    }
+
+    fn new_invite(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, key: Box<[u8]>, out: &mut Vec<Outgoing>) {
+        let StartLine::Request { uri, .. } = msg.start else { return };
+        let user = SipUri::parse(uri).and_then(|u| u.user_number()).unwrap_or_default();
+        let source = ipv4_of(src);
+        let req = RouteRequest { source, user, tenant_header: msg.header_named("X-Tenant-ID") };
+        let decision = match side {
+            Side::Private => self.snapshot.route_inbound(&req),
+            Side::Public => self.snapshot.route_outbound(&req),
+        };
+        let (tenant_id, user, target) = match decision {
+            Decision::Reject { code, reason } => {
+                self.stats.calls_rejected.inc();
+                let tag = self.next_u64();
+                out.push(Outgoing { side, dst: src, data: local_response(msg, code, reason, tag, b"") });
+                return;
+            }
+            Decision::Route { tenant_id, user, mut candidates, .. } => {
+                let Some(first) = candidates.drain(..).next() else { return };
+                (tenant_id, user, first)
+            }
+        };
+        let dest_side = side.other();
+        let ours_b = self.cfg.addr(dest_side);
+        let target_uri = SipUri::parse(target.uri.as_bytes());
+        let target_host = target_uri.map_or(b"".as_slice(), |u| u.host);
+        let mut ruri = b"sip:".to_vec();
+        if !user.is_empty() {
+            ruri.extend_from_slice(&user);
+            ruri.push(b'@');
+        }
+        ruri.extend_from_slice(target_host);
+        let _ = write!(ruri, ":{}", target.addr.port());
+
+        let callee_call_id = self.new_call_id();
+        let hider_b = self.hider(dest_side, source);
+        let caller = Leg {
+            side,
+            call_id: msg.call_id.to_vec(),
+            remote_target: first_contact_uri(msg).unwrap_or(msg.from.uri).to_vec(),
+            route_set: msg.values(HeaderName::RecordRoute).map(<[u8]>::to_vec).collect(),
+            peer: src,
+            caller: without_tag(&msg.from),
+            callee: without_tag(&msg.to),
+        };
+        let callee = Leg {
+            side: dest_side,
+            call_id: callee_call_id,
+            remote_target: ruri.clone(),
+            route_set: Vec::new(),
+            peer: SocketAddr::V4(target.addr),
+            caller: party_for(&msg.from, *ours_b.ip(), None, &hider_b),
+            callee: party_for(&msg.to, *target.addr.ip(), Some((&user, target.addr.port())), &hider_b),
+        };
+        let dialog = Dialog {
+            state: DialogState::Early,
+            caller,
+            callee,
+            started: now,
+            answered: None,
+            tenant_id,
+        };
+        let did = self.dialogs.insert(dialog);
+        self.dialog_index.insert((side, Box::from(msg.call_id)), did);
+        if let Some(d) = self.dialogs.get(did) {
+            self.dialog_index.insert((dest_side, Box::from(d.callee.call_id.as_slice())), did);
+        }
+        self.stats.calls_total.inc();
+        self.stats.dialogs.set(self.dialogs.len() as u64);
+
+        // 100 Trying at once, then the INVITE toward the far side.
+        let trying = local_response(msg, 100, reason(100), 0, b"");
+        out.push(Outgoing { side, dst: src, data: trying.clone() });
+        self.start_txn(now, side, src, msg, key, did, LegRef::Caller, true, Some(trying), out);
+    }
+
+    fn forward_in_dialog(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, did: Id, key: Box<[u8]>, out: &mut Vec<Outgoing>) {
+        let Some(d) = self.dialogs.get_mut(did) else { return };
+        let orig = d.leg_on(side);
+        // Target refresh (RFC 3261 12.2.2).
+        if matches!(msg.method(), Method::Invite | Method::Update) {
+            if let Some(c) = first_contact_uri(msg) {
+                d.leg_mut(orig).remote_target = c.to_vec();
+            }
+        }
+        d.leg_mut(orig).peer = src;
+        let provisional = if msg.method() == Method::Invite {
+            let trying = local_response(msg, 100, reason(100), 0, b"");
+            out.push(Outgoing { side, dst: src, data: trying.clone() });
+            Some(trying)
+        } else {
+            None
+        };
+        self.start_txn(now, side, src, msg, key, did, orig, false, provisional, out);
+    }
+
+    /// Creates the proxy transaction for `msg` and sends the request on.
+    #[allow(clippy::too_many_arguments)]
+    fn start_txn(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        key: Box<[u8]>,
+        did: Id,
+        orig: LegRef,
+        initial: bool,
+        last_response: Option<Vec<u8>>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let Some(d) = self.dialogs.get(did) else { return };
+        let invite = msg.method() == Method::Invite;
+        let echo = |name: HeaderName| -> Vec<u8> {
+            msg.headers.iter().filter(|h| h.name == name).flat_map(|h| raw_line(h.raw_name, h.value)).collect()
+        };
+        let local_tag = xorshift(&mut self.rng);
+        let txn = Txn {
+            invite,
+            bye: msg.method() == Method::Bye,
+            server_key: key.clone(),
+            dialog: did,
+            orig,
+            initial,
+            phase: Phase::Proceeding,
+            orig_side: side,
+            orig_addr: src,
+            vias: echo(HeaderName::Via),
+            from_line: echo(HeaderName::From),
+            to_value: msg.header(HeaderName::To).map(|h| h.value.to_vec()).unwrap_or_default(),
+            call_id_line: echo(HeaderName::CallId),
+            cseq_line: echo(HeaderName::CSeq),
+            local_tag,
+            last_response,
+            dest_side: side.other(),
+            dest_addr: d.leg(orig.other()).next_hop(),
+            request: Vec::new(),
+            outbound: Outbound::default(),
+            provisional: false,
+            cancel: CancelState::None,
+            retx_at: Some(now + self.cfg.t1),
+            retx_every: self.cfg.t1,
+            timeout_at: Some(now + 64 * self.cfg.t1),
+            cleanup_at: None,
+        };
+        let id = self.txns.insert(txn);
+        self.server_index.insert(key, id);
+        let branch = self.branch_for(id);
+        let (bytes, dst, _, outbound) = self.build_in_dialog_request(msg, did, orig, &branch, ipv4_of(src));
+        if let Some(t) = self.txns.get_mut(id) {
+            t.dest_addr = dst;
+            t.request = bytes.clone();
+            t.outbound = outbound;
+        }
+        out.push(Outgoing { side: side.other(), dst, data: bytes });
+        self.stats.transactions.set(self.txns.len() as u64);
+        self.arm(id);
+    }
+
+    /// Re-writes a request from leg `orig` for the other leg of dialog `did`.
+    /// Returns the bytes, the next hop, its side and what ACK/CANCEL repeat.
+    fn build_in_dialog_request(
+        &self,
+        msg: &SipMessage<'_>,
+        did: Id,
+        orig: LegRef,
+        branch: &[u8],
+        source: Ipv4Addr,
+    ) -> (Vec<u8>, SocketAddr, Side, Outbound) {
+        let Some(d) = self.dialogs.get(did) else {
+            return (Vec::new(), SocketAddr::V4(self.cfg.private), Side::Private, Outbound::default());
+        };
+        let to_leg = d.leg(orig.other());
+        let dest_side = to_leg.side;
+        let ours = self.cfg.addr(dest_side);
+        let hider = self.hider(dest_side, source);
+        let from_caller = orig == LegRef::Caller;
+
+        let method = msg.method();
+        let mut b = Builder::request(method.as_bytes(), &to_leg.remote_target);
+        let mut via = Vec::with_capacity(64);
+        let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
+        via.extend_from_slice(branch);
+        b.header("Via", &[&via]);
+        let mut routes = Vec::new();
+        for r in &to_leg.route_set {
+            routes.extend(raw_line(b"Route", r));
+        }
+        b.raw(&routes);
+        let is_initial = msg.to.tag().is_none() && method == Method::Invite;
+        if is_initial {
+            b.raw(&record_route(ours));
+        }
+        let mut out_from = Vec::new();
+        let mut out_to = Vec::new();
+        let mut saw_mf = false;
+        for h in &msg.headers {
+            match h.name {
+                HeaderName::Via | HeaderName::Route | HeaderName::RecordRoute | HeaderName::ContentLength => {}
+                HeaderName::From => {
+                    out_from = with_tag(to_leg.party(from_caller), msg.from.tag());
+                    b.header("From", &[&out_from]);
+                }
+                HeaderName::To => {
+                    out_to = with_tag(to_leg.party(!from_caller), msg.to.tag());
+                    b.header("To", &[&out_to]);
+                }
+                HeaderName::CallId => {
+                    b.header("Call-ID", &[&to_leg.call_id]);
+                }
+                HeaderName::Contact => {
+                    b.raw(&our_contact(ours));
+                }
+                HeaderName::MaxForwards => {
+                    saw_mf = true;
+                    let mf = msg.max_forwards.unwrap_or(70).saturating_sub(1).min(255);
+                    let _ = write!(b.buf_mut(), "Max-Forwards: {mf}\r\n");
+                }
+                _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+            }
+        }
+        if !saw_mf {
+            b.header("Max-Forwards", &[b"70"]);
+        }
+        let mut body = Vec::with_capacity(msg.body.len());
+        hider.copy(msg.body, &mut body);
+        let bytes = b.finish(&body);
+        let outbound = Outbound {
+            ruri: to_leg.remote_target.clone(),
+            via,
+            from: out_from,
+            to: out_to,
+            call_id: to_leg.call_id.clone(),
+            cseq: msg.cseq.seq,
+            routes,
+        };
+        (bytes, to_leg.next_hop(), dest_side, outbound)
+    }
+
+    // ----- responses ------------------------------------------------------
+
+    fn on_response(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
+        let StartLine::Response { code, .. } = msg.start else { return };
+        let Some(id) = msg.via.branch.and_then(|b| self.parse_branch(b)) else {
+            self.stats.stray_responses.inc();
+            return;
+        };
+        let Some(t) = self.txns.get_mut(id) else {
+            self.stats.stray_responses.inc();
+            return;
+        };
+        if t.dest_side != side {
+            self.stats.stray_responses.inc();
+            return;
+        }
+        if msg.cseq.method == Method::Cancel {
+            if t.cancel == CancelState::Sent {
+                t.cancel = CancelState::Answered;
+            }
+            return;
+        }
+        if msg.cseq.method != Method::Ack && (msg.cseq.method == Method::Invite) != t.invite {
+            self.stats.stray_responses.inc();
+            return;
+        }
+        match code {
+            100..=199 => {
+                let first = !t.provisional;
+                t.provisional = true;
+                if t.invite {
+                    t.retx_at = None;
+                    if t.phase == Phase::Proceeding && first {
+                        t.timeout_at = Some(now + self.cfg.timer_c);
+                    }
+                } else {
+                    t.retx_every = self.cfg.t2;
+                }
+                let pending_cancel = t.cancel == CancelState::Pending;
+                if pending_cancel {
+                    self.send_cancel(id, now, out);
+                }
+                if code > 100 && self.txns.get(id).is_some_and(|t| t.phase == Phase::Proceeding) {
+                    self.learn_from_response(id, src, msg);
+                    if let Some(bytes) = self.relay_response(id, msg, code, out) {
+                        if let Some(t) = self.txns.get_mut(id) {
+                            t.last_response = Some(bytes);
+                        }
+                    }
+                }
+                self.arm(id);
+            }
+            200..=299 => {
+                let phase = t.phase;
+                if t.invite {
+                    if phase == Phase::Proceeding {
+                        t.phase = Phase::Accepted;
+                        t.retx_at = None;
+                        t.timeout_at = None;
+                        t.cleanup_at = Some(now + 64 * self.cfg.t1);
+                        self.learn_from_response(id, src, msg);
+                        self.answered(id, now);
+                    }
+                    // 2xx retransmissions are relayed too (RFC 3261 16.7 step 5 / RFC 6026).
+                    if matches!(phase, Phase::Proceeding | Phase::Accepted) {
+                        self.relay_response(id, msg, code, out);
+                    }
+                } else if phase == Phase::Proceeding {
+                    self.final_non_invite(id, now, msg, code, out);
+                }
+                self.arm(id);
+            }
+            _ => {
+                if t.invite {
+                    // Hop-by-hop ACK for every non-2xx final, retransmissions included.
+                    let ack = build_ack(&t.outbound, msg);
+                    out.push(Outgoing { side: t.dest_side, dst: t.dest_addr, data: ack });
+                    if t.phase == Phase::Proceeding {
+                        t.phase = Phase::Completed;
+                        t.retx_at = Some(now + self.cfg.t1);
+                        t.retx_every = self.cfg.t1;
+                        t.timeout_at = Some(now + 64 * self.cfg.t1);
+                        let initial = t.initial;
+                        // A 503 from downstream is not relayed as is (RFC 3261 16.7 step 6).
+                        let relay_code = if code == 503 { 500 } else { code };
+                        if let Some(bytes) = self.relay_response(id, msg, relay_code, out) {
+                            if let Some(t) = self.txns.get_mut(id) {
+                                t.last_response = Some(bytes);
+                            }
+                        }
+                        if initial {
+                            self.end_dialog_of(id, false);
+                        }
+                    }
+                } else if t.phase == Phase::Proceeding {
+                    self.final_non_invite(id, now, msg, code, out);
+                }
+                self.arm(id);
+            }
+        }
+    }
+
+    fn final_non_invite(&mut self, id: Id, now: Ms, msg: &SipMessage<'_>, code: u16, out: &mut Vec<Outgoing>) {
+        if let Some(t) = self.txns.get_mut(id) {
+            t.phase = Phase::Completed;
+            t.retx_at = None;
+            t.timeout_at = None;
+            t.cleanup_at = Some(now + 64 * self.cfg.t1);
+        }
+        let relay_code = if code == 503 { 500 } else { code };
+        if let Some(bytes) = self.relay_response(id, msg, relay_code, out) {
+            if let Some(t) = self.txns.get_mut(id) {
+                t.last_response = Some(bytes);
+            }
+        }
+        if msg.cseq.method == Method::Bye {
+            self.end_dialog_of(id, true);
+        }
+    }
+
+    /// Learns the far leg's target and route set from a dialog-creating or
+    /// target-refreshing response.
+    fn learn_from_response(&mut self, id: Id, src: SocketAddr, msg: &SipMessage<'_>) {
+        let Some(t) = self.txns.get(id) else { return };
+        let (did, far, initial, invite) = (t.dialog, t.orig.other(), t.initial, t.invite);
+        if !invite || msg.to.tag().is_none() {
+            return;
+        }
+        let far_side = t.dest_side;
+        let ours = self.cfg.addr(far_side);
+        let Some(d) = self.dialogs.get_mut(did) else { return };
+        let leg = d.leg_mut(far);
+        if let Some(c) = first_contact_uri(msg) {
+            leg.remote_target = c.to_vec();
+        }
+        leg.peer = src;
+        if initial {
+            // As the UAC toward this leg: the route set is the Record-Route
+            // list reversed, without our own entry.
+            let mut rs: Vec<Vec<u8>> = msg
+                .values(HeaderName::RecordRoute)
+                .filter(|v| !is_our_uri(v, ours))
+                .map(<[u8]>::to_vec)
+                .collect();
+            rs.reverse();
+            leg.route_set = rs;
+        }
+    }
+
+    /// Relays a response back to the sender of the request; returns the bytes.
+    fn relay_response(&self, id: Id, msg: &SipMessage<'_>, code: u16, out: &mut Vec<Outgoing>) -> Option<Vec<u8>> {
+        let t = self.txns.get(id)?;
+        let d = self.dialogs.get(t.dialog)?;
+        let back = d.leg(t.orig);
+        let to_side = t.orig_side;
+        let ours = self.cfg.addr(to_side);
+        let hider = self.hider(to_side, ipv4_of(t.dest_addr));
+        let from_caller = t.orig == LegRef::Caller;
+        let reason_phrase: &[u8] = match msg.start {
+            StartLine::Response { code: c, reason: r } if c == code => r,
+            _ => reason(code).as_bytes(),
+        };
+        let mut phrase = Vec::with_capacity(reason_phrase.len());
+        hider.copy(reason_phrase, &mut phrase);
+        let mut b = Builder::response(code, &phrase);
+        b.raw(&t.vias);
+        let establishing = t.initial && msg.to.tag().is_some() && code > 100 && code < 300;
+        if establishing {
+            b.raw(&record_route(ours));
+            for r in &back.route_set {
+                b.raw(&raw_line(b"Record-Route", r));
+            }
+        }
+        for h in &msg.headers {
+            match h.name {
+                HeaderName::Via | HeaderName::Route | HeaderName::RecordRoute | HeaderName::ContentLength => {}
+                HeaderName::From => {
+                    b.header("From", &[&with_tag(back.party(from_caller), msg.from.tag())]);
+                }
+                HeaderName::To => {
+                    b.header("To", &[&with_tag(back.party(!from_caller), msg.to.tag())]);
+                }
+                HeaderName::CallId => {
+                    b.header("Call-ID", &[&back.call_id]);
+                }
+                HeaderName::Contact => {
+                    b.raw(&our_contact(ours));
+                }
+                _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+            }
+        }
+        let mut body = Vec::with_capacity(msg.body.len());
+        hider.copy(msg.body, &mut body);
+        let bytes = b.finish(&body);
+        out.push(Outgoing { side: to_side, dst: t.orig_addr, data: bytes.clone() });
+        Some(bytes)
+    }
+
+    // ----- timers and state changes ----------------------------------------
+
+    /// Queues the transaction's next deadline.
+    fn arm(&mut self, id: Id) {
+        if let Some(when) = self.txns.get(id).and_then(Txn::next_deadline) {
+            self.timers.push(Reverse((when, id.idx, id.gen)));
+        }
+    }
+
+    fn service(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
+        let (t1, t2) = (self.cfg.t1, self.cfg.t2);
+        let Some(t) = self.txns.get_mut(id) else { return };
+        if t.cleanup_at.is_some_and(|c| c <= now) {
+            return self.remove_txn(id);
+        }
+        if t.retx_at.is_some_and(|r| r <= now) {
+            match t.phase {
+                Phase::Proceeding => {
+                    let data = if t.cancel == CancelState::Sent {
+                        build_cancel(&t.outbound)
+                    } else {
+                        t.request.clone()
+                    };
+                    out.push(Outgoing { side: t.dest_side, dst: t.dest_addr, data });
+                    let capped = !t.invite || t.cancel == CancelState::Sent;
+                    t.retx_every = if capped { (t.retx_every * 2).min(t2) } else { t.retx_every * 2 };
+                    t.retx_at = Some(now + t.retx_every);
+                }
+                Phase::Completed if t.invite => {
+                    if let Some(resp) = &t.last_response {
+                        out.push(Outgoing { side: t.orig_side, dst: t.orig_addr, data: resp.clone() });
+                    }
+                    t.retx_every = (t.retx_every * 2).min(t2);
+                    t.retx_at = Some(now + t.retx_every);
+                }
+                _ => t.retx_at = None,
+            }
+        }
+        if t.timeout_at.is_some_and(|x| x <= now) {
+            t.timeout_at = None;
+            match t.phase {
+                Phase::Proceeding if t.invite && t.provisional && t.cancel == CancelState::None => {
+                    // Timer C: the far side rang too long.
+                    self.send_cancel(id, now, out);
+                }
+                Phase::Proceeding => {
+                    // Timer B/F, or the far side never answered our CANCEL.
+                    let code = if t.cancel == CancelState::None { 408 } else { 487 };
+                    let resp = txn_response(t, code);
+                    out.push(Outgoing { side: t.orig_side, dst: t.orig_addr, data: resp.clone() });
+                    t.phase = Phase::Completed;
+                    t.last_response = Some(resp);
+                    if t.invite {
+                        t.retx_every = t1;
+                        t.retx_at = Some(now + t1);
+                        t.timeout_at = Some(now + 64 * t1);
+                    } else {
+                        t.retx_at = None;
+                        t.cleanup_at = Some(now + 64 * t1);
+                    }
+                    let ends = t.initial || t.bye;
+                    let answered = !t.initial;
+                    if ends {
+                        self.end_dialog_of(id, answered);
+                    }
+                }
+                _ => return self.remove_txn(id),
+            }
+        }
+        self.arm(id);
+    }
+
+    fn send_cancel(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
+        let t1 = self.cfg.t1;
+        let Some(t) = self.txns.get_mut(id) else { return };
+        t.cancel = CancelState::Sent;
+        out.push(Outgoing { side: t.dest_side, dst: t.dest_addr, data: build_cancel(&t.outbound) });
+        t.retx_every = t1;
+        t.retx_at = Some(now + t1);
+        t.timeout_at = Some(now + 64 * t1);
+        self.arm(id);
+    }
+
+    fn remove_txn(&mut self, id: Id) {
+        if let Some(t) = self.txns.remove(id) {
+            if self.server_index.get(&t.server_key) == Some(&id) {
+                self.server_index.remove(&t.server_key);
+            }
+        }
+        self.stats.transactions.set(self.txns.len() as u64);
+    }
+
+    fn answered(&mut self, id: Id, now: Ms) {
+        let Some(t) = self.txns.get(id) else { return };
+        if !t.initial {
+            return;
+        }
+        if let Some(d) = self.dialogs.get_mut(t.dialog) {
+            if d.state == DialogState::Early {
+                d.state = DialogState::Confirmed;
+                d.answered = Some(now);
+                self.stats.calls_answered.inc();
+                self.stats.calls_up.inc();
+            }
+        }
+    }
+
+    /// Removes the dialog of transaction `id`: a call that ended (`normal`)
+    /// or one that failed before it was answered.
+    fn end_dialog_of(&mut self, id: Id, normal: bool) {
+        let Some(did) = self.txns.get(id).map(|t| t.dialog) else { return };
+        let Some(d) = self.dialogs.remove(did) else { return };
+        for leg in [&d.caller, &d.callee] {
+            self.dialog_index.remove(&(leg.side, Box::from(leg.call_id.as_slice())));
+        }
+        if d.state == DialogState::Confirmed {
+            self.stats.calls_up.dec();
+        } else if !normal {
+            self.stats.calls_failed.inc();
+        }
+        self.stats.dialogs.set(self.dialogs.len() as u64);
+    }
+
+    // ----- identifiers ----------------------------------------------------
+
+    fn next_u64(&mut self) -> u64 {
+        xorshift(&mut self.rng)
+    }
+
+    fn branch_for(&self, id: Id) -> Vec<u8> {
+        let mut b = BRANCH_PREFIX.to_vec();
+        let _ = write!(b, "{:08x}{:x}.{:x}", self.salt, id.idx, id.gen);
+        b
+    }
+
+    /// Our transaction behind a branch we generated, if it is one.
+    fn parse_branch(&self, branch: &[u8]) -> Option<Id> {
+        let rest = branch.strip_prefix(BRANCH_PREFIX)?;
+        let salt = std::str::from_utf8(rest.get(..8)?).ok()?;
+        if u32::from_str_radix(salt, 16).ok()? != self.salt {
+            return None;
+        }
+        let ids = std::str::from_utf8(rest.get(8..)?).ok()?;
+        let (idx, gen) = ids.split_once('.')?;
+        Some(Id { idx: u32::from_str_radix(idx, 16).ok()?, gen: u32::from_str_radix(gen, 16).ok()? })
+    }
+
+    /// A branch for a stateless forward (ACK for 2xx); never parses as ours.
+    fn new_branch_stateless(&mut self) -> Vec<u8> {
+        let mut b = BRANCH_PREFIX.to_vec();
+        let _ = write!(b, "-{:016x}", self.next_u64());
+        b
+    }
+
+    fn new_call_id(&mut self) -> Vec<u8> {
+        let (a, b) = (self.next_u64(), self.next_u64());
+        format!("{a:016x}{b:016x}").into_bytes()
+    }
+
+    fn hider(&self, toward: Side, source: Ipv4Addr) -> Hider<'_> {
+        Hider {
+            toward,
+            ours: *self.cfg.addr(toward).ip(),
+            theirs: *self.cfg.addr(toward.other()).ip(),
+            source,
+            snapshot: &self.snapshot,
+        }
+    }
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+fn ipv4_of(addr: SocketAddr) -> Ipv4Addr {
+    match addr {
+        SocketAddr::V4(a) => *a.ip(),
+        SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+/// The key of a server transaction (RFC 3261 17.2.3; RFC 2543 fallback).
+fn server_key(side: Side, msg: &SipMessage<'_>, invite_class: bool) -> Box<[u8]> {
+    let mut k = Vec::with_capacity(96);
+    k.push(side as u8);
+    k.push(u8::from(invite_class));
+    match msg.via.rfc3261_branch() {
+        Some(branch) => {
+            k.extend_from_slice(branch);
+            k.push(0);
+            k.extend_from_slice(msg.via.host);
+            let _ = write!(k, ":{}", msg.via.port.unwrap_or(5060));
+        }
+        None => {
+            k.extend_from_slice(msg.call_id);
+            let _ = write!(k, "\0{}\0", msg.cseq.seq);
+            k.extend_from_slice(msg.from.tag().unwrap_or_default());
+            k.push(0);
+            k.extend_from_slice(msg.via.host);
+            k.push(0);
+            k.extend_from_slice(msg.via.branch.unwrap_or_default());
+        }
+    }
+    k.into_boxed_slice()
+}
+
+fn raw_line(name: &[u8], value: &[u8]) -> Vec<u8> {
+    [name, b": ", value, b"\r\n"].concat()
+}
+
+fn tag_param(tag: u64) -> Vec<u8> {
+    format!(";tag={tag:016x}").into_bytes()
+}
+
+/// A response we generate ourselves to `msg`.
+fn local_response(msg: &SipMessage<'_>, code: u16, why: &str, tag: u64, extra: &[u8]) -> Vec<u8> {
+    let mut b = Builder::response(code, why.as_bytes());
+    for h in &msg.headers {
+        match h.name {
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                b.raw(&raw_line(h.raw_name, h.value));
+            }
+            HeaderName::To => {
+                let mut v = h.value.to_vec();
+                if code > 100 && msg.to.tag().is_none() {
+                    v.extend(tag_param(tag));
+                }
+                b.raw(&raw_line(h.raw_name, &v));
+            }
+            _ => {}
+        }
+    }
+    b.raw(extra);
+    b.finish(b"")
+}
+
+/// A response we generate for a transaction whose request is gone.
+fn txn_response(t: &Txn, code: u16) -> Vec<u8> {
+    let mut b = Builder::response(code, reason(code).as_bytes());
+    b.raw(&t.vias).raw(&t.from_line);
+    let mut to = t.to_value.clone();
+    if NameAddr::parse(&to).and_then(|n| n.tag()).is_none() {
+        to.extend(tag_param(t.local_tag));
+    }
+    b.header("To", &[&to]).raw(&t.call_id_line).raw(&t.cseq_line);
+    b.finish(b"")
+}
+
+/// An error response to a request that did not parse: echoes what it can of
+/// Via, From, To, Call-ID and CSeq. Without a Via there is no one to answer.
+fn error_response(bytes: &[u8], code: u16, why: &str, tag: u64) -> Option<Vec<u8>> {
+    let mut lines = bytes.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    lines.next()?;
+    let mut b = Builder::response(code, reason(code).as_bytes());
+    let mut have_via = false;
+    let mut seen = [false; 4];
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        if line.first().is_some_and(|&c| c == b' ' || c == b'\t') {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&c| c == b':') else { continue };
+        let name = grammar::trim_lws(line.get(..colon).unwrap_or_default());
+        let slot = match HeaderName::classify(name) {
+            HeaderName::Via => {
+                have_via = true;
+                b.raw(line).raw(b"\r\n");
+                continue;
+            }
+            HeaderName::From => 0,
+            HeaderName::To => 1,
+            HeaderName::CallId => 2,
+            HeaderName::CSeq => 3,
+            _ => continue,
+        };
+        if seen.get(slot) == Some(&true) {
+            continue;
+        }
+        if let Some(s) = seen.get_mut(slot) {
+            *s = true;
+        }
+        b.raw(line);
+        let lower = line.to_ascii_lowercase();
+        if slot == 1 && !lower.windows(4).any(|w| w == b"tag=") {
+            b.raw(&tag_param(tag));
+        }
+        b.raw(b"\r\n");
+    }
+    if !have_via {
+        return None;
+    }
+    if code == 400 {
+        b.header("Warning", &[b"399 sbc \"", why.as_bytes(), b"\""]);
+    }
+    Some(b.finish(b""))
+}
+
+fn first_contact_uri<'a>(msg: &SipMessage<'a>) -> Option<&'a [u8]> {
+    msg.values(HeaderName::Contact).next().and_then(NameAddr::parse).map(|na| na.uri)
+}
+
+/// `display <uri>;params` without the tag parameter.
+fn without_tag(na: &NameAddr<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    if !na.display.is_empty() {
+        v.extend_from_slice(na.display);
+        v.push(b' ');
+    }
+    v.push(b'<');
+    v.extend_from_slice(na.uri);
+    v.push(b'>');
+    for p in grammar::split_params(na.params) {
+        if !p.get(..3).is_some_and(|n| n.eq_ignore_ascii_case(b"tag")) || p.get(3).is_some_and(|&c| c != b'=' && !grammar::is_lws(c)) {
+            v.push(b';');
+            v.extend_from_slice(p);
+        }
+    }
+    v
+}
+
+fn with_tag(party: &[u8], tag: Option<&[u8]>) -> Vec<u8> {
+    let mut v = party.to_vec();
+    if let Some(t) = tag {
+        v.extend_from_slice(b";tag=");
+        v.extend_from_slice(t);
+    }
+    v
+}
+
+/// A From/To value for the far leg: the display name and user, at `host`.
+fn party_for(na: &NameAddr<'_>, host: Ipv4Addr, user_port: Option<(&[u8], u16)>, hider: &Hider<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    if !na.display.is_empty() {
+        hider.copy(na.display, &mut v);
+        v.push(b' ');
+    }
+    v.push(b'<');
+    match SipUri::parse(na.uri) {
+        Some(u) => {
+            v.extend_from_slice(b"sip:");
+            let user = match user_port {
+                Some((user, _)) if !user.is_empty() => Some(user),
+                _ => u.user,
+            };
+            if let Some(user) = user {
+                hider.copy(user, &mut v);
+                v.push(b'@');
+            }
+            let _ = write!(v, "{host}");
+            if let Some((_, port)) = user_port {
+                let _ = write!(v, ":{port}");
+            }
+        }
+        None => hider.copy(na.uri, &mut v),
+    }
+    v.push(b'>');
+    v
+}
+
+fn record_route(ours: SocketAddrV4) -> Vec<u8> {
+    format!("Record-Route: <sip:{ours};lr>\r\n").into_bytes()
+}
+
+fn our_contact(ours: SocketAddrV4) -> Vec<u8> {
+    format!("Contact: <sip:sbc@{ours}>\r\n").into_bytes()
+}
+
+fn is_our_uri(value: &[u8], ours: SocketAddrV4) -> bool {
+    NameAddr::parse(value)
+        .and_then(|na| SipUri::parse(na.uri))
+        .is_some_and(|u| grammar::parse_ipv4(u.host) == Some(*ours.ip()) && u.port.unwrap_or(5060) == ours.port())
+}
+
+fn copy_hidden(b: &mut Builder, name: &[u8], value: &[u8], hider: &Hider<'_>) {
+    let buf = b.buf_mut();
+    buf.extend_from_slice(name);
+    buf.extend_from_slice(b": ");
+    hider.copy(value, buf);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The hop-by-hop ACK for a non-2xx final response to our INVITE.
+fn build_ack(o: &Outbound, resp: &SipMessage<'_>) -> Vec<u8> {
+    let to = resp.header(HeaderName::To).map_or(o.to.as_slice(), |h| h.value);
+    outbound_request(o, b"ACK", to)
+}
+
+fn build_cancel(o: &Outbound) -> Vec<u8> {
+    outbound_request(o, b"CANCEL", &o.to)
+}
+
+fn outbound_request(o: &Outbound, method: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut b = Builder::request(method, &o.ruri);
+    b.header("Via", &[&o.via]).raw(&o.routes);
+    b.header("Max-Forwards", &[b"70"])
+        .header("From", &[&o.from])
+        .header("To", &[to])
+        .header("Call-ID", &[&o.call_id]);
+    let _ = write!(b.buf_mut(), "CSeq: {} ", o.cseq);
+    b.raw(method).raw(b"\r\n");
+    b.finish(b"")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,26 @@
+//! The SBC's packet paths: no tokio, no SQL.
+//!
+//! ```text
+//!  socket backend (recvmmsg) ──ring──► SIP engine thread ──sendmmsg──► wire
+//!          ▲                               │  ▲
+//!          └─ datagram buffers recycled ◄──┘  └── RouteSnapshot ring (control plane)
+//! ```
+//! - [`sip`]: zero-copy SIP scanner and message builder.
+//! - [`engine`]: the transaction-stateful, dialog-aware proxy with topology hiding.
+//! - [`routing`]: the immutable routing snapshot and the routing rule.
+//! - [`socket`]: the kernel-UDP backend and the engine thread.
+//! - [`stats`]: lock-free counters read by the control plane.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+pub mod engine;
+pub mod routing;
+pub mod sip;
+pub mod socket;
+pub mod stats;
+
+pub use engine::{EngineConfig, Ms, Outgoing, Side, SipEngine};
+pub use routing::RouteSnapshot;

@@ -1,0 +1,269 @@
+//! The immutable routing snapshot the control plane builds from SQL and hands
+//! to the SIP engine, and the routing decisions taken over it.
+//!
+//! The same functions answer the SIP engine and `POST /api/v1/route`, so the
+//! API always tells what the engine would do.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::sip::grammar::{parse_ipv4, SipUri};
+
+/// A carrier allowlist entry (Kamailio's `address` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carrier {
+    pub id: i64,
+    pub ip: Ipv4Addr,
+    pub mask: u8,
+    pub name: String,
+    pub group: u32,
+}
+
+impl Carrier {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.mask == 0 { 0 } else { u32::MAX << (32 - u32::from(self.mask.min(32))) };
+        (u32::from(ip) & mask) == (u32::from(self.ip) & mask)
+    }
+}
+
+/// A dispatcher destination (Kamailio's `dispatcher` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub id: i64,
+    pub destination: String,
+    /// Where the destination URI points (IPv4 literal host; port 5060 by default).
+    pub addr: SocketAddrV4,
+    pub group: u32,
+    pub priority: i32,
+    pub weight: u32,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub source_ip: Ipv4Addr,
+    pub gateway_group: u32,
+    pub max_cps: u32,
+    pub max_concurrent: u32,
+}
+
+/// Everything routing needs, built once per provisioning change.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSnapshot {
+    pub version: u64,
+    pub carriers: Vec<Carrier>,
+    pub gateways: Vec<Gateway>,
+    pub tenants: Vec<Tenant>,
+}
+
+/// The group used when no tenant names one.
+pub const DEFAULT_GROUP: u32 = 1;
+
+/// What happens to a new INVITE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Route {
+        tenant_id: Option<String>,
+        gateway_group: Option<u32>,
+        /// The number to put in the Request-URI user part (prefix stripped).
+        user: Vec<u8>,
+        /// Destinations in the order they would be tried.
+        candidates: Vec<Target>,
+    },
+    Reject {
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+/// One destination of a routing decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The destination as provisioned (a SIP URI).
+    pub uri: String,
+    pub addr: SocketAddrV4,
+}
+
+/// The facts of an INVITE that routing looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a> {
+    pub source: Ipv4Addr,
+    /// User part of the Request-URI.
+    pub user: &'a [u8],
+    /// Value of an `X-Tenant-ID` header.
+    pub tenant_header: Option<&'a [u8]>,
+}
+
+impl RouteSnapshot {
+    /// The carrier whose prefix matches, longest prefix first.
+    pub fn carrier_for(&self, ip: Ipv4Addr) -> Option<&Carrier> {
+        self.carriers.iter().filter(|c| c.contains(ip)).max_by_key(|c| c.mask)
+    }
+
+    pub fn is_gateway(&self, ip: Ipv4Addr) -> bool {
+        self.gateways.iter().any(|g| *g.addr.ip() == ip)
+    }
+
+    /// Tenant identification: `X-Tenant-ID`, else a `tenantid_number` user
+    /// prefix (returns the stripped number), else `by_source`.
+    fn identify<'a>(
+        &'a self,
+        req: &RouteRequest<'_>,
+        by_source: bool,
+    ) -> (Option<&'a Tenant>, Vec<u8>) {
+        let user = req.user.to_vec();
+        if let Some(h) = req.tenant_header {
+            if let Some(t) = self.tenants.iter().find(|t| t.tenant_id.as_bytes() == h) {
+                return (Some(t), user);
+            }
+        }
+        if let Some(us) = req.user.iter().position(|&b| b == b'_') {
+            let (prefix, rest) = req.user.split_at(us);
+            if let Some(t) = self.tenants.iter().find(|t| t.tenant_id.as_bytes() == prefix) {
+                return (Some(t), rest.get(1..).unwrap_or_default().to_vec());
+            }
+        }
+        if by_source {
+            if let Some(t) = self.tenants.iter().find(|t| t.source_ip == req.source) {
+                return (Some(t), user);
+            }
+        }
+        (None, user)
+    }
+
+    /// Gateways of a group in the order they are tried: higher priority first
+    /// (as Kamailio's dispatcher sorts), then higher weight, then lower id.
+    pub fn group_candidates(&self, group: u32) -> Vec<Target> {
+        let mut gws: Vec<&Gateway> = self.gateways.iter().filter(|g| g.group == group).collect();
+        gws.sort_by(|a, b| {
+            b.priority.cmp(&a.priority).then(b.weight.cmp(&a.weight)).then(a.id.cmp(&b.id))
+        });
+        gws.into_iter().map(|g| Target { uri: g.destination.clone(), addr: g.addr }).collect()
+    }
+
+    /// An INVITE from the private side.
+    pub fn route_inbound(&self, req: &RouteRequest<'_>) -> Decision {
+        if self.carrier_for(req.source).is_none() {
+            return Decision::Reject { code: 403, reason: "Forbidden - source is not a carrier" };
+        }
+        let (tenant, user) = self.identify(req, true);
+        let group = tenant.map_or(DEFAULT_GROUP, |t| t.gateway_group);
+        let candidates = self.group_candidates(group);
+        if candidates.is_empty() {
+            return Decision::Reject { code: 503, reason: "Service Unavailable - no gateway" };
+        }
+        Decision::Route {
+            tenant_id: tenant.map(|t| t.tenant_id.clone()),
+            gateway_group: Some(group),
+            user,
+            candidates,
+        }
+    }
+
+    /// An INVITE from the public side: only from a provisioned gateway; to the
+    /// tenant's trunk, else to the host carriers (mask 32) by lowest id.
+    pub fn route_outbound(&self, req: &RouteRequest<'_>) -> Decision {
+        if !self.is_gateway(req.source) {
+            return Decision::Reject { code: 403, reason: "Forbidden - source is not a gateway" };
+        }
+        let (tenant, user) = self.identify(req, false);
+        let candidates: Vec<Target> = match tenant {
+            Some(t) => vec![Target {
+                uri: format!("sip:{}:5060", t.source_ip),
+                addr: SocketAddrV4::new(t.source_ip, 5060),
+            }],
+            None => {
+                let mut hosts: Vec<&Carrier> = self.carriers.iter().filter(|c| c.mask == 32).collect();
+                hosts.sort_by_key(|c| c.id);
+                hosts
+                    .into_iter()
+                    .map(|c| Target { uri: format!("sip:{}:5060", c.ip), addr: SocketAddrV4::new(c.ip, 5060) })
+                    .collect()
+            }
+        };
+        if candidates.is_empty() {
+            return Decision::Reject { code: 503, reason: "Service Unavailable - no carrier" };
+        }
+        Decision::Route { tenant_id: tenant.map(|t| t.tenant_id.clone()), gateway_group: None, user, candidates }
+    }
+}
+
+/// Parses a gateway destination: a `sip:` URI whose host is an IPv4 literal.
+/// (Names are resolved by the control plane in a later issue.)
+pub fn parse_destination(uri: &str) -> Result<SocketAddrV4, &'static str> {
+    let parsed = SipUri::parse(uri.as_bytes()).ok_or("not a sip: URI")?;
+    if parsed.has_headers {
+        return Err("URI headers are not allowed");
+    }
+    let ip = parse_ipv4(parsed.host).ok_or("host must be an IPv4 address")?;
+    Ok(SocketAddrV4::new(ip, parsed.port.unwrap_or(5060)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> RouteSnapshot {
+        let gw = |id, last, group, priority, weight| Gateway {
+            id,
+            destination: format!("sip:203.0.113.{last}:5060"),
+            addr: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, last), 5060),
+            group,
+            priority,
+            weight,
+            description: String::new(),
+        };
+        RouteSnapshot {
+            version: 1,
+            carriers: vec![
+                Carrier { id: 1, ip: Ipv4Addr::new(10, 0, 1, 0), mask: 24, name: "net".into(), group: 1 },
+                Carrier { id: 2, ip: Ipv4Addr::new(10, 0, 1, 10), mask: 32, name: "c1".into(), group: 1 },
+            ],
+            gateways: vec![gw(1, 10, 1, 1, 1), gw(2, 11, 1, 5, 1), gw(3, 12, 3, 1, 1)],
+            tenants: vec![Tenant {
+                tenant_id: "acme".into(),
+                source_ip: Ipv4Addr::new(10, 0, 1, 50),
+                gateway_group: 3,
+                max_cps: 10,
+                max_concurrent: 10,
+            }],
+        }
+    }
+
+    #[test]
+    fn inbound_needs_a_carrier_and_orders_by_priority() {
+        let s = snap();
+        let req = |ip, user| RouteRequest { source: ip, user, tenant_header: None };
+        assert!(matches!(
+            s.route_inbound(&req(Ipv4Addr::new(10, 0, 2, 1), b"1")),
+            Decision::Reject { code: 403, .. }
+        ));
+        let Decision::Route { candidates, .. } = s.route_inbound(&req(Ipv4Addr::new(10, 0, 1, 10), b"1")) else {
+            panic!("expected a route")
+        };
+        assert_eq!(candidates[0].addr.ip(), &Ipv4Addr::new(203, 0, 113, 11));
+        assert_eq!(s.carrier_for(Ipv4Addr::new(10, 0, 1, 10)).unwrap().id, 2);
+    }
+
+    #[test]
+    fn tenant_prefix_is_stripped() {
+        let s = snap();
+        let req = RouteRequest { source: Ipv4Addr::new(10, 0, 1, 10), user: b"acme_919876543210", tenant_header: None };
+        let Decision::Route { tenant_id, user, gateway_group, .. } = s.route_inbound(&req) else {
+            panic!("expected a route")
+        };
+        assert_eq!(tenant_id.as_deref(), Some("acme"));
+        assert_eq!(user, b"919876543210");
+        assert_eq!(gateway_group, Some(3));
+    }
+
+    #[test]
+    fn outbound_goes_to_host_carriers() {
+        let s = snap();
+        let req = RouteRequest { source: Ipv4Addr::new(203, 0, 113, 10), user: b"1", tenant_header: None };
+        let Decision::Route { candidates, .. } = s.route_outbound(&req) else { panic!("expected a route") };
+        assert_eq!(candidates[0].addr, SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 10), 5060));
+        let req = RouteRequest { source: Ipv4Addr::new(198, 51, 100, 1), user: b"1", tenant_header: None };
+        assert!(matches!(s.route_outbound(&req), Decision::Reject { code: 403, .. }));
+    }
+}

@@ -1,0 +1,1 @@
+//! Load tools for the SBC.

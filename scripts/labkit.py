@@ -1,0 +1,702 @@
+"""Shared plumbing for the namespace lab: lab up/down, the SBC process, the REST API, sipp, tcpdump.
+
+Used by scripts/lab_tests.py (end-to-end tests) and perf/cps_lab.py (signalling benchmark).
+Python 3.11 standard library only. Must run as root (network namespaces).
+
+Every process started here runs inside one of the lab namespaces (carrier, sbc, gw), which have no
+default route, and is registered so that cleanup() can end it by its own pid. cleanup() runs from
+`with Lab(): ...`, from atexit, and on SIGTERM/SIGHUP (turned into SystemExit so finally blocks run).
+"""
+from __future__ import annotations
+
+import atexit
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+LAB = SCRIPTS / "lab"
+SIPP_DIR = SCRIPTS / "sipp"
+SIPSEND = SCRIPTS / "sipsend.py"
+
+# Lab addresses (see docs/architecture.md, "The lab").
+CARRIER_IP = "10.0.1.10"
+CARRIER2_IP = "10.0.1.20"
+TENANT_TRUNK_IP = "10.0.1.50"
+SBC_PRIV_IP = "10.0.0.100"
+SBC_PUB_IP = "203.0.113.50"
+SBC_PRIV = f"{SBC_PRIV_IP}:5060"
+SBC_PUB = f"{SBC_PUB_IP}:5080"
+GW1_IP, GW2_IP, GW3_IP = "203.0.113.10", "203.0.113.11", "203.0.113.12"
+API_BASE = "http://127.0.0.1:8080"
+
+CONFIG_TEMPLATE = """\
+[sip]
+private = "{priv}"
+public  = "{pub}"
+[media]
+private_ip = "{priv_ip}"
+public_ip  = "{pub_ip}"
+[dataplane]
+backend = "socket"
+[database]
+url = "sqlite://{db}"
+[api]
+listen = "127.0.0.1:8080"
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def nsexec(ns: str, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns] + [str(a) for a in argv]
+
+
+# ----------------------------------------------------------------------------------------------
+# Process registry and cleanup
+# ----------------------------------------------------------------------------------------------
+
+_procs: list[subprocess.Popen] = []
+_cleanup_done = False
+_lab_is_up = False
+
+
+def spawn(argv: list[str], *, stdout=None, stderr=None, cwd=None, env=None) -> subprocess.Popen:
+    """Start a process (normally `ip netns exec NS ...`, which execs, so the pid is the program's)."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                         cwd=cwd, env=env, start_new_session=True)
+    _procs.append(p)
+    return p
+
+
+def stop_process(p: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 3.0) -> int | None:
+    """Signal one process we started, wait, escalate to SIGKILL. Returns its exit status."""
+    if p.poll() is None:
+        try:
+            p.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                pass
+    if p in _procs:
+        _procs.remove(p)
+    return p.returncode
+
+
+def lab_up() -> None:
+    global _lab_is_up
+    subprocess.run([str(LAB), "up"], check=True)
+    _lab_is_up = True
+
+
+def lab_down() -> None:
+    global _lab_is_up
+    subprocess.run([str(LAB), "down"], check=False)
+    _lab_is_up = False
+
+
+def cleanup() -> None:
+    global _cleanup_done
+    if _cleanup_done:
+        return
+    _cleanup_done = True
+    for p in list(reversed(_procs)):
+        stop_process(p, signal.SIGTERM, grace=2.0)
+    lab_down()
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def install_cleanup() -> None:
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+
+
+class Lab:
+    """`with Lab(): ...` brings the namespaces up and always tears everything down."""
+
+    def __enter__(self):
+        if os.geteuid() != 0:
+            raise SystemExit("the lab needs root (ip netns)")
+        install_cleanup()
+        lab_up()
+        return self
+
+    def __exit__(self, *exc):
+        cleanup()
+        return False
+
+
+def new_run_dir(kind: str) -> Path:
+    d = REPO / "lab-out" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    d.mkdir(parents=True, exist_ok=True)
+    latest = REPO / "lab-out" / f"{kind}-latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(d.name)
+    except OSError:
+        pass
+    return d
+
+
+def tail(path: Path | str, lines: int = 30) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"<{path}: {e}>"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def wait_udp_listen(ns: str, ip: str, port: int, timeout: float = 5.0) -> bool:
+    """Wait until something in `ns` has a UDP socket bound on ip:port."""
+    deadline = time.monotonic() + timeout
+    needle = f"{ip}:{port}"
+    while time.monotonic() < deadline:
+        r = subprocess.run(nsexec(ns, ["ss", "-Hlun"]), capture_output=True, text=True)
+        if any(needle in line.split() for line in r.stdout.splitlines()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# The SBC process
+# ----------------------------------------------------------------------------------------------
+
+class Sbc:
+    def __init__(self, binary: str | Path, out_dir: Path):
+        self.binary = Path(binary).resolve()
+        self.out_dir = out_dir
+        self.tmp = Path(tempfile.mkdtemp(prefix="sbc-lab-"))
+        self.config = self.tmp / "sbc.toml"
+        self.config.write_text(CONFIG_TEMPLATE.format(
+            priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP, pub_ip=SBC_PUB_IP,
+            db=self.tmp / "sbc.db"))
+        shutil.copy(self.config, out_dir / "sbc.toml")
+        self.log_path = out_dir / "sbc.log"
+        self.proc: subprocess.Popen | None = None
+        self.api = Api()
+        atexit.register(shutil.rmtree, self.tmp, True)
+
+    def start(self, api_timeout: float = 10.0) -> None:
+        if not self.binary.exists():
+            raise RuntimeError(f"SBC binary not found: {self.binary}")
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_BACKTRACE", "1")
+        logf = open(self.log_path, "ab")
+        logf.write(f"\n===== start {time.strftime('%H:%M:%S')}: {self.binary} run --config {self.config}\n".encode())
+        logf.flush()
+        self.proc = spawn(nsexec("sbc", [self.binary, "run", "--config", self.config]),
+                          stdout=logf, stderr=subprocess.STDOUT, env=env)
+        logf.close()
+        deadline = time.monotonic() + api_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"SBC exited with status {self.proc.returncode} during start-up:\n"
+                                   + tail(self.log_path, 40))
+            if self.api.ready():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"SBC API did not answer within {api_timeout} s:\n" + tail(self.log_path, 40))
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int, lines: int = 40) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                data = f.read().decode("utf-8", "replace")
+        except OSError as e:
+            return f"<{e}>"
+        return "\n".join(data.splitlines()[-lines:])
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        rc = stop_process(self.proc, signal.SIGTERM, grace=5.0)
+        return rc
+
+    # /proc accounting (the pid is the SBC itself: `ip netns exec` execs it)
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        # fields after "pid (comm)": state is rest[0]; utime = field 14, stime = field 15
+        utime, stime = int(rest[11]), int(rest[12])
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+    def status_kb(self, key: str) -> int | None:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# REST API (curl inside ns sbc: the API listens on the namespace's loopback)
+# ----------------------------------------------------------------------------------------------
+
+class ApiError(RuntimeError):
+    pass
+
+
+@dataclass
+class Response:
+    code: int
+    body: str
+
+    def json(self):
+        try:
+            return json.loads(self.body) if self.body.strip() else None
+        except json.JSONDecodeError:
+            return None
+
+
+class Api:
+    def __init__(self, base: str = API_BASE):
+        self.base = base
+
+    def request(self, method: str, path: str, body=None, timeout: float = 5.0) -> Response:
+        argv = ["curl", "-sS", "-m", str(timeout), "-X", method, "-o", "-",
+                "-w", "\n__HTTP_CODE__%{http_code}", self.base + path]
+        data = None
+        if body is not None:
+            argv[1:1] = ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+            data = json.dumps(body)
+        r = subprocess.run(nsexec("sbc", argv), input=data, capture_output=True, text=True,
+                           timeout=timeout + 5)
+        out = r.stdout
+        m = re.search(r"\n__HTTP_CODE__(\d{3})$", out)
+        if not m:
+            raise ApiError(f"{method} {path}: curl failed (rc {r.returncode}): {r.stderr.strip()}")
+        return Response(int(m.group(1)), out[:m.start()])
+
+    def ready(self) -> bool:
+        try:
+            return self.request("GET", "/api/v1/status", timeout=1.0).code == 200
+        except (ApiError, subprocess.TimeoutExpired):
+            return False
+
+    def status(self) -> dict:
+        r = self.request("GET", "/api/v1/status")
+        if r.code != 200 or not isinstance(r.json(), dict):
+            raise ApiError(f"GET /api/v1/status -> {r.code} {r.body[:200]}")
+        return r.json()
+
+    def snapshot_version(self):
+        try:
+            return self.status().get("snapshot_version")
+        except ApiError:
+            return None
+
+    def wait_applied(self, before, timeout: float = 2.0) -> bool:
+        """Wait until the SIP engine has a newer routing snapshot than `before`.
+        Without a usable snapshot_version, just sleep a second."""
+        if not isinstance(before, (int, float)):
+            time.sleep(1.0)
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = self.snapshot_version()
+            if isinstance(v, (int, float)) and v > before:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _create(self, path: str, obj: dict, expect=(200, 201)) -> dict:
+        before = self.snapshot_version()
+        r = self.request("POST", path, obj)
+        if r.code not in expect:
+            raise ApiError(f"POST {path} {json.dumps(obj)} -> {r.code} {r.body[:300]}")
+        self.wait_applied(before)
+        j = r.json()
+        return j if isinstance(j, dict) else {}
+
+    def _delete(self, path: str) -> None:
+        before = self.snapshot_version()
+        r = self.request("DELETE", path)
+        if r.code not in (200, 204):
+            raise ApiError(f"DELETE {path} -> {r.code} {r.body[:300]}")
+        self.wait_applied(before)
+
+    def add_carrier(self, ip, mask=32, name="carrier", group=1) -> dict:
+        return self._create("/api/v1/carriers", {"ip": ip, "mask": mask, "name": name, "group": group})
+
+    def add_gateway(self, destination, group=1, priority=1, weight=1, description="gw") -> dict:
+        return self._create("/api/v1/gateways", {"destination": destination, "group": group,
+                                                 "priority": priority, "weight": weight,
+                                                 "description": description})
+
+    def add_tenant(self, tenant_id, source_ip, gateway_group=1, max_cps=10, max_concurrent=10) -> dict:
+        return self._create("/api/v1/tenants", {"tenant_id": tenant_id, "source_ip": source_ip,
+                                                "gateway_group": gateway_group, "max_cps": max_cps,
+                                                "max_concurrent": max_concurrent})
+
+    def delete_carrier(self, cid) -> None:
+        self._delete(f"/api/v1/carriers/{cid}")
+
+    def delete_gateway(self, gid) -> None:
+        self._delete(f"/api/v1/gateways/{gid}")
+
+    def delete_tenant(self, tenant_id) -> None:
+        self._delete(f"/api/v1/tenants/{tenant_id}")
+
+    def list(self, what: str) -> list:
+        r = self.request("GET", f"/api/v1/{what}")
+        if r.code != 200:
+            raise ApiError(f"GET /api/v1/{what} -> {r.code} {r.body[:300]}")
+        j = r.json()
+        if isinstance(j, dict):  # tolerate {"gateways": [...]} style envelopes
+            for v in j.values():
+                if isinstance(v, list):
+                    return v
+        return j if isinstance(j, list) else []
+
+
+def provision_default(api: Api) -> dict:
+    """Carrier 10.0.1.10/32 (group 1) and gateway group 1 = sip:203.0.113.10:5060."""
+    carrier = api.add_carrier(CARRIER_IP, 32, "carrier1", 1)
+    gw = api.add_gateway(f"sip:{GW1_IP}:5060", 1, 1, 1, "gw1")
+    return {"carrier": carrier, "gateway": gw}
+
+
+# ----------------------------------------------------------------------------------------------
+# sipp
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class SippResult:
+    name: str
+    rc: int | None
+    elapsed: float
+    timed_out: bool
+    stats: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+    @property
+    def successful(self) -> int:
+        return int(self.stats.get("SuccessfulCall(C)", 0) or 0)
+
+    @property
+    def failed(self) -> int:
+        return int(self.stats.get("FailedCall(C)", 0) or 0)
+
+    def ok(self, calls: int) -> bool:
+        return self.rc == 0 and not self.timed_out and self.failed == 0 and self.successful == calls
+
+    def summary(self) -> str:
+        return (f"{self.name}: rc={self.rc}{' TIMEOUT' if self.timed_out else ''} "
+                f"successful={self.successful} failed={self.failed} elapsed={self.elapsed:.1f}s")
+
+    def diagnostics(self, lines: int = 40) -> str:
+        out = [self.summary()]
+        for key in ("errors", "stdout"):
+            p = self.files.get(key)
+            if p and Path(p).exists() and Path(p).stat().st_size:
+                out.append(f"--- {key}: {p}\n{tail(p, lines)}")
+        if self.files.get("messages"):
+            out.append(f"--- message trace: {self.files['messages']}")
+        return "\n".join(out)
+
+
+def read_sipp_stats(path: Path) -> dict:
+    """Last row of a sipp -trace_stat file (';'-separated, header in the first row)."""
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f, delimiter=";") if r]
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1]))
+
+
+def sipp_argv(scenario: str, local_ip: str, port: int, out_dir: Path, name: str, *,
+              target: str | None = None, calls: int | None = None, rate: float | None = None,
+              limit: int | None = None, duration_ms: int | None = None,
+              timeout_s: int | None = None, service: str | None = None,
+              trace_msg: bool = True, rtt: bool = False, extra: list[str] | None = None) -> tuple[list, dict]:
+    scen = SIPP_DIR / (scenario if scenario.endswith(".xml") else scenario + ".xml")
+    files = {
+        "stats": out_dir / f"{name}.stat.csv",
+        "errors": out_dir / f"{name}.errors.log",
+        "stdout": out_dir / f"{name}.out",
+    }
+    argv = ["sipp", "-sf", str(scen), "-i", local_ip, "-p", str(port), "-mi", local_ip,
+            "-nostdin", "-trace_stat", "-stf", str(files["stats"]), "-fd", "1",
+            "-trace_err", "-error_file", str(files["errors"])]
+    if trace_msg:
+        files["messages"] = out_dir / f"{name}.messages.log"
+        argv += ["-trace_msg", "-message_file", str(files["messages"])]
+    if rtt:
+        argv += ["-trace_rtt", "-rtt_freq", "1"]  # sipp only writes rtt rows every rtt_freq calls
+    if calls is not None:
+        argv += ["-m", str(calls)]
+    if rate is not None:
+        argv += ["-r", str(rate)]
+    if limit is not None:
+        argv += ["-l", str(limit)]
+    if duration_ms is not None:
+        argv += ["-d", str(duration_ms)]
+    if timeout_s is not None:
+        argv += ["-timeout", f"{timeout_s}s", "-timeout_error"]
+    if service is not None:
+        argv += ["-s", service]
+    argv += list(extra or [])
+    if target is not None:
+        argv.append(target)
+    return argv, files
+
+
+def run_uac(ns: str, scenario: str, local_ip: str, port: int, target: str, out_dir: Path, name: str,
+            *, calls: int = 1, rate: float = 10, limit: int | None = None, duration_ms: int = 1000,
+            timeout_s: int = 120, service: str = "919876543210", trace_msg: bool = True,
+            rtt: bool = False, extra: list[str] | None = None) -> SippResult:
+    """Run a sipp UAC in the foreground (bounded by -timeout and a subprocess timeout)."""
+    argv, files = sipp_argv(scenario, local_ip, port, out_dir, name, target=target, calls=calls,
+                            rate=rate, limit=limit or max(1, calls), duration_ms=duration_ms,
+                            timeout_s=timeout_s, service=service, trace_msg=trace_msg, rtt=rtt,
+                            extra=extra)
+    t0 = time.monotonic()
+    timed_out = False
+    with open(files["stdout"], "wb") as out:
+        p = spawn(nsexec(ns, argv), stdout=out, stderr=subprocess.STDOUT, cwd=out_dir)
+        try:
+            p.wait(timeout_s + 15)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            stop_process(p, signal.SIGUSR1, grace=0.5)
+        stop_process(p)
+    elapsed = time.monotonic() - t0
+    if rtt:
+        found = sorted(out_dir.glob(f"{Path(scenario).stem}_{p.pid}_rtt.csv"))
+        if found:
+            files["rtt"] = found[0]
+    return SippResult(name, p.returncode, elapsed, timed_out, read_sipp_stats(files["stats"]), files)
+
+
+class Uas:
+    """A sipp UAS running in the background; stop() ends it and collects its statistics."""
+
+    def __init__(self, ns: str, scenario: str, local_ip: str, port: int, out_dir: Path, name: str,
+                 *, trace_msg: bool = True, extra: list[str] | None = None):
+        self.ns, self.ip, self.port, self.name = ns, local_ip, port, name
+        argv, self.files = sipp_argv(scenario, local_ip, port, out_dir, name, trace_msg=trace_msg,
+                                     extra=extra)
+        self._out = open(self.files["stdout"], "wb")
+        self.proc = spawn(nsexec(ns, argv), stdout=self._out, stderr=subprocess.STDOUT, cwd=out_dir)
+        if not wait_udp_listen(ns, local_ip, port, 5.0):
+            self.stop()
+            raise RuntimeError(f"sipp UAS {name} did not bind {local_ip}:{port}:\n"
+                               + tail(self.files["stdout"], 20))
+
+    def stop(self, linger: float = 0.5) -> SippResult:
+        time.sleep(linger)  # let the last retransmissions/ACKs arrive
+        t0 = time.monotonic()
+        p = self.proc
+        if p.poll() is None:
+            # SIGUSR1 once: no new calls; twice: abort the open ones and exit (writing statistics).
+            for _ in range(2):
+                try:
+                    p.send_signal(signal.SIGUSR1)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
+        stop_process(p, signal.SIGTERM, grace=3.0)
+        self._out.close()
+        return SippResult(self.name, p.returncode, time.monotonic() - t0, False,
+                          read_sipp_stats(self.files["stats"]), self.files)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None or not self._out.closed:
+            self.stop(linger=0)
+        return False
+
+
+def rtt_values_ms(path: Path) -> list[float]:
+    """Response times (ms) from a sipp -trace_rtt file: 'Date_ms;response_time_ms;rtd_no' rows."""
+    vals = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(";")
+                if len(parts) >= 2:
+                    try:
+                        vals.append(float(parts[1]))
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return vals
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+# ----------------------------------------------------------------------------------------------
+# sipsend.py helper (one-shot UDP sends from inside a namespace)
+# ----------------------------------------------------------------------------------------------
+
+def sipsend(ns: str, args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
+    return subprocess.run(nsexec(ns, [sys.executable, SIPSEND] + args), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def options_status(ns: str = "carrier", bind: str = CARRIER_IP, to: str = SBC_PRIV,
+                   timeout: float = 1.0) -> list[str]:
+    """Send one OPTIONS; return the status lines received."""
+    r = sipsend(ns, ["options", "--bind", bind, "--to", to, "--timeout", str(timeout)])
+    return [line.split(" ", 2)[2] for line in r.stdout.splitlines() if line.startswith("REPLY ")]
+
+
+# ----------------------------------------------------------------------------------------------
+# tcpdump + pcap parsing
+# ----------------------------------------------------------------------------------------------
+
+class Capture:
+    def __init__(self, ns: str, iface: str, path: Path):
+        self.path = path
+        self._log = open(str(path) + ".log", "wb")
+        self.proc = spawn(nsexec(ns, ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-Z", "root",
+                                      "-w", path, "udp"]),
+                          stdout=subprocess.DEVNULL, stderr=self._log)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if path.exists() and path.stat().st_size >= 24:
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError("tcpdump exited: " + tail(str(path) + ".log", 10))
+            time.sleep(0.1)
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        time.sleep(0.3)
+        stop_process(self.proc, signal.SIGINT, grace=3.0)
+        self._log.close()
+
+
+def read_pcap_udp(path: Path):
+    """Yield (ts, src, sport, dst, dport, payload) for every UDP/IPv4 datagram of a pcap file
+    (Ethernet or Linux cooked link type; IPv4 fragments are reassembled)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        endian = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        endian = ">"
+    else:
+        raise ValueError(f"{path}: not a pcap file (magic {magic.hex()})")
+    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    off = 24
+    frags: dict = {}
+    while off + 16 <= len(data):
+        ts_s, ts_f, incl, _orig = struct.unpack(endian + "IIII", data[off:off + 16])
+        off += 16
+        pkt = data[off:off + incl]
+        off += incl
+        if linktype == 1:  # Ethernet
+            if len(pkt) < 14:
+                continue
+            etype = struct.unpack("!H", pkt[12:14])[0]
+            l3 = pkt[14:]
+            if etype == 0x8100 and len(pkt) >= 18:
+                etype = struct.unpack("!H", pkt[16:18])[0]
+                l3 = pkt[18:]
+        elif linktype == 113:  # Linux cooked
+            etype = struct.unpack("!H", pkt[14:16])[0]
+            l3 = pkt[16:]
+        elif linktype in (101, 228):  # raw IPv4
+            etype, l3 = 0x0800, pkt
+        else:
+            continue
+        if etype != 0x0800 or len(l3) < 20:
+            continue
+        ihl = (l3[0] & 0x0F) * 4
+        total = struct.unpack("!H", l3[2:4])[0]
+        ident = struct.unpack("!H", l3[4:6])[0]
+        flags_frag = struct.unpack("!H", l3[6:8])[0]
+        proto = l3[9]
+        src = ".".join(str(b) for b in l3[12:16])
+        dst = ".".join(str(b) for b in l3[16:20])
+        body = l3[ihl:total]
+        if proto != 17:
+            continue
+        more = bool(flags_frag & 0x2000)
+        frag_off = (flags_frag & 0x1FFF) * 8
+        if more or frag_off:
+            key = (src, dst, ident)
+            parts = frags.setdefault(key, {})
+            parts[frag_off] = body
+            if not more:
+                parts["end"] = frag_off + len(body)
+            if "end" in parts:
+                buf, pos = b"", 0
+                while pos in parts:
+                    buf += parts[pos]
+                    pos += len(parts[pos])
+                if pos == parts["end"]:
+                    del frags[key]
+                    body = buf
+                else:
+                    continue
+            else:
+                continue
+        if len(body) < 8:
+            continue
+        sport, dport = struct.unpack("!HH", body[:4])
+        yield ts_s + ts_f / 1e6, src, sport, dst, dport, body[8:]
