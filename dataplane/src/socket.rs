@@ -1,1 +1,283 @@
-//! Kernel UDP backend.
+//! The socket backend: kernel UDP with batched I/O (`recvmmsg`/`sendmmsg`).
+//!
+//! One RX thread polls the private and public SIP sockets and moves each
+//! datagram, in a recycled buffer, over a bounded ring to the SIP engine
+//! thread (pinned with `core_affinity`). The engine thread also takes new
+//! routing snapshots from their ring between batches, fires timers, and sends
+//! its output with one `sendmmsg` per side. A full ring is a counted drop,
+//! never a wait.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrIn,
+};
+
+use crate::engine::{EngineConfig, Outgoing, Side, SipEngine};
+use crate::routing::RouteSnapshot;
+use crate::stats::{EngineStats, IoStats};
+
+/// The largest UDP payload.
+const BUF_SIZE: usize = 65_536;
+/// Datagrams per `recvmmsg`/`sendmmsg` call.
+const BATCH: usize = 32;
+
+/// Settings of the socket backend.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    pub engine: EngineConfig,
+    /// Core to pin the SIP engine thread to; `None`: the last core.
+    pub sip_core: Option<usize>,
+    /// Capacity of the RX ring toward the engine.
+    pub ring_size: usize,
+}
+
+/// One received datagram in a pooled buffer.
+#[derive(Debug)]
+pub struct Datagram {
+    pub side: Side,
+    pub src: SocketAddr,
+    pub len: usize,
+    pub buf: Vec<u8>,
+}
+
+/// What the control plane keeps of a running backend.
+#[derive(Debug)]
+pub struct SocketBackend {
+    snapshots: Arc<ArrayQueue<Arc<RouteSnapshot>>>,
+    engine_thread: thread::Thread,
+    quit: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub stats: Arc<EngineStats>,
+    pub io: Arc<IoStats>,
+}
+
+impl SocketBackend {
+    /// Binds both SIP sockets and starts the RX and engine threads.
+    pub fn start(cfg: SocketConfig, snapshot: Arc<RouteSnapshot>) -> io::Result<SocketBackend> {
+        let sockets = [bind(cfg.engine.private)?, bind(cfg.engine.public)?];
+        let tx_sockets = [sockets[0].try_clone()?, sockets[1].try_clone()?];
+        let stats = Arc::new(EngineStats::default());
+        let io_stats = Arc::new(IoStats::default());
+        let quit = Arc::new(AtomicBool::new(false));
+        let rx_ring = Arc::new(ArrayQueue::<Datagram>::new(cfg.ring_size.max(BATCH)));
+        let free = Arc::new(ArrayQueue::<Vec<u8>>::new(cfg.ring_size.max(BATCH) + BATCH));
+        let snapshots = Arc::new(ArrayQueue::new(4));
+
+        let engine = SipEngine::new(cfg.engine.clone(), snapshot, stats.clone());
+        let core = pick_core(cfg.sip_core);
+        let engine_thread = {
+            let (quit, rx_ring, free, snapshots, io_stats) =
+                (quit.clone(), rx_ring.clone(), free.clone(), snapshots.clone(), io_stats.clone());
+            thread::Builder::new().name("sip-engine".into()).spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                engine_loop(engine, tx_sockets, &quit, &rx_ring, &free, &snapshots, &io_stats);
+            })?
+        };
+        let waker = engine_thread.thread().clone();
+        let rx_thread = {
+            let (quit, io_stats) = (quit.clone(), io_stats.clone());
+            thread::Builder::new().name("sip-rx".into()).spawn(move || {
+                rx_loop(sockets, &quit, &rx_ring, &free, &io_stats, &waker);
+            })?
+        };
+        Ok(SocketBackend {
+            snapshots,
+            engine_thread: engine_thread.thread().clone(),
+            quit,
+            threads: vec![rx_thread, engine_thread],
+            stats,
+            io: io_stats,
+        })
+    }
+
+    /// Hands a new routing snapshot to the engine (the oldest queued one is
+    /// dropped if the engine has not caught up: only the newest matters).
+    pub fn publish(&self, snapshot: Arc<RouteSnapshot>) {
+        let _ = self.snapshots.force_push(snapshot);
+        self.engine_thread.unpark();
+    }
+
+    /// Stops both threads and waits for them.
+    pub fn stop(self) {
+        self.quit.store(true, Ordering::Relaxed);
+        self.engine_thread.unpark();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bind(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind SIP socket {addr}: {e}")))?;
+    s.set_nonblocking(true)?;
+    // Bigger kernel buffers absorb bursts; failure to grow them is harmless.
+    let _ = setsockopt(&s, sockopt::RcvBuf, &(4 << 20));
+    let _ = setsockopt(&s, sockopt::SndBuf, &(4 << 20));
+    Ok(s)
+}
+
+fn pick_core(wanted: Option<usize>) -> Option<core_affinity::CoreId> {
+    let cores = core_affinity::get_core_ids()?;
+    match wanted {
+        Some(id) => cores.into_iter().find(|c| c.id == id),
+        None => cores.last().copied(),
+    }
+}
+
+fn rx_loop(
+    sockets: [UdpSocket; 2],
+    quit: &AtomicBool,
+    ring: &ArrayQueue<Datagram>,
+    free: &ArrayQueue<Vec<u8>>,
+    stats: &IoStats,
+    waker: &thread::Thread,
+) {
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_SIZE]).collect();
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+    let sides = [Side::Private, Side::Public];
+    while !quit.load(Ordering::Relaxed) {
+        let mut fds = [
+            PollFd::new(sockets[0].as_fd(), PollFlags::POLLIN),
+            PollFd::new(sockets[1].as_fd(), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) <= 0 {
+            continue;
+        }
+        let ready: [bool; 2] = [0, 1].map(|i| {
+            fds.get(i).and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN))
+        });
+        for (i, sock) in sockets.iter().enumerate() {
+            if !ready.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let side = sides.get(i).copied().unwrap_or(Side::Private);
+            // Drain the socket in batches.
+            loop {
+                let got = receive_batch(sock, &mut headers, &mut bufs);
+                if got.is_empty() {
+                    break;
+                }
+                let n = got.len();
+                for (slot, (len, src, truncated)) in got.into_iter().enumerate() {
+                    stats.rx_packets.inc();
+                    if truncated {
+                        stats.rx_truncated.inc();
+                        continue;
+                    }
+                    let Some(buf) = bufs.get_mut(slot) else { continue };
+                    let fresh = free.pop().unwrap_or_else(|| vec![0u8; BUF_SIZE]);
+                    let buf = std::mem::replace(buf, fresh);
+                    if let Err(d) = ring.push(Datagram { side, src: SocketAddr::V4(src), len, buf }) {
+                        stats.rx_ring_full.inc();
+                        let _ = free.push(d.buf);
+                    }
+                }
+                waker.unpark();
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One `recvmmsg`: (length, source, truncated) per datagram received.
+fn receive_batch(
+    sock: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrIn>,
+    bufs: &mut [Vec<u8>],
+) -> Vec<(usize, SocketAddrV4, bool)> {
+    let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+        bufs.iter_mut().map(|b| [IoSliceMut::new(b.as_mut_slice())]).collect();
+    match recvmmsg(sock.as_raw_fd(), headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+        Ok(results) => results
+            .map(|r| {
+                let src = r.address.map_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0), Into::into);
+                (r.bytes, src, r.flags.contains(MsgFlags::MSG_TRUNC))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn engine_loop(
+    mut engine: SipEngine,
+    sockets: [UdpSocket; 2],
+    quit: &AtomicBool,
+    ring: &ArrayQueue<Datagram>,
+    free: &ArrayQueue<Vec<u8>>,
+    snapshots: &ArrayQueue<Arc<RouteSnapshot>>,
+    stats: &IoStats,
+) {
+    let start = Instant::now();
+    let mut out: Vec<Outgoing> = Vec::with_capacity(256);
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+    while !quit.load(Ordering::Relaxed) {
+        while let Some(s) = snapshots.pop() {
+            engine.set_snapshot(s);
+        }
+        let now = start.elapsed().as_millis() as u64;
+        let mut handled = 0;
+        while handled < 256 {
+            let Some(d) = ring.pop() else { break };
+            engine.handle(now, d.side, d.src, d.buf.get(..d.len).unwrap_or_default(), &mut out);
+            let _ = free.push(d.buf);
+            handled += 1;
+        }
+        engine.tick(now, &mut out);
+        if !out.is_empty() {
+            send_all(&sockets, &mut headers, &mut out, stats);
+        }
+        if handled == 0 {
+            let wait = engine.next_timer().map_or(50, |t| t.saturating_sub(now)).clamp(1, 50);
+            thread::park_timeout(Duration::from_millis(wait));
+        }
+    }
+}
+
+/// Sends everything in `out`, grouped per side, `BATCH` datagrams a call.
+fn send_all(
+    sockets: &[UdpSocket; 2],
+    headers: &mut MultiHeaders<SockaddrIn>,
+    out: &mut Vec<Outgoing>,
+    stats: &IoStats,
+) {
+    for (i, side) in [Side::Private, Side::Public].into_iter().enumerate() {
+        let Some(sock) = sockets.get(i) else { continue };
+        let batch: Vec<&Outgoing> = out.iter().filter(|o| o.side == side).collect();
+        for chunk in batch.chunks(BATCH) {
+            let slices: Vec<[IoSlice<'_>; 1]> =
+                chunk.iter().map(|o| [IoSlice::new(&o.data)]).collect();
+            let addrs: Vec<Option<SockaddrIn>> = chunk
+                .iter()
+                .map(|o| match o.dst {
+                    SocketAddr::V4(a) => Some(SockaddrIn::from(a)),
+                    SocketAddr::V6(_) => None,
+                })
+                .collect();
+            match sendmmsg(sock.as_raw_fd(), headers, slices.iter(), addrs, [], MsgFlags::empty()) {
+                Ok(results) => {
+                    let sent = results.count();
+                    stats.tx_packets.add(sent as u64);
+                    if sent < chunk.len() {
+                        stats.tx_errors.add((chunk.len() - sent) as u64);
+                    }
+                }
+                Err(_) => stats.tx_errors.add(chunk.len() as u64),
+            }
+        }
+    }
+    out.clear();
+}

@@ -1,0 +1,258 @@
+//! The TOML configuration: typed, strict (unknown keys are errors that name
+//! the key), with the shape of ARCHITECTURE.md accepted in full.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid { path: String, key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// Private (carrier) side SIP address.
+    pub private: SocketAddrV4,
+    /// Public (gateway) side SIP address.
+    pub public: SocketAddrV4,
+    /// RFC 3261 T1 in milliseconds.
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+    /// Core the SIP engine thread is pinned to (default: the last core).
+    #[serde(default)]
+    pub engine_core: Option<usize>,
+}
+
+fn default_t1() -> u64 {
+    500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    pub private_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<Ipv4Addr>,
+    #[serde(default = "default_port_min")]
+    pub port_min: u16,
+    #[serde(default = "default_port_max")]
+    pub port_max: u16,
+}
+
+fn default_port_min() -> u16 {
+    10_000
+}
+fn default_port_max() -> u16 {
+    60_000
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig { private_ip: None, public_ip: None, port_min: 10_000, port_max: 60_000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Socket,
+    Dpdk,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Socket => "socket",
+            Backend::Dpdk => "dpdk",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    pub dpdk: Option<DpdkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkConfig {
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    pub private_port: u16,
+    pub public_port: u16,
+    pub private_prefix: u8,
+    pub public_prefix: u8,
+    pub private_next_hop: Option<Ipv4Addr>,
+    pub public_next_hop: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: "sqlite://sbc.db".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9494)) }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        Config::parse(&text, &p)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            message: message.into(),
+        };
+        if cfg.media.port_min >= cfg.media.port_max {
+            return Err(invalid("media.port_min", "must be below media.port_max"));
+        }
+        if cfg.sip.t1_ms == 0 {
+            return Err(invalid("sip.t1_ms", "must be at least 1"));
+        }
+        if cfg.dataplane.backend == Backend::Dpdk {
+            if !cfg!(feature = "dpdk") {
+                return Err(invalid(
+                    "dataplane.backend",
+                    "\"dpdk\" needs an sbc built with `cargo build --release --features dpdk`",
+                ));
+            }
+            if cfg.dataplane.dpdk.is_none() {
+                return Err(invalid("dataplane.dpdk", "is required when backend = \"dpdk\""));
+            }
+        }
+        if let Some(d) = &cfg.dataplane.dpdk {
+            if d.private_prefix > 32 {
+                return Err(invalid("dataplane.dpdk.private_prefix", "must be 0..=32"));
+            }
+            if d.public_prefix > 32 {
+                return Err(invalid("dataplane.dpdk.public_prefix", "must be 0..=32"));
+            }
+        }
+        let scheme = cfg.database.url.split(':').next().unwrap_or_default();
+        if scheme != "sqlite" {
+            return Err(invalid(
+                "database.url",
+                "only sqlite:// is supported in this build (MySQL and PostgreSQL come with the provisioning issue)",
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[sip]
+private = "10.0.0.100:5060"
+public  = "203.0.113.50:5080"
+[media]
+private_ip = "10.0.0.100"
+public_ip  = "203.0.113.50"
+port_min = 10000
+port_max = 60000
+[dataplane]
+backend = "socket"
+[dataplane.dpdk]
+eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix=sbc",
+            "--vdev=net_af_packet0,iface=priv0", "--vdev=net_af_packet1,iface=pub0"]
+private_port = 0
+public_port = 1
+private_prefix = 16
+public_prefix = 24
+[database]
+url = "sqlite://sbc.db"
+[api]
+listen = "127.0.0.1:8080"
+[metrics]
+listen = "0.0.0.0:9494"
+"#;
+
+    #[test]
+    fn the_architecture_shape_is_accepted() {
+        let c = Config::parse(FULL, "t.toml").unwrap();
+        assert_eq!(c.sip.public.port(), 5080);
+        assert_eq!(c.dataplane.dpdk.unwrap().eal_args.len(), 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::parse(&FULL.replace("port_min", "port_mn"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("port_mn"), "{e}");
+        let e = Config::parse(&FULL.replace("[api]", "[api]\nlisten2 = 1"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("listen2"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::parse(&FULL.replace("203.0.113.50:5080", "nonsense"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("public"), "{e}");
+        if !cfg!(feature = "dpdk") {
+            let e = Config::parse(&FULL.replace("\"socket\"", "\"dpdk\""), "t.toml").unwrap_err();
+            assert!(e.to_string().contains("dataplane.backend"), "{e}");
+        }
+    }
+}
