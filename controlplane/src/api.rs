@@ -34,7 +34,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,14 +46,20 @@ pub struct ApiError(StatusCode, String);
 
 impl ApiError {
     fn bad(field: &str, message: &str) -> ApiError {
-        ApiError(StatusCode::BAD_REQUEST, format!("field `{field}`: {message}"))
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("field `{field}`: {message}"),
+        )
     }
 }
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> ApiError {
         tracing::warn!(error = %e, "database error");
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("provisioning database unavailable: {e}"))
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("provisioning database unavailable: {e}"),
+        )
     }
 }
 
@@ -124,7 +132,10 @@ impl Fields {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
         let Value::Object(map) = value else {
-            return Err(ApiError(StatusCode::BAD_REQUEST, "body must be a JSON object".into()));
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "body must be a JSON object".into(),
+            ));
         };
         if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(ApiError::bad(k, "unknown field"));
@@ -136,17 +147,24 @@ impl Fields {
         match self.0.get(key) {
             Some(Value::String(s)) => Ok(s.trim().to_string()),
             Some(_) => Err(ApiError::bad(key, "must be a string")),
-            None => default.map(str::to_string).ok_or_else(|| ApiError::bad(key, "is required")),
+            None => default
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::bad(key, "is required")),
         }
     }
 
     fn int(&self, key: &str, default: Option<i64>, min: i64, max: i64) -> Result<i64, ApiError> {
         let v = match self.0.get(key) {
-            Some(v) => v.as_i64().ok_or_else(|| ApiError::bad(key, "must be an integer"))?,
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| ApiError::bad(key, "must be an integer"))?,
             None => default.ok_or_else(|| ApiError::bad(key, "is required"))?,
         };
         if v < min || v > max {
-            return Err(ApiError::bad(key, &format!("must be between {min} and {max}")));
+            return Err(ApiError::bad(
+                key,
+                &format!("must be between {min} and {max}"),
+            ));
         }
         Ok(v)
     }
@@ -175,7 +193,9 @@ async fn add_carrier(State(s): State<AppState>, body: Bytes) -> ApiResult {
         return Err(ApiError::bad("name", "must not be empty"));
     }
     let group = f.int("group", Some(1), 0, i64::from(i32::MAX))?;
-    let row = s.db.add_carrier(&ip.to_string(), mask, &name, group).await?;
+    let row =
+        s.db.add_carrier(&ip.to_string(), mask, &name, group)
+            .await?;
     republish(&s).await?;
     created(row)
 }
@@ -189,14 +209,22 @@ async fn list_gateways(State(s): State<AppState>) -> ApiResult {
 }
 
 async fn add_gateway(State(s): State<AppState>, body: Bytes) -> ApiResult {
-    let f = Fields::parse(&body, &["destination", "group", "priority", "weight", "description"])?;
+    let f = Fields::parse(
+        &body,
+        &["destination", "group", "priority", "weight", "description"],
+    )?;
     let destination = f.string("destination", None)?;
     routing::parse_destination(&destination).map_err(|e| ApiError::bad("destination", e))?;
     let row = GatewayRow {
         id: 0,
         destination,
         group: f.int("group", Some(1), 1, i64::from(i32::MAX))?,
-        priority: f.int("priority", Some(0), i64::from(i32::MIN), i64::from(i32::MAX))?,
+        priority: f.int(
+            "priority",
+            Some(0),
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+        )?,
         weight: f.int("weight", Some(1), 0, 1_000_000)?,
         description: f.string("description", Some(""))?,
     };
@@ -214,11 +242,22 @@ async fn list_tenants(State(s): State<AppState>) -> ApiResult {
 }
 
 async fn upsert_tenant(State(s): State<AppState>, body: Bytes) -> ApiResult {
-    let f = Fields::parse(&body, &["tenant_id", "source_ip", "gateway_group", "max_cps", "max_concurrent"])?;
+    let f = Fields::parse(
+        &body,
+        &[
+            "tenant_id",
+            "source_ip",
+            "gateway_group",
+            "max_cps",
+            "max_concurrent",
+        ],
+    )?;
     let tenant_id = f.string("tenant_id", None)?;
     if tenant_id.is_empty()
         || tenant_id.len() > 64
-        || !tenant_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        || !tenant_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     {
         return Err(ApiError::bad(
             "tenant_id",
@@ -234,7 +273,11 @@ async fn upsert_tenant(State(s): State<AppState>, body: Bytes) -> ApiResult {
     };
     let was_created = s.db.upsert_tenant(&row).await?;
     republish(&s).await?;
-    let code = if was_created { StatusCode::CREATED } else { StatusCode::OK };
+    let code = if was_created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((code, Json(row)).into_response())
 }
 
@@ -244,7 +287,10 @@ async fn delete_tenant(State(s): State<AppState>, Path(id): Path<String>) -> Api
 
 async fn remove(s: &AppState, table: Table, key: &str, what: &str) -> ApiResult {
     if table != Table::Tenants && key.parse::<i64>().is_err() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, format!("{what} id must be an integer")));
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{what} id must be an integer"),
+        ));
     }
     if !s.db.delete(table, key).await? {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no {what} {key}")));

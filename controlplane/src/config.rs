@@ -9,11 +9,21 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("{path}: `{key}`: {message}")]
-    Invalid { path: String, key: &'static str, message: String },
+    Invalid {
+        path: String,
+        key: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,7 +81,12 @@ fn default_port_max() -> u16 {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { private_ip: None, public_ip: None, port_min: 10_000, port_max: 60_000 }
+        MediaConfig {
+            private_ip: None,
+            public_ip: None,
+            port_min: 10_000,
+            port_max: 60_000,
+        }
     }
 }
 
@@ -121,7 +136,9 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: "sqlite://sbc.db".into() }
+        DatabaseConfig {
+            url: "sqlite://sbc.db".into(),
+        }
     }
 }
 
@@ -133,7 +150,9 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }
 
@@ -145,21 +164,27 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9494)) }
+        MetricsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9494)),
+        }
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
         Config::parse(&text, &p)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: path.into(),
             key,
@@ -179,7 +204,10 @@ impl Config {
                 ));
             }
             if cfg.dataplane.dpdk.is_none() {
-                return Err(invalid("dataplane.dpdk", "is required when backend = \"dpdk\""));
+                return Err(invalid(
+                    "dataplane.dpdk",
+                    "is required when backend = \"dpdk\"",
+                ));
             }
         }
         if let Some(d) = &cfg.dataplane.dpdk {
@@ -248,7 +276,8 @@ listen = "0.0.0.0:9494"
 
     #[test]
     fn bad_values_are_named() {
-        let e = Config::parse(&FULL.replace("203.0.113.50:5080", "nonsense"), "t.toml").unwrap_err();
+        let e =
+            Config::parse(&FULL.replace("203.0.113.50:5080", "nonsense"), "t.toml").unwrap_err();
         assert!(e.to_string().contains("public"), "{e}");
         if !cfg!(feature = "dpdk") {
             let e = Config::parse(&FULL.replace("\"socket\"", "\"dpdk\""), "t.toml").unwrap_err();

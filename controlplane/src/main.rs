@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use sbc_controlplane::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "sbc", version, about = "Session border controller between carriers and Voice AI gateways")]
+#[command(
+    name = "sbc",
+    version,
+    about = "Session border controller between carriers and Voice AI gateways"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +54,11 @@ fn main() -> std::process::ExitCode {
         println!("{}: ok", config.display());
         return std::process::ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sbc: cannot start the runtime: {e}");

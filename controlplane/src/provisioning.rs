@@ -63,9 +63,15 @@ impl Provisioning {
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Provisioning { pool, version: AtomicU64::new(0) })
+        Ok(Provisioning {
+            pool,
+            version: AtomicU64::new(0),
+        })
     }
 
     pub async fn close(&self) {
@@ -88,7 +94,13 @@ impl Provisioning {
             .collect())
     }
 
-    pub async fn add_carrier(&self, ip: &str, mask: i64, name: &str, group: i64) -> Result<CarrierRow, DbError> {
+    pub async fn add_carrier(
+        &self,
+        ip: &str,
+        mask: i64,
+        name: &str,
+        group: i64,
+    ) -> Result<CarrierRow, DbError> {
         let mut tx = self.pool.begin().await?;
         let id = sqlx::query("INSERT INTO carriers (ip, mask, name, grp) VALUES (?, ?, ?, ?)")
             .bind(ip)
@@ -99,7 +111,13 @@ impl Provisioning {
             .await?
             .last_insert_rowid();
         tx.commit().await?;
-        Ok(CarrierRow { id, ip: ip.into(), mask, name: name.into(), group })
+        Ok(CarrierRow {
+            id,
+            ip: ip.into(),
+            mask,
+            name: name.into(),
+            group,
+        })
     }
 
     pub async fn gateways(&self) -> Result<Vec<GatewayRow>, DbError> {
@@ -194,7 +212,11 @@ impl Provisioning {
             Table::Tenants => "DELETE FROM tenants WHERE tenant_id = ?",
         };
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(sql).bind(key).execute(&mut *tx).await?.rows_affected();
+        let n = sqlx::query(sql)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(n > 0)
     }
@@ -210,7 +232,8 @@ impl Provisioning {
                 Ok(Carrier {
                     id: c.id,
                     ip: Ipv4Addr::from_str(&c.ip).map_err(|_| corrupt("carrier ip", &c.ip))?,
-                    mask: u8::try_from(c.mask).map_err(|_| corrupt("carrier mask", &c.mask.to_string()))?,
+                    mask: u8::try_from(c.mask)
+                        .map_err(|_| corrupt("carrier mask", &c.mask.to_string()))?,
                     name: c.name,
                     group: u32::try_from(c.group).unwrap_or(0),
                 })
@@ -249,7 +272,12 @@ impl Provisioning {
             })
             .collect::<Result<Vec<_>, DbError>>()?;
         let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(RouteSnapshot { version, carriers, gateways, tenants })
+        Ok(RouteSnapshot {
+            version,
+            carriers,
+            gateways,
+            tenants,
+        })
     }
 }
 

@@ -28,7 +28,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     engine.t2 = 8 * cfg.sip.t1_ms;
     engine.seed = seed();
     let backend = SocketBackend::start(
-        SocketConfig { engine, sip_core: cfg.sip.engine_core, ring_size: 4096 },
+        SocketConfig {
+            engine,
+            sip_core: cfg.sip.engine_core,
+            ring_size: 4096,
+        },
         first.clone(),
     )
     .context("starting the socket backend")?;
@@ -51,7 +55,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API on api.listen = {}", cfg.api.listen))?;
     tracing::info!(listen = %cfg.api.listen, "REST API listening");
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal());
+    let server =
+        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal());
     server.await.context("API server")?;
 
     tracing::info!("shutting down");
@@ -64,7 +69,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {

@@ -20,7 +20,11 @@ pub struct Carrier {
 
 impl Carrier {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.mask == 0 { 0 } else { u32::MAX << (32 - u32::from(self.mask.min(32))) };
+        let mask = if self.mask == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.mask.min(32)))
+        };
         (u32::from(ip) & mask) == (u32::from(self.ip) & mask)
     }
 }
@@ -97,7 +101,10 @@ pub struct RouteRequest<'a> {
 impl RouteSnapshot {
     /// The carrier whose prefix matches, longest prefix first.
     pub fn carrier_for(&self, ip: Ipv4Addr) -> Option<&Carrier> {
-        self.carriers.iter().filter(|c| c.contains(ip)).max_by_key(|c| c.mask)
+        self.carriers
+            .iter()
+            .filter(|c| c.contains(ip))
+            .max_by_key(|c| c.mask)
     }
 
     pub fn is_gateway(&self, ip: Ipv4Addr) -> bool {
@@ -119,7 +126,11 @@ impl RouteSnapshot {
         }
         if let Some(us) = req.user.iter().position(|&b| b == b'_') {
             let (prefix, rest) = req.user.split_at(us);
-            if let Some(t) = self.tenants.iter().find(|t| t.tenant_id.as_bytes() == prefix) {
+            if let Some(t) = self
+                .tenants
+                .iter()
+                .find(|t| t.tenant_id.as_bytes() == prefix)
+            {
                 return (Some(t), rest.get(1..).unwrap_or_default().to_vec());
             }
         }
@@ -136,21 +147,35 @@ impl RouteSnapshot {
     pub fn group_candidates(&self, group: u32) -> Vec<Target> {
         let mut gws: Vec<&Gateway> = self.gateways.iter().filter(|g| g.group == group).collect();
         gws.sort_by(|a, b| {
-            b.priority.cmp(&a.priority).then(b.weight.cmp(&a.weight)).then(a.id.cmp(&b.id))
+            b.priority
+                .cmp(&a.priority)
+                .then(b.weight.cmp(&a.weight))
+                .then(a.id.cmp(&b.id))
         });
-        gws.into_iter().map(|g| Target { uri: g.destination.clone(), addr: g.addr }).collect()
+        gws.into_iter()
+            .map(|g| Target {
+                uri: g.destination.clone(),
+                addr: g.addr,
+            })
+            .collect()
     }
 
     /// An INVITE from the private side.
     pub fn route_inbound(&self, req: &RouteRequest<'_>) -> Decision {
         if self.carrier_for(req.source).is_none() {
-            return Decision::Reject { code: 403, reason: "Forbidden - source is not a carrier" };
+            return Decision::Reject {
+                code: 403,
+                reason: "Forbidden - source is not a carrier",
+            };
         }
         let (tenant, user) = self.identify(req, true);
         let group = tenant.map_or(DEFAULT_GROUP, |t| t.gateway_group);
         let candidates = self.group_candidates(group);
         if candidates.is_empty() {
-            return Decision::Reject { code: 503, reason: "Service Unavailable - no gateway" };
+            return Decision::Reject {
+                code: 503,
+                reason: "Service Unavailable - no gateway",
+            };
         }
         Decision::Route {
             tenant_id: tenant.map(|t| t.tenant_id.clone()),
@@ -164,7 +189,10 @@ impl RouteSnapshot {
     /// tenant's trunk, else to the host carriers (mask 32) by lowest id.
     pub fn route_outbound(&self, req: &RouteRequest<'_>) -> Decision {
         if !self.is_gateway(req.source) {
-            return Decision::Reject { code: 403, reason: "Forbidden - source is not a gateway" };
+            return Decision::Reject {
+                code: 403,
+                reason: "Forbidden - source is not a gateway",
+            };
         }
         let (tenant, user) = self.identify(req, false);
         let candidates: Vec<Target> = match tenant {
@@ -173,18 +201,30 @@ impl RouteSnapshot {
                 addr: SocketAddrV4::new(t.source_ip, 5060),
             }],
             None => {
-                let mut hosts: Vec<&Carrier> = self.carriers.iter().filter(|c| c.mask == 32).collect();
+                let mut hosts: Vec<&Carrier> =
+                    self.carriers.iter().filter(|c| c.mask == 32).collect();
                 hosts.sort_by_key(|c| c.id);
                 hosts
                     .into_iter()
-                    .map(|c| Target { uri: format!("sip:{}:5060", c.ip), addr: SocketAddrV4::new(c.ip, 5060) })
+                    .map(|c| Target {
+                        uri: format!("sip:{}:5060", c.ip),
+                        addr: SocketAddrV4::new(c.ip, 5060),
+                    })
                     .collect()
             }
         };
         if candidates.is_empty() {
-            return Decision::Reject { code: 503, reason: "Service Unavailable - no carrier" };
+            return Decision::Reject {
+                code: 503,
+                reason: "Service Unavailable - no carrier",
+            };
         }
-        Decision::Route { tenant_id: tenant.map(|t| t.tenant_id.clone()), gateway_group: None, user, candidates }
+        Decision::Route {
+            tenant_id: tenant.map(|t| t.tenant_id.clone()),
+            gateway_group: None,
+            user,
+            candidates,
+        }
     }
 }
 
@@ -216,8 +256,20 @@ mod tests {
         RouteSnapshot {
             version: 1,
             carriers: vec![
-                Carrier { id: 1, ip: Ipv4Addr::new(10, 0, 1, 0), mask: 24, name: "net".into(), group: 1 },
-                Carrier { id: 2, ip: Ipv4Addr::new(10, 0, 1, 10), mask: 32, name: "c1".into(), group: 1 },
+                Carrier {
+                    id: 1,
+                    ip: Ipv4Addr::new(10, 0, 1, 0),
+                    mask: 24,
+                    name: "net".into(),
+                    group: 1,
+                },
+                Carrier {
+                    id: 2,
+                    ip: Ipv4Addr::new(10, 0, 1, 10),
+                    mask: 32,
+                    name: "c1".into(),
+                    group: 1,
+                },
             ],
             gateways: vec![gw(1, 10, 1, 1, 1), gw(2, 11, 1, 5, 1), gw(3, 12, 3, 1, 1)],
             tenants: vec![Tenant {
@@ -233,12 +285,18 @@ mod tests {
     #[test]
     fn inbound_needs_a_carrier_and_orders_by_priority() {
         let s = snap();
-        let req = |ip, user| RouteRequest { source: ip, user, tenant_header: None };
+        let req = |ip, user| RouteRequest {
+            source: ip,
+            user,
+            tenant_header: None,
+        };
         assert!(matches!(
             s.route_inbound(&req(Ipv4Addr::new(10, 0, 2, 1), b"1")),
             Decision::Reject { code: 403, .. }
         ));
-        let Decision::Route { candidates, .. } = s.route_inbound(&req(Ipv4Addr::new(10, 0, 1, 10), b"1")) else {
+        let Decision::Route { candidates, .. } =
+            s.route_inbound(&req(Ipv4Addr::new(10, 0, 1, 10), b"1"))
+        else {
             panic!("expected a route")
         };
         assert_eq!(candidates[0].addr.ip(), &Ipv4Addr::new(203, 0, 113, 11));
@@ -248,8 +306,18 @@ mod tests {
     #[test]
     fn tenant_prefix_is_stripped() {
         let s = snap();
-        let req = RouteRequest { source: Ipv4Addr::new(10, 0, 1, 10), user: b"acme_919876543210", tenant_header: None };
-        let Decision::Route { tenant_id, user, gateway_group, .. } = s.route_inbound(&req) else {
+        let req = RouteRequest {
+            source: Ipv4Addr::new(10, 0, 1, 10),
+            user: b"acme_919876543210",
+            tenant_header: None,
+        };
+        let Decision::Route {
+            tenant_id,
+            user,
+            gateway_group,
+            ..
+        } = s.route_inbound(&req)
+        else {
             panic!("expected a route")
         };
         assert_eq!(tenant_id.as_deref(), Some("acme"));
@@ -260,10 +328,26 @@ mod tests {
     #[test]
     fn outbound_goes_to_host_carriers() {
         let s = snap();
-        let req = RouteRequest { source: Ipv4Addr::new(203, 0, 113, 10), user: b"1", tenant_header: None };
-        let Decision::Route { candidates, .. } = s.route_outbound(&req) else { panic!("expected a route") };
-        assert_eq!(candidates[0].addr, SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 10), 5060));
-        let req = RouteRequest { source: Ipv4Addr::new(198, 51, 100, 1), user: b"1", tenant_header: None };
-        assert!(matches!(s.route_outbound(&req), Decision::Reject { code: 403, .. }));
+        let req = RouteRequest {
+            source: Ipv4Addr::new(203, 0, 113, 10),
+            user: b"1",
+            tenant_header: None,
+        };
+        let Decision::Route { candidates, .. } = s.route_outbound(&req) else {
+            panic!("expected a route")
+        };
+        assert_eq!(
+            candidates[0].addr,
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 10), 5060)
+        );
+        let req = RouteRequest {
+            source: Ipv4Addr::new(198, 51, 100, 1),
+            user: b"1",
+            tenant_header: None,
+        };
+        assert!(matches!(
+            s.route_outbound(&req),
+            Decision::Reject { code: 403, .. }
+        ));
     }
 }

@@ -75,21 +75,32 @@ impl SocketBackend {
         let engine = SipEngine::new(cfg.engine.clone(), snapshot, stats.clone());
         let core = pick_core(cfg.sip_core);
         let engine_thread = {
-            let (quit, rx_ring, free, snapshots, io_stats) =
-                (quit.clone(), rx_ring.clone(), free.clone(), snapshots.clone(), io_stats.clone());
-            thread::Builder::new().name("sip-engine".into()).spawn(move || {
-                if let Some(core) = core {
-                    core_affinity::set_for_current(core);
-                }
-                engine_loop(engine, tx_sockets, &quit, &rx_ring, &free, &snapshots, &io_stats);
-            })?
+            let (quit, rx_ring, free, snapshots, io_stats) = (
+                quit.clone(),
+                rx_ring.clone(),
+                free.clone(),
+                snapshots.clone(),
+                io_stats.clone(),
+            );
+            thread::Builder::new()
+                .name("sip-engine".into())
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    engine_loop(
+                        engine, tx_sockets, &quit, &rx_ring, &free, &snapshots, &io_stats,
+                    );
+                })?
         };
         let waker = engine_thread.thread().clone();
         let rx_thread = {
             let (quit, io_stats) = (quit.clone(), io_stats.clone());
-            thread::Builder::new().name("sip-rx".into()).spawn(move || {
-                rx_loop(sockets, &quit, &rx_ring, &free, &io_stats, &waker);
-            })?
+            thread::Builder::new()
+                .name("sip-rx".into())
+                .spawn(move || {
+                    rx_loop(sockets, &quit, &rx_ring, &free, &io_stats, &waker);
+                })?
         };
         Ok(SocketBackend {
             snapshots,
@@ -156,7 +167,9 @@ fn rx_loop(
             continue;
         }
         let ready: [bool; 2] = [0, 1].map(|i| {
-            fds.get(i).and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN))
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
         });
         for (i, sock) in sockets.iter().enumerate() {
             if !ready.get(i).copied().unwrap_or(false) {
@@ -176,10 +189,17 @@ fn rx_loop(
                         stats.rx_truncated.inc();
                         continue;
                     }
-                    let Some(buf) = bufs.get_mut(slot) else { continue };
+                    let Some(buf) = bufs.get_mut(slot) else {
+                        continue;
+                    };
                     let fresh = free.pop().unwrap_or_else(|| vec![0u8; BUF_SIZE]);
                     let buf = std::mem::replace(buf, fresh);
-                    if let Err(d) = ring.push(Datagram { side, src: SocketAddr::V4(src), len, buf }) {
+                    if let Err(d) = ring.push(Datagram {
+                        side,
+                        src: SocketAddr::V4(src),
+                        len,
+                        buf,
+                    }) {
                         stats.rx_ring_full.inc();
                         let _ = free.push(d.buf);
                     }
@@ -199,12 +219,22 @@ fn receive_batch(
     headers: &mut MultiHeaders<SockaddrIn>,
     bufs: &mut [Vec<u8>],
 ) -> Vec<(usize, SocketAddrV4, bool)> {
-    let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-        bufs.iter_mut().map(|b| [IoSliceMut::new(b.as_mut_slice())]).collect();
-    match recvmmsg(sock.as_raw_fd(), headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+        .iter_mut()
+        .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+        .collect();
+    match recvmmsg(
+        sock.as_raw_fd(),
+        headers,
+        iovs.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    ) {
         Ok(results) => results
             .map(|r| {
-                let src = r.address.map_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0), Into::into);
+                let src = r
+                    .address
+                    .map_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0), Into::into);
                 (r.bytes, src, r.flags.contains(MsgFlags::MSG_TRUNC))
             })
             .collect(),
@@ -232,7 +262,13 @@ fn engine_loop(
         let mut handled = 0;
         while handled < 256 {
             let Some(d) = ring.pop() else { break };
-            engine.handle(now, d.side, d.src, d.buf.get(..d.len).unwrap_or_default(), &mut out);
+            engine.handle(
+                now,
+                d.side,
+                d.src,
+                d.buf.get(..d.len).unwrap_or_default(),
+                &mut out,
+            );
             let _ = free.push(d.buf);
             handled += 1;
         }
@@ -241,7 +277,10 @@ fn engine_loop(
             send_all(&sockets, &mut headers, &mut out, stats);
         }
         if handled == 0 {
-            let wait = engine.next_timer().map_or(50, |t| t.saturating_sub(now)).clamp(1, 50);
+            let wait = engine
+                .next_timer()
+                .map_or(50, |t| t.saturating_sub(now))
+                .clamp(1, 50);
             thread::park_timeout(Duration::from_millis(wait));
         }
     }
@@ -267,7 +306,14 @@ fn send_all(
                     SocketAddr::V6(_) => None,
                 })
                 .collect();
-            match sendmmsg(sock.as_raw_fd(), headers, slices.iter(), addrs, [], MsgFlags::empty()) {
+            match sendmmsg(
+                sock.as_raw_fd(),
+                headers,
+                slices.iter(),
+                addrs,
+                [],
+                MsgFlags::empty(),
+            ) {
                 Ok(results) => {
                     let sent = results.count();
                     stats.tx_packets.add(sent as u64);

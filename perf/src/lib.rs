@@ -1,1 +1,1 @@
-//! Load tools for the SBC.
+//! Benchmarks and load tools for the SBC (see `perf/README.md`).

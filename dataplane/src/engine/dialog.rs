@@ -59,7 +59,10 @@ impl Leg {
             let uri = NameAddr::parse(v).map_or(v, |na| na.uri);
             let u = SipUri::parse(uri)?;
             let ip = parse_ipv4(u.host)?;
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u.port.unwrap_or(5060))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u.port.unwrap_or(5060),
+            )))
         };
         self.route_set
             .first()

@@ -80,7 +80,14 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
-        EngineConfig { private, public, t1: 500, t2: 4000, timer_c: 180_000, seed: 0x5bc0_5bc0 }
+        EngineConfig {
+            private,
+            public,
+            t1: 500,
+            t2: 4000,
+            timer_c: 180_000,
+            seed: 0x5bc0_5bc0,
+        }
     }
 
     pub fn addr(&self, side: Side) -> SocketAddrV4 {
@@ -111,7 +118,11 @@ pub struct SipEngine {
 }
 
 impl SipEngine {
-    pub fn new(cfg: EngineConfig, snapshot: Arc<RouteSnapshot>, stats: Arc<EngineStats>) -> SipEngine {
+    pub fn new(
+        cfg: EngineConfig,
+        snapshot: Arc<RouteSnapshot>,
+        stats: Arc<EngineStats>,
+    ) -> SipEngine {
         let mut rng = cfg.seed | 1;
         let salt = (xorshift(&mut rng) >> 32) as u32;
         stats.snapshot_version.set(snapshot.version);
@@ -158,7 +169,14 @@ impl SipEngine {
     }
 
     /// Handles one datagram that arrived on `side` from `src`.
-    pub fn handle(&mut self, now: Ms, side: Side, src: SocketAddr, bytes: &[u8], out: &mut Vec<Outgoing>) {
+    pub fn handle(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        bytes: &[u8],
+        out: &mut Vec<Outgoing>,
+    ) {
         self.stats.rx_messages.inc();
         let before = out.len();
         match SipMessage::parse(bytes) {
@@ -169,7 +187,11 @@ impl SipEngine {
                 // A broken response is dropped; a broken request is answered.
                 if !bytes.starts_with(b"SIP/") {
                     if let Some(resp) = error_response(bytes, e.code, e.reason, self.next_u64()) {
-                        out.push(Outgoing { side, dst: src, data: resp });
+                        out.push(Outgoing {
+                            side,
+                            dst: src,
+                            data: resp,
+                        });
                     }
                 }
             }
@@ -192,18 +214,33 @@ impl SipEngine {
 
     // ----- requests -------------------------------------------------------
 
-    fn on_request(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
+    fn on_request(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        out: &mut Vec<Outgoing>,
+    ) {
         let method = msg.method();
         let is_ack = method == Method::Ack;
         let reply = |engine: &mut SipEngine, out: &mut Vec<Outgoing>, code: u16, extra: &[u8]| {
             if !is_ack {
                 let tag = engine.next_u64();
-                out.push(Outgoing { side, dst: src, data: local_response(msg, code, reason(code), tag, extra) });
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    data: local_response(msg, code, reason(code), tag, extra),
+                });
             }
         };
 
         // Loop detection (RFC 3261 16.3 step 4): our own Via in the request.
-        if msg.values(HeaderName::Via).filter_map(Via::parse).any(|v| self.is_our_via(&v)) {
+        if msg
+            .values(HeaderName::Via)
+            .filter_map(Via::parse)
+            .any(|v| self.is_our_via(&v))
+        {
             return reply(self, out, 482, b"");
         }
         if msg.max_forwards == Some(0) {
@@ -226,14 +263,22 @@ impl SipEngine {
             if let Some(t) = self.txns.get(id) {
                 if t.phase != Phase::Accepted {
                     if let Some(resp) = &t.last_response {
-                        out.push(Outgoing { side: t.orig_side, dst: t.orig_addr, data: resp.clone() });
+                        out.push(Outgoing {
+                            side: t.orig_side,
+                            dst: t.orig_addr,
+                            data: resp.clone(),
+                        });
                     }
                 }
             }
             return;
         }
         if msg.to.tag().is_some() {
-            return match self.dialog_index.get(&(side, Box::from(msg.call_id))).copied() {
+            return match self
+                .dialog_index
+                .get(&(side, Box::from(msg.call_id)))
+                .copied()
+            {
                 Some(did) => self.forward_in_dialog(now, side, src, msg, did, key, out),
                 None => reply(self, out, 481, b""),
             };
@@ -241,7 +286,12 @@ impl SipEngine {
         match method {
             Method::Invite => self.new_invite(now, side, src, msg, key, out),
             Method::Options => {
-                let extra = [b"Allow: ".as_slice(), ALLOW, b"\r\nAccept: application/sdp\r\n"].concat();
+                let extra = [
+                    b"Allow: ".as_slice(),
+                    ALLOW,
+                    b"\r\nAccept: application/sdp\r\n",
+                ]
+                .concat();
                 reply(self, out, 200, &extra)
             }
             Method::Other(_) => reply(self, out, 501, b""),
@@ -258,7 +308,14 @@ impl SipEngine {
         })
     }
 
-    fn on_ack(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
+    fn on_ack(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        out: &mut Vec<Outgoing>,
+    ) {
         // ACK for a non-2xx final: hop by hop, it ends our server transaction.
         let key = server_key(side, msg, true);
         if let Some(&id) = self.server_index.get(&key) {
@@ -277,26 +334,54 @@ impl SipEngine {
         if msg.to.tag().is_none() {
             return;
         }
-        let Some(did) = self.dialog_index.get(&(side, Box::from(msg.call_id))).copied() else {
+        let Some(did) = self
+            .dialog_index
+            .get(&(side, Box::from(msg.call_id)))
+            .copied()
+        else {
             return;
         };
-        let Some(d) = self.dialogs.get(did) else { return };
+        let Some(d) = self.dialogs.get(did) else {
+            return;
+        };
         let from_leg = d.leg_on(side);
         let branch = self.new_branch_stateless();
-        let (bytes, dst, dest_side, _) = self.build_in_dialog_request(msg, did, from_leg, &branch, ipv4_of(src));
-        out.push(Outgoing { side: dest_side, dst, data: bytes });
+        let (bytes, dst, dest_side, _) =
+            self.build_in_dialog_request(msg, did, from_leg, &branch, ipv4_of(src));
+        out.push(Outgoing {
+            side: dest_side,
+            dst,
+            data: bytes,
+        });
     }
 
-    fn on_cancel(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
+    fn on_cancel(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        out: &mut Vec<Outgoing>,
+    ) {
         let key = server_key(side, msg, true);
         let Some(&id) = self.server_index.get(&key) else {
             let tag = self.next_u64();
-            out.push(Outgoing { side, dst: src, data: local_response(msg, 481, reason(481), tag, b"") });
+            out.push(Outgoing {
+                side,
+                dst: src,
+                data: local_response(msg, 481, reason(481), tag, b""),
+            });
             return;
         };
         let tag = self.next_u64();
-        out.push(Outgoing { side, dst: src, data: local_response(msg, 200, reason(200), tag, b"") });
-        let Some(t) = self.txns.get_mut(id) else { return };
+        out.push(Outgoing {
+            side,
+            dst: src,
+            data: local_response(msg, 200, reason(200), tag, b""),
+        });
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
         if t.phase != Phase::Proceeding || t.cancel != CancelState::None {
             return;
         }
@@ -307,11 +392,27 @@ impl SipEngine {
         }
     }
 
-    fn new_invite(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, key: Box<[u8]>, out: &mut Vec<Outgoing>) {
-        let StartLine::Request { uri, .. } = msg.start else { return };
-        let user = SipUri::parse(uri).and_then(|u| u.user_number()).unwrap_or_default();
+    fn new_invite(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        key: Box<[u8]>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let StartLine::Request { uri, .. } = msg.start else {
+            return;
+        };
+        let user = SipUri::parse(uri)
+            .and_then(|u| u.user_number())
+            .unwrap_or_default();
         let source = ipv4_of(src);
-        let req = RouteRequest { source, user, tenant_header: msg.header_named("X-Tenant-ID") };
+        let req = RouteRequest {
+            source,
+            user,
+            tenant_header: msg.header_named("X-Tenant-ID"),
+        };
         let decision = match side {
             Side::Private => self.snapshot.route_inbound(&req),
             Side::Public => self.snapshot.route_outbound(&req),
@@ -320,11 +421,22 @@ impl SipEngine {
             Decision::Reject { code, reason } => {
                 self.stats.calls_rejected.inc();
                 let tag = self.next_u64();
-                out.push(Outgoing { side, dst: src, data: local_response(msg, code, reason, tag, b"") });
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    data: local_response(msg, code, reason, tag, b""),
+                });
                 return;
             }
-            Decision::Route { tenant_id, user, mut candidates, .. } => {
-                let Some(first) = candidates.drain(..).next() else { return };
+            Decision::Route {
+                tenant_id,
+                user,
+                mut candidates,
+                ..
+            } => {
+                let Some(first) = candidates.drain(..).next() else {
+                    return;
+                };
                 (tenant_id, user, first)
             }
         };
@@ -346,7 +458,10 @@ impl SipEngine {
             side,
             call_id: msg.call_id.to_vec(),
             remote_target: first_contact_uri(msg).unwrap_or(msg.from.uri).to_vec(),
-            route_set: msg.values(HeaderName::RecordRoute).map(<[u8]>::to_vec).collect(),
+            route_set: msg
+                .values(HeaderName::RecordRoute)
+                .map(<[u8]>::to_vec)
+                .collect(),
             peer: src,
             caller: without_tag(&msg.from),
             callee: without_tag(&msg.to),
@@ -358,7 +473,12 @@ impl SipEngine {
             route_set: Vec::new(),
             peer: SocketAddr::V4(target.addr),
             caller: party_for(&msg.from, *ours_b.ip(), None, &hider_b),
-            callee: party_for(&msg.to, *target.addr.ip(), Some((&user, target.addr.port())), &hider_b),
+            callee: party_for(
+                &msg.to,
+                *target.addr.ip(),
+                Some((&user, target.addr.port())),
+                &hider_b,
+            ),
         };
         let dialog = Dialog {
             state: DialogState::Early,
@@ -369,21 +489,50 @@ impl SipEngine {
             tenant_id,
         };
         let did = self.dialogs.insert(dialog);
-        self.dialog_index.insert((side, Box::from(msg.call_id)), did);
+        self.dialog_index
+            .insert((side, Box::from(msg.call_id)), did);
         if let Some(d) = self.dialogs.get(did) {
-            self.dialog_index.insert((dest_side, Box::from(d.callee.call_id.as_slice())), did);
+            self.dialog_index
+                .insert((dest_side, Box::from(d.callee.call_id.as_slice())), did);
         }
         self.stats.calls_total.inc();
         self.stats.dialogs.set(self.dialogs.len() as u64);
 
         // 100 Trying at once, then the INVITE toward the far side.
         let trying = local_response(msg, 100, reason(100), 0, b"");
-        out.push(Outgoing { side, dst: src, data: trying.clone() });
-        self.start_txn(now, side, src, msg, key, did, LegRef::Caller, true, Some(trying), out);
+        out.push(Outgoing {
+            side,
+            dst: src,
+            data: trying.clone(),
+        });
+        self.start_txn(
+            now,
+            side,
+            src,
+            msg,
+            key,
+            did,
+            LegRef::Caller,
+            true,
+            Some(trying),
+            out,
+        );
     }
 
-    fn forward_in_dialog(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, did: Id, key: Box<[u8]>, out: &mut Vec<Outgoing>) {
-        let Some(d) = self.dialogs.get_mut(did) else { return };
+    #[allow(clippy::too_many_arguments)]
+    fn forward_in_dialog(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        did: Id,
+        key: Box<[u8]>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
         let orig = d.leg_on(side);
         // Target refresh (RFC 3261 12.2.2).
         if matches!(msg.method(), Method::Invite | Method::Update) {
@@ -394,7 +543,11 @@ impl SipEngine {
         d.leg_mut(orig).peer = src;
         let provisional = if msg.method() == Method::Invite {
             let trying = local_response(msg, 100, reason(100), 0, b"");
-            out.push(Outgoing { side, dst: src, data: trying.clone() });
+            out.push(Outgoing {
+                side,
+                dst: src,
+                data: trying.clone(),
+            });
             Some(trying)
         } else {
             None
@@ -417,10 +570,16 @@ impl SipEngine {
         last_response: Option<Vec<u8>>,
         out: &mut Vec<Outgoing>,
     ) {
-        let Some(d) = self.dialogs.get(did) else { return };
+        let Some(d) = self.dialogs.get(did) else {
+            return;
+        };
         let invite = msg.method() == Method::Invite;
         let echo = |name: HeaderName| -> Vec<u8> {
-            msg.headers.iter().filter(|h| h.name == name).flat_map(|h| raw_line(h.raw_name, h.value)).collect()
+            msg.headers
+                .iter()
+                .filter(|h| h.name == name)
+                .flat_map(|h| raw_line(h.raw_name, h.value))
+                .collect()
         };
         let local_tag = xorshift(&mut self.rng);
         let txn = Txn {
@@ -435,7 +594,10 @@ impl SipEngine {
             orig_addr: src,
             vias: echo(HeaderName::Via),
             from_line: echo(HeaderName::From),
-            to_value: msg.header(HeaderName::To).map(|h| h.value.to_vec()).unwrap_or_default(),
+            to_value: msg
+                .header(HeaderName::To)
+                .map(|h| h.value.to_vec())
+                .unwrap_or_default(),
             call_id_line: echo(HeaderName::CallId),
             cseq_line: echo(HeaderName::CSeq),
             local_tag,
@@ -454,13 +616,18 @@ impl SipEngine {
         let id = self.txns.insert(txn);
         self.server_index.insert(key, id);
         let branch = self.branch_for(id);
-        let (bytes, dst, _, outbound) = self.build_in_dialog_request(msg, did, orig, &branch, ipv4_of(src));
+        let (bytes, dst, _, outbound) =
+            self.build_in_dialog_request(msg, did, orig, &branch, ipv4_of(src));
         if let Some(t) = self.txns.get_mut(id) {
             t.dest_addr = dst;
             t.request = bytes.clone();
             t.outbound = outbound;
         }
-        out.push(Outgoing { side: side.other(), dst, data: bytes });
+        out.push(Outgoing {
+            side: side.other(),
+            dst,
+            data: bytes,
+        });
         self.stats.transactions.set(self.txns.len() as u64);
         self.arm(id);
     }
@@ -476,7 +643,12 @@ impl SipEngine {
         source: Ipv4Addr,
     ) -> (Vec<u8>, SocketAddr, Side, Outbound) {
         let Some(d) = self.dialogs.get(did) else {
-            return (Vec::new(), SocketAddr::V4(self.cfg.private), Side::Private, Outbound::default());
+            return (
+                Vec::new(),
+                SocketAddr::V4(self.cfg.private),
+                Side::Private,
+                Outbound::default(),
+            );
         };
         let to_leg = d.leg(orig.other());
         let dest_side = to_leg.side;
@@ -504,7 +676,10 @@ impl SipEngine {
         let mut saw_mf = false;
         for h in &msg.headers {
             match h.name {
-                HeaderName::Via | HeaderName::Route | HeaderName::RecordRoute | HeaderName::ContentLength => {}
+                HeaderName::Via
+                | HeaderName::Route
+                | HeaderName::RecordRoute
+                | HeaderName::ContentLength => {}
                 HeaderName::From => {
                     out_from = with_tag(to_leg.party(from_caller), msg.from.tag());
                     b.header("From", &[&out_from]);
@@ -547,8 +722,17 @@ impl SipEngine {
 
     // ----- responses ------------------------------------------------------
 
-    fn on_response(&mut self, now: Ms, side: Side, src: SocketAddr, msg: &SipMessage<'_>, out: &mut Vec<Outgoing>) {
-        let StartLine::Response { code, .. } = msg.start else { return };
+    fn on_response(
+        &mut self,
+        now: Ms,
+        side: Side,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let StartLine::Response { code, .. } = msg.start else {
+            return;
+        };
         let Some(id) = msg.via.branch.and_then(|b| self.parse_branch(b)) else {
             self.stats.stray_responses.inc();
             return;
@@ -587,7 +771,12 @@ impl SipEngine {
                 if pending_cancel {
                     self.send_cancel(id, now, out);
                 }
-                if code > 100 && self.txns.get(id).is_some_and(|t| t.phase == Phase::Proceeding) {
+                if code > 100
+                    && self
+                        .txns
+                        .get(id)
+                        .is_some_and(|t| t.phase == Phase::Proceeding)
+                {
                     self.learn_from_response(id, src, msg);
                     if let Some(bytes) = self.relay_response(id, msg, code, out) {
                         if let Some(t) = self.txns.get_mut(id) {
@@ -621,7 +810,11 @@ impl SipEngine {
                 if t.invite {
                     // Hop-by-hop ACK for every non-2xx final, retransmissions included.
                     let ack = build_ack(&t.outbound, msg);
-                    out.push(Outgoing { side: t.dest_side, dst: t.dest_addr, data: ack });
+                    out.push(Outgoing {
+                        side: t.dest_side,
+                        dst: t.dest_addr,
+                        data: ack,
+                    });
                     if t.phase == Phase::Proceeding {
                         t.phase = Phase::Completed;
                         t.retx_at = Some(now + self.cfg.t1);
@@ -647,7 +840,14 @@ impl SipEngine {
         }
     }
 
-    fn final_non_invite(&mut self, id: Id, now: Ms, msg: &SipMessage<'_>, code: u16, out: &mut Vec<Outgoing>) {
+    fn final_non_invite(
+        &mut self,
+        id: Id,
+        now: Ms,
+        msg: &SipMessage<'_>,
+        code: u16,
+        out: &mut Vec<Outgoing>,
+    ) {
         if let Some(t) = self.txns.get_mut(id) {
             t.phase = Phase::Completed;
             t.retx_at = None;
@@ -675,7 +875,9 @@ impl SipEngine {
         }
         let far_side = t.dest_side;
         let ours = self.cfg.addr(far_side);
-        let Some(d) = self.dialogs.get_mut(did) else { return };
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
         let leg = d.leg_mut(far);
         if let Some(c) = first_contact_uri(msg) {
             leg.remote_target = c.to_vec();
@@ -695,7 +897,13 @@ impl SipEngine {
     }
 
     /// Relays a response back to the sender of the request; returns the bytes.
-    fn relay_response(&self, id: Id, msg: &SipMessage<'_>, code: u16, out: &mut Vec<Outgoing>) -> Option<Vec<u8>> {
+    fn relay_response(
+        &self,
+        id: Id,
+        msg: &SipMessage<'_>,
+        code: u16,
+        out: &mut Vec<Outgoing>,
+    ) -> Option<Vec<u8>> {
         let t = self.txns.get(id)?;
         let d = self.dialogs.get(t.dialog)?;
         let back = d.leg(t.orig);
@@ -720,9 +928,15 @@ impl SipEngine {
         }
         for h in &msg.headers {
             match h.name {
-                HeaderName::Via | HeaderName::Route | HeaderName::RecordRoute | HeaderName::ContentLength => {}
+                HeaderName::Via
+                | HeaderName::Route
+                | HeaderName::RecordRoute
+                | HeaderName::ContentLength => {}
                 HeaderName::From => {
-                    b.header("From", &[&with_tag(back.party(from_caller), msg.from.tag())]);
+                    b.header(
+                        "From",
+                        &[&with_tag(back.party(from_caller), msg.from.tag())],
+                    );
                 }
                 HeaderName::To => {
                     b.header("To", &[&with_tag(back.party(!from_caller), msg.to.tag())]);
@@ -739,7 +953,11 @@ impl SipEngine {
         let mut body = Vec::with_capacity(msg.body.len());
         hider.copy(msg.body, &mut body);
         let bytes = b.finish(&body);
-        out.push(Outgoing { side: to_side, dst: t.orig_addr, data: bytes.clone() });
+        out.push(Outgoing {
+            side: to_side,
+            dst: t.orig_addr,
+            data: bytes.clone(),
+        });
         Some(bytes)
     }
 
@@ -754,7 +972,9 @@ impl SipEngine {
 
     fn service(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
         let (t1, t2) = (self.cfg.t1, self.cfg.t2);
-        let Some(t) = self.txns.get_mut(id) else { return };
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
         if t.cleanup_at.is_some_and(|c| c <= now) {
             return self.remove_txn(id);
         }
@@ -766,14 +986,26 @@ impl SipEngine {
                     } else {
                         t.request.clone()
                     };
-                    out.push(Outgoing { side: t.dest_side, dst: t.dest_addr, data });
+                    out.push(Outgoing {
+                        side: t.dest_side,
+                        dst: t.dest_addr,
+                        data,
+                    });
                     let capped = !t.invite || t.cancel == CancelState::Sent;
-                    t.retx_every = if capped { (t.retx_every * 2).min(t2) } else { t.retx_every * 2 };
+                    t.retx_every = if capped {
+                        (t.retx_every * 2).min(t2)
+                    } else {
+                        t.retx_every * 2
+                    };
                     t.retx_at = Some(now + t.retx_every);
                 }
                 Phase::Completed if t.invite => {
                     if let Some(resp) = &t.last_response {
-                        out.push(Outgoing { side: t.orig_side, dst: t.orig_addr, data: resp.clone() });
+                        out.push(Outgoing {
+                            side: t.orig_side,
+                            dst: t.orig_addr,
+                            data: resp.clone(),
+                        });
                     }
                     t.retx_every = (t.retx_every * 2).min(t2);
                     t.retx_at = Some(now + t.retx_every);
@@ -790,9 +1022,17 @@ impl SipEngine {
                 }
                 Phase::Proceeding => {
                     // Timer B/F, or the far side never answered our CANCEL.
-                    let code = if t.cancel == CancelState::None { 408 } else { 487 };
+                    let code = if t.cancel == CancelState::None {
+                        408
+                    } else {
+                        487
+                    };
                     let resp = txn_response(t, code);
-                    out.push(Outgoing { side: t.orig_side, dst: t.orig_addr, data: resp.clone() });
+                    out.push(Outgoing {
+                        side: t.orig_side,
+                        dst: t.orig_addr,
+                        data: resp.clone(),
+                    });
                     t.phase = Phase::Completed;
                     t.last_response = Some(resp);
                     if t.invite {
@@ -817,9 +1057,15 @@ impl SipEngine {
 
     fn send_cancel(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
         let t1 = self.cfg.t1;
-        let Some(t) = self.txns.get_mut(id) else { return };
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
         t.cancel = CancelState::Sent;
-        out.push(Outgoing { side: t.dest_side, dst: t.dest_addr, data: build_cancel(&t.outbound) });
+        out.push(Outgoing {
+            side: t.dest_side,
+            dst: t.dest_addr,
+            data: build_cancel(&t.outbound),
+        });
         t.retx_every = t1;
         t.retx_at = Some(now + t1);
         t.timeout_at = Some(now + 64 * t1);
@@ -853,10 +1099,15 @@ impl SipEngine {
     /// Removes the dialog of transaction `id`: a call that ended (`normal`)
     /// or one that failed before it was answered.
     fn end_dialog_of(&mut self, id: Id, normal: bool) {
-        let Some(did) = self.txns.get(id).map(|t| t.dialog) else { return };
-        let Some(d) = self.dialogs.remove(did) else { return };
+        let Some(did) = self.txns.get(id).map(|t| t.dialog) else {
+            return;
+        };
+        let Some(d) = self.dialogs.remove(did) else {
+            return;
+        };
         for leg in [&d.caller, &d.callee] {
-            self.dialog_index.remove(&(leg.side, Box::from(leg.call_id.as_slice())));
+            self.dialog_index
+                .remove(&(leg.side, Box::from(leg.call_id.as_slice())));
         }
         if d.state == DialogState::Confirmed {
             self.stats.calls_up.dec();
@@ -887,7 +1138,10 @@ impl SipEngine {
         }
         let ids = std::str::from_utf8(rest.get(8..)?).ok()?;
         let (idx, gen) = ids.split_once('.')?;
-        Some(Id { idx: u32::from_str_radix(idx, 16).ok()?, gen: u32::from_str_radix(gen, 16).ok()? })
+        Some(Id {
+            idx: u32::from_str_radix(idx, 16).ok()?,
+            gen: u32::from_str_radix(gen, 16).ok()?,
+        })
     }
 
     /// A branch for a stateless forward (ACK for 2xx); never parses as ours.
@@ -992,14 +1246,18 @@ fn txn_response(t: &Txn, code: u16) -> Vec<u8> {
     if NameAddr::parse(&to).and_then(|n| n.tag()).is_none() {
         to.extend(tag_param(t.local_tag));
     }
-    b.header("To", &[&to]).raw(&t.call_id_line).raw(&t.cseq_line);
+    b.header("To", &[&to])
+        .raw(&t.call_id_line)
+        .raw(&t.cseq_line);
     b.finish(b"")
 }
 
 /// An error response to a request that did not parse: echoes what it can of
 /// Via, From, To, Call-ID and CSeq. Without a Via there is no one to answer.
 fn error_response(bytes: &[u8], code: u16, why: &str, tag: u64) -> Option<Vec<u8>> {
-    let mut lines = bytes.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     lines.next()?;
     let mut b = Builder::response(code, reason(code).as_bytes());
     let mut have_via = false;
@@ -1011,7 +1269,9 @@ fn error_response(bytes: &[u8], code: u16, why: &str, tag: u64) -> Option<Vec<u8
         if line.first().is_some_and(|&c| c == b' ' || c == b'\t') {
             continue;
         }
-        let Some(colon) = line.iter().position(|&c| c == b':') else { continue };
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
         let name = grammar::trim_lws(line.get(..colon).unwrap_or_default());
         let slot = match HeaderName::classify(name) {
             HeaderName::Via => {
@@ -1048,7 +1308,10 @@ fn error_response(bytes: &[u8], code: u16, why: &str, tag: u64) -> Option<Vec<u8
 }
 
 fn first_contact_uri<'a>(msg: &SipMessage<'a>) -> Option<&'a [u8]> {
-    msg.values(HeaderName::Contact).next().and_then(NameAddr::parse).map(|na| na.uri)
+    msg.values(HeaderName::Contact)
+        .next()
+        .and_then(NameAddr::parse)
+        .map(|na| na.uri)
 }
 
 /// `display <uri>;params` without the tag parameter.
@@ -1062,7 +1325,9 @@ fn without_tag(na: &NameAddr<'_>) -> Vec<u8> {
     v.extend_from_slice(na.uri);
     v.push(b'>');
     for p in grammar::split_params(na.params) {
-        if !p.get(..3).is_some_and(|n| n.eq_ignore_ascii_case(b"tag")) || p.get(3).is_some_and(|&c| c != b'=' && !grammar::is_lws(c)) {
+        if !p.get(..3).is_some_and(|n| n.eq_ignore_ascii_case(b"tag"))
+            || p.get(3).is_some_and(|&c| c != b'=' && !grammar::is_lws(c))
+        {
             v.push(b';');
             v.extend_from_slice(p);
         }
@@ -1080,7 +1345,12 @@ fn with_tag(party: &[u8], tag: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// A From/To value for the far leg: the display name and user, at `host`.
-fn party_for(na: &NameAddr<'_>, host: Ipv4Addr, user_port: Option<(&[u8], u16)>, hider: &Hider<'_>) -> Vec<u8> {
+fn party_for(
+    na: &NameAddr<'_>,
+    host: Ipv4Addr,
+    user_port: Option<(&[u8], u16)>,
+    hider: &Hider<'_>,
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(64);
     if !na.display.is_empty() {
         hider.copy(na.display, &mut v);
@@ -1120,7 +1390,9 @@ fn our_contact(ours: SocketAddrV4) -> Vec<u8> {
 fn is_our_uri(value: &[u8], ours: SocketAddrV4) -> bool {
     NameAddr::parse(value)
         .and_then(|na| SipUri::parse(na.uri))
-        .is_some_and(|u| grammar::parse_ipv4(u.host) == Some(*ours.ip()) && u.port.unwrap_or(5060) == ours.port())
+        .is_some_and(|u| {
+            grammar::parse_ipv4(u.host) == Some(*ours.ip()) && u.port.unwrap_or(5060) == ours.port()
+        })
 }
 
 fn copy_hidden(b: &mut Builder, name: &[u8], value: &[u8], hider: &Hider<'_>) {
@@ -1133,7 +1405,9 @@ fn copy_hidden(b: &mut Builder, name: &[u8], value: &[u8], hider: &Hider<'_>) {
 
 /// The hop-by-hop ACK for a non-2xx final response to our INVITE.
 fn build_ack(o: &Outbound, resp: &SipMessage<'_>) -> Vec<u8> {
-    let to = resp.header(HeaderName::To).map_or(o.to.as_slice(), |h| h.value);
+    let to = resp
+        .header(HeaderName::To)
+        .map_or(o.to.as_slice(), |h| h.value);
     outbound_request(o, b"ACK", to)
 }
 

@@ -23,7 +23,11 @@ pub struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -38,20 +42,32 @@ impl<T> Slab<T> {
             }
         }
         let idx = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-        self.slots.push(Slot { gen: 0, val: Some(val) });
+        self.slots.push(Slot {
+            gen: 0,
+            val: Some(val),
+        });
         Id { idx, gen: 0 }
     }
 
     pub fn get(&self, id: Id) -> Option<&T> {
-        self.slots.get(id.idx as usize).filter(|s| s.gen == id.gen).and_then(|s| s.val.as_ref())
+        self.slots
+            .get(id.idx as usize)
+            .filter(|s| s.gen == id.gen)
+            .and_then(|s| s.val.as_ref())
     }
 
     pub fn get_mut(&mut self, id: Id) -> Option<&mut T> {
-        self.slots.get_mut(id.idx as usize).filter(|s| s.gen == id.gen).and_then(|s| s.val.as_mut())
+        self.slots
+            .get_mut(id.idx as usize)
+            .filter(|s| s.gen == id.gen)
+            .and_then(|s| s.val.as_mut())
     }
 
     pub fn remove(&mut self, id: Id) -> Option<T> {
-        let slot = self.slots.get_mut(id.idx as usize).filter(|s| s.gen == id.gen)?;
+        let slot = self
+            .slots
+            .get_mut(id.idx as usize)
+            .filter(|s| s.gen == id.gen)?;
         let val = slot.val.take()?;
         self.free.push(id.idx);
         self.len -= 1;
@@ -68,7 +84,15 @@ impl<T> Slab<T> {
 
     pub fn iter(&self) -> impl Iterator<Item = (Id, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.val.as_ref().map(|v| (Id { idx: i as u32, gen: s.gen }, v))
+            s.val.as_ref().map(|v| {
+                (
+                    Id {
+                        idx: i as u32,
+                        gen: s.gen,
+                    },
+                    v,
+                )
+            })
         })
     }
 }

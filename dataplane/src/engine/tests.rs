@@ -16,7 +16,13 @@ fn addr(s: &str) -> SocketAddr {
 fn snapshot() -> RouteSnapshot {
     RouteSnapshot {
         version: 1,
-        carriers: vec![Carrier { id: 1, ip: Ipv4Addr::new(10, 0, 1, 10), mask: 32, name: "c1".into(), group: 1 }],
+        carriers: vec![Carrier {
+            id: 1,
+            ip: Ipv4Addr::new(10, 0, 1, 10),
+            mask: 32,
+            name: "c1".into(),
+            group: 1,
+        }],
         gateways: vec![Gateway {
             id: 1,
             destination: "sip:203.0.113.10:5060".into(),
@@ -40,14 +46,23 @@ struct Lab {
 impl Lab {
     fn new() -> Lab {
         let stats = Arc::new(EngineStats::default());
-        let cfg = EngineConfig::new("10.0.0.100:5060".parse().unwrap(), "203.0.113.50:5080".parse().unwrap());
-        Lab { engine: SipEngine::new(cfg, Arc::new(snapshot()), stats.clone()), stats, now: 0, out: Vec::new() }
+        let cfg = EngineConfig::new(
+            "10.0.0.100:5060".parse().unwrap(),
+            "203.0.113.50:5080".parse().unwrap(),
+        );
+        Lab {
+            engine: SipEngine::new(cfg, Arc::new(snapshot()), stats.clone()),
+            stats,
+            now: 0,
+            out: Vec::new(),
+        }
     }
 
     /// Sends `msg` and returns what the engine sent, as text with destinations.
     fn send(&mut self, side: Side, from: &str, msg: &str) -> Vec<(Side, SocketAddr, String)> {
         self.out.clear();
-        self.engine.handle(self.now, side, addr(from), msg.as_bytes(), &mut self.out);
+        self.engine
+            .handle(self.now, side, addr(from), msg.as_bytes(), &mut self.out);
         self.drain()
     }
 
@@ -62,7 +77,10 @@ impl Lab {
     }
 
     fn drain(&mut self) -> Vec<(Side, SocketAddr, String)> {
-        self.out.drain(..).map(|o| (o.side, o.dst, String::from_utf8(o.data).unwrap())).collect()
+        self.out
+            .drain(..)
+            .map(|o| (o.side, o.dst, String::from_utf8(o.data).unwrap()))
+            .collect()
     }
 }
 
@@ -105,14 +123,29 @@ fn answer(req: &str, code: u16, to_tag: &str, sdp: bool) -> String {
             r.push_str("\r\n");
         }
     }
-    r.push_str(&format!("To: {};tag={to_tag}\r\n", header(req, "To").unwrap()));
+    r.push_str(&format!(
+        "To: {};tag={to_tag}\r\n",
+        header(req, "To").unwrap()
+    ));
     r.push_str("Contact: <sip:lk@203.0.113.10:5060>\r\n");
-    let body = if sdp { "v=0\r\nc=IN IP4 203.0.113.10\r\n" } else { "" };
+    let body = if sdp {
+        "v=0\r\nc=IN IP4 203.0.113.10\r\n"
+    } else {
+        ""
+    };
     r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     r
 }
 
-fn in_dialog(method: &str, ruri: &str, call_id: &str, from: &str, to: &str, branch: &str, cseq: u32) -> String {
+fn in_dialog(
+    method: &str,
+    ruri: &str,
+    call_id: &str,
+    from: &str,
+    to: &str,
+    branch: &str,
+    cseq: u32,
+) -> String {
     format!(
         "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP x.invalid;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
 From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
@@ -131,7 +164,10 @@ fn inbound_call_is_proxied_with_topology_hidden() {
     assert!(fwd.starts_with("INVITE sip:+15551234@203.0.113.10:5060 SIP/2.0\r\n"));
     assert!(!fwd.contains("10.0."), "private address leaked:\n{fwd}");
     assert_eq!(fwd.matches("Via:").count(), 1);
-    assert_eq!(header(fwd, "Record-Route"), Some("<sip:203.0.113.50:5080;lr>"));
+    assert_eq!(
+        header(fwd, "Record-Route"),
+        Some("<sip:203.0.113.50:5080;lr>")
+    );
     assert_eq!(header(fwd, "Max-Forwards"), Some("69"));
     assert!(!header(fwd, "Call-ID").unwrap().contains("call1"));
 
@@ -142,14 +178,19 @@ fn inbound_call_is_proxied_with_topology_hidden() {
     assert_eq!(back[0].1, addr(CARRIER));
     let r = &back[0].2;
     assert_eq!(status(r), 180);
-    assert_eq!(header(r, "Via"), Some("SIP/2.0/UDP 10.0.1.10:5060;branch=z9hG4bKa1"));
+    assert_eq!(
+        header(r, "Via"),
+        Some("SIP/2.0/UDP 10.0.1.10:5060;branch=z9hG4bKa1")
+    );
     assert_eq!(header(r, "Call-ID"), Some("call1@10.0.1.10"));
     assert!(!r.contains("203.0.113.10"), "gateway address leaked:\n{r}");
     let ok = answer(fwd, 200, "gw1", true);
     let back = lab.send(Side::Public, GATEWAY, &ok);
     let r = &back[0].2;
     assert_eq!(status(r), 200);
-    assert!(r.contains("Record-Route: <sip:10.0.0.100:5060;lr>\r\nRecord-Route: <sip:10.0.1.1;lr>\r\n"));
+    assert!(
+        r.contains("Record-Route: <sip:10.0.0.100:5060;lr>\r\nRecord-Route: <sip:10.0.1.1;lr>\r\n")
+    );
     assert_eq!(header(r, "Contact"), Some("<sip:sbc@10.0.0.100:5060>"));
     assert!(header(r, "To").unwrap().ends_with(";tag=gw1"));
     assert!(r.ends_with("c=IN IP4 10.0.0.100\r\n"));
@@ -161,16 +202,34 @@ fn inbound_call_is_proxied_with_topology_hidden() {
     // ACK from the carrier reaches the gateway's Contact.
     let from = "<sip:alice@10.0.1.10:5060>;tag=ca1";
     let to = "<sip:+15551234@10.0.0.100:5060>;tag=gw1";
-    let ack = in_dialog("ACK", "sip:sbc@10.0.0.100:5060", "call1@10.0.1.10", from, to, "a2", 1);
+    let ack = in_dialog(
+        "ACK",
+        "sip:sbc@10.0.0.100:5060",
+        "call1@10.0.1.10",
+        from,
+        to,
+        "a2",
+        1,
+    );
     let fwd_ack = lab.send(Side::Private, CARRIER, &ack);
     assert_eq!(fwd_ack.len(), 1);
     assert_eq!(fwd_ack[0].1, addr(GATEWAY));
-    assert!(fwd_ack[0].2.starts_with("ACK sip:lk@203.0.113.10:5060 SIP/2.0"));
+    assert!(fwd_ack[0]
+        .2
+        .starts_with("ACK sip:lk@203.0.113.10:5060 SIP/2.0"));
 
     // BYE from the gateway reaches the carrier, and its 200 goes back.
     let gw_call_id = header(fwd, "Call-ID").unwrap();
     let gw_from = header(fwd, "From").unwrap();
-    let bye = in_dialog("BYE", "sip:sbc@203.0.113.50:5080", gw_call_id, &format!("{};tag=gw1", header(fwd, "To").unwrap()), gw_from, "b1", 1);
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@203.0.113.50:5080",
+        gw_call_id,
+        &format!("{};tag=gw1", header(fwd, "To").unwrap()),
+        gw_from,
+        "b1",
+        1,
+    );
     let fwd_bye = lab.send(Side::Public, GATEWAY, &bye);
     assert_eq!(fwd_bye.len(), 1);
     let (_, dst, b) = &fwd_bye[0];
@@ -180,12 +239,18 @@ fn inbound_call_is_proxied_with_topology_hidden() {
     assert_eq!(header(b, "Route"), Some("<sip:10.0.1.1;lr>"));
     assert_eq!(header(b, "Call-ID"), Some("call1@10.0.1.10"));
     assert!(header(b, "From").unwrap().ends_with("tag=gw1"));
-    let bye_ok = answer(b, 200, "ca1", false).replace(&format!("To: {};tag=ca1", header(b, "To").unwrap()), &format!("To: {}", header(b, "To").unwrap()));
+    let bye_ok = answer(b, 200, "ca1", false).replace(
+        &format!("To: {};tag=ca1", header(b, "To").unwrap()),
+        &format!("To: {}", header(b, "To").unwrap()),
+    );
     let back = lab.send(Side::Private, CARRIER, &bye_ok);
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].1, addr(GATEWAY));
     assert_eq!(status(&back[0].2), 200);
-    assert_eq!(header(&back[0].2, "Via"), Some("SIP/2.0/UDP x.invalid;branch=z9hG4bKb1"));
+    assert_eq!(
+        header(&back[0].2, "Via"),
+        Some("SIP/2.0/UDP x.invalid;branch=z9hG4bKb1")
+    );
     assert_eq!(lab.stats.calls_up.get(), 0);
     assert_eq!(lab.engine.dialog_count(), 0);
     lab.advance(40_000);
@@ -218,8 +283,16 @@ fn silent_gateway_gets_retransmissions_then_408() {
     assert_eq!(lab.stats.calls_failed.get(), 1);
     assert_eq!(lab.engine.dialog_count(), 0);
     // The carrier's ACK ends it.
-    let ack = in_dialog("ACK", "sip:+15551234@10.0.0.100:5060", "c3@10.0.1.10", "<sip:alice@10.0.1.10:5060>;tag=ca1", header(&r[0].2, "To").unwrap(), "t1", 1)
-        .replace("x.invalid", "10.0.1.10:5060");
+    let ack = in_dialog(
+        "ACK",
+        "sip:+15551234@10.0.0.100:5060",
+        "c3@10.0.1.10",
+        "<sip:alice@10.0.1.10:5060>;tag=ca1",
+        header(&r[0].2, "To").unwrap(),
+        "t1",
+        1,
+    )
+    .replace("x.invalid", "10.0.1.10:5060");
     assert!(lab.send(Side::Private, CARRIER, &ack).is_empty());
     lab.advance(6_000);
     assert_eq!(lab.engine.transaction_count(), 0);
@@ -232,11 +305,15 @@ fn cancel_is_hop_by_hop_and_caller_gets_487() {
     let sent = lab.send(Side::Private, CARRIER, &inv);
     let fwd = sent[1].2.clone();
     lab.send(Side::Public, GATEWAY, &answer(&fwd, 180, "g4", false));
-    let cancel = inv.replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let cancel = inv
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
     let sent = lab.send(Side::Private, CARRIER, &cancel);
     assert_eq!(sent.len(), 2);
     assert_eq!(status(&sent[0].2), 200);
-    assert!(sent[1].2.starts_with("CANCEL sip:+15551234@203.0.113.10:5060"));
+    assert!(sent[1]
+        .2
+        .starts_with("CANCEL sip:+15551234@203.0.113.10:5060"));
     assert_eq!(header(&sent[1].2, "Via"), header(&fwd, "Via"));
     let terminated = answer(&fwd, 487, "g4", false);
     let sent = lab.send(Side::Public, GATEWAY, &terminated);
@@ -277,13 +354,25 @@ fn outbound_call_goes_to_the_host_carrier() {
     let sent = lab.send(Side::Public, GATEWAY, &inv);
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[1].1, addr(CARRIER));
-    assert!(!sent[1].2.contains("203.0.113.10"), "gateway leaked: {}", sent[1].2);
+    assert!(
+        !sent[1].2.contains("203.0.113.10"),
+        "gateway leaked: {}",
+        sent[1].2
+    );
 }
 
 #[test]
 fn options_answered_and_loops_refused() {
     let mut lab = Lab::new();
-    let opt = in_dialog("OPTIONS", "sip:10.0.0.100:5060", "o@x", "<sip:a@x>;tag=1", "<sip:10.0.0.100>", "p1", 1);
+    let opt = in_dialog(
+        "OPTIONS",
+        "sip:10.0.0.100:5060",
+        "o@x",
+        "<sip:a@x>;tag=1",
+        "<sip:10.0.0.100>",
+        "p1",
+        1,
+    );
     let r = lab.send(Side::Private, CARRIER, &opt);
     assert_eq!(status(&r[0].2), 200);
     let looped = opt.replace("Via: SIP/2.0/UDP x.invalid;branch=z9hG4bKp1", "Via: SIP/2.0/UDP x.invalid;branch=z9hG4bKp2\r\nVia: SIP/2.0/UDP 203.0.113.50:5080;branch=z9hG4bKsbc1");
@@ -304,7 +393,8 @@ fn rfc4475_torture_messages() {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         let mut lab = Lab::new();
         lab.out.clear();
-        lab.engine.handle(0, Side::Private, addr(CARRIER), &bytes, &mut lab.out);
+        lab.engine
+            .handle(0, Side::Private, addr(CARRIER), &bytes, &mut lab.out);
         let replies: Vec<u16> = lab
             .out
             .iter()

@@ -88,6 +88,9 @@ pub struct Txn {
 impl Txn {
     /// The earliest deadline, to queue in the engine's timer heap.
     pub fn next_deadline(&self) -> Option<Ms> {
-        [self.retx_at, self.timeout_at, self.cleanup_at].into_iter().flatten().min()
+        [self.retx_at, self.timeout_at, self.cleanup_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -7,7 +7,10 @@
 /// `token` characters (RFC 3261 25.1).
 pub fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
 }
 
 /// Linear white space, including the CR/LF of folded lines.
@@ -32,7 +35,9 @@ pub fn parse_u32(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 10 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let v = s.iter().fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
+    let v = s
+        .iter()
+        .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
     u32::try_from(v).ok()
 }
 
@@ -42,7 +47,9 @@ pub fn parse_u32_saturating(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(s.iter().fold(0u32, |acc, &b| acc.saturating_mul(10).saturating_add(u32::from(b - b'0'))))
+    Some(s.iter().fold(0u32, |acc, &b| {
+        acc.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+    }))
 }
 
 /// Index just past a quoted string starting at `s[start] == '"'`.
@@ -67,7 +74,11 @@ fn skip_quoted(s: &[u8], start: usize) -> Option<usize> {
 /// Splits a header value on the commas that separate list elements (outside
 /// quotes and angle brackets). Empty elements are kept so callers reject them.
 pub fn split_list(s: &[u8]) -> ListIter<'_> {
-    ListIter { s, pos: 0, done: false }
+    ListIter {
+        s,
+        pos: 0,
+        done: false,
+    }
 }
 
 #[derive(Debug)]
@@ -129,6 +140,9 @@ pub fn param<'a>(s: &'a [u8], name: &str) -> Option<Option<&'a [u8]>> {
         .map(|(_, v)| v)
 }
 
+/// One parameter: its name and its value if it has one.
+type Param<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// Iterates parameters; yields `None` once on a grammar error and stops.
 struct Params<'a> {
     s: &'a [u8],
@@ -138,7 +152,11 @@ struct Params<'a> {
 
 impl<'a> Params<'a> {
     fn new(s: &'a [u8]) -> Self {
-        Params { s, pos: 0, failed: false }
+        Params {
+            s,
+            pos: 0,
+            failed: false,
+        }
     }
 
     fn skip_lws(&mut self) {
@@ -147,14 +165,14 @@ impl<'a> Params<'a> {
         }
     }
 
-    fn fail(&mut self) -> Option<Option<(&'a [u8], Option<&'a [u8]>)>> {
+    fn fail(&mut self) -> Option<Option<Param<'a>>> {
         self.failed = true;
         Some(None)
     }
 }
 
 impl<'a> Iterator for Params<'a> {
-    type Item = Option<(&'a [u8], Option<&'a [u8]>)>;
+    type Item = Option<Param<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
@@ -189,12 +207,21 @@ impl<'a> Iterator for Params<'a> {
                 Some(end) => self.pos = end,
                 None => return self.fail(),
             },
-            Some(b'[') => match self.s.get(self.pos..).and_then(|r| r.iter().position(|&b| b == b']')) {
+            Some(b'[') => match self
+                .s
+                .get(self.pos..)
+                .and_then(|r| r.iter().position(|&b| b == b']'))
+            {
                 Some(off) => self.pos += off + 1,
                 None => return self.fail(),
             },
             _ => {
-                while self.s.get(self.pos).copied().is_some_and(|b| is_token(b) || b == b':') {
+                while self
+                    .s
+                    .get(self.pos)
+                    .copied()
+                    .is_some_and(|b| is_token(b) || b == b':')
+                {
                     self.pos += 1;
                 }
             }
@@ -209,7 +236,9 @@ impl<'a> Iterator for Params<'a> {
 
 /// The raw `name[=value]` pieces of a `;`-separated parameter list.
 pub fn split_params(s: &[u8]) -> impl Iterator<Item = &[u8]> {
-    s.split(|&b| b == b';').map(trim_lws).filter(|p| !p.is_empty())
+    s.split(|&b| b == b';')
+        .map(trim_lws)
+        .filter(|p| !p.is_empty())
 }
 
 /// `name-addr` or `addr-spec` followed by header parameters (To, From,
@@ -253,7 +282,12 @@ impl<'a> NameAddr<'a> {
             if !params_valid(params) {
                 return None;
             }
-            return Some(NameAddr { display: b"", uri, params, bracketed: false });
+            return Some(NameAddr {
+                display: b"",
+                uri,
+                params,
+                bracketed: false,
+            });
         };
         // rest starts with '<'.
         let gt = rest.iter().position(|&b| b == b'>')?;
@@ -265,7 +299,12 @@ impl<'a> NameAddr<'a> {
         if !params_valid(params) {
             return None;
         }
-        Some(NameAddr { display, uri, params, bracketed: true })
+        Some(NameAddr {
+            display,
+            uri,
+            params,
+            bracketed: true,
+        })
     }
 
     pub fn tag(&self) -> Option<&'a [u8]> {
@@ -280,7 +319,9 @@ fn uri_shape_ok(uri: &[u8]) -> bool {
     };
     let scheme = uri.get(..colon).unwrap_or_default();
     scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
         && colon + 1 < uri.len()
         && !uri.iter().any(|&b| is_lws(b) || b == b'<' || b == b'>')
 }
@@ -330,7 +371,10 @@ impl<'a> Via<'a> {
             return None;
         }
         let rest = trim_lws(v.get(pos..)?);
-        let end = rest.iter().position(|&b| b == b';' || is_lws(b)).unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|&b| b == b';' || is_lws(b))
+            .unwrap_or(rest.len());
         let (host, port) = parse_hostport(rest.get(..end)?)?;
         let params = trim_lws(rest.get(end..)?);
         if !params_valid(params) {
@@ -346,12 +390,19 @@ impl<'a> Via<'a> {
             return None;
         }
         let rport = param(params, "rport").is_some();
-        Some(Via { transport, host, port, branch, rport })
+        Some(Via {
+            transport,
+            host,
+            port,
+            branch,
+            rport,
+        })
     }
 
     /// An RFC 3261 branch (with the magic cookie), usable as a transaction key.
     pub fn rfc3261_branch(&self) -> Option<&'a [u8]> {
-        self.branch.filter(|b| b.len() > 7 && b.get(..7) == Some(b"z9hG4bK"))
+        self.branch
+            .filter(|b| b.len() > 7 && b.get(..7) == Some(b"z9hG4bK"))
     }
 }
 
@@ -373,7 +424,9 @@ pub fn parse_hostport(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
     };
     if host.is_empty()
         || !(host.first() == Some(&b'[')
-            || host.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            || host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
     {
         return None;
     }
@@ -407,17 +460,27 @@ impl<'a> SipUri<'a> {
             Some(at) => (Some(rest.get(..at)?), rest.get(at + 1..)?),
             None => (None, rest),
         };
-        let end = hostpart.iter().position(|&b| b == b';' || b == b'?').unwrap_or(hostpart.len());
+        let end = hostpart
+            .iter()
+            .position(|&b| b == b';' || b == b'?')
+            .unwrap_or(hostpart.len());
         let (host, port) = parse_hostport(hostpart.get(..end)?)?;
         let tail = hostpart.get(end..)?;
         let q = tail.iter().position(|&b| b == b'?');
         let params = tail.get(..q.unwrap_or(tail.len()))?;
-        Some(SipUri { user: user.filter(|u| !u.is_empty()), host, port, params, has_headers: q.is_some() })
+        Some(SipUri {
+            user: user.filter(|u| !u.is_empty()),
+            host,
+            port,
+            params,
+            has_headers: q.is_some(),
+        })
     }
 
     /// The user part without a `;param` tail (telephone-subscriber style).
     pub fn user_number(&self) -> Option<&'a [u8]> {
-        self.user.map(|u| u.split(|&b| b == b';').next().unwrap_or(u))
+        self.user
+            .map(|u| u.split(|&b| b == b';').next().unwrap_or(u))
     }
 }
 
@@ -462,7 +525,10 @@ mod tests {
     #[test]
     fn list_split_respects_quotes_and_brackets() {
         let items: Vec<_> = split_list(b"<sip:a;x=1,2>, \"a,b\" <sip:b>,,").collect();
-        assert_eq!(items, vec![&b"<sip:a;x=1,2>"[..], b"\"a,b\" <sip:b>", b"", b""]);
+        assert_eq!(
+            items,
+            vec![&b"<sip:a;x=1,2>"[..], b"\"a,b\" <sip:b>", b"", b""]
+        );
     }
 
     #[test]
@@ -473,6 +539,10 @@ mod tests {
         assert_eq!(u.user, Some(&b"+1555"[..]));
         assert_eq!(u.port, Some(5080));
         assert_eq!(u.params, b";user=phone");
-        assert!(SipUri::parse(b"sip:user@example.com?Route=x").unwrap().has_headers);
+        assert!(
+            SipUri::parse(b"sip:user@example.com?Route=x")
+                .unwrap()
+                .has_headers
+        );
     }
 }

@@ -170,7 +170,9 @@ impl<'a> SipMessage<'a> {
                 end_of_value = cursor + cont.len();
                 cursor = after;
             }
-            let whole = buf.get(pos..end_of_value).ok_or(ParseError::bad("Truncated header"))?;
+            let whole = buf
+                .get(pos..end_of_value)
+                .ok_or(ParseError::bad("Truncated header"))?;
             let colon = whole
                 .iter()
                 .position(|&b| b == b':')
@@ -192,7 +194,11 @@ impl<'a> SipMessage<'a> {
             if headers.len() >= MAX_HEADERS {
                 return Err(ParseError::bad("Too many headers"));
             }
-            headers.push(Header { name, raw_name, value });
+            headers.push(Header {
+                name,
+                raw_name,
+                value,
+            });
             pos = cursor;
         }
         if !terminated {
@@ -206,7 +212,8 @@ impl<'a> SipMessage<'a> {
                     .ok_or(ParseError::bad("Malformed Content-Length"))?
                     as usize;
                 // Over UDP, bytes past Content-Length are discarded (RFC 3261 18.3).
-                rest.get(..len).ok_or(ParseError::bad("Content-Length larger than datagram"))?
+                rest.get(..len)
+                    .ok_or(ParseError::bad("Content-Length larger than datagram"))?
             }
             None => rest,
         };
@@ -275,13 +282,26 @@ impl<'a> SipMessage<'a> {
                 return Err(if method.is_known() {
                     ParseError::bad("CSeq method does not match")
                 } else {
-                    ParseError { code: 501, reason: "Not Implemented" }
+                    ParseError {
+                        code: 501,
+                        reason: "Not Implemented",
+                    }
                 });
             }
             check_request_uri(uri)?;
         }
 
-        Ok(SipMessage { start, headers, body, call_id, cseq, from, to, via, max_forwards })
+        Ok(SipMessage {
+            start,
+            headers,
+            body,
+            call_id,
+            cseq,
+            from,
+            to,
+            via,
+            max_forwards,
+        })
     }
 
     pub fn is_request(&self) -> bool {
@@ -337,7 +357,9 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         let mut parts = line.splitn(3, |&b| b == b' ');
         let version = parts.next().unwrap_or_default();
         let code = parts.next().unwrap_or_default();
-        let reason = parts.next().ok_or(ParseError::bad("Malformed status line"))?;
+        let reason = parts
+            .next()
+            .ok_or(ParseError::bad("Malformed status line"))?;
         if !version.eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(ParseError::bad("Unsupported version in response"));
         }
@@ -363,17 +385,25 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {
         let looks_like_version = version.len() > 4
-            && version.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+            && version
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
             && version.get(4..).is_some_and(|v| {
                 v.iter().all(|b| b.is_ascii_digit() || *b == b'.') && v.contains(&b'.')
             });
         return Err(if looks_like_version {
-            ParseError { code: 505, reason: "Version Not Supported" }
+            ParseError {
+                code: 505,
+                reason: "Version Not Supported",
+            }
         } else {
             ParseError::bad("Malformed SIP version")
         });
     }
-    Ok(StartLine::Request { method: Method::from_bytes(method), uri })
+    Ok(StartLine::Request {
+        method: Method::from_bytes(method),
+        uri,
+    })
 }
 
 fn parse_cseq(value: &[u8]) -> Result<CSeq<'_>, ParseError> {
@@ -384,7 +414,10 @@ fn parse_cseq(value: &[u8]) -> Result<CSeq<'_>, ParseError> {
         return Err(ParseError::bad("Malformed CSeq"));
     }
     let seq = grammar::parse_u32(num).ok_or(ParseError::bad("CSeq number out of range"))?;
-    Ok(CSeq { seq, method: Method::from_bytes(method) })
+    Ok(CSeq {
+        seq,
+        method: Method::from_bytes(method),
+    })
 }
 
 /// The Request-URI checks of RFC 3261 section 16.3 and RFC 4475 3.1.2.7,
@@ -404,7 +437,10 @@ fn check_request_uri(uri: &[u8]) -> Result<(), ParseError> {
         return Err(ParseError::bad("Malformed Request-URI"));
     }
     if !scheme.eq_ignore_ascii_case(b"sip") && !scheme.eq_ignore_ascii_case(b"sips") {
-        return Err(ParseError { code: 416, reason: "Unsupported URI Scheme" });
+        return Err(ParseError {
+            code: 416,
+            reason: "Unsupported URI Scheme",
+        });
     }
     let parsed = grammar::SipUri::parse(uri).ok_or(ParseError::bad("Malformed Request-URI"))?;
     if parsed.has_headers {
@@ -430,9 +466,21 @@ Content-Length: 4\r\n\r\nv=0\r\nextra";
     #[test]
     fn parses_invite_and_frames_body_by_content_length() {
         let m = SipMessage::parse(INVITE).unwrap();
-        assert!(matches!(m.start, StartLine::Request { method: Method::Invite, .. }));
+        assert!(matches!(
+            m.start,
+            StartLine::Request {
+                method: Method::Invite,
+                ..
+            }
+        ));
         assert_eq!(m.body, b"v=0\r");
-        assert_eq!(m.cseq, CSeq { seq: 1, method: Method::Invite });
+        assert_eq!(
+            m.cseq,
+            CSeq {
+                seq: 1,
+                method: Method::Invite
+            }
+        );
         assert_eq!(m.from.tag(), Some(&b"a1"[..]));
         assert_eq!(m.to.tag(), None);
         assert_eq!(m.via.branch, Some(&b"z9hG4bK-1"[..]));
@@ -441,7 +489,8 @@ Content-Length: 4\r\n\r\nv=0\r\nextra";
 
     #[test]
     fn rejects_content_length_past_datagram() {
-        let bad = String::from_utf8_lossy(INVITE).replace("Content-Length: 4", "Content-Length: 400");
+        let bad =
+            String::from_utf8_lossy(INVITE).replace("Content-Length: 4", "Content-Length: 400");
         assert_eq!(SipMessage::parse(bad.as_bytes()).unwrap_err().code, 400);
     }
 
