@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end tests of the SBC in the network-namespace lab (see scripts/lab, scripts/labkit.py).
 
-    sudo python3 scripts/lab_tests.py [--sbc target/release/sbc] [--only NAME,...] [--load] [--list]
+    sudo python3 scripts/lab_tests.py [--sbc target/release/sbc] [--only NAME,...] [--load]
+                                      [--pending] [--list]
 
 Brings the lab up, starts the SBC inside ns `sbc` with a temporary SQLite database, provisions it
 over the REST API (carrier 10.0.1.10/32 in group 1, gateway group 1 = sip:203.0.113.10:5060),
@@ -187,15 +188,17 @@ def t_not_a_carrier_403(ctx: Ctx):
 def t_no_answer_408(ctx: Ctx):
     """Gateway swallows INVITEs (answers OPTIONS probes only): the UAC must get 408 (Timer B, 32 s)."""
     d = ctx.tdir("no_answer_408")
+    sink_out = open(d / "sink.out", "wb")
     sink = L.spawn(L.nsexec("gw", [sys.executable, L.SIPSEND, "sink", "--bind", f"{L.GW1_IP}:5060",
                                    "--duration", "60"]),
-                   stdout=open(d / "sink.out", "wb"), stderr=subprocess.STDOUT)
+                   stdout=sink_out, stderr=subprocess.STDOUT)
     try:
         check(L.wait_udp_listen("gw", L.GW1_IP, 5060), "sink did not bind")
         r = L.run_uac("carrier", "uac_408", L.CARRIER_IP, 5060, L.SBC_PRIV, d, "uac", calls=1,
                       rate=1, timeout_s=50)
     finally:
         L.stop_process(sink)
+        sink_out.close()
     if not r.ok(1):
         raise TestFailure(f"{r.summary()}\n{r.diagnostics()}")
     check(r.elapsed <= 40.0, f"408 only after {r.elapsed:.1f} s")
@@ -252,7 +255,8 @@ def t_no_private_leak(ctx: Ctx):
     if leaks:
         by_hdr: dict[str, int] = {}
         for leak in leaks:
-            hdr = leak[6].split(":", 1)[0] if ":" in leak[6] else leak[6][:12]
+            line = leak[6]
+            hdr = line[:2] if re.match(r"^[a-z]=", line) else line.split(":", 1)[0][:20]
             by_hdr[hdr] = by_hdr.get(hdr, 0) + 1
         sample = "\n".join(f"  {s}:{sp} -> {d}:{dp}  [{first}]  {line}"
                            for _, s, sp, d, dp, first, line in leaks[:15])
@@ -332,6 +336,97 @@ def t_rfc4475(ctx: Ctx):
         raise TestFailure("; ".join(why) + "\n" + "\n".join(lines))
 
 
+def t_failover_503(ctx: Ctx):
+    """Group 1 = .10 (priority 1, answers 503) + .11 (priority 0, answers 200). Higher priority is
+    tried first (Kamailio dispatcher order), so the call must reach .10, then fail over to .11."""
+    api = ctx.api
+    d = ctx.tdir("failover_503")
+    second = api.add_gateway(f"sip:{L.GW2_IP}:5060", 1, 0, 1, "gw1-backup")
+    try:
+        with L.Uas("gw", "uas_503", L.GW1_IP, 5060, d, "uas_10_503") as u503, \
+                L.Uas("gw", "uas_simple", L.GW2_IP, 5060, d, "uas_11") as u200:
+            r = L.run_uac("carrier", "uac_simple", L.CARRIER_IP, 5060, L.SBC_PRIV, d, "uac",
+                          calls=1, rate=1, duration_ms=200, timeout_s=45)
+            s503 = u503.stop()
+            s200 = u200.stop()
+    finally:
+        api.delete_gateway(second["id"])
+    check(r.ok(1), f"call did not fail over to {L.GW2_IP}: {r.summary()}\n{r.diagnostics()}\n"
+                   f"--- UAS .10 (503): {s503.summary()}; UAS .11 (200): {s200.summary()}")
+    check(s503.successful == 1, f"UAS on {L.GW1_IP} (503) was not tried first: {s503.summary()}")
+    check(s200.successful == 1, f"UAS on {L.GW2_IP} did not get the call: {s200.summary()}")
+
+
+def sdp_media_in_log(path: Path, start: str) -> tuple[str, int] | None:
+    """(c= address, m=audio port) of the first received message starting with `start` in a sipp
+    -trace_msg log."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    for block in re.split(r"-{20,} [^\n]*\n", text):
+        if "message received" not in block.split("\n", 1)[0]:
+            continue
+        msg = block.split("\n", 2)[-1].lstrip("\n")
+        if not msg.startswith(start):
+            continue
+        c = re.search(r"^c=IN IP4 ([\d.]+)", msg, re.M)
+        m = re.search(r"^m=audio (\d+) ", msg, re.M)
+        if c and m:
+            return c.group(1), int(m.group(1))
+    return None
+
+
+def t_rtp_relay(ctx: Ctx):
+    """RTP both ways through the addresses the SBC puts in the SDP it forwards, during one call."""
+    import threading
+    d = ctx.tdir("rtp_relay")
+    key = ["-key", "rtp_port", "7000"]
+    res = {}
+    with L.Uas("gw", "uas_rtp", L.GW1_IP, 5060, d, "uas", extra=key) as uas:
+        th = threading.Thread(target=lambda: res.setdefault("uac", L.run_uac(
+            "carrier", "uac_rtp", L.CARRIER_IP, 5060, L.SBC_PRIV, d, "uac", calls=1, rate=1,
+            duration_ms=4000, timeout_s=30, extra=key)))
+        th.start()
+        try:
+            priv = pub = None
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not (priv and pub):
+                time.sleep(0.2)
+                priv = priv or sdp_media_in_log(d / "uac.messages.log", "SIP/2.0 200")
+                pub = pub or sdp_media_in_log(d / "uas.messages.log", "INVITE ")
+            check(priv is not None and pub is not None,
+                  f"no SDP seen (answer at the UAC: {priv}, offer at the UAS: {pub})")
+            check(priv[0] == L.SBC_PRIV_IP and pub[0] == L.SBC_PUB_IP,
+                  f"SDP not anchored on the SBC: UAC sees {priv}, UAS sees {pub}")
+            args = ["--count", "50", "--interval", "0.02", "--linger", "0.7"]
+            pc = L.spawn(L.nsexec("carrier", [sys.executable, L.SIPSEND, "rtp", "--bind",
+                                              f"{L.CARRIER_IP}:7000", "--to", f"{priv[0]}:{priv[1]}",
+                                              "--ssrc", "0x11111111"] + args),
+                         stdout=subprocess.PIPE)
+            pg = L.spawn(L.nsexec("gw", [sys.executable, L.SIPSEND, "rtp", "--bind",
+                                         f"{L.GW1_IP}:7000", "--to", f"{pub[0]}:{pub[1]}",
+                                         "--ssrc", "0x22222222"] + args),
+                         stdout=subprocess.PIPE)
+            oc, _ = pc.communicate(timeout=15)
+            og, _ = pg.communicate(timeout=15)
+            L.stop_process(pc)
+            L.stop_process(pg)
+            rc, rg = json.loads(oc or "{}"), json.loads(og or "{}")
+        finally:
+            th.join(40)
+            uas.stop()
+    (d / "rtp.json").write_text(json.dumps({"priv": priv, "pub": pub, "carrier": rc, "gw": rg}))
+    r = res.get("uac")
+    check(r is not None and r.ok(1), f"call failed: {r.summary() if r else 'no result'}")
+    check(rc.get("received", 0) >= 40 and rg.get("received", 0) >= 40,
+          f"RTP not relayed: carrier peer sent {rc.get('sent')} to {priv[0]}:{priv[1]} and got "
+          f"{rc.get('received')} (from {rc.get('sources')}); gateway peer sent {rg.get('sent')} to "
+          f"{pub[0]}:{pub[1]} and got {rg.get('received')} (from {rg.get('sources')})")
+    print(f"  (RTP relayed: {rg.get('received')}/50 carrier->gw, {rc.get('received')}/50 gw->carrier; "
+          f"SBC media {priv[0]}:{priv[1]} / {pub[0]}:{pub[1]})", flush=True)
+
+
 def t_load(ctx: Ctx):
     call_test(ctx, "load", uas_ns="gw", uas_ip=L.GW1_IP, uas_scen="uas_simple",
               uac_ns="carrier", uac_ip=L.CARRIER_IP, uac_scen="uac_simple", target=L.SBC_PRIV,
@@ -366,11 +461,15 @@ TESTS = [
     ("busy_486", t_busy_486),
     ("not_a_carrier_403", t_not_a_carrier_403),
     ("api_change_next_call", t_api_change_next_call),
+    ("failover_503", t_failover_503),
+    ("rtp_relay", t_rtp_relay),
     ("no_answer_408", t_no_answer_408),
     ("rfc4475", t_rfc4475),
     ("load", t_load),
 ]
 CAPTURED = ("inbound_calls", "outbound_calls", "cancel", "reinvite_both")
+# Features the SBC does not have yet (README "Not built yet"): run only with --pending or --only.
+PENDING = ("failover_503", "rtp_relay")
 
 
 def main() -> int:
@@ -378,12 +477,15 @@ def main() -> int:
     ap.add_argument("--sbc", default=str(L.REPO / "target" / "release" / "sbc"))
     ap.add_argument("--only", default="", help="comma-separated test names")
     ap.add_argument("--load", action="store_true", help="also run the 10,000-call load test")
+    ap.add_argument("--pending", action="store_true",
+                    help=f"also run the tests of features not built yet ({', '.join(PENDING)})")
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
     args = ap.parse_args()
 
     names = [n for n, _ in TESTS]
     if args.list:
-        print("\n".join(names))
+        for n in names:
+            print(n + ("  (--load)" if n == "load" else "  (--pending)" if n in PENDING else ""))
         return 0
     if args.only:
         selected = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -395,7 +497,7 @@ def main() -> int:
         if "no_private_leak" in selected and not any(s in selected for s in CAPTURED):
             selected.append("inbound_calls")  # something must have been captured
     else:
-        selected = names
+        selected = [n for n in names if args.pending or n not in PENDING]
     if not args.load:
         selected = [s for s in selected if s != "load"]
     run = [(n, f) for n, f in TESTS if n in selected]
@@ -460,4 +562,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: lab removed", file=sys.stderr, flush=True)
+        sys.exit(130)

@@ -194,8 +194,9 @@ def wait_udp_listen(ns: str, ip: str, port: int, timeout: float = 5.0) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 class Sbc:
-    def __init__(self, binary: str | Path, out_dir: Path):
+    def __init__(self, binary: str | Path, out_dir: Path, rust_log: str = "info"):
         self.binary = Path(binary).resolve()
+        self.rust_log = rust_log
         self.out_dir = out_dir
         self.tmp = Path(tempfile.mkdtemp(prefix="sbc-lab-"))
         self.config = self.tmp / "sbc.toml"
@@ -212,7 +213,7 @@ class Sbc:
         if not self.binary.exists():
             raise RuntimeError(f"SBC binary not found: {self.binary}")
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_LOG", self.rust_log)
         env.setdefault("RUST_BACKTRACE", "1")
         logf = open(self.log_path, "ab")
         logf.write(f"\n===== start {time.strftime('%H:%M:%S')}: {self.binary} run --config {self.config}\n".encode())
@@ -700,3 +701,23 @@ def read_pcap_udp(path: Path):
             continue
         sport, dport = struct.unpack("!HH", body[:4])
         yield ts_s + ts_f / 1e6, src, sport, dst, dport, body[8:]
+
+
+def setup_latencies_from_pcap(path: Path, uac_ip: str) -> list[float]:
+    """INVITE -> 200 (CSeq INVITE) latency in ms per Call-ID, seen at the UAC's interface.
+    Uses the first transmission of the initial INVITE and the first 200 for it."""
+    sent: dict[bytes, float] = {}
+    done: dict[bytes, float] = {}
+    callid_re = re.compile(rb"\r\n(?:Call-ID|i)\s*:\s*([^\r\n]+)", re.I)
+    cseq_re = re.compile(rb"\r\nCSeq\s*:\s*\d+\s+INVITE", re.I)
+    for ts, src, _sp, dst, _dp, payload in read_pcap_udp(path):
+        m = callid_re.search(payload)
+        if not m or not cseq_re.search(payload):
+            continue
+        cid = m.group(1).strip()
+        if src == uac_ip and payload.startswith(b"INVITE "):
+            sent.setdefault(cid, ts)
+        elif dst == uac_ip and payload.startswith(b"SIP/2.0 200"):
+            if cid in sent and cid not in done:
+                done[cid] = ts
+    return [(done[c] - sent[c]) * 1000.0 for c in done]

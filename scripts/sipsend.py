@@ -11,6 +11,9 @@ Run it inside a lab namespace, e.g. `ip netns exec carrier python3 scripts/sipse
         For each file: one datagram from a fresh ephemeral port; print one JSON object per file
         with the replies seen within the timeout (on the ephemeral port and on the bind IP's
         5060/5050/5070, where a non-symmetric (RFC 3261 18.2.2) reply would land).
+  rtp      --bind IP:PORT --to IP:PORT [--count N] [--interval S] [--ssrc X] [--linger S]
+        Send N RTP packets (PCMA, 20 ms) from IP:PORT and count the RTP packets received on it;
+        print one JSON object {sent, received, sources, ssrcs}.
   sink     --bind IP:PORT [--duration S]
         Answer OPTIONS with 200 and silently swallow everything else (a gateway that never
         answers INVITEs but still passes health probes).
@@ -165,6 +168,44 @@ def cmd_batch(a):
               flush=True)
 
 
+def cmd_rtp(a):
+    import struct
+    ip, port = hostport(a.bind)
+    s = udp_socket((ip, port))
+    to = hostport(a.to)
+    seqs, sources, ssrcs = set(), set(), set()
+    sent = 0
+    next_send = time.monotonic()
+    end = next_send + a.count * a.interval + a.linger
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if sent < a.count and now >= next_send:
+            pkt = struct.pack("!BBHII", 0x80, 8, sent, sent * 160, a.ssrc) + bytes([0xD5]) * 160
+            try:
+                s.sendto(pkt, to)
+            except OSError:
+                pass
+            sent += 1
+            next_send += a.interval
+        wait = max(0.0, min(end, next_send if sent < a.count else end) - time.monotonic())
+        r, _, _ = select.select([s], [], [], wait)
+        if r:
+            try:
+                data, src = s.recvfrom(2048)
+            except OSError:
+                continue
+            if len(data) >= 12 and data[0] >> 6 == 2:
+                seq, = struct.unpack("!H", data[2:4])
+                ssrc, = struct.unpack("!I", data[8:12])
+                seqs.add((ssrc, seq))
+                sources.add(f"{src[0]}:{src[1]}")
+                ssrcs.add(ssrc)
+    print(json.dumps({"sent": sent, "received": len(seqs), "sources": sorted(sources),
+                      "ssrcs": sorted(ssrcs)}), flush=True)
+
+
 def cmd_sink(a):
     ip, port = hostport(a.bind)
     s = udp_socket((ip, port))
@@ -204,11 +245,18 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--timeout", type=float, default=0.5)
     p.add_argument("files", nargs="+")
+    p = sub.add_parser("rtp")
+    p.add_argument("--bind", required=True)
+    p.add_argument("--to", required=True)
+    p.add_argument("--count", type=int, default=50)
+    p.add_argument("--interval", type=float, default=0.02)
+    p.add_argument("--ssrc", type=lambda x: int(x, 0), default=0x1ab5e77)
+    p.add_argument("--linger", type=float, default=0.5)
     p = sub.add_parser("sink")
     p.add_argument("--bind", required=True)
     p.add_argument("--duration", type=float, default=60.0)
     a = ap.parse_args()
-    {"options": cmd_options, "send": cmd_send, "batch": cmd_batch, "sink": cmd_sink}[a.cmd](a)
+    {"options": cmd_options, "send": cmd_send, "batch": cmd_batch, "rtp": cmd_rtp, "sink": cmd_sink}[a.cmd](a)
 
 
 if __name__ == "__main__":
