@@ -2,18 +2,22 @@
 //! tenants and status. Every successful write rebuilds the routing snapshot
 //! and hands it to the SIP engine before the answer goes out.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use sbc_dataplane::routing::{self, RouteSnapshot};
+use sbc_dataplane::routing::{self, Decision, RouteRequest, RouteSnapshot};
+use sbc_dataplane::sip::grammar::SipUri;
 use sbc_dataplane::stats::{EngineStats, IoStats};
+use sbc_dataplane::Side;
 use serde_json::{json, Map, Value};
 
 use crate::provisioning::{DbError, GatewayRow, Provisioning, Table, TenantRow};
@@ -30,6 +34,61 @@ pub struct AppState {
     pub io: Arc<IoStats>,
     pub backend: &'static str,
     pub started: Instant,
+    /// The snapshot the engine routes with, and when it was built.
+    pub current: Arc<RwLock<(Arc<RouteSnapshot>, Instant)>>,
+    /// Call outcomes by tenant and result, drained from the engine's ring.
+    pub calls: Arc<Mutex<CallCounts>>,
+    /// Bearer token every request must carry, when set.
+    pub token: Option<Arc<str>>,
+}
+
+/// tenant ("-" for none) → result → count.
+pub type CallCounts = BTreeMap<String, BTreeMap<&'static str, u64>>;
+
+impl AppState {
+    pub fn new(
+        db: Arc<Provisioning>,
+        publish: Publish,
+        engine: Arc<EngineStats>,
+        io: Arc<IoStats>,
+        backend: &'static str,
+        first: Arc<RouteSnapshot>,
+        token: Option<String>,
+    ) -> AppState {
+        AppState {
+            db,
+            publish,
+            engine,
+            io,
+            backend,
+            started: Instant::now(),
+            current: Arc::new(RwLock::new((first, Instant::now()))),
+            calls: Arc::new(Mutex::new(BTreeMap::new())),
+            token: token.map(Arc::from),
+        }
+    }
+
+    /// Moves the engine's call outcomes into the per-tenant counts.
+    pub fn drain_call_events(&self) {
+        let Ok(mut counts) = self.calls.lock() else {
+            return;
+        };
+        while let Some(e) = self.engine.call_events.pop() {
+            let tenant = e.tenant.unwrap_or_else(|| "-".to_string());
+            *counts
+                .entry(tenant)
+                .or_default()
+                .entry(e.result.name())
+                .or_default() += 1;
+        }
+    }
+
+    fn snapshot(&self) -> (Arc<RouteSnapshot>, Instant) {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -71,9 +130,32 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// Every route of the API, as the OpenAPI document must list them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/status"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/carriers"),
+    ("post", "/api/v1/carriers"),
+    ("delete", "/api/v1/carriers/{id}"),
+    ("get", "/api/v1/gateways"),
+    ("post", "/api/v1/gateways"),
+    ("delete", "/api/v1/gateways/{id}"),
+    ("get", "/api/v1/tenants"),
+    ("post", "/api/v1/tenants"),
+    ("delete", "/api/v1/tenants/{id}"),
+    ("post", "/api/v1/route"),
+    ("get", "/api/v1/stats/calls"),
+];
+
+/// The OpenAPI 3 document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/route", post(route))
+        .route("/api/v1/stats/calls", get(call_stats))
         .route("/api/v1/carriers", get(list_carriers).post(add_carrier))
         .route("/api/v1/carriers/{id}", delete(delete_carrier))
         .route("/api/v1/gateways", get(list_gateways).post(add_gateway))
@@ -81,20 +163,132 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tenants", get(list_tenants).post(upsert_tenant))
         .route("/api/v1/tenants/{id}", delete(delete_tenant))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
+}
+
+async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_ref()) {
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `POST /api/v1/route`: the decision the SIP engine would take for an INVITE.
+async fn route(State(s): State<AppState>, body: Bytes) -> ApiResult {
+    let f = Fields::parse(&body, &["source_ip", "to", "headers"])?;
+    let source = f.ipv4("source_ip")?;
+    let to = f.string("to", None)?;
+    let uri =
+        SipUri::parse(to.as_bytes()).ok_or_else(|| ApiError::bad("to", "must be a sip: URI"))?;
+    let tenant_header = match f.0.get("headers") {
+        None => None,
+        Some(Value::Object(h)) => match h
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("X-Tenant-ID"))
+        {
+            Some((_, Value::String(v))) => Some(v.clone()),
+            Some(_) => return Err(ApiError::bad("headers", "values must be strings")),
+            None => None,
+        },
+        Some(_) => return Err(ApiError::bad("headers", "must be an object")),
+    };
+    let (snap, _) = s.snapshot();
+    let req = RouteRequest {
+        source,
+        user: uri.user_number().unwrap_or_default(),
+        tenant_header: tenant_header.as_deref().map(str::as_bytes),
+    };
+    // The side is the one the INVITE would arrive on: gateways call from the public side.
+    let side = if snap.is_gateway(source) {
+        Side::Public
+    } else {
+        Side::Private
+    };
+    let mut random = s.started.elapsed().as_nanos() as u64;
+    Ok(Json(match snap.route(side, &req, &mut random) {
+        Decision::Route {
+            tenant_id,
+            gateway_group,
+            user,
+            candidates,
+        } => json!({
+            "action": "route",
+            "direction": if side == Side::Private { "inbound" } else { "outbound" },
+            "tenant_id": tenant_id,
+            "gateway_group": gateway_group,
+            "user": String::from_utf8_lossy(&user),
+            "candidates": candidates.iter().map(|c| c.uri.as_str()).collect::<Vec<_>>(),
+            "code": Value::Null,
+            "reason": Value::Null,
+        }),
+        Decision::Reject { code, reason } => json!({
+            "action": "reject",
+            "direction": if side == Side::Private { "inbound" } else { "outbound" },
+            "tenant_id": Value::Null,
+            "gateway_group": Value::Null,
+            "candidates": [],
+            "code": code,
+            "reason": reason,
+        }),
+    })
+    .into_response())
+}
+
+/// `GET /api/v1/stats/calls`: outcomes by tenant and result since start.
+async fn call_stats(State(s): State<AppState>) -> Json<Value> {
+    s.drain_call_events();
+    let counts = s.calls.lock().map(|c| c.clone()).unwrap_or_default();
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    for per in counts.values() {
+        for (k, v) in per {
+            *totals.entry(k).or_default() += v;
+        }
+    }
+    Json(json!({
+        "since_s": s.started.elapsed().as_secs(),
+        "calls_up": s.engine.calls_up.get(),
+        "by_tenant": counts,
+        "totals": totals,
+    }))
 }
 
 /// Rebuilds the snapshot from SQL and hands it to the engine.
 pub async fn republish(state: &AppState) -> Result<u64, DbError> {
-    let snap = state.db.snapshot().await?;
+    let snap = Arc::new(state.db.snapshot().await?);
     let version = snap.version;
-    (state.publish)(Arc::new(snap));
+    if let Ok(mut cur) = state.current.write() {
+        *cur = (snap.clone(), Instant::now());
+    }
+    (state.publish)(snap);
     Ok(version)
 }
 
 async fn status(State(s): State<AppState>) -> Json<Value> {
     let e = &s.engine;
+    let (snap, built) = s.snapshot();
     Json(json!({
+        "snapshot_age_ms": built.elapsed().as_millis() as u64,
+        "provisioned": {
+            "carriers": snap.carriers.len(),
+            "gateways": snap.gateways.len(),
+            "tenants": snap.tenants.len(),
+        },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": s.started.elapsed().as_secs(),
         "backend": s.backend,
@@ -113,6 +307,8 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
             "parse_errors": e.parse_errors.get(),
             "retransmissions_absorbed": e.retransmissions_absorbed.get(),
             "stray_responses": e.stray_responses.get(),
+            "failovers": e.failovers.get(),
+            "calls_limited": e.calls_limited.get(),
         },
         "io": {
             "rx_packets": s.io.rx_packets.get(),

@@ -40,6 +40,63 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// The routing policy knobs (Kamailio's dispatcher / permissions settings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Gateway answers that make an INVITE fail over to the next gateway.
+    #[serde(default = "default_failover_codes")]
+    pub failover_codes: Vec<u16>,
+    /// How long a silent gateway is waited for while another one is left.
+    #[serde(default = "default_failover_timeout")]
+    pub failover_timeout_ms: u64,
+    /// The answer to an INVITE over its tenant's CPS or concurrency limit.
+    #[serde(default = "default_limit_code")]
+    pub limit_code: u16,
+    #[serde(default = "default_retry_after")]
+    pub retry_after_s: u32,
+    /// What an INVITE from a source that is not a carrier gets.
+    #[serde(default)]
+    pub unknown_source: UnknownSource,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownSource {
+    /// 403 Forbidden.
+    #[default]
+    Reject,
+    /// No answer at all.
+    Drop,
+}
+
+fn default_failover_codes() -> Vec<u16> {
+    vec![408, 500, 502, 503, 504]
+}
+fn default_failover_timeout() -> u64 {
+    5_000
+}
+fn default_limit_code() -> u16 {
+    503
+}
+fn default_retry_after() -> u32 {
+    1
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            failover_codes: default_failover_codes(),
+            failover_timeout_ms: default_failover_timeout(),
+            limit_code: default_limit_code(),
+            retry_after_s: default_retry_after(),
+            unknown_source: UnknownSource::Reject,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,13 +202,21 @@ impl Default for DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
+    #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
+    /// When set, every request needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: default_api_listen(),
+            token: None,
         }
     }
 }
@@ -218,6 +283,32 @@ impl Config {
                 return Err(invalid("dataplane.dpdk.public_prefix", "must be 0..=32"));
             }
         }
+        if let Some(c) = cfg
+            .routing
+            .failover_codes
+            .iter()
+            .find(|c| !(300..=699).contains(*c))
+        {
+            return Err(invalid(
+                "routing.failover_codes",
+                &format!("{c} is not a final failure code (300..=699)"),
+            ));
+        }
+        if !(400..=699).contains(&cfg.routing.limit_code) {
+            return Err(invalid(
+                "routing.limit_code",
+                "must be a 4xx, 5xx or 6xx code",
+            ));
+        }
+        if cfg.routing.failover_timeout_ms == 0 {
+            return Err(invalid("routing.failover_timeout_ms", "must be at least 1"));
+        }
+        if cfg.api.token.as_deref() == Some("") {
+            return Err(invalid(
+                "api.token",
+                "must not be empty (leave it out to disable)",
+            ));
+        }
         let scheme = cfg.database.url.split(':').next().unwrap_or_default();
         if scheme != "sqlite" {
             return Err(invalid(
@@ -257,6 +348,12 @@ url = "sqlite://sbc.db"
 listen = "127.0.0.1:8080"
 [metrics]
 listen = "0.0.0.0:9494"
+[routing]
+failover_codes = [408, 500, 503]
+failover_timeout_ms = 3000
+limit_code = 486
+retry_after_s = 2
+unknown_source = "drop"
 "#;
 
     #[test]

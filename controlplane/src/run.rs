@@ -1,15 +1,15 @@
 //! `sbc run`: start the data plane, the API, and wait for a signal.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
+use sbc_dataplane::engine::Policy;
 use sbc_dataplane::socket::{SocketBackend, SocketConfig};
 use sbc_dataplane::EngineConfig;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState};
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, UnknownSource};
 use crate::provisioning::Provisioning;
 
 /// Runs the SBC until SIGINT or SIGTERM.
@@ -27,6 +27,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     engine.t1 = cfg.sip.t1_ms;
     engine.t2 = 8 * cfg.sip.t1_ms;
     engine.seed = seed();
+    engine.policy = Policy {
+        failover_codes: cfg.routing.failover_codes.clone(),
+        fr_timer: cfg.routing.failover_timeout_ms,
+        limit_code: cfg.routing.limit_code,
+        retry_after_s: cfg.routing.retry_after_s,
+        drop_unknown_sources: cfg.routing.unknown_source == UnknownSource::Drop,
+    };
     let backend = SocketBackend::start(
         SocketConfig {
             engine,
@@ -43,14 +50,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let backend = Arc::new(backend);
     let publisher = backend.clone();
-    let state = AppState {
-        db: db.clone(),
-        publish: Arc::new(move |snap| publisher.publish(snap)),
-        engine: backend.stats.clone(),
-        io: backend.io.clone(),
-        backend: cfg.dataplane.backend.name(),
-        started: Instant::now(),
-    };
+    let state = AppState::new(
+        db.clone(),
+        Arc::new(move |snap| publisher.publish(snap)),
+        backend.stats.clone(),
+        backend.io.clone(),
+        cfg.dataplane.backend.name(),
+        first.clone(),
+        cfg.api.token.clone(),
+    );
+    // Keep the engine's call-outcome ring drained.
+    let drainer = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            drainer.drain_call_events();
+        }
+    });
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on api.listen = {}", cfg.api.listen))?;

@@ -2,7 +2,6 @@
 //! snapshot each change hands to the engine.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -15,39 +14,50 @@ use tower::ServiceExt;
 
 struct Api {
     app: axum::Router,
+    state: AppState,
+    token: Option<String>,
     published: Arc<Mutex<Vec<Arc<RouteSnapshot>>>>,
     _dir: tempfile::TempDir,
 }
 
 async fn api() -> Api {
+    api_with(None).await
+}
+
+async fn api_with(token: Option<&str>) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sbc.db").display());
     let db = Arc::new(Provisioning::open(&url).await.unwrap());
     let published = Arc::new(Mutex::new(Vec::new()));
     let sink = published.clone();
-    let state = AppState {
+    let state = AppState::new(
         db,
-        publish: Arc::new(move |s| sink.lock().unwrap().push(s)),
-        engine: Default::default(),
-        io: Default::default(),
-        backend: "socket",
-        started: Instant::now(),
-    };
+        Arc::new(move |s| sink.lock().unwrap().push(s)),
+        Default::default(),
+        Default::default(),
+        "socket",
+        Arc::new(RouteSnapshot::default()),
+        token.map(str::to_string),
+    );
     Api {
-        app: router(state),
+        app: router(state.clone()),
         published,
+        state,
+        token: token.map(str::to_string),
         _dir: dir,
     }
 }
 
 impl Api {
     async fn call(&self, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
+            .header("content-type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Body::from(body.to_string())).unwrap();
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -194,4 +204,189 @@ async fn gateways_get_ids_and_status_reports() {
         api.call("GET", "/api/v1/nothing", "").await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+async fn provision(api: &Api) {
+    for (path, body) in [
+        (
+            "/api/v1/carriers",
+            r#"{"ip":"10.0.1.0","mask":24,"name":"net","group":1}"#,
+        ),
+        (
+            "/api/v1/carriers",
+            r#"{"ip":"10.0.1.10","mask":32,"name":"c1","group":1}"#,
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10:5060","group":1,"priority":2}"#,
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.11:5060","group":1,"priority":1}"#,
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.12:5060","group":3}"#,
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"mahindra","source_ip":"10.0.1.50","gateway_group":3,"max_cps":5,"max_concurrent":5}"#,
+        ),
+    ] {
+        let (code, b) = api.call("POST", path, body).await;
+        assert_eq!(code, StatusCode::CREATED, "{path} {body}: {b}");
+    }
+}
+
+#[tokio::test]
+async fn route_answers_the_engine_decision() {
+    let api = api().await;
+    provision(&api).await;
+    let (code, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.20","to":"sip:mahindra_919876543210@10.0.0.100"}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(d["action"], "route");
+    assert_eq!(d["tenant_id"], "mahindra");
+    assert_eq!(d["user"], "919876543210");
+    assert_eq!(
+        d["candidates"],
+        serde_json::json!(["sip:203.0.113.12:5060"])
+    );
+    let (_, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.10","to":"sip:123@10.0.0.100"}"#,
+        )
+        .await;
+    assert_eq!(d["gateway_group"], 1);
+    assert_eq!(
+        d["candidates"],
+        serde_json::json!([
+            "sip:203.0.113.10:5060",
+            "sip:203.0.113.11:5060",
+            "sip:203.0.113.12:5060"
+        ])
+    );
+    let (_, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.10","to":"sip:123@x","headers":{"X-Tenant-ID":"mahindra"}}"#,
+        )
+        .await;
+    assert_eq!(d["tenant_id"], "mahindra");
+    let (_, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"192.0.2.1","to":"sip:1@x"}"#,
+        )
+        .await;
+    assert_eq!(d["action"], "reject");
+    assert_eq!(d["code"], 403);
+    let (_, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"203.0.113.10","to":"sip:1@x"}"#,
+        )
+        .await;
+    assert_eq!(d["direction"], "outbound");
+    assert_eq!(d["candidates"], serde_json::json!(["sip:10.0.1.10:5060"]));
+    let (code, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.10","to":"tel:123"}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(d["error"].as_str().unwrap().contains("`to`"));
+}
+
+#[tokio::test]
+async fn call_stats_count_engine_events_by_tenant() {
+    use sbc_dataplane::stats::{CallEvent, CallResult};
+    let api = api().await;
+    for (t, r) in [
+        (Some("acme"), CallResult::Answered),
+        (Some("acme"), CallResult::LimitExceeded),
+        (None, CallResult::Rejected),
+    ] {
+        api.state
+            .engine
+            .call_events
+            .push(CallEvent {
+                tenant: t.map(str::to_string),
+                result: r,
+            })
+            .unwrap();
+    }
+    let (code, s) = api.call("GET", "/api/v1/stats/calls", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(s["by_tenant"]["acme"]["answered"], 1);
+    assert_eq!(s["by_tenant"]["acme"]["limit_exceeded"], 1);
+    assert_eq!(s["by_tenant"]["-"]["rejected"], 1);
+    assert_eq!(s["totals"]["answered"], 1);
+}
+
+#[tokio::test]
+async fn bearer_token_guards_every_route() {
+    let mut api = api_with(Some("s3cret")).await;
+    api.token = None;
+    for (method, path) in sbc_controlplane::api::ROUTES {
+        let path = path.replace("{id}", "1");
+        let (code, _) = api.call(&method.to_uppercase(), &path, "{}").await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    api.token = Some("wrong".into());
+    assert_eq!(
+        api.call("GET", "/api/v1/status", "").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    api.token = Some("s3cret".into());
+    assert_eq!(
+        api.call("GET", "/api/v1/status", "").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let api = api().await;
+    let (code, doc) = api.call("GET", "/api/v1/openapi.json", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), p.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut routes: Vec<(String, String)> = sbc_controlplane::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // And every listed route answers something other than the fallback 404.
+    for (method, path) in sbc_controlplane::api::ROUTES {
+        let (code, body) = api
+            .call(&method.to_uppercase(), &path.replace("{id}", "999"), "{}")
+            .await;
+        assert!(
+            code != StatusCode::NOT_FOUND || body["error"] != "no such endpoint",
+            "{method} {path} is not routed"
+        );
+    }
 }

@@ -62,6 +62,8 @@ pub struct RouteSnapshot {
 
 /// The group used when no tenant names one.
 pub const DEFAULT_GROUP: u32 = 1;
+/// The group tried after the tenant's own group.
+pub const BACKUP_GROUP: u32 = 3;
 
 /// What happens to a new INVITE.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,25 +145,42 @@ impl RouteSnapshot {
     }
 
     /// Gateways of a group in the order they are tried: higher priority first
-    /// (as Kamailio's dispatcher sorts), then higher weight, then lower id.
-    pub fn group_candidates(&self, group: u32) -> Vec<Target> {
-        let mut gws: Vec<&Gateway> = self.gateways.iter().filter(|g| g.group == group).collect();
-        gws.sort_by(|a, b| {
+    /// (as Kamailio's dispatcher sorts); within one priority a weighted random
+    /// order (each gateway's chance to come first is its share of the weight;
+    /// weight 0 comes last); `random` drives the draw.
+    pub fn group_candidates(&self, group: u32, random: &mut u64) -> Vec<Target> {
+        let mut gws: Vec<(&Gateway, f64)> = self
+            .gateways
+            .iter()
+            .filter(|g| g.group == group)
+            .map(|g| {
+                // Efraimidis-Spirakis: key = u^(1/w), larger first.
+                let u = ((crate::rng::next(random) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+                let key = if g.weight == 0 {
+                    -1.0
+                } else {
+                    u.powf(1.0 / f64::from(g.weight))
+                };
+                (g, key)
+            })
+            .collect();
+        gws.sort_by(|(a, ka), (b, kb)| {
             b.priority
                 .cmp(&a.priority)
-                .then(b.weight.cmp(&a.weight))
+                .then(kb.total_cmp(ka))
                 .then(a.id.cmp(&b.id))
         });
         gws.into_iter()
-            .map(|g| Target {
+            .map(|(g, _)| Target {
                 uri: g.destination.clone(),
                 addr: g.addr,
             })
             .collect()
     }
 
-    /// An INVITE from the private side.
-    pub fn route_inbound(&self, req: &RouteRequest<'_>) -> Decision {
+    /// An INVITE from the private side: carrier check, tenant, then the
+    /// tenant's group followed by the backup group.
+    pub fn route_inbound(&self, req: &RouteRequest<'_>, random: &mut u64) -> Decision {
         if self.carrier_for(req.source).is_none() {
             return Decision::Reject {
                 code: 403,
@@ -170,7 +189,10 @@ impl RouteSnapshot {
         }
         let (tenant, user) = self.identify(req, true);
         let group = tenant.map_or(DEFAULT_GROUP, |t| t.gateway_group);
-        let candidates = self.group_candidates(group);
+        let mut candidates = self.group_candidates(group, random);
+        if group != BACKUP_GROUP {
+            candidates.extend(self.group_candidates(BACKUP_GROUP, random));
+        }
         if candidates.is_empty() {
             return Decision::Reject {
                 code: 503,
@@ -225,6 +247,18 @@ impl RouteSnapshot {
             user,
             candidates,
         }
+    }
+
+    /// The decision for an INVITE arriving on `side`.
+    pub fn route(&self, side: crate::Side, req: &RouteRequest<'_>, random: &mut u64) -> Decision {
+        match side {
+            crate::Side::Private => self.route_inbound(req, random),
+            crate::Side::Public => self.route_outbound(req),
+        }
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.tenant_id == id)
     }
 }
 
@@ -291,16 +325,34 @@ mod tests {
             tenant_header: None,
         };
         assert!(matches!(
-            s.route_inbound(&req(Ipv4Addr::new(10, 0, 2, 1), b"1")),
+            s.route_inbound(&req(Ipv4Addr::new(10, 0, 2, 1), b"1"), &mut 1),
             Decision::Reject { code: 403, .. }
         ));
         let Decision::Route { candidates, .. } =
-            s.route_inbound(&req(Ipv4Addr::new(10, 0, 1, 10), b"1"))
+            s.route_inbound(&req(Ipv4Addr::new(10, 0, 1, 10), b"1"), &mut 1)
         else {
             panic!("expected a route")
         };
         assert_eq!(candidates[0].addr.ip(), &Ipv4Addr::new(203, 0, 113, 11));
+        // Group 1 by priority, then the backup group 3.
+        assert_eq!(candidates.len(), 3);
+        assert_eq!(candidates[2].addr.ip(), &Ipv4Addr::new(203, 0, 113, 12));
         assert_eq!(s.carrier_for(Ipv4Addr::new(10, 0, 1, 10)).unwrap().id, 2);
+    }
+
+    #[test]
+    fn weights_share_the_first_place() {
+        let mut s = snap();
+        s.gateways[0].priority = 5;
+        s.gateways[0].weight = 3;
+        let mut rnd = 42u64;
+        let firsts = (0..4000)
+            .filter(|_| {
+                s.group_candidates(1, &mut rnd)[0].addr.ip() == &Ipv4Addr::new(203, 0, 113, 10)
+            })
+            .count();
+        // weight 3 against 1: three quarters of the draws.
+        assert!((2800..3200).contains(&firsts), "{firsts}");
     }
 
     #[test]
@@ -316,7 +368,7 @@ mod tests {
             user,
             gateway_group,
             ..
-        } = s.route_inbound(&req)
+        } = s.route_inbound(&req, &mut 1)
         else {
             panic!("expected a route")
         };

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam_queue::ArrayQueue;
+
 /// One monotonically increasing (or gauge) counter.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -27,9 +29,42 @@ impl Counter {
     }
 }
 
-/// SIP engine counters.
-#[derive(Debug, Default)]
+/// How a call attempt ended, for per-tenant call statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallResult {
+    Answered,
+    Failed,
+    Cancelled,
+    Rejected,
+    LimitExceeded,
+}
+
+impl CallResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallResult::Answered => "answered",
+            CallResult::Failed => "failed",
+            CallResult::Cancelled => "cancelled",
+            CallResult::Rejected => "rejected",
+            CallResult::LimitExceeded => "limit_exceeded",
+        }
+    }
+}
+
+/// One call outcome, sent from the engine to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEvent {
+    pub tenant: Option<String>,
+    pub result: CallResult,
+}
+
+/// SIP engine counters, and the ring of call outcomes.
+#[derive(Debug)]
 pub struct EngineStats {
+    pub call_events: ArrayQueue<CallEvent>,
+    pub call_events_dropped: Counter,
+    pub calls_limited: Counter,
+    pub failovers: Counter,
     pub rx_messages: Counter,
     pub tx_messages: Counter,
     pub parse_errors: Counter,
@@ -43,6 +78,30 @@ pub struct EngineStats {
     pub dialogs: Counter,
     pub transactions: Counter,
     pub snapshot_version: Counter,
+}
+
+impl Default for EngineStats {
+    fn default() -> Self {
+        EngineStats {
+            call_events: ArrayQueue::new(65_536),
+            call_events_dropped: Counter::default(),
+            calls_limited: Counter::default(),
+            failovers: Counter::default(),
+            rx_messages: Counter::default(),
+            tx_messages: Counter::default(),
+            parse_errors: Counter::default(),
+            retransmissions_absorbed: Counter::default(),
+            stray_responses: Counter::default(),
+            calls_total: Counter::default(),
+            calls_answered: Counter::default(),
+            calls_failed: Counter::default(),
+            calls_rejected: Counter::default(),
+            calls_up: Counter::default(),
+            dialogs: Counter::default(),
+            transactions: Counter::default(),
+            snapshot_version: Counter::default(),
+        }
+    }
 }
 
 /// I/O backend counters.

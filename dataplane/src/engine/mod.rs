@@ -24,15 +24,16 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use crate::routing::{Decision, RouteRequest, RouteSnapshot};
+use crate::rng;
+use crate::routing::{Decision, RouteRequest, RouteSnapshot, Target};
 use crate::sip::build::{reason, Builder};
 use crate::sip::grammar::{self, NameAddr, SipUri, Via};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
-use crate::stats::EngineStats;
+use crate::stats::{CallEvent, CallResult, EngineStats};
 use dialog::{Dialog, DialogState, Leg, LegRef};
 use hide::Hider;
 use slab::{Id, Slab};
-use txn::{CancelState, Outbound, Phase, Txn};
+use txn::{CancelState, Outbound, Phase, RouteState, Txn};
 
 /// Milliseconds on the engine's clock.
 pub type Ms = u64;
@@ -76,6 +77,7 @@ pub struct EngineConfig {
     pub timer_c: Ms,
     /// Seeds branch, tag and Call-ID generation.
     pub seed: u64,
+    pub policy: Policy,
 }
 
 impl EngineConfig {
@@ -87,6 +89,7 @@ impl EngineConfig {
             t2: 4000,
             timer_c: 180_000,
             seed: 0x5bc0_5bc0,
+            policy: Policy::default(),
         }
     }
 
@@ -99,7 +102,43 @@ impl EngineConfig {
 }
 
 const BRANCH_PREFIX: &[u8] = b"z9hG4bKsbc";
+const TENANT_HEADER: &str = "X-Tenant-ID";
 const ALLOW: &[u8] = b"INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, PRACK";
+
+/// Admission state of one tenant.
+#[derive(Debug, Clone, Copy)]
+struct TenantLoad {
+    tokens: f64,
+    last: Ms,
+    active: u32,
+}
+
+/// The routing policy knobs of the contract.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Final responses from a gateway that make the INVITE try the next one.
+    pub failover_codes: Vec<u16>,
+    /// How long a gateway may stay silent before the next one is tried (only
+    /// while another candidate is left; the last one gets Timer B).
+    pub fr_timer: Ms,
+    /// Answer to an INVITE over its tenant's CPS or concurrency limit.
+    pub limit_code: u16,
+    pub retry_after_s: u32,
+    /// Drop INVITEs from unknown sources silently instead of answering 403.
+    pub drop_unknown_sources: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            failover_codes: vec![408, 500, 502, 503, 504],
+            fr_timer: 5_000,
+            limit_code: 503,
+            retry_after_s: 1,
+            drop_unknown_sources: false,
+        }
+    }
+}
 
 /// The proxy core.
 #[derive(Debug)]
@@ -113,6 +152,8 @@ pub struct SipEngine {
     dialog_index: HashMap<(Side, Box<[u8]>), Id>,
     timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
     rng: u64,
+    /// Live calls and CPS tokens per tenant.
+    loads: HashMap<String, TenantLoad>,
     /// Per-boot salt in our branches, so responses to an earlier run never match.
     salt: u32,
 }
@@ -124,7 +165,7 @@ impl SipEngine {
         stats: Arc<EngineStats>,
     ) -> SipEngine {
         let mut rng = cfg.seed | 1;
-        let salt = (xorshift(&mut rng) >> 32) as u32;
+        let salt = (rng::next(&mut rng) >> 32) as u32;
         stats.snapshot_version.set(snapshot.version);
         SipEngine {
             cfg,
@@ -136,6 +177,7 @@ impl SipEngine {
             dialog_index: HashMap::new(),
             timers: BinaryHeap::new(),
             rng,
+            loads: HashMap::new(),
             salt,
         }
     }
@@ -411,15 +453,17 @@ impl SipEngine {
         let req = RouteRequest {
             source,
             user,
-            tenant_header: msg.header_named("X-Tenant-ID"),
+            tenant_header: msg.header_named(TENANT_HEADER),
         };
-        let decision = match side {
-            Side::Private => self.snapshot.route_inbound(&req),
-            Side::Public => self.snapshot.route_outbound(&req),
-        };
-        let (tenant_id, user, target) = match decision {
+        let mut random = self.next_u64();
+        let decision = self.snapshot.route(side, &req, &mut random);
+        let (tenant_id, user, candidates) = match decision {
             Decision::Reject { code, reason } => {
                 self.stats.calls_rejected.inc();
+                self.emit(None, CallResult::Rejected);
+                if code == 403 && self.cfg.policy.drop_unknown_sources {
+                    return;
+                }
                 let tag = self.next_u64();
                 out.push(Outgoing {
                     side,
@@ -431,27 +475,36 @@ impl SipEngine {
             Decision::Route {
                 tenant_id,
                 user,
-                mut candidates,
+                candidates,
                 ..
-            } => {
-                let Some(first) = candidates.drain(..).next() else {
-                    return;
-                };
-                (tenant_id, user, first)
-            }
+            } => (tenant_id, user, candidates),
         };
+        let Some(target) = candidates.first().cloned() else {
+            return;
+        };
+        if let Some(tid) = &tenant_id {
+            if !self.admit(tid, now) {
+                self.stats.calls_limited.inc();
+                self.emit(Some(tid), CallResult::LimitExceeded);
+                let code = self.cfg.policy.limit_code;
+                let extra = format!("Retry-After: {}\r\n", self.cfg.policy.retry_after_s);
+                let tag = self.next_u64();
+                let why = if code == 503 {
+                    "Service Unavailable - tenant limit"
+                } else {
+                    reason(code)
+                };
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    data: local_response(msg, code, why, tag, extra.as_bytes()),
+                });
+                return;
+            }
+        }
         let dest_side = side.other();
         let ours_b = self.cfg.addr(dest_side);
-        let target_uri = SipUri::parse(target.uri.as_bytes());
-        let target_host = target_uri.map_or(b"".as_slice(), |u| u.host);
-        let mut ruri = b"sip:".to_vec();
-        if !user.is_empty() {
-            ruri.extend_from_slice(&user);
-            ruri.push(b'@');
-        }
-        ruri.extend_from_slice(target_host);
-        let _ = write!(ruri, ":{}", target.addr.port());
-
+        let (ruri, callee_party) = self.callee_for(msg, &user, &target, dest_side, source);
         let callee_call_id = self.new_call_id();
         let hider_b = self.hider(dest_side, source);
         let caller = Leg {
@@ -469,16 +522,11 @@ impl SipEngine {
         let callee = Leg {
             side: dest_side,
             call_id: callee_call_id,
-            remote_target: ruri.clone(),
+            remote_target: ruri,
             route_set: Vec::new(),
             peer: SocketAddr::V4(target.addr),
             caller: party_for(&msg.from, *ours_b.ip(), None, &hider_b),
-            callee: party_for(
-                &msg.to,
-                *target.addr.ip(),
-                Some((&user, target.addr.port())),
-                &hider_b,
-            ),
+            callee: callee_party,
         };
         let dialog = Dialog {
             state: DialogState::Early,
@@ -505,7 +553,8 @@ impl SipEngine {
             dst: src,
             data: trying.clone(),
         });
-        self.start_txn(
+        let raw = msg.raw;
+        let id = self.start_txn(
             now,
             side,
             src,
@@ -517,6 +566,185 @@ impl SipEngine {
             Some(trying),
             out,
         );
+        let more = candidates.len() > 1;
+        if let Some(t) = id.and_then(|id| self.txns.get_mut(id)) {
+            t.route = Some(Box::new(RouteState {
+                candidates,
+                attempt: 0,
+                invite: raw.to_vec(),
+                user,
+            }));
+            if more {
+                t.timeout_at = Some(now + self.cfg.policy.fr_timer.min(64 * self.cfg.t1));
+            }
+        }
+        if let Some(id) = id {
+            self.arm(id);
+        }
+    }
+
+    /// The Request-URI and To value for `target` on the callee leg.
+    fn callee_for(
+        &self,
+        msg: &SipMessage<'_>,
+        user: &[u8],
+        target: &Target,
+        dest_side: Side,
+        source: Ipv4Addr,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let host = SipUri::parse(target.uri.as_bytes()).map_or(b"".as_slice(), |u| u.host);
+        let mut ruri = b"sip:".to_vec();
+        if !user.is_empty() {
+            ruri.extend_from_slice(user);
+            ruri.push(b'@');
+        }
+        ruri.extend_from_slice(host);
+        let _ = write!(ruri, ":{}", target.addr.port());
+        let hider = self.hider(dest_side, source);
+        let party = party_for(
+            &msg.to,
+            *target.addr.ip(),
+            Some((user, target.addr.port())),
+            &hider,
+        );
+        (ruri, party)
+    }
+
+    /// Per-tenant admission: live calls below `max_concurrent` and a token
+    /// from the `max_cps` bucket (capacity `max_cps`, refilled continuously).
+    fn admit(&mut self, tenant_id: &str, now: Ms) -> bool {
+        let Some(t) = self.snapshot.tenant(tenant_id) else {
+            return true;
+        };
+        let (cps, max_live) = (f64::from(t.max_cps), t.max_concurrent);
+        let load = self
+            .loads
+            .entry(tenant_id.to_string())
+            .or_insert(TenantLoad {
+                tokens: cps,
+                last: now,
+                active: 0,
+            });
+        load.tokens =
+            (load.tokens + (now.saturating_sub(load.last)) as f64 * cps / 1000.0).min(cps);
+        load.last = now;
+        if load.active >= max_live || load.tokens < 1.0 {
+            return false;
+        }
+        load.tokens -= 1.0;
+        load.active += 1;
+        true
+    }
+
+    /// Live calls per tenant, as the limits count them.
+    pub fn tenant_calls(&self, tenant_id: &str) -> u32 {
+        self.loads.get(tenant_id).map_or(0, |l| l.active)
+    }
+
+    fn emit(&self, tenant: Option<&String>, result: CallResult) {
+        if self
+            .stats
+            .call_events
+            .push(CallEvent {
+                tenant: tenant.cloned(),
+                result,
+            })
+            .is_err()
+        {
+            self.stats.call_events_dropped.inc();
+        }
+    }
+
+    /// Fails over to the next candidate of an initial INVITE; `false` when
+    /// none is left.
+    fn try_next(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) -> bool {
+        let Some(t) = self.txns.get_mut(id) else {
+            return false;
+        };
+        if t.cancel != CancelState::None {
+            return false;
+        }
+        let Some(route) = t.route.as_mut() else {
+            return false;
+        };
+        let next = route.attempt + 1;
+        let Some(target) = route.candidates.get(next as usize).cloned() else {
+            return false;
+        };
+        route.attempt = next;
+        let more = (next as usize) + 1 < route.candidates.len();
+        let (invite, user) = (route.invite.clone(), route.user.clone());
+        let (did, source, dest_side) = (t.dialog, ipv4_of(t.orig_addr), t.dest_side);
+        let Ok(msg) = SipMessage::parse(&invite) else {
+            return false;
+        };
+        let (ruri, party) = self.callee_for(&msg, &user, &target, dest_side, source);
+        if let Some(d) = self.dialogs.get_mut(did) {
+            d.callee.remote_target = ruri;
+            d.callee.callee = party;
+            d.callee.route_set.clear();
+            d.callee.peer = SocketAddr::V4(target.addr);
+        }
+        let branch = self.branch_for(id, next);
+        let (bytes, dst, _, outbound) =
+            self.build_in_dialog_request(&msg, did, LegRef::Caller, &branch, source);
+        let (t1, fr) = (self.cfg.t1, self.cfg.policy.fr_timer);
+        let Some(t) = self.txns.get_mut(id) else {
+            return false;
+        };
+        t.dest_addr = dst;
+        t.request = bytes.clone();
+        t.outbound = outbound;
+        t.provisional = false;
+        t.retx_every = t1;
+        t.retx_at = Some(now + t1);
+        t.timeout_at = Some(now + if more { fr.min(64 * t1) } else { 64 * t1 });
+        self.stats.failovers.inc();
+        out.push(Outgoing {
+            side: dest_side,
+            dst,
+            data: bytes,
+        });
+        self.arm(id);
+        true
+    }
+
+    /// Ends an INVITE (or other) server transaction with a response of ours.
+    fn fail_txn(&mut self, id: Id, now: Ms, code: u16, out: &mut Vec<Outgoing>) {
+        let t1 = self.cfg.t1;
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
+        let resp = txn_response(t, code);
+        out.push(Outgoing {
+            side: t.orig_side,
+            dst: t.orig_addr,
+            data: resp.clone(),
+        });
+        t.phase = Phase::Completed;
+        t.last_response = Some(resp);
+        if t.invite {
+            t.retx_every = t1;
+            t.retx_at = Some(now + t1);
+            t.timeout_at = Some(now + 64 * t1);
+        } else {
+            t.retx_at = None;
+            t.timeout_at = None;
+            t.cleanup_at = Some(now + 64 * t1);
+        }
+        if t.initial {
+            self.end_dialog_of(
+                id,
+                Some(if code == 487 {
+                    CallResult::Cancelled
+                } else {
+                    CallResult::Failed
+                }),
+            );
+        } else if t.bye {
+            self.end_dialog_of(id, None);
+        }
+        self.arm(id);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -569,10 +797,8 @@ impl SipEngine {
         initial: bool,
         last_response: Option<Vec<u8>>,
         out: &mut Vec<Outgoing>,
-    ) {
-        let Some(d) = self.dialogs.get(did) else {
-            return;
-        };
+    ) -> Option<Id> {
+        let d = self.dialogs.get(did)?;
         let invite = msg.method() == Method::Invite;
         let echo = |name: HeaderName| -> Vec<u8> {
             msg.headers
@@ -581,7 +807,7 @@ impl SipEngine {
                 .flat_map(|h| raw_line(h.raw_name, h.value))
                 .collect()
         };
-        let local_tag = xorshift(&mut self.rng);
+        let local_tag = rng::next(&mut self.rng);
         let txn = Txn {
             invite,
             bye: msg.method() == Method::Bye,
@@ -612,10 +838,11 @@ impl SipEngine {
             retx_every: self.cfg.t1,
             timeout_at: Some(now + 64 * self.cfg.t1),
             cleanup_at: None,
+            route: None,
         };
         let id = self.txns.insert(txn);
         self.server_index.insert(key, id);
-        let branch = self.branch_for(id);
+        let branch = self.branch_for(id, 0);
         let (bytes, dst, _, outbound) =
             self.build_in_dialog_request(msg, did, orig, &branch, ipv4_of(src));
         if let Some(t) = self.txns.get_mut(id) {
@@ -630,6 +857,7 @@ impl SipEngine {
         });
         self.stats.transactions.set(self.txns.len() as u64);
         self.arm(id);
+        Some(id)
     }
 
     /// Re-writes a request from leg `orig` for the other leg of dialog `did`.
@@ -699,7 +927,15 @@ impl SipEngine {
                     let mf = msg.max_forwards.unwrap_or(70).saturating_sub(1).min(255);
                     let _ = write!(b.buf_mut(), "Max-Forwards: {mf}\r\n");
                 }
+                HeaderName::Other
+                    if is_initial && h.raw_name.eq_ignore_ascii_case(TENANT_HEADER.as_bytes()) => {}
                 _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+            }
+        }
+        // LiveKit maps X-* headers to call attributes: tell it the tenant.
+        if is_initial && dest_side == Side::Public {
+            if let Some(tenant) = &d.tenant_id {
+                b.header(TENANT_HEADER, &[tenant.as_bytes()]);
             }
         }
         if !saw_mf {
@@ -733,7 +969,7 @@ impl SipEngine {
         let StartLine::Response { code, .. } = msg.start else {
             return;
         };
-        let Some(id) = msg.via.branch.and_then(|b| self.parse_branch(b)) else {
+        let Some((id, attempt)) = msg.via.branch.and_then(|b| self.parse_branch(b)) else {
             self.stats.stray_responses.inc();
             return;
         };
@@ -741,7 +977,8 @@ impl SipEngine {
             self.stats.stray_responses.inc();
             return;
         };
-        if t.dest_side != side {
+        let current = t.route.as_ref().map_or(0, |r| r.attempt);
+        if t.dest_side != side || attempt != current {
             self.stats.stray_responses.inc();
             return;
         }
@@ -815,12 +1052,24 @@ impl SipEngine {
                         dst: t.dest_addr,
                         data: ack,
                     });
+                    let failover = t.phase == Phase::Proceeding
+                        && t.initial
+                        && t.cancel == CancelState::None
+                        && self.cfg.policy.failover_codes.contains(&code);
+                    if failover {
+                        // Serial failover; when nothing is left the caller gets our 503.
+                        if !self.try_next(id, now, out) {
+                            self.fail_txn(id, now, 503, out);
+                        }
+                        return;
+                    }
                     if t.phase == Phase::Proceeding {
                         t.phase = Phase::Completed;
                         t.retx_at = Some(now + self.cfg.t1);
                         t.retx_every = self.cfg.t1;
                         t.timeout_at = Some(now + 64 * self.cfg.t1);
                         let initial = t.initial;
+                        let cancelled = t.cancel != CancelState::None;
                         // A 503 from downstream is not relayed as is (RFC 3261 16.7 step 6).
                         let relay_code = if code == 503 { 500 } else { code };
                         if let Some(bytes) = self.relay_response(id, msg, relay_code, out) {
@@ -829,7 +1078,12 @@ impl SipEngine {
                             }
                         }
                         if initial {
-                            self.end_dialog_of(id, false);
+                            let result = if cancelled {
+                                CallResult::Cancelled
+                            } else {
+                                CallResult::Failed
+                            };
+                            self.end_dialog_of(id, Some(result));
                         }
                     }
                 } else if t.phase == Phase::Proceeding {
@@ -861,7 +1115,7 @@ impl SipEngine {
             }
         }
         if msg.cseq.method == Method::Bye {
-            self.end_dialog_of(id, true);
+            self.end_dialog_of(id, None);
         }
     }
 
@@ -971,7 +1225,7 @@ impl SipEngine {
     }
 
     fn service(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
-        let (t1, t2) = (self.cfg.t1, self.cfg.t2);
+        let t2 = self.cfg.t2;
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
@@ -1021,33 +1275,23 @@ impl SipEngine {
                     self.send_cancel(id, now, out);
                 }
                 Phase::Proceeding => {
-                    // Timer B/F, or the far side never answered our CANCEL.
-                    let code = if t.cancel == CancelState::None {
-                        408
-                    } else {
+                    // Timer B/F (or the failover timer), or no answer to our CANCEL.
+                    let cancelled = t.cancel != CancelState::None;
+                    let tried = t
+                        .route
+                        .as_ref()
+                        .map_or(1, |r| r.candidates.len().min(r.attempt as usize + 2));
+                    if !cancelled && t.initial && self.try_next(id, now, out) {
+                        return;
+                    }
+                    let code = if cancelled {
                         487
-                    };
-                    let resp = txn_response(t, code);
-                    out.push(Outgoing {
-                        side: t.orig_side,
-                        dst: t.orig_addr,
-                        data: resp.clone(),
-                    });
-                    t.phase = Phase::Completed;
-                    t.last_response = Some(resp);
-                    if t.invite {
-                        t.retx_every = t1;
-                        t.retx_at = Some(now + t1);
-                        t.timeout_at = Some(now + 64 * t1);
+                    } else if tried > 1 {
+                        503
                     } else {
-                        t.retx_at = None;
-                        t.cleanup_at = Some(now + 64 * t1);
-                    }
-                    let ends = t.initial || t.bye;
-                    let answered = !t.initial;
-                    if ends {
-                        self.end_dialog_of(id, answered);
-                    }
+                        408
+                    };
+                    return self.fail_txn(id, now, code, out);
                 }
                 _ => return self.remove_txn(id),
             }
@@ -1092,13 +1336,15 @@ impl SipEngine {
                 d.answered = Some(now);
                 self.stats.calls_answered.inc();
                 self.stats.calls_up.inc();
+                let tenant = d.tenant_id.clone();
+                self.emit(tenant.as_ref(), CallResult::Answered);
             }
         }
     }
 
-    /// Removes the dialog of transaction `id`: a call that ended (`normal`)
-    /// or one that failed before it was answered.
-    fn end_dialog_of(&mut self, id: Id, normal: bool) {
+    /// Removes the dialog of transaction `id`, releasing its tenant's slot.
+    /// `result` is how an unanswered call ended (`None`: an answered call's end).
+    fn end_dialog_of(&mut self, id: Id, result: Option<CallResult>) {
         let Some(did) = self.txns.get(id).map(|t| t.dialog) else {
             return;
         };
@@ -1109,10 +1355,16 @@ impl SipEngine {
             self.dialog_index
                 .remove(&(leg.side, Box::from(leg.call_id.as_slice())));
         }
+        if let Some(load) = d.tenant_id.as_ref().and_then(|t| self.loads.get_mut(t)) {
+            load.active = load.active.saturating_sub(1);
+        }
         if d.state == DialogState::Confirmed {
             self.stats.calls_up.dec();
-        } else if !normal {
-            self.stats.calls_failed.inc();
+        } else if let Some(result) = result {
+            if result == CallResult::Failed {
+                self.stats.calls_failed.inc();
+            }
+            self.emit(d.tenant_id.as_ref(), result);
         }
         self.stats.dialogs.set(self.dialogs.len() as u64);
     }
@@ -1120,28 +1372,34 @@ impl SipEngine {
     // ----- identifiers ----------------------------------------------------
 
     fn next_u64(&mut self) -> u64 {
-        xorshift(&mut self.rng)
+        rng::next(&mut self.rng)
     }
 
-    fn branch_for(&self, id: Id) -> Vec<u8> {
+    fn branch_for(&self, id: Id, attempt: u32) -> Vec<u8> {
         let mut b = BRANCH_PREFIX.to_vec();
-        let _ = write!(b, "{:08x}{:x}.{:x}", self.salt, id.idx, id.gen);
+        let _ = write!(
+            b,
+            "{:08x}{:x}.{:x}.{:x}",
+            self.salt, id.idx, id.gen, attempt
+        );
         b
     }
 
     /// Our transaction behind a branch we generated, if it is one.
-    fn parse_branch(&self, branch: &[u8]) -> Option<Id> {
+    fn parse_branch(&self, branch: &[u8]) -> Option<(Id, u32)> {
         let rest = branch.strip_prefix(BRANCH_PREFIX)?;
         let salt = std::str::from_utf8(rest.get(..8)?).ok()?;
         if u32::from_str_radix(salt, 16).ok()? != self.salt {
             return None;
         }
         let ids = std::str::from_utf8(rest.get(8..)?).ok()?;
-        let (idx, gen) = ids.split_once('.')?;
-        Some(Id {
-            idx: u32::from_str_radix(idx, 16).ok()?,
-            gen: u32::from_str_radix(gen, 16).ok()?,
-        })
+        let mut parts = ids.split('.');
+        let mut field = || parts.next().and_then(|p| u32::from_str_radix(p, 16).ok());
+        let id = Id {
+            idx: field()?,
+            gen: field()?,
+        };
+        Some((id, field()?))
     }
 
     /// A branch for a stateless forward (ACK for 2xx); never parses as ours.
@@ -1165,15 +1423,6 @@ impl SipEngine {
             snapshot: &self.snapshot,
         }
     }
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 fn ipv4_of(addr: SocketAddr) -> Ipv4Addr {

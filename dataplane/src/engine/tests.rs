@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::routing::{Carrier, Gateway};
+use crate::stats::CallResult;
 
 const CARRIER: &str = "10.0.1.10:5060";
 const GATEWAY: &str = "203.0.113.10:5060";
@@ -36,6 +37,38 @@ fn snapshot() -> RouteSnapshot {
     }
 }
 
+/// Group 1: .10 (priority 2) and .11 (priority 1); backup group 3: .12.
+/// Carriers: 10.0.1.0/24. Tenant `acme` at 10.0.1.50.
+fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot {
+    let gw = |id: i64, last: u8, group, priority| Gateway {
+        id,
+        destination: format!("sip:203.0.113.{last}:5060"),
+        addr: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, last), 5060),
+        group,
+        priority,
+        weight: 1,
+        description: String::new(),
+    };
+    RouteSnapshot {
+        version: 1,
+        carriers: vec![Carrier {
+            id: 1,
+            ip: Ipv4Addr::new(10, 0, 1, 0),
+            mask: 24,
+            name: "net".into(),
+            group: 1,
+        }],
+        gateways: vec![gw(1, 10, 1, 2), gw(2, 11, 1, 1), gw(3, 12, 3, 1)],
+        tenants: vec![crate::routing::Tenant {
+            tenant_id: "acme".into(),
+            source_ip: Ipv4Addr::new(10, 0, 1, 50),
+            gateway_group: 1,
+            max_cps,
+            max_concurrent,
+        }],
+    }
+}
+
 struct Lab {
     engine: SipEngine,
     stats: Arc<EngineStats>,
@@ -45,13 +78,18 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
+        Lab::with(snapshot(), Policy::default())
+    }
+
+    fn with(snap: RouteSnapshot, policy: Policy) -> Lab {
         let stats = Arc::new(EngineStats::default());
-        let cfg = EngineConfig::new(
+        let mut cfg = EngineConfig::new(
             "10.0.0.100:5060".parse().unwrap(),
             "203.0.113.50:5080".parse().unwrap(),
         );
+        cfg.policy = policy;
         Lab {
-            engine: SipEngine::new(cfg, Arc::new(snapshot()), stats.clone()),
+            engine: SipEngine::new(cfg, Arc::new(snap), stats.clone()),
             stats,
             now: 0,
             out: Vec::new(),
@@ -326,7 +364,22 @@ fn cancel_is_hop_by_hop_and_caller_gets_487() {
 
 #[test]
 fn busy_gateway_503_is_not_relayed_as_is() {
+    // With failover on 503 (the default), the caller gets our own 503 once
+    // nothing is left: the gateway's reason phrase is not in it.
     let mut lab = Lab::new();
+    let sent = lab.send(Side::Private, CARRIER, &invite("c4", "s0"));
+    let back = lab.send(Side::Public, GATEWAY, &answer(&sent[1].2, 503, "g4", false));
+    assert!(
+        back[1].2.starts_with("SIP/2.0 503 Service Unavailable\r\n"),
+        "{}",
+        back[1].2
+    );
+    // Without failover on 503, it is relayed as 500 (RFC 3261 16.7 step 6).
+    let policy = Policy {
+        failover_codes: vec![],
+        ..Policy::default()
+    };
+    let mut lab = Lab::with(snapshot(), policy);
     let sent = lab.send(Side::Private, CARRIER, &invite("c5", "s1"));
     let back = lab.send(Side::Public, GATEWAY, &answer(&sent[1].2, 503, "g5", false));
     assert_eq!(status(&back[1].2), 500);
@@ -414,4 +467,165 @@ fn rfc4475_torture_messages() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn invites_to(sent: &[(Side, SocketAddr, String)]) -> Vec<SocketAddr> {
+    sent.iter()
+        .filter(|s| s.2.starts_with("INVITE"))
+        .map(|s| s.1)
+        .collect()
+}
+
+#[test]
+fn failover_walks_the_group_then_the_backup_group() {
+    let mut lab = Lab::with(snapshot_multi(100, 100), Policy::default());
+    let sent = lab.send(Side::Private, CARRIER, &invite("f1", "f1"));
+    assert_eq!(invites_to(&sent), vec![addr("203.0.113.10:5060")]);
+    let first = sent[1].2.clone();
+    let sent = lab.send(Side::Public, GATEWAY, &answer(&first, 503, "x", false));
+    assert!(sent[0].2.starts_with("ACK "), "the 503 is acknowledged");
+    assert_eq!(invites_to(&sent), vec![addr("203.0.113.11:5060")]);
+    assert!(
+        sent.iter().all(|s| s.1 != addr(CARRIER)),
+        "nothing relayed to the caller yet"
+    );
+    let second = sent[1].2.clone();
+    assert!(second.starts_with("INVITE sip:+15551234@203.0.113.11:5060 "));
+    assert_ne!(header(&first, "Via"), header(&second, "Via"));
+    // A late retransmission of the first gateway's 503 is not taken for the second.
+    assert!(lab
+        .send(Side::Public, GATEWAY, &answer(&first, 503, "x", false))
+        .is_empty());
+    let sent = lab.send(
+        Side::Public,
+        "203.0.113.11:5060",
+        &answer(&second, 500, "y", false),
+    );
+    assert_eq!(invites_to(&sent), vec![addr("203.0.113.12:5060")]);
+    let third = sent[1].2.clone();
+    let sent = lab.send(
+        Side::Public,
+        "203.0.113.12:5060",
+        &answer(&third, 200, "z", true),
+    );
+    assert_eq!(sent.len(), 1);
+    assert_eq!(status(&sent[0].2), 200);
+    assert_eq!(lab.stats.failovers.get(), 2);
+}
+
+#[test]
+fn nothing_left_gives_our_503_and_busy_is_not_failed_over() {
+    let mut lab = Lab::with(snapshot_multi(100, 100), Policy::default());
+    let mut sent = lab.send(Side::Private, CARRIER, &invite("f2", "f2"));
+    for (gw, code) in [("203.0.113.10:5060", 503), ("203.0.113.11:5060", 502)] {
+        let req = sent
+            .iter()
+            .find(|s| s.2.starts_with("INVITE"))
+            .unwrap()
+            .2
+            .clone();
+        sent = lab.send(Side::Public, gw, &answer(&req, code, "x", false));
+    }
+    let req = sent
+        .iter()
+        .find(|s| s.2.starts_with("INVITE"))
+        .unwrap()
+        .2
+        .clone();
+    let sent = lab.send(
+        Side::Public,
+        "203.0.113.12:5060",
+        &answer(&req, 503, "x", false),
+    );
+    let to_caller: Vec<_> = sent.iter().filter(|s| s.1 == addr(CARRIER)).collect();
+    assert_eq!(status(&to_caller[0].2), 503);
+    assert_eq!(lab.engine.dialog_count(), 0);
+
+    let sent = lab.send(Side::Private, CARRIER, &invite("f3", "f3"));
+    let back = lab.send(Side::Public, GATEWAY, &answer(&sent[1].2, 486, "x", false));
+    assert_eq!(invites_to(&back), Vec::<SocketAddr>::new());
+    assert_eq!(status(&back[1].2), 486);
+}
+
+#[test]
+fn silent_gateway_fails_over_after_the_failover_timer() {
+    let mut lab = Lab::with(snapshot_multi(100, 100), Policy::default());
+    lab.send(Side::Private, CARRIER, &invite("f4", "f4"));
+    let sent = lab.advance(4_900);
+    assert!(invites_to(&sent)
+        .iter()
+        .all(|a| *a == addr("203.0.113.10:5060")));
+    let sent = lab.advance(200);
+    assert!(invites_to(&sent).contains(&addr("203.0.113.11:5060")));
+}
+
+#[test]
+fn tenant_concurrency_limit_and_release() {
+    let mut lab = Lab::with(snapshot_multi(100, 2), Policy::default());
+    let tenant_src = "10.0.1.50:5060";
+    let mut forwarded = Vec::new();
+    for i in 0..3 {
+        let inv = invite(&format!("l{i}"), &format!("l{i}"))
+            .replace("10.0.1.10:5060;branch", "10.0.1.50:5060;branch");
+        forwarded.push(lab.send(Side::Private, tenant_src, &inv));
+    }
+    assert_eq!(invites_to(&forwarded[0]).len(), 1);
+    assert_eq!(invites_to(&forwarded[1]).len(), 1);
+    let third = &forwarded[2][0].2;
+    assert_eq!(status(third), 503);
+    assert_eq!(header(third, "Retry-After"), Some("1"));
+    assert_eq!(lab.engine.tenant_calls("acme"), 2);
+    // The tenant name reaches the gateway for LiveKit's attributes.
+    assert_eq!(header(&forwarded[0][1].2, "X-Tenant-ID"), Some("acme"));
+    // One call fails: its slot is free again.
+    lab.send(
+        Side::Public,
+        GATEWAY,
+        &answer(&forwarded[0][1].2, 486, "b", false),
+    );
+    assert_eq!(lab.engine.tenant_calls("acme"), 1);
+    let inv = invite("l9", "l9").replace("10.0.1.10:5060;branch", "10.0.1.50:5060;branch");
+    assert_eq!(
+        invites_to(&lab.send(Side::Private, tenant_src, &inv)).len(),
+        1
+    );
+    let mut events = Vec::new();
+    while let Some(e) = lab.stats.call_events.pop() {
+        events.push(e.result);
+    }
+    assert!(events.contains(&CallResult::LimitExceeded));
+    assert!(events.contains(&CallResult::Failed));
+}
+
+#[test]
+fn tenant_cps_is_a_token_bucket() {
+    let mut lab = Lab::with(snapshot_multi(2, 100), Policy::default());
+    let burst = |lab: &mut Lab, base: usize| -> usize {
+        (0..4)
+            .filter(|i| {
+                let id = format!("cps{}", base + i);
+                let inv = invite(&id, &id).replace(
+                    "To: <sip:+15551234",
+                    "X-Tenant-ID: acme\r\nTo: <sip:+15551234",
+                );
+                invites_to(&lab.send(Side::Private, CARRIER, &inv)).len() == 1
+            })
+            .count()
+    };
+    assert_eq!(burst(&mut lab, 0), 2);
+    lab.advance(1_000);
+    assert_eq!(burst(&mut lab, 10), 2);
+}
+
+#[test]
+fn unknown_sources_can_be_dropped_silently() {
+    let policy = Policy {
+        drop_unknown_sources: true,
+        ..Policy::default()
+    };
+    let mut lab = Lab::with(snapshot(), policy);
+    assert!(lab
+        .send(Side::Private, "10.0.1.20:5060", &invite("d1", "d1"))
+        .is_empty());
+    assert_eq!(lab.engine.dialog_count(), 0);
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use super::dialog::LegRef;
 use super::slab::Id;
 use super::{Ms, Side};
+use crate::routing::Target;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -83,6 +84,20 @@ pub struct Txn {
     pub retx_every: Ms,
     pub timeout_at: Option<Ms>,
     pub cleanup_at: Option<Ms>,
+
+    /// For the INVITE that created the dialog: where else it may go.
+    pub route: Option<Box<RouteState>>,
+}
+
+/// The candidates of an initial INVITE and which one is being tried.
+#[derive(Debug, Clone)]
+pub struct RouteState {
+    pub candidates: Vec<Target>,
+    pub attempt: u32,
+    /// The caller's INVITE as received, to re-write for the next candidate.
+    pub invite: Vec<u8>,
+    /// The Request-URI user (tenant prefix stripped).
+    pub user: Vec<u8>,
 }
 
 impl Txn {

@@ -127,6 +127,8 @@ pub struct CSeq<'a> {
 /// A framed, validated SIP message borrowing the datagram.
 #[derive(Debug, Clone)]
 pub struct SipMessage<'a> {
+    /// The whole datagram.
+    pub raw: &'a [u8],
     pub start: StartLine<'a>,
     pub headers: Vec<Header<'a>>,
     pub body: &'a [u8],
@@ -292,6 +294,7 @@ impl<'a> SipMessage<'a> {
         }
 
         Ok(SipMessage {
+            raw: buf,
             start,
             headers,
             body,
