@@ -1,0 +1,127 @@
+//! `sbcctl` against a real API server on loopback.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use sbc_controlplane::api::{router, AppState};
+use sbc_controlplane::provisioning::Provisioning;
+use sbc_dataplane::routing::RouteSnapshot;
+
+fn serve(token: Option<&str>) -> (String, tempfile::TempDir, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sbc.db").display());
+    let addr = rt.block_on(async {
+        let db = Arc::new(Provisioning::open(&url).await.unwrap());
+        let state = AppState::new(
+            db,
+            Arc::new(|_| {}),
+            Default::default(),
+            Default::default(),
+            "socket",
+            Arc::new(RouteSnapshot::default()),
+            token.map(str::to_string),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        addr
+    });
+    (format!("http://{addr}"), dir, rt)
+}
+
+fn sbcctl(api: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sbcctl"))
+        .arg("--api")
+        .arg(api)
+        .args(args)
+        .env_remove("SBC_API_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn kamctl_argument_order_tables_json_and_exit_codes() {
+    let (api, _dir, _rt) = serve(None);
+    let (code, out, _) = sbcctl(&api, &["add-carrier", "10.0.1.10", "32", "carrier1", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().nth(1).unwrap().split_whitespace().eq([
+            "1",
+            "10.0.1.10",
+            "32",
+            "carrier1",
+            "1"
+        ]),
+        "{out}"
+    );
+    let (code, out, _) = sbcctl(
+        &api,
+        &["add-gateway", "1", "sip:203.0.113.10:5060", "gw1", "5", "3"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sip:203.0.113.10:5060"));
+    let (code, _, _) = sbcctl(&api, &["add-tenant", "acme", "10.0.1.50", "1", "10", "20"]);
+    assert_eq!(code, 0);
+    let (_, out, _) = sbcctl(&api, &["--json", "list-gateways"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["priority"], 5);
+    assert_eq!(v[0]["weight"], 3);
+    assert_eq!(v[0]["description"], "gw1");
+    let (_, out, _) = sbcctl(&api, &["list-tenants"]);
+    assert!(out.contains("acme") && out.contains("20"), "{out}");
+
+    // Bad input: the API's message, exit 1, nothing added.
+    let (code, _, err) = sbcctl(&api, &["add-carrier", "10.0.1", "32", "x", "1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`ip`"), "{err}");
+    let (code, _, err) = sbcctl(&api, &["remove-gateway", "99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
+    let (code, _, _) = sbcctl(&api, &["add-gateway", "one", "sip:x", "d", "1", "1"]);
+    assert_eq!(code, 2, "usage errors exit 2");
+    let (_, out, _) = sbcctl(&api, &["--json", "list-carriers"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let (code, out, _) = sbcctl(&api, &["remove-gateway", "1"]);
+    assert_eq!((code, out.trim()), (0, "removed"));
+    let (code, out, _) = sbcctl(&api, &["stats"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("calls up: 0"), "{out}");
+    let (_, out, _) = sbcctl(&api, &["--json", "route", "192.0.2.1", "sip:1@x"]);
+    assert!(out.contains("\"reject\""), "{out}");
+
+    let (code, _, err) = sbcctl("http://127.0.0.1:1", &["ping"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn token_comes_from_the_environment() {
+    let (api, _dir, _rt) = serve(Some("t0k"));
+    let (code, _, err) = sbcctl(&api, &["ping"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_sbcctl"))
+        .args(["--api", &api, "ping"])
+        .env("SBC_API_TOKEN", "t0k")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
