@@ -282,6 +282,9 @@ pub async fn republish(state: &AppState) -> Result<u64, DbError> {
 async fn status(State(s): State<AppState>) -> Json<Value> {
     let e = &s.engine;
     let (snap, built) = s.snapshot();
+    let db_up = tokio::time::timeout(std::time::Duration::from_secs(1), s.db.ping())
+        .await
+        .unwrap_or(false);
     Json(json!({
         "snapshot_age_ms": built.elapsed().as_millis() as u64,
         "provisioned": {
@@ -294,7 +297,8 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
         "backend": s.backend,
         "calls_up": e.calls_up.get(),
         "snapshot_version": e.snapshot_version.get(),
-        "database": "ok",
+        "database": if db_up { "ok" } else { "unavailable" },
+        "database_kind": s.db.dialect().name(),
         "sip": {
             "calls_total": e.calls_total.get(),
             "calls_answered": e.calls_answered.get(),

@@ -310,10 +310,10 @@ impl Config {
             ));
         }
         let scheme = cfg.database.url.split(':').next().unwrap_or_default();
-        if scheme != "sqlite" {
+        if !["sqlite", "mysql", "mariadb", "postgres", "postgresql"].contains(&scheme) {
             return Err(invalid(
                 "database.url",
-                "only sqlite:// is supported in this build (MySQL and PostgreSQL come with the provisioning issue)",
+                "must start with sqlite://, mysql://, mariadb:// or postgres://",
             ));
         }
         Ok(cfg)

@@ -1,6 +1,11 @@
 //! SQL provisioning: carriers, gateways and tenants, and the routing snapshot
 //! built from them. Every write is one transaction; validation happens before
 //! it, so bad input changes nothing.
+//!
+//! One code path serves the three databases through sqlx's `Any` driver: the
+//! embedded SQLite default, MySQL/MariaDB and PostgreSQL. Only two things
+//! differ per database: the DDL of the migrations (`migrations/<dialect>/`,
+//! same versions and tables) and how a new row's id comes back.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -8,8 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sbc_dataplane::routing::{self, Carrier, Gateway, RouteSnapshot, Tenant};
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -19,7 +26,47 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    #[error(
+        "unsupported database URL scheme `{0}` (sqlite://, mysql://, mariadb://, postgres://)"
+    )]
+    Scheme(String),
 }
+
+/// The SQL dialects we run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of a database URL, and the URL as sqlx wants it.
+    pub fn of(url: &str) -> Result<(Dialect, String), DbError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" if url.contains('?') => Ok((Dialect::Sqlite, url.to_string())),
+            // Create the file on first start.
+            "sqlite" => Ok((Dialect::Sqlite, format!("{url}?mode=rwc"))),
+            "mysql" => Ok((Dialect::MySql, url.to_string())),
+            "mariadb" => Ok((Dialect::MySql, url.replacen("mariadb:", "mysql:", 1))),
+            "postgres" | "postgresql" => Ok((Dialect::Postgres, url.to_string())),
+            other => Err(DbError::Scheme(other.to_string())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::MySql => "mysql",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+static SQLITE: Migrator = sqlx::migrate!("../migrations/sqlite");
+static MYSQL: Migrator = sqlx::migrate!("../migrations/mysql");
+static POSTGRES: Migrator = sqlx::migrate!("../migrations/postgres");
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CarrierRow {
@@ -52,24 +99,31 @@ pub struct TenantRow {
 /// The provisioning database.
 #[derive(Debug)]
 pub struct Provisioning {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
     version: AtomicU64,
 }
 
 impl Provisioning {
-    /// Opens (creating if needed) and migrates the database at `url`.
+    /// Connects to, creates if needed (SQLite) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Provisioning, DbError> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = Dialect::of(url)?;
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            // A database that went away answers quickly; the pool reconnects by itself.
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect(&url)
             .await?;
-        sqlx::migrate!("../migrations").run(&pool).await?;
+        let migrator = match dialect {
+            Dialect::Sqlite => &SQLITE,
+            Dialect::MySql => &MYSQL,
+            Dialect::Postgres => &POSTGRES,
+        };
+        migrator.run(&pool).await?;
         Ok(Provisioning {
             pool,
+            dialect,
             version: AtomicU64::new(0),
         })
     }
@@ -78,20 +132,74 @@ impl Provisioning {
         self.pool.close().await;
     }
 
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Is the database answering?
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// `?` placeholders in the dialect's form (`$1`, `$2`... for PostgreSQL).
+    fn sql(&self, q: &str) -> String {
+        if self.dialect != Dialect::Postgres {
+            return q.to_string();
+        }
+        let mut out = String::with_capacity(q.len() + 8);
+        let mut n = 0;
+        for c in q.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// An INSERT statement that can tell the new row's id.
+    fn insert_sql(&self, q: &str) -> String {
+        match self.dialect {
+            Dialect::MySql => q.to_string(),
+            _ => format!("{} RETURNING id", self.sql(q)),
+        }
+    }
+
+    /// Runs an INSERT from [`Self::insert_sql`] in `tx`; the new row's id.
+    async fn insert<'q>(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        q: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<i64, DbError> {
+        // SQLite and PostgreSQL answer `RETURNING id`; MySQL/MariaDB reports
+        // the id with the result (MySQL 8 has no RETURNING).
+        if self.dialect != Dialect::MySql {
+            return Ok(q.fetch_one(&mut **tx).await?.try_get::<i64, _>(0)?);
+        }
+        q.execute(&mut **tx)
+            .await?
+            .last_insert_id()
+            .ok_or_else(|| DbError::Corrupt("no id for the new row".into()))
+    }
+
     pub async fn carriers(&self) -> Result<Vec<CarrierRow>, DbError> {
         let rows = sqlx::query("SELECT id, ip, mask, name, grp FROM carriers ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| CarrierRow {
-                id: r.get("id"),
-                ip: r.get("ip"),
-                mask: r.get("mask"),
-                name: r.get("name"),
-                group: r.get("grp"),
+        rows.iter()
+            .map(|r| {
+                Ok(CarrierRow {
+                    id: r.try_get("id")?,
+                    ip: r.try_get("ip")?,
+                    mask: r.try_get("mask")?,
+                    name: r.try_get("name")?,
+                    group: r.try_get("grp")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn add_carrier(
@@ -102,14 +210,13 @@ impl Provisioning {
         group: i64,
     ) -> Result<CarrierRow, DbError> {
         let mut tx = self.pool.begin().await?;
-        let id = sqlx::query("INSERT INTO carriers (ip, mask, name, grp) VALUES (?, ?, ?, ?)")
-            .bind(ip)
-            .bind(mask)
-            .bind(name)
-            .bind(group)
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
+        let sql = self.insert_sql("INSERT INTO carriers (ip, mask, name, grp) VALUES (?, ?, ?, ?)");
+        let id = self
+            .insert(
+                &mut tx,
+                sqlx::query(&sql).bind(ip).bind(mask).bind(name).bind(group),
+            )
+            .await?;
         tx.commit().await?;
         Ok(CarrierRow {
             id,
@@ -126,32 +233,32 @@ impl Provisioning {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| GatewayRow {
-                id: r.get("id"),
-                destination: r.get("destination"),
-                group: r.get("grp"),
-                priority: r.get("priority"),
-                weight: r.get("weight"),
-                description: r.get("description"),
+        rows.iter()
+            .map(|r| {
+                Ok(GatewayRow {
+                    id: r.try_get("id")?,
+                    destination: r.try_get("destination")?,
+                    group: r.try_get("grp")?,
+                    priority: r.try_get("priority")?,
+                    weight: r.try_get("weight")?,
+                    description: r.try_get("description")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn add_gateway(&self, g: &GatewayRow) -> Result<GatewayRow, DbError> {
         let mut tx = self.pool.begin().await?;
-        let id = sqlx::query(
+        let sql = self.insert_sql(
             "INSERT INTO gateways (destination, grp, priority, weight, description) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&g.destination)
-        .bind(g.group)
-        .bind(g.priority)
-        .bind(g.weight)
-        .bind(&g.description)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+        );
+        let q = sqlx::query(&sql)
+            .bind(&g.destination)
+            .bind(g.group)
+            .bind(g.priority)
+            .bind(g.weight)
+            .bind(&g.description);
+        let id = self.insert(&mut tx, q).await?;
         tx.commit().await?;
         Ok(GatewayRow { id, ..g.clone() })
     }
@@ -162,63 +269,70 @@ impl Provisioning {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| TenantRow {
-                tenant_id: r.get("tenant_id"),
-                source_ip: r.get("source_ip"),
-                gateway_group: r.get("gateway_group"),
-                max_cps: r.get("max_cps"),
-                max_concurrent: r.get("max_concurrent"),
+        rows.iter()
+            .map(|r| {
+                Ok(TenantRow {
+                    tenant_id: r.try_get("tenant_id")?,
+                    source_ip: r.try_get("source_ip")?,
+                    gateway_group: r.try_get("gateway_group")?,
+                    max_cps: r.try_get("max_cps")?,
+                    max_concurrent: r.try_get("max_concurrent")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Adds or updates a tenant; `true` when it was created.
     pub async fn upsert_tenant(&self, t: &TenantRow) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE tenants SET source_ip = ?, gateway_group = ?, max_cps = ?, max_concurrent = ? WHERE tenant_id = ?",
-        )
-        .bind(&t.source_ip)
-        .bind(t.gateway_group)
-        .bind(t.max_cps)
-        .bind(t.max_concurrent)
-        .bind(&t.tenant_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            sqlx::query(
-                "INSERT INTO tenants (tenant_id, source_ip, gateway_group, max_cps, max_concurrent) VALUES (?, ?, ?, ?, ?)",
-            )
+        let exists = sqlx::query(&self.sql("SELECT tenant_id FROM tenants WHERE tenant_id = ?"))
             .bind(&t.tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let sql = if exists {
+            "UPDATE tenants SET source_ip = ?, gateway_group = ?, max_cps = ?, max_concurrent = ? WHERE tenant_id = ?"
+        } else {
+            "INSERT INTO tenants (source_ip, gateway_group, max_cps, max_concurrent, tenant_id) VALUES (?, ?, ?, ?, ?)"
+        };
+        sqlx::query(&self.sql(sql))
             .bind(&t.source_ip)
             .bind(t.gateway_group)
             .bind(t.max_cps)
             .bind(t.max_concurrent)
+            .bind(&t.tenant_id)
             .execute(&mut *tx)
             .await?;
-        }
         tx.commit().await?;
-        Ok(updated == 0)
+        Ok(!exists)
     }
 
     /// Deletes a row of `table` by its key; `false` when there was none.
     pub async fn delete(&self, table: Table, key: &str) -> Result<bool, DbError> {
-        let sql = match table {
-            Table::Carriers => "DELETE FROM carriers WHERE id = ?",
-            Table::Gateways => "DELETE FROM gateways WHERE id = ?",
-            Table::Tenants => "DELETE FROM tenants WHERE tenant_id = ?",
-        };
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(sql)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let done = match table {
+            Table::Carriers | Table::Gateways => {
+                let id: i64 = key
+                    .parse()
+                    .map_err(|_| DbError::Corrupt(format!("id {key:?}")))?;
+                let sql = match table {
+                    Table::Carriers => "DELETE FROM carriers WHERE id = ?",
+                    _ => "DELETE FROM gateways WHERE id = ?",
+                };
+                sqlx::query(&self.sql(sql))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            Table::Tenants => {
+                sqlx::query(&self.sql("DELETE FROM tenants WHERE tenant_id = ?"))
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
         tx.commit().await?;
-        Ok(n > 0)
+        Ok(done.rows_affected() > 0)
     }
 
     /// Reads every table into a new immutable snapshot with the next version.

@@ -1,5 +1,7 @@
-//! The REST API over a real SQLite file: answers, validation, and the
-//! snapshot each change hands to the engine.
+//! The REST API over real databases: answers, validation, and the snapshot
+//! each change hands to the engine. Every test runs on a fresh SQLite file and,
+//! when `SBC_TEST_MYSQL_URL` / `SBC_TEST_POSTGRES_URL` name a server (as
+//! `scripts/db-servers` sets them up), on a fresh database of each server.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,14 +22,61 @@ struct Api {
     _dir: tempfile::TempDir,
 }
 
-async fn api() -> Api {
-    api_with(None).await
+/// One fresh database per configured backend.
+async fn apis() -> Vec<Api> {
+    let mut all = vec![api_with(None).await];
+    for var in ["SBC_TEST_MYSQL_URL", "SBC_TEST_POSTGRES_URL"] {
+        if let Some(server) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            let url = fresh_database(&server).await;
+            all.push(api_at(&url, None, tempfile::tempdir().unwrap()).await);
+        }
+    }
+    all
+}
+
+/// Creates a uniquely named database on `server` and returns its URL.
+async fn fresh_database(server: &str) -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!(
+        "sbc_t{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        nanos
+    );
+    let admin = if server.starts_with("postgres") {
+        format!("{server}/postgres")
+    } else {
+        server.to_string()
+    };
+    let mut conn = sqlx::AnyConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test database server {server}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{server}/{name}")
 }
 
 async fn api_with(token: Option<&str>) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sbc.db").display());
-    let db = Arc::new(Provisioning::open(&url).await.unwrap());
+    api_at(&url, token, dir).await
+}
+
+async fn api_at(url: &str, token: Option<&str>, dir: tempfile::TempDir) -> Api {
+    let db = Arc::new(
+        Provisioning::open(url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}")),
+    );
+    eprintln!("backend: {}", db.dialect().name());
     let published = Arc::new(Mutex::new(Vec::new()));
     let sink = published.clone();
     let state = AppState::new(
@@ -74,7 +123,12 @@ impl Api {
 
 #[tokio::test]
 async fn carriers_round_trip_and_reach_the_engine() {
-    let api = api().await;
+    for api in apis().await {
+        carriers_round_trip_and_reach_the_engine_on(api).await;
+    }
+}
+
+async fn carriers_round_trip_and_reach_the_engine_on(api: Api) {
     let (code, body) = api
         .call(
             "POST",
@@ -103,7 +157,12 @@ async fn carriers_round_trip_and_reach_the_engine() {
 
 #[tokio::test]
 async fn bad_input_names_the_field_and_changes_nothing() {
-    let api = api().await;
+    for api in apis().await {
+        bad_input_names_the_field_and_changes_nothing_on(api).await;
+    }
+}
+
+async fn bad_input_names_the_field_and_changes_nothing_on(api: Api) {
     let cases = [
         (
             "/api/v1/carriers",
@@ -169,7 +228,12 @@ async fn bad_input_names_the_field_and_changes_nothing() {
 
 #[tokio::test]
 async fn tenant_post_adds_then_updates() {
-    let api = api().await;
+    for api in apis().await {
+        tenant_post_adds_then_updates_on(api).await;
+    }
+}
+
+async fn tenant_post_adds_then_updates_on(api: Api) {
     let t = r#"{"tenant_id":"acme","source_ip":"10.0.1.50","gateway_group":1,"max_cps":10,"max_concurrent":10}"#;
     assert_eq!(
         api.call("POST", "/api/v1/tenants", t).await.0,
@@ -189,7 +253,12 @@ async fn tenant_post_adds_then_updates() {
 
 #[tokio::test]
 async fn gateways_get_ids_and_status_reports() {
-    let api = api().await;
+    for api in apis().await {
+        gateways_get_ids_and_status_reports_on(api).await;
+    }
+}
+
+async fn gateways_get_ids_and_status_reports_on(api: Api) {
     let g = r#"{"destination":"sip:203.0.113.10:5060","group":1,"priority":1,"weight":1,"description":"gw1"}"#;
     let (code, body) = api.call("POST", "/api/v1/gateways", g).await;
     assert_eq!(code, StatusCode::CREATED);
@@ -240,7 +309,12 @@ async fn provision(api: &Api) {
 
 #[tokio::test]
 async fn route_answers_the_engine_decision() {
-    let api = api().await;
+    for api in apis().await {
+        route_answers_the_engine_decision_on(api).await;
+    }
+}
+
+async fn route_answers_the_engine_decision_on(api: Api) {
     provision(&api).await;
     let (code, d) = api
         .call(
@@ -313,7 +387,7 @@ async fn route_answers_the_engine_decision() {
 #[tokio::test]
 async fn call_stats_count_engine_events_by_tenant() {
     use sbc_dataplane::stats::{CallEvent, CallResult};
-    let api = api().await;
+    let api = api_with(None).await;
     for (t, r) in [
         (Some("acme"), CallResult::Answered),
         (Some("acme"), CallResult::LimitExceeded),
@@ -359,7 +433,12 @@ async fn bearer_token_guards_every_route() {
 
 #[tokio::test]
 async fn openapi_document_matches_the_routes() {
-    let api = api().await;
+    for api in apis().await {
+        openapi_document_matches_the_routes_on(api).await;
+    }
+}
+
+async fn openapi_document_matches_the_routes_on(api: Api) {
     let (code, doc) = api.call("GET", "/api/v1/openapi.json", "").await;
     assert_eq!(code, StatusCode::OK);
     let paths = doc["paths"].as_object().unwrap();
@@ -389,4 +468,46 @@ async fn openapi_document_matches_the_routes() {
             "{method} {path} is not routed"
         );
     }
+}
+
+#[tokio::test]
+async fn database_gone_answers_503_and_routing_keeps_its_snapshot() {
+    let api = api_with(None).await;
+    provision(&api).await;
+    let before = api.published.lock().unwrap().len();
+    api.state.db.close().await;
+    let (code, body) = api
+        .call(
+            "POST",
+            "/api/v1/carriers",
+            r#"{"ip":"10.0.2.1","mask":32,"name":"x","group":1}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/gateways", "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        api.published.lock().unwrap().len(),
+        before,
+        "no new snapshot"
+    );
+    let (code, status) = api.call("GET", "/api/v1/status", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status["database"], "unavailable");
+    // The route answer still comes from the last snapshot.
+    let (code, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.10","to":"sip:1@x"}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(d["action"], "route");
 }
