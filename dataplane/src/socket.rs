@@ -16,6 +16,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrIn,
@@ -29,6 +30,8 @@ use crate::stats::{EngineStats, IoStats};
 const BUF_SIZE: usize = 65_536;
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 32;
+/// Datagrams the engine handles before it sends and looks at timers.
+const MAX_PER_TURN: usize = 1024;
 
 /// Settings of the socket backend.
 #[derive(Debug, Clone)]
@@ -254,14 +257,19 @@ fn engine_loop(
     let start = Instant::now();
     let mut out: Vec<Outgoing> = Vec::with_capacity(256);
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+    let mut skipped_ticks = 0u32;
     while !quit.load(Ordering::Relaxed) {
         while let Some(s) = snapshots.pop() {
             engine.set_snapshot(s);
         }
         let now = start.elapsed().as_millis() as u64;
         let mut handled = 0;
-        while handled < 256 {
-            let Some(d) = ring.pop() else { break };
+        let mut drained = false;
+        while handled < MAX_PER_TURN {
+            let Some(d) = ring.pop() else {
+                drained = true;
+                break;
+            };
             engine.handle(
                 now,
                 d.side,
@@ -272,7 +280,14 @@ fn engine_loop(
             let _ = free.push(d.buf);
             handled += 1;
         }
-        engine.tick(now, &mut out);
+        // Timers fire once what already arrived is handled: after a stall, a
+        // queued answer must stop a retransmission rather than race it.
+        if drained || skipped_ticks >= 8 {
+            engine.tick(now, &mut out);
+            skipped_ticks = 0;
+        } else {
+            skipped_ticks += 1;
+        }
         if !out.is_empty() {
             send_all(&sockets, &mut headers, &mut out, stats);
         }
@@ -296,7 +311,10 @@ fn send_all(
     for (i, side) in [Side::Private, Side::Public].into_iter().enumerate() {
         let Some(sock) = sockets.get(i) else { continue };
         let batch: Vec<&Outgoing> = out.iter().filter(|o| o.side == side).collect();
-        for chunk in batch.chunks(BATCH) {
+        let mut pending: &[&Outgoing] = &batch;
+        let mut stalls = 0;
+        while !pending.is_empty() {
+            let chunk = pending.get(..BATCH.min(pending.len())).unwrap_or_default();
             let slices: Vec<[IoSlice<'_>; 1]> =
                 chunk.iter().map(|o| [IoSlice::new(&o.data)]).collect();
             let addrs: Vec<Option<SockaddrIn>> = chunk
@@ -306,23 +324,39 @@ fn send_all(
                     SocketAddr::V6(_) => None,
                 })
                 .collect();
-            match sendmmsg(
+            let result = sendmmsg(
                 sock.as_raw_fd(),
                 headers,
                 slices.iter(),
                 addrs,
                 [],
                 MsgFlags::empty(),
-            ) {
-                Ok(results) => {
-                    let sent = results.count();
-                    stats.tx_packets.add(sent as u64);
-                    if sent < chunk.len() {
-                        stats.tx_errors.add((chunk.len() - sent) as u64);
+            )
+            .map(Iterator::count);
+            let sent = match result {
+                Ok(n) if n > 0 => n,
+                Ok(_) | Err(Errno::EAGAIN) => {
+                    // The socket buffer is full: wait a little for room, a few
+                    // times, then count the rest as lost (SIP retransmissions
+                    // recover them) rather than block the engine.
+                    stalls += 1;
+                    if stalls > 3 {
+                        stats.tx_errors.add(pending.len() as u64);
+                        break;
                     }
+                    let mut fd = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
+                    let _ = poll(&mut fd, PollTimeout::from(5u16));
+                    continue;
                 }
-                Err(_) => stats.tx_errors.add(chunk.len() as u64),
-            }
+                // The first datagram cannot go (no route, bad address): skip it.
+                Err(_) => {
+                    stats.tx_errors.inc();
+                    pending = pending.get(1..).unwrap_or_default();
+                    continue;
+                }
+            };
+            stats.tx_packets.add(sent as u64);
+            pending = pending.get(sent..).unwrap_or_default();
         }
     }
     out.clear();
