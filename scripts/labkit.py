@@ -193,21 +193,51 @@ def wait_udp_listen(ns: str, ip: str, port: int, timeout: float = 5.0) -> bool:
 # The SBC process
 # ----------------------------------------------------------------------------------------------
 
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML rendering for {v!r}")
+
+
 class Sbc:
-    def __init__(self, binary: str | Path, out_dir: Path, rust_log: str = "info"):
+    """The SBC inside ns sbc. `routing` becomes the config's [routing] table (None: no table, the
+    SBC's defaults). The SQLite database lives in a temporary directory and survives restart()."""
+
+    def __init__(self, binary: str | Path, out_dir: Path, rust_log: str = "info",
+                 routing: dict | None = None):
         self.binary = Path(binary).resolve()
         self.rust_log = rust_log
         self.out_dir = out_dir
         self.tmp = Path(tempfile.mkdtemp(prefix="sbc-lab-"))
         self.config = self.tmp / "sbc.toml"
-        self.config.write_text(CONFIG_TEMPLATE.format(
-            priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP, pub_ip=SBC_PUB_IP,
-            db=self.tmp / "sbc.db"))
-        shutil.copy(self.config, out_dir / "sbc.toml")
         self.log_path = out_dir / "sbc.log"
         self.proc: subprocess.Popen | None = None
         self.api = Api()
         atexit.register(shutil.rmtree, self.tmp, True)
+        self.write_config(routing)
+
+    def write_config(self, routing: dict | None) -> None:
+        self.routing = dict(routing) if routing else None
+        text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
+                                      pub_ip=SBC_PUB_IP, db=self.tmp / "sbc.db")
+        if self.routing:
+            text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
+        self.config.write_text(text)
+        shutil.copy(self.config, self.out_dir / "sbc.toml")
+
+    def restart(self, routing: dict | None = None, api_timeout: float = 10.0) -> None:
+        """Stop, rewrite the config with `routing` (None: keep the current one), start again.
+        Provisioning survives (same database); counters and live calls do not."""
+        self.stop()
+        if routing is not None:
+            self.write_config(routing)
+        self.start(api_timeout)
 
     def start(self, api_timeout: float = 10.0) -> None:
         if not self.binary.exists():
@@ -226,7 +256,8 @@ class Sbc:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"SBC exited with status {self.proc.returncode} during start-up:\n"
                                    + tail(self.log_path, 40))
-            if self.api.ready():
+            if self.api.ready() and wait_udp_listen("sbc", SBC_PRIV_IP, 5060, 0.1) \
+                    and wait_udp_listen("sbc", SBC_PUB_IP, 5080, 0.1):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"SBC API did not answer within {api_timeout} s:\n" + tail(self.log_path, 40))
@@ -376,6 +407,21 @@ class Api:
                                                 "gateway_group": gateway_group, "max_cps": max_cps,
                                                 "max_concurrent": max_concurrent})
 
+    def route(self, source_ip: str, to: str, headers: dict | None = None) -> dict:
+        body = {"source_ip": source_ip, "to": to}
+        if headers is not None:
+            body["headers"] = headers
+        r = self.request("POST", "/api/v1/route", body)
+        if r.code != 200 or not isinstance(r.json(), dict):
+            raise ApiError(f"POST /api/v1/route {json.dumps(body)} -> {r.code} {r.body[:300]}")
+        return r.json()
+
+    def call_stats(self) -> dict:
+        r = self.request("GET", "/api/v1/stats/calls")
+        if r.code != 200 or not isinstance(r.json(), dict):
+            raise ApiError(f"GET /api/v1/stats/calls -> {r.code} {r.body[:300]}")
+        return r.json()
+
     def delete_carrier(self, cid) -> None:
         self._delete(f"/api/v1/carriers/{cid}")
 
@@ -402,6 +448,136 @@ def provision_default(api: Api) -> dict:
     carrier = api.add_carrier(CARRIER_IP, 32, "carrier1", 1)
     gw = api.add_gateway(f"sip:{GW1_IP}:5060", 1, 1, 1, "gw1")
     return {"carrier": carrier, "gateway": gw}
+
+
+def clear_provisioning(api: Api) -> None:
+    """Delete every tenant, gateway and carrier."""
+    for t in api.list("tenants"):
+        api.delete_tenant(t["tenant_id"])
+    for g in api.list("gateways"):
+        api.delete_gateway(g["id"])
+    for c in api.list("carriers"):
+        api.delete_carrier(c["id"])
+
+
+def provision(api: Api, carriers=(), gateways=(), tenants=()) -> dict:
+    """Replace the whole provisioning. carriers: (ip, mask[, name, group]) tuples, created in this
+    order (so ids ascend in it); gateways: dicts for add_gateway (destination, group, priority,
+    weight, description) or a bare destination; tenants: dicts for add_tenant.
+    Returns {"carriers": [...], "gateways": [...], "tenants": [...]} as the API answered."""
+    clear_provisioning(api)
+    out = {"carriers": [], "gateways": [], "tenants": []}
+    for c in carriers:
+        ip, mask, *rest = c
+        name = rest[0] if rest else f"carrier-{ip}"
+        group = rest[1] if len(rest) > 1 else 1
+        out["carriers"].append(api.add_carrier(ip, mask, name, group))
+    for g in gateways:
+        g = {"destination": g} if isinstance(g, str) else dict(g)
+        out["gateways"].append(api.add_gateway(**g))
+    for t in tenants:
+        out["tenants"].append(api.add_tenant(**t))
+    return out
+
+
+def gw_uri(ip: str, port: int = 5060) -> str:
+    return f"sip:{ip}:{port}"
+
+
+# ----------------------------------------------------------------------------------------------
+# sipp -trace_msg logs
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class SipMsg:
+    ts: float          # seconds since the epoch (sipp's wall-clock stamp)
+    direction: str     # "sent" | "received"
+    text: str          # the message, CRLF turned into LF
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0].strip()
+
+    def is_request(self, method: str) -> bool:
+        return self.first_line.startswith(method + " ")
+
+    def is_response(self, code: int | None = None, method: str | None = None) -> bool:
+        if not self.first_line.startswith("SIP/2.0 "):
+            return False
+        if code is not None and not self.first_line.startswith(f"SIP/2.0 {code}"):
+            return False
+        return method is None or re.search(rf"^CSeq:\s*\d+\s+{method}\s*$", self.head, re.M | re.I) is not None
+
+    @property
+    def head(self) -> str:
+        return self.text.split("\n\n", 1)[0]
+
+    def headers(self, name: str) -> list[str]:
+        """Values of every header line called `name` (case-insensitive; no compact forms)."""
+        out = []
+        for line in self.head.split("\n")[1:]:
+            if ":" in line:
+                n, v = line.split(":", 1)
+                if n.strip().lower() == name.lower():
+                    out.append(v.strip())
+        return out
+
+    def header(self, name: str) -> str | None:
+        h = self.headers(name)
+        return h[0] if h else None
+
+    @property
+    def ruri_user(self) -> str | None:
+        m = re.match(r"^[A-Z]+ sips?:([^@;>\s]+)@", self.first_line)
+        return m.group(1) if m else None
+
+    @property
+    def call_id(self) -> str | None:
+        return self.header("Call-ID") or self.header("i")
+
+
+_SIPP_STAMP = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*$", re.M)
+
+
+def sipp_messages(path: Path | str | None) -> list[SipMsg]:
+    """Every message of a sipp -trace_msg file, in order."""
+    import datetime
+    if not path:
+        return []
+    try:
+        text = Path(path).read_text(errors="replace").replace("\r\n", "\n")
+    except OSError:
+        return []
+    out = []
+    marks = list(_SIPP_STAMP.finditer(text))
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        block = text[m.end():end].lstrip("\n")
+        kind, _, msg = block.partition("\n")
+        direction = "received" if "received" in kind else "sent" if "sent" in kind else "?"
+        try:
+            ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        except ValueError:
+            ts = 0.0
+        out.append(SipMsg(ts, direction, msg.lstrip("\n").rstrip("\n") + "\n"))
+    return out
+
+
+def received_invites(path, initial_only: bool = True) -> list[SipMsg]:
+    """INVITEs a sipp UAS received (first transmission per Call-ID; no re-INVITEs when
+    initial_only: those carry a To tag)."""
+    seen, out = set(), []
+    for m in sipp_messages(path):
+        if m.direction != "received" or not m.is_request("INVITE"):
+            continue
+        if initial_only and re.search(r";\s*tag=", m.header("To") or ""):
+            continue
+        key = (m.call_id, m.header("CSeq"))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(m)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -77,10 +77,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     server.await.context("API server")?;
 
     tracing::info!("shutting down");
-    match Arc::try_unwrap(backend) {
-        Ok(b) => b.stop(),
-        Err(_) => tracing::warn!("data plane still referenced at shutdown"),
-    }
+    backend.stop();
     db.close().await;
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ pub struct SocketBackend {
     snapshots: Arc<ArrayQueue<Arc<RouteSnapshot>>>,
     engine_thread: thread::Thread,
     quit: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     pub stats: Arc<EngineStats>,
     pub io: Arc<IoStats>,
 }
@@ -109,7 +109,7 @@ impl SocketBackend {
             snapshots,
             engine_thread: engine_thread.thread().clone(),
             quit,
-            threads: vec![rx_thread, engine_thread],
+            threads: Mutex::new(vec![rx_thread, engine_thread]),
             stats,
             io: io_stats,
         })
@@ -122,11 +122,15 @@ impl SocketBackend {
         self.engine_thread.unpark();
     }
 
-    /// Stops both threads and waits for them.
-    pub fn stop(self) {
+    /// Stops both threads and waits for them (once; later calls return at once).
+    pub fn stop(&self) {
         self.quit.store(true, Ordering::Relaxed);
         self.engine_thread.unpark();
-        for t in self.threads {
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => return,
+        };
+        for t in threads {
             let _ = t.join();
         }
     }

@@ -607,6 +607,16 @@ impl SipEngine {
             Some((user, target.addr.port())),
             &hider,
         );
+        // A tenant prefix stripped from the number leaves no trace in the To
+        // display name either (LiveKit shows it).
+        let dialled = match msg.start {
+            StartLine::Request { uri, .. } => SipUri::parse(uri).and_then(|u| u.user_number()),
+            StartLine::Response { .. } => None,
+        };
+        let party = match dialled {
+            Some(d) if !d.is_empty() && d != user => replace_all(&party, d, user),
+            _ => party,
+        };
         (ruri, party)
     }
 
@@ -1594,6 +1604,22 @@ fn with_tag(party: &[u8], tag: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// A From/To value for the far leg: the display name and user, at `host`.
+/// `haystack` with every `from` replaced by `to`.
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack.get(i..).is_some_and(|rest| rest.starts_with(from)) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.extend(haystack.get(i).copied());
+            i += 1;
+        }
+    }
+    out
+}
+
 fn party_for(
     na: &NameAddr<'_>,
     host: Ipv4Addr,

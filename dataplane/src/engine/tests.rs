@@ -629,3 +629,25 @@ fn unknown_sources_can_be_dropped_silently() {
         .is_empty());
     assert_eq!(lab.engine.dialog_count(), 0);
 }
+
+#[test]
+fn tenant_prefix_leaves_no_trace_toward_the_gateway() {
+    let mut lab = Lab::with(snapshot_multi(100, 100), Policy::default());
+    let inv = invite("p1", "p1")
+        .replace(
+            "sip:+15551234@10.0.0.100:5060 SIP/2.0",
+            "sip:acme_919876543210@10.0.0.100:5060 SIP/2.0",
+        )
+        .replace(
+            "To: <sip:+15551234@10.0.0.100:5060>",
+            "To: acme_919876543210 <sip:acme_919876543210@10.0.0.100:5060>",
+        );
+    let sent = lab.send(Side::Private, CARRIER, &inv);
+    let fwd = &sent[1].2;
+    assert!(
+        fwd.starts_with("INVITE sip:919876543210@203.0.113.10:5060 "),
+        "{fwd}"
+    );
+    assert!(!fwd.contains("acme_"), "{fwd}");
+    assert_eq!(header(fwd, "X-Tenant-ID"), Some("acme"));
+}
