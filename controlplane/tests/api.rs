@@ -14,6 +14,8 @@ use sbc_dataplane::routing::RouteSnapshot;
 use serde_json::Value;
 use tower::ServiceExt;
 
+mod common;
+
 struct Api {
     app: axum::Router,
     state: AppState,
@@ -27,41 +29,11 @@ async fn apis() -> Vec<Api> {
     let mut all = vec![api_with(None).await];
     for var in ["SBC_TEST_MYSQL_URL", "SBC_TEST_POSTGRES_URL"] {
         if let Some(server) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
-            let url = fresh_database(&server).await;
+            let url = common::fresh_database(&server).await;
             all.push(api_at(&url, None, tempfile::tempdir().unwrap()).await);
         }
     }
     all
-}
-
-/// Creates a uniquely named database on `server` and returns its URL.
-async fn fresh_database(server: &str) -> String {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!(
-        "sbc_t{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        nanos
-    );
-    let admin = if server.starts_with("postgres") {
-        format!("{server}/postgres")
-    } else {
-        server.to_string()
-    };
-    let mut conn = sqlx::AnyConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the test database server {server}: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!("{server}/{name}")
 }
 
 async fn api_with(token: Option<&str>) -> Api {
