@@ -1043,6 +1043,9 @@ def main() -> int:
     ap.add_argument("--pending", action="store_true",
                     help=f"also run the tests of features not built yet ({', '.join(PENDING)})")
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("--db", default=None,
+                    help="database URL for the SBC (default: a fresh SQLite file); it must be empty "
+                         "and reachable from inside ns sbc (a unix socket for MariaDB/PostgreSQL)")
     args = ap.parse_args()
 
     names = [n for n, _ in TESTS]
@@ -1076,7 +1079,8 @@ def main() -> int:
         print(f"FAIL {name}: {reason}", flush=True)
 
     with L.Lab():
-        sbc = L.Sbc(args.sbc, out, routing=LAB_ROUTING)
+        sbc = L.Sbc(args.sbc, out, routing=LAB_ROUTING, db_url=args.db)
+        print(f"database: {sbc.db_url}", flush=True)
         try:
             sbc.start()
             prov = L.provision_default(sbc.api)

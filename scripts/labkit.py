@@ -51,7 +51,7 @@ public_ip  = "{pub_ip}"
 [dataplane]
 backend = "socket"
 [database]
-url = "sqlite://{db}"
+url = "{db}"
 [api]
 listen = "127.0.0.1:8080"
 """
@@ -207,10 +207,11 @@ def toml_value(v) -> str:
 
 class Sbc:
     """The SBC inside ns sbc. `routing` becomes the config's [routing] table (None: no table, the
-    SBC's defaults). The SQLite database lives in a temporary directory and survives restart()."""
+    SBC's defaults). The database (`db_url`; default a SQLite file in a temporary directory)
+    survives restart()."""
 
     def __init__(self, binary: str | Path, out_dir: Path, rust_log: str = "info",
-                 routing: dict | None = None):
+                 routing: dict | None = None, db_url: str | None = None):
         self.binary = Path(binary).resolve()
         self.rust_log = rust_log
         self.out_dir = out_dir
@@ -219,13 +220,14 @@ class Sbc:
         self.log_path = out_dir / "sbc.log"
         self.proc: subprocess.Popen | None = None
         self.api = Api()
+        self.db_url = db_url or f"sqlite://{self.tmp / 'sbc.db'}"
         atexit.register(shutil.rmtree, self.tmp, True)
         self.write_config(routing)
 
     def write_config(self, routing: dict | None) -> None:
         self.routing = dict(routing) if routing else None
         text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
-                                      pub_ip=SBC_PUB_IP, db=self.tmp / "sbc.db")
+                                      pub_ip=SBC_PUB_IP, db=self.db_url)
         if self.routing:
             text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
         self.config.write_text(text)
