@@ -140,6 +140,15 @@ impl Default for Policy {
     }
 }
 
+/// One received message with where and when it arrived.
+#[derive(Debug, Clone, Copy)]
+struct Rx<'m, 'a> {
+    now: Ms,
+    side: Side,
+    src: SocketAddr,
+    msg: &'m SipMessage<'a>,
+}
+
 /// The proxy core.
 #[derive(Debug)]
 pub struct SipEngine {
@@ -222,8 +231,24 @@ impl SipEngine {
         self.stats.rx_messages.inc();
         let before = out.len();
         match SipMessage::parse(bytes) {
-            Ok(msg) if msg.is_request() => self.on_request(now, side, src, &msg, out),
-            Ok(msg) => self.on_response(now, side, src, &msg, out),
+            Ok(msg) if msg.is_request() => self.on_request(
+                &Rx {
+                    now,
+                    side,
+                    src,
+                    msg: &msg,
+                },
+                out,
+            ),
+            Ok(msg) => self.on_response(
+                &Rx {
+                    now,
+                    side,
+                    src,
+                    msg: &msg,
+                },
+                out,
+            ),
             Err(e) => {
                 self.stats.parse_errors.inc();
                 // A broken response is dropped; a broken request is answered.
@@ -256,14 +281,8 @@ impl SipEngine {
 
     // ----- requests -------------------------------------------------------
 
-    fn on_request(
-        &mut self,
-        now: Ms,
-        side: Side,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
-        out: &mut Vec<Outgoing>,
-    ) {
+    fn on_request(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx { side, src, msg, .. } = *rx;
         let method = msg.method();
         let is_ack = method == Method::Ack;
         let reply = |engine: &mut SipEngine, out: &mut Vec<Outgoing>, code: u16, extra: &[u8]| {
@@ -295,8 +314,8 @@ impl SipEngine {
             return reply(self, out, 420, &extra);
         }
         match method {
-            Method::Ack => return self.on_ack(now, side, src, msg, out),
-            Method::Cancel => return self.on_cancel(now, side, src, msg, out),
+            Method::Ack => return self.on_ack(rx, out),
+            Method::Cancel => return self.on_cancel(rx, out),
             _ => {}
         }
         let key = server_key(side, msg, method == Method::Invite);
@@ -321,12 +340,12 @@ impl SipEngine {
                 .get(&(side, Box::from(msg.call_id)))
                 .copied()
             {
-                Some(did) => self.forward_in_dialog(now, side, src, msg, did, key, out),
+                Some(did) => self.forward_in_dialog(rx, did, key, out),
                 None => reply(self, out, 481, b""),
             };
         }
         match method {
-            Method::Invite => self.new_invite(now, side, src, msg, key, out),
+            Method::Invite => self.new_invite(rx, key, out),
             Method::Options => {
                 let extra = [
                     b"Allow: ".as_slice(),
@@ -350,14 +369,13 @@ impl SipEngine {
         })
     }
 
-    fn on_ack(
-        &mut self,
-        now: Ms,
-        side: Side,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
-        out: &mut Vec<Outgoing>,
-    ) {
+    fn on_ack(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
         // ACK for a non-2xx final: hop by hop, it ends our server transaction.
         let key = server_key(side, msg, true);
         if let Some(&id) = self.server_index.get(&key) {
@@ -397,14 +415,13 @@ impl SipEngine {
         });
     }
 
-    fn on_cancel(
-        &mut self,
-        now: Ms,
-        side: Side,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
-        out: &mut Vec<Outgoing>,
-    ) {
+    fn on_cancel(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
         let key = server_key(side, msg, true);
         let Some(&id) = self.server_index.get(&key) else {
             let tag = self.next_u64();
@@ -434,15 +451,13 @@ impl SipEngine {
         }
     }
 
-    fn new_invite(
-        &mut self,
-        now: Ms,
-        side: Side,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
-        key: Box<[u8]>,
-        out: &mut Vec<Outgoing>,
-    ) {
+    fn new_invite(&mut self, rx: &Rx<'_, '_>, key: Box<[u8]>, out: &mut Vec<Outgoing>) {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
         let StartLine::Request { uri, .. } = msg.start else {
             return;
         };
@@ -554,18 +569,7 @@ impl SipEngine {
             data: trying.clone(),
         });
         let raw = msg.raw;
-        let id = self.start_txn(
-            now,
-            side,
-            src,
-            msg,
-            key,
-            did,
-            LegRef::Caller,
-            true,
-            Some(trying),
-            out,
-        );
+        let id = self.start_txn(rx, key, did, LegRef::Caller, Some(trying), out);
         let more = candidates.len() > 1;
         if let Some(t) = id.and_then(|id| self.txns.get_mut(id)) {
             t.route = Some(Box::new(RouteState {
@@ -757,17 +761,14 @@ impl SipEngine {
         self.arm(id);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn forward_in_dialog(
         &mut self,
-        now: Ms,
-        side: Side,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
+        rx: &Rx<'_, '_>,
         did: Id,
         key: Box<[u8]>,
         out: &mut Vec<Outgoing>,
     ) {
+        let Rx { side, src, msg, .. } = *rx;
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -790,24 +791,27 @@ impl SipEngine {
         } else {
             None
         };
-        self.start_txn(now, side, src, msg, key, did, orig, false, provisional, out);
+        self.start_txn(rx, key, did, orig, provisional, out);
     }
 
     /// Creates the proxy transaction for `msg` and sends the request on.
-    #[allow(clippy::too_many_arguments)]
     fn start_txn(
         &mut self,
-        now: Ms,
-        side: Side,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
+        rx: &Rx<'_, '_>,
         key: Box<[u8]>,
         did: Id,
         orig: LegRef,
-        initial: bool,
         last_response: Option<Vec<u8>>,
         out: &mut Vec<Outgoing>,
     ) -> Option<Id> {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
+        // The INVITE that creates the dialog (no To tag yet).
+        let initial = msg.method() == Method::Invite && msg.to.tag().is_none();
         let d = self.dialogs.get(did)?;
         let invite = msg.method() == Method::Invite;
         let echo = |name: HeaderName| -> Vec<u8> {
@@ -968,14 +972,13 @@ impl SipEngine {
 
     // ----- responses ------------------------------------------------------
 
-    fn on_response(
-        &mut self,
-        now: Ms,
-        side: Side,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
-        out: &mut Vec<Outgoing>,
-    ) {
+    fn on_response(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
         let StartLine::Response { code, .. } = msg.start else {
             return;
         };
