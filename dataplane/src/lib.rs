@@ -22,6 +22,7 @@
 )]
 
 pub mod engine;
+pub mod media;
 pub mod rng;
 pub mod routing;
 pub mod sip;

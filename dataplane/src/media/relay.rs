@@ -1,0 +1,566 @@
+//! The media session table and the per-packet relay verdict.
+//!
+//! Each relayed stream (one RTP or RTCP flow of one media line) has two ends,
+//! one on each side of the SBC, each bound to a local port. The table is a
+//! flat array indexed by (side, local port - port_min), so a packet finds its
+//! stream in O(1) with no hashing, no allocation and no lock. An end learns
+//! its peer by symmetric latching: the first packet from the address the SDP
+//! gave is accepted and latched, then only that exact source is accepted
+//! (RTP bleed and injection protection); everything else is dropped and
+//! counted by reason. The payload is never looked at beyond the RTP header
+//! used for statistics, so any codec and RFC 4733 DTMF pass through.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::engine::Side;
+
+/// Why a packet was not relayed; indexes [`RelayTable::drops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// No stream on that port.
+    UnknownPort = 0,
+    /// Not from the peer's SDP address (before latching) or not from the latched source.
+    WrongSource = 1,
+    /// The other end has no address to send to (hold, or no SDP yet).
+    NoDestination = 2,
+}
+
+pub const DROP_REASONS: usize = 3;
+
+/// What to do with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it from our `port` on `side` to `to`.
+    Relay {
+        side: Side,
+        port: u16,
+        to: SocketAddrV4,
+    },
+    Drop(DropReason),
+}
+
+/// Per-direction RTP statistics (RFC 3550 appendix A.1 and A.8).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RtpStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Highest sequence number seen, extended with wrap-arounds.
+    pub max_seq: u32,
+    pub base_seq: u32,
+    /// Interarrival jitter in timestamp units.
+    pub jitter: f64,
+    last_transit: Option<i64>,
+    started: bool,
+}
+
+impl RtpStats {
+    /// Packets expected from the sequence numbers minus packets received.
+    pub fn lost(&self) -> u64 {
+        if !self.started {
+            return 0;
+        }
+        let expected = u64::from(self.max_seq - self.base_seq) + 1;
+        expected.saturating_sub(self.packets)
+    }
+
+    /// Accounts one RTP packet received at `arrival` (in the stream's clock units).
+    fn update(&mut self, pkt: &[u8], arrival: i64) {
+        self.packets += 1;
+        self.bytes += pkt.len() as u64;
+        // Only RTP version 2 headers feed the statistics.
+        if pkt.first().is_none_or(|b| b >> 6 != 2) {
+            return;
+        }
+        let Some(seq) = pkt
+            .get(2..4)
+            .and_then(|s| <[u8; 2]>::try_from(s).ok())
+            .map(u16::from_be_bytes)
+        else {
+            return;
+        };
+        let Some(ts) = pkt
+            .get(4..8)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map(u32::from_be_bytes)
+        else {
+            return;
+        };
+        if !self.started {
+            self.started = true;
+            self.base_seq = u32::from(seq);
+            self.max_seq = u32::from(seq);
+        } else {
+            let cycles = self.max_seq & !0xffff;
+            let last = (self.max_seq & 0xffff) as u16;
+            let delta = seq.wrapping_sub(last);
+            if delta < 0x8000 {
+                // In order (possibly with a gap); a smaller value means a wrap.
+                let wrapped = if seq < last {
+                    cycles + 0x1_0000
+                } else {
+                    cycles
+                };
+                self.max_seq = wrapped | u32::from(seq);
+            }
+        }
+        let transit = arrival - i64::from(ts);
+        if let Some(prev) = self.last_transit {
+            let d = (transit - prev).abs() as f64;
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+    }
+}
+
+/// One end of a stream: our port on one side and the peer behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct End {
+    pub side: Side,
+    pub port: u16,
+    /// Where the SDP says the peer is (`None` or 0.0.0.0: nowhere, e.g. hold).
+    pub sdp: Option<SocketAddrV4>,
+    pub latched: Option<SocketAddrV4>,
+    /// What arrived from this end's peer.
+    pub rx: RtpStats,
+}
+
+impl End {
+    pub fn new(side: Side, port: u16, sdp: Option<SocketAddrV4>) -> End {
+        End {
+            side,
+            port,
+            sdp,
+            latched: None,
+            rx: RtpStats::default(),
+        }
+    }
+
+    fn destination(&self) -> Option<SocketAddrV4> {
+        self.latched
+            .or(self.sdp)
+            .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
+    }
+
+    fn accepts(&mut self, src: SocketAddrV4) -> bool {
+        match self.latched {
+            Some(l) => l == src,
+            None => match self.sdp {
+                Some(sdp) if *sdp.ip() == *src.ip() && !sdp.ip().is_unspecified() => {
+                    self.latched = Some(src);
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A relayed flow: RTP or RTCP of one media line, with its two ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stream {
+    pub ends: [End; 2],
+    pub rtcp: bool,
+    /// Engine time (ms) of the last relayed packet, for the media timeout.
+    pub last_active: u64,
+}
+
+/// Streams indexed by (side, local port).
+#[derive(Debug)]
+pub struct RelayTable {
+    port_min: u16,
+    /// Per side: slot per port, holding the stream index.
+    index: [Vec<u32>; 2],
+    streams: Vec<Option<Stream>>,
+    free: Vec<u32>,
+    pub drops: [u64; DROP_REASONS],
+    pub relayed: u64,
+}
+
+const NONE: u32 = u32::MAX;
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Private => 0,
+        Side::Public => 1,
+    }
+}
+
+impl RelayTable {
+    pub fn new(port_min: u16, port_max: u16) -> RelayTable {
+        let n = usize::from(port_max.saturating_sub(port_min)) + 1;
+        RelayTable {
+            port_min,
+            index: [vec![NONE; n], vec![NONE; n]],
+            streams: Vec::new(),
+            free: Vec::new(),
+            drops: [0; DROP_REASONS],
+            relayed: 0,
+        }
+    }
+
+    fn slot(&self, side: Side, port: u16) -> Option<usize> {
+        let off = usize::from(port.checked_sub(self.port_min)?);
+        (off < self.index.get(side_index(side))?.len()).then_some(off)
+    }
+
+    /// Installs a stream; returns its id, or `None` if a port is outside the
+    /// range or already taken.
+    pub fn install(&mut self, stream: Stream) -> Option<u32> {
+        let slots: Vec<(usize, usize)> = stream
+            .ends
+            .iter()
+            .map(|e| self.slot(e.side, e.port).map(|s| (side_index(e.side), s)))
+            .collect::<Option<_>>()?;
+        if slots
+            .iter()
+            .any(|&(side, s)| self.index.get(side).and_then(|v| v.get(s)) != Some(&NONE))
+        {
+            return None;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                if let Some(slot) = self.streams.get_mut(id as usize) {
+                    *slot = Some(stream);
+                }
+                id
+            }
+            None => {
+                self.streams.push(Some(stream));
+                u32::try_from(self.streams.len() - 1).ok()?
+            }
+        };
+        for (side, s) in slots {
+            if let Some(x) = self.index.get_mut(side).and_then(|v| v.get_mut(s)) {
+                *x = id;
+            }
+        }
+        Some(id)
+    }
+
+    /// Removes a stream and frees its ports in the table.
+    pub fn remove(&mut self, id: u32) -> Option<Stream> {
+        let stream = self.streams.get_mut(id as usize)?.take()?;
+        for e in &stream.ends {
+            if let Some(s) = self.slot(e.side, e.port) {
+                if let Some(x) = self
+                    .index
+                    .get_mut(side_index(e.side))
+                    .and_then(|v| v.get_mut(s))
+                {
+                    *x = NONE;
+                }
+            }
+        }
+        self.free.push(id);
+        Some(stream)
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Stream> {
+        self.streams.get(id as usize)?.as_ref()
+    }
+
+    /// A new SDP address for one end (re-INVITE/UPDATE): the latch restarts.
+    pub fn update_peer(&mut self, id: u32, side: Side, sdp: Option<SocketAddrV4>) {
+        if let Some(Some(s)) = self.streams.get_mut(id as usize) {
+            for e in s.ends.iter_mut().filter(|e| e.side == side) {
+                if e.sdp != sdp {
+                    e.sdp = sdp;
+                    e.latched = None;
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.streams.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The verdict for one packet that arrived on our `port` on `side` from
+    /// `src`, at engine time `now_ms`.
+    pub fn verdict(
+        &mut self,
+        side: Side,
+        port: u16,
+        src: SocketAddrV4,
+        pkt: &[u8],
+        now_ms: u64,
+    ) -> Verdict {
+        let verdict = self.decide(side, port, src, pkt, now_ms);
+        match verdict {
+            Verdict::Relay { .. } => self.relayed += 1,
+            Verdict::Drop(r) => {
+                if let Some(c) = self.drops.get_mut(r as usize) {
+                    *c += 1;
+                }
+            }
+        }
+        verdict
+    }
+
+    fn decide(
+        &mut self,
+        side: Side,
+        port: u16,
+        src: SocketAddrV4,
+        pkt: &[u8],
+        now_ms: u64,
+    ) -> Verdict {
+        let Some(slot) = self.slot(side, port) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        let id = self
+            .index
+            .get(side_index(side))
+            .and_then(|v| v.get(slot))
+            .copied()
+            .unwrap_or(NONE);
+        let Some(Some(stream)) = self.streams.get_mut(id as usize) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        let this = stream
+            .ends
+            .iter()
+            .position(|e| e.side == side && e.port == port)
+            .unwrap_or(0);
+        let other = 1 - this;
+        let Some(end) = stream.ends.get_mut(this) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        if !end.accepts(src) {
+            return Verdict::Drop(DropReason::WrongSource);
+        }
+        if !stream.rtcp {
+            // 8 kHz clock: audio's usual rate; jitter is indicative for others.
+            end.rx.update(pkt, (now_ms * 8) as i64);
+        }
+        stream.last_active = now_ms;
+        let Some(out) = stream.ends.get(other) else {
+            return Verdict::Drop(DropReason::NoDestination);
+        };
+        match out.destination() {
+            Some(to) => Verdict::Relay {
+                side: out.side,
+                port: out.port,
+                to,
+            },
+            None => Verdict::Drop(DropReason::NoDestination),
+        }
+    }
+}
+
+/// Even/odd port pairs from a range, O(1) take and give back.
+#[derive(Debug)]
+pub struct PortPairs {
+    free: Vec<u16>,
+    taken: Vec<bool>,
+    min: u16,
+}
+
+impl PortPairs {
+    /// All even ports in `[min, max)` whose odd neighbour is also in range.
+    pub fn new(min: u16, max: u16) -> PortPairs {
+        let first = min + (min & 1);
+        let free: Vec<u16> = (first..max).step_by(2).filter(|p| *p < max).rev().collect();
+        PortPairs {
+            taken: vec![false; usize::from(max - min) + 1],
+            free,
+            min,
+        }
+    }
+
+    /// An even RTP port (RTCP is the next one).
+    pub fn take(&mut self) -> Option<u16> {
+        let p = self.free.pop()?;
+        if let Some(t) = self.taken.get_mut(usize::from(p - self.min)) {
+            *t = true;
+        }
+        Some(p)
+    }
+
+    /// Gives a pair back; a port not taken is ignored (no double free).
+    pub fn give(&mut self, port: u16) {
+        let Some(t) = port
+            .checked_sub(self.min)
+            .and_then(|o| self.taken.get_mut(usize::from(o)))
+        else {
+            return;
+        };
+        if *t {
+            *t = false;
+            self.free.push(port);
+        }
+    }
+
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// The address of a media line's peer as an RTP socket address.
+pub fn sdp_peer(addr: Ipv4Addr, port: u16) -> Option<SocketAddrV4> {
+    (port != 0).then_some(SocketAddrV4::new(addr, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    fn rtp(seq: u16, ts: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 8];
+        p.extend(seq.to_be_bytes());
+        p.extend(ts.to_be_bytes());
+        p.extend([0; 4]);
+        p.extend([0xd5; 160]);
+        p
+    }
+
+    /// Carrier 10.0.1.10:40000 <-> SBC priv:10000 | SBC pub:20000 <-> gateway 203.0.113.10:30000
+    fn table() -> (RelayTable, u32) {
+        let mut t = RelayTable::new(10000, 60000);
+        let s = Stream {
+            ends: [
+                End::new(Side::Private, 10000, Some(addr("10.0.1.10:40000"))),
+                End::new(Side::Public, 20000, Some(addr("203.0.113.10:30000"))),
+            ],
+            rtcp: false,
+            last_active: 0,
+        };
+        let id = t.install(s).unwrap();
+        (t, id)
+    }
+
+    #[test]
+    fn relays_both_ways_and_latches() {
+        let (mut t, _) = table();
+        let v = t.verdict(
+            Side::Private,
+            10000,
+            addr("10.0.1.10:40000"),
+            &rtp(1, 160),
+            0,
+        );
+        assert_eq!(
+            v,
+            Verdict::Relay {
+                side: Side::Public,
+                port: 20000,
+                to: addr("203.0.113.10:30000")
+            }
+        );
+        // The gateway sends from another port (NAT-like): latched there, and used as destination.
+        let v = t.verdict(
+            Side::Public,
+            20000,
+            addr("203.0.113.10:31000"),
+            &rtp(7, 0),
+            20,
+        );
+        assert_eq!(
+            v,
+            Verdict::Relay {
+                side: Side::Private,
+                port: 10000,
+                to: addr("10.0.1.10:40000")
+            }
+        );
+        let v = t.verdict(
+            Side::Private,
+            10000,
+            addr("10.0.1.10:40000"),
+            &rtp(2, 320),
+            20,
+        );
+        assert_eq!(
+            v,
+            Verdict::Relay {
+                side: Side::Public,
+                port: 20000,
+                to: addr("203.0.113.10:31000")
+            }
+        );
+    }
+
+    #[test]
+    fn spoofed_and_unknown_sources_are_dropped_and_counted() {
+        let (mut t, _) = table();
+        // Before latching: only the SDP address is accepted.
+        let v = t.verdict(Side::Private, 10000, addr("10.0.1.66:40000"), &rtp(1, 0), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
+        t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(1, 0), 0);
+        // After latching: strict, even from the same IP.
+        let v = t.verdict(Side::Private, 10000, addr("10.0.1.10:40002"), &rtp(2, 0), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
+        let v = t.verdict(Side::Private, 10002, addr("10.0.1.10:40000"), &rtp(2, 0), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::UnknownPort));
+        assert_eq!(t.drops, [1, 2, 0]);
+        assert_eq!(t.relayed, 1);
+    }
+
+    #[test]
+    fn hold_and_reinvite_move_the_peer() {
+        let (mut t, id) = table();
+        t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(1, 0), 0);
+        t.update_peer(id, Side::Public, Some(addr("0.0.0.0:30000")));
+        let v = t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(2, 0), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::NoDestination));
+        t.update_peer(id, Side::Public, Some(addr("203.0.113.11:32000")));
+        let v = t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(3, 0), 0);
+        assert_eq!(
+            v,
+            Verdict::Relay {
+                side: Side::Public,
+                port: 20000,
+                to: addr("203.0.113.11:32000")
+            }
+        );
+    }
+
+    #[test]
+    fn loss_and_jitter_from_rtp_headers() {
+        let (mut t, id) = table();
+        for (i, seq) in [65534u16, 65535, 0, 2, 3].iter().enumerate() {
+            let now = i as u64 * 20;
+            t.verdict(
+                Side::Private,
+                10000,
+                addr("10.0.1.10:40000"),
+                &rtp(*seq, now as u32 * 8),
+                now,
+            );
+        }
+        let rx = t.get(id).unwrap().ends[0].rx;
+        assert_eq!(rx.packets, 5);
+        assert_eq!(rx.lost(), 1, "sequence 1 is missing across the wrap");
+        assert_eq!(rx.jitter, 0.0);
+    }
+
+    #[test]
+    fn removal_frees_the_ports_and_pairs_are_even() {
+        let (mut t, id) = table();
+        assert!(
+            t.install(t.get(id).copied().unwrap()).is_none(),
+            "ports taken"
+        );
+        t.remove(id).unwrap();
+        assert!(t.is_empty());
+        assert_eq!(
+            t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(1, 0), 0),
+            Verdict::Drop(DropReason::UnknownPort)
+        );
+        let mut pairs = PortPairs::new(10001, 10010);
+        let got: Vec<u16> = std::iter::from_fn(|| pairs.take()).collect();
+        assert_eq!(got, vec![10002, 10004, 10006, 10008]);
+        pairs.give(10004);
+        pairs.give(10004);
+        pairs.give(10005);
+        assert_eq!(pairs.available(), 1);
+    }
+}

@@ -1,0 +1,296 @@
+//! SDP offer/answer rewriting for the media relay (RFC 4566, RFC 3264).
+//!
+//! [`SdpRepr::parse`] reads what the relay needs from a session description:
+//! every media line with its port, connection address (media-level `c=`
+//! over session-level), `a=rtcp` port and direction. [`rewrite`] writes the
+//! same description back with the SBC's address and the ports it allocated,
+//! line by line, leaving everything else (codecs, `a=rtpmap`, telephone-event,
+//! unknown attributes) untouched.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+
+/// Why a body is not an SDP the relay can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpError {
+    NotUtf8,
+    NoVersion,
+    BadMedia,
+    BadConnection,
+    NoConnection,
+}
+
+/// The stream direction attribute (RFC 3264 section 6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+/// One `m=` line and what belongs to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRepr {
+    /// `audio`, `video`, ...
+    pub kind: String,
+    /// 0: the stream is disabled (RFC 3264 section 6).
+    pub port: u16,
+    /// Where the peer wants RTP: the media-level `c=`, else the session-level one.
+    /// `0.0.0.0` is the RFC 2543 hold convention and is kept as such.
+    pub addr: Ipv4Addr,
+    /// `a=rtcp:` port, when given (RFC 3605); otherwise RTP port + 1.
+    pub rtcp_port: Option<u16>,
+    pub direction: Direction,
+}
+
+impl MediaRepr {
+    pub fn rtcp(&self) -> u16 {
+        self.rtcp_port.unwrap_or(self.port.wrapping_add(1))
+    }
+
+    /// On hold: `c=0.0.0.0`, or the peer will not receive.
+    pub fn on_hold(&self) -> bool {
+        self.addr.is_unspecified()
+            || matches!(self.direction, Direction::SendOnly | Direction::Inactive)
+    }
+}
+
+/// The parts of a session description the relay works with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpRepr {
+    pub media: Vec<MediaRepr>,
+}
+
+fn lines(body: &str) -> impl Iterator<Item = &str> {
+    body.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+}
+
+/// `c=IN IP4 <addr>[/ttl]`.
+fn connection(value: &str) -> Result<Ipv4Addr, SdpError> {
+    let mut parts = value.split_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("IN"), Some("IP4"), Some(addr)) => addr
+            .split('/')
+            .next()
+            .unwrap_or(addr)
+            .parse()
+            .map_err(|_| SdpError::BadConnection),
+        _ => Err(SdpError::BadConnection),
+    }
+}
+
+impl SdpRepr {
+    pub fn parse(body: &[u8]) -> Result<SdpRepr, SdpError> {
+        let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
+        let mut it = lines(text).peekable();
+        if it.peek().is_none_or(|l| !l.starts_with("v=")) {
+            return Err(SdpError::NoVersion);
+        }
+        let mut session_addr = None;
+        let mut session_dir = Direction::SendRecv;
+        let mut media: Vec<(MediaRepr, Option<Ipv4Addr>)> = Vec::new();
+        for line in it {
+            let (key, value) = line.split_at(line.find('=').unwrap_or(0).min(line.len()));
+            let value = value.strip_prefix('=').unwrap_or(value);
+            match key {
+                "m" => {
+                    let mut f = value.split_whitespace();
+                    let kind = f.next().ok_or(SdpError::BadMedia)?.to_string();
+                    let port = f
+                        .next()
+                        .and_then(|p| p.split('/').next())
+                        .and_then(|p| p.parse().ok())
+                        .ok_or(SdpError::BadMedia)?;
+                    let m = MediaRepr {
+                        kind,
+                        port,
+                        addr: Ipv4Addr::UNSPECIFIED,
+                        rtcp_port: None,
+                        direction: session_dir,
+                    };
+                    media.push((m, None));
+                }
+                "c" => {
+                    let addr = connection(value)?;
+                    match media.last_mut() {
+                        Some((_, c)) => *c = Some(addr),
+                        None => session_addr = Some(addr),
+                    }
+                }
+                "a" => {
+                    let dir = match value {
+                        "sendrecv" => Some(Direction::SendRecv),
+                        "sendonly" => Some(Direction::SendOnly),
+                        "recvonly" => Some(Direction::RecvOnly),
+                        "inactive" => Some(Direction::Inactive),
+                        _ => None,
+                    };
+                    match (dir, media.last_mut()) {
+                        (Some(d), Some((m, _))) => m.direction = d,
+                        (Some(d), None) => session_dir = d,
+                        (None, Some((m, _))) => {
+                            if let Some(rest) = value.strip_prefix("rtcp:") {
+                                m.rtcp_port =
+                                    rest.split_whitespace().next().and_then(|p| p.parse().ok());
+                            }
+                        }
+                        (None, None) => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let media = media
+            .into_iter()
+            .map(|(mut m, c)| {
+                m.addr = c.or(session_addr).ok_or(SdpError::NoConnection)?;
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, SdpError>>()?;
+        Ok(SdpRepr { media })
+    }
+}
+
+/// Writes `body` again with `addr` in every `c=` and `o=` line and the
+/// `ports[i]` (RTP; RTCP is the next one) on the i-th media line and its
+/// `a=rtcp`. A disabled stream (port 0) stays disabled; a `c=0.0.0.0` hold
+/// stays `0.0.0.0`.
+pub fn rewrite(body: &[u8], addr: Ipv4Addr, ports: &[u16]) -> Result<Vec<u8>, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
+    let mut out = Vec::with_capacity(body.len() + 32);
+    let mut index: Option<usize> = None;
+    for raw in text.split_inclusive('\n') {
+        let line = raw.trim_end_matches(['\r', '\n']);
+        let ending = raw.get(line.len()..).unwrap_or("");
+        if let Some(v) = line.strip_prefix("c=") {
+            let ip = connection(v)?;
+            if ip.is_unspecified() {
+                out.extend_from_slice(line.as_bytes());
+            } else {
+                let _ = write!(out, "c=IN IP4 {addr}");
+            }
+        } else if let Some(v) = line.strip_prefix("o=") {
+            // o=<user> <sess-id> <sess-version> IN IP4 <addr>
+            let fields: Vec<&str> = v.split_whitespace().collect();
+            match fields.as_slice() {
+                [user, id, version, "IN", "IP4", _] => {
+                    let _ = write!(out, "o={user} {id} {version} IN IP4 {addr}");
+                }
+                _ => out.extend_from_slice(line.as_bytes()),
+            }
+        } else if let Some(v) = line.strip_prefix("m=") {
+            let i = index.map_or(0, |i| i + 1);
+            index = Some(i);
+            let mut fields = v.splitn(3, ' ');
+            let kind = fields.next().unwrap_or_default();
+            let port_field = fields.next().ok_or(SdpError::BadMedia)?;
+            let rest = fields.next().unwrap_or_default();
+            let old: u16 = port_field
+                .split('/')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or(SdpError::BadMedia)?;
+            let new = if old == 0 {
+                0
+            } else {
+                ports.get(i).copied().ok_or(SdpError::BadMedia)?
+            };
+            let _ = write!(out, "m={kind} {new} {rest}");
+        } else if let Some(v) = line.strip_prefix("a=rtcp:") {
+            let port = index
+                .and_then(|i| ports.get(i))
+                .map_or(0, |p| p.wrapping_add(1));
+            let has_addr = v.split_whitespace().nth(1).is_some();
+            if has_addr {
+                let _ = write!(out, "a=rtcp:{port} IN IP4 {addr}");
+            } else {
+                let _ = write!(out, "a=rtcp:{port}");
+            }
+        } else {
+            out.extend_from_slice(line.as_bytes());
+        }
+        out.extend_from_slice(ending.as_bytes());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\n\
+o=- 3848276298 3848276298 IN IP4 10.0.1.10\r\n\
+s=-\r\n\
+c=IN IP4 10.0.1.10\r\n\
+t=0 0\r\n\
+m=audio 40000 RTP/AVP 8 0 101\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=rtcp:40001 IN IP4 10.0.1.10\r\n\
+a=sendrecv\r\n\
+m=video 0 RTP/AVP 96\r\n\
+m=video 40002 RTP/AVP 97\r\n\
+c=IN IP4 10.0.1.11\r\n\
+a=sendonly\r\n";
+
+    #[test]
+    fn parse_media_lines() {
+        let sdp = SdpRepr::parse(OFFER.as_bytes()).unwrap();
+        assert_eq!(sdp.media.len(), 3);
+        let a = &sdp.media[0];
+        assert_eq!((a.kind.as_str(), a.port, a.rtcp()), ("audio", 40000, 40001));
+        assert_eq!(a.addr, Ipv4Addr::new(10, 0, 1, 10));
+        assert_eq!(a.direction, Direction::SendRecv);
+        assert_eq!(sdp.media[1].port, 0);
+        let v = &sdp.media[2];
+        assert_eq!(v.addr, Ipv4Addr::new(10, 0, 1, 11));
+        assert_eq!(v.direction, Direction::SendOnly);
+        assert!(v.on_hold());
+    }
+
+    #[test]
+    fn rewrite_then_parse_round_trips() {
+        let ours = Ipv4Addr::new(203, 0, 113, 50);
+        let out = rewrite(OFFER.as_bytes(), ours, &[20000, 0, 20002]).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(!text.contains("10.0.1."), "{text}");
+        assert!(text.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"));
+        assert!(text.contains("a=rtcp:20001 IN IP4 203.0.113.50\r\n"));
+        assert!(text.contains("m=video 0 RTP/AVP 96\r\n"));
+        assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        let sdp = SdpRepr::parse(&out).unwrap();
+        assert_eq!(sdp.media[2].port, 20002);
+        assert_eq!(sdp.media[2].addr, ours);
+        assert_eq!(sdp.media[2].direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn hold_address_is_kept() {
+        let hold = OFFER.replace("c=IN IP4 10.0.1.10", "c=IN IP4 0.0.0.0");
+        let out = String::from_utf8(
+            rewrite(hold.as_bytes(), Ipv4Addr::new(1, 2, 3, 4), &[2, 0, 4]).unwrap(),
+        )
+        .unwrap();
+        assert!(out.contains("c=IN IP4 0.0.0.0\r\n"));
+        assert!(SdpRepr::parse(hold.as_bytes()).unwrap().media[0].on_hold());
+    }
+
+    #[test]
+    fn broken_sdp_is_an_error() {
+        assert_eq!(
+            SdpRepr::parse(b"m=audio x RTP/AVP 0\r\n"),
+            Err(SdpError::NoVersion)
+        );
+        assert_eq!(
+            SdpRepr::parse(b"v=0\r\nm=audio x RTP/AVP 0\r\n"),
+            Err(SdpError::BadMedia)
+        );
+        assert_eq!(
+            SdpRepr::parse(b"v=0\r\nm=audio 4 RTP/AVP 0\r\n"),
+            Err(SdpError::NoConnection)
+        );
+    }
+}
