@@ -16,7 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use sbc_dataplane::routing::{self, Decision, RouteRequest, RouteSnapshot};
 use sbc_dataplane::sip::grammar::SipUri;
-use sbc_dataplane::stats::{EngineStats, IoStats};
+use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
 use sbc_dataplane::Side;
 use serde_json::{json, Map, Value};
 
@@ -30,8 +30,7 @@ pub type Publish = Arc<dyn Fn(Arc<RouteSnapshot>) + Send + Sync>;
 pub struct AppState {
     pub db: Arc<Provisioning>,
     pub publish: Publish,
-    pub engine: Arc<EngineStats>,
-    pub io: Arc<IoStats>,
+    pub stats: Counters,
     pub backend: &'static str,
     pub started: Instant,
     /// The snapshot the engine routes with, and when it was built.
@@ -42,6 +41,14 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
 }
 
+/// The data plane's counters the API reports.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub engine: Arc<EngineStats>,
+    pub io: Arc<IoStats>,
+    pub media: Arc<MediaStats>,
+}
+
 /// tenant ("-" for none) → result → count.
 pub type CallCounts = BTreeMap<String, BTreeMap<&'static str, u64>>;
 
@@ -49,8 +56,7 @@ impl AppState {
     pub fn new(
         db: Arc<Provisioning>,
         publish: Publish,
-        engine: Arc<EngineStats>,
-        io: Arc<IoStats>,
+        stats: Counters,
         backend: &'static str,
         first: Arc<RouteSnapshot>,
         token: Option<String>,
@@ -58,8 +64,7 @@ impl AppState {
         AppState {
             db,
             publish,
-            engine,
-            io,
+            stats,
             backend,
             started: Instant::now(),
             current: Arc::new(RwLock::new((first, Instant::now()))),
@@ -73,7 +78,7 @@ impl AppState {
         let Ok(mut counts) = self.calls.lock() else {
             return;
         };
-        while let Some(e) = self.engine.call_events.pop() {
+        while let Some(e) = self.stats.engine.call_events.pop() {
             let tenant = e.tenant.unwrap_or_else(|| "-".to_string());
             *counts
                 .entry(tenant)
@@ -262,7 +267,7 @@ async fn call_stats(State(s): State<AppState>) -> Json<Value> {
     }
     Json(json!({
         "since_s": s.started.elapsed().as_secs(),
-        "calls_up": s.engine.calls_up.get(),
+        "calls_up": s.stats.engine.calls_up.get(),
         "by_tenant": counts,
         "totals": totals,
     }))
@@ -280,7 +285,7 @@ pub async fn republish(state: &AppState) -> Result<u64, DbError> {
 }
 
 async fn status(State(s): State<AppState>) -> Json<Value> {
-    let e = &s.engine;
+    let e = &s.stats.engine;
     let (snap, built) = s.snapshot();
     let db_up = tokio::time::timeout(std::time::Duration::from_secs(1), s.db.ping())
         .await
@@ -314,12 +319,22 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
             "failovers": e.failovers.get(),
             "calls_limited": e.calls_limited.get(),
         },
+        "media": {
+            "streams": s.stats.media.streams.get(),
+            "sockets": s.stats.media.sockets.get(),
+            "relayed": s.stats.media.relayed.get(),
+            "dropped_unknown_port": s.stats.media.dropped_unknown_port.get(),
+            "dropped_wrong_source": s.stats.media.dropped_wrong_source.get(),
+            "dropped_no_destination": s.stats.media.dropped_no_destination.get(),
+            "bind_errors": s.stats.media.bind_errors.get(),
+            "tx_errors": s.stats.media.tx_errors.get(),
+        },
         "io": {
-            "rx_packets": s.io.rx_packets.get(),
-            "tx_packets": s.io.tx_packets.get(),
-            "rx_ring_full": s.io.rx_ring_full.get(),
-            "rx_truncated": s.io.rx_truncated.get(),
-            "tx_errors": s.io.tx_errors.get(),
+            "rx_packets": s.stats.io.rx_packets.get(),
+            "tx_packets": s.stats.io.tx_packets.get(),
+            "rx_ring_full": s.stats.io.rx_ring_full.get(),
+            "rx_truncated": s.stats.io.rx_truncated.get(),
+            "tx_errors": s.stats.io.tx_errors.get(),
         },
     }))
 }

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use sbc_dataplane::engine::Policy;
+use sbc_dataplane::engine::{MediaSettings, Policy};
 use sbc_dataplane::socket::{SocketBackend, SocketConfig};
 use sbc_dataplane::EngineConfig;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Counters};
 use crate::config::{Backend, Config, UnknownSource};
 use crate::provisioning::Provisioning;
 
@@ -27,6 +27,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     engine.t1 = cfg.sip.t1_ms;
     engine.t2 = 8 * cfg.sip.t1_ms;
     engine.seed = seed();
+    engine.media = Some(media_settings(&cfg));
     engine.policy = Policy {
         failover_codes: cfg.routing.failover_codes.clone(),
         fr_timer: cfg.routing.failover_timeout_ms,
@@ -53,8 +54,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let state = AppState::new(
         db.clone(),
         Arc::new(move |snap| publisher.publish(snap)),
-        backend.stats.clone(),
-        backend.io.clone(),
+        Counters {
+            engine: backend.stats.clone(),
+            io: backend.io(),
+            media: backend.media(),
+        },
         cfg.dataplane.backend.name(),
         first.clone(),
         cfg.api.token.clone(),
@@ -80,6 +84,26 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     backend.stop();
     db.close().await;
     Ok(())
+}
+
+/// The media relay's addresses (default: the SIP addresses) and port ranges.
+/// When both sides share one address, each side gets half of the range.
+fn media_settings(cfg: &Config) -> MediaSettings {
+    let private_ip = cfg.media.private_ip.unwrap_or(*cfg.sip.private.ip());
+    let public_ip = cfg.media.public_ip.unwrap_or(*cfg.sip.public.ip());
+    let (min, max) = (cfg.media.port_min, cfg.media.port_max);
+    let (private_ports, public_ports) = if private_ip == public_ip {
+        let mid = min + (max - min) / 2;
+        ((min, mid), (mid, max))
+    } else {
+        ((min, max), (min, max))
+    };
+    MediaSettings {
+        private_ip,
+        public_ip,
+        private_ports,
+        public_ports,
+    }
 }
 
 async fn shutdown_signal() {

@@ -55,7 +55,6 @@ async fn api_at(url: &str, token: Option<&str>, dir: tempfile::TempDir) -> Api {
         db,
         Arc::new(move |s| sink.lock().unwrap().push(s)),
         Default::default(),
-        Default::default(),
         "socket",
         Arc::new(RouteSnapshot::default()),
         token.map(str::to_string),
@@ -366,6 +365,7 @@ async fn call_stats_count_engine_events_by_tenant() {
         (None, CallResult::Rejected),
     ] {
         api.state
+            .stats
             .engine
             .call_events
             .push(CallEvent {

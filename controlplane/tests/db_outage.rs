@@ -46,7 +46,6 @@ async fn postgres_outage_gives_503_then_recovers() {
         db,
         Arc::new(|_| {}),
         Default::default(),
-        Default::default(),
         "socket",
         Arc::new(RouteSnapshot::default()),
         None,

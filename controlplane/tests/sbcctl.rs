@@ -21,7 +21,6 @@ fn serve(token: Option<&str>) -> (String, tempfile::TempDir, tokio::runtime::Run
             db,
             Arc::new(|_| {}),
             Default::default(),
-            Default::default(),
             "socket",
             Arc::new(RouteSnapshot::default()),
             token.map(str::to_string),

@@ -23,13 +23,18 @@ use nix::sys::socket::{
 };
 
 use crate::engine::{EngineConfig, Outgoing, Side, SipEngine};
+use crate::media::relay::MediaCmd;
 use crate::routing::RouteSnapshot;
-use crate::stats::{EngineStats, IoStats};
+use crate::stats::{EngineStats, IoStats, MediaStats};
+
+mod media;
 
 /// The largest UDP payload.
 const BUF_SIZE: usize = 65_536;
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 32;
+/// Stream commands in flight from the engine to the media relay.
+const MEDIA_RING: usize = 65_536;
 /// Datagrams the engine handles before it sends and looks at timers.
 const MAX_PER_TURN: usize = 1024;
 
@@ -52,79 +57,107 @@ pub struct Datagram {
     pub buf: Vec<u8>,
 }
 
+/// What the threads of the backend share: rings, counters, the quit flag.
+#[derive(Debug)]
+pub struct Shared {
+    quit: AtomicBool,
+    rx_ring: ArrayQueue<Datagram>,
+    free: ArrayQueue<Vec<u8>>,
+    snapshots: ArrayQueue<Arc<RouteSnapshot>>,
+    media_cmds: ArrayQueue<MediaCmd>,
+    pub io: Arc<IoStats>,
+    pub media: Arc<MediaStats>,
+}
+
 /// What the control plane keeps of a running backend.
 #[derive(Debug)]
 pub struct SocketBackend {
-    snapshots: Arc<ArrayQueue<Arc<RouteSnapshot>>>,
+    shared: Arc<Shared>,
     engine_thread: thread::Thread,
-    quit: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub stats: Arc<EngineStats>,
-    pub io: Arc<IoStats>,
 }
 
 impl SocketBackend {
-    /// Binds both SIP sockets and starts the RX and engine threads.
+    /// Binds both SIP sockets and starts the RX, engine and (with media
+    /// settings) media relay threads.
     pub fn start(cfg: SocketConfig, snapshot: Arc<RouteSnapshot>) -> io::Result<SocketBackend> {
         let sockets = [bind(cfg.engine.private)?, bind(cfg.engine.public)?];
         let tx_sockets = [sockets[0].try_clone()?, sockets[1].try_clone()?];
         let stats = Arc::new(EngineStats::default());
-        let io_stats = Arc::new(IoStats::default());
-        let quit = Arc::new(AtomicBool::new(false));
-        let rx_ring = Arc::new(ArrayQueue::<Datagram>::new(cfg.ring_size.max(BATCH)));
-        let free = Arc::new(ArrayQueue::<Vec<u8>>::new(cfg.ring_size.max(BATCH) + BATCH));
-        let snapshots = Arc::new(ArrayQueue::new(4));
-
+        let shared = Arc::new(Shared {
+            quit: AtomicBool::new(false),
+            rx_ring: ArrayQueue::new(cfg.ring_size.max(BATCH)),
+            free: ArrayQueue::new(cfg.ring_size.max(BATCH) + BATCH),
+            snapshots: ArrayQueue::new(4),
+            media_cmds: ArrayQueue::new(MEDIA_RING),
+            io: Arc::default(),
+            media: Arc::default(),
+        });
+        let mut threads = Vec::new();
+        let media_thread = match cfg.engine.media {
+            Some(settings) => {
+                let shared = shared.clone();
+                let t = thread::Builder::new()
+                    .name("media-relay".into())
+                    .spawn(move || crate::socket::media::relay_loop(settings, &shared))?;
+                let waker = t.thread().clone();
+                threads.push(t);
+                Some(waker)
+            }
+            None => None,
+        };
         let engine = SipEngine::new(cfg.engine.clone(), snapshot, stats.clone());
         let core = pick_core(cfg.sip_core);
         let engine_thread = {
-            let (quit, rx_ring, free, snapshots, io_stats) = (
-                quit.clone(),
-                rx_ring.clone(),
-                free.clone(),
-                snapshots.clone(),
-                io_stats.clone(),
-            );
+            let shared = shared.clone();
             thread::Builder::new()
                 .name("sip-engine".into())
                 .spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    engine_loop(
-                        engine, tx_sockets, &quit, &rx_ring, &free, &snapshots, &io_stats,
-                    );
+                    engine_loop(engine, tx_sockets, &shared, media_thread.as_ref());
                 })?
         };
         let waker = engine_thread.thread().clone();
+        let engine_waker = engine_thread.thread().clone();
         let rx_thread = {
-            let (quit, io_stats) = (quit.clone(), io_stats.clone());
+            let shared = shared.clone();
             thread::Builder::new()
                 .name("sip-rx".into())
                 .spawn(move || {
-                    rx_loop(sockets, &quit, &rx_ring, &free, &io_stats, &waker);
+                    rx_loop(sockets, &shared, &waker);
                 })?
         };
+        threads.push(rx_thread);
+        threads.push(engine_thread);
         Ok(SocketBackend {
-            snapshots,
-            engine_thread: engine_thread.thread().clone(),
-            quit,
-            threads: Mutex::new(vec![rx_thread, engine_thread]),
+            shared,
+            engine_thread: engine_waker,
+            threads: Mutex::new(threads),
             stats,
-            io: io_stats,
         })
+    }
+
+    pub fn io(&self) -> Arc<IoStats> {
+        self.shared.io.clone()
+    }
+
+    pub fn media(&self) -> Arc<MediaStats> {
+        self.shared.media.clone()
     }
 
     /// Hands a new routing snapshot to the engine (the oldest queued one is
     /// dropped if the engine has not caught up: only the newest matters).
     pub fn publish(&self, snapshot: Arc<RouteSnapshot>) {
-        let _ = self.snapshots.force_push(snapshot);
+        let _ = self.shared.snapshots.force_push(snapshot);
         self.engine_thread.unpark();
     }
 
     /// Stops both threads and waits for them (once; later calls return at once).
     pub fn stop(&self) {
-        self.quit.store(true, Ordering::Relaxed);
+        self.shared.quit.store(true, Ordering::Relaxed);
         self.engine_thread.unpark();
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
@@ -154,14 +187,8 @@ fn pick_core(wanted: Option<usize>) -> Option<core_affinity::CoreId> {
     }
 }
 
-fn rx_loop(
-    sockets: [UdpSocket; 2],
-    quit: &AtomicBool,
-    ring: &ArrayQueue<Datagram>,
-    free: &ArrayQueue<Vec<u8>>,
-    stats: &IoStats,
-    waker: &thread::Thread,
-) {
+fn rx_loop(sockets: [UdpSocket; 2], shared: &Shared, waker: &thread::Thread) {
+    let (quit, ring, free, stats) = (&shared.quit, &shared.rx_ring, &shared.free, &shared.io);
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_SIZE]).collect();
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
     let sides = [Side::Private, Side::Public];
@@ -221,7 +248,7 @@ fn rx_loop(
 }
 
 /// One `recvmmsg`: (length, source, truncated) per datagram received.
-fn receive_batch(
+pub(crate) fn receive_batch(
     sock: &UdpSocket,
     headers: &mut MultiHeaders<SockaddrIn>,
     bufs: &mut [Vec<u8>],
@@ -252,12 +279,17 @@ fn receive_batch(
 fn engine_loop(
     mut engine: SipEngine,
     sockets: [UdpSocket; 2],
-    quit: &AtomicBool,
-    ring: &ArrayQueue<Datagram>,
-    free: &ArrayQueue<Vec<u8>>,
-    snapshots: &ArrayQueue<Arc<RouteSnapshot>>,
-    stats: &IoStats,
+    shared: &Shared,
+    media: Option<&thread::Thread>,
 ) {
+    let (quit, ring, free, snapshots, stats) = (
+        &shared.quit,
+        &shared.rx_ring,
+        &shared.free,
+        &shared.snapshots,
+        &shared.io,
+    );
+    let mut media_cmds: Vec<MediaCmd> = Vec::new();
     let start = Instant::now();
     let mut out: Vec<Outgoing> = Vec::with_capacity(256);
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
@@ -294,6 +326,17 @@ fn engine_loop(
         }
         if !out.is_empty() {
             send_all(&sockets, &mut headers, &mut out, stats);
+        }
+        engine.take_media_commands(&mut media_cmds);
+        if !media_cmds.is_empty() {
+            for cmd in media_cmds.drain(..) {
+                if shared.media_cmds.push(cmd).is_err() {
+                    shared.media.commands_dropped.inc();
+                }
+            }
+            if let Some(m) = media {
+                m.unpark();
+            }
         }
         if handled == 0 {
             let wait = engine

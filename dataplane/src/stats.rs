@@ -113,3 +113,17 @@ pub struct IoStats {
     pub rx_truncated: Counter,
     pub tx_errors: Counter,
 }
+
+/// Media relay counters.
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    pub relayed: Counter,
+    pub dropped_unknown_port: Counter,
+    pub dropped_wrong_source: Counter,
+    pub dropped_no_destination: Counter,
+    pub streams: Counter,
+    pub sockets: Counter,
+    pub bind_errors: Counter,
+    pub tx_errors: Counter,
+    pub commands_dropped: Counter,
+}

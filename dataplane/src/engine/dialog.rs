@@ -89,6 +89,9 @@ pub struct Dialog {
     pub started: Ms,
     pub answered: Option<Ms>,
     pub tenant_id: Option<String>,
+    /// Per SDP media line: our RTP port on the caller's side and on the
+    /// callee's side (RTCP is the next port; `[0, 0]`: not relayed).
+    pub media: Vec<[u16; 2]>,
 }
 
 impl Dialog {

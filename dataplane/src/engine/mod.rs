@@ -24,6 +24,8 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
+use crate::media::relay::{End, MediaCmd, PortPairs, Stream};
+use crate::media::sdp::{self, SdpRepr};
 use crate::rng;
 use crate::routing::{Decision, RouteRequest, RouteSnapshot, Target};
 use crate::sip::build::{reason, Builder};
@@ -78,6 +80,28 @@ pub struct EngineConfig {
     /// Seeds branch, tag and Call-ID generation.
     pub seed: u64,
     pub policy: Policy,
+    /// The media relay: our media address and port range per side. `None`:
+    /// SDP addresses are only hidden and media does not cross the SBC.
+    pub media: Option<MediaSettings>,
+}
+
+/// Where the media relay listens on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSettings {
+    pub private_ip: Ipv4Addr,
+    pub public_ip: Ipv4Addr,
+    /// Port range of each side, `[min, max)`.
+    pub private_ports: (u16, u16),
+    pub public_ports: (u16, u16),
+}
+
+impl MediaSettings {
+    pub fn ip(&self, side: Side) -> Ipv4Addr {
+        match side {
+            Side::Private => self.private_ip,
+            Side::Public => self.public_ip,
+        }
+    }
 }
 
 impl EngineConfig {
@@ -90,6 +114,7 @@ impl EngineConfig {
             timer_c: 180_000,
             seed: 0x5bc0_5bc0,
             policy: Policy::default(),
+            media: None,
         }
     }
 
@@ -163,6 +188,10 @@ pub struct SipEngine {
     rng: u64,
     /// Live calls and CPS tokens per tenant.
     loads: HashMap<String, TenantLoad>,
+    /// Free RTP/RTCP port pairs per side (private, public).
+    ports: Option<[PortPairs; 2]>,
+    /// Stream changes for the media relay, drained by the backend.
+    media_cmds: Vec<MediaCmd>,
     /// Per-boot salt in our branches, so responses to an earlier run never match.
     salt: u32,
 }
@@ -176,6 +205,12 @@ impl SipEngine {
         let mut rng = cfg.seed | 1;
         let salt = (rng::next(&mut rng) >> 32) as u32;
         stats.snapshot_version.set(snapshot.version);
+        let ports = cfg.media.map(|m| {
+            [
+                PortPairs::new(m.private_ports.0, m.private_ports.1),
+                PortPairs::new(m.public_ports.0, m.public_ports.1),
+            ]
+        });
         SipEngine {
             cfg,
             snapshot,
@@ -187,6 +222,8 @@ impl SipEngine {
             timers: BinaryHeap::new(),
             rng,
             loads: HashMap::new(),
+            ports,
+            media_cmds: Vec::new(),
             salt,
         }
     }
@@ -212,6 +249,18 @@ impl SipEngine {
     /// The dialogs, for inspection (tests, later: call records).
     pub fn dialogs(&self) -> impl Iterator<Item = &Dialog> {
         self.dialogs.iter().map(|(_, d)| d)
+    }
+
+    /// Moves the pending media relay commands into `into`.
+    pub fn take_media_commands(&mut self, into: &mut Vec<MediaCmd>) {
+        into.append(&mut self.media_cmds);
+    }
+
+    /// Free port pairs on (private, public).
+    pub fn free_port_pairs(&self) -> (usize, usize) {
+        self.ports
+            .as_ref()
+            .map_or((0, 0), |[a, b]| (a.available(), b.available()))
     }
 
     /// The earliest pending timer.
@@ -405,6 +454,7 @@ impl SipEngine {
             return;
         };
         let from_leg = d.leg_on(side);
+        self.offer_answer(did, from_leg, msg);
         let branch = self.new_branch_stateless();
         let (bytes, dst, dest_side, _) =
             self.build_in_dialog_request(msg, did, from_leg, &branch, ipv4_of(src));
@@ -550,6 +600,7 @@ impl SipEngine {
             started: now,
             answered: None,
             tenant_id,
+            media: Vec::new(),
         };
         let did = self.dialogs.insert(dialog);
         self.dialog_index
@@ -569,6 +620,7 @@ impl SipEngine {
             data: trying.clone(),
         });
         let raw = msg.raw;
+        self.offer_answer(did, LegRef::Caller, msg);
         let id = self.start_txn(rx, key, did, LegRef::Caller, Some(trying), out);
         let more = candidates.len() > 1;
         if let Some(t) = id.and_then(|id| self.txns.get_mut(id)) {
@@ -791,6 +843,7 @@ impl SipEngine {
         } else {
             None
         };
+        self.offer_answer(did, orig, msg);
         self.start_txn(rx, key, did, orig, provisional, out);
     }
 
@@ -955,8 +1008,7 @@ impl SipEngine {
         if !saw_mf {
             b.header("Max-Forwards", &[b"70"]);
         }
-        let mut body = Vec::with_capacity(msg.body.len());
-        hider.copy(msg.body, &mut body);
+        let body = self.body_for(did, orig.other(), msg, &hider);
         let bytes = b.finish(&body);
         let outbound = Outbound {
             ruri: to_leg.remote_target.clone(),
@@ -1135,6 +1187,9 @@ impl SipEngine {
     /// Learns the far leg's target and route set from a dialog-creating or
     /// target-refreshing response.
     fn learn_from_response(&mut self, id: Id, src: SocketAddr, msg: &SipMessage<'_>) {
+        if let Some((did, far)) = self.txns.get(id).map(|t| (t.dialog, t.orig.other())) {
+            self.offer_answer(did, far, msg);
+        }
         let Some(t) = self.txns.get(id) else { return };
         let (did, far, initial, invite) = (t.dialog, t.orig.other(), t.initial, t.invite);
         if !invite || msg.to.tag().is_none() {
@@ -1217,8 +1272,7 @@ impl SipEngine {
                 _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
             }
         }
-        let mut body = Vec::with_capacity(msg.body.len());
-        hider.copy(msg.body, &mut body);
+        let body = self.body_for(t.dialog, t.orig, msg, &hider);
         let bytes = b.finish(&body);
         out.push(Outgoing {
             side: to_side,
@@ -1368,6 +1422,7 @@ impl SipEngine {
             self.dialog_index
                 .remove(&(leg.side, Box::from(leg.call_id.as_slice())));
         }
+        self.release_media(&d);
         if let Some(load) = d.tenant_id.as_ref().and_then(|t| self.loads.get_mut(t)) {
             load.active = load.active.saturating_sub(1);
         }
@@ -1380,6 +1435,106 @@ impl SipEngine {
             self.emit(d.tenant_id.as_ref(), result);
         }
         self.stats.dialogs.set(self.dialogs.len() as u64);
+    }
+
+    // ----- media --------------------------------------------------------
+
+    /// An SDP (offer or answer) from leg `from`: allocates a port pair on each
+    /// side for every new media line, installs its RTP and RTCP streams, and
+    /// points our ends on `from`'s side at the addresses the SDP gives.
+    fn offer_answer(&mut self, did: Id, from: LegRef, msg: &SipMessage<'_>) {
+        if self.cfg.media.is_none() || !is_sdp(msg) {
+            return;
+        }
+        let Ok(sdp) = SdpRepr::parse(msg.body) else {
+            return;
+        };
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        let (caller_side, callee_side) = (d.caller.side, d.callee.side);
+        let Some(ports) = self.ports.as_mut() else {
+            return;
+        };
+        for (i, m) in sdp.media.iter().enumerate() {
+            if i >= d.media.len() {
+                let pair = if m.port == 0 {
+                    [0, 0]
+                } else {
+                    take_pair(ports, caller_side, callee_side)
+                };
+                if pair[0] != 0 {
+                    for rtcp in [false, true] {
+                        let off = u16::from(rtcp);
+                        self.media_cmds.push(MediaCmd::Install(Stream {
+                            ends: [
+                                End::new(caller_side, pair[0] + off, None),
+                                End::new(callee_side, pair[1] + off, None),
+                            ],
+                            rtcp,
+                            last_active: 0,
+                        }));
+                    }
+                }
+                d.media.push(pair);
+            }
+            let Some(pair) = d.media.get(i) else { continue };
+            let (side, port) = match from {
+                LegRef::Caller => (caller_side, pair[0]),
+                LegRef::Callee => (callee_side, pair[1]),
+            };
+            if port == 0 {
+                continue;
+            }
+            let peer = |p: u16| (m.port != 0).then(|| SocketAddrV4::new(m.addr, p));
+            self.media_cmds.push(MediaCmd::Peer {
+                side,
+                port,
+                peer: peer(m.port),
+            });
+            self.media_cmds.push(MediaCmd::Peer {
+                side,
+                port: port + 1,
+                peer: peer(m.rtcp()),
+            });
+        }
+    }
+
+    /// The body of `msg` as leg `to` must see it: SDP with our media address
+    /// and ports when media is relayed, every other address hidden.
+    fn body_for(&self, did: Id, to: LegRef, msg: &SipMessage<'_>, hider: &Hider<'_>) -> Vec<u8> {
+        let rewritten = match (self.cfg.media, self.dialogs.get(did)) {
+            (Some(media), Some(d)) if is_sdp(msg) && !d.media.is_empty() => {
+                let idx = usize::from(to == LegRef::Callee);
+                let ports: Vec<u16> = d
+                    .media
+                    .iter()
+                    .map(|p| p.get(idx).copied().unwrap_or(0))
+                    .collect();
+                sdp::rewrite(msg.body, media.ip(d.leg(to).side), &ports).ok()
+            }
+            _ => None,
+        };
+        let mut body = Vec::with_capacity(msg.body.len() + 16);
+        hider.copy(rewritten.as_deref().unwrap_or(msg.body), &mut body);
+        body
+    }
+
+    /// Removes a dialog's streams and gives its ports back.
+    fn release_media(&mut self, d: &Dialog) {
+        let Some(ports) = self.ports.as_mut() else {
+            return;
+        };
+        for pair in d.media.iter().filter(|p| p[0] != 0) {
+            for off in [0, 1] {
+                self.media_cmds.push(MediaCmd::Remove {
+                    side: d.caller.side,
+                    port: pair[0] + off,
+                });
+            }
+            give_pair(ports, d.caller.side, pair[0]);
+            give_pair(ports, d.callee.side, pair[1]);
+        }
     }
 
     // ----- identifiers ----------------------------------------------------
@@ -1707,3 +1862,37 @@ fn outbound_request(o: &Outbound, method: &[u8], to: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+fn is_sdp(msg: &SipMessage<'_>) -> bool {
+    !msg.body.is_empty()
+        && msg.header(HeaderName::ContentType).is_some_and(|h| {
+            grammar::trim_lws(h.value.split(|&b| b == b';').next().unwrap_or_default())
+                .eq_ignore_ascii_case(b"application/sdp")
+        })
+}
+
+fn pairs_of(ports: &mut [PortPairs; 2], side: Side) -> &mut PortPairs {
+    let [private, public] = ports;
+    match side {
+        Side::Private => private,
+        Side::Public => public,
+    }
+}
+
+/// A port pair on each side, or `[0, 0]` when either side has none left.
+fn take_pair(ports: &mut [PortPairs; 2], caller: Side, callee: Side) -> [u16; 2] {
+    let Some(a) = pairs_of(ports, caller).take() else {
+        return [0, 0];
+    };
+    match pairs_of(ports, callee).take() {
+        Some(b) => [a, b],
+        None => {
+            pairs_of(ports, caller).give(a);
+            [0, 0]
+        }
+    }
+}
+
+fn give_pair(ports: &mut [PortPairs; 2], side: Side, port: u16) {
+    pairs_of(ports, side).give(port);
+}

@@ -651,3 +651,109 @@ fn tenant_prefix_leaves_no_trace_toward_the_gateway() {
     assert!(!fwd.contains("acme_"), "{fwd}");
     assert_eq!(header(fwd, "X-Tenant-ID"), Some("acme"));
 }
+
+#[test]
+fn media_ports_are_allocated_rewritten_and_released() {
+    use crate::media::relay::MediaCmd;
+    let media = MediaSettings {
+        private_ip: Ipv4Addr::new(10, 0, 0, 100),
+        public_ip: Ipv4Addr::new(203, 0, 113, 50),
+        private_ports: (10000, 10100),
+        public_ports: (20000, 20100),
+    };
+    let stats = Arc::new(EngineStats::default());
+    let mut cfg = EngineConfig::new(
+        "10.0.0.100:5060".parse().unwrap(),
+        "203.0.113.50:5080".parse().unwrap(),
+    );
+    cfg.media = Some(media);
+    let mut lab = Lab {
+        engine: SipEngine::new(cfg, Arc::new(snapshot()), stats.clone()),
+        stats,
+        now: 0,
+        out: Vec::new(),
+    };
+    let free = lab.engine.free_port_pairs();
+    let inv = invite("m1", "m1").replace(
+        "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+        "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n",
+    );
+    let inv = inv.replace("Content-Length: 55", "Content-Length: 83");
+    let sent = lab.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    assert!(fwd.contains("c=IN IP4 203.0.113.50\r\n"), "{fwd}");
+    assert!(fwd.contains("m=audio 20000 RTP/AVP 8\r\n"), "{fwd}");
+    let mut cmds = Vec::new();
+    lab.engine.take_media_commands(&mut cmds);
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCmd::Install(_)))
+            .count(),
+        2
+    );
+    assert!(cmds.contains(&MediaCmd::Peer {
+        side: Side::Private,
+        port: 10000,
+        peer: Some("10.0.1.10:40000".parse().unwrap())
+    }));
+    assert!(cmds.contains(&MediaCmd::Peer {
+        side: Side::Private,
+        port: 10001,
+        peer: Some("10.0.1.10:40001".parse().unwrap())
+    }));
+
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 53\r\n\r\nv=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8\r\n",
+    );
+    let back = lab.send(Side::Public, GATEWAY, &ok);
+    assert!(
+        back[0]
+            .2
+            .contains("c=IN IP4 10.0.0.100\r\nm=audio 10000 RTP/AVP 8\r\n"),
+        "{}",
+        back[0].2
+    );
+    cmds.clear();
+    lab.engine.take_media_commands(&mut cmds);
+    assert!(cmds.contains(&MediaCmd::Peer {
+        side: Side::Public,
+        port: 20000,
+        peer: Some("203.0.113.10:30000".parse().unwrap())
+    }));
+    assert_ne!(lab.engine.free_port_pairs(), free);
+
+    // The gateway hangs up: streams removed, ports back.
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@203.0.113.50:5080",
+        header(&fwd, "Call-ID").unwrap(),
+        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
+        header(&fwd, "From").unwrap(),
+        "mb",
+        2,
+    );
+    let fwd_bye = lab.send(Side::Public, GATEWAY, &bye);
+    let b = &fwd_bye[0].2;
+    let bye_ok = answer(b, 200, "x", false).replace(
+        &format!("To: {};tag=x", header(b, "To").unwrap()),
+        &format!("To: {}", header(b, "To").unwrap()),
+    );
+    lab.send(Side::Private, "10.0.1.1:5060", &bye_ok);
+    cmds.clear();
+    lab.engine.take_media_commands(&mut cmds);
+    assert_eq!(
+        cmds,
+        vec![
+            MediaCmd::Remove {
+                side: Side::Private,
+                port: 10000
+            },
+            MediaCmd::Remove {
+                side: Side::Private,
+                port: 10001
+            }
+        ]
+    );
+    assert_eq!(lab.engine.free_port_pairs(), free);
+}

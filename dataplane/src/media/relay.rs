@@ -112,6 +112,22 @@ impl RtpStats {
     }
 }
 
+/// What the SIP engine tells the media relay.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaCmd {
+    /// A new stream with both our ports.
+    Install(Stream),
+    /// The peer behind our `port` on `side` is now at `peer` (offer/answer,
+    /// re-INVITE, hold with `None` or 0.0.0.0).
+    Peer {
+        side: Side,
+        port: u16,
+        peer: Option<SocketAddrV4>,
+    },
+    /// The stream owning our `port` on `side` is gone.
+    Remove { side: Side, port: u16 },
+}
+
 /// One end of a stream: our port on one side and the peer behind it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct End {
@@ -253,6 +269,32 @@ impl RelayTable {
         }
         self.free.push(id);
         Some(stream)
+    }
+
+    /// The stream that owns our `port` on `side`.
+    pub fn id_at(&self, side: Side, port: u16) -> Option<u32> {
+        let slot = self.slot(side, port)?;
+        let id = *self.index.get(side_index(side))?.get(slot)?;
+        (id != NONE).then_some(id)
+    }
+
+    /// Applies a control message from the engine; returns a removed stream.
+    pub fn apply(&mut self, cmd: MediaCmd) -> Option<Stream> {
+        match cmd {
+            MediaCmd::Install(stream) => {
+                self.install(stream);
+                None
+            }
+            MediaCmd::Peer { side, port, peer } => {
+                let id = self.id_at(side, port)?;
+                self.update_peer(id, side, peer);
+                None
+            }
+            MediaCmd::Remove { side, port } => {
+                let id = self.id_at(side, port)?;
+                self.remove(id)
+            }
+        }
     }
 
     pub fn get(&self, id: u32) -> Option<&Stream> {

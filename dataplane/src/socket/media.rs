@@ -1,0 +1,180 @@
+//! The media relay thread of the socket backend.
+//!
+//! It owns one UDP socket per relay port (bound on the side's media address
+//! when the engine installs a stream, closed when it removes it), waits on
+//! all of them with epoll, reads each ready socket in `recvmmsg` batches and
+//! sends every packet the [`RelayTable`] verdict relays out of the socket of
+//! the other end. Stream changes arrive from the SIP engine over a ring.
+
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{MultiHeaders, SockaddrIn};
+
+use super::{receive_batch, Shared};
+use crate::engine::{MediaSettings, Side};
+use crate::media::relay::{MediaCmd, RelayTable, Stream, Verdict};
+use crate::stats::MediaStats;
+
+/// Largest RTP/RTCP datagram we relay whole.
+const MEDIA_BUF: usize = 2048;
+const MEDIA_BATCH: usize = 32;
+
+/// Sockets indexed by (side, port - min).
+struct Sockets {
+    min: u16,
+    by_side: [Vec<Option<UdpSocket>>; 2],
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Private => 0,
+        Side::Public => 1,
+    }
+}
+
+fn key(side: Side, port: u16) -> u64 {
+    (side_index(side) as u64) << 16 | u64::from(port)
+}
+
+fn unkey(k: u64) -> (Side, u16) {
+    let side = if k >> 16 == 0 {
+        Side::Private
+    } else {
+        Side::Public
+    };
+    (side, (k & 0xffff) as u16)
+}
+
+impl Sockets {
+    fn get(&self, side: Side, port: u16) -> Option<&UdpSocket> {
+        let off = usize::from(port.checked_sub(self.min)?);
+        self.by_side.get(side_index(side))?.get(off)?.as_ref()
+    }
+
+    fn slot(&mut self, side: Side, port: u16) -> Option<&mut Option<UdpSocket>> {
+        let off = usize::from(port.checked_sub(self.min)?);
+        self.by_side.get_mut(side_index(side))?.get_mut(off)
+    }
+}
+
+pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
+    let stats = &shared.media;
+    let min = settings.private_ports.0.min(settings.public_ports.0);
+    let max = settings.private_ports.1.max(settings.public_ports.1);
+    let mut table = RelayTable::new(min, max);
+    let n = usize::from(max - min) + 1;
+    let mut sockets = Sockets {
+        min,
+        by_side: [
+            (0..n).map(|_| None).collect(),
+            (0..n).map(|_| None).collect(),
+        ],
+    };
+    let Ok(epoll) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else {
+        tracing::error!("media relay: cannot create an epoll instance");
+        return;
+    };
+    let mut events = [EpollEvent::empty(); 64];
+    let mut bufs: Vec<Vec<u8>> = (0..MEDIA_BATCH).map(|_| vec![0u8; MEDIA_BUF]).collect();
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(MEDIA_BATCH, None);
+    let start = Instant::now();
+    while !shared.quit.load(Ordering::Relaxed) {
+        while let Some(cmd) = shared.media_cmds.pop() {
+            apply(cmd, &settings, &mut table, &mut sockets, &epoll, stats);
+        }
+        let ready = epoll
+            .wait(&mut events, EpollTimeout::from(20u16))
+            .unwrap_or(0);
+        let now = start.elapsed().as_millis() as u64;
+        for ev in events.get(..ready).unwrap_or_default() {
+            let (side, port) = unkey(ev.data());
+            let Some(sock) = sockets.get(side, port) else {
+                continue;
+            };
+            loop {
+                let got = receive_batch(sock, &mut headers, &mut bufs);
+                let count = got.len();
+                for (i, (len, src, _)) in got.into_iter().enumerate() {
+                    let Some(pkt) = bufs.get(i).and_then(|b| b.get(..len)) else {
+                        continue;
+                    };
+                    if let Verdict::Relay {
+                        side: out_side,
+                        port: out_port,
+                        to,
+                    } = table.verdict(side, port, src, pkt, now)
+                    {
+                        match sockets.get(out_side, out_port) {
+                            Some(out) if out.send_to(pkt, SocketAddr::V4(to)).is_ok() => {}
+                            _ => stats.tx_errors.inc(),
+                        }
+                    }
+                }
+                if count < MEDIA_BATCH {
+                    break;
+                }
+            }
+        }
+        stats.relayed.set(table.relayed);
+        let [unknown, wrong, nowhere] = table.drops;
+        stats.dropped_unknown_port.set(unknown);
+        stats.dropped_wrong_source.set(wrong);
+        stats.dropped_no_destination.set(nowhere);
+        stats.streams.set(table.len() as u64);
+        if ready == 0 && shared.media_cmds.is_empty() {
+            thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+}
+
+fn apply(
+    cmd: MediaCmd,
+    settings: &MediaSettings,
+    table: &mut RelayTable,
+    sockets: &mut Sockets,
+    epoll: &Epoll,
+    stats: &MediaStats,
+) {
+    if let MediaCmd::Install(stream) = &cmd {
+        for end in &stream.ends {
+            let Some(slot) = sockets.slot(end.side, end.port) else {
+                continue;
+            };
+            if slot.is_some() {
+                continue;
+            }
+            let addr = SocketAddrV4::new(settings.ip(end.side), end.port);
+            match UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|()| s)) {
+                Ok(sock) => {
+                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, key(end.side, end.port));
+                    if epoll.add(&sock, ev).is_ok() {
+                        *slot = Some(sock);
+                        stats.sockets.inc();
+                    }
+                }
+                Err(e) => {
+                    stats.bind_errors.inc();
+                    tracing::warn!(%addr, error = %e, "media relay: cannot bind");
+                }
+            }
+        }
+    }
+    if let Some(removed) = table.apply(cmd) {
+        close(&removed, sockets, stats);
+    }
+}
+
+fn close(stream: &Stream, sockets: &mut Sockets, stats: &MediaStats) {
+    for end in &stream.ends {
+        if let Some(slot) = sockets.slot(end.side, end.port) {
+            if slot.take().is_some() {
+                // Closing the socket also removes it from the epoll set.
+                stats.sockets.dec();
+            }
+        }
+    }
+}
