@@ -318,6 +318,7 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
             "stray_responses": e.stray_responses.get(),
             "failovers": e.failovers.get(),
             "calls_limited": e.calls_limited.get(),
+            "media_timeouts": e.media_timeouts.get(),
         },
         "media": {
             "streams": s.stats.media.streams.get(),

@@ -127,6 +127,13 @@ pub struct MediaConfig {
     pub port_min: u16,
     #[serde(default = "default_port_max")]
     pub port_max: u16,
+    /// An answered call whose media stops this long is ended with BYEs.
+    #[serde(default = "default_media_timeout")]
+    pub timeout_s: u64,
+}
+
+fn default_media_timeout() -> u64 {
+    60
 }
 
 fn default_port_min() -> u16 {
@@ -143,6 +150,7 @@ impl Default for MediaConfig {
             public_ip: None,
             port_min: 10_000,
             port_max: 60_000,
+            timeout_s: default_media_timeout(),
         }
     }
 }
@@ -257,6 +265,9 @@ impl Config {
         };
         if cfg.media.port_min >= cfg.media.port_max {
             return Err(invalid("media.port_min", "must be below media.port_max"));
+        }
+        if cfg.media.timeout_s == 0 {
+            return Err(invalid("media.timeout_s", "must be at least 1"));
         }
         if cfg.sip.t1_ms == 0 {
             return Err(invalid("sip.t1_ms", "must be at least 1"));

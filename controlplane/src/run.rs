@@ -103,6 +103,7 @@ fn media_settings(cfg: &Config) -> MediaSettings {
         public_ip,
         private_ports,
         public_ports,
+        timeout: cfg.media.timeout_s * 1000,
     }
 }
 

@@ -65,6 +65,10 @@ pub struct Shared {
     free: ArrayQueue<Vec<u8>>,
     snapshots: ArrayQueue<Arc<RouteSnapshot>>,
     media_cmds: ArrayQueue<MediaCmd>,
+    /// Streams the relay found silent for the media timeout: (side, port).
+    media_idle: ArrayQueue<(Side, u16)>,
+    /// The engine thread, for the relay to wake it.
+    engine_waker: std::sync::OnceLock<thread::Thread>,
     pub io: Arc<IoStats>,
     pub media: Arc<MediaStats>,
 }
@@ -91,6 +95,8 @@ impl SocketBackend {
             free: ArrayQueue::new(cfg.ring_size.max(BATCH) + BATCH),
             snapshots: ArrayQueue::new(4),
             media_cmds: ArrayQueue::new(MEDIA_RING),
+            media_idle: ArrayQueue::new(MEDIA_RING),
+            engine_waker: std::sync::OnceLock::new(),
             io: Arc::default(),
             media: Arc::default(),
         });
@@ -122,6 +128,7 @@ impl SocketBackend {
         };
         let waker = engine_thread.thread().clone();
         let engine_waker = engine_thread.thread().clone();
+        let _ = shared.engine_waker.set(engine_waker.clone());
         let rx_thread = {
             let shared = shared.clone();
             thread::Builder::new()
@@ -320,6 +327,9 @@ fn engine_loop(
         // queued answer must stop a retransmission rather than race it.
         if drained || skipped_ticks >= 8 {
             engine.tick(now, &mut out);
+            while let Some((side, port)) = shared.media_idle.pop() {
+                engine.media_idle(side, port, &mut out);
+            }
             skipped_ticks = 0;
         } else {
             skipped_ticks += 1;

@@ -37,6 +37,8 @@ pub enum CallResult {
     Cancelled,
     Rejected,
     LimitExceeded,
+    /// Answered, then ended by the SBC because its media stopped.
+    MediaTimeout,
 }
 
 impl CallResult {
@@ -47,6 +49,7 @@ impl CallResult {
             CallResult::Cancelled => "cancelled",
             CallResult::Rejected => "rejected",
             CallResult::LimitExceeded => "limit_exceeded",
+            CallResult::MediaTimeout => "media_timeout",
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct EngineStats {
     pub call_events_dropped: Counter,
     pub calls_limited: Counter,
     pub failovers: Counter,
+    pub media_timeouts: Counter,
     pub rx_messages: Counter,
     pub tx_messages: Counter,
     pub parse_errors: Counter,
@@ -87,6 +91,7 @@ impl Default for EngineStats {
             call_events_dropped: Counter::default(),
             calls_limited: Counter::default(),
             failovers: Counter::default(),
+            media_timeouts: Counter::default(),
             rx_messages: Counter::default(),
             tx_messages: Counter::default(),
             parse_errors: Counter::default(),

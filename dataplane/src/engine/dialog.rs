@@ -39,6 +39,9 @@ pub struct Leg {
     /// From/To values (without tag) naming the caller and the callee on this leg.
     pub caller: Vec<u8>,
     pub callee: Vec<u8>,
+    /// Highest CSeq of the requests sent on this leg, so a request of ours
+    /// (a BYE on media timeout) comes after them.
+    pub cseq_sent: u32,
 }
 
 impl Leg {
@@ -92,6 +95,9 @@ pub struct Dialog {
     /// Per SDP media line: our RTP port on the caller's side and on the
     /// callee's side (RTCP is the next port; `[0, 0]`: not relayed).
     pub media: Vec<[u16; 2]>,
+    /// The From tag of the caller and the To tag of the callee (once answered).
+    pub caller_tag: Vec<u8>,
+    pub callee_tag: Vec<u8>,
 }
 
 impl Dialog {

@@ -93,6 +93,8 @@ pub struct MediaSettings {
     /// Port range of each side, `[min, max)`.
     pub private_ports: (u16, u16),
     pub public_ports: (u16, u16),
+    /// An answered call whose media stops this long is ended (ms).
+    pub timeout: Ms,
 }
 
 impl MediaSettings {
@@ -192,6 +194,8 @@ pub struct SipEngine {
     ports: Option<[PortPairs; 2]>,
     /// Stream changes for the media relay, drained by the backend.
     media_cmds: Vec<MediaCmd>,
+    /// The dialog behind each caller-side RTP port.
+    media_index: HashMap<(Side, u16), Id>,
     /// Per-boot salt in our branches, so responses to an earlier run never match.
     salt: u32,
 }
@@ -224,6 +228,7 @@ impl SipEngine {
             loads: HashMap::new(),
             ports,
             media_cmds: Vec::new(),
+            media_index: HashMap::new(),
             salt,
         }
     }
@@ -583,6 +588,7 @@ impl SipEngine {
             peer: src,
             caller: without_tag(&msg.from),
             callee: without_tag(&msg.to),
+            cseq_sent: 0,
         };
         let callee = Leg {
             side: dest_side,
@@ -592,6 +598,7 @@ impl SipEngine {
             peer: SocketAddr::V4(target.addr),
             caller: party_for(&msg.from, *ours_b.ip(), None, &hider_b),
             callee: callee_party,
+            cseq_sent: 0,
         };
         let dialog = Dialog {
             state: DialogState::Early,
@@ -601,6 +608,8 @@ impl SipEngine {
             answered: None,
             tenant_id,
             media: Vec::new(),
+            caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
+            callee_tag: Vec::new(),
         };
         let did = self.dialogs.insert(dialog);
         self.dialog_index
@@ -909,6 +918,10 @@ impl SipEngine {
         };
         let id = self.txns.insert(txn);
         self.server_index.insert(key, id);
+        if let Some(d) = self.dialogs.get_mut(did) {
+            let to = d.leg_mut(orig.other());
+            to.cseq_sent = to.cseq_sent.max(msg.cseq.seq);
+        }
         let branch = self.branch_for(id, 0);
         let (bytes, dst, _, outbound) =
             self.build_in_dialog_request(msg, did, orig, &branch, ipv4_of(src));
@@ -1187,8 +1200,15 @@ impl SipEngine {
     /// Learns the far leg's target and route set from a dialog-creating or
     /// target-refreshing response.
     fn learn_from_response(&mut self, id: Id, src: SocketAddr, msg: &SipMessage<'_>) {
-        if let Some((did, far)) = self.txns.get(id).map(|t| (t.dialog, t.orig.other())) {
+        if let Some((did, far, initial)) = self
+            .txns
+            .get(id)
+            .map(|t| (t.dialog, t.orig.other(), t.initial))
+        {
             self.offer_answer(did, far, msg);
+            if let (true, Some(tag), Some(d)) = (initial, msg.to.tag(), self.dialogs.get_mut(did)) {
+                d.callee_tag = tag.to_vec();
+            }
         }
         let Some(t) = self.txns.get(id) else { return };
         let (did, far, initial, invite) = (t.dialog, t.orig.other(), t.initial, t.invite);
@@ -1412,9 +1432,14 @@ impl SipEngine {
     /// Removes the dialog of transaction `id`, releasing its tenant's slot.
     /// `result` is how an unanswered call ended (`None`: an answered call's end).
     fn end_dialog_of(&mut self, id: Id, result: Option<CallResult>) {
-        let Some(did) = self.txns.get(id).map(|t| t.dialog) else {
-            return;
-        };
+        if let Some(did) = self.txns.get(id).map(|t| t.dialog) {
+            self.end_dialog(did, result);
+        }
+    }
+
+    /// Removes a dialog, its media and its tenant slot; `result` is how an
+    /// unanswered call ended (`None`: an answered call's end).
+    fn end_dialog(&mut self, did: Id, result: Option<CallResult>) {
         let Some(d) = self.dialogs.remove(did) else {
             return;
         };
@@ -1476,6 +1501,9 @@ impl SipEngine {
                         }));
                     }
                 }
+                if pair[0] != 0 {
+                    self.media_index.insert((caller_side, pair[0]), did);
+                }
                 d.media.push(pair);
             }
             let Some(pair) = d.media.get(i) else { continue };
@@ -1520,6 +1548,68 @@ impl SipEngine {
         body
     }
 
+    /// The relay saw no media on the stream at our `port` on `side` for the
+    /// media timeout: an answered call is ended with a BYE to both legs.
+    pub fn media_idle(&mut self, side: Side, port: u16, out: &mut Vec<Outgoing>) {
+        let Some(&did) = self.media_index.get(&(side, port)) else {
+            return;
+        };
+        let Some(d) = self.dialogs.get(did) else {
+            return;
+        };
+        if d.state != DialogState::Confirmed {
+            return;
+        }
+        for to in [LegRef::Caller, LegRef::Callee] {
+            let branch = self.new_branch_stateless();
+            if let Some(o) = self
+                .dialogs
+                .get(did)
+                .and_then(|d| self.bye_for(d, to, &branch))
+            {
+                out.push(o);
+            }
+        }
+        self.stats.media_timeouts.inc();
+        let tenant = self.dialogs.get(did).and_then(|d| d.tenant_id.clone());
+        self.emit(tenant.as_ref(), CallResult::MediaTimeout);
+        self.end_dialog(did, None);
+    }
+
+    /// A BYE of ours toward leg `to`, as if the other party hung up.
+    fn bye_for(&self, d: &Dialog, to: LegRef, branch: &[u8]) -> Option<Outgoing> {
+        let leg = d.leg(to);
+        let ours = self.cfg.addr(leg.side);
+        let (from_tag, to_tag) = match to {
+            LegRef::Caller => (&d.callee_tag, &d.caller_tag),
+            LegRef::Callee => (&d.caller_tag, &d.callee_tag),
+        };
+        let from_caller = to == LegRef::Callee;
+        let mut via = Vec::with_capacity(64);
+        let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
+        via.extend_from_slice(branch);
+        let mut b = Builder::request(b"BYE", &leg.remote_target);
+        b.header("Via", &[&via]);
+        for r in &leg.route_set {
+            b.raw(&raw_line(b"Route", r));
+        }
+        b.header("Max-Forwards", &[b"70"])
+            .header("From", &[&with_tag(leg.party(from_caller), Some(from_tag))])
+            .header("To", &[&with_tag(leg.party(!from_caller), Some(to_tag))])
+            .header("Call-ID", &[&leg.call_id]);
+        let _ = write!(
+            b.buf_mut(),
+            "CSeq: {} BYE\r\n",
+            leg.cseq_sent.saturating_add(1)
+        );
+        b.header("Reason", &[b"SIP;cause=408;text=\"media timeout\""]);
+        Some(Outgoing {
+            side: leg.side,
+            dst: leg.next_hop(),
+            data: b.finish(b""),
+        })
+    }
+
     /// Removes a dialog's streams and gives its ports back.
     fn release_media(&mut self, d: &Dialog) {
         let Some(ports) = self.ports.as_mut() else {
@@ -1532,6 +1622,7 @@ impl SipEngine {
                     port: pair[0] + off,
                 });
             }
+            self.media_index.remove(&(d.caller.side, pair[0]));
             give_pair(ports, d.caller.side, pair[0]);
             give_pair(ports, d.callee.side, pair[1]);
         }

@@ -652,14 +652,13 @@ fn tenant_prefix_leaves_no_trace_toward_the_gateway() {
     assert_eq!(header(fwd, "X-Tenant-ID"), Some("acme"));
 }
 
-#[test]
-fn media_ports_are_allocated_rewritten_and_released() {
-    use crate::media::relay::MediaCmd;
+fn media_lab() -> Lab {
     let media = MediaSettings {
         private_ip: Ipv4Addr::new(10, 0, 0, 100),
         public_ip: Ipv4Addr::new(203, 0, 113, 50),
         private_ports: (10000, 10100),
         public_ports: (20000, 20100),
+        timeout: 60_000,
     };
     let stats = Arc::new(EngineStats::default());
     let mut cfg = EngineConfig::new(
@@ -667,12 +666,83 @@ fn media_ports_are_allocated_rewritten_and_released() {
         "203.0.113.50:5080".parse().unwrap(),
     );
     cfg.media = Some(media);
-    let mut lab = Lab {
+    Lab {
         engine: SipEngine::new(cfg, Arc::new(snapshot()), stats.clone()),
         stats,
         now: 0,
         out: Vec::new(),
-    };
+    }
+}
+
+/// INVITE with one audio line from the carrier, 200 with SDP from the gateway.
+fn answered_media_call(lab: &mut Lab) -> String {
+    let inv = invite("m1", "m1")
+        .replace(
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n",
+        )
+        .replace("Content-Length: 55", "Content-Length: 83");
+    let sent = lab.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 53\r\n\r\nv=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8\r\n",
+    );
+    lab.send(Side::Public, GATEWAY, &ok);
+    fwd
+}
+
+#[test]
+fn media_timeout_ends_the_call_with_byes_both_ways() {
+    use crate::media::relay::MediaCmd;
+    let mut lab = media_lab();
+    let fwd = answered_media_call(&mut lab);
+    assert_eq!(lab.stats.calls_up.get(), 1);
+    lab.out.clear();
+    let mut out = Vec::new();
+    lab.engine.media_idle(Side::Private, 10000, &mut out);
+    assert_eq!(out.len(), 2);
+    let to_carrier = String::from_utf8(out[0].data.clone()).unwrap();
+    let to_gateway = String::from_utf8(out[1].data.clone()).unwrap();
+    assert!(
+        to_carrier.starts_with("BYE sip:alice@10.0.1.10:5060 SIP/2.0"),
+        "{to_carrier}"
+    );
+    assert_eq!(header(&to_carrier, "Call-ID"), Some("m1@10.0.1.10"));
+    assert!(header(&to_carrier, "From").unwrap().ends_with(";tag=gw1"));
+    assert!(header(&to_carrier, "To").unwrap().ends_with(";tag=ca1"));
+    assert_eq!(header(&to_carrier, "CSeq"), Some("1 BYE"));
+    assert_eq!(out[1].dst, addr(GATEWAY));
+    assert!(
+        to_gateway.starts_with("BYE sip:lk@203.0.113.10:5060 SIP/2.0"),
+        "{to_gateway}"
+    );
+    assert_eq!(header(&to_gateway, "Call-ID"), header(&fwd, "Call-ID"));
+    assert!(header(&to_gateway, "From").unwrap().ends_with(";tag=ca1"));
+    assert!(header(&to_gateway, "To").unwrap().ends_with(";tag=gw1"));
+    assert_eq!(
+        header(&to_gateway, "CSeq"),
+        Some("2 BYE"),
+        "after the INVITE's CSeq 1"
+    );
+    assert!(!to_gateway.contains("10.0."), "{to_gateway}");
+    assert_eq!(lab.stats.calls_up.get(), 0);
+    assert_eq!(lab.engine.dialog_count(), 0);
+    let mut cmds = Vec::new();
+    lab.engine.take_media_commands(&mut cmds);
+    assert!(cmds.contains(&MediaCmd::Remove {
+        side: Side::Private,
+        port: 10000
+    }));
+    // A second report for the same port finds nothing.
+    lab.engine.media_idle(Side::Private, 10000, &mut out);
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn media_ports_are_allocated_rewritten_and_released() {
+    use crate::media::relay::MediaCmd;
+    let mut lab = media_lab();
     let free = lab.engine.free_port_pairs();
     let inv = invite("m1", "m1").replace(
         "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",

@@ -317,6 +317,19 @@ impl RelayTable {
         self.streams.len() - self.free.len()
     }
 
+    /// Calls `f` with the first end of every RTP stream that relayed nothing
+    /// for `timeout` ms, and restarts its clock (so it is reported again one
+    /// timeout later if it stays silent).
+    pub fn idle(&mut self, now: u64, timeout: u64, mut f: impl FnMut(Side, u16)) {
+        for s in self.streams.iter_mut().flatten() {
+            if !s.rtcp && now.saturating_sub(s.last_active) >= timeout {
+                s.last_active = now;
+                let [first, _] = &s.ends;
+                f(first.side, first.port);
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -604,5 +617,26 @@ mod tests {
         pairs.give(10004);
         pairs.give(10005);
         assert_eq!(pairs.available(), 1);
+    }
+
+    #[test]
+    fn idle_streams_are_reported_once_per_timeout() {
+        let (mut t, _) = table();
+        let mut seen = Vec::new();
+        t.idle(59_999, 60_000, |side, port| seen.push((side, port)));
+        assert!(seen.is_empty());
+        t.verdict(
+            Side::Private,
+            10000,
+            addr("10.0.1.10:40000"),
+            &rtp(1, 0),
+            30_000,
+        );
+        t.idle(60_000, 60_000, |side, port| seen.push((side, port)));
+        assert!(seen.is_empty(), "media at 30 s keeps it alive");
+        t.idle(90_000, 60_000, |side, port| seen.push((side, port)));
+        assert_eq!(seen, vec![(Side::Private, 10000)]);
+        t.idle(91_000, 60_000, |side, port| seen.push((side, port)));
+        assert_eq!(seen.len(), 1);
     }
 }

@@ -82,9 +82,29 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
     let mut bufs: Vec<Vec<u8>> = (0..MEDIA_BATCH).map(|_| vec![0u8; MEDIA_BUF]).collect();
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(MEDIA_BATCH, None);
     let start = Instant::now();
+    let mut next_scan = 1_000;
     while !shared.quit.load(Ordering::Relaxed) {
-        while let Some(cmd) = shared.media_cmds.pop() {
+        let now = start.elapsed().as_millis() as u64;
+        while let Some(mut cmd) = shared.media_cmds.pop() {
+            if let MediaCmd::Install(stream) = &mut cmd {
+                stream.last_active = now;
+            }
             apply(cmd, &settings, &mut table, &mut sockets, &epoll, stats);
+        }
+        if now >= next_scan {
+            next_scan = now + 1_000;
+            let mut reported = false;
+            table.idle(now, settings.timeout, |side, port| {
+                if shared.media_idle.push((side, port)).is_err() {
+                    stats.commands_dropped.inc();
+                }
+                reported = true;
+            });
+            if reported {
+                if let Some(engine) = shared.engine_waker.get() {
+                    engine.unpark();
+                }
+            }
         }
         let ready = epoll
             .wait(&mut events, EpollTimeout::from(20u16))
