@@ -40,6 +40,9 @@ SBC_PRIV = f"{SBC_PRIV_IP}:5060"
 SBC_PUB = f"{SBC_PUB_IP}:5080"
 GW1_IP, GW2_IP, GW3_IP = "203.0.113.10", "203.0.113.11", "203.0.113.12"
 API_BASE = "http://127.0.0.1:8080"
+SIPP_MEDIA_PORT = 6000          # sipp's -mp default: its RTP echo socket, the port [media_port] gives
+MEDIA_PORTS = (10000, 60000)    # the SBC's default relay port range
+PRIVATE_RE = re.compile(rb"\b10\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 
 CONFIG_TEMPLATE = """\
 [sip]
@@ -360,6 +363,13 @@ class Api:
             raise ApiError(f"GET /api/v1/status -> {r.code} {r.body[:200]}")
         return r.json()
 
+    def media(self) -> dict:
+        """The "media" object of GET /api/v1/status (streams, sockets, relayed, dropped_*, ...)."""
+        m = self.status().get("media")
+        if not isinstance(m, dict):
+            raise ApiError("GET /api/v1/status has no media object")
+        return m
+
     def snapshot_version(self):
         try:
             return self.status().get("snapshot_version")
@@ -529,6 +539,19 @@ class SipMsg:
         return h[0] if h else None
 
     @property
+    def body(self) -> str:
+        return self.text.split("\n\n", 1)[1] if "\n\n" in self.text else ""
+
+    @property
+    def sdp(self) -> "Sdp | None":
+        return parse_sdp(self.body)
+
+    @property
+    def cseq_method(self) -> str | None:
+        c = self.header("CSeq")
+        return c.split()[-1].upper() if c and c.split() else None
+
+    @property
     def ruri_user(self) -> str | None:
         m = re.match(r"^[A-Z]+ sips?:([^@;>\s]+)@", self.first_line)
         return m.group(1) if m else None
@@ -536,6 +559,56 @@ class SipMsg:
     @property
     def call_id(self) -> str | None:
         return self.header("Call-ID") or self.header("i")
+
+
+@dataclass
+class Sdp:
+    """What the lab tests look at in an SDP body (the first m=audio line)."""
+    origin: str | None      # o= address
+    conn: str | None        # c= address of the audio stream (media level over session level)
+    port: int | None        # m=audio port
+    rtcp: str | None        # a=rtcp value, if any
+    direction: str          # a=sendrecv|sendonly|recvonly|inactive (sendrecv when absent)
+    text: str
+
+    @property
+    def addr(self) -> tuple[str | None, int | None]:
+        return self.conn, self.port
+
+
+def parse_sdp(body: str) -> Sdp | None:
+    if not body.lstrip().startswith("v=0"):
+        return None
+    origin = sess_c = media_c = port = rtcp = None
+    direction = sess_dir = None
+    in_audio = seen_audio = False
+    for line in body.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if line.startswith("o="):
+            f = line[2:].split()
+            origin = f[5] if len(f) >= 6 else None
+        elif line.startswith("m="):
+            in_audio = line.startswith("m=audio ") and not seen_audio
+            if in_audio:
+                seen_audio = True
+                f = line.split()
+                port = int(f[1].split("/")[0]) if len(f) > 1 and f[1].split("/")[0].isdigit() else None
+        elif line.startswith("c="):
+            addr = line.split()[-1].split("/")[0]
+            if in_audio:
+                media_c = addr
+            elif not seen_audio:
+                sess_c = addr
+        elif line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive") and line.startswith("a="):
+            if in_audio:
+                direction = line[2:]
+            elif not seen_audio:
+                sess_dir = line[2:]
+        elif line.startswith("a=rtcp:") and in_audio:
+            rtcp = line[len("a=rtcp:"):]
+    if not seen_audio:
+        return None
+    return Sdp(origin, media_c or sess_c, port, rtcp, direction or sess_dir or "sendrecv", body)
 
 
 _SIPP_STAMP = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*$", re.M)
@@ -785,12 +858,16 @@ def options_status(ns: str = "carrier", bind: str = CARRIER_IP, to: str = SBC_PR
 # ----------------------------------------------------------------------------------------------
 
 class Capture:
-    def __init__(self, ns: str, iface: str, path: Path):
+    """tcpdump on `iface` in `ns` into `path`; `filter` is a pcap filter expression (None or ""
+    captures everything, ARP included)."""
+
+    def __init__(self, ns: str, iface: str, path: Path, filter: str | None = "udp"):
         self.path = path
         self._log = open(str(path) + ".log", "wb")
-        self.proc = spawn(nsexec(ns, ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-Z", "root",
-                                      "-w", path, "udp"]),
-                          stdout=subprocess.DEVNULL, stderr=self._log)
+        argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-Z", "root", "-w", path]
+        if filter:
+            argv.append(filter)
+        self.proc = spawn(nsexec(ns, argv), stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             if path.exists() and path.stat().st_size >= 24:
@@ -806,9 +883,9 @@ class Capture:
         self._log.close()
 
 
-def read_pcap_udp(path: Path):
-    """Yield (ts, src, sport, dst, dport, payload) for every UDP/IPv4 datagram of a pcap file
-    (Ethernet or Linux cooked link type; IPv4 fragments are reassembled)."""
+def pcap_frames(path: Path):
+    """Yield (ts, ethertype, layer-3 bytes) for every frame of a pcap file (Ethernet, Linux
+    cooked or raw IPv4 link type)."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 24:
@@ -820,9 +897,9 @@ def read_pcap_udp(path: Path):
         endian = ">"
     else:
         raise ValueError(f"{path}: not a pcap file (magic {magic.hex()})")
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
     linktype = struct.unpack(endian + "I", data[20:24])[0]
     off = 24
-    frags: dict = {}
     while off + 16 <= len(data):
         ts_s, ts_f, incl, _orig = struct.unpack(endian + "IIII", data[off:off + 16])
         off += 16
@@ -837,12 +914,39 @@ def read_pcap_udp(path: Path):
                 etype = struct.unpack("!H", pkt[16:18])[0]
                 l3 = pkt[18:]
         elif linktype == 113:  # Linux cooked
+            if len(pkt) < 16:
+                continue
             etype = struct.unpack("!H", pkt[14:16])[0]
             l3 = pkt[16:]
         elif linktype in (101, 228):  # raw IPv4
             etype, l3 = 0x0800, pkt
         else:
             continue
+        yield ts_s + ts_f / (1e9 if nano else 1e6), etype, l3
+
+
+def _ip4(b: bytes) -> str:
+    return ".".join(str(x) for x in b)
+
+
+def pcap_addresses(path: Path):
+    """Yield (ts, kind, src, dst) for every IPv4 packet (kind "ip/<protocol number>": the
+    addresses of its IP header) and every ARP packet (kind "arp": sender and target protocol
+    addresses) of a pcap file; kind "other/<ethertype hex>" for anything else (src, dst None)."""
+    for ts, etype, l3 in pcap_frames(path):
+        if etype == 0x0800 and len(l3) >= 20:
+            yield ts, f"ip/{l3[9]}", _ip4(l3[12:16]), _ip4(l3[16:20])
+        elif etype == 0x0806 and len(l3) >= 28:
+            yield ts, "arp", _ip4(l3[14:18]), _ip4(l3[24:28])
+        else:
+            yield ts, f"other/{etype:04x}", None, None
+
+
+def read_pcap_udp(path: Path):
+    """Yield (ts, src, sport, dst, dport, payload) for every UDP/IPv4 datagram of a pcap file
+    (Ethernet or Linux cooked link type; IPv4 fragments are reassembled)."""
+    frags: dict = {}
+    for ts, etype, l3 in pcap_frames(path):
         if etype != 0x0800 or len(l3) < 20:
             continue
         ihl = (l3[0] & 0x0F) * 4
@@ -878,7 +982,7 @@ def read_pcap_udp(path: Path):
         if len(body) < 8:
             continue
         sport, dport = struct.unpack("!HH", body[:4])
-        yield ts_s + ts_f / 1e6, src, sport, dst, dport, body[8:]
+        yield ts, src, sport, dst, dport, body[8:]
 
 
 def setup_latencies_from_pcap(path: Path, uac_ip: str) -> list[float]:
@@ -899,3 +1003,82 @@ def setup_latencies_from_pcap(path: Path, uac_ip: str) -> list[float]:
             if cid in sent and cid not in done:
                 done[cid] = ts
     return [(done[c] - sent[c]) * 1000.0 for c in done]
+
+
+# ----------------------------------------------------------------------------------------------
+# RTP in captures, and private addresses on the public side
+# ----------------------------------------------------------------------------------------------
+
+def sipp_pcap(name: str = "g711a.pcap") -> Path:
+    """An audio capture sip-tester ships (play_pcap_audio in scripts/sipp/uac_rtp*.xml uses
+    /usr/share/sip-tester/g711a.pcap: 236 PCMA packets, 30 ms apart, 7 s)."""
+    return Path("/usr/share/sip-tester") / name
+
+
+@dataclass(frozen=True)
+class RtpPkt:
+    ts: float
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    pt: int
+    seq: int
+    ssrc: int
+    payload: bytes          # the whole RTP packet (header included)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.ssrc, self.seq
+
+
+def rtp_packets(path: Path) -> list[RtpPkt]:
+    """Every UDP datagram of a capture that looks like RTP (version 2, not RTCP). SIP text never
+    does: its first byte is a letter (version bits 01)."""
+    out = []
+    for ts, src, sport, dst, dport, data in read_pcap_udp(path):
+        if len(data) < 12 or data[0] >> 6 != 2 or 72 <= (data[1] & 0x7F) <= 76:
+            continue
+        seq, = struct.unpack("!H", data[2:4])
+        ssrc, = struct.unpack("!I", data[8:12])
+        out.append(RtpPkt(ts, src, sport, dst, dport, data[1] & 0x7F, seq, ssrc, data))
+    return out
+
+
+def rtp_flow(pkts: list[RtpPkt], src: tuple[str, int | None], dst: tuple[str, int | None],
+             since: float | None = None) -> list[RtpPkt]:
+    """The packets from src to dst ((ip, port); port None: any), at or after `since`."""
+    return [p for p in pkts
+            if p.src == src[0] and (src[1] is None or p.sport == src[1])
+            and p.dst == dst[0] and (dst[1] is None or p.dport == dst[1])
+            and (since is None or p.ts >= since)]
+
+
+def private_sip_leaks(path: Path) -> tuple[int, list[tuple]]:
+    """Private (10.x) addresses in the UDP payloads of a capture: every line of each SIP message
+    (headers and SDP), and non-SIP payloads as a whole. Returns (number of SIP messages,
+    [(ts, src, sport, dst, dport, first line or "<non-SIP payload>", offending line)])."""
+    sip, leaks = 0, []
+    for ts, src, sport, dst, dport, payload in read_pcap_udp(path):
+        if not (payload.startswith(b"SIP/2.0 ") or re.match(rb"^[A-Z]+ \S+ SIP/2\.0\r\n", payload)):
+            m = PRIVATE_RE.search(payload)
+            if m:
+                leaks.append((ts, src, sport, dst, dport, "<non-SIP payload>", m.group().decode()))
+            continue
+        sip += 1
+        for line in payload.split(b"\r\n"):
+            if PRIVATE_RE.search(line):
+                first = payload.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+                leaks.append((ts, src, sport, dst, dport, first, line.decode("utf-8", "replace")))
+    return sip, leaks
+
+
+def private_header_leaks(path: Path, prefix: str = "10.") -> tuple[int, list[tuple]]:
+    """Packets of a capture whose IPv4 header (or ARP sender/target) has an address starting
+    with `prefix`. Returns (packets looked at, [(ts, kind, src, dst)])."""
+    n, bad = 0, []
+    for ts, kind, src, dst in pcap_addresses(path):
+        n += 1
+        if (src or "").startswith(prefix) or (dst or "").startswith(prefix):
+            bad.append((ts, kind, src, dst))
+    return n, bad

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{
     recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrIn,
 };
@@ -69,6 +70,8 @@ pub struct Shared {
     media_idle: ArrayQueue<(Side, u16)>,
     /// The engine thread, for the relay to wake it.
     engine_waker: std::sync::OnceLock<thread::Thread>,
+    /// Wakes the relay out of its epoll wait when stream commands arrive.
+    media_wake: Option<EventFd>,
     pub io: Arc<IoStats>,
     pub media: Arc<MediaStats>,
 }
@@ -96,6 +99,7 @@ impl SocketBackend {
             snapshots: ArrayQueue::new(4),
             media_cmds: ArrayQueue::new(MEDIA_RING),
             media_idle: ArrayQueue::new(MEDIA_RING),
+            media_wake: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok(),
             engine_waker: std::sync::OnceLock::new(),
             io: Arc::default(),
             media: Arc::default(),
@@ -334,9 +338,8 @@ fn engine_loop(
         } else {
             skipped_ticks += 1;
         }
-        if !out.is_empty() {
-            send_all(&sockets, &mut headers, &mut out, stats);
-        }
+        // Streams first, then the SIP that announces them: the relay is
+        // ready before a peer can send to a port it just learned.
         engine.take_media_commands(&mut media_cmds);
         if !media_cmds.is_empty() {
             for cmd in media_cmds.drain(..) {
@@ -344,9 +347,15 @@ fn engine_loop(
                     shared.media.commands_dropped.inc();
                 }
             }
+            if let Some(wake) = &shared.media_wake {
+                let _ = wake.write(1);
+            }
             if let Some(m) = media {
                 m.unpark();
             }
+        }
+        if !out.is_empty() {
+            send_all(&sockets, &mut headers, &mut out, stats);
         }
         if handled == 0 {
             let wait = engine

@@ -19,6 +19,8 @@ use crate::engine::{MediaSettings, Side};
 use crate::media::relay::{MediaCmd, RelayTable, Stream, Verdict};
 use crate::stats::MediaStats;
 
+/// The epoll key of the engine's wake-up eventfd (port keys stay below 2^17).
+const WAKE: u64 = u64::MAX;
 /// Largest RTP/RTCP datagram we relay whole.
 const MEDIA_BUF: usize = 2048;
 const MEDIA_BATCH: usize = 32;
@@ -78,6 +80,9 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
         tracing::error!("media relay: cannot create an epoll instance");
         return;
     };
+    if let Some(wake) = &shared.media_wake {
+        let _ = epoll.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE));
+    }
     let mut events = [EpollEvent::empty(); 64];
     let mut bufs: Vec<Vec<u8>> = (0..MEDIA_BATCH).map(|_| vec![0u8; MEDIA_BUF]).collect();
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(MEDIA_BATCH, None);
@@ -85,12 +90,6 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
     let mut next_scan = 1_000;
     while !shared.quit.load(Ordering::Relaxed) {
         let now = start.elapsed().as_millis() as u64;
-        while let Some(mut cmd) = shared.media_cmds.pop() {
-            if let MediaCmd::Install(stream) = &mut cmd {
-                stream.last_active = now;
-            }
-            apply(cmd, &settings, &mut table, &mut sockets, &epoll, stats);
-        }
         if now >= next_scan {
             next_scan = now + 1_000;
             let mut reported = false;
@@ -110,7 +109,21 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
             .wait(&mut events, EpollTimeout::from(20u16))
             .unwrap_or(0);
         let now = start.elapsed().as_millis() as u64;
+        // Stream commands before any packet of this round: the engine sends
+        // the SDP that names a port only after queueing its stream.
+        while let Some(mut cmd) = shared.media_cmds.pop() {
+            if let MediaCmd::Install(stream) = &mut cmd {
+                stream.last_active = now;
+            }
+            apply(cmd, &settings, &mut table, &mut sockets, &epoll, stats);
+        }
         for ev in events.get(..ready).unwrap_or_default() {
+            if ev.data() == WAKE {
+                if let Some(wake) = &shared.media_wake {
+                    let _ = wake.read();
+                }
+                continue;
+            }
             let (side, port) = unkey(ev.data());
             let Some(sock) = sockets.get(side, port) else {
                 continue;
