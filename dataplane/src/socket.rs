@@ -105,18 +105,14 @@ impl SocketBackend {
             media: Arc::default(),
         });
         let mut threads = Vec::new();
-        let media_thread = match cfg.engine.media {
-            Some(settings) => {
-                let shared = shared.clone();
-                let t = thread::Builder::new()
+        if let Some(settings) = cfg.engine.media {
+            let shared = shared.clone();
+            threads.push(
+                thread::Builder::new()
                     .name("media-relay".into())
-                    .spawn(move || crate::socket::media::relay_loop(settings, &shared))?;
-                let waker = t.thread().clone();
-                threads.push(t);
-                Some(waker)
-            }
-            None => None,
-        };
+                    .spawn(move || crate::socket::media::relay_loop(settings, &shared))?,
+            );
+        }
         let engine = SipEngine::new(cfg.engine.clone(), snapshot, stats.clone());
         let core = pick_core(cfg.sip_core);
         let engine_thread = {
@@ -127,7 +123,7 @@ impl SocketBackend {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    engine_loop(engine, tx_sockets, &shared, media_thread.as_ref());
+                    engine_loop(engine, tx_sockets, &shared);
                 })?
         };
         let waker = engine_thread.thread().clone();
@@ -287,12 +283,7 @@ pub(crate) fn receive_batch(
     }
 }
 
-fn engine_loop(
-    mut engine: SipEngine,
-    sockets: [UdpSocket; 2],
-    shared: &Shared,
-    media: Option<&thread::Thread>,
-) {
+fn engine_loop(mut engine: SipEngine, sockets: [UdpSocket; 2], shared: &Shared) {
     let (quit, ring, free, snapshots, stats) = (
         &shared.quit,
         &shared.rx_ring,
@@ -349,9 +340,6 @@ fn engine_loop(
             }
             if let Some(wake) = &shared.media_wake {
                 let _ = wake.write(1);
-            }
-            if let Some(m) = media {
-                m.unpark();
             }
         }
         if !out.is_empty() {

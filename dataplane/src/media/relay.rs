@@ -10,7 +10,7 @@
 //! counted by reason. The payload is never looked at beyond the RTP header
 //! used for statistics, so any codec and RFC 4733 DTMF pass through.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use crate::engine::Side;
 
@@ -453,11 +453,6 @@ impl PortPairs {
     pub fn available(&self) -> usize {
         self.free.len()
     }
-}
-
-/// The address of a media line's peer as an RTP socket address.
-pub fn sdp_peer(addr: Ipv4Addr, port: u16) -> Option<SocketAddrV4> {
-    (port != 0).then_some(SocketAddrV4::new(addr, port))
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::Ordering;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{MultiHeaders, SockaddrIn};
@@ -158,9 +157,6 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
         stats.dropped_wrong_source.set(wrong);
         stats.dropped_no_destination.set(nowhere);
         stats.streams.set(table.len() as u64);
-        if ready == 0 && shared.media_cmds.is_empty() {
-            thread::park_timeout(Duration::from_millis(1));
-        }
     }
 }
 
