@@ -950,6 +950,11 @@ class RtpRun:
                 out.append(m)
         return out
 
+    def call_id(self) -> str | None:
+        """The Call-ID of the caller's INVITE (the caller leg's, as the SBC records it)."""
+        return next((m.call_id for m in self.uac_msgs
+                     if m.direction == "sent" and m.is_request("INVITE")), None)
+
     def answer_msgs(self) -> list:
         """Every 200 to an INVITE with SDP the caller received (first copy per CSeq)."""
         return self._first_per_cseq(self.uac_msgs, lambda m: m.is_response(200, "INVITE"))
@@ -1141,6 +1146,33 @@ def check_no_leak(run: RtpRun) -> None:
                        f"header: " + "; ".join(f"{k} {s} -> {d}" for _, k, s, d in bad[:8]))
 
 
+def check_call_record(ctx: Ctx, run: RtpRun, c: dict, result: str) -> dict:
+    """The SBC's record of the call just made (GET /api/v1/calls, newest): its result, direction,
+    and per-direction RTP figures that agree with the captures (within 1 %) with nothing lost."""
+    deadline = time.monotonic() + 3
+    while True:
+        calls = ctx.api.calls(1)
+        rec = calls[0] if calls else {}
+        if rec.get("caller_call_id") == run.call_id() or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    check(rec.get("caller_call_id") == run.call_id(),
+          f"GET /api/v1/calls has no record of call {run.call_id()}: {calls}")
+    want_dir = "inbound" if run.a is CARRIER_LEG else "outbound"
+    check(rec["result"] == result and rec["direction"] == want_dir,
+          f"call record says {rec['result']}/{rec['direction']}, want {result}/{want_dir}: {rec}")
+    check(len(rec["media"]) == 1, f"call record has {len(rec['media'])} media lines, want 1: {rec}")
+    m = rec["media"][0]
+    for key, seen in (("from_caller", c["sent"]), ("from_callee", c["back"])):
+        got = m[key]
+        check(abs(got["packets"] - seen) <= max(1, seen // 100) and got["lost"] == 0,
+              f"call record {key}: {got['packets']} packets, {got['lost']} lost; the captures show "
+              f"{seen} arriving: {rec}")
+        check(got["bytes"] >= 172 * got["packets"], f"call record {key}: bytes {got['bytes']} "
+              f"for {got['packets']} PCMA packets of 172 bytes: {rec}")
+    return rec
+
+
 def rtp_relay_test(ctx: Ctx, name: str, inbound: bool) -> None:
     run = rtp_call(ctx, name, inbound=inbound)
     check_anchored(run)
@@ -1148,6 +1180,7 @@ def rtp_relay_test(ctx: Ctx, name: str, inbound: bool) -> None:
     check_crossing(run, c, int(0.95 * PCAP_PACKETS))
     check_no_leak(run)
     check_media_counters(run, c)
+    check_call_record(ctx, run, c, "answered")
     pa, pb = c["ports"]
     print(f"  ({run.a.ns} -> {run.b.ns}: {c['fwd_ok']}/{c['sent']} relayed via {run.a.sbc_ip}:{pa} -> "
           f"{run.b.sbc_ip}:{pb}, echo {c['back_ok']}/{c['back']}; media.relayed +{run.delta('relayed')}, "
@@ -1165,6 +1198,37 @@ def t_rtp_relay(ctx: Ctx):
 def t_rtp_relay_outbound(ctx: Ctx):
     """The same for an outbound call: gateway .10 -> SBC public -> carrier 10.0.1.10."""
     rtp_relay_test(ctx, "rtp_relay_outbound", inbound=False)
+
+
+def t_rtp_media_timeout(ctx: Ctx):
+    """With [media] timeout_s = 3, a call whose audio stops (the carrier plays g711a.pcap for 7 s,
+    the gateway echoes it, then both fall silent without hanging up) is ended by the SBC with a
+    BYE to both sides about 3 s after the last packet; counted as media_timeout in
+    /api/v1/stats/calls, recorded with its media in /api/v1/calls, ports and streams freed."""
+    try:
+        ctx.sbc.restart(LAB_ROUTING, media={"timeout_s": 3})
+        before = ctx.api.call_stats()["totals"].get("media_timeout", 0)
+        run = rtp_call(ctx, "rtp_media_timeout", uac_scen="uac_rtp_timeout")
+        check(run.ur.successful == 1, f"the gateway did not get the SBC's BYE: {run.ur.summary()}\n"
+                                      f"{tail_if(run.ur.files.get('errors'))}")
+        c = crossing(run)
+        check_crossing(run, c, int(0.95 * PCAP_PACKETS))
+        check_media_counters(run, c)
+        after = ctx.api.call_stats()["totals"].get("media_timeout", 0)
+        check(after - before == 1, f"stats/calls media_timeout went up by {after - before}, want 1")
+        rec = check_call_record(ctx, run, c, "media_timeout")
+        # 7 s of audio, then 3 s of silence, found by a once-a-second scan.
+        check(9_500 <= rec["duration_ms"] <= 13_000,
+              f"the call lasted {rec['duration_ms']} ms after the answer: want the 7 s of audio "
+              f"plus the 3 s timeout (+ up to 1 s scan): {rec}")
+        byes = [m for m in run.uac_msgs if m.is_request("BYE") and m.direction == "received"]
+        check(byes and "media timeout" in (byes[0].header("Reason") or ""),
+              f"the carrier's BYE has no Reason naming the media timeout: "
+              f"{byes[0].head if byes else 'no BYE received'}")
+        print(f"  (ended {rec['duration_ms']} ms after the answer; relayed {c['fwd_ok']}/{c['sent']} "
+              f"and {c['back_ok']}/{c['back']})", flush=True)
+    finally:
+        ctx.sbc.restart(LAB_ROUTING)
 
 
 def t_rtp_hold_resume(ctx: Ctx):
@@ -1412,6 +1476,7 @@ TESTS = [
     ("rtp_relay_outbound", t_rtp_relay_outbound),
     ("rtp_hold_resume", t_rtp_hold_resume),
     ("rtp_spoof_dropped", t_rtp_spoof_dropped),
+    ("rtp_media_timeout", t_rtp_media_timeout),
     ("rtp_no_leak_after_calls", t_rtp_no_leak_after_calls),
     ("rtp_first_packet", t_rtp_first_packet),
     ("no_answer_408", t_no_answer_408),

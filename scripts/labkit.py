@@ -51,7 +51,7 @@ public  = "{pub}"
 [media]
 private_ip = "{priv_ip}"
 public_ip  = "{pub_ip}"
-[dataplane]
+{media_extra}[dataplane]
 backend = "socket"
 [database]
 url = "{db}"
@@ -227,21 +227,24 @@ class Sbc:
         atexit.register(shutil.rmtree, self.tmp, True)
         self.write_config(routing)
 
-    def write_config(self, routing: dict | None) -> None:
+    def write_config(self, routing: dict | None, media: dict | None = None) -> None:
         self.routing = dict(routing) if routing else None
+        media_extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in (media or {}).items())
         text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
-                                      pub_ip=SBC_PUB_IP, db=self.db_url)
+                                      pub_ip=SBC_PUB_IP, db=self.db_url, media_extra=media_extra)
         if self.routing:
             text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
         self.config.write_text(text)
         shutil.copy(self.config, self.out_dir / "sbc.toml")
 
-    def restart(self, routing: dict | None = None, api_timeout: float = 10.0) -> None:
-        """Stop, rewrite the config with `routing` (None: keep the current one), start again.
-        Provisioning survives (same database); counters and live calls do not."""
+    def restart(self, routing: dict | None = None, api_timeout: float = 10.0,
+                media: dict | None = None) -> None:
+        """Stop, rewrite the config with `routing` and extra [media] keys `media` (both None: keep
+        the current config), start again. Provisioning survives (same database); counters and
+        live calls do not."""
         self.stop()
-        if routing is not None:
-            self.write_config(routing)
+        if routing is not None or media is not None:
+            self.write_config(routing if routing is not None else self.routing, media)
         self.start(api_timeout)
 
     def start(self, api_timeout: float = 10.0) -> None:
@@ -433,6 +436,13 @@ class Api:
         if r.code != 200 or not isinstance(r.json(), dict):
             raise ApiError(f"GET /api/v1/stats/calls -> {r.code} {r.body[:300]}")
         return r.json()
+
+    def calls(self, limit: int = 1) -> list:
+        """The latest finished calls (GET /api/v1/calls), newest first."""
+        r = self.request("GET", f"/api/v1/calls?limit={limit}")
+        if r.code != 200 or not isinstance(r.json(), dict):
+            raise ApiError(f"GET /api/v1/calls -> {r.code} {r.body[:300]}")
+        return r.json()["calls"]
 
     def delete_carrier(self, cid) -> None:
         self._delete(f"/api/v1/carriers/{cid}")

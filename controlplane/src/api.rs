@@ -2,13 +2,13 @@
 //! tenants and status. Every successful write rebuilds the routing snapshot
 //! and hands it to the SIP engine before the answer goes out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use sbc_dataplane::routing::{self, Decision, RouteRequest, RouteSnapshot};
 use sbc_dataplane::sip::grammar::SipUri;
-use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
+use sbc_dataplane::stats::{CallRecord, EngineStats, IoStats, MediaStats, RtpSummary};
 use sbc_dataplane::Side;
 use serde_json::{json, Map, Value};
 
@@ -37,6 +37,8 @@ pub struct AppState {
     pub current: Arc<RwLock<(Arc<RouteSnapshot>, Instant)>>,
     /// Call outcomes by tenant and result, drained from the engine's ring.
     pub calls: Arc<Mutex<CallCounts>>,
+    /// The latest finished calls with their media, newest last.
+    pub records: Arc<Mutex<VecDeque<CallRecord>>>,
     /// Bearer token every request must carry, when set.
     pub token: Option<Arc<str>>,
 }
@@ -48,6 +50,9 @@ pub struct Counters {
     pub io: Arc<IoStats>,
     pub media: Arc<MediaStats>,
 }
+
+/// How many finished calls `GET /api/v1/calls` can show.
+pub const KEEP_RECORDS: usize = 1000;
 
 /// tenant ("-" for none) → result → count.
 pub type CallCounts = BTreeMap<String, BTreeMap<&'static str, u64>>;
@@ -69,22 +74,31 @@ impl AppState {
             started: Instant::now(),
             current: Arc::new(RwLock::new((first, Instant::now()))),
             calls: Arc::new(Mutex::new(BTreeMap::new())),
+            records: Arc::new(Mutex::new(VecDeque::with_capacity(KEEP_RECORDS))),
             token: token.map(Arc::from),
         }
     }
 
-    /// Moves the engine's call outcomes into the per-tenant counts.
+    /// Moves the engine's call outcomes into the per-tenant counts and its
+    /// finished calls into the list of the latest ones.
     pub fn drain_call_events(&self) {
-        let Ok(mut counts) = self.calls.lock() else {
-            return;
-        };
-        while let Some(e) = self.stats.engine.call_events.pop() {
-            let tenant = e.tenant.unwrap_or_else(|| "-".to_string());
-            *counts
-                .entry(tenant)
-                .or_default()
-                .entry(e.result.name())
-                .or_default() += 1;
+        if let Ok(mut counts) = self.calls.lock() {
+            while let Some(e) = self.stats.engine.call_events.pop() {
+                let tenant = e.tenant.unwrap_or_else(|| "-".to_string());
+                *counts
+                    .entry(tenant)
+                    .or_default()
+                    .entry(e.result.name())
+                    .or_default() += 1;
+            }
+        }
+        if let Ok(mut records) = self.records.lock() {
+            while let Some(r) = self.stats.engine.call_records.pop() {
+                if records.len() == KEEP_RECORDS {
+                    records.pop_front();
+                }
+                records.push_back(r);
+            }
         }
     }
 
@@ -150,6 +164,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/tenants/{id}"),
     ("post", "/api/v1/route"),
     ("get", "/api/v1/stats/calls"),
+    ("get", "/api/v1/calls"),
 ];
 
 /// The OpenAPI 3 document served at `/api/v1/openapi.json`.
@@ -161,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/route", post(route))
         .route("/api/v1/stats/calls", get(call_stats))
+        .route("/api/v1/calls", get(recent_calls))
         .route("/api/v1/carriers", get(list_carriers).post(add_carrier))
         .route("/api/v1/carriers/{id}", delete(delete_carrier))
         .route("/api/v1/gateways", get(list_gateways).post(add_gateway))
@@ -271,6 +287,61 @@ async fn call_stats(State(s): State<AppState>) -> Json<Value> {
         "by_tenant": counts,
         "totals": totals,
     }))
+}
+
+/// `GET /api/v1/calls?limit=N`: the latest finished calls, newest first,
+/// with what their media carried each way.
+async fn recent_calls(
+    State(s): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError::bad(k, "unknown query parameter"));
+    }
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=KEEP_RECORDS).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad(
+                    "limit",
+                    &format!("must be a number from 1 to {KEEP_RECORDS}"),
+                ))
+            }
+        },
+    };
+    s.drain_call_events();
+    let records = s.records.lock().map(|r| r.clone()).unwrap_or_default();
+    let calls: Vec<Value> = records.iter().rev().take(limit).map(record_json).collect();
+    Ok(Json(json!({ "calls": calls })))
+}
+
+fn record_json(r: &CallRecord) -> Value {
+    let rtp = |x: &RtpSummary| {
+        json!({
+            "packets": x.packets,
+            "bytes": x.bytes,
+            "lost": x.lost,
+            "jitter_ms": (x.jitter_ms * 100.0).round() / 100.0,
+        })
+    };
+    json!({
+        "call": r.call,
+        "tenant": r.tenant,
+        "result": r.result.name(),
+        "direction": match r.caller_side {
+            Side::Private => "inbound",
+            Side::Public => "outbound",
+        },
+        "caller_call_id": r.caller_call_id,
+        "callee_call_id": r.callee_call_id,
+        "setup_ms": r.setup_ms,
+        "duration_ms": r.duration_ms,
+        "media": r.media.iter().map(|m| json!({
+            "from_caller": rtp(&m.from_caller),
+            "from_callee": rtp(&m.from_callee),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Rebuilds the snapshot from SQL and hands it to the engine.

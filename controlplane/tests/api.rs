@@ -383,6 +383,54 @@ async fn call_stats_count_engine_events_by_tenant() {
 }
 
 #[tokio::test]
+async fn finished_calls_are_listed_newest_first_with_their_media() {
+    use sbc_dataplane::stats::{CallRecord, CallResult, MediaLine, RtpSummary};
+    use sbc_dataplane::Side;
+    let api = api_with(None).await;
+    let figures = |packets| RtpSummary {
+        packets,
+        bytes: packets * 172,
+        lost: 2,
+        jitter_ms: 1.234,
+    };
+    for call in 1..=3u64 {
+        api.state.stats.engine.record(CallRecord {
+            call,
+            tenant: Some("acme".into()),
+            result: CallResult::Answered,
+            caller_side: Side::Private,
+            caller_call_id: format!("c{call}"),
+            callee_call_id: format!("g{call}"),
+            setup_ms: Some(12),
+            duration_ms: 4000,
+            media: vec![MediaLine {
+                from_caller: figures(200),
+                from_callee: figures(199),
+            }],
+        });
+    }
+    let (code, d) = api.call("GET", "/api/v1/calls?limit=2", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let calls = d["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["call"], 3);
+    assert_eq!(calls[1]["call"], 2);
+    assert_eq!(calls[0]["direction"], "inbound");
+    assert_eq!(calls[0]["result"], "answered");
+    assert_eq!(calls[0]["caller_call_id"], "c3");
+    assert_eq!(calls[0]["media"][0]["from_caller"]["packets"], 200);
+    assert_eq!(calls[0]["media"][0]["from_callee"]["bytes"], 199 * 172);
+    assert_eq!(calls[0]["media"][0]["from_callee"]["lost"], 2);
+    assert_eq!(calls[0]["media"][0]["from_callee"]["jitter_ms"], 1.23);
+    for bad in ["limit=0", "limit=1001", "limit=x", "page=2"] {
+        let (code, d) = api.call("GET", &format!("/api/v1/calls?{bad}"), "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}");
+        let field = bad.split('=').next().unwrap();
+        assert!(d["error"].as_str().unwrap().contains(field), "{d}");
+    }
+}
+
+#[tokio::test]
 async fn bearer_token_guards_every_route() {
     let mut api = api_with(Some("s3cret")).await;
     api.token = None;

@@ -103,6 +103,13 @@ fn kamctl_argument_order_tables_json_and_exit_codes() {
     let (code, out, _) = sbcctl(&api, &["stats"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("calls up: 0"), "{out}");
+    let (code, out, _) = sbcctl(&api, &["calls"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("call "), "a header and no rows: {out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (code, _, err) = sbcctl(&api, &["calls", "--limit", "0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`limit`"), "{err}");
     let (_, out, _) = sbcctl(&api, &["--json", "route", "192.0.2.1", "sip:1@x"]);
     assert!(out.contains("\"reject\""), "{out}");
 

@@ -61,11 +61,53 @@ pub struct CallEvent {
     pub result: CallResult,
 }
 
+/// RTP figures of one direction of one media line (RFC 3550 A.3, A.8).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RtpSummary {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Expected from the sequence numbers minus received.
+    pub lost: u64,
+    /// Interarrival jitter in milliseconds (8 kHz clock assumed).
+    pub jitter_ms: f64,
+}
+
+/// What one relayed media line carried each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MediaLine {
+    pub from_caller: RtpSummary,
+    pub from_callee: RtpSummary,
+}
+
+/// One finished call (a dialog): who, how it ended, how long, and its media.
+/// The engine writes all but `media`, which the relay fills when it removes
+/// the call's streams; the record then goes to the control plane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    /// The engine's call number, unique for the life of the process.
+    pub call: u64,
+    pub tenant: Option<String>,
+    pub result: CallResult,
+    /// The caller's leg as it saw the call.
+    pub caller_side: crate::engine::Side,
+    pub caller_call_id: String,
+    /// Our leg toward the callee.
+    pub callee_call_id: String,
+    /// Time from the INVITE to the 2xx, if answered.
+    pub setup_ms: Option<u64>,
+    /// Time from the 2xx to the end (0 if never answered).
+    pub duration_ms: u64,
+    pub media: Vec<MediaLine>,
+}
+
 /// SIP engine counters, and the ring of call outcomes.
 #[derive(Debug)]
 pub struct EngineStats {
     pub call_events: ArrayQueue<CallEvent>,
     pub call_events_dropped: Counter,
+    /// Finished calls with their media, for the control plane.
+    pub call_records: ArrayQueue<CallRecord>,
+    pub call_records_dropped: Counter,
     pub calls_limited: Counter,
     pub failovers: Counter,
     pub media_timeouts: Counter,
@@ -89,6 +131,8 @@ impl Default for EngineStats {
         EngineStats {
             call_events: ArrayQueue::new(65_536),
             call_events_dropped: Counter::default(),
+            call_records: ArrayQueue::new(16_384),
+            call_records_dropped: Counter::default(),
             calls_limited: Counter::default(),
             failovers: Counter::default(),
             media_timeouts: Counter::default(),
@@ -105,6 +149,15 @@ impl Default for EngineStats {
             dialogs: Counter::default(),
             transactions: Counter::default(),
             snapshot_version: Counter::default(),
+        }
+    }
+}
+
+impl EngineStats {
+    /// Hands a finished call to the control plane (counted if the ring is full).
+    pub fn record(&self, record: CallRecord) {
+        if self.call_records.push(record).is_err() {
+            self.call_records_dropped.inc();
         }
     }
 }

@@ -68,6 +68,11 @@ enum Command {
     RemoveCarrier { id: i64 },
     /// Call statistics by tenant.
     Stats,
+    /// The latest finished calls with their RTP figures (sums over media lines).
+    Calls {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// SBC status.
     Status,
     /// Is the SBC's API answering?
@@ -229,6 +234,34 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             println!("calls up: {}   since: {} s", v["calls_up"], v["since_s"]);
             (Value::Array(rows), STATS_COLUMNS)
         }
+        Command::Calls { limit } => {
+            let v = c.call("GET", &format!("/api/v1/calls?limit={limit}"), None)?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let sum = |call: &Value, dir: &str, field: &str| -> u64 {
+                call["media"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m[dir][field].as_u64())
+                    .sum()
+            };
+            let rows = v["calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|call| {
+                    let mut row = call.clone();
+                    row["rtp_from_caller"] = json!(sum(call, "from_caller", "packets"));
+                    row["rtp_from_callee"] = json!(sum(call, "from_callee", "packets"));
+                    row["lost"] =
+                        json!(sum(call, "from_caller", "lost") + sum(call, "from_callee", "lost"));
+                    row
+                })
+                .collect();
+            (Value::Array(rows), CALL_COLUMNS)
+        }
         Command::Status | Command::Ping => {
             let v = c.call("GET", "/api/v1/status", None)?;
             if matches!(cli.command, Command::Ping) && !cli.json {
@@ -295,6 +328,18 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
     print_table(columns, &rows);
     Ok(())
 }
+
+const CALL_COLUMNS: &[&str] = &[
+    "call",
+    "tenant",
+    "direction",
+    "result",
+    "setup_ms",
+    "duration_ms",
+    "rtp_from_caller",
+    "rtp_from_callee",
+    "lost",
+];
 
 const GATEWAY_COLUMNS: &[&str] = &[
     "id",

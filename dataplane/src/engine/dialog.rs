@@ -86,6 +86,8 @@ pub enum DialogState {
 /// A call: the state, both legs and the times later issues hang records on.
 #[derive(Debug, Clone)]
 pub struct Dialog {
+    /// The call's number (see [`crate::stats::CallRecord::call`]).
+    pub call: u64,
     pub state: DialogState,
     pub caller: Leg,
     pub callee: Leg,

@@ -31,7 +31,7 @@ use crate::routing::{Decision, RouteRequest, RouteSnapshot, Target};
 use crate::sip::build::{reason, Builder};
 use crate::sip::grammar::{self, NameAddr, SipUri, Via};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
-use crate::stats::{CallEvent, CallResult, EngineStats};
+use crate::stats::{CallEvent, CallRecord, CallResult, EngineStats};
 use dialog::{Dialog, DialogState, Leg, LegRef};
 use hide::Hider;
 use slab::{Id, Slab};
@@ -198,6 +198,10 @@ pub struct SipEngine {
     media_index: HashMap<(Side, u16), Id>,
     /// Per-boot salt in our branches, so responses to an earlier run never match.
     salt: u32,
+    /// The time of the latest `handle` or `tick`.
+    now: Ms,
+    /// The number the next call gets.
+    next_call: u64,
 }
 
 impl SipEngine {
@@ -230,6 +234,8 @@ impl SipEngine {
             media_cmds: Vec::new(),
             media_index: HashMap::new(),
             salt,
+            now: 0,
+            next_call: 1,
         }
     }
 
@@ -283,6 +289,7 @@ impl SipEngine {
         out: &mut Vec<Outgoing>,
     ) {
         self.stats.rx_messages.inc();
+        self.now = now;
         let before = out.len();
         match SipMessage::parse(bytes) {
             Ok(msg) if msg.is_request() => self.on_request(
@@ -322,6 +329,7 @@ impl SipEngine {
 
     /// Fires every timer due at `now`.
     pub fn tick(&mut self, now: Ms, out: &mut Vec<Outgoing>) {
+        self.now = now;
         let before = out.len();
         while let Some(&Reverse((when, idx, gen))) = self.timers.peek() {
             if when > now {
@@ -601,6 +609,7 @@ impl SipEngine {
             cseq_sent: 0,
         };
         let dialog = Dialog {
+            call: self.next_call,
             state: DialogState::Early,
             caller,
             callee,
@@ -611,6 +620,7 @@ impl SipEngine {
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         };
+        self.next_call += 1;
         let did = self.dialogs.insert(dialog);
         self.dialog_index
             .insert((side, Box::from(msg.call_id)), did);
@@ -1437,8 +1447,9 @@ impl SipEngine {
         }
     }
 
-    /// Removes a dialog, its media and its tenant slot; `result` is how an
-    /// unanswered call ended (`None`: an answered call's end).
+    /// Removes a dialog, its media and its tenant slot, and writes its call
+    /// record; `result` is how an unanswered call ended (`None`: an answered
+    /// call's end; an answered call ended by media timeout says so).
     fn end_dialog(&mut self, did: Id, result: Option<CallResult>) {
         let Some(d) = self.dialogs.remove(did) else {
             return;
@@ -1447,7 +1458,22 @@ impl SipEngine {
             self.dialog_index
                 .remove(&(leg.side, Box::from(leg.call_id.as_slice())));
         }
-        self.release_media(&d);
+        let record = CallRecord {
+            call: d.call,
+            tenant: d.tenant_id.clone(),
+            result: match (d.state, result) {
+                (_, Some(r)) => r,
+                (DialogState::Confirmed, None) => CallResult::Answered,
+                (DialogState::Early, None) => CallResult::Failed,
+            },
+            caller_side: d.caller.side,
+            caller_call_id: String::from_utf8_lossy(&d.caller.call_id).into_owned(),
+            callee_call_id: String::from_utf8_lossy(&d.callee.call_id).into_owned(),
+            setup_ms: d.answered.map(|a| a.saturating_sub(d.started)),
+            duration_ms: d.answered.map_or(0, |a| self.now.saturating_sub(a)),
+            media: Vec::with_capacity(d.media.len()),
+        };
+        self.release_media(&d, record);
         if let Some(load) = d.tenant_id.as_ref().and_then(|t| self.loads.get_mut(t)) {
             load.active = load.active.saturating_sub(1);
         }
@@ -1573,7 +1599,7 @@ impl SipEngine {
         self.stats.media_timeouts.inc();
         let tenant = self.dialogs.get(did).and_then(|d| d.tenant_id.clone());
         self.emit(tenant.as_ref(), CallResult::MediaTimeout);
-        self.end_dialog(did, None);
+        self.end_dialog(did, Some(CallResult::MediaTimeout));
     }
 
     /// A BYE of ours toward leg `to`, as if the other party hung up.
@@ -1610,21 +1636,26 @@ impl SipEngine {
         })
     }
 
-    /// Removes a dialog's streams and gives its ports back.
-    fn release_media(&mut self, d: &Dialog) {
-        let Some(ports) = self.ports.as_mut() else {
-            return;
-        };
-        for pair in d.media.iter().filter(|p| p[0] != 0) {
-            for off in [0, 1] {
-                self.media_cmds.push(MediaCmd::Remove {
-                    side: d.caller.side,
-                    port: pair[0] + off,
-                });
+    /// Removes a dialog's streams and gives its ports back. The call record
+    /// goes with the streams' removal, for the relay to add their figures,
+    /// or straight to the control plane when the call relayed no media.
+    fn release_media(&mut self, d: &Dialog, record: CallRecord) {
+        let mut rtp_ports = Vec::new();
+        if let Some(ports) = self.ports.as_mut() {
+            for pair in d.media.iter().filter(|p| p[0] != 0) {
+                rtp_ports.push((d.caller.side, pair[0]));
+                self.media_index.remove(&(d.caller.side, pair[0]));
+                give_pair(ports, d.caller.side, pair[0]);
+                give_pair(ports, d.callee.side, pair[1]);
             }
-            self.media_index.remove(&(d.caller.side, pair[0]));
-            give_pair(ports, d.caller.side, pair[0]);
-            give_pair(ports, d.callee.side, pair[1]);
+        }
+        if rtp_ports.is_empty() {
+            self.stats.record(record);
+        } else {
+            self.media_cmds.push(MediaCmd::Release {
+                rtp_ports,
+                record: Box::new(record),
+            });
         }
     }
 

@@ -386,6 +386,16 @@ fn busy_gateway_503_is_not_relayed_as_is() {
     let sent = lab.send(Side::Private, CARRIER, &invite("c6", "s2"));
     let back = lab.send(Side::Public, GATEWAY, &answer(&sent[1].2, 486, "g6", false));
     assert_eq!(status(&back[1].2), 486);
+    // Without media, each failed call's record goes straight to the ring.
+    let records: Vec<_> = std::iter::from_fn(|| lab.stats.call_records.pop()).collect();
+    assert_eq!(records.len(), 2);
+    assert!(records
+        .iter()
+        .all(|r| r.result == crate::stats::CallResult::Failed
+            && r.setup_ms.is_none()
+            && r.duration_ms == 0));
+    assert_eq!(records[1].caller_call_id, "c6@10.0.1.10");
+    assert!(records[0].call < records[1].call);
 }
 
 #[test]
@@ -730,10 +740,19 @@ fn media_timeout_ends_the_call_with_byes_both_ways() {
     assert_eq!(lab.engine.dialog_count(), 0);
     let mut cmds = Vec::new();
     lab.engine.take_media_commands(&mut cmds);
-    assert!(cmds.contains(&MediaCmd::Remove {
-        side: Side::Private,
-        port: 10000
-    }));
+    let record = cmds
+        .iter()
+        .find_map(|c| match c {
+            MediaCmd::Release { rtp_ports, record } => {
+                assert_eq!(rtp_ports, &vec![(Side::Private, 10000)]);
+                Some(record)
+            }
+            _ => None,
+        })
+        .expect("the streams are released with the call record");
+    assert_eq!(record.result, crate::stats::CallResult::MediaTimeout);
+    assert_eq!(record.caller_call_id, "m1@10.0.1.10");
+    assert!(record.setup_ms.is_some());
     // A second report for the same port finds nothing.
     lab.engine.media_idle(Side::Private, 10000, &mut out);
     assert_eq!(out.len(), 2);
@@ -812,18 +831,17 @@ fn media_ports_are_allocated_rewritten_and_released() {
     lab.send(Side::Private, "10.0.1.1:5060", &bye_ok);
     cmds.clear();
     lab.engine.take_media_commands(&mut cmds);
-    assert_eq!(
-        cmds,
-        vec![
-            MediaCmd::Remove {
-                side: Side::Private,
-                port: 10000
-            },
-            MediaCmd::Remove {
-                side: Side::Private,
-                port: 10001
-            }
-        ]
+    let [MediaCmd::Release { rtp_ports, record }] = cmds.as_slice() else {
+        panic!("one release expected: {cmds:?}");
+    };
+    assert_eq!(rtp_ports, &vec![(Side::Private, 10000)]);
+    assert_eq!(record.result, crate::stats::CallResult::Answered);
+    assert_eq!(record.caller_side, Side::Private);
+    assert_eq!(record.callee_call_id, header(&fwd, "Call-ID").unwrap());
+    assert!(record.media.is_empty(), "the relay fills the media lines");
+    assert!(
+        lab.stats.call_records.is_empty(),
+        "the record rides the release"
     );
     assert_eq!(lab.engine.free_port_pairs(), free);
 }

@@ -13,6 +13,7 @@
 use std::net::SocketAddrV4;
 
 use crate::engine::Side;
+use crate::stats::{CallRecord, MediaLine, RtpSummary};
 
 /// Why a packet was not relayed; indexes [`RelayTable::drops`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,16 @@ impl RtpStats {
         }
         let expected = u64::from(self.max_seq - self.base_seq) + 1;
         expected.saturating_sub(self.packets)
+    }
+
+    /// The figures a call record keeps.
+    pub fn summary(&self) -> RtpSummary {
+        RtpSummary {
+            packets: self.packets,
+            bytes: self.bytes,
+            lost: self.lost(),
+            jitter_ms: self.jitter / 8.0,
+        }
     }
 
     /// Accounts one RTP packet received at `arrival` (in the stream's clock units).
@@ -124,8 +135,13 @@ pub enum MediaCmd {
         port: u16,
         peer: Option<SocketAddrV4>,
     },
-    /// The stream owning our `port` on `side` is gone.
-    Remove { side: Side, port: u16 },
+    /// A call is over: remove the RTP stream at each of these caller-side
+    /// ports and the RTCP stream on the next port, write what each RTP
+    /// stream carried into the record's media lines, in order.
+    Release {
+        rtp_ports: Vec<(Side, u16)>,
+        record: Box<CallRecord>,
+    },
 }
 
 /// One end of a stream: our port on one side and the peer behind it.
@@ -278,21 +294,49 @@ impl RelayTable {
         (id != NONE).then_some(id)
     }
 
-    /// Applies a control message from the engine; returns a removed stream.
-    pub fn apply(&mut self, cmd: MediaCmd) -> Option<Stream> {
+    /// Applies a control message from the engine. `removed` sees every
+    /// stream taken out; a finished call's record is returned, media filled.
+    pub fn apply(
+        &mut self,
+        cmd: MediaCmd,
+        mut removed: impl FnMut(&Stream),
+    ) -> Option<Box<CallRecord>> {
         match cmd {
             MediaCmd::Install(stream) => {
                 self.install(stream);
                 None
             }
             MediaCmd::Peer { side, port, peer } => {
-                let id = self.id_at(side, port)?;
-                self.update_peer(id, side, peer);
+                if let Some(id) = self.id_at(side, port) {
+                    self.update_peer(id, side, peer);
+                }
                 None
             }
-            MediaCmd::Remove { side, port } => {
-                let id = self.id_at(side, port)?;
-                self.remove(id)
+            MediaCmd::Release {
+                rtp_ports,
+                mut record,
+            } => {
+                for (side, port) in rtp_ports {
+                    let mut line = MediaLine::default();
+                    for p in [port, port.wrapping_add(1)] {
+                        let Some(stream) = self.id_at(side, p).and_then(|id| self.remove(id))
+                        else {
+                            continue;
+                        };
+                        if !stream.rtcp {
+                            for e in &stream.ends {
+                                if e.side == side {
+                                    line.from_caller = e.rx.summary();
+                                } else {
+                                    line.from_callee = e.rx.summary();
+                                }
+                            }
+                        }
+                        removed(&stream);
+                    }
+                    record.media.push(line);
+                }
+                Some(record)
             }
         }
     }
@@ -612,6 +656,66 @@ mod tests {
         pairs.give(10004);
         pairs.give(10005);
         assert_eq!(pairs.available(), 1);
+    }
+
+    #[test]
+    fn release_removes_both_streams_and_fills_the_record() {
+        let (mut t, _) = table();
+        let rtcp = Stream {
+            ends: [
+                End::new(Side::Private, 10001, Some(addr("10.0.1.10:40001"))),
+                End::new(Side::Public, 20001, Some(addr("203.0.113.10:30001"))),
+            ],
+            rtcp: true,
+            last_active: 0,
+        };
+        t.install(rtcp).unwrap();
+        for seq in [1u16, 2, 4] {
+            t.verdict(
+                Side::Private,
+                10000,
+                addr("10.0.1.10:40000"),
+                &rtp(seq, 0),
+                0,
+            );
+        }
+        t.verdict(
+            Side::Public,
+            20000,
+            addr("203.0.113.10:30000"),
+            &rtp(9, 0),
+            0,
+        );
+        let record = CallRecord {
+            call: 7,
+            tenant: None,
+            result: crate::stats::CallResult::Answered,
+            caller_side: Side::Private,
+            caller_call_id: String::new(),
+            callee_call_id: String::new(),
+            setup_ms: Some(10),
+            duration_ms: 1000,
+            media: Vec::new(),
+        };
+        let mut gone = Vec::new();
+        let done = t
+            .apply(
+                MediaCmd::Release {
+                    rtp_ports: vec![(Side::Private, 10000)],
+                    record: Box::new(record),
+                },
+                |s| gone.push(s.rtcp),
+            )
+            .unwrap();
+        assert_eq!(gone, vec![false, true]);
+        assert!(t.is_empty());
+        let [line] = done.media.as_slice() else {
+            panic!("{:?}", done.media)
+        };
+        assert_eq!(line.from_caller.packets, 3);
+        assert_eq!(line.from_caller.bytes, 3 * 172);
+        assert_eq!(line.from_caller.lost, 1);
+        assert_eq!(line.from_callee.packets, 1);
     }
 
     #[test]
