@@ -74,6 +74,8 @@ pub struct Shared {
     media_wake: Option<EventFd>,
     pub io: Arc<IoStats>,
     pub media: Arc<MediaStats>,
+    /// The engine's counters and rings (the relay hands call records on).
+    engine: Arc<EngineStats>,
 }
 
 /// What the control plane keeps of a running backend.
@@ -103,6 +105,7 @@ impl SocketBackend {
             engine_waker: std::sync::OnceLock::new(),
             io: Arc::default(),
             media: Arc::default(),
+            engine: stats.clone(),
         });
         let mut threads = Vec::new();
         if let Some(settings) = cfg.engine.media {
@@ -196,8 +199,9 @@ fn pick_core(wanted: Option<usize>) -> Option<core_affinity::CoreId> {
 
 fn rx_loop(sockets: [UdpSocket; 2], shared: &Shared, waker: &thread::Thread) {
     let (quit, ring, free, stats) = (&shared.quit, &shared.rx_ring, &shared.free, &shared.io);
-    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_SIZE]).collect();
+    let mut bufs: [Vec<u8>; BATCH] = std::array::from_fn(|_| vec![0u8; BUF_SIZE]);
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+    let mut got = Vec::with_capacity(BATCH);
     let sides = [Side::Private, Side::Public];
     while !quit.load(Ordering::Relaxed) {
         let mut fds = [
@@ -219,12 +223,12 @@ fn rx_loop(sockets: [UdpSocket; 2], shared: &Shared, waker: &thread::Thread) {
             let side = sides.get(i).copied().unwrap_or(Side::Private);
             // Drain the socket in batches.
             loop {
-                let got = receive_batch(sock, &mut headers, &mut bufs);
+                receive_batch(sock, &mut headers, &mut bufs, &mut got);
                 if got.is_empty() {
                     break;
                 }
                 let n = got.len();
-                for (slot, (len, src, truncated)) in got.into_iter().enumerate() {
+                for (slot, &(len, src, truncated)) in got.iter().enumerate() {
                     stats.rx_packets.inc();
                     if truncated {
                         stats.rx_truncated.inc();
@@ -254,32 +258,29 @@ fn rx_loop(sockets: [UdpSocket; 2], shared: &Shared, waker: &thread::Thread) {
     }
 }
 
-/// One `recvmmsg`: (length, source, truncated) per datagram received.
-pub(crate) fn receive_batch(
+/// One `recvmmsg` into `bufs`: `got` gets (length, source, truncated) per
+/// datagram received. Nothing is allocated: the I/O vectors live on the stack.
+pub(crate) fn receive_batch<B: AsMut<[u8]>, const N: usize>(
     sock: &UdpSocket,
     headers: &mut MultiHeaders<SockaddrIn>,
-    bufs: &mut [Vec<u8>],
-) -> Vec<(usize, SocketAddrV4, bool)> {
-    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-        .iter_mut()
-        .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-        .collect();
-    match recvmmsg(
+    bufs: &mut [B; N],
+    got: &mut Vec<(usize, SocketAddrV4, bool)>,
+) {
+    got.clear();
+    let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(b.as_mut())]);
+    if let Ok(results) = recvmmsg(
         sock.as_raw_fd(),
         headers,
         iovs.iter_mut(),
         MsgFlags::MSG_DONTWAIT,
         None,
     ) {
-        Ok(results) => results
-            .map(|r| {
-                let src = r
-                    .address
-                    .map_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0), Into::into);
-                (r.bytes, src, r.flags.contains(MsgFlags::MSG_TRUNC))
-            })
-            .collect(),
-        Err(_) => Vec::new(),
+        got.extend(results.map(|r| {
+            let src = r
+                .address
+                .map_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0), Into::into);
+            (r.bytes, src, r.flags.contains(MsgFlags::MSG_TRUNC))
+        }));
     }
 }
 

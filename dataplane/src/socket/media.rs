@@ -6,17 +6,20 @@
 //! sends every packet the [`RelayTable`] verdict relays out of the socket of
 //! the other end. Stream changes arrive from the SIP engine over a ring.
 
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::io::IoSlice;
+use std::net::{SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::socket::{MultiHeaders, SockaddrIn};
+use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrIn};
 
 use super::{receive_batch, Shared};
 use crate::engine::{MediaSettings, Side};
-use crate::media::relay::{MediaCmd, RelayTable, Stream, Verdict};
-use crate::stats::MediaStats;
+use crate::media::relay::{MediaCmd, RelayTable, Verdict};
+use crate::stats::{EngineStats, MediaStats};
 
 /// The epoll key of the engine's wake-up eventfd (port keys stay below 2^17).
 const WAKE: u64 = u64::MAX;
@@ -83,8 +86,11 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
         let _ = epoll.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE));
     }
     let mut events = [EpollEvent::empty(); 64];
-    let mut bufs: Vec<Vec<u8>> = (0..MEDIA_BATCH).map(|_| vec![0u8; MEDIA_BUF]).collect();
+    let mut bufs: [Vec<u8>; MEDIA_BATCH] = std::array::from_fn(|_| vec![0u8; MEDIA_BUF]);
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(MEDIA_BATCH, None);
+    let mut tx_headers = MultiHeaders::<SockaddrIn>::preallocate(MEDIA_BATCH, None);
+    let mut got = Vec::with_capacity(MEDIA_BATCH);
+    let mut tx: Vec<Tx> = Vec::with_capacity(MEDIA_BATCH);
     let start = Instant::now();
     let mut next_scan = 1_000;
     while !shared.quit.load(Ordering::Relaxed) {
@@ -114,7 +120,15 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
             if let MediaCmd::Install(stream) = &mut cmd {
                 stream.last_active = now;
             }
-            apply(cmd, &settings, &mut table, &mut sockets, &epoll, stats);
+            apply(
+                cmd,
+                &settings,
+                &mut table,
+                &mut sockets,
+                &epoll,
+                stats,
+                &shared.engine,
+            );
         }
         for ev in events.get(..ready).unwrap_or_default() {
             if ev.data() == WAKE {
@@ -127,11 +141,13 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
             let Some(sock) = sockets.get(side, port) else {
                 continue;
             };
+            // Drain the socket in batches; what a batch relays leaves in one
+            // `sendmmsg` from the socket of the stream's other end.
             loop {
-                let got = receive_batch(sock, &mut headers, &mut bufs);
-                let count = got.len();
-                for (i, (len, src, _)) in got.into_iter().enumerate() {
-                    let Some(pkt) = bufs.get(i).and_then(|b| b.get(..len)) else {
+                receive_batch(sock, &mut headers, &mut bufs, &mut got);
+                let mut from = None;
+                for (slot, &(len, src, _)) in got.iter().enumerate() {
+                    let Some(pkt) = bufs.get(slot).and_then(|b| b.get(..len)) else {
                         continue;
                     };
                     if let Verdict::Relay {
@@ -140,13 +156,16 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
                         to,
                     } = table.verdict(side, port, src, pkt, now)
                     {
-                        match sockets.get(out_side, out_port) {
-                            Some(out) if out.send_to(pkt, SocketAddr::V4(to)).is_ok() => {}
-                            _ => stats.tx_errors.inc(),
+                        let out = (out_side, out_port);
+                        if from.is_some_and(|f| f != out) {
+                            send_batch(&sockets, from, &mut tx_headers, &bufs, &mut tx, stats);
                         }
+                        from = Some(out);
+                        tx.push(Tx { slot, len, to });
                     }
                 }
-                if count < MEDIA_BATCH {
+                send_batch(&sockets, from, &mut tx_headers, &bufs, &mut tx, stats);
+                if got.len() < MEDIA_BATCH {
                     break;
                 }
             }
@@ -160,6 +179,64 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
     }
 }
 
+/// One packet to send: where it is in the receive buffers, and to whom.
+struct Tx {
+    slot: usize,
+    len: usize,
+    to: SocketAddrV4,
+}
+
+/// Sends the packets in `tx` from our socket at `from` in one `sendmmsg`
+/// (the rest again if the kernel took only part), then empties `tx`. A
+/// full socket buffer drops what is left, counted: media never waits.
+fn send_batch<const N: usize>(
+    sockets: &Sockets,
+    from: Option<(Side, u16)>,
+    headers: &mut MultiHeaders<SockaddrIn>,
+    bufs: &[Vec<u8>; N],
+    tx: &mut Vec<Tx>,
+    stats: &MediaStats,
+) {
+    let Some(sock) = from.and_then(|(side, port)| sockets.get(side, port)) else {
+        stats.tx_errors.add(tx.len() as u64);
+        tx.clear();
+        return;
+    };
+    let mut pending: &[Tx] = tx;
+    while !pending.is_empty() {
+        let mut slices: [[IoSlice<'_>; 1]; N] = std::array::from_fn(|_| [IoSlice::new(&[])]);
+        let mut addrs: [Option<SockaddrIn>; N] = [None; N];
+        let n = pending.len().min(N);
+        for ((t, slice), addr) in pending.iter().zip(&mut slices).zip(&mut addrs) {
+            let pkt = bufs.get(t.slot).and_then(|b| b.get(..t.len));
+            *slice = [IoSlice::new(pkt.unwrap_or_default())];
+            *addr = Some(SockaddrIn::from(t.to));
+        }
+        let sent = sendmmsg(
+            sock.as_raw_fd(),
+            headers,
+            slices.get(..n).unwrap_or_default(),
+            addrs.get(..n).unwrap_or_default(),
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map(Iterator::count);
+        match sent {
+            Ok(k) if k > 0 => pending = pending.get(k..).unwrap_or_default(),
+            // The first packet cannot go (no route): skip it alone.
+            Err(e) if e != Errno::EAGAIN => {
+                stats.tx_errors.inc();
+                pending = pending.get(1..).unwrap_or_default();
+            }
+            _ => {
+                stats.tx_errors.add(pending.len() as u64);
+                break;
+            }
+        }
+    }
+    tx.clear();
+}
+
 fn apply(
     cmd: MediaCmd,
     settings: &MediaSettings,
@@ -167,6 +244,7 @@ fn apply(
     sockets: &mut Sockets,
     epoll: &Epoll,
     stats: &MediaStats,
+    records: &EngineStats,
 ) {
     if let MediaCmd::Install(stream) = &cmd {
         for end in &stream.ends {
@@ -192,18 +270,17 @@ fn apply(
             }
         }
     }
-    if let Some(removed) = table.apply(cmd) {
-        close(&removed, sockets, stats);
-    }
-}
-
-fn close(stream: &Stream, sockets: &mut Sockets, stats: &MediaStats) {
-    for end in &stream.ends {
-        if let Some(slot) = sockets.slot(end.side, end.port) {
-            if slot.take().is_some() {
-                // Closing the socket also removes it from the epoll set.
-                stats.sockets.dec();
+    let record = table.apply(cmd, |stream| {
+        for end in &stream.ends {
+            if let Some(slot) = sockets.slot(end.side, end.port) {
+                if slot.take().is_some() {
+                    // Closing the socket also removes it from the epoll set.
+                    stats.sockets.dec();
+                }
             }
         }
+    });
+    if let Some(record) = record {
+        records.record(*record);
     }
 }
