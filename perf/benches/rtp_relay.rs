@@ -1,6 +1,7 @@
-//! Per-packet relay verdict with 1k and 25k installed streams (25k RTP
-//! streams fill a 10000-60000 port range on one address per side), against
-//! a std HashMap lookup of the same keys as the in-run reference.
+//! Per-packet relay verdict with 1k, 25k and 100k installed streams, against
+//! a std HashMap lookup of the same keys as the in-run reference. 25k RTP
+//! streams (even ports) fill a 10000-60000 range on one media address per
+//! side; 100k use four addresses ("lanes") per side.
 //!
 //! `cargo bench -p sbc-perf --bench rtp_relay`
 
@@ -28,15 +29,23 @@ fn carrier(i: u32) -> SocketAddrV4 {
     )
 }
 
+const PER_LANE: u32 = 25_000;
+
+/// Stream i's lane and port.
+fn place(i: u32) -> (u8, u16) {
+    ((i / PER_LANE) as u8, 10_000 + 2 * (i % PER_LANE) as u16)
+}
+
 fn table(n: u32) -> RelayTable {
-    let mut t = RelayTable::new(10_000, 60_000);
+    let mut t = RelayTable::with_lanes(n.div_ceil(PER_LANE) as u8, 10_000, 60_000);
     for i in 0..n {
-        let port = 10_000 + 2 * i as u16;
+        let (lane, port) = place(i);
         let s = Stream {
             ends: [
-                End::new(Side::Private, port, Some(carrier(i))),
-                End::new(
+                End::on_lane(Side::Private, lane, port, Some(carrier(i))),
+                End::on_lane(
                     Side::Public,
+                    lane,
                     port,
                     Some(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 30_000)),
                 ),
@@ -52,23 +61,31 @@ fn table(n: u32) -> RelayTable {
 fn benches(c: &mut Criterion) {
     let pkt = rtp(1);
     let mut g = c.benchmark_group("relay_verdict");
-    for n in [1_000u32, 25_000] {
+    for n in [1_000u32, 25_000, 100_000] {
         let mut t = table(n);
+        // The table's memory: one stream slot per stream, one u32 per port
+        // of each (side, lane).
+        let lanes = n.div_ceil(PER_LANE) as usize;
+        let bytes = n as usize * std::mem::size_of::<Option<Stream>>() + 2 * lanes * 50_001 * 4;
+        eprintln!(
+            "{n} streams: {} bytes per stream slot, about {:.1} MiB in all",
+            std::mem::size_of::<Option<Stream>>(),
+            bytes as f64 / (1 << 20) as f64
+        );
         let mut i = 0u32;
         g.bench_function(format!("ours/{n}"), |b| {
             b.iter(|| {
                 i = (i.wrapping_mul(2_654_435_761).wrapping_add(1)) % n;
-                let port = 10_000 + 2 * i as u16;
-                black_box(t.verdict(Side::Private, port, carrier(i), black_box(&pkt), 0))
+                let (lane, port) = place(i);
+                black_box(t.verdict((Side::Private, lane, port), carrier(i), black_box(&pkt), 0))
             })
         });
-        let map: HashMap<(u8, u16), u32> =
-            (0..n).map(|i| ((0u8, 10_000 + 2 * i as u16), i)).collect();
+        let map: HashMap<(u8, u16), u32> = (0..n).map(|i| (place(i), i)).collect();
         let mut j = 0u32;
         g.bench_function(format!("hashmap_lookup_only (reference)/{n}"), |b| {
             b.iter(|| {
                 j = (j.wrapping_mul(2_654_435_761).wrapping_add(1)) % n;
-                black_box(map.get(&(0, 10_000 + 2 * j as u16)))
+                black_box(map.get(&place(j)))
             })
         });
     }

@@ -1,9 +1,11 @@
 //! The media session table and the per-packet relay verdict.
 //!
 //! Each relayed stream (one RTP or RTCP flow of one media line) has two ends,
-//! one on each side of the SBC, each bound to a local port. The table is a
-//! flat array indexed by (side, local port - port_min), so a packet finds its
-//! stream in O(1) with no hashing, no allocation and no lock. An end learns
+//! one on each side of the SBC, each bound to a local port of one of the
+//! side's media addresses (its "lane"; one address per side gives one lane
+//! and 25k RTP streams in a 50k port range, more lanes carry more). The table
+//! is a flat array per (side, lane) indexed by local port - port_min, so a
+//! packet finds its stream in O(1) with no hashing, no allocation and no lock. An end learns
 //! its peer by symmetric latching: the first packet from the address the SDP
 //! gave is accepted and latched, then only that exact source is accepted
 //! (RTP bleed and injection protection); everything else is dropped and
@@ -31,9 +33,10 @@ pub const DROP_REASONS: usize = 3;
 /// What to do with one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send it from our `port` on `side` to `to`.
+    /// Send it from our `port` of `lane` on `side` to `to`.
     Relay {
         side: Side,
+        lane: u8,
         port: u16,
         to: SocketAddrV4,
     },
@@ -148,6 +151,8 @@ pub enum MediaCmd {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct End {
     pub side: Side,
+    /// Which of the side's media addresses (0: the first).
+    pub lane: u8,
     pub port: u16,
     /// Where the SDP says the peer is (`None` or 0.0.0.0: nowhere, e.g. hold).
     pub sdp: Option<SocketAddrV4>,
@@ -158,8 +163,13 @@ pub struct End {
 
 impl End {
     pub fn new(side: Side, port: u16, sdp: Option<SocketAddrV4>) -> End {
+        End::on_lane(side, 0, port, sdp)
+    }
+
+    pub fn on_lane(side: Side, lane: u8, port: u16, sdp: Option<SocketAddrV4>) -> End {
         End {
             side,
+            lane,
             port,
             sdp,
             latched: None,
@@ -196,12 +206,13 @@ pub struct Stream {
     pub last_active: u64,
 }
 
-/// Streams indexed by (side, local port).
+/// Streams indexed by (side, lane, local port).
 #[derive(Debug)]
 pub struct RelayTable {
     port_min: u16,
-    /// Per side: slot per port, holding the stream index.
-    index: [Vec<u32>; 2],
+    lanes: u8,
+    /// Per (side, lane): slot per port, holding the stream index.
+    index: Vec<Vec<u32>>,
     streams: Vec<Option<Stream>>,
     free: Vec<u32>,
     pub drops: [u64; DROP_REASONS],
@@ -210,19 +221,20 @@ pub struct RelayTable {
 
 const NONE: u32 = u32::MAX;
 
-fn side_index(side: Side) -> usize {
-    match side {
-        Side::Private => 0,
-        Side::Public => 1,
-    }
-}
-
 impl RelayTable {
+    /// A table for one media address per side.
     pub fn new(port_min: u16, port_max: u16) -> RelayTable {
+        RelayTable::with_lanes(1, port_min, port_max)
+    }
+
+    /// A table for `lanes` media addresses per side, each with the range.
+    pub fn with_lanes(lanes: u8, port_min: u16, port_max: u16) -> RelayTable {
         let n = usize::from(port_max.saturating_sub(port_min)) + 1;
+        let lanes = lanes.max(1);
         RelayTable {
             port_min,
-            index: [vec![NONE; n], vec![NONE; n]],
+            lanes,
+            index: (0..2 * usize::from(lanes)).map(|_| vec![NONE; n]).collect(),
             streams: Vec::new(),
             free: Vec::new(),
             drops: [0; DROP_REASONS],
@@ -230,9 +242,20 @@ impl RelayTable {
         }
     }
 
-    fn slot(&self, side: Side, port: u16) -> Option<usize> {
+    /// Which per-port array serves (side, lane).
+    fn lane_index(&self, side: Side, lane: u8) -> Option<usize> {
+        let side = match side {
+            Side::Private => 0,
+            Side::Public => 1,
+        };
+        (lane < self.lanes).then_some(2 * usize::from(lane) + side)
+    }
+
+    /// (array, offset) of our `port` of `lane` on `side`.
+    fn slot(&self, side: Side, lane: u8, port: u16) -> Option<(usize, usize)> {
+        let array = self.lane_index(side, lane)?;
         let off = usize::from(port.checked_sub(self.port_min)?);
-        (off < self.index.get(side_index(side))?.len()).then_some(off)
+        (off < self.index.get(array)?.len()).then_some((array, off))
     }
 
     /// Installs a stream; returns its id, or `None` if a port is outside the
@@ -241,7 +264,7 @@ impl RelayTable {
         let slots: Vec<(usize, usize)> = stream
             .ends
             .iter()
-            .map(|e| self.slot(e.side, e.port).map(|s| (side_index(e.side), s)))
+            .map(|e| self.slot(e.side, e.lane, e.port))
             .collect::<Option<_>>()?;
         if slots
             .iter()
@@ -273,12 +296,8 @@ impl RelayTable {
     pub fn remove(&mut self, id: u32) -> Option<Stream> {
         let stream = self.streams.get_mut(id as usize)?.take()?;
         for e in &stream.ends {
-            if let Some(s) = self.slot(e.side, e.port) {
-                if let Some(x) = self
-                    .index
-                    .get_mut(side_index(e.side))
-                    .and_then(|v| v.get_mut(s))
-                {
+            if let Some((array, s)) = self.slot(e.side, e.lane, e.port) {
+                if let Some(x) = self.index.get_mut(array).and_then(|v| v.get_mut(s)) {
                     *x = NONE;
                 }
             }
@@ -287,10 +306,15 @@ impl RelayTable {
         Some(stream)
     }
 
-    /// The stream that owns our `port` on `side`.
+    /// The stream that owns our `port` on `side`. The engine's commands name
+    /// lane 0: it allocates ports on one media address per side.
     pub fn id_at(&self, side: Side, port: u16) -> Option<u32> {
-        let slot = self.slot(side, port)?;
-        let id = *self.index.get(side_index(side))?.get(slot)?;
+        self.id_on(side, 0, port)
+    }
+
+    fn id_on(&self, side: Side, lane: u8, port: u16) -> Option<u32> {
+        let (array, slot) = self.slot(side, lane, port)?;
+        let id = *self.index.get(array)?.get(slot)?;
         (id != NONE).then_some(id)
     }
 
@@ -378,17 +402,16 @@ impl RelayTable {
         self.len() == 0
     }
 
-    /// The verdict for one packet that arrived on our `port` on `side` from
-    /// `src`, at engine time `now_ms`.
+    /// The verdict for one packet that arrived on our `port` of `lane` on
+    /// `side` from `src`, at engine time `now_ms`.
     pub fn verdict(
         &mut self,
-        side: Side,
-        port: u16,
+        (side, lane, port): (Side, u8, u16),
         src: SocketAddrV4,
         pkt: &[u8],
         now_ms: u64,
     ) -> Verdict {
-        let verdict = self.decide(side, port, src, pkt, now_ms);
+        let verdict = self.decide(side, lane, port, src, pkt, now_ms);
         match verdict {
             Verdict::Relay { .. } => self.relayed += 1,
             Verdict::Drop(r) => {
@@ -403,27 +426,20 @@ impl RelayTable {
     fn decide(
         &mut self,
         side: Side,
+        lane: u8,
         port: u16,
         src: SocketAddrV4,
         pkt: &[u8],
         now_ms: u64,
     ) -> Verdict {
-        let Some(slot) = self.slot(side, port) else {
-            return Verdict::Drop(DropReason::UnknownPort);
-        };
-        let id = self
-            .index
-            .get(side_index(side))
-            .and_then(|v| v.get(slot))
-            .copied()
-            .unwrap_or(NONE);
+        let id = self.id_on(side, lane, port).unwrap_or(NONE);
         let Some(Some(stream)) = self.streams.get_mut(id as usize) else {
             return Verdict::Drop(DropReason::UnknownPort);
         };
         let this = stream
             .ends
             .iter()
-            .position(|e| e.side == side && e.port == port)
+            .position(|e| e.side == side && e.lane == lane && e.port == port)
             .unwrap_or(0);
         let other = 1 - this;
         let Some(end) = stream.ends.get_mut(this) else {
@@ -443,6 +459,7 @@ impl RelayTable {
         match out.destination() {
             Some(to) => Verdict::Relay {
                 side: out.side,
+                lane: out.lane,
                 port: out.port,
                 to,
             },
@@ -535,8 +552,7 @@ mod tests {
     fn relays_both_ways_and_latches() {
         let (mut t, _) = table();
         let v = t.verdict(
-            Side::Private,
-            10000,
+            (Side::Private, 0, 10000),
             addr("10.0.1.10:40000"),
             &rtp(1, 160),
             0,
@@ -545,14 +561,14 @@ mod tests {
             v,
             Verdict::Relay {
                 side: Side::Public,
+                lane: 0,
                 port: 20000,
                 to: addr("203.0.113.10:30000")
             }
         );
         // The gateway sends from another port (NAT-like): latched there, and used as destination.
         let v = t.verdict(
-            Side::Public,
-            20000,
+            (Side::Public, 0, 20000),
             addr("203.0.113.10:31000"),
             &rtp(7, 0),
             20,
@@ -561,13 +577,13 @@ mod tests {
             v,
             Verdict::Relay {
                 side: Side::Private,
+                lane: 0,
                 port: 10000,
                 to: addr("10.0.1.10:40000")
             }
         );
         let v = t.verdict(
-            Side::Private,
-            10000,
+            (Side::Private, 0, 10000),
             addr("10.0.1.10:40000"),
             &rtp(2, 320),
             20,
@@ -576,6 +592,7 @@ mod tests {
             v,
             Verdict::Relay {
                 side: Side::Public,
+                lane: 0,
                 port: 20000,
                 to: addr("203.0.113.10:31000")
             }
@@ -586,13 +603,33 @@ mod tests {
     fn spoofed_and_unknown_sources_are_dropped_and_counted() {
         let (mut t, _) = table();
         // Before latching: only the SDP address is accepted.
-        let v = t.verdict(Side::Private, 10000, addr("10.0.1.66:40000"), &rtp(1, 0), 0);
+        let v = t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.66:40000"),
+            &rtp(1, 0),
+            0,
+        );
         assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
-        t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(1, 0), 0);
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &rtp(1, 0),
+            0,
+        );
         // After latching: strict, even from the same IP.
-        let v = t.verdict(Side::Private, 10000, addr("10.0.1.10:40002"), &rtp(2, 0), 0);
+        let v = t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40002"),
+            &rtp(2, 0),
+            0,
+        );
         assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
-        let v = t.verdict(Side::Private, 10002, addr("10.0.1.10:40000"), &rtp(2, 0), 0);
+        let v = t.verdict(
+            (Side::Private, 0, 10002),
+            addr("10.0.1.10:40000"),
+            &rtp(2, 0),
+            0,
+        );
         assert_eq!(v, Verdict::Drop(DropReason::UnknownPort));
         assert_eq!(t.drops, [1, 2, 0]);
         assert_eq!(t.relayed, 1);
@@ -601,16 +638,32 @@ mod tests {
     #[test]
     fn hold_and_reinvite_move_the_peer() {
         let (mut t, id) = table();
-        t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(1, 0), 0);
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &rtp(1, 0),
+            0,
+        );
         t.update_peer(id, Side::Public, Some(addr("0.0.0.0:30000")));
-        let v = t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(2, 0), 0);
+        let v = t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &rtp(2, 0),
+            0,
+        );
         assert_eq!(v, Verdict::Drop(DropReason::NoDestination));
         t.update_peer(id, Side::Public, Some(addr("203.0.113.11:32000")));
-        let v = t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(3, 0), 0);
+        let v = t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &rtp(3, 0),
+            0,
+        );
         assert_eq!(
             v,
             Verdict::Relay {
                 side: Side::Public,
+                lane: 0,
                 port: 20000,
                 to: addr("203.0.113.11:32000")
             }
@@ -623,8 +676,7 @@ mod tests {
         for (i, seq) in [65534u16, 65535, 0, 2, 3].iter().enumerate() {
             let now = i as u64 * 20;
             t.verdict(
-                Side::Private,
-                10000,
+                (Side::Private, 0, 10000),
                 addr("10.0.1.10:40000"),
                 &rtp(*seq, now as u32 * 8),
                 now,
@@ -646,7 +698,12 @@ mod tests {
         t.remove(id).unwrap();
         assert!(t.is_empty());
         assert_eq!(
-            t.verdict(Side::Private, 10000, addr("10.0.1.10:40000"), &rtp(1, 0), 0),
+            t.verdict(
+                (Side::Private, 0, 10000),
+                addr("10.0.1.10:40000"),
+                &rtp(1, 0),
+                0
+            ),
             Verdict::Drop(DropReason::UnknownPort)
         );
         let mut pairs = PortPairs::new(10001, 10010);
@@ -656,6 +713,47 @@ mod tests {
         pairs.give(10004);
         pairs.give(10005);
         assert_eq!(pairs.available(), 1);
+    }
+
+    #[test]
+    fn lanes_keep_equal_ports_of_different_addresses_apart() {
+        let mut t = RelayTable::with_lanes(2, 10000, 10010);
+        let stream = |lane, peer: &str| Stream {
+            ends: [
+                End::on_lane(Side::Private, lane, 10000, Some(addr(peer))),
+                End::on_lane(Side::Public, lane, 10000, Some(addr("203.0.113.10:30000"))),
+            ],
+            rtcp: false,
+            last_active: 0,
+        };
+        t.install(stream(0, "10.0.1.10:40000")).unwrap();
+        t.install(stream(1, "10.0.1.11:40000")).unwrap();
+        assert!(
+            t.install(stream(2, "10.0.1.12:40000")).is_none(),
+            "no lane 2"
+        );
+        let v = t.verdict(
+            (Side::Private, 1, 10000),
+            addr("10.0.1.11:40000"),
+            &rtp(1, 0),
+            0,
+        );
+        assert_eq!(
+            v,
+            Verdict::Relay {
+                side: Side::Public,
+                lane: 1,
+                port: 10000,
+                to: addr("203.0.113.10:30000")
+            }
+        );
+        let v = t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.11:40000"),
+            &rtp(1, 0),
+            0,
+        );
+        assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
     }
 
     #[test]
@@ -672,16 +770,14 @@ mod tests {
         t.install(rtcp).unwrap();
         for seq in [1u16, 2, 4] {
             t.verdict(
-                Side::Private,
-                10000,
+                (Side::Private, 0, 10000),
                 addr("10.0.1.10:40000"),
                 &rtp(seq, 0),
                 0,
             );
         }
         t.verdict(
-            Side::Public,
-            20000,
+            (Side::Public, 0, 20000),
             addr("203.0.113.10:30000"),
             &rtp(9, 0),
             0,
@@ -725,8 +821,7 @@ mod tests {
         t.idle(59_999, 60_000, |side, port| seen.push((side, port)));
         assert!(seen.is_empty());
         t.verdict(
-            Side::Private,
-            10000,
+            (Side::Private, 0, 10000),
             addr("10.0.1.10:40000"),
             &rtp(1, 0),
             30_000,

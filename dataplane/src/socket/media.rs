@@ -150,11 +150,13 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
                     let Some(pkt) = bufs.get(slot).and_then(|b| b.get(..len)) else {
                         continue;
                     };
+                    // One media address per side: everything is on lane 0.
                     if let Verdict::Relay {
                         side: out_side,
                         port: out_port,
                         to,
-                    } = table.verdict(side, port, src, pkt, now)
+                        ..
+                    } = table.verdict((side, 0, port), src, pkt, now)
                     {
                         let out = (out_side, out_port);
                         if from.is_some_and(|f| f != out) {

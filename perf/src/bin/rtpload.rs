@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -229,7 +229,13 @@ fn receive(sock: &UdpSocket, stop: &AtomicBool, sink: &Mutex<Sink>) {
 /// Sends every flow at `pps` until `stop` or `until`; returns packets sent.
 /// The packet interval is cut into 1 ms ticks and each tick sends the flows
 /// of its slice, so the load is smooth rather than one burst per interval.
-fn send(sock: &UdpSocket, flows: &Mutex<Flows>, pps: u32, until: Instant, stop: &AtomicBool) -> u64 {
+fn send(
+    sock: &UdpSocket,
+    flows: &Mutex<Flows>,
+    pps: u32,
+    until: Instant,
+    stop: &AtomicBool,
+) -> u64 {
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
     let mut pkts = vec![[0u8; PKT]; BATCH];
     let mut sent = 0u64;
@@ -370,8 +376,7 @@ fn uac(
     if let Some(base) = direct {
         if let Ok(mut f) = flows.lock() {
             for i in 0..calls {
-                f.dst[i as usize] =
-                    Some(SocketAddrV4::new(*base.ip(), base.port() + 2 * i as u16));
+                f.dst[i as usize] = Some(SocketAddrV4::new(*base.ip(), base.port() + 2 * i as u16));
             }
         }
     } else {
@@ -404,13 +409,26 @@ fn uac(
                     *at = Instant::now();
                 }
             }
-            let Ok(n) = ssock.recv(&mut buf) else { continue };
-            let Ok(msg) = SipMessage::parse(&buf[..n]) else { continue };
+            let Ok(n) = ssock.recv(&mut buf) else {
+                continue;
+            };
+            let Ok(msg) = SipMessage::parse(&buf[..n]) else {
+                continue;
+            };
             let StartLine::Response { code, .. } = msg.start else {
                 // A request of the SBC's (OPTIONS): answer 200.
                 let resp = format!(
                     "SIP/2.0 200 OK\r\n{}Content-Length: 0\r\n\r\n",
-                    raw_headers(&msg, &[HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq])
+                    raw_headers(
+                        &msg,
+                        &[
+                            HeaderName::Via,
+                            HeaderName::From,
+                            HeaderName::To,
+                            HeaderName::CallId,
+                            HeaderName::CSeq
+                        ]
+                    )
                 );
                 ssock.send_to(resp.as_bytes(), sbc)?;
                 continue;
@@ -443,17 +461,19 @@ fn uac(
                 .map(|h| String::from_utf8_lossy(h.value).into_owned())
                 .collect();
             let to = String::from_utf8_lossy(
-                msg.header(HeaderName::To).map(|h| h.value).unwrap_or_default(),
+                msg.header(HeaderName::To)
+                    .map(|h| h.value)
+                    .unwrap_or_default(),
             )
             .into_owned();
             let call = UacCall { to, target, routes };
             let ack = in_dialog(&call, "ACK", 1, i, sip, tag, &cid);
             ssock.send_to(ack.as_bytes(), sbc)?;
-            if !dialogs.contains_key(&cid) {
+            if let std::collections::hash_map::Entry::Vacant(e) = dialogs.entry(cid) {
                 if let (Some(dst), Ok(mut f)) = (sdp_target(msg.body), flows.lock()) {
                     f.dst[i as usize] = Some(dst);
                 }
-                dialogs.insert(cid, (i, call));
+                e.insert((i, call));
             }
         }
     }
@@ -482,7 +502,9 @@ fn uac(
         }
         let wait = Instant::now() + Duration::from_secs(2);
         while Instant::now() < wait && !open.is_empty() {
-            let Ok(n) = ssock.recv(&mut buf) else { continue };
+            let Ok(n) = ssock.recv(&mut buf) else {
+                continue;
+            };
             if let Ok(msg) = SipMessage::parse(&buf[..n]) {
                 if msg.cseq.method == Method::Bye {
                     open.remove(&*String::from_utf8_lossy(msg.call_id));
@@ -512,7 +534,11 @@ fn in_dialog(
     tag: u32,
     cid: &str,
 ) -> String {
-    let routes: String = call.routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let routes: String = call
+        .routes
+        .iter()
+        .map(|r| format!("Route: {r}\r\n"))
+        .collect();
     format!(
         "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {sip};branch=z9hG4bK-rl{tag}-{i}-{method}\r\n{routes}Max-Forwards: 70\r\nFrom: <sip:load@{sip}>;tag=f{i}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
         target = call.target,
@@ -536,7 +562,10 @@ fn uas(
     }));
     if let (Some(base), Ok(mut f)) = (direct, flows.lock()) {
         for i in 0..calls {
-            f.dst.push(Some(SocketAddrV4::new(*base.ip(), base.port() + 2 * i as u16)));
+            f.dst.push(Some(SocketAddrV4::new(
+                *base.ip(),
+                base.port() + 2 * i as u16,
+            )));
             f.seq.push(0);
         }
     }
@@ -558,16 +587,32 @@ fn uas(
     let mut index: HashMap<String, usize> = HashMap::new();
     let (mut answered, mut ended) = (0u64, 0u64);
     while Instant::now() < until {
-        let Ok((n, from)) = ssock.recv_from(&mut buf) else { continue };
-        let Ok(msg) = SipMessage::parse(&buf[..n]) else { continue };
-        let StartLine::Request { method, .. } = msg.start else { continue };
+        let Ok((n, from)) = ssock.recv_from(&mut buf) else {
+            continue;
+        };
+        let Ok(msg) = SipMessage::parse(&buf[..n]) else {
+            continue;
+        };
+        let StartLine::Request { method, .. } = msg.start else {
+            continue;
+        };
         let cid = String::from_utf8_lossy(msg.call_id).into_owned();
         let copy = raw_headers(
             &msg,
-            &[HeaderName::Via, HeaderName::From, HeaderName::CallId, HeaderName::CSeq, HeaderName::RecordRoute],
+            &[
+                HeaderName::Via,
+                HeaderName::From,
+                HeaderName::CallId,
+                HeaderName::CSeq,
+                HeaderName::RecordRoute,
+            ],
         );
-        let to = String::from_utf8_lossy(msg.header(HeaderName::To).map(|h| h.value).unwrap_or_default())
-            .into_owned();
+        let to = String::from_utf8_lossy(
+            msg.header(HeaderName::To)
+                .map(|h| h.value)
+                .unwrap_or_default(),
+        )
+        .into_owned();
         let resp = match method {
             Method::Invite => {
                 if !index.contains_key(&cid) {
@@ -596,7 +641,7 @@ fn uas(
             }
             _ => format!("SIP/2.0 200 OK\r\n{copy}To: {to}\r\nContent-Length: 0\r\n\r\n"),
         };
-        ssock.send_to(resp.as_bytes(), SocketAddr::from(from))?;
+        ssock.send_to(resp.as_bytes(), from)?;
         if direct.is_none() && answered > 0 && ended == answered {
             break;
         }
@@ -648,11 +693,17 @@ fn forward(
             println!("{}", json!({"role": "forward", "relayed": relayed}));
             std::io::stdout().flush()?;
         }
-        let ready = epoll.wait(&mut events, EpollTimeout::from(50u16)).unwrap_or(0);
+        let ready = epoll
+            .wait(&mut events, EpollTimeout::from(50u16))
+            .unwrap_or(0);
         for ev in &events[..ready] {
             let k = ev.data() as usize;
             // Even keys are on `a` (forward to peer_b from the `b` twin), odd the reverse.
-            let (out, to) = if k % 2 == 0 { (k + 1, peer_b) } else { (k - 1, peer_a) };
+            let (out, to) = if k.is_multiple_of(2) {
+                (k + 1, peer_b)
+            } else {
+                (k - 1, peer_a)
+            };
             loop {
                 lens.clear();
                 {
