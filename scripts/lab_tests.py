@@ -1419,7 +1419,10 @@ def t_rtp_no_leak_after_calls(ctx: Ctx):
           f"{m0['sockets']}; peak {peak})")
     for k in ("bind_errors", "tx_errors"):
         check(int(m.get(k, 0)) == int(m0.get(k, 0)), f"status media.{k}: {m0.get(k)} -> {m.get(k)}")
-    print(f"  ({'; '.join(phases)}; afterwards streams 0, sockets 0)", flush=True)
+    idle = int(m.get("sockets_idle", -1))
+    check(0 <= idle <= 4096, f"status media.sockets_idle {idle}: want the sockets kept bound for "
+                             f"later calls, at most 4096")
+    print(f"  ({'; '.join(phases)}; afterwards streams 0, sockets 0, {idle} kept bound idle)", flush=True)
 
 
 def t_load(ctx: Ctx):

@@ -394,6 +394,7 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
         "media": {
             "streams": s.stats.media.streams.get(),
             "sockets": s.stats.media.sockets.get(),
+            "sockets_idle": s.stats.media.sockets_idle.get(),
             "relayed": s.stats.media.relayed.get(),
             "dropped_unknown_port": s.stats.media.dropped_unknown_port.get(),
             "dropped_wrong_source": s.stats.media.dropped_wrong_source.get(),

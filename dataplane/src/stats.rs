@@ -180,7 +180,10 @@ pub struct MediaStats {
     pub dropped_wrong_source: Counter,
     pub dropped_no_destination: Counter,
     pub streams: Counter,
+    /// Relay sockets carrying a stream.
     pub sockets: Counter,
+    /// Relay sockets kept bound between calls.
+    pub sockets_idle: Counter,
     pub bind_errors: Counter,
     pub tx_errors: Counter,
     pub commands_dropped: Counter,

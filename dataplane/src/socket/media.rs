@@ -1,7 +1,8 @@
 //! The media relay thread of the socket backend.
 //!
 //! It owns one UDP socket per relay port (bound on the side's media address
-//! when the engine installs a stream, closed when it removes it), waits on
+//! when the engine first installs a stream there, then kept bound for later
+//! calls, up to [`KEEP_IDLE`] idle ones), waits on
 //! all of them with epoll, reads each ready socket in `recvmmsg` batches and
 //! sends every packet the [`RelayTable`] verdict relays out of the socket of
 //! the other end. Stream changes arrive from the SIP engine over a ring.
@@ -26,6 +27,9 @@ const WAKE: u64 = u64::MAX;
 /// Largest RTP/RTCP datagram we relay whole.
 const MEDIA_BUF: usize = 2048;
 const MEDIA_BATCH: usize = 32;
+/// Relay sockets kept bound after their call, for the next ones: binding,
+/// registering and closing four sockets per call cost ~0.19 ms of CPU.
+const KEEP_IDLE: u64 = 4096;
 
 /// Sockets indexed by (side, port - min).
 struct Sockets {
@@ -254,6 +258,9 @@ fn apply(
                 continue;
             };
             if slot.is_some() {
+                // Bound by an earlier call and kept: no bind, no epoll change.
+                stats.sockets_idle.dec();
+                stats.sockets.inc();
                 continue;
             }
             let addr = SocketAddrV4::new(settings.ip(end.side), end.port);
@@ -274,11 +281,21 @@ fn apply(
     }
     let record = table.apply(cmd, |stream| {
         for end in &stream.ends {
-            if let Some(slot) = sockets.slot(end.side, end.port) {
-                if slot.take().is_some() {
-                    // Closing the socket also removes it from the epoll set.
-                    stats.sockets.dec();
-                }
+            let Some(slot) = sockets.slot(end.side, end.port) else {
+                continue;
+            };
+            if slot.is_none() {
+                continue;
+            }
+            stats.sockets.dec();
+            if stats.sockets_idle.get() < KEEP_IDLE {
+                // Kept bound for the next call on this port (ports are handed
+                // out last-freed first); what arrives meanwhile is read and
+                // dropped as unknown.
+                stats.sockets_idle.inc();
+            } else {
+                // Closing the socket also removes it from the epoll set.
+                *slot = None;
             }
         }
     });
