@@ -193,6 +193,21 @@ impl Sink {
     }
 }
 
+/// One `recvmmsg` into `bufs`; `lens` gets each datagram's length.
+fn recv_batch(
+    sock: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrIn>,
+    bufs: &mut [[u8; 2048]; BATCH],
+    lens: &mut Vec<usize>,
+    flags: MsgFlags,
+) {
+    lens.clear();
+    let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+    if let Ok(r) = recvmmsg(sock.as_raw_fd(), headers, iovs.iter_mut(), flags, None) {
+        lens.extend(r.map(|m| m.bytes));
+    }
+}
+
 /// Receives on `sock` until `stop`, into `sink`.
 fn receive(sock: &UdpSocket, stop: &AtomicBool, sink: &Mutex<Sink>) {
     let mut bufs = [[0u8; 2048]; BATCH];
@@ -200,20 +215,14 @@ fn receive(sock: &UdpSocket, stop: &AtomicBool, sink: &Mutex<Sink>) {
     let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
     let mut lens = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
-        lens.clear();
-        {
-            let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
-            // Blocking for the first datagram (read timeout), then whatever is queued.
-            if let Ok(r) = recvmmsg(
-                sock.as_raw_fd(),
-                &mut headers,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                lens.extend(r.map(|m| m.bytes));
-            }
-        }
+        // Blocking for the first datagram (read timeout), then whatever is queued.
+        recv_batch(
+            sock,
+            &mut headers,
+            &mut bufs,
+            &mut lens,
+            MsgFlags::MSG_WAITFORONE,
+        );
         if lens.is_empty() {
             continue;
         }
@@ -705,19 +714,13 @@ fn forward(
                 (k - 1, peer_a)
             };
             loop {
-                lens.clear();
-                {
-                    let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
-                    if let Ok(r) = recvmmsg(
-                        socks[k].as_raw_fd(),
-                        &mut headers,
-                        iovs.iter_mut(),
-                        MsgFlags::MSG_DONTWAIT,
-                        None,
-                    ) {
-                        lens.extend(r.map(|m| m.bytes));
-                    }
-                }
+                recv_batch(
+                    &socks[k],
+                    &mut headers,
+                    &mut bufs,
+                    &mut lens,
+                    MsgFlags::MSG_DONTWAIT,
+                );
                 if lens.is_empty() {
                     break;
                 }
