@@ -1,0 +1,203 @@
+//! Mempools and mbufs.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+use dpdk_sys as sys;
+
+use super::{DpdkError, Eal};
+
+/// Packets per rx/tx burst.
+pub const BURST: usize = 32;
+
+/// A packet mbuf pool.
+#[derive(Debug)]
+pub struct Mempool {
+    raw: NonNull<sys::rte_mempool>,
+}
+
+// SAFETY: DPDK mempools are multi-producer/multi-consumer safe by design.
+unsafe impl Send for Mempool {}
+// SAFETY: as above: every operation on a mempool is thread-safe.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// `n` mbufs with the default data room, on the caller's NUMA socket.
+    pub fn new(_eal: &Eal, name: &str, n: u32) -> Result<Mempool, DpdkError> {
+        let cname = CString::new(name).map_err(|_| DpdkError {
+            call: "rte_pktmbuf_pool_create",
+            code: 22,
+            text: "pool name contains NUL".into(),
+        })?;
+        let room = u16::try_from(sys::RTE_MBUF_DEFAULT_BUF_SIZE).unwrap_or(u16::MAX);
+        // SAFETY: EAL is initialised; the name is a valid C string copied by DPDK.
+        let raw = unsafe {
+            sys::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                n,
+                256,
+                0,
+                room,
+                i32::try_from(sys::rte_socket_id()).unwrap_or(-1),
+            )
+        };
+        NonNull::new(raw)
+            .map(|raw| Mempool { raw })
+            .ok_or_else(|| DpdkError::last("rte_pktmbuf_pool_create"))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::rte_mempool {
+        self.raw.as_ptr()
+    }
+
+    /// An empty mbuf, or `None` when the pool is exhausted.
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool is valid for our lifetime.
+        NonNull::new(unsafe { sys::sbc_pktmbuf_alloc(self.raw.as_ptr()) }).map(|raw| Mbuf { raw })
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        // SAFETY: mbufs borrow nothing from the pool handle in Rust terms, but
+        // ports keep pointers to it: Port's owner drops ports first (they are
+        // stopped before the pool goes), as the poll loop does.
+        unsafe { sys::rte_mempool_free(self.raw.as_ptr()) }
+    }
+}
+
+/// One owned packet buffer (single segment).
+#[derive(Debug)]
+pub struct Mbuf {
+    raw: NonNull<sys::rte_mbuf>,
+}
+
+// SAFETY: an mbuf is owned by exactly one Mbuf; moving it between threads
+// (lcores) is how DPDK passes packets over rings.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// The packet bytes.
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: mtod points at data_len initialised bytes of this mbuf,
+        // which we own and which live as long as `self`.
+        unsafe {
+            let m = self.raw.as_ptr();
+            std::slice::from_raw_parts(
+                sys::sbc_pktmbuf_mtod(m),
+                usize::from(sys::sbc_pktmbuf_data_len(m)),
+            )
+        }
+    }
+
+    /// The packet bytes, writable in place.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `data`, and `&mut self` makes the access exclusive.
+        unsafe {
+            let m = self.raw.as_ptr();
+            std::slice::from_raw_parts_mut(
+                sys::sbc_pktmbuf_mtod(m),
+                usize::from(sys::sbc_pktmbuf_data_len(m)),
+            )
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        // SAFETY: reads a field of our mbuf.
+        usize::from(unsafe { sys::sbc_pktmbuf_data_len(self.raw.as_ptr()) })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Grows the packet by `len` bytes at the end; the new bytes, or `None`
+    /// if the buffer has no room.
+    pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: rte_pktmbuf_append returns NULL or `len` writable bytes
+        // inside our mbuf's data room.
+        unsafe {
+            let p = sys::sbc_pktmbuf_append(self.raw.as_ptr(), len);
+            (!p.is_null()).then(|| std::slice::from_raw_parts_mut(p, usize::from(len)))
+        }
+    }
+
+    fn into_raw(self) -> *mut sys::rte_mbuf {
+        let raw = self.raw.as_ptr();
+        std::mem::forget(self);
+        raw
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; it goes back to its pool once.
+        unsafe { sys::sbc_pktmbuf_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Up to [`BURST`] mbufs for one rx or tx burst, without allocation.
+#[derive(Debug)]
+pub struct Burst {
+    pub(crate) ptrs: [*mut sys::rte_mbuf; BURST],
+    pub(crate) len: usize,
+}
+
+// SAFETY: the Burst owns the mbufs its first `len` pointers name.
+unsafe impl Send for Burst {}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Burst {
+            ptrs: [std::ptr::null_mut(); BURST],
+            len: 0,
+        }
+    }
+}
+
+impl Burst {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds a packet; gives it back when the burst is full.
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        match self.ptrs.get_mut(self.len) {
+            Some(slot) => {
+                *slot = m.into_raw();
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(m),
+        }
+    }
+
+    /// Takes every packet out, in order.
+    pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
+        let n = std::mem::take(&mut self.len);
+        self.ptrs
+            .iter()
+            .take(n)
+            .filter_map(|p| NonNull::new(*p).map(|raw| Mbuf { raw }))
+    }
+
+    /// Drops the first `sent` pointers (now owned by the driver) and moves
+    /// the rest to the front.
+    pub(crate) fn consumed(&mut self, sent: usize) {
+        let sent = sent.min(self.len);
+        self.ptrs.copy_within(sent..self.len, 0);
+        self.len -= sent;
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        for m in self.drain() {
+            drop(m);
+        }
+    }
+}
