@@ -29,6 +29,7 @@
 pub mod dpdk;
 pub mod engine;
 pub mod media;
+pub mod net;
 pub mod rng;
 pub mod routing;
 pub mod sip;
