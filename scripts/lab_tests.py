@@ -1503,10 +1503,14 @@ def main() -> int:
     ap.add_argument("--pending", action="store_true",
                     help=f"also run the tests of features not built yet ({', '.join(PENDING)})")
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("--backend", choices=("socket", "dpdk"), default=L.BACKEND,
+                    help="the SBC's dataplane (dpdk: an sbc built with --features dpdk owns priv0/pub0 "
+                         "through net_af_packet vdevs)")
     ap.add_argument("--db", default=None,
                     help="database URL for the SBC (default: a fresh SQLite file); it must be empty "
                          "and reachable from inside ns sbc (a unix socket for MariaDB/PostgreSQL)")
     args = ap.parse_args()
+    L.BACKEND = args.backend
 
     names = [n for n, _ in TESTS]
     if args.list:
@@ -1540,7 +1544,7 @@ def main() -> int:
 
     with L.Lab():
         sbc = L.Sbc(args.sbc, out, routing=LAB_ROUTING, db_url=args.db)
-        print(f"database: {sbc.db_url}", flush=True)
+        print(f"database: {sbc.db_url}; backend: {L.BACKEND}", flush=True)
         try:
             sbc.start()
             prov = L.provision_default(sbc.api)

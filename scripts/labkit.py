@@ -51,9 +51,7 @@ public  = "{pub}"
 [media]
 private_ip = "{priv_ip}"
 public_ip  = "{pub_ip}"
-{media_extra}[dataplane]
-backend = "socket"
-[database]
+{media_extra}{dataplane}[database]
 url = "{db}"
 [api]
 listen = "127.0.0.1:8080"
@@ -108,9 +106,28 @@ def stop_process(p: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 
     return p.returncode
 
 
+# "socket" (the kernel holds the SBC's addresses) or "dpdk" (the SBC owns priv0/pub0 through
+# net_af_packet vdevs; the kernel has no address there). Set by the test runner's --backend.
+BACKEND = os.environ.get("SBC_LAB_BACKEND", "socket")
+
+DPDK_DATAPLANE = """\
+[dataplane]
+backend = "dpdk"
+[dataplane.dpdk]
+eal_args = ["--no-huge", "--no-pci", "-m", "512", "--no-shconf", "--file-prefix=sbc-lab", "-l", "0,1",
+            "--vdev=net_af_packet0,iface=priv0", "--vdev=net_af_packet1,iface=pub0",
+            "--log-level=*:warning"]
+private_port = 0
+public_port = 1
+private_prefix = 16
+public_prefix = 24
+idle_sleep_us = 50
+"""
+
+
 def lab_up() -> None:
     global _lab_is_up
-    subprocess.run([str(LAB), "up"], check=True)
+    subprocess.run([str(LAB), "up"], check=True, env=dict(os.environ, SBC_LAB_BACKEND=BACKEND))
     _lab_is_up = True
 
 
@@ -230,8 +247,10 @@ class Sbc:
     def write_config(self, routing: dict | None, media: dict | None = None) -> None:
         self.routing = dict(routing) if routing else None
         media_extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in (media or {}).items())
+        dataplane = DPDK_DATAPLANE if BACKEND == "dpdk" else '[dataplane]\nbackend = "socket"\n'
         text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
-                                      pub_ip=SBC_PUB_IP, db=self.db_url, media_extra=media_extra)
+                                      pub_ip=SBC_PUB_IP, db=self.db_url, media_extra=media_extra,
+                                      dataplane=dataplane)
         if self.routing:
             text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
         self.config.write_text(text)
@@ -264,11 +283,18 @@ class Sbc:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"SBC exited with status {self.proc.returncode} during start-up:\n"
                                    + tail(self.log_path, 40))
-            if self.api.ready() and wait_udp_listen("sbc", SBC_PRIV_IP, 5060, 0.1) \
-                    and wait_udp_listen("sbc", SBC_PUB_IP, 5080, 0.1):
+            if self.api.ready() and self.sip_ready():
                 return
             time.sleep(0.2)
         raise RuntimeError(f"SBC API did not answer within {api_timeout} s:\n" + tail(self.log_path, 40))
+
+    def sip_ready(self) -> bool:
+        """Socket backend: both SIP sockets are bound. DPDK: the SBC answers OPTIONS on both sides
+        (it owns ARP there, so this also proves the poll loop runs)."""
+        if BACKEND != "dpdk":
+            return wait_udp_listen("sbc", SBC_PRIV_IP, 5060, 0.1) and wait_udp_listen("sbc", SBC_PUB_IP, 5080, 0.1)
+        return any(x.startswith("SIP/2.0 200") for x in options_status(timeout=0.5)) and \
+            any(x.startswith("SIP/2.0 200") for x in options_status("gw", GW1_IP, SBC_PUB, timeout=0.5))
 
     @property
     def pid(self) -> int:

@@ -191,6 +191,11 @@ pub struct DpdkConfig {
     pub public_prefix: u8,
     pub private_next_hop: Option<Ipv4Addr>,
     pub public_next_hop: Option<Ipv4Addr>,
+    /// Microseconds the poll loop sleeps after 1,024 empty polls in a row
+    /// (0: pure busy polling, the default; >0 leaves the core to others on
+    /// hosts that share it, at the cost of that much latency after a lull).
+    #[serde(default)]
+    pub idle_sleep_us: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +297,12 @@ impl Config {
             }
             if d.public_prefix > 32 {
                 return Err(invalid("dataplane.dpdk.public_prefix", "must be 0..=32"));
+            }
+            if d.idle_sleep_us > 100_000 {
+                return Err(invalid(
+                    "dataplane.dpdk.idle_sleep_us",
+                    "must be 0..=100000 (at most 100 ms of added latency)",
+                ));
             }
         }
         if let Some(c) = cfg

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sbc_dataplane::engine::{MediaSettings, Policy};
-use sbc_dataplane::socket::{SocketBackend, SocketConfig};
+use sbc_dataplane::socket::{Backend as Dataplane, SocketConfig};
 use sbc_dataplane::EngineConfig;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,9 +20,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening database `{}`", cfg.database.url))?,
     );
     let first = Arc::new(db.snapshot().await.context("reading provisioning")?);
-    if cfg.dataplane.backend == Backend::Dpdk {
-        anyhow::bail!("dataplane.backend = \"dpdk\": the DPDK dataplane is not built yet");
-    }
     let mut engine = EngineConfig::new(cfg.sip.private, cfg.sip.public);
     engine.t1 = cfg.sip.t1_ms;
     engine.t2 = 8 * cfg.sip.t1_ms;
@@ -35,19 +32,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         retry_after_s: cfg.routing.retry_after_s,
         drop_unknown_sources: cfg.routing.unknown_source == UnknownSource::Drop,
     };
-    let backend = SocketBackend::start(
-        SocketConfig {
-            engine,
-            sip_core: cfg.sip.engine_core,
-            ring_size: 4096,
-        },
-        first.clone(),
-    )
-    .context("starting the socket backend")?;
+    let backend = match cfg.dataplane.backend {
+        Backend::Socket => Dataplane::start_socket(
+            SocketConfig {
+                engine,
+                sip_core: cfg.sip.engine_core,
+                ring_size: 4096,
+            },
+            first.clone(),
+        )
+        .context("starting the socket backend")?,
+        Backend::Dpdk => start_dpdk(&cfg, engine, first.clone())?,
+    };
     tracing::info!(
         private = %cfg.sip.private, public = %cfg.sip.public,
         carriers = first.carriers.len(), gateways = first.gateways.len(), tenants = first.tenants.len(),
-        "SIP engine running on the socket backend"
+        "SIP engine running on the {} backend", backend.name
     );
     let backend = Arc::new(backend);
     let publisher = backend.clone();
@@ -84,6 +84,44 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     backend.stop();
     db.close().await;
     Ok(())
+}
+
+#[cfg(feature = "dpdk")]
+fn start_dpdk(
+    cfg: &Config,
+    engine: EngineConfig,
+    first: Arc<sbc_dataplane::RouteSnapshot>,
+) -> anyhow::Result<Dataplane> {
+    let d = cfg
+        .dataplane
+        .dpdk
+        .as_ref()
+        .context("dataplane.dpdk is required when backend = \"dpdk\"")?;
+    sbc_dataplane::dpdk::start(
+        sbc_dataplane::dpdk::DpdkSettings {
+            eal_args: d.eal_args.clone(),
+            ports: [d.private_port, d.public_port],
+            prefixes: [d.private_prefix, d.public_prefix],
+            next_hops: [d.private_next_hop, d.public_next_hop],
+            idle_sleep_us: d.idle_sleep_us,
+            engine,
+            sip_core: cfg.sip.engine_core,
+            ring_size: 4096,
+        },
+        first,
+    )
+    .context("starting the DPDK backend (dataplane.dpdk)")
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn start_dpdk(
+    _cfg: &Config,
+    _engine: EngineConfig,
+    _first: Arc<sbc_dataplane::RouteSnapshot>,
+) -> anyhow::Result<Dataplane> {
+    anyhow::bail!(
+        "dataplane.backend = \"dpdk\" needs an sbc built with `cargo build --release --features dpdk`"
+    )
 }
 
 /// The media relay's addresses (default: the SIP addresses) and port ranges.

@@ -59,54 +59,128 @@ pub struct Datagram {
 }
 
 /// What the threads of the backend share: rings, counters, the quit flag.
+/// Every backend's packet threads and the SIP engine thread share these.
 #[derive(Debug)]
 pub struct Shared {
-    quit: AtomicBool,
-    rx_ring: ArrayQueue<Datagram>,
-    free: ArrayQueue<Vec<u8>>,
+    pub(crate) quit: AtomicBool,
+    /// Received SIP datagrams toward the engine.
+    pub(crate) rx_ring: ArrayQueue<Datagram>,
+    /// Recycled datagram buffers.
+    pub(crate) free: ArrayQueue<Vec<u8>>,
     snapshots: ArrayQueue<Arc<RouteSnapshot>>,
-    media_cmds: ArrayQueue<MediaCmd>,
+    /// Stream changes from the engine to whoever relays media.
+    pub(crate) media_cmds: ArrayQueue<MediaCmd>,
     /// Streams the relay found silent for the media timeout: (side, port).
-    media_idle: ArrayQueue<(Side, u16)>,
-    /// The engine thread, for the relay to wake it.
-    engine_waker: std::sync::OnceLock<thread::Thread>,
-    /// Wakes the relay out of its epoll wait when stream commands arrive.
+    pub(crate) media_idle: ArrayQueue<(Side, u16)>,
+    /// The engine thread, for the packet threads to wake it.
+    pub(crate) engine_waker: std::sync::OnceLock<thread::Thread>,
+    /// Wakes the socket relay out of its epoll wait when commands arrive.
     media_wake: Option<EventFd>,
+    /// The engine's output, for a backend that sends from a poll loop.
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    pub(crate) tx_ring: ArrayQueue<Outgoing>,
     pub io: Arc<IoStats>,
     pub media: Arc<MediaStats>,
     /// The engine's counters and rings (the relay hands call records on).
-    engine: Arc<EngineStats>,
+    pub(crate) engine: Arc<EngineStats>,
 }
 
-/// What the control plane keeps of a running backend.
-#[derive(Debug)]
-pub struct SocketBackend {
-    shared: Arc<Shared>,
-    engine_thread: thread::Thread,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    pub stats: Arc<EngineStats>,
-}
-
-impl SocketBackend {
-    /// Binds both SIP sockets and starts the RX, engine and (with media
-    /// settings) media relay threads.
-    pub fn start(cfg: SocketConfig, snapshot: Arc<RouteSnapshot>) -> io::Result<SocketBackend> {
-        let sockets = [bind(cfg.engine.private)?, bind(cfg.engine.public)?];
-        let tx_sockets = [sockets[0].try_clone()?, sockets[1].try_clone()?];
-        let stats = Arc::new(EngineStats::default());
-        let shared = Arc::new(Shared {
+impl Shared {
+    pub(crate) fn new(ring_size: usize) -> Shared {
+        Shared {
             quit: AtomicBool::new(false),
-            rx_ring: ArrayQueue::new(cfg.ring_size.max(BATCH)),
-            free: ArrayQueue::new(cfg.ring_size.max(BATCH) + BATCH),
+            rx_ring: ArrayQueue::new(ring_size.max(BATCH)),
+            free: ArrayQueue::new(ring_size.max(BATCH) + BATCH),
             snapshots: ArrayQueue::new(4),
             media_cmds: ArrayQueue::new(MEDIA_RING),
             media_idle: ArrayQueue::new(MEDIA_RING),
             media_wake: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok(),
             engine_waker: std::sync::OnceLock::new(),
+            tx_ring: ArrayQueue::new(ring_size.max(BATCH)),
             io: Arc::default(),
             media: Arc::default(),
-            engine: stats.clone(),
-        });
+            engine: Arc::new(EngineStats::default()),
+        }
+    }
+
+    /// Wakes the engine thread (new datagrams, idle streams).
+    pub(crate) fn wake_engine(&self) {
+        if let Some(t) = self.engine_waker.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// What the control plane keeps of a running backend (socket or DPDK).
+pub struct Backend {
+    shared: Arc<Shared>,
+    engine_thread: thread::Thread,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Runs once the threads are joined (the DPDK backend waits for its
+    /// lcores and releases EAL there).
+    on_stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    pub stats: Arc<EngineStats>,
+    pub name: &'static str,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the SIP engine thread (pinned to `core`, or the last core) that
+/// takes datagrams from `shared` and hands its output to the sender that
+/// `make_send` builds on that thread.
+pub(crate) fn start_engine<F: FnMut(&mut Vec<Outgoing>)>(
+    engine: SipEngine,
+    shared: &Arc<Shared>,
+    core: Option<usize>,
+    make_send: impl FnOnce() -> F + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    let core = pick_core(core);
+    let shared2 = shared.clone();
+    let handle = thread::Builder::new()
+        .name("sip-engine".into())
+        .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            engine_loop(engine, &shared2, make_send());
+        })?;
+    let _ = shared.engine_waker.set(handle.thread().clone());
+    Ok(handle)
+}
+
+impl Backend {
+    pub(crate) fn new(
+        name: &'static str,
+        shared: Arc<Shared>,
+        engine: JoinHandle<()>,
+        mut threads: Vec<JoinHandle<()>>,
+        on_stop: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Backend {
+        let engine_thread = engine.thread().clone();
+        threads.push(engine);
+        Backend {
+            stats: shared.engine.clone(),
+            shared,
+            engine_thread,
+            threads: Mutex::new(threads),
+            on_stop: Mutex::new(on_stop),
+            name,
+        }
+    }
+
+    /// Socket backend: binds both SIP sockets and starts the RX, engine and
+    /// (with media settings) media relay threads.
+    pub fn start_socket(cfg: SocketConfig, snapshot: Arc<RouteSnapshot>) -> io::Result<Backend> {
+        let sockets = [bind(cfg.engine.private)?, bind(cfg.engine.public)?];
+        let tx_sockets = [sockets[0].try_clone()?, sockets[1].try_clone()?];
+        let shared = Arc::new(Shared::new(cfg.ring_size));
+        let stats = shared.engine.clone();
         let mut threads = Vec::new();
         if let Some(settings) = cfg.engine.media {
             let shared = shared.clone();
@@ -116,22 +190,13 @@ impl SocketBackend {
                     .spawn(move || crate::socket::media::relay_loop(settings, &shared))?,
             );
         }
-        let engine = SipEngine::new(cfg.engine.clone(), snapshot, stats.clone());
-        let core = pick_core(cfg.sip_core);
-        let engine_thread = {
-            let shared = shared.clone();
-            thread::Builder::new()
-                .name("sip-engine".into())
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    engine_loop(engine, tx_sockets, &shared);
-                })?
-        };
+        let engine = SipEngine::new(cfg.engine.clone(), snapshot, stats);
+        let io = shared.io.clone();
+        let engine_thread = start_engine(engine, &shared, cfg.sip_core, move || {
+            let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+            move |out: &mut Vec<Outgoing>| send_all(&tx_sockets, &mut headers, out, &io)
+        })?;
         let waker = engine_thread.thread().clone();
-        let engine_waker = engine_thread.thread().clone();
-        let _ = shared.engine_waker.set(engine_waker.clone());
         let rx_thread = {
             let shared = shared.clone();
             thread::Builder::new()
@@ -141,13 +206,7 @@ impl SocketBackend {
                 })?
         };
         threads.push(rx_thread);
-        threads.push(engine_thread);
-        Ok(SocketBackend {
-            shared,
-            engine_thread: engine_waker,
-            threads: Mutex::new(threads),
-            stats,
-        })
+        Ok(Backend::new("socket", shared, engine_thread, threads, None))
     }
 
     pub fn io(&self) -> Arc<IoStats> {
@@ -175,6 +234,9 @@ impl SocketBackend {
         };
         for t in threads {
             let _ = t.join();
+        }
+        if let Some(f) = self.on_stop.lock().ok().and_then(|mut f| f.take()) {
+            f();
         }
     }
 }
@@ -284,18 +346,16 @@ pub(crate) fn receive_batch<B: AsMut<[u8]>, const N: usize>(
     }
 }
 
-fn engine_loop(mut engine: SipEngine, sockets: [UdpSocket; 2], shared: &Shared) {
-    let (quit, ring, free, snapshots, stats) = (
+fn engine_loop(mut engine: SipEngine, shared: &Shared, mut send: impl FnMut(&mut Vec<Outgoing>)) {
+    let (quit, ring, free, snapshots) = (
         &shared.quit,
         &shared.rx_ring,
         &shared.free,
         &shared.snapshots,
-        &shared.io,
     );
     let mut media_cmds: Vec<MediaCmd> = Vec::new();
     let start = Instant::now();
     let mut out: Vec<Outgoing> = Vec::with_capacity(256);
-    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
     let mut skipped_ticks = 0u32;
     while !quit.load(Ordering::Relaxed) {
         while let Some(s) = snapshots.pop() {
@@ -344,7 +404,8 @@ fn engine_loop(mut engine: SipEngine, sockets: [UdpSocket; 2], shared: &Shared) 
             }
         }
         if !out.is_empty() {
-            send_all(&sockets, &mut headers, &mut out, stats);
+            send(&mut out);
+            out.clear();
         }
         if handled == 0 {
             let wait = engine

@@ -162,7 +162,8 @@ impl EngineStats {
     }
 }
 
-/// I/O backend counters.
+/// I/O backend counters (the L2/L3 ones are the DPDK backend's; zero on
+/// the socket backend, where the kernel does that work).
 #[derive(Debug, Default)]
 pub struct IoStats {
     pub rx_packets: Counter,
@@ -170,6 +171,19 @@ pub struct IoStats {
     pub rx_ring_full: Counter,
     pub rx_truncated: Counter,
     pub tx_errors: Counter,
+    pub arp_replies: Counter,
+    pub arp_requests: Counter,
+    pub icmp_echo_replies: Counter,
+    /// Frames dropped by [`crate::net::Reason`]: truncated, not for us,
+    /// bad checksum, unsupported.
+    pub dropped: [Counter; crate::net::REASONS],
+    /// IPv4 fragments (not reassembled yet).
+    pub fragments_dropped: Counter,
+    /// Packets dropped because the next hop's MAC was unknown.
+    pub arp_unresolved: Counter,
+    /// Poll-loop iterations that found work, and all of them.
+    pub busy_polls: Counter,
+    pub polls: Counter,
 }
 
 /// Media relay counters.

@@ -11,6 +11,7 @@
 //! Every failing `rte_*` call becomes a [`DpdkError`] naming the call, with
 //! the `rte_strerror` text.
 
+mod backend;
 mod mbuf;
 mod port;
 
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dpdk_sys as sys;
 
+pub use backend::{start, DpdkSettings, StartError};
 pub use mbuf::{Burst, Mbuf, Mempool, BURST};
 pub use port::{Link, Port, PortStats};
 

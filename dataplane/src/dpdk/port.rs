@@ -49,6 +49,19 @@ impl Port {
         Ok(Port { id, started: false })
     }
 
+    /// The port with this id (as EAL numbered the devices).
+    pub fn by_id(_eal: &Eal, id: u16) -> Result<Port, DpdkError> {
+        // SAFETY: only checks the id against EAL's device table.
+        if unsafe { sys::rte_eth_dev_is_valid_port(id) } == 0 {
+            return Err(DpdkError {
+                call: "rte_eth_dev_is_valid_port",
+                code: 19,
+                text: format!("no DPDK port {id} (check the vdevs/devices in eal_args)"),
+            });
+        }
+        Ok(Port { id, started: false })
+    }
+
     pub fn id(&self) -> u16 {
         self.id
     }

@@ -109,9 +109,7 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
                 reported = true;
             });
             if reported {
-                if let Some(engine) = shared.engine_waker.get() {
-                    engine.unpark();
-                }
+                shared.wake_engine();
             }
         }
         let ready = epoll
