@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use sbc_dataplane::net::Reason;
 use sbc_dataplane::routing::{self, Decision, RouteRequest, RouteSnapshot};
 use sbc_dataplane::sip::grammar::SipUri;
 use sbc_dataplane::stats::{CallRecord, EngineStats, IoStats, MediaStats, RtpSummary};
@@ -408,6 +409,26 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
             "rx_ring_full": s.stats.io.rx_ring_full.get(),
             "rx_truncated": s.stats.io.rx_truncated.get(),
             "tx_errors": s.stats.io.tx_errors.get(),
+            "arp_replies": s.stats.io.arp_replies.get(),
+            "arp_requests": s.stats.io.arp_requests.get(),
+            "arp_unresolved": s.stats.io.arp_unresolved.get(),
+            "icmp_echo_replies": s.stats.io.icmp_echo_replies.get(),
+            "dropped_truncated": s.stats.io.dropped[Reason::Truncated as usize].get(),
+            "dropped_not_for_us": s.stats.io.dropped[Reason::NotForUs as usize].get(),
+            "dropped_bad_checksum": s.stats.io.dropped[Reason::BadChecksum as usize].get(),
+            "dropped_unsupported": s.stats.io.dropped[Reason::Unsupported as usize].get(),
+            "fragments_dropped": s.stats.io.fragments_dropped.get(),
+            "polls": s.stats.io.polls.get(),
+            "busy_polls": s.stats.io.busy_polls.get(),
+            "ports": s.stats.io.ports.iter().zip(["private", "public"]).map(|(p, side)| json!({
+                "side": side,
+                "rx_packets": p.rx_packets.get(),
+                "tx_packets": p.tx_packets.get(),
+                "rx_missed": p.rx_missed.get(),
+                "rx_errors": p.rx_errors.get(),
+                "tx_errors": p.tx_errors.get(),
+                "rx_no_mbuf": p.rx_no_mbuf.get(),
+            })).collect::<Vec<_>>(),
         },
     }))
 }

@@ -184,6 +184,20 @@ pub struct IoStats {
     /// Poll-loop iterations that found work, and all of them.
     pub busy_polls: Counter,
     pub polls: Counter,
+    /// The driver's counters of the private and the public port (DPDK),
+    /// copied once a second.
+    pub ports: [PortCounters; 2],
+}
+
+/// One DPDK port's driver counters.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub tx_packets: Counter,
+    pub rx_missed: Counter,
+    pub rx_errors: Counter,
+    pub tx_errors: Counter,
+    pub rx_no_mbuf: Counter,
 }
 
 /// Media relay counters.

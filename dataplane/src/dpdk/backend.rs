@@ -450,6 +450,16 @@ impl Poller {
         if reported {
             shared.wake_engine();
         }
+        for (port, c) in self.ports.iter().zip(&shared.io.ports) {
+            if let Ok(s) = port.stats() {
+                c.rx_packets.set(s.rx_packets);
+                c.tx_packets.set(s.tx_packets);
+                c.rx_missed.set(s.rx_missed);
+                c.rx_errors.set(s.rx_errors);
+                c.tx_errors.set(s.tx_errors);
+                c.rx_no_mbuf.set(s.rx_no_mbuf);
+            }
+        }
         let m = &shared.media;
         m.relayed.set(self.table.relayed);
         let [unknown, wrong, nowhere] = self.table.drops;
