@@ -173,7 +173,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
 
     let sent = frames_of(&std::fs::read(&priv_tx).unwrap());
     let carrier = "10.0.1.10".parse().unwrap();
-    let kinds: Vec<Kind> = sent.iter().map(|f| net::classify(f, carrier)).collect();
+    let kinds: Vec<Kind> = sent.iter().map(|f| net::classify(f, &[carrier])).collect();
     assert_eq!(sent.len(), 3, "ARP reply, echo reply, 200 OK: {kinds:?}");
     assert!(
         matches!(

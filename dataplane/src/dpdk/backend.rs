@@ -125,6 +125,7 @@ pub fn start(s: DpdkSettings, snapshot: Arc<RouteSnapshot>) -> Result<Backend, S
         sides: {
             let side = |((addr, prefix), next_hop), mac| SideIo {
                 ip: *SocketAddrV4::ip(&addr),
+                ips: vec![*SocketAddrV4::ip(&addr)],
                 sip_port: addr.port(),
                 prefix,
                 next_hop,
@@ -165,7 +166,10 @@ pub fn start(s: DpdkSettings, snapshot: Arc<RouteSnapshot>) -> Result<Backend, S
 
 /// One port's addressing and output.
 struct SideIo {
+    /// The SIP (and first media) address.
     ip: Ipv4Addr,
+    /// Every address of the port: lane i of the relay table is `ips[i]`.
+    ips: Vec<Ipv4Addr>,
     sip_port: u16,
     prefix: u8,
     next_hop: Option<Ipv4Addr>,
@@ -205,9 +209,9 @@ impl Poller {
         let mut rx = Burst::default();
         let io = self.shared.io.clone();
         let mut idle_polls = 0u32;
+        let (mut polls, mut busy_polls) = (0u64, 0u64);
         while !self.shared.quit.load(Ordering::Relaxed) {
             let now = start.elapsed().as_millis() as u64;
-            io.polls.inc();
             let mut busy = false;
             while let Some(mut cmd) = self.shared.media_cmds.pop() {
                 if let MediaCmd::Install(stream) = &mut cmd {
@@ -220,12 +224,13 @@ impl Poller {
             }
             let mut sip_in = false;
             for (i, side) in SIDES.into_iter().enumerate() {
-                if self.ports.get(i).map_or(0, |p| p.rx_burst(0, &mut rx)) == 0 {
+                let n = self.ports.get(i).map_or(0, |p| p.rx_burst(0, &mut rx));
+                if n == 0 {
                     continue;
                 }
                 busy = true;
+                io.rx_packets.add(n as u64);
                 for m in rx.drain() {
-                    io.rx_packets.inc();
                     sip_in |= self.handle(side, m, now, &io);
                 }
             }
@@ -240,8 +245,10 @@ impl Poller {
             for i in 0..2 {
                 self.flush(i, &io);
             }
+            // Poll counts are plain locals, published once a second.
+            polls += 1;
             if busy {
-                io.busy_polls.inc();
+                busy_polls += 1;
                 idle_polls = 0;
             } else {
                 idle_polls += 1;
@@ -251,9 +258,13 @@ impl Poller {
             }
             if now >= next_scan {
                 next_scan = now + 1_000;
+                io.polls.set(polls);
+                io.busy_polls.set(busy_polls);
                 self.scan(now);
             }
         }
+        io.polls.set(polls);
+        io.busy_polls.set(busy_polls);
     }
 
     /// One received frame; `true` when it was SIP handed to the engine.
@@ -262,7 +273,7 @@ impl Poller {
         let Some(s) = self.sides.get_mut(i) else {
             return false;
         };
-        match net::classify(m.data(), s.ip) {
+        match net::classify(m.data(), &s.ips) {
             Kind::Arp {
                 request,
                 sender_mac,
@@ -272,7 +283,10 @@ impl Poller {
                 if net::on_link(sender_ip, s.ip, s.prefix) {
                     s.arp.learn(sender_ip, sender_mac, now);
                 }
-                if request && target_ip == s.ip && net::arp_reply(m.data_mut(), s.mac, s.ip) {
+                if request
+                    && s.ips.contains(&target_ip)
+                    && net::arp_reply(m.data_mut(), s.mac, target_ip)
+                {
                     io.arp_replies.inc();
                     self.push(i, m, io);
                 }
@@ -294,19 +308,26 @@ impl Poller {
                 if net::on_link(*src.ip(), s.ip, s.prefix) {
                     s.arp.learn(*src.ip(), src_mac, now);
                 }
-                if dst.port() == s.sip_port {
+                if dst.port() == s.sip_port && *dst.ip() == s.ip {
+                    if !net::udp_checksum_ok(m.data()) {
+                        if let Some(c) = io.dropped.get(net::Reason::BadChecksum as usize) {
+                            c.inc();
+                        }
+                        return false;
+                    }
                     self.to_engine(side, src, m.data().get(off..off + len), io);
                     return true;
                 }
                 let Some(pkt) = m.data().get(off..off + len) else {
                     return false;
                 };
+                let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
                 if let Verdict::Relay {
                     side: out,
+                    lane: out_lane,
                     port,
                     to,
-                    ..
-                } = self.table.verdict((side, 0, dst.port()), src, pkt, now)
+                } = self.table.verdict((side, lane, dst.port()), src, pkt, now)
                 {
                     let o = index(out);
                     let Some(dmac) = self.resolve(o, *to.ip(), now, io) else {
@@ -316,7 +337,8 @@ impl Poller {
                     let Some(os) = self.sides.get(o) else {
                         return false;
                     };
-                    let from = SocketAddrV4::new(os.ip, port);
+                    let ip = os.ips.get(usize::from(out_lane)).copied().unwrap_or(os.ip);
+                    let from = SocketAddrV4::new(ip, port);
                     if net::readdress(m.data_mut(), os.mac, dmac, from, to) {
                         self.push(o, m, io);
                     }
@@ -505,5 +527,98 @@ impl Poller {
                 drop(m);
             }
         }
+    }
+}
+
+/// What [`bench_relay`] measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayRun {
+    pub received: u64,
+    pub sent: u64,
+    pub seconds: f64,
+    pub polls: u64,
+    pub busy_polls: u64,
+    pub relayed: u64,
+}
+
+/// Addresses, MACs and static neighbours of one side for [`bench_relay`].
+#[derive(Debug, Clone)]
+pub struct BenchSide {
+    /// The port's addresses: lane i is `ips[i]`.
+    pub ips: Vec<Ipv4Addr>,
+    pub prefix: u8,
+    /// Next hops known without ARP.
+    pub neighbours: Vec<(Ipv4Addr, Mac)>,
+}
+
+/// The relay ceiling benchmark's harness (`perf/src/bin/dpdk_relay.rs`):
+/// the poll loop itself, on the calling lcore, over two started ports, with
+/// `streams` installed in a table of `lanes` addresses per side, until
+/// `seconds` have passed.
+#[doc(hidden)]
+pub fn bench_relay(
+    ports: [Port; 2],
+    pool: Mempool,
+    sides: [BenchSide; 2],
+    lanes: u8,
+    port_range: (u16, u16),
+    streams: Vec<crate::media::relay::Stream>,
+    seconds: f64,
+) -> RelayRun {
+    let shared = Arc::new(Shared::new(1024));
+    let mut table = RelayTable::with_lanes(lanes, port_range.0, port_range.1);
+    for s in streams {
+        table.install(s);
+    }
+    let macs = [
+        ports[0].mac().unwrap_or_default(),
+        ports[1].mac().unwrap_or_default(),
+    ];
+    let [a, b] = sides;
+    let side = |s: BenchSide, mac: Mac| {
+        let mut arp = ArpCache::new(s.neighbours.len() * 2 + 8, u64::MAX);
+        for (ip, m) in &s.neighbours {
+            arp.learn(*ip, *m, 0);
+        }
+        SideIo {
+            ip: s.ips.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED),
+            ips: s.ips,
+            sip_port: 5060,
+            prefix: s.prefix,
+            next_hop: None,
+            mac,
+            arp,
+            asked: Vec::with_capacity(64),
+            tx: Burst::default(),
+        }
+    };
+    let [ma, mb] = macs;
+    let mut poller = Poller {
+        ports,
+        pool,
+        shared: shared.clone(),
+        sides: [side(a, ma), side(b, mb)],
+        table,
+        pending: VecDeque::new(),
+        media_timeout: u64::MAX,
+        idle_sleep: std::time::Duration::ZERO,
+    };
+    let stopper = shared.clone();
+    let timer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+        stopper.quit.store(true, Ordering::Relaxed);
+    });
+    let start = Instant::now();
+    poller.run();
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = timer.join();
+    let io = &shared.io;
+    RelayRun {
+        received: io.rx_packets.get(),
+        sent: io.tx_packets.get(),
+        seconds: elapsed,
+        polls: io.polls.get(),
+        busy_polls: io.busy_polls.get(),
+        relayed: poller.table.relayed,
     }
 }

@@ -77,34 +77,36 @@ pub struct Mbuf {
 unsafe impl Send for Mbuf {}
 
 impl Mbuf {
-    /// The packet bytes.
-    pub fn data(&self) -> &[u8] {
-        // SAFETY: mtod points at data_len initialised bytes of this mbuf,
-        // which we own and which live as long as `self`.
+    /// Where the packet starts and its length: `rte_pktmbuf_mtod` and
+    /// `rte_pktmbuf_data_len` read in Rust (inlined; the shim's versions
+    /// cost a call each, several times per packet).
+    fn span(&self) -> (*mut u8, usize) {
+        // SAFETY: we own a valid single-segment mbuf; buf_addr + data_off is
+        // its first data byte, followed by data_len initialised bytes.
         unsafe {
             let m = self.raw.as_ptr();
-            std::slice::from_raw_parts(
-                sys::sbc_pktmbuf_mtod(m),
-                usize::from(sys::sbc_pktmbuf_data_len(m)),
-            )
+            let start = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off));
+            (start, usize::from((*m).data_len))
         }
+    }
+
+    /// The packet bytes.
+    pub fn data(&self) -> &[u8] {
+        let (p, n) = self.span();
+        // SAFETY: `span` gives n initialised bytes owned by this mbuf, which
+        // lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(p, n) }
     }
 
     /// The packet bytes, writable in place.
     pub fn data_mut(&mut self) -> &mut [u8] {
+        let (p, n) = self.span();
         // SAFETY: as `data`, and `&mut self` makes the access exclusive.
-        unsafe {
-            let m = self.raw.as_ptr();
-            std::slice::from_raw_parts_mut(
-                sys::sbc_pktmbuf_mtod(m),
-                usize::from(sys::sbc_pktmbuf_data_len(m)),
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(p, n) }
     }
 
     pub fn len(&self) -> usize {
-        // SAFETY: reads a field of our mbuf.
-        usize::from(unsafe { sys::sbc_pktmbuf_data_len(self.raw.as_ptr()) })
+        self.span().1
     }
 
     pub fn is_empty(&self) -> bool {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dpdk_sys as sys;
 
-pub use backend::{start, DpdkSettings, StartError};
+pub use backend::{bench_relay, start, BenchSide, DpdkSettings, RelayRun, StartError};
 pub use mbuf::{Burst, Mbuf, Mempool, BURST};
 pub use port::{Link, Port, PortStats};
 
