@@ -1410,7 +1410,8 @@ def t_rtp_no_leak_after_calls(ctx: Ctx):
             break
         time.sleep(0.2)
     (ctx.tdir(name) / "media.json").write_text(json.dumps({"before": m0, "peak": peak, "after": m}, indent=1))
-    check(peak["streams"] > 0 and peak["sockets"] > 0,
+    # The DPDK backend relays from its ports: it has no relay sockets.
+    check(peak["streams"] > 0 and (peak["sockets"] > 0 or L.BACKEND == "dpdk"),
           f"status never showed relay streams/sockets during the calls ({s.samples} samples: {peak}): "
           f"no media was set up, so the test proves nothing")
     check(st.get("calls_up") == 0 and m.get("streams") == 0 and m.get("sockets") == 0,

@@ -108,6 +108,8 @@ def stop_process(p: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 
 
 # "socket" (the kernel holds the SBC's addresses) or "dpdk" (the SBC owns priv0/pub0 through
 # net_af_packet vdevs; the kernel has no address there). Set by the test runner's --backend.
+# qdisc_bypass=0 keeps the SBC's own frames visible to tcpdump on priv0/pub0 (the captures the
+# tests read); it costs the relay speed, which the lab does not measure.
 BACKEND = os.environ.get("SBC_LAB_BACKEND", "socket")
 
 DPDK_DATAPLANE = """\
@@ -115,7 +117,8 @@ DPDK_DATAPLANE = """\
 backend = "dpdk"
 [dataplane.dpdk]
 eal_args = ["--no-huge", "--no-pci", "-m", "512", "--no-shconf", "--file-prefix=sbc-lab", "-l", "0,1",
-            "--vdev=net_af_packet0,iface=priv0", "--vdev=net_af_packet1,iface=pub0",
+            "--vdev=net_af_packet0,iface=priv0,qdisc_bypass=0",
+            "--vdev=net_af_packet1,iface=pub0,qdisc_bypass=0",
             "--log-level=*:warning"]
 private_port = 0
 public_port = 1

@@ -248,6 +248,7 @@ impl Poller {
             // Poll counts are plain locals, published once a second.
             polls += 1;
             if busy {
+                self.publish_relay_counters();
                 busy_polls += 1;
                 idle_polls = 0;
             } else {
@@ -482,7 +483,13 @@ impl Poller {
                 c.rx_no_mbuf.set(s.rx_no_mbuf);
             }
         }
-        let m = &shared.media;
+        self.publish_relay_counters();
+    }
+
+    /// The relay table's counters into the shared stats (plain stores, after
+    /// each busy poll, so the API is never more than one burst behind).
+    fn publish_relay_counters(&self) {
+        let m = &self.shared.media;
         m.relayed.set(self.table.relayed);
         let [unknown, wrong, nowhere] = self.table.drops;
         m.dropped_unknown_port.set(unknown);
