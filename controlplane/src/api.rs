@@ -417,6 +417,7 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
             "dropped_not_for_us": s.stats.io.dropped[Reason::NotForUs as usize].get(),
             "dropped_bad_checksum": s.stats.io.dropped[Reason::BadChecksum as usize].get(),
             "dropped_unsupported": s.stats.io.dropped[Reason::Unsupported as usize].get(),
+            "reassembled": s.stats.io.reassembled.get(),
             "fragments_dropped": s.stats.io.fragments_dropped.get(),
             "polls": s.stats.io.polls.get(),
             "busy_polls": s.stats.io.busy_polls.get(),

@@ -404,6 +404,84 @@ pub fn build_udp(
     Some(total)
 }
 
+/// The IPv4 MTU we send with.
+pub const MTU: usize = 1500;
+
+/// Sends a UDP datagram too large for one frame as IPv4 fragments of at
+/// most [`MTU`] bytes: `out` receives each whole frame in turn (built in a
+/// stack buffer). The UDP checksum covers the whole datagram, as RFC 768
+/// wants; the receiver reassembles.
+#[allow(clippy::too_many_arguments)]
+pub fn udp_fragments(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload: &[u8],
+    ip_id: u16,
+    mut out: impl FnMut(&[u8]),
+) -> Option<usize> {
+    let udp_len = u16::try_from(UDP_LEN + payload.len()).ok()?;
+    if usize::from(udp_len) + IP_LEN > 65_535 {
+        return None;
+    }
+    let mut udp = [0u8; UDP_LEN];
+    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    let mut acc = sum(0, &src.ip().octets());
+    acc = sum(acc, &dst.ip().octets());
+    acc += u32::from(IPPROTO_UDP) + u32::from(udp_len);
+    acc = sum(sum(acc, &udp), payload);
+    let mut c = !fold(acc);
+    if c == 0 {
+        c = 0xffff;
+    }
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let chunk = (MTU - IP_LEN) / 8 * 8;
+    let total = usize::from(udp_len);
+    let mut frame = [0u8; ETH_LEN + MTU];
+    let mut off = 0;
+    let mut count = 0;
+    while off < total {
+        let n = chunk.min(total - off);
+        let more = off + n < total;
+        frame[0..6].copy_from_slice(&dst_mac);
+        frame[6..12].copy_from_slice(&src_mac);
+        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        {
+            let ip = &mut frame[ETH_LEN..ETH_LEN + IP_LEN];
+            ip[0] = 0x45;
+            ip[1] = 0;
+            ip[2..4].copy_from_slice(&((IP_LEN + n) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
+            let flags = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+            ip[6..8].copy_from_slice(&flags.to_be_bytes());
+            ip[8] = 64;
+            ip[9] = IPPROTO_UDP;
+            ip[10..12].fill(0);
+            ip[12..16].copy_from_slice(&src.ip().octets());
+            ip[16..20].copy_from_slice(&dst.ip().octets());
+            let c = ip_checksum(ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        // This fragment's bytes of (UDP header ++ payload).
+        let body = &mut frame[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + n];
+        for (i, b) in body.iter_mut().enumerate() {
+            let at = off + i;
+            *b = if at < UDP_LEN {
+                udp[at]
+            } else {
+                payload[at - UDP_LEN]
+            };
+        }
+        out(&frame[..ETH_LEN + IP_LEN + n]);
+        off += n;
+        count += 1;
+    }
+    Some(count)
+}
+
 /// Next-hop MAC addresses learnt from ARP, a small open-addressed table with
 /// no allocation after creation.
 #[derive(Debug)]
@@ -459,6 +537,134 @@ impl ArpCache {
         if let Some(slot) = self.slots.get_mut(h) {
             *slot = Some((ip, mac, now_ms));
         }
+    }
+}
+
+/// A reassembled UDP datagram: addresses and the UDP payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub payload: Vec<u8>,
+}
+
+/// One datagram being put together.
+#[derive(Debug)]
+struct Partial {
+    key: (Ipv4Addr, Ipv4Addr, u16),
+    data: Vec<u8>,
+    /// Byte ranges received, as (start, end).
+    have: Vec<(usize, usize)>,
+    /// Known once the last fragment (MF clear) arrived.
+    total: Option<usize>,
+    started: u64,
+}
+
+/// IPv4 reassembly of UDP datagrams for us (SIP larger than the MTU), with
+/// a fixed number of datagrams in progress and a deadline for each, so a
+/// flood of fragments costs bounded memory and nothing else. Overlapping
+/// fragments are dropped with their datagram (RFC 5722's rule, for IPv4).
+#[derive(Debug)]
+pub struct Reassembler {
+    slots: Vec<Option<Partial>>,
+    timeout_ms: u64,
+}
+
+const MAX_FRAGMENTS: usize = 64;
+
+impl Reassembler {
+    pub fn new(slots: usize, timeout_ms: u64) -> Reassembler {
+        Reassembler {
+            slots: (0..slots.max(1)).map(|_| None).collect(),
+            timeout_ms,
+        }
+    }
+
+    /// Adds a fragment (a frame [`classify`] called [`Kind::Fragment`]);
+    /// the whole datagram once its last missing piece arrives.
+    pub fn push(&mut self, frame: &[u8], now: u64) -> Option<Datagram> {
+        let ip = frame.get(ETH_LEN..)?;
+        let ihl = usize::from(ip.first()? & 0x0f) * 4;
+        let total_len = usize::from(u16_at(ip, 2)?);
+        if ihl < IP_LEN || total_len < ihl || ip.len() < total_len || *ip.get(9)? != IPPROTO_UDP {
+            return None;
+        }
+        let key = (ip_at(ip, 12)?, ip_at(ip, 16)?, u16_at(ip, 4)?);
+        let flags = u16_at(ip, 6)?;
+        let more = flags & 0x2000 != 0;
+        let start = usize::from(flags & 0x1fff) * 8;
+        let piece = ip.get(ihl..total_len)?;
+        let end = start + piece.len();
+        if end > 65_535 - IP_LEN || (more && piece.len() % 8 != 0) {
+            return None;
+        }
+        // Expire old datagrams; find ours or a free slot.
+        for slot in &mut self.slots {
+            if slot
+                .as_ref()
+                .is_some_and(|p| now.saturating_sub(p.started) > self.timeout_ms)
+            {
+                *slot = None;
+            }
+        }
+        let idx = match self
+            .slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|p| p.key == key))
+        {
+            Some(i) => i,
+            None => {
+                let i = self.slots.iter().position(Option::is_none)?;
+                *self.slots.get_mut(i)? = Some(Partial {
+                    key,
+                    data: Vec::new(),
+                    have: Vec::new(),
+                    total: None,
+                    started: now,
+                });
+                i
+            }
+        };
+        let slot = self.slots.get_mut(idx)?;
+        let p = slot.as_mut()?;
+        let overlaps = p.have.iter().any(|&(a, b)| start < b && a < end);
+        let bad_total = match (more, p.total) {
+            (false, Some(t)) => t != end,
+            (_, Some(t)) => end > t,
+            (false, None) => p.have.iter().any(|&(_, b)| b > end),
+            (true, None) => false,
+        };
+        if overlaps || bad_total || p.have.len() >= MAX_FRAGMENTS {
+            *slot = None;
+            return None;
+        }
+        if p.data.len() < end {
+            p.data.resize(end, 0);
+        }
+        p.data.get_mut(start..end)?.copy_from_slice(piece);
+        p.have.push((start, end));
+        if !more {
+            p.total = Some(end);
+        }
+        let t = p.total?;
+        if p.have.iter().map(|&(a, b)| b - a).sum::<usize>() != t {
+            return None;
+        }
+        // Complete: check and strip the UDP header.
+        let p = slot.take()?;
+        let udp = p.data;
+        let len = usize::from(u16_at(&udp, 4)?);
+        if len != udp.len() || len < UDP_LEN {
+            return None;
+        }
+        if u16_at(&udp, 6)? != 0 && udp_checksum(key.0, key.1, &udp) != 0 {
+            return None;
+        }
+        Some(Datagram {
+            src: SocketAddrV4::new(key.0, u16_at(&udp, 0)?),
+            dst: SocketAddrV4::new(key.1, u16_at(&udp, 2)?),
+            payload: udp.get(UDP_LEN..)?.to_vec(),
+        })
     }
 }
 
@@ -598,6 +804,105 @@ mod tests {
             sa("203.0.113.10:30000")
         ));
         assert!(!udp_checksum_ok(&bad));
+    }
+
+    /// Splits a built UDP frame into IPv4 fragments of `size` payload bytes.
+    fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+        let body = &frame[ETH_LEN + IP_LEN..];
+        let mut out = Vec::new();
+        for (i, chunk) in body.chunks(size).enumerate() {
+            let mut f = frame[..ETH_LEN + IP_LEN].to_vec();
+            f.extend_from_slice(chunk);
+            let more = (i + 1) * size < body.len();
+            let off = (i * size / 8) as u16 | if more { 0x2000 } else { 0 };
+            let ip = &mut f[ETH_LEN..];
+            ip[2..4].copy_from_slice(&((IP_LEN + chunk.len()) as u16).to_be_bytes());
+            ip[6..8].copy_from_slice(&off.to_be_bytes());
+            ip[10..12].fill(0);
+            let c = ip_checksum(&ip[..IP_LEN]);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn fragments_reassemble_in_any_order_and_bad_ones_are_dropped() {
+        let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let mut buf = vec![0u8; 4000];
+        let n = build_udp(
+            &mut buf,
+            PEER_MAC,
+            OUR_MAC,
+            sa("10.0.1.10:5060"),
+            sa("10.0.0.100:5060"),
+            &payload,
+            99,
+        )
+        .unwrap();
+        let frags = fragments(&buf[..n], 1480);
+        assert_eq!(frags.len(), 3);
+        assert_eq!(classify(&frags[1], &[ip("10.0.0.100")]), Kind::Fragment);
+        let mut r = Reassembler::new(4, 2000);
+        assert_eq!(r.push(&frags[2], 0), None);
+        assert_eq!(r.push(&frags[0], 1), None);
+        let d = r.push(&frags[1], 2).expect("complete");
+        assert_eq!(
+            (d.src, d.dst),
+            (sa("10.0.1.10:5060"), sa("10.0.0.100:5060"))
+        );
+        assert_eq!(d.payload, payload);
+        // A duplicate (overlapping) fragment drops the datagram.
+        assert_eq!(r.push(&frags[0], 3), None);
+        assert_eq!(r.push(&frags[0], 3), None);
+        assert_eq!(r.push(&frags[1], 3), None);
+        assert!(r.push(&frags[2], 3).is_none(), "dropped, not completed");
+        // An old partial datagram expires.
+        let mut r = Reassembler::new(4, 2000);
+        assert_eq!(r.push(&frags[0], 10), None);
+        assert_eq!(r.push(&frags[1], 5000), None);
+        assert_eq!(r.push(&frags[2], 5001), None, "the first fragment expired");
+        // A broken payload fails the UDP checksum once whole.
+        let mut bad = frags.clone();
+        let last = bad[1].len() - 1;
+        bad[1][last] ^= 1;
+        let mut r = Reassembler::new(4, 2000);
+        r.push(&bad[0], 0);
+        r.push(&bad[1], 0);
+        assert_eq!(r.push(&bad[2], 0), None);
+        // What we fragment, we reassemble.
+        let mut sent = Vec::new();
+        udp_fragments(
+            OUR_MAC,
+            PEER_MAC,
+            sa("10.0.0.100:5060"),
+            sa("10.0.1.10:5060"),
+            &payload,
+            7,
+            |f| sent.push(f.to_vec()),
+        )
+        .unwrap();
+        assert_eq!(sent.len(), 3);
+        assert!(sent.iter().all(|f| f.len() <= ETH_LEN + MTU));
+        let mut r = Reassembler::new(2, 2000);
+        let got: Vec<_> = sent
+            .iter()
+            .rev()
+            .filter_map(|f| {
+                assert_eq!(classify(f, &[ip("10.0.1.10")]), Kind::Fragment);
+                r.push(f, 0)
+            })
+            .collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].payload, payload);
+        // At most `slots` datagrams in progress.
+        let mut r = Reassembler::new(1, 2000);
+        assert_eq!(r.push(&frags[0], 0), None);
+        let mut other = frags[1].clone();
+        other[ETH_LEN + 4] ^= 1; // another IP id
+        assert_eq!(r.push(&other, 0), None);
+        assert_eq!(r.push(&frags[1], 0), None);
+        assert!(r.push(&frags[2], 0).is_some());
     }
 
     #[test]

@@ -177,7 +177,9 @@ pub struct IoStats {
     /// Frames dropped by [`crate::net::Reason`]: truncated, not for us,
     /// bad checksum, unsupported.
     pub dropped: [Counter; crate::net::REASONS],
-    /// IPv4 fragments (not reassembled yet).
+    /// IPv4 datagrams for our SIP port put back together from fragments,
+    /// and reassembled datagrams for anything else (dropped).
+    pub reassembled: Counter,
     pub fragments_dropped: Counter,
     /// Packets dropped because the next hop's MAC was unknown.
     pub arp_unresolved: Counter,

@@ -48,7 +48,7 @@ fn frames_of(pcap: &[u8]) -> Vec<Vec<u8>> {
 }
 
 fn udp(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; 4096];
     let n = net::build_udp(
         &mut buf,
         CARRIER_MAC,
@@ -84,6 +84,27 @@ fn ping() -> Vec<u8> {
     f
 }
 
+/// Splits a UDP frame into two IPv4 fragments.
+fn fragments(frame: &[u8]) -> Vec<Vec<u8>> {
+    let body = &frame[34..];
+    let cut = 1480;
+    [(0, &body[..cut], true), (cut, &body[cut..], false)]
+        .iter()
+        .map(|&(off, chunk, more)| {
+            let mut f = frame[..34].to_vec();
+            f.extend_from_slice(chunk);
+            let ip = &mut f[14..];
+            ip[2..4].copy_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
+            let flags = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+            ip[6..8].copy_from_slice(&flags.to_be_bytes());
+            ip[10..12].fill(0);
+            let c = checksum(&ip[..20]);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            f
+        })
+        .collect()
+}
+
 fn checksum(b: &[u8]) -> u16 {
     let mut acc: u32 = b
         .chunks(2)
@@ -111,13 +132,22 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     let mut broken = udp("10.0.1.10:5060", "10.0.0.100:5060", options);
     let last = broken.len() - 1;
     broken[last] ^= 0xff; // the UDP checksum no longer matches
-    let rx = [
+                          // An OPTIONS larger than the MTU, in two fragments (the second first).
+    let big = String::from_utf8_lossy(options).replace(
+        "Content-Length: 0",
+        &format!("X-Pad: {}\r\nContent-Length: 0", "p".repeat(1800)),
+    );
+    let big = big.replace("dp1@", "dp2@");
+    let mut frags = fragments(&udp("10.0.1.10:5060", "10.0.0.100:5060", big.as_bytes()));
+    frags.reverse();
+    let mut rx = vec![
         arp,
         ping(),
         udp("10.0.1.10:5060", "10.0.0.100:5060", options),
         udp("10.0.1.10:5060", "10.0.0.99:5060", options), // another host's
         broken,
     ];
+    rx.extend(frags);
     let (priv_rx, pub_rx) = (dir.join("priv_rx.pcap"), dir.join("pub_rx.pcap"));
     let (priv_tx, pub_tx) = (dir.join("priv_tx.pcap"), dir.join("pub_tx.pcap"));
     std::fs::write(&priv_rx, pcap(&rx)).unwrap();
@@ -166,7 +196,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     let backend = start(settings, Arc::new(RouteSnapshot::default())).unwrap();
     let io = backend.io();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while io.tx_packets.get() < 3 && Instant::now() < deadline {
+    while io.tx_packets.get() < 4 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     backend.stop();
@@ -174,7 +204,11 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     let sent = frames_of(&std::fs::read(&priv_tx).unwrap());
     let carrier = "10.0.1.10".parse().unwrap();
     let kinds: Vec<Kind> = sent.iter().map(|f| net::classify(f, &[carrier])).collect();
-    assert_eq!(sent.len(), 3, "ARP reply, echo reply, 200 OK: {kinds:?}");
+    assert_eq!(
+        sent.len(),
+        4,
+        "ARP reply, echo reply, 200 OK twice: {kinds:?}"
+    );
     assert!(
         matches!(
             kinds[0],
@@ -211,6 +245,19 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     assert_eq!(io.icmp_echo_replies.get(), 1);
     assert_eq!(io.dropped[net::Reason::NotForUs as usize].get(), 1);
     assert_eq!(io.dropped[net::Reason::BadChecksum as usize].get(), 1);
-    assert_eq!(backend.stats.rx_messages.get(), 1);
+    let Kind::Udp {
+        payload: (off, len),
+        ..
+    } = kinds[3]
+    else {
+        panic!("{:?}", kinds[3]);
+    };
+    let reply = String::from_utf8_lossy(&sent[3][off..off + len]).into_owned();
+    assert!(
+        reply.starts_with("SIP/2.0 200") && reply.contains("dp2@"),
+        "{reply}"
+    );
+    assert_eq!(io.reassembled.get(), 1);
+    assert_eq!(backend.stats.rx_messages.get(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }

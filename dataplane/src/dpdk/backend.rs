@@ -144,6 +144,8 @@ pub fn start(s: DpdkSettings, snapshot: Arc<RouteSnapshot>) -> Result<Backend, S
         pending: VecDeque::with_capacity(PENDING_MAX),
         media_timeout: media.timeout,
         idle_sleep: std::time::Duration::from_micros(u64::from(s.idle_sleep_us)),
+        reasm: net::Reassembler::new(64, 2_000),
+        ip_id: 0,
     };
     launch(&eal, lcore, move || {
         poller.run();
@@ -191,6 +193,10 @@ struct Poller {
     pending: VecDeque<(Outgoing, u64)>,
     media_timeout: u64,
     idle_sleep: std::time::Duration,
+    /// IPv4 reassembly for SIP over UDP larger than the MTU.
+    reasm: net::Reassembler,
+    /// IPv4 id of our fragmented datagrams.
+    ip_id: u16,
 }
 
 fn index(side: Side) -> usize {
@@ -346,10 +352,19 @@ impl Poller {
                 }
                 false
             }
-            Kind::Fragment => {
-                io.fragments_dropped.inc();
-                false
-            }
+            Kind::Fragment => match self.reasm.push(m.data(), now) {
+                // SIP larger than the MTU, whole again.
+                Some(d) if d.dst == SocketAddrV4::new(s.ip, s.sip_port) => {
+                    io.reassembled.inc();
+                    self.to_engine(side, d.src, Some(&d.payload), io);
+                    true
+                }
+                Some(_) => {
+                    io.fragments_dropped.inc();
+                    false
+                }
+                None => false,
+            },
             Kind::Drop(reason) => {
                 if let Some(c) = io.dropped.get(reason as usize) {
                     c.inc();
@@ -419,6 +434,32 @@ impl Poller {
         let Some(s) = self.sides.get(i) else { return };
         let (src, mac) = (SocketAddrV4::new(s.ip, s.sip_port), s.mac);
         let frame_len = net::UDP_HEADERS + o.data.len();
+        if frame_len > net::ETH_LEN + net::MTU {
+            // SIP over UDP larger than the MTU leaves in IPv4 fragments.
+            self.ip_id = self.ip_id.wrapping_add(1);
+            let mut frames: [Option<Mbuf>; 48] = std::array::from_fn(|_| None);
+            let mut k = 0;
+            let pool = &self.pool;
+            let done = net::udp_fragments(mac, dmac, src, dst, &o.data, self.ip_id, |f| {
+                let m = u16::try_from(f.len()).ok().and_then(|len| {
+                    let mut m = pool.alloc()?;
+                    m.append(len)?.copy_from_slice(f);
+                    Some(m)
+                });
+                if let Some(slot) = frames.get_mut(k) {
+                    *slot = m;
+                }
+                k += 1;
+            });
+            if done.is_none() || frames.iter().take(k).any(Option::is_none) || k > frames.len() {
+                io.tx_errors.inc();
+                return;
+            }
+            for m in frames.into_iter().flatten() {
+                self.push(i, m, io);
+            }
+            return;
+        }
         let built = u16::try_from(frame_len).ok().and_then(|len| {
             let mut m = self.pool.alloc()?;
             net::build_udp(m.append(len)?, mac, dmac, src, dst, &o.data, 0)?;
@@ -609,6 +650,8 @@ pub fn bench_relay(
         pending: VecDeque::new(),
         media_timeout: u64::MAX,
         idle_sleep: std::time::Duration::ZERO,
+        reasm: net::Reassembler::new(1, 2_000),
+        ip_id: 0,
     };
     let stopper = shared.clone();
     let timer = std::thread::spawn(move || {
