@@ -382,7 +382,9 @@ pub fn build_udp(
     ip[1] = 0;
     ip[2..4].copy_from_slice(&ip_total.to_be_bytes());
     ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // don't fragment
+    // DF clear: a router on a smaller-MTU path may fragment SIP (we ignore
+    // ICMP "fragmentation needed").
+    ip[6..8].fill(0);
     ip[8] = 64;
     ip[9] = IPPROTO_UDP;
     ip[10..12].fill(0);
@@ -502,15 +504,14 @@ impl ArpCache {
         (u32::from(ip).wrapping_mul(2_654_435_761) as usize) & (self.slots.len() - 1)
     }
 
-    /// The MAC of `ip` if known and fresh at `now_ms`.
-    pub fn get(&self, ip: Ipv4Addr, now_ms: u64) -> Option<Mac> {
+    /// The slot holding `ip`, if any (probing stops at an empty slot).
+    fn find(&self, ip: Ipv4Addr) -> Option<usize> {
         let n = self.slots.len();
         let h = self.home(ip);
         for i in 0..n {
-            match self.slots.get((h + i) & (n - 1))? {
-                Some((k, mac, at)) if *k == ip => {
-                    return (now_ms.saturating_sub(*at) < self.ttl_ms).then_some(*mac);
-                }
+            let at = (h + i) & (n - 1);
+            match self.slots.get(at)? {
+                Some((k, _, _)) if *k == ip => return Some(at),
                 Some(_) => {}
                 None => return None,
             }
@@ -518,23 +519,50 @@ impl ArpCache {
         None
     }
 
-    /// Learns (or refreshes) `ip` at `mac`; a full table replaces the entry
-    /// at the home slot.
+    /// The MAC of `ip` if known and fresh at `now_ms`.
+    pub fn get(&self, ip: Ipv4Addr, now_ms: u64) -> Option<Mac> {
+        self.get_aged(ip, now_ms).map(|(mac, _)| mac)
+    }
+
+    /// The MAC of `ip` and its age, if known and fresh at `now_ms`.
+    pub fn get_aged(&self, ip: Ipv4Addr, now_ms: u64) -> Option<(Mac, u64)> {
+        let (_, mac, at) = (*self.slots.get(self.find(ip)?)?)?;
+        let age = now_ms.saturating_sub(at);
+        (age < self.ttl_ms).then_some((mac, age))
+    }
+
+    pub fn ttl_ms(&self) -> u64 {
+        self.ttl_ms
+    }
+
+    /// RFC 826's merge: an entry for `ip` already there takes `mac`; `true`
+    /// if there was one.
+    pub fn update(&mut self, ip: Ipv4Addr, mac: Mac, now_ms: u64) -> bool {
+        match self.find(ip).and_then(|at| self.slots.get_mut(at)) {
+            Some(slot) => {
+                *slot = Some((ip, mac, now_ms));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds or updates `ip` at `mac` (when we are the target of its ARP, or
+    /// asked for it). Expired entries are reused; a table full of fresh ones
+    /// replaces the entry at the home slot.
     pub fn learn(&mut self, ip: Ipv4Addr, mac: Mac, now_ms: u64) {
+        if self.update(ip, mac, now_ms) {
+            return;
+        }
         let n = self.slots.len();
         let h = self.home(ip);
-        for i in 0..n {
-            if let Some(slot) = self.slots.get_mut((h + i) & (n - 1)) {
-                match slot {
-                    Some((k, _, _)) if *k != ip => continue,
-                    _ => {
-                        *slot = Some((ip, mac, now_ms));
-                        return;
-                    }
-                }
-            }
-        }
-        if let Some(slot) = self.slots.get_mut(h) {
+        let ttl = self.ttl_ms;
+        let free = (0..n).map(|i| (h + i) & (n - 1)).find(|&at| {
+            self.slots
+                .get(at)
+                .is_some_and(|s| s.is_none_or(|(_, _, t)| now_ms.saturating_sub(t) >= ttl))
+        });
+        if let Some(slot) = self.slots.get_mut(free.unwrap_or(h)) {
             *slot = Some((ip, mac, now_ms));
         }
     }
@@ -614,7 +642,15 @@ impl Reassembler {
         {
             Some(i) => i,
             None => {
-                let i = self.slots.iter().position(Option::is_none)?;
+                // A free slot, else the oldest datagram in progress gives way.
+                let i = self.slots.iter().position(Option::is_none).or_else(|| {
+                    (0..self.slots.len()).min_by_key(|&i| {
+                        self.slots
+                            .get(i)
+                            .and_then(|s| s.as_ref().map(|p| p.started))
+                            .unwrap_or(0)
+                    })
+                })?;
                 *self.slots.get_mut(i)? = Some(Partial {
                     key,
                     data: Vec::new(),
@@ -895,14 +931,18 @@ mod tests {
             .collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].payload, payload);
-        // At most `slots` datagrams in progress.
+        // At most `slots` datagrams in progress: a new one evicts the oldest.
         let mut r = Reassembler::new(1, 2000);
         assert_eq!(r.push(&frags[0], 0), None);
         let mut other = frags[1].clone();
         other[ETH_LEN + 4] ^= 1; // another IP id
-        assert_eq!(r.push(&other, 0), None);
-        assert_eq!(r.push(&frags[1], 0), None);
-        assert!(r.push(&frags[2], 0).is_some());
+        assert_eq!(r.push(&other, 1), None);
+        assert_eq!(r.push(&frags[1], 2), None);
+        assert!(
+            r.push(&frags[2], 2).is_none(),
+            "its first fragment was evicted"
+        );
+        assert!(r.push(&frags[0], 3).is_some());
     }
 
     #[test]

@@ -238,7 +238,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     assert_eq!(
         &sent[2][0..6],
         &CARRIER_MAC,
-        "learnt from the OPTIONS frame"
+        "learnt from its ARP request to us"
     );
     assert!(frames_of(&std::fs::read(&pub_tx).unwrap()).is_empty());
     assert_eq!(io.arp_replies.get(), 1);

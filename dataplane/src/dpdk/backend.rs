@@ -243,11 +243,12 @@ impl Poller {
             if sip_in {
                 self.shared.wake_engine();
             }
+            // What waited for ARP goes before newer SIP to the same hop.
+            self.retry_pending(now, &io);
             while let Some(o) = self.shared.tx_ring.pop() {
                 busy = true;
                 self.send_sip(o, now, &io);
             }
-            self.retry_pending(now, &io);
             for i in 0..2 {
                 self.flush(i, &io);
             }
@@ -258,7 +259,7 @@ impl Poller {
                 busy_polls += 1;
                 idle_polls = 0;
             } else {
-                idle_polls += 1;
+                idle_polls = idle_polls.saturating_add(1);
                 if idle_polls >= 1024 && !self.idle_sleep.is_zero() {
                     std::thread::sleep(self.idle_sleep);
                 }
@@ -280,6 +281,14 @@ impl Poller {
         let Some(s) = self.sides.get_mut(i) else {
             return false;
         };
+        // Promiscuous ports see frames for other hosts: ours or broadcast only.
+        let to = m.data().get(..6);
+        if to != Some(&s.mac[..]) && to != Some(&net::BROADCAST[..]) {
+            if let Some(c) = io.dropped.get(net::Reason::NotForUs as usize) {
+                c.inc();
+            }
+            return false;
+        }
         match net::classify(m.data(), &s.ips) {
             Kind::Arp {
                 request,
@@ -287,7 +296,11 @@ impl Poller {
                 sender_ip,
                 target_ip,
             } => {
-                if net::on_link(sender_ip, s.ip, s.prefix) {
+                // RFC 826: update an entry we have; add one only when the
+                // ARP is for us (a request to us, or the answer to ours).
+                let merged = s.arp.update(sender_ip, sender_mac, now);
+                if !merged && s.ips.contains(&target_ip) && net::on_link(sender_ip, s.ip, s.prefix)
+                {
                     s.arp.learn(sender_ip, sender_mac, now);
                 }
                 if request
@@ -309,12 +322,9 @@ impl Poller {
             Kind::Udp {
                 src,
                 dst,
-                src_mac,
                 payload: (off, len),
+                ..
             } => {
-                if net::on_link(*src.ip(), s.ip, s.prefix) {
-                    s.arp.learn(*src.ip(), src_mac, now);
-                }
                 if dst.port() == s.sip_port && *dst.ip() == s.ip {
                     if !net::udp_checksum_ok(m.data()) {
                         if let Some(c) = io.dropped.get(net::Reason::BadChecksum as usize) {
@@ -400,21 +410,31 @@ impl Poller {
         } else {
             s.next_hop.unwrap_or(ip)
         };
-        if let Some(mac) = s.arp.get(hop, now) {
-            return Some(mac);
+        let known = s.arp.get_aged(hop, now);
+        // Past half its lifetime an entry is asked for again while still used,
+        // so a busy next hop never expires under its traffic.
+        if let Some((mac, age)) = known {
+            if age < s.arp.ttl_ms() / 2 {
+                return Some(mac);
+            }
         }
+        let found = known.map(|(mac, _)| mac);
         s.asked
             .retain(|(_, at)| now.saturating_sub(*at) < ARP_RETRY_MS);
         if s.asked.iter().any(|(a, _)| *a == hop) || s.asked.len() >= 64 {
-            return None;
+            return found;
         }
         s.asked.push((hop, now));
         let (mac, ours) = (s.mac, s.ip);
-        let mut m = self.pool.alloc()?;
-        net::arp_request(m.append(60)?, mac, ours, hop)?;
-        io.arp_requests.inc();
-        self.push(i, m, io);
-        None
+        let request = self.pool.alloc().and_then(|mut m| {
+            net::arp_request(m.append(60)?, mac, ours, hop)?;
+            Some(m)
+        });
+        if let Some(m) = request {
+            io.arp_requests.inc();
+            self.push(i, m, io);
+        }
+        found
     }
 
     fn send_sip(&mut self, o: Outgoing, now: u64, io: &IoStats) {

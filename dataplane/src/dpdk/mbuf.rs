@@ -57,14 +57,9 @@ impl Mempool {
     }
 }
 
-impl Drop for Mempool {
-    fn drop(&mut self) {
-        // SAFETY: mbufs borrow nothing from the pool handle in Rust terms, but
-        // ports keep pointers to it: Port's owner drops ports first (they are
-        // stopped before the pool goes), as the poll loop does.
-        unsafe { sys::rte_mempool_free(self.raw.as_ptr()) }
-    }
-}
+// No Drop: a pool is never freed. Mbufs and port queues point into it with
+// no lifetime Rust can check, and pools live as long as EAL anyway (they go
+// with `rte_eal_cleanup`), so freeing one early could only be a bug.
 
 /// One owned packet buffer (single segment).
 #[derive(Debug)]

@@ -106,11 +106,12 @@ impl Eal {
                 text: format!("argument {:?} contains NUL", a.as_ref()),
             })?);
         }
-        // EAL may permute argv; the strings stay owned by `owned`.
-        let mut argv: Vec<*mut c_char> = owned.iter().map(|a| a.as_ptr().cast_mut()).collect();
+        // EAL may permute argv and write into the strings (some options are
+        // split in place): hand it leaked, mutable copies (once per process).
+        let mut argv: Vec<*mut c_char> = owned.into_iter().map(CString::into_raw).collect();
         let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
-        // SAFETY: argv holds argc valid NUL-terminated strings that outlive the
-        // call; EAL only reorders the pointer array.
+        // SAFETY: argv holds argc valid, writable NUL-terminated strings that
+        // are never freed; EAL may reorder the array and edit the strings.
         let rc = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         check("rte_eal_init", rc)?;
         Ok(Eal { _private: () })

@@ -6,11 +6,13 @@ use dpdk_sys as sys;
 
 use super::{check, Burst, DpdkError, Eal, Mempool, BURST};
 
-/// One ethdev port with one rx and one tx queue per configured lcore.
+/// One ethdev port. Not `Sync`: a queue must be polled by one thread only,
+/// and `rx_burst`/`tx_burst` take `&self`.
 #[derive(Debug)]
 pub struct Port {
     id: u16,
     started: bool,
+    _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 /// Link state.
@@ -46,7 +48,7 @@ impl Port {
         // SAFETY: valid C string and out pointer for the duration of the call.
         let rc = unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
         check("rte_eth_dev_get_port_by_name", rc)?;
-        Ok(Port { id, started: false })
+        Ok(Port::new(id))
     }
 
     /// The port with this id (as EAL numbered the devices).
@@ -59,7 +61,15 @@ impl Port {
                 text: format!("no DPDK port {id} (check the vdevs/devices in eal_args)"),
             });
         }
-        Ok(Port { id, started: false })
+        Ok(Port::new(id))
+    }
+
+    fn new(id: u16) -> Port {
+        Port {
+            id,
+            started: false,
+            _not_sync: std::marker::PhantomData,
+        }
     }
 
     pub fn id(&self) -> u16 {
@@ -81,7 +91,8 @@ impl Port {
         })?;
         // SAFETY: reads the port's NUMA socket.
         let socket = unsafe { sys::rte_eth_dev_socket_id(self.id) };
-        let socket = u32::try_from(socket).unwrap_or(0);
+        // -1 (unknown) becomes SOCKET_ID_ANY, as the C API spells it.
+        let socket = u32::try_from(socket).unwrap_or(u32::MAX);
         for q in 0..queues {
             // SAFETY: queue index below the configured count; NULL conf means
             // the driver's defaults; the pool outlives the started port.
@@ -205,9 +216,11 @@ impl Drop for Port {
     fn drop(&mut self) {
         if self.started {
             // SAFETY: the port was started by us and is no longer polled (the
-            // owner stops its lcores first).
+            // owner stops its lcores first). Closing releases its queues, so
+            // nothing keeps pointing at the mempool they received into.
             unsafe {
                 sys::rte_eth_dev_stop(self.id);
+                sys::rte_eth_dev_close(self.id);
             }
         }
     }

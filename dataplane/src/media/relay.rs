@@ -53,8 +53,13 @@ pub struct RtpStats {
     pub base_seq: u32,
     /// Interarrival jitter in timestamp units.
     pub jitter: f64,
-    last_transit: Option<i64>,
+    last_transit: Option<i32>,
     started: bool,
+    ssrc: u32,
+    /// RTP packets of the current source (loss counts against these).
+    since_restart: u64,
+    /// Loss of earlier sources (an SSRC change restarts the sequence).
+    lost_before: u64,
 }
 
 impl RtpStats {
@@ -64,7 +69,7 @@ impl RtpStats {
             return 0;
         }
         let expected = u64::from(self.max_seq - self.base_seq) + 1;
-        expected.saturating_sub(self.packets)
+        self.lost_before + expected.saturating_sub(self.since_restart)
     }
 
     /// The figures a call record keeps.
@@ -92,14 +97,24 @@ impl RtpStats {
         else {
             return;
         };
-        let Some(ts) = pkt
-            .get(4..8)
-            .and_then(|s| <[u8; 4]>::try_from(s).ok())
-            .map(u32::from_be_bytes)
-        else {
+        let word = |at: usize| {
+            pkt.get(at..at + 4)
+                .and_then(|s| <[u8; 4]>::try_from(s).ok())
+                .map(u32::from_be_bytes)
+        };
+        let (Some(ts), Some(ssrc)) = (word(4), word(8)) else {
             return;
         };
+        if self.started && ssrc != self.ssrc {
+            // A new source (early media then the answer, a re-INVITE): its
+            // sequence and clock start afresh; earlier loss is kept.
+            self.lost_before = self.lost();
+            self.started = false;
+            self.last_transit = None;
+        }
         if !self.started {
+            self.ssrc = ssrc;
+            self.since_restart = 0;
             self.started = true;
             self.base_seq = u32::from(seq);
             self.max_seq = u32::from(seq);
@@ -117,9 +132,12 @@ impl RtpStats {
                 self.max_seq = wrapped | u32::from(seq);
             }
         }
-        let transit = arrival - i64::from(ts);
+        self.since_restart += 1;
+        // RFC 3550 A.8 in 32-bit wrapping arithmetic, so a timestamp wrap
+        // does not look like a jump.
+        let transit = (arrival as u32).wrapping_sub(ts) as i32;
         if let Some(prev) = self.last_transit {
-            let d = (transit - prev).abs() as f64;
+            let d = f64::from(transit.wrapping_sub(prev).unsigned_abs());
             self.jitter += (d - self.jitter) / 16.0;
         }
         self.last_transit = Some(transit);
@@ -217,6 +235,8 @@ pub struct RelayTable {
     free: Vec<u32>,
     pub drops: [u64; DROP_REASONS],
     pub relayed: u64,
+    /// Stale streams removed to install a new one on their ports.
+    pub replaced: u64,
 }
 
 const NONE: u32 = u32::MAX;
@@ -239,6 +259,7 @@ impl RelayTable {
             free: Vec::new(),
             drops: [0; DROP_REASONS],
             relayed: 0,
+            replaced: 0,
         }
     }
 
@@ -327,7 +348,17 @@ impl RelayTable {
     ) -> Option<Box<CallRecord>> {
         match cmd {
             MediaCmd::Install(stream) => {
-                self.install(stream);
+                if self.install(stream).is_none() {
+                    // Its ports are still held: a stream whose removal was
+                    // lost (a full command ring). The new call wins.
+                    for e in &stream.ends {
+                        if let Some(id) = self.id_on(e.side, e.lane, e.port) {
+                            self.remove(id);
+                        }
+                    }
+                    self.replaced += 1;
+                    self.install(stream);
+                }
                 None
             }
             MediaCmd::Peer { side, port, peer } => {
@@ -686,6 +717,55 @@ mod tests {
         assert_eq!(rx.packets, 5);
         assert_eq!(rx.lost(), 1, "sequence 1 is missing across the wrap");
         assert_eq!(rx.jitter, 0.0);
+    }
+
+    #[test]
+    fn a_new_ssrc_restarts_the_sequence_and_keeps_earlier_loss() {
+        let (mut t, id) = table();
+        let mut p = rtp(100, 0);
+        for seq in [100u16, 102] {
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            t.verdict((Side::Private, 0, 10000), addr("10.0.1.10:40000"), &p, 0);
+        }
+        // The answer's source: other SSRC, sequence far away, timestamp near the wrap.
+        let mut q = rtp(40_000, u32::MAX - 100);
+        q[8..12].copy_from_slice(&7u32.to_be_bytes());
+        for (seq, ts) in [(40_000u16, u32::MAX - 100), (40_001, 60)] {
+            q[2..4].copy_from_slice(&seq.to_be_bytes());
+            q[4..8].copy_from_slice(&ts.to_be_bytes());
+            t.verdict((Side::Private, 0, 10000), addr("10.0.1.10:40000"), &q, 20);
+        }
+        let rx = t.get(id).unwrap().ends[0].rx;
+        assert_eq!(rx.packets, 4);
+        assert_eq!(rx.lost(), 1, "seq 101 of the first source only");
+        assert!(
+            rx.jitter < 20.0,
+            "no jump across the timestamp wrap: {}",
+            rx.jitter
+        );
+    }
+
+    #[test]
+    fn install_over_a_stale_stream_replaces_it() {
+        let (mut t, _) = table();
+        let s = Stream {
+            ends: [
+                End::new(Side::Private, 10000, Some(addr("10.0.1.11:40000"))),
+                End::new(Side::Public, 20000, Some(addr("203.0.113.11:30000"))),
+            ],
+            rtcp: false,
+            last_active: 0,
+        };
+        t.apply(MediaCmd::Install(s), |_| {});
+        assert_eq!(t.replaced, 1);
+        assert_eq!(t.len(), 1);
+        let v = t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.11:40000"),
+            &rtp(1, 0),
+            0,
+        );
+        assert!(matches!(v, Verdict::Relay { .. }), "{v:?}");
     }
 
     #[test]
