@@ -111,6 +111,5 @@ fn eal_ports_bursts_lcores_and_errors() {
     dpdk::launch(&eal, 1, || 42).unwrap();
     assert_eq!(dpdk::wait(&eal, 1), 42);
     drop(null);
-    drop(pool);
     let _ = std::fs::remove_dir_all(&dir);
 }
