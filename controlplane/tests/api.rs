@@ -236,10 +236,21 @@ async fn gateways_get_ids_and_status_reports_on(api: Api) {
     assert_eq!(body["id"], 1);
     assert_eq!(body["description"], "gw1");
     assert_eq!(api.last().gateways[0].addr.port(), 5060);
+    // Counters the data plane sets reach the status document.
+    let io = &api.state.stats.io;
+    io.ports[1].rx_missed.set(7);
+    io.dropped[sbc_dataplane::net::Reason::BadChecksum as usize].set(3);
+    io.reassembled.set(2);
+    api.state.stats.media.sockets_idle.set(4);
     let (code, status) = api.call("GET", "/api/v1/status", "").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(status["backend"], "socket");
     assert_eq!(status["calls_up"], 0);
+    assert_eq!(status["io"]["ports"][1]["side"], "public");
+    assert_eq!(status["io"]["ports"][1]["rx_missed"], 7);
+    assert_eq!(status["io"]["dropped_bad_checksum"], 3);
+    assert_eq!(status["io"]["reassembled"], 2);
+    assert_eq!(status["media"]["sockets_idle"], 4);
     assert_eq!(
         api.call("GET", "/api/v1/nothing", "").await.0,
         StatusCode::NOT_FOUND
