@@ -359,6 +359,61 @@ pub fn readdress(
     true
 }
 
+/// The UDP header for `payload` from `src` to `dst`, its checksum computed
+/// over the pseudo-header and the payload (RFC 768; 0 sent as 0xffff).
+fn udp_header(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Option<[u8; UDP_LEN]> {
+    let udp_len = u16::try_from(UDP_LEN + payload.len()).ok()?;
+    if usize::from(udp_len) + IP_LEN > 65_535 {
+        return None;
+    }
+    let mut udp = [0u8; UDP_LEN];
+    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    let mut acc = sum(0, &src.ip().octets());
+    acc = sum(acc, &dst.ip().octets());
+    acc += u32::from(IPPROTO_UDP) + u32::from(udp_len);
+    let c = match !fold(sum(sum(acc, &udp), payload)) {
+        0 => 0xffff,
+        c => c,
+    };
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    Some(udp)
+}
+
+/// Writes the Ethernet and IPv4 headers of a UDP packet (or fragment) whose
+/// IPv4 payload is `ip_payload` bytes at fragment field `frag` (offset/8 and
+/// MF). DF stays clear: a router on a smaller-MTU path may fragment SIP (we
+/// ignore ICMP "fragmentation needed").
+#[allow(clippy::too_many_arguments)]
+fn write_headers(
+    f: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ip_payload: usize,
+    ip_id: u16,
+    frag: u16,
+) {
+    f[0..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&src_mac);
+    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let ip = &mut f[ETH_LEN..ETH_LEN + IP_LEN];
+    ip[0] = 0x45;
+    ip[1] = 0;
+    ip[2..4].copy_from_slice(&((IP_LEN + ip_payload) as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
+    ip[6..8].copy_from_slice(&frag.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = IPPROTO_UDP;
+    ip[10..12].fill(0);
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = ip_checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Writes an Ethernet/IPv4/UDP frame carrying `payload` into `buf`; its
 /// length, or `None` if it does not fit (or the payload exceeds an IPv4
 /// datagram).
@@ -371,38 +426,22 @@ pub fn build_udp(
     payload: &[u8],
     ip_id: u16,
 ) -> Option<usize> {
+    let udp = udp_header(src, dst, payload)?;
     let total = UDP_HEADERS + payload.len();
-    let ip_total = u16::try_from(IP_LEN + UDP_LEN + payload.len()).ok()?;
     let f = buf.get_mut(..total)?;
-    f[0..6].copy_from_slice(&dst_mac);
-    f[6..12].copy_from_slice(&src_mac);
-    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    let (ip, udp) = f[ETH_LEN..].split_at_mut(IP_LEN);
-    ip[0] = 0x45;
-    ip[1] = 0;
-    ip[2..4].copy_from_slice(&ip_total.to_be_bytes());
-    ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
-    // DF clear: a router on a smaller-MTU path may fragment SIP (we ignore
-    // ICMP "fragmentation needed").
-    ip[6..8].fill(0);
-    ip[8] = 64;
-    ip[9] = IPPROTO_UDP;
-    ip[10..12].fill(0);
-    ip[12..16].copy_from_slice(&src.ip().octets());
-    ip[16..20].copy_from_slice(&dst.ip().octets());
-    let c = ip_checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let udp_len = ip_total - IP_LEN as u16;
-    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    udp[6..8].fill(0);
-    udp[8..].copy_from_slice(payload);
-    let mut c = udp_checksum(*src.ip(), *dst.ip(), udp);
-    if c == 0 {
-        c = 0xffff;
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let ip_payload = UDP_LEN + payload.len();
+    write_headers(
+        f,
+        src_mac,
+        dst_mac,
+        *src.ip(),
+        *dst.ip(),
+        ip_payload,
+        ip_id,
+        0,
+    );
+    f[ETH_LEN + IP_LEN..UDP_HEADERS].copy_from_slice(&udp);
+    f[UDP_HEADERS..].copy_from_slice(payload);
     Some(total)
 }
 
@@ -423,50 +462,25 @@ pub fn udp_fragments(
     ip_id: u16,
     mut out: impl FnMut(&[u8]),
 ) -> Option<usize> {
-    let udp_len = u16::try_from(UDP_LEN + payload.len()).ok()?;
-    if usize::from(udp_len) + IP_LEN > 65_535 {
-        return None;
-    }
-    let mut udp = [0u8; UDP_LEN];
-    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    let mut acc = sum(0, &src.ip().octets());
-    acc = sum(acc, &dst.ip().octets());
-    acc += u32::from(IPPROTO_UDP) + u32::from(udp_len);
-    acc = sum(sum(acc, &udp), payload);
-    let mut c = !fold(acc);
-    if c == 0 {
-        c = 0xffff;
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let udp = udp_header(src, dst, payload)?;
     let chunk = (MTU - IP_LEN) / 8 * 8;
-    let total = usize::from(udp_len);
+    let total = UDP_LEN + payload.len();
     let mut frame = [0u8; ETH_LEN + MTU];
     let mut off = 0;
     let mut count = 0;
     while off < total {
         let n = chunk.min(total - off);
-        let more = off + n < total;
-        frame[0..6].copy_from_slice(&dst_mac);
-        frame[6..12].copy_from_slice(&src_mac);
-        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        {
-            let ip = &mut frame[ETH_LEN..ETH_LEN + IP_LEN];
-            ip[0] = 0x45;
-            ip[1] = 0;
-            ip[2..4].copy_from_slice(&((IP_LEN + n) as u16).to_be_bytes());
-            ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
-            let flags = (off / 8) as u16 | if more { 0x2000 } else { 0 };
-            ip[6..8].copy_from_slice(&flags.to_be_bytes());
-            ip[8] = 64;
-            ip[9] = IPPROTO_UDP;
-            ip[10..12].fill(0);
-            ip[12..16].copy_from_slice(&src.ip().octets());
-            ip[16..20].copy_from_slice(&dst.ip().octets());
-            let c = ip_checksum(ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-        }
+        let frag = (off / 8) as u16 | if off + n < total { 0x2000 } else { 0 };
+        write_headers(
+            &mut frame,
+            src_mac,
+            dst_mac,
+            *src.ip(),
+            *dst.ip(),
+            n,
+            ip_id,
+            frag,
+        );
         // This fragment's bytes of (UDP header ++ payload).
         let body = &mut frame[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + n];
         for (i, b) in body.iter_mut().enumerate() {
