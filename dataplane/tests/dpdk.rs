@@ -8,18 +8,7 @@ use sbc_dataplane::dpdk::{self, Burst, Eal, Mempool, Port};
 
 /// A pcap file of `n` 60-byte Ethernet frames, frame i filled with byte i.
 fn pcap(n: u8) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend(0xa1b2_c3d4u32.to_le_bytes());
-    f.extend(2u16.to_le_bytes());
-    f.extend(4u16.to_le_bytes());
-    for v in [0u32, 0, 65_535, 1] {
-        f.extend(v.to_le_bytes());
-    }
-    for i in 0..n {
-        f.extend([0u32, 0, 60, 60].iter().flat_map(|v| v.to_le_bytes()));
-        f.extend([i; 60]);
-    }
-    f
+    sbc_dataplane::net::pcap_file((0..n).map(|i| [i; 60]))
 }
 
 #[test]

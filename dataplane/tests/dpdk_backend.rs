@@ -20,22 +20,6 @@ fn sa(s: &str) -> SocketAddrV4 {
     s.parse().unwrap()
 }
 
-fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend(0xa1b2_c3d4u32.to_le_bytes());
-    f.extend(2u16.to_le_bytes());
-    f.extend(4u16.to_le_bytes());
-    for v in [0u32, 0, 65_535, 1] {
-        f.extend(v.to_le_bytes());
-    }
-    for fr in frames {
-        let n = fr.len() as u32;
-        f.extend([0u32, 0, n, n].iter().flat_map(|v| v.to_le_bytes()));
-        f.extend(fr);
-    }
-    f
-}
-
 fn frames_of(pcap: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut at = 24;
@@ -150,8 +134,8 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     rx.extend(frags);
     let (priv_rx, pub_rx) = (dir.join("priv_rx.pcap"), dir.join("pub_rx.pcap"));
     let (priv_tx, pub_tx) = (dir.join("priv_tx.pcap"), dir.join("pub_tx.pcap"));
-    std::fs::write(&priv_rx, pcap(&rx)).unwrap();
-    std::fs::write(&pub_rx, pcap(&[])).unwrap();
+    std::fs::write(&priv_rx, net::pcap_file(&rx)).unwrap();
+    std::fs::write(&pub_rx, net::pcap_file(std::iter::empty::<&[u8]>())).unwrap();
     let mut engine = EngineConfig::new(sa("10.0.0.100:5060"), sa("203.0.113.50:5080"));
     engine.media = Some(MediaSettings {
         private_ip: "10.0.0.100".parse().unwrap(),

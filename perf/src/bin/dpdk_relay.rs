@@ -70,13 +70,7 @@ fn lane_ip(side: Side, lane: u8) -> Ipv4Addr {
 }
 
 fn write_pcap(flows: u32, path: &str) -> anyhow::Result<()> {
-    let mut f = Vec::new();
-    f.extend(0xa1b2_c3d4u32.to_le_bytes());
-    f.extend(2u16.to_le_bytes());
-    f.extend(4u16.to_le_bytes());
-    for v in [0u32, 0, 65_535, 1] {
-        f.extend(v.to_le_bytes());
-    }
+    let mut frames = Vec::with_capacity(flows as usize);
     let mut frame = vec![0u8; 2048];
     let mut payload = [0u8; 172];
     payload[0] = 0x80;
@@ -95,14 +89,9 @@ fn write_pcap(flows: u32, path: &str) -> anyhow::Result<()> {
             0,
         )
         .context("building a frame")?;
-        f.extend(
-            [0u32, 0, n as u32, n as u32]
-                .iter()
-                .flat_map(|v| v.to_le_bytes()),
-        );
-        f.extend(&frame[..n]);
+        frames.push(frame[..n].to_vec());
     }
-    std::fs::write(path, f).with_context(|| format!("writing {path}"))?;
+    std::fs::write(path, net::pcap_file(&frames)).with_context(|| format!("writing {path}"))?;
     Ok(())
 }
 
