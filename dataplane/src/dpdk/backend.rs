@@ -118,35 +118,33 @@ pub fn start(s: DpdkSettings, snapshot: Arc<RouteSnapshot>) -> Result<Backend, S
     })?;
     let min = media.private_ports.0.min(media.public_ports.0);
     let max = media.private_ports.1.max(media.public_ports.1);
-    let mut poller = Poller {
-        ports,
-        pool,
-        shared: shared.clone(),
-        sides: {
-            let side = |((addr, prefix), next_hop), mac| SideIo {
-                ip: *SocketAddrV4::ip(&addr),
-                ips: vec![*SocketAddrV4::ip(&addr)],
-                sip_port: addr.port(),
+    let sides = {
+        let side = |((addr, prefix), next_hop), mac| {
+            let arp = ArpCache::new(1024, 300_000);
+            SideIo::new(
+                vec![*SocketAddrV4::ip(&addr)],
+                addr.port(),
                 prefix,
                 next_hop,
                 mac,
-                arp: ArpCache::new(1024, 300_000),
-                asked: Vec::with_capacity(64),
-                tx: Burst::default(),
-            };
-            let [a, b] = sip;
-            let [pa, pb] = s.prefixes;
-            let [na, nb] = s.next_hops;
-            let [ma, mb] = macs;
-            [side(((a, pa), na), ma), side(((b, pb), nb), mb)]
-        },
-        table: RelayTable::new(min, max),
-        pending: VecDeque::with_capacity(PENDING_MAX),
-        media_timeout: media.timeout,
-        idle_sleep: std::time::Duration::from_micros(u64::from(s.idle_sleep_us)),
-        reasm: net::Reassembler::new(64, 2_000),
-        ip_id: 0,
+                arp,
+            )
+        };
+        let [a, b] = sip;
+        let [pa, pb] = s.prefixes;
+        let [na, nb] = s.next_hops;
+        let [ma, mb] = macs;
+        [side(((a, pa), na), ma), side(((b, pb), nb), mb)]
     };
+    let mut poller = Poller::new(
+        ports,
+        pool,
+        shared.clone(),
+        sides,
+        RelayTable::new(min, max),
+    );
+    poller.media_timeout = media.timeout;
+    poller.idle_sleep = std::time::Duration::from_micros(u64::from(s.idle_sleep_us));
     launch(&eal, lcore, move || {
         poller.run();
         // Ports stop (they drop first) before the pool they receive into goes.
@@ -164,6 +162,30 @@ pub fn start(s: DpdkSettings, snapshot: Arc<RouteSnapshot>) -> Result<Backend, S
         Vec::new(),
         Some(on_stop),
     ))
+}
+
+impl SideIo {
+    /// `ips[0]` is the SIP (and first media) address.
+    fn new(
+        ips: Vec<Ipv4Addr>,
+        sip_port: u16,
+        prefix: u8,
+        next_hop: Option<Ipv4Addr>,
+        mac: Mac,
+        arp: ArpCache,
+    ) -> SideIo {
+        SideIo {
+            ip: ips.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED),
+            ips,
+            sip_port,
+            prefix,
+            next_hop,
+            mac,
+            arp,
+            asked: Vec::with_capacity(64),
+            tx: Burst::default(),
+        }
+    }
 }
 
 /// One port's addressing and output.
@@ -209,6 +231,29 @@ fn index(side: Side) -> usize {
 const SIDES: [Side; 2] = [Side::Private, Side::Public];
 
 impl Poller {
+    /// A poll loop over started `ports`: no media timeout and pure busy
+    /// polling until the caller says otherwise.
+    fn new(
+        ports: [Port; 2],
+        pool: Mempool,
+        shared: Arc<Shared>,
+        sides: [SideIo; 2],
+        table: RelayTable,
+    ) -> Poller {
+        Poller {
+            ports,
+            pool,
+            shared,
+            sides,
+            table,
+            pending: VecDeque::with_capacity(PENDING_MAX),
+            media_timeout: u64::MAX,
+            idle_sleep: std::time::Duration::ZERO,
+            reasm: net::Reassembler::new(64, 2_000),
+            ip_id: 0,
+        }
+    }
+
     fn run(&mut self) {
         let start = Instant::now();
         let mut next_scan = 1_000;
@@ -648,31 +693,11 @@ pub fn bench_relay(
         for (ip, m) in &s.neighbours {
             arp.learn(*ip, *m, 0);
         }
-        SideIo {
-            ip: s.ips.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED),
-            ips: s.ips,
-            sip_port: 5060,
-            prefix: s.prefix,
-            next_hop: None,
-            mac,
-            arp,
-            asked: Vec::with_capacity(64),
-            tx: Burst::default(),
-        }
+        SideIo::new(s.ips, 5060, s.prefix, None, mac, arp)
     };
     let [ma, mb] = macs;
-    let mut poller = Poller {
-        ports,
-        pool,
-        shared: shared.clone(),
-        sides: [side(a, ma), side(b, mb)],
-        table,
-        pending: VecDeque::new(),
-        media_timeout: u64::MAX,
-        idle_sleep: std::time::Duration::ZERO,
-        reasm: net::Reassembler::new(1, 2_000),
-        ip_id: 0,
-    };
+    let sides = [side(a, ma), side(b, mb)];
+    let mut poller = Poller::new(ports, pool, shared.clone(), sides, table);
     let stopper = shared.clone();
     let timer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
