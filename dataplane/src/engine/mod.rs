@@ -292,24 +292,19 @@ impl SipEngine {
         self.now = now;
         let before = out.len();
         match SipMessage::parse(bytes) {
-            Ok(msg) if msg.is_request() => self.on_request(
-                &Rx {
+            Ok(msg) => {
+                let rx = Rx {
                     now,
                     side,
                     src,
                     msg: &msg,
-                },
-                out,
-            ),
-            Ok(msg) => self.on_response(
-                &Rx {
-                    now,
-                    side,
-                    src,
-                    msg: &msg,
-                },
-                out,
-            ),
+                };
+                if msg.is_request() {
+                    self.on_request(&rx, out);
+                } else {
+                    self.on_response(&rx, out);
+                }
+            }
             Err(e) => {
                 self.stats.parse_errors.inc();
                 // A broken response is dropped; a broken request is answered.
