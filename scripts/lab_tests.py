@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end tests of the SBC in the network-namespace lab (see scripts/lab, scripts/labkit.py).
+"""End-to-end tests of the SBC in the network-namespace lab (see lab/netns.sh, scripts/labkit.py).
 
     sudo python3 scripts/lab_tests.py [--sbc target/release/sbc] [--only NAME,...] [--load]
                                       [--pending] [--list]

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = REPO / "scripts"
-LAB = SCRIPTS / "lab"
-SIPP_DIR = SCRIPTS / "sipp"
-SIPSEND = SCRIPTS / "sipsend.py"
+LAB = REPO / "lab" / "netns.sh"
+SIPP_DIR = REPO / "lab" / "sipp"
+SIPSEND = REPO / "lab" / "sipsend.py"
 
 # Lab addresses (see docs/architecture.md, "The lab").
 CARRIER_IP = "10.0.1.10"
@@ -1049,7 +1048,7 @@ def setup_latencies_from_pcap(path: Path, uac_ip: str) -> list[float]:
 # ----------------------------------------------------------------------------------------------
 
 def sipp_pcap(name: str = "g711a.pcap") -> Path:
-    """An audio capture sip-tester ships (play_pcap_audio in scripts/sipp/uac_rtp*.xml uses
+    """An audio capture sip-tester ships (play_pcap_audio in lab/sipp/uac_rtp*.xml uses
     /usr/share/sip-tester/g711a.pcap: 236 PCMA packets, 30 ms apart, 7 s)."""
     return Path("/usr/share/sip-tester") / name
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Network-namespace lab for the SBC end-to-end tests.
 #
-#   scripts/lab up              create namespaces carrier / sbc / gw and the veth pairs
+#   lab/netns.sh up             create namespaces carrier / sbc / gw and the veth pairs
 #                               (SBC_LAB_BACKEND=dpdk: priv0/pub0 get no kernel address; the
 #                               SBC's DPDK dataplane owns them through net_af_packet vdevs)
-#   scripts/lab down            remove them (idempotent)
-#   scripts/lab exec NS CMD...  run CMD inside namespace NS
-#   scripts/lab status          show addresses of every lab namespace
+#   lab/netns.sh down           remove them (idempotent)
+#   lab/netns.sh exec NS CMD... run CMD inside namespace NS
+#   lab/netns.sh status         show addresses of every lab namespace
 #
 # Topology (no default route anywhere: nothing can leave the machine):
 #

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tiny SIP-over-UDP helper for the namespace lab (stdlib only).
 
-Run it inside a lab namespace, e.g. `ip netns exec carrier python3 scripts/sipsend.py ...`.
+Run it inside a lab namespace, e.g. `ip netns exec carrier python3 lab/sipsend.py ...`.
 
   options  --bind IP --to IP:PORT [--timeout S]
         Send one OPTIONS and print every reply's status line ("REPLY <src> <status line>").
