@@ -63,10 +63,18 @@ def ours(pcap: Path, flows: int, seconds: float, out: Path) -> dict:
                         "--seconds", str(seconds), "--mem", "3072"],
                        capture_output=True, text=True, timeout=seconds + 120)
     (out / f"ours-{flows}.log").write_text(r.stdout + r.stderr)
+    # The binary fails (non-zero, drop reasons on stderr) unless it relayed
+    # every frame it received: a figure made of drops is no figure.
+    if r.returncode != 0:
+        raise SystemExit(f"dpdk_relay failed ({r.returncode}) at {flows} flows:\n{r.stdout}\n{r.stderr}")
     for line in reversed(r.stdout.splitlines()):
         if line.startswith("{"):
-            return json.loads(line)
-    raise SystemExit(f"dpdk_relay failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+            o = json.loads(line)
+            if o["relayed"] != o["received"] or not o["received"]:
+                raise SystemExit(f"relayed {o['relayed']} of {o['received']} at {flows} flows; "
+                                 f"drops: {o.get('drops')}")
+            return o
+    raise SystemExit(f"dpdk_relay printed no result ({r.returncode}):\n{r.stdout}\n{r.stderr}")
 
 
 def main() -> int:

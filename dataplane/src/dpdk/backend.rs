@@ -643,7 +643,8 @@ impl Poller {
     }
 }
 
-/// What [`bench_relay`] measured.
+/// What [`bench_relay`] measured, with every reason a received frame was
+/// not relayed (all zero when the run relayed everything it received).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RelayRun {
     pub received: u64,
@@ -652,11 +653,20 @@ pub struct RelayRun {
     pub polls: u64,
     pub busy_polls: u64,
     pub relayed: u64,
+    /// Frames dropped before the relay, by [`net::Reason`].
+    pub dropped: [u64; net::REASONS],
+    /// Packets the relay table refused: unknown port, wrong source, no destination.
+    pub relay_drops: [u64; 3],
+    pub arp_unresolved: u64,
+    pub tx_errors: u64,
 }
 
 /// Addresses, MACs and static neighbours of one side for [`bench_relay`].
 #[derive(Debug, Clone)]
 pub struct BenchSide {
+    /// The MAC the side answers to; `None`: the port's own. A replayed
+    /// capture's frames are addressed to a MAC the vdev may not have.
+    pub mac: Option<Mac>,
     /// The port's addresses: lane i is `ips[i]`.
     pub ips: Vec<Ipv4Addr>,
     pub prefix: u8,
@@ -693,7 +703,7 @@ pub fn bench_relay(
         for (ip, m) in &s.neighbours {
             arp.learn(*ip, *m, 0);
         }
-        SideIo::new(s.ips, 5060, s.prefix, None, mac, arp)
+        SideIo::new(s.ips, 5060, s.prefix, None, s.mac.unwrap_or(mac), arp)
     };
     let [ma, mb] = macs;
     let sides = [side(a, ma), side(b, mb)];
@@ -715,5 +725,9 @@ pub fn bench_relay(
         polls: io.polls.get(),
         busy_polls: io.busy_polls.get(),
         relayed: poller.table.relayed,
+        dropped: std::array::from_fn(|i| io.dropped.get(i).map_or(0, |c| c.get())),
+        relay_drops: poller.table.drops,
+        arp_unresolved: io.arp_unresolved.get(),
+        tx_errors: io.tx_errors.get(),
     }
 }

@@ -21,6 +21,12 @@ use serde_json::json;
 const PER_LANE: u32 = 25_000;
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const GATEWAY_MAC: [u8; 6] = [2, 0, 0, 0, 2, 10];
+/// The capture's frames come from this MAC to [`SBC_PRIVATE_MAC`], which
+/// `run` gives the private side in place of the `net_pcap` port's own: the
+/// poll loop drops frames addressed to other hosts (promiscuous ports see
+/// them), and net_pcap cannot change its MAC.
+const CARRIER_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const SBC_PRIVATE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -81,8 +87,8 @@ fn write_pcap(flows: u32, path: &str) -> anyhow::Result<()> {
         let dst = SocketAddrV4::new(lane_ip(Side::Private, lane), port);
         let n = net::build_udp(
             &mut frame,
-            [2, 0, 0, 0, 1, 1],
-            [2, 0, 0, 0, 0, 1],
+            CARRIER_MAC,
+            SBC_PRIVATE_MAC,
             src,
             dst,
             &payload,
@@ -137,6 +143,7 @@ fn run(flows: u32, pcap: &str, seconds: f64, mem: u32) -> anyhow::Result<()> {
         })
         .collect();
     let sides = [Side::Private, Side::Public].map(|side| BenchSide {
+        mac: (side == Side::Private).then_some(SBC_PRIVATE_MAC),
         ips: (0..lanes).map(|l| lane_ip(side, l)).collect(),
         prefix: if side == Side::Private { 16 } else { 24 },
         neighbours: vec![(GATEWAY, GATEWAY_MAC)],
@@ -152,9 +159,24 @@ fn run(flows: u32, pcap: &str, seconds: f64, mem: u32) -> anyhow::Result<()> {
         streams,
         seconds,
     );
+    let relay_reasons = ["unknown_port", "wrong_source", "no_destination"];
+    let mut drops = serde_json::Map::new();
+    for (i, n) in r.dropped.iter().enumerate() {
+        let name = ["truncated", "not_for_us", "bad_checksum", "unsupported"]
+            .get(i)
+            .copied()
+            .unwrap_or("other");
+        drops.insert(name.into(), json!(n));
+    }
+    for (name, n) in relay_reasons.iter().zip(r.relay_drops) {
+        drops.insert((*name).into(), json!(n));
+    }
+    drops.insert("arp_unresolved".into(), json!(r.arp_unresolved));
+    drops.insert("tx_errors".into(), json!(r.tx_errors));
     println!(
         "{}",
         json!({
+            "drops": drops.clone(),
             "flows": flows,
             "seconds": r.seconds,
             "received": r.received,
@@ -167,6 +189,17 @@ fn run(flows: u32, pcap: &str, seconds: f64, mem: u32) -> anyhow::Result<()> {
         })
     );
     drop(eal);
+    // Every frame received must leave relayed: anything less means the
+    // figure measures drops, not the relay.
+    if r.received == 0 || r.relayed != r.received || r.sent != r.received {
+        bail!(
+            "relayed {} and sent {} of {} received frames; drops: {}",
+            r.relayed,
+            r.sent,
+            r.received,
+            serde_json::Value::Object(drops)
+        );
+    }
     Ok(())
 }
 
