@@ -14,10 +14,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use sbc_dataplane::call::{CallRecord, RtpSummary};
 use sbc_dataplane::net::Reason;
 use sbc_dataplane::routing::{self, Decision, RouteRequest, RouteSnapshot};
 use sbc_dataplane::sip::grammar::SipUri;
-use sbc_dataplane::stats::{CallRecord, EngineStats, IoStats, MediaStats, RtpSummary};
+use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
 use sbc_dataplane::Side;
 use serde_json::{json, Map, Value};
 

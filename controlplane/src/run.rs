@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sbc_dataplane::engine::{MediaSettings, Policy};
 use sbc_dataplane::socket::{Backend as Dataplane, SocketConfig};
-use sbc_dataplane::EngineConfig;
+use sbc_dataplane::{BySide, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState, Counters};
@@ -137,10 +137,8 @@ fn media_settings(cfg: &Config) -> MediaSettings {
         ((min, max), (min, max))
     };
     MediaSettings {
-        private_ip,
-        public_ip,
-        private_ports,
-        public_ports,
+        ip: BySide::new(private_ip, public_ip),
+        ports: BySide::new(private_ports, public_ports),
         timeout: cfg.media.timeout_s * 1000,
     }
 }

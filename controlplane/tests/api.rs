@@ -368,7 +368,7 @@ async fn route_answers_the_engine_decision_on(api: Api) {
 
 #[tokio::test]
 async fn call_stats_count_engine_events_by_tenant() {
-    use sbc_dataplane::stats::{CallEvent, CallResult};
+    use sbc_dataplane::call::{CallEvent, CallResult};
     let api = api_with(None).await;
     for (t, r) in [
         (Some("acme"), CallResult::Answered),
@@ -395,7 +395,7 @@ async fn call_stats_count_engine_events_by_tenant() {
 
 #[tokio::test]
 async fn finished_calls_are_listed_newest_first_with_their_media() {
-    use sbc_dataplane::stats::{CallRecord, CallResult, MediaLine, RtpSummary};
+    use sbc_dataplane::call::{CallRecord, CallResult, MediaLine, RtpSummary};
     use sbc_dataplane::Side;
     let api = api_with(None).await;
     let figures = |packets| RtpSummary {

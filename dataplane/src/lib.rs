@@ -24,6 +24,7 @@
     )
 )]
 
+pub mod call;
 #[cfg(feature = "dpdk")]
 #[allow(unsafe_code)]
 pub mod dpdk;
@@ -32,9 +33,13 @@ pub mod media;
 pub mod net;
 pub mod rng;
 pub mod routing;
+pub mod side;
 pub mod sip;
 pub mod socket;
 pub mod stats;
+pub mod time;
 
-pub use engine::{EngineConfig, Ms, Outgoing, Side, SipEngine};
+pub use engine::{EngineConfig, Outgoing, SipEngine};
 pub use routing::RouteSnapshot;
+pub use side::{BySide, Side};
+pub use time::Ms;

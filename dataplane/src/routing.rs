@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::side::Side;
 use crate::sip::grammar::{parse_ipv4, SipUri};
 
 /// A carrier allowlist entry (Kamailio's `address` table).
@@ -250,10 +251,10 @@ impl RouteSnapshot {
     }
 
     /// The decision for an INVITE arriving on `side`.
-    pub fn route(&self, side: crate::Side, req: &RouteRequest<'_>, random: &mut u64) -> Decision {
+    pub fn route(&self, side: Side, req: &RouteRequest<'_>, random: &mut u64) -> Decision {
         match side {
-            crate::Side::Private => self.route_inbound(req, random),
-            crate::Side::Public => self.route_outbound(req),
+            Side::Private => self.route_inbound(req, random),
+            Side::Public => self.route_outbound(req),
         }
     }
 

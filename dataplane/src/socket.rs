@@ -23,9 +23,10 @@ use nix::sys::socket::{
     recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrIn,
 };
 
-use crate::engine::{EngineConfig, Outgoing, Side, SipEngine};
-use crate::media::relay::MediaCmd;
+use crate::engine::{EngineConfig, Outgoing, SipEngine};
+use crate::media::MediaCmd;
 use crate::routing::RouteSnapshot;
+use crate::side::{BySide, Side};
 use crate::stats::{EngineStats, IoStats, MediaStats};
 
 mod media;
@@ -177,8 +178,14 @@ impl Backend {
     /// Socket backend: binds both SIP sockets and starts the RX, engine and
     /// (with media settings) media relay threads.
     pub fn start_socket(cfg: SocketConfig, snapshot: Arc<RouteSnapshot>) -> io::Result<Backend> {
-        let sockets = [bind(cfg.engine.private)?, bind(cfg.engine.public)?];
-        let tx_sockets = [sockets[0].try_clone()?, sockets[1].try_clone()?];
+        let sockets = BySide::new(
+            bind(cfg.engine.sip[Side::Private])?,
+            bind(cfg.engine.sip[Side::Public])?,
+        );
+        let tx_sockets = BySide::new(
+            sockets[Side::Private].try_clone()?,
+            sockets[Side::Public].try_clone()?,
+        );
         let shared = Arc::new(Shared::new(cfg.ring_size));
         let stats = shared.engine.clone();
         let mut threads = Vec::new();
@@ -259,16 +266,15 @@ fn pick_core(wanted: Option<usize>) -> Option<core_affinity::CoreId> {
     }
 }
 
-fn rx_loop(sockets: [UdpSocket; 2], shared: &Shared, waker: &thread::Thread) {
+fn rx_loop(sockets: BySide<UdpSocket>, shared: &Shared, waker: &thread::Thread) {
     let (quit, ring, free, stats) = (&shared.quit, &shared.rx_ring, &shared.free, &shared.io);
     let mut bufs: [Vec<u8>; BATCH] = std::array::from_fn(|_| vec![0u8; BUF_SIZE]);
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
     let mut got = Vec::with_capacity(BATCH);
-    let sides = [Side::Private, Side::Public];
     while !quit.load(Ordering::Relaxed) {
         let mut fds = [
-            PollFd::new(sockets[0].as_fd(), PollFlags::POLLIN),
-            PollFd::new(sockets[1].as_fd(), PollFlags::POLLIN),
+            PollFd::new(sockets[Side::Private].as_fd(), PollFlags::POLLIN),
+            PollFd::new(sockets[Side::Public].as_fd(), PollFlags::POLLIN),
         ];
         if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) <= 0 {
             continue;
@@ -278,11 +284,10 @@ fn rx_loop(sockets: [UdpSocket; 2], shared: &Shared, waker: &thread::Thread) {
                 .and_then(|f| f.revents())
                 .is_some_and(|r| r.contains(PollFlags::POLLIN))
         });
-        for (i, sock) in sockets.iter().enumerate() {
-            if !ready.get(i).copied().unwrap_or(false) {
+        for (side, sock) in sockets.iter() {
+            if !ready.get(side.index()).copied().unwrap_or(false) {
                 continue;
             }
-            let side = sides.get(i).copied().unwrap_or(Side::Private);
             // Drain the socket in batches.
             loop {
                 receive_batch(sock, &mut headers, &mut bufs, &mut got);
@@ -419,13 +424,12 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut send: impl FnMut(&mut
 
 /// Sends everything in `out`, grouped per side, `BATCH` datagrams a call.
 fn send_all(
-    sockets: &[UdpSocket; 2],
+    sockets: &BySide<UdpSocket>,
     headers: &mut MultiHeaders<SockaddrIn>,
     out: &mut Vec<Outgoing>,
     stats: &IoStats,
 ) {
-    for (i, side) in [Side::Private, Side::Public].into_iter().enumerate() {
-        let Some(sock) = sockets.get(i) else { continue };
+    for (side, sock) in sockets.iter() {
         let batch: Vec<&Outgoing> = out.iter().filter(|o| o.side == side).collect();
         let mut pending: &[&Outgoing] = &batch;
         let mut stalls = 0;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sbc_dataplane::dpdk::{start, DpdkSettings};
 use sbc_dataplane::engine::MediaSettings;
 use sbc_dataplane::net::{self, Kind};
-use sbc_dataplane::{EngineConfig, RouteSnapshot};
+use sbc_dataplane::{BySide, EngineConfig, RouteSnapshot};
 
 const CARRIER_MAC: [u8; 6] = [2, 0, 0, 0, 1, 10];
 
@@ -138,10 +138,11 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     std::fs::write(&pub_rx, net::pcap_file(std::iter::empty::<&[u8]>())).unwrap();
     let mut engine = EngineConfig::new(sa("10.0.0.100:5060"), sa("203.0.113.50:5080"));
     engine.media = Some(MediaSettings {
-        private_ip: "10.0.0.100".parse().unwrap(),
-        public_ip: "203.0.113.50".parse().unwrap(),
-        private_ports: (10000, 20000),
-        public_ports: (10000, 20000),
+        ip: BySide::new(
+            "10.0.0.100".parse().unwrap(),
+            "203.0.113.50".parse().unwrap(),
+        ),
+        ports: BySide::new((10000, 20000), (10000, 20000)),
         timeout: 60_000,
     });
     let settings = DpdkSettings {

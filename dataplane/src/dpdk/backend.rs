@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{launch, wait, Burst, DpdkError, Eal, Mbuf, Mempool, Port};
-use crate::engine::{EngineConfig, Outgoing, Side, SipEngine};
-use crate::media::relay::{MediaCmd, RelayTable, Verdict};
+use crate::engine::{EngineConfig, Outgoing, SipEngine};
+use crate::media::{MediaCmd, RelayTable, Verdict};
 use crate::net::{self, ArpCache, Kind, Mac};
 use crate::routing::RouteSnapshot;
+use crate::side::Side;
 use crate::socket::{start_engine, Backend, Datagram, Shared};
 use crate::stats::IoStats;
 
@@ -76,12 +77,13 @@ pub fn start(s: DpdkSettings, snapshot: Arc<RouteSnapshot>) -> Result<Backend, S
     let media = s.engine.media.ok_or_else(|| {
         StartError::Config("the DPDK backend relays media: [media] must be set".into())
     })?;
-    let sip = [s.engine.private, s.engine.public];
-    for ((side, name), addr) in SIDES.into_iter().zip(["private", "public"]).zip(sip) {
-        if media.ip(side) != *addr.ip() {
+    let sip = s.engine.sip.0;
+    for (side, addr) in s.engine.sip.iter() {
+        if media.ip[side] != *addr.ip() {
+            let name = side.name();
             return Err(StartError::Config(format!(
                 "media.{name}_ip ({}) must equal the address of sip.{name} ({}) on the DPDK backend: one address per port",
-                media.ip(side),
+                media.ip[side],
                 addr.ip()
             )));
         }
@@ -116,8 +118,7 @@ pub fn start(s: DpdkSettings, snapshot: Arc<RouteSnapshot>) -> Result<Backend, S
             }
         }
     })?;
-    let min = media.private_ports.0.min(media.public_ports.0);
-    let max = media.private_ports.1.max(media.public_ports.1);
+    let (min, max) = media.port_span();
     let sides = {
         let side = |((addr, prefix), next_hop), mac| {
             let arp = ArpCache::new(1024, 300_000);
@@ -685,7 +686,7 @@ pub fn bench_relay(
     sides: [BenchSide; 2],
     lanes: u8,
     port_range: (u16, u16),
-    streams: Vec<crate::media::relay::Stream>,
+    streams: Vec<crate::media::Stream>,
     seconds: f64,
 ) -> RelayRun {
     let shared = Arc::new(Shared::new(1024));

@@ -7,8 +7,9 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 
-use super::{Ms, Side};
+use crate::side::Side;
 use crate::sip::grammar::{parse_ipv4, NameAddr, SipUri};
+use crate::time::Ms;
 
 /// Which leg of a dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +87,7 @@ pub enum DialogState {
 /// A call: the state, both legs and the times later issues hang records on.
 #[derive(Debug, Clone)]
 pub struct Dialog {
-    /// The call's number (see [`crate::stats::CallRecord::call`]).
+    /// The call's number (see [`crate::call::CallRecord::call`]).
     pub call: u64,
     pub state: DialogState,
     pub caller: Leg,

@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::net::Ipv4Addr;
 
-use super::Side;
 use crate::routing::RouteSnapshot;
+use crate::side::Side;
 
 /// Replaces the addresses a message must not carry toward `toward`.
 #[derive(Debug, Clone, Copy)]

@@ -24,39 +24,21 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use crate::media::relay::{End, MediaCmd, PortPairs, Stream};
+use crate::call::{CallEvent, CallRecord, CallResult};
 use crate::media::sdp::{self, SdpRepr};
+use crate::media::{End, MediaCmd, PortPairs, Stream};
 use crate::rng;
 use crate::routing::{Decision, RouteRequest, RouteSnapshot, Target};
+use crate::side::{BySide, Side};
 use crate::sip::build::{reason, Builder};
 use crate::sip::grammar::{self, NameAddr, SipUri, Via};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
-use crate::stats::{CallEvent, CallRecord, CallResult, EngineStats};
+use crate::stats::EngineStats;
+pub use crate::time::Ms;
 use dialog::{Dialog, DialogState, Leg, LegRef};
 use hide::Hider;
 use slab::{Id, Slab};
 use txn::{CancelState, Outbound, Phase, RouteState, Txn};
-
-/// Milliseconds on the engine's clock.
-pub type Ms = u64;
-
-/// The two faces of the SBC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// Toward the carriers.
-    Private,
-    /// Toward the Voice AI gateways.
-    Public,
-}
-
-impl Side {
-    pub fn other(self) -> Side {
-        match self {
-            Side::Private => Side::Public,
-            Side::Public => Side::Private,
-        }
-    }
-}
 
 /// One datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +51,8 @@ pub struct Outgoing {
 /// Static settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub private: SocketAddrV4,
-    pub public: SocketAddrV4,
+    /// Our SIP address on each side.
+    pub sip: BySide<SocketAddrV4>,
     /// RFC 3261 T1 (RTT estimate), 500 ms by default.
     pub t1: Ms,
     /// RFC 3261 T2 (cap of non-INVITE retransmissions), 4 s by default.
@@ -88,29 +70,26 @@ pub struct EngineConfig {
 /// Where the media relay listens on each side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaSettings {
-    pub private_ip: Ipv4Addr,
-    pub public_ip: Ipv4Addr,
+    /// Our media address on each side.
+    pub ip: BySide<Ipv4Addr>,
     /// Port range of each side, `[min, max)`.
-    pub private_ports: (u16, u16),
-    pub public_ports: (u16, u16),
+    pub ports: BySide<(u16, u16)>,
     /// An answered call whose media stops this long is ended (ms).
     pub timeout: Ms,
 }
 
 impl MediaSettings {
-    pub fn ip(&self, side: Side) -> Ipv4Addr {
-        match side {
-            Side::Private => self.private_ip,
-            Side::Public => self.public_ip,
-        }
+    /// The lowest and highest port of both sides' ranges (the relay's table).
+    pub fn port_span(&self) -> (u16, u16) {
+        let [(a, b), (c, d)] = self.ports.0;
+        (a.min(c), b.max(d))
     }
 }
 
 impl EngineConfig {
     pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
         EngineConfig {
-            private,
-            public,
+            sip: BySide::new(private, public),
             t1: 500,
             t2: 4000,
             timer_c: 180_000,
@@ -120,11 +99,9 @@ impl EngineConfig {
         }
     }
 
+    /// Our SIP address on `side`.
     pub fn addr(&self, side: Side) -> SocketAddrV4 {
-        match side {
-            Side::Private => self.private,
-            Side::Public => self.public,
-        }
+        self.sip[side]
     }
 }
 
@@ -190,8 +167,8 @@ pub struct SipEngine {
     rng: u64,
     /// Live calls and CPS tokens per tenant.
     loads: HashMap<String, TenantLoad>,
-    /// Free RTP/RTCP port pairs per side (private, public).
-    ports: Option<[PortPairs; 2]>,
+    /// Free RTP/RTCP port pairs per side.
+    ports: Option<BySide<PortPairs>>,
     /// Stream changes for the media relay, drained by the backend.
     media_cmds: Vec<MediaCmd>,
     /// The dialog behind each caller-side RTP port.
@@ -213,12 +190,9 @@ impl SipEngine {
         let mut rng = cfg.seed | 1;
         let salt = (rng::next(&mut rng) >> 32) as u32;
         stats.snapshot_version.set(snapshot.version);
-        let ports = cfg.media.map(|m| {
-            [
-                PortPairs::new(m.private_ports.0, m.private_ports.1),
-                PortPairs::new(m.public_ports.0, m.public_ports.1),
-            ]
-        });
+        let ports = cfg
+            .media
+            .map(|m| m.ports.map(|(min, max)| PortPairs::new(min, max)));
         SipEngine {
             cfg,
             snapshot,
@@ -269,9 +243,9 @@ impl SipEngine {
 
     /// Free port pairs on (private, public).
     pub fn free_port_pairs(&self) -> (usize, usize) {
-        self.ports
-            .as_ref()
-            .map_or((0, 0), |[a, b]| (a.available(), b.available()))
+        self.ports.as_ref().map_or((0, 0), |p| {
+            (p[Side::Private].available(), p[Side::Public].available())
+        })
     }
 
     /// The earliest pending timer.
@@ -421,7 +395,7 @@ impl SipEngine {
     }
 
     fn is_our_via(&self, via: &Via<'_>) -> bool {
-        [self.cfg.private, self.cfg.public].iter().any(|a| {
+        self.cfg.sip.0.iter().any(|a| {
             grammar::parse_ipv4(via.host) == Some(*a.ip()) && via.port.unwrap_or(5060) == a.port()
         })
     }
@@ -958,7 +932,7 @@ impl SipEngine {
         let Some(d) = self.dialogs.get(did) else {
             return (
                 Vec::new(),
-                SocketAddr::V4(self.cfg.private),
+                SocketAddr::V4(self.cfg.sip[Side::Private]),
                 Side::Private,
                 Outbound::default(),
             );
@@ -1560,7 +1534,7 @@ impl SipEngine {
                     .iter()
                     .map(|p| p.get(idx).copied().unwrap_or(0))
                     .collect();
-                sdp::rewrite(msg.body, media.ip(d.leg(to).side), &ports).ok()
+                sdp::rewrite(msg.body, media.ip[d.leg(to).side], &ports).ok()
             }
             _ => None,
         };
@@ -1640,8 +1614,8 @@ impl SipEngine {
             for pair in d.media.iter().filter(|p| p[0] != 0) {
                 rtp_ports.push((d.caller.side, pair[0]));
                 self.media_index.remove(&(d.caller.side, pair[0]));
-                give_pair(ports, d.caller.side, pair[0]);
-                give_pair(ports, d.callee.side, pair[1]);
+                ports[d.caller.side].give(pair[0]);
+                ports[d.callee.side].give(pair[1]);
             }
         }
         if rtp_ports.is_empty() {
@@ -1988,28 +1962,16 @@ fn is_sdp(msg: &SipMessage<'_>) -> bool {
         })
 }
 
-fn pairs_of(ports: &mut [PortPairs; 2], side: Side) -> &mut PortPairs {
-    let [private, public] = ports;
-    match side {
-        Side::Private => private,
-        Side::Public => public,
-    }
-}
-
 /// A port pair on each side, or `[0, 0]` when either side has none left.
-fn take_pair(ports: &mut [PortPairs; 2], caller: Side, callee: Side) -> [u16; 2] {
-    let Some(a) = pairs_of(ports, caller).take() else {
+fn take_pair(ports: &mut BySide<PortPairs>, caller: Side, callee: Side) -> [u16; 2] {
+    let Some(a) = ports[caller].take() else {
         return [0, 0];
     };
-    match pairs_of(ports, callee).take() {
+    match ports[callee].take() {
         Some(b) => [a, b],
         None => {
-            pairs_of(ports, caller).give(a);
+            ports[caller].give(a);
             [0, 0]
         }
     }
-}
-
-fn give_pair(ports: &mut [PortPairs; 2], side: Side, port: u16) {
-    pairs_of(ports, side).give(port);
 }

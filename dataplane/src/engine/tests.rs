@@ -4,8 +4,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use super::*;
+use crate::call::CallResult;
 use crate::routing::{Carrier, Gateway};
-use crate::stats::CallResult;
 
 const CARRIER: &str = "10.0.1.10:5060";
 const GATEWAY: &str = "203.0.113.10:5060";
@@ -391,7 +391,7 @@ fn busy_gateway_503_is_not_relayed_as_is() {
     assert_eq!(records.len(), 2);
     assert!(records
         .iter()
-        .all(|r| r.result == crate::stats::CallResult::Failed
+        .all(|r| r.result == crate::call::CallResult::Failed
             && r.setup_ms.is_none()
             && r.duration_ms == 0));
     assert_eq!(records[1].caller_call_id, "c6@10.0.1.10");
@@ -664,10 +664,8 @@ fn tenant_prefix_leaves_no_trace_toward_the_gateway() {
 
 fn media_lab() -> Lab {
     let media = MediaSettings {
-        private_ip: Ipv4Addr::new(10, 0, 0, 100),
-        public_ip: Ipv4Addr::new(203, 0, 113, 50),
-        private_ports: (10000, 10100),
-        public_ports: (20000, 20100),
+        ip: BySide::new(Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(203, 0, 113, 50)),
+        ports: BySide::new((10000, 10100), (20000, 20100)),
         timeout: 60_000,
     };
     let stats = Arc::new(EngineStats::default());
@@ -704,7 +702,7 @@ fn answered_media_call(lab: &mut Lab) -> String {
 
 #[test]
 fn media_timeout_ends_the_call_with_byes_both_ways() {
-    use crate::media::relay::MediaCmd;
+    use crate::media::MediaCmd;
     let mut lab = media_lab();
     let fwd = answered_media_call(&mut lab);
     assert_eq!(lab.stats.calls_up.get(), 1);
@@ -750,7 +748,7 @@ fn media_timeout_ends_the_call_with_byes_both_ways() {
             _ => None,
         })
         .expect("the streams are released with the call record");
-    assert_eq!(record.result, crate::stats::CallResult::MediaTimeout);
+    assert_eq!(record.result, crate::call::CallResult::MediaTimeout);
     assert_eq!(record.caller_call_id, "m1@10.0.1.10");
     assert!(record.setup_ms.is_some());
     // A second report for the same port finds nothing.
@@ -760,7 +758,7 @@ fn media_timeout_ends_the_call_with_byes_both_ways() {
 
 #[test]
 fn media_ports_are_allocated_rewritten_and_released() {
-    use crate::media::relay::MediaCmd;
+    use crate::media::MediaCmd;
     let mut lab = media_lab();
     let free = lab.engine.free_port_pairs();
     let inv = invite("m1", "m1").replace(
@@ -835,7 +833,7 @@ fn media_ports_are_allocated_rewritten_and_released() {
         panic!("one release expected: {cmds:?}");
     };
     assert_eq!(rtp_ports, &vec![(Side::Private, 10000)]);
-    assert_eq!(record.result, crate::stats::CallResult::Answered);
+    assert_eq!(record.result, crate::call::CallResult::Answered);
     assert_eq!(record.caller_side, Side::Private);
     assert_eq!(record.callee_call_id, header(&fwd, "Call-ID").unwrap());
     assert!(record.media.is_empty(), "the relay fills the media lines");

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 
 use super::dialog::LegRef;
 use super::slab::Id;
-use super::{Ms, Side};
 use crate::routing::Target;
+use crate::side::Side;
+use crate::time::Ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {

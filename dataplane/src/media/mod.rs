@@ -1,8 +1,21 @@
-//! Media relay building blocks (RTPEngine's job): SDP rewriting, the
-//! stream table with its per-packet verdict, and port pair allocation.
+//! The media relay's building blocks (RTPEngine's job), pure code over
+//! bytes shared by both backends:
 //!
-//! Not wired into the engine and the backends yet (the media relay issue
-//! does that); tested on their own.
+//! ```text
+//!  engine ── offer/answer ─► sdp::rewrite (our address and ports in the body)
+//!         ── ports::PortPairs (even RTP port, RTCP next) per side
+//!         ── cmd::MediaCmd ──ring──► relay::RelayTable (per backend's relay loop)
+//!  packet ─► RelayTable::verdict ─► Relay { side, lane, port, to } | Drop(reason)
+//!                 └── rtp::RtpStats per direction ─► call::CallRecord media lines
+//! ```
 
+pub mod cmd;
+pub mod ports;
 pub mod relay;
+pub mod rtp;
 pub mod sdp;
+
+pub use cmd::MediaCmd;
+pub use ports::PortPairs;
+pub use relay::{DropReason, End, RelayTable, Stream, Verdict};
+pub use rtp::{RtpPacket, RtpStats};

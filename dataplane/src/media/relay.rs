@@ -14,8 +14,11 @@
 
 use std::net::SocketAddrV4;
 
-use crate::engine::Side;
-use crate::stats::{CallRecord, MediaLine, RtpSummary};
+use super::cmd::MediaCmd;
+use super::rtp::RtpStats;
+use crate::call::{CallRecord, MediaLine};
+use crate::side::Side;
+use crate::time::Ms;
 
 /// Why a packet was not relayed; indexes [`RelayTable::drops`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,128 +44,6 @@ pub enum Verdict {
         to: SocketAddrV4,
     },
     Drop(DropReason),
-}
-
-/// Per-direction RTP statistics (RFC 3550 appendix A.1 and A.8).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RtpStats {
-    pub packets: u64,
-    pub bytes: u64,
-    /// Highest sequence number seen, extended with wrap-arounds.
-    pub max_seq: u32,
-    pub base_seq: u32,
-    /// Interarrival jitter in timestamp units.
-    pub jitter: f64,
-    last_transit: Option<i32>,
-    started: bool,
-    ssrc: u32,
-    /// RTP packets of the current source (loss counts against these).
-    since_restart: u64,
-    /// Loss of earlier sources (an SSRC change restarts the sequence).
-    lost_before: u64,
-}
-
-impl RtpStats {
-    /// Packets expected from the sequence numbers minus packets received.
-    pub fn lost(&self) -> u64 {
-        if !self.started {
-            return 0;
-        }
-        let expected = u64::from(self.max_seq - self.base_seq) + 1;
-        self.lost_before + expected.saturating_sub(self.since_restart)
-    }
-
-    /// The figures a call record keeps.
-    pub fn summary(&self) -> RtpSummary {
-        RtpSummary {
-            packets: self.packets,
-            bytes: self.bytes,
-            lost: self.lost(),
-            jitter_ms: self.jitter / 8.0,
-        }
-    }
-
-    /// Accounts one RTP packet received at `arrival` (in the stream's clock units).
-    fn update(&mut self, pkt: &[u8], arrival: i64) {
-        self.packets += 1;
-        self.bytes += pkt.len() as u64;
-        // Only RTP version 2 headers feed the statistics.
-        if pkt.first().is_none_or(|b| b >> 6 != 2) {
-            return;
-        }
-        let Some(seq) = pkt
-            .get(2..4)
-            .and_then(|s| <[u8; 2]>::try_from(s).ok())
-            .map(u16::from_be_bytes)
-        else {
-            return;
-        };
-        let word = |at: usize| {
-            pkt.get(at..at + 4)
-                .and_then(|s| <[u8; 4]>::try_from(s).ok())
-                .map(u32::from_be_bytes)
-        };
-        let (Some(ts), Some(ssrc)) = (word(4), word(8)) else {
-            return;
-        };
-        if self.started && ssrc != self.ssrc {
-            // A new source (early media then the answer, a re-INVITE): its
-            // sequence and clock start afresh; earlier loss is kept.
-            self.lost_before = self.lost();
-            self.started = false;
-            self.last_transit = None;
-        }
-        if !self.started {
-            self.ssrc = ssrc;
-            self.since_restart = 0;
-            self.started = true;
-            self.base_seq = u32::from(seq);
-            self.max_seq = u32::from(seq);
-        } else {
-            let cycles = self.max_seq & !0xffff;
-            let last = (self.max_seq & 0xffff) as u16;
-            let delta = seq.wrapping_sub(last);
-            if delta < 0x8000 {
-                // In order (possibly with a gap); a smaller value means a wrap.
-                let wrapped = if seq < last {
-                    cycles + 0x1_0000
-                } else {
-                    cycles
-                };
-                self.max_seq = wrapped | u32::from(seq);
-            }
-        }
-        self.since_restart += 1;
-        // RFC 3550 A.8 in 32-bit wrapping arithmetic, so a timestamp wrap
-        // does not look like a jump.
-        let transit = (arrival as u32).wrapping_sub(ts) as i32;
-        if let Some(prev) = self.last_transit {
-            let d = f64::from(transit.wrapping_sub(prev).unsigned_abs());
-            self.jitter += (d - self.jitter) / 16.0;
-        }
-        self.last_transit = Some(transit);
-    }
-}
-
-/// What the SIP engine tells the media relay.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaCmd {
-    /// A new stream with both our ports.
-    Install(Stream),
-    /// The peer behind our `port` on `side` is now at `peer` (offer/answer,
-    /// re-INVITE, hold with `None` or 0.0.0.0).
-    Peer {
-        side: Side,
-        port: u16,
-        peer: Option<SocketAddrV4>,
-    },
-    /// A call is over: remove the RTP stream at each of these caller-side
-    /// ports and the RTCP stream on the next port, write what each RTP
-    /// stream carried into the record's media lines, in order.
-    Release {
-        rtp_ports: Vec<(Side, u16)>,
-        record: Box<CallRecord>,
-    },
 }
 
 /// One end of a stream: our port on one side and the peer behind it.
@@ -221,7 +102,7 @@ pub struct Stream {
     pub ends: [End; 2],
     pub rtcp: bool,
     /// Engine time (ms) of the last relayed packet, for the media timeout.
-    pub last_active: u64,
+    pub last_active: Ms,
 }
 
 /// Streams indexed by (side, lane, local port).
@@ -265,11 +146,7 @@ impl RelayTable {
 
     /// Which per-port array serves (side, lane).
     fn lane_index(&self, side: Side, lane: u8) -> Option<usize> {
-        let side = match side {
-            Side::Private => 0,
-            Side::Public => 1,
-        };
-        (lane < self.lanes).then_some(2 * usize::from(lane) + side)
+        (lane < self.lanes).then_some(2 * usize::from(lane) + side.index())
     }
 
     /// (array, offset) of our `port` of `lane` on `side`.
@@ -419,7 +296,7 @@ impl RelayTable {
     /// Calls `f` with the first end of every RTP stream that relayed nothing
     /// for `timeout` ms, and restarts its clock (so it is reported again one
     /// timeout later if it stays silent).
-    pub fn idle(&mut self, now: u64, timeout: u64, mut f: impl FnMut(Side, u16)) {
+    pub fn idle(&mut self, now: Ms, timeout: Ms, mut f: impl FnMut(Side, u16)) {
         for s in self.streams.iter_mut().flatten() {
             if !s.rtcp && now.saturating_sub(s.last_active) >= timeout {
                 s.last_active = now;
@@ -440,7 +317,7 @@ impl RelayTable {
         (side, lane, port): (Side, u8, u16),
         src: SocketAddrV4,
         pkt: &[u8],
-        now_ms: u64,
+        now_ms: Ms,
     ) -> Verdict {
         let verdict = self.decide(side, lane, port, src, pkt, now_ms);
         match verdict {
@@ -461,7 +338,7 @@ impl RelayTable {
         port: u16,
         src: SocketAddrV4,
         pkt: &[u8],
-        now_ms: u64,
+        now_ms: Ms,
     ) -> Verdict {
         let id = self.id_on(side, lane, port).unwrap_or(NONE);
         let Some(Some(stream)) = self.streams.get_mut(id as usize) else {
@@ -499,57 +376,10 @@ impl RelayTable {
     }
 }
 
-/// Even/odd port pairs from a range, O(1) take and give back.
-#[derive(Debug)]
-pub struct PortPairs {
-    free: Vec<u16>,
-    taken: Vec<bool>,
-    min: u16,
-}
-
-impl PortPairs {
-    /// All even ports in `[min, max)` whose odd neighbour is also in range.
-    pub fn new(min: u16, max: u16) -> PortPairs {
-        let first = min + (min & 1);
-        let free: Vec<u16> = (first..max).step_by(2).filter(|p| *p < max).rev().collect();
-        PortPairs {
-            taken: vec![false; usize::from(max - min) + 1],
-            free,
-            min,
-        }
-    }
-
-    /// An even RTP port (RTCP is the next one).
-    pub fn take(&mut self) -> Option<u16> {
-        let p = self.free.pop()?;
-        if let Some(t) = self.taken.get_mut(usize::from(p - self.min)) {
-            *t = true;
-        }
-        Some(p)
-    }
-
-    /// Gives a pair back; a port not taken is ignored (no double free).
-    pub fn give(&mut self, port: u16) {
-        let Some(t) = port
-            .checked_sub(self.min)
-            .and_then(|o| self.taken.get_mut(usize::from(o)))
-        else {
-            return;
-        };
-        if *t {
-            *t = false;
-            self.free.push(port);
-        }
-    }
-
-    pub fn available(&self) -> usize {
-        self.free.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::ports::PortPairs;
 
     fn addr(s: &str) -> SocketAddrV4 {
         s.parse().unwrap()
@@ -865,7 +695,7 @@ mod tests {
         let record = CallRecord {
             call: 7,
             tenant: None,
-            result: crate::stats::CallResult::Answered,
+            result: crate::call::CallResult::Answered,
             caller_side: Side::Private,
             caller_call_id: String::new(),
             callee_call_id: String::new(),

@@ -18,8 +18,9 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrIn};
 
 use super::{receive_batch, Shared};
-use crate::engine::{MediaSettings, Side};
-use crate::media::relay::{MediaCmd, RelayTable, Verdict};
+use crate::engine::MediaSettings;
+use crate::media::{MediaCmd, RelayTable, Verdict};
+use crate::side::{BySide, Side};
 use crate::stats::{EngineStats, MediaStats};
 
 /// The epoll key of the engine's wake-up eventfd (port keys stay below 2^17).
@@ -34,18 +35,11 @@ const KEEP_IDLE: u64 = 4096;
 /// Sockets indexed by (side, port - min).
 struct Sockets {
     min: u16,
-    by_side: [Vec<Option<UdpSocket>>; 2],
-}
-
-fn side_index(side: Side) -> usize {
-    match side {
-        Side::Private => 0,
-        Side::Public => 1,
-    }
+    by_side: BySide<Vec<Option<UdpSocket>>>,
 }
 
 fn key(side: Side, port: u16) -> u64 {
-    (side_index(side) as u64) << 16 | u64::from(port)
+    (side.index() as u64) << 16 | u64::from(port)
 }
 
 fn unkey(k: u64) -> (Side, u16) {
@@ -60,27 +54,23 @@ fn unkey(k: u64) -> (Side, u16) {
 impl Sockets {
     fn get(&self, side: Side, port: u16) -> Option<&UdpSocket> {
         let off = usize::from(port.checked_sub(self.min)?);
-        self.by_side.get(side_index(side))?.get(off)?.as_ref()
+        self.by_side[side].get(off)?.as_ref()
     }
 
     fn slot(&mut self, side: Side, port: u16) -> Option<&mut Option<UdpSocket>> {
         let off = usize::from(port.checked_sub(self.min)?);
-        self.by_side.get_mut(side_index(side))?.get_mut(off)
+        self.by_side[side].get_mut(off)
     }
 }
 
 pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
     let stats = &shared.media;
-    let min = settings.private_ports.0.min(settings.public_ports.0);
-    let max = settings.private_ports.1.max(settings.public_ports.1);
+    let (min, max) = settings.port_span();
     let mut table = RelayTable::new(min, max);
     let n = usize::from(max - min) + 1;
     let mut sockets = Sockets {
         min,
-        by_side: [
-            (0..n).map(|_| None).collect(),
-            (0..n).map(|_| None).collect(),
-        ],
+        by_side: BySide::from_fn(|_| (0..n).map(|_| None).collect()),
     };
     let Ok(epoll) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else {
         tracing::error!("media relay: cannot create an epoll instance");
@@ -261,7 +251,7 @@ fn apply(
                 stats.sockets.inc();
                 continue;
             }
-            let addr = SocketAddrV4::new(settings.ip(end.side), end.port);
+            let addr = SocketAddrV4::new(settings.ip[end.side], end.port);
             match UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|()| s)) {
                 Ok(sock) => {
                     let ev = EpollEvent::new(EpollFlags::EPOLLIN, key(end.side, end.port));

@@ -33,6 +33,7 @@ use nix::sys::socket::{
     recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrIn,
 };
 use nix::time::{clock_gettime, ClockId};
+use sbc_dataplane::media::rtp::{self, RtpPacket};
 use sbc_dataplane::media::sdp::SdpRepr;
 use sbc_dataplane::sip::message::{HeaderName, SipMessage, StartLine};
 use sbc_dataplane::sip::Method;
@@ -147,13 +148,14 @@ impl Sink {
     }
 
     fn account(&mut self, pkt: &[u8], now: u64) {
-        if pkt.len() < 20 || pkt[0] >> 6 != 2 {
+        // The send time rides in the first 8 payload bytes.
+        let Some(rtp) = RtpPacket::new_checked(pkt).filter(|p| p.payload().len() >= 8) else {
             return;
-        }
-        let seq = u32::from(u16::from_be_bytes([pkt[2], pkt[3]]));
-        let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+        };
+        let seq = u32::from(rtp.sequence_number());
+        let ssrc = rtp.ssrc();
         let mut sent = [0u8; 8];
-        sent.copy_from_slice(&pkt[12..20]);
+        sent.copy_from_slice(&rtp.payload()[..8]);
         let sent = u64::from_be_bytes(sent);
         self.received += 1;
         let _ = self
@@ -270,12 +272,10 @@ fn send(
                     let seq = f.seq[i];
                     f.seq[i] = seq.wrapping_add(1);
                     let p = &mut pkts[k];
-                    p[0] = 0x80;
-                    p[1] = 8;
-                    p[2..4].copy_from_slice(&seq.to_be_bytes());
-                    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-                    p[8..12].copy_from_slice(&(f.ssrc_base + i as u32).to_be_bytes());
-                    p[12..20].copy_from_slice(&mono_ns().to_be_bytes());
+                    let ssrc = f.ssrc_base + i as u32;
+                    let _ = RtpPacket::emit(&mut p[..], 8, seq, u32::from(seq) * 160, ssrc);
+                    p[rtp::HEADER_LEN..rtp::HEADER_LEN + 8]
+                        .copy_from_slice(&mono_ns().to_be_bytes());
                     addrs.push(Some(SockaddrIn::from(dst)));
                     k += 1;
                 }

@@ -1,0 +1,29 @@
+//! The messages the SIP engine sends the media relay (over a ring on both
+//! backends): install a stream, move a peer, release a finished call.
+
+use std::net::SocketAddrV4;
+
+use super::relay::Stream;
+use crate::call::CallRecord;
+use crate::side::Side;
+
+/// What the SIP engine tells the media relay.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaCmd {
+    /// A new stream with both our ports.
+    Install(Stream),
+    /// The peer behind our `port` on `side` is now at `peer` (offer/answer,
+    /// re-INVITE, hold with `None` or 0.0.0.0).
+    Peer {
+        side: Side,
+        port: u16,
+        peer: Option<SocketAddrV4>,
+    },
+    /// A call is over: remove the RTP stream at each of these caller-side
+    /// ports and the RTCP stream on the next port, write what each RTP
+    /// stream carried into the record's media lines, in order.
+    Release {
+        rtp_ports: Vec<(Side, u16)>,
+        record: Box<CallRecord>,
+    },
+}

@@ -1,0 +1,226 @@
+//! RTP as the relay sees it: a checked view of the fixed header
+//! (RFC 3550 section 5.1) and per-direction receive statistics (RFC 3550
+//! appendix A.1 sequence tracking, A.8 interarrival jitter).
+//!
+//! The relay never looks past the fixed header, so any codec and RFC 4733
+//! telephone events pass through untouched. `perf/` generates and reads
+//! its load with the same view.
+
+use crate::call::RtpSummary;
+
+/// Byte ranges of the RTP fixed header (RFC 3550 section 5.1).
+pub mod field {
+    use std::ops::Range;
+
+    /// V (2 bits), P, X, CC (4 bits).
+    pub const VPXCC: usize = 0;
+    /// M (1 bit), PT (7 bits).
+    pub const MPT: usize = 1;
+    pub const SEQ: Range<usize> = 2..4;
+    pub const TIMESTAMP: Range<usize> = 4..8;
+    pub const SSRC: Range<usize> = 8..12;
+}
+
+/// Length of the RTP fixed header.
+pub const HEADER_LEN: usize = 12;
+
+/// A view over the bytes of an RTP packet: `new_checked` validates the
+/// length and version once, after which the accessors never panic.
+#[derive(Debug, Clone, Copy)]
+pub struct RtpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> RtpPacket<T> {
+    /// The packet, if it is at least a fixed header long and says version 2.
+    pub fn new_checked(buffer: T) -> Option<RtpPacket<T>> {
+        let b = buffer.as_ref();
+        (b.len() >= HEADER_LEN && b.first().is_some_and(|v| v >> 6 == 2))
+            .then_some(RtpPacket { buffer })
+    }
+
+    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+        self.buffer
+            .as_ref()
+            .get(r)
+            .and_then(|s| <[u8; 2]>::try_from(s).ok())
+            .map_or(0, u16::from_be_bytes)
+    }
+
+    fn u32_at(&self, r: std::ops::Range<usize>) -> u32 {
+        self.buffer
+            .as_ref()
+            .get(r)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map_or(0, u32::from_be_bytes)
+    }
+
+    /// The marker bit (a talkspurt's or telephone event's start).
+    pub fn marker(&self) -> bool {
+        self.buffer
+            .as_ref()
+            .get(field::MPT)
+            .is_some_and(|b| b & 0x80 != 0)
+    }
+
+    /// The payload type (7 bits).
+    pub fn payload_type(&self) -> u8 {
+        self.buffer.as_ref().get(field::MPT).map_or(0, |b| b & 0x7f)
+    }
+
+    pub fn sequence_number(&self) -> u16 {
+        self.u16_at(field::SEQ)
+    }
+
+    pub fn timestamp(&self) -> u32 {
+        self.u32_at(field::TIMESTAMP)
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.u32_at(field::SSRC)
+    }
+
+    /// Bytes after the fixed header (CSRCs and extensions included).
+    pub fn payload(&self) -> &[u8] {
+        self.buffer.as_ref().get(HEADER_LEN..).unwrap_or_default()
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> RtpPacket<T> {
+    /// Writes a version 2 fixed header without CSRCs into `buffer`
+    /// (`None` when it is shorter than [`HEADER_LEN`]).
+    pub fn emit(
+        mut buffer: T,
+        payload_type: u8,
+        seq: u16,
+        timestamp: u32,
+        ssrc: u32,
+    ) -> Option<RtpPacket<T>> {
+        let b = buffer.as_mut().get_mut(..HEADER_LEN)?;
+        let [v, m, s0, s1, t0, t1, t2, t3, c0, c1, c2, c3] = b else {
+            return None;
+        };
+        *v = 0x80;
+        *m = payload_type & 0x7f;
+        [*s0, *s1] = seq.to_be_bytes();
+        [*t0, *t1, *t2, *t3] = timestamp.to_be_bytes();
+        [*c0, *c1, *c2, *c3] = ssrc.to_be_bytes();
+        Some(RtpPacket { buffer })
+    }
+}
+
+/// Per-direction RTP statistics (RFC 3550 appendix A.1 and A.8).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RtpStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Highest sequence number seen, extended with wrap-arounds.
+    pub max_seq: u32,
+    pub base_seq: u32,
+    /// Interarrival jitter in timestamp units.
+    pub jitter: f64,
+    last_transit: Option<i32>,
+    started: bool,
+    ssrc: u32,
+    /// RTP packets of the current source (loss counts against these).
+    since_restart: u64,
+    /// Loss of earlier sources (an SSRC change restarts the sequence).
+    lost_before: u64,
+}
+
+impl RtpStats {
+    /// Packets expected from the sequence numbers minus packets received.
+    pub fn lost(&self) -> u64 {
+        if !self.started {
+            return 0;
+        }
+        let expected = u64::from(self.max_seq - self.base_seq) + 1;
+        self.lost_before + expected.saturating_sub(self.since_restart)
+    }
+
+    /// The figures a call record keeps.
+    pub fn summary(&self) -> RtpSummary {
+        RtpSummary {
+            packets: self.packets,
+            bytes: self.bytes,
+            lost: self.lost(),
+            jitter_ms: self.jitter / 8.0,
+        }
+    }
+
+    /// Accounts one RTP packet received at `arrival` (in the stream's clock units).
+    pub(crate) fn update(&mut self, pkt: &[u8], arrival: i64) {
+        self.packets += 1;
+        self.bytes += pkt.len() as u64;
+        // Only RTP version 2 headers feed the statistics.
+        let Some(rtp) = RtpPacket::new_checked(pkt) else {
+            return;
+        };
+        let (seq, ts, ssrc) = (rtp.sequence_number(), rtp.timestamp(), rtp.ssrc());
+        if self.started && ssrc != self.ssrc {
+            // A new source (early media then the answer, a re-INVITE): its
+            // sequence and clock start afresh; earlier loss is kept.
+            self.lost_before = self.lost();
+            self.started = false;
+            self.last_transit = None;
+        }
+        if !self.started {
+            self.ssrc = ssrc;
+            self.since_restart = 0;
+            self.started = true;
+            self.base_seq = u32::from(seq);
+            self.max_seq = u32::from(seq);
+        } else {
+            let cycles = self.max_seq & !0xffff;
+            let last = (self.max_seq & 0xffff) as u16;
+            let delta = seq.wrapping_sub(last);
+            if delta < 0x8000 {
+                // In order (possibly with a gap); a smaller value means a wrap.
+                let wrapped = if seq < last {
+                    cycles + 0x1_0000
+                } else {
+                    cycles
+                };
+                self.max_seq = wrapped | u32::from(seq);
+            }
+        }
+        self.since_restart += 1;
+        // RFC 3550 A.8 in 32-bit wrapping arithmetic, so a timestamp wrap
+        // does not look like a jump.
+        let transit = (arrival as u32).wrapping_sub(ts) as i32;
+        if let Some(prev) = self.last_transit {
+            let d = f64::from(transit.wrapping_sub(prev).unsigned_abs());
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_emit_the_fixed_header() {
+        let bytes = [
+            0x80, 0x88, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef, 0xd5,
+        ];
+        let p = RtpPacket::new_checked(&bytes[..]).unwrap();
+        assert!(p.marker());
+        assert_eq!(p.payload_type(), 8);
+        assert_eq!(p.sequence_number(), 0x1234);
+        assert_eq!(p.timestamp(), 320);
+        assert_eq!(p.ssrc(), 0xdead_beef);
+        assert_eq!(p.payload(), [0xd5]);
+        let mut out = [0u8; 13];
+        out[12] = 0xd5;
+        RtpPacket::emit(&mut out[..], 8, 0x1234, 320, 0xdead_beef).unwrap();
+        out[1] |= 0x80;
+        assert_eq!(out, bytes);
+        assert!(RtpPacket::new_checked(&bytes[..11]).is_none(), "short");
+        assert!(
+            RtpPacket::new_checked(&[0x40; 12][..]).is_none(),
+            "version 1"
+        );
+    }
+}
