@@ -1,0 +1,90 @@
+//! A call's life as the operator sees it: answered, ended (the dialog, its
+//! media and its tenant slot released) and the call record and outcome
+//! events written for the control plane.
+
+use super::dialog::DialogState;
+use super::slab::Id;
+use super::{Ms, SipEngine};
+use crate::call::{CallEvent, CallRecord, CallResult};
+
+impl SipEngine {
+    pub(super) fn answered(&mut self, id: Id, now: Ms) {
+        let Some(t) = self.txns.get(id) else { return };
+        if !t.initial {
+            return;
+        }
+        if let Some(d) = self.dialogs.get_mut(t.dialog) {
+            if d.state == DialogState::Early {
+                d.state = DialogState::Confirmed;
+                d.answered = Some(now);
+                self.stats.calls_answered.inc();
+                self.stats.calls_up.inc();
+                let tenant = d.tenant_id.clone();
+                self.emit(tenant.as_ref(), CallResult::Answered);
+            }
+        }
+    }
+
+    /// Removes the dialog of transaction `id`, releasing its tenant's slot.
+    /// `result` is how an unanswered call ended (`None`: an answered call's end).
+    pub(super) fn end_dialog_of(&mut self, id: Id, result: Option<CallResult>) {
+        if let Some(did) = self.txns.get(id).map(|t| t.dialog) {
+            self.end_dialog(did, result);
+        }
+    }
+
+    /// Removes a dialog, its media and its tenant slot, and writes its call
+    /// record; `result` is how an unanswered call ended (`None`: an answered
+    /// call's end; an answered call ended by media timeout says so).
+    pub(super) fn end_dialog(&mut self, did: Id, result: Option<CallResult>) {
+        let Some(d) = self.dialogs.remove(did) else {
+            return;
+        };
+        for leg in [&d.caller, &d.callee] {
+            self.dialog_index
+                .remove(&(leg.side, Box::from(leg.call_id.as_slice())));
+        }
+        let record = CallRecord {
+            call: d.call,
+            tenant: d.tenant_id.clone(),
+            result: match (d.state, result) {
+                (_, Some(r)) => r,
+                (DialogState::Confirmed, None) => CallResult::Answered,
+                (DialogState::Early, None) => CallResult::Failed,
+            },
+            caller_side: d.caller.side,
+            caller_call_id: String::from_utf8_lossy(&d.caller.call_id).into_owned(),
+            callee_call_id: String::from_utf8_lossy(&d.callee.call_id).into_owned(),
+            setup_ms: d.answered.map(|a| a.saturating_sub(d.started)),
+            duration_ms: d.answered.map_or(0, |a| self.now.saturating_sub(a)),
+            media: Vec::with_capacity(d.media.len()),
+        };
+        self.release_media(&d, record);
+        if let Some(t) = &d.tenant_id {
+            self.release_slot(t);
+        }
+        if d.state == DialogState::Confirmed {
+            self.stats.calls_up.dec();
+        } else if let Some(result) = result {
+            if result == CallResult::Failed {
+                self.stats.calls_failed.inc();
+            }
+            self.emit(d.tenant_id.as_ref(), result);
+        }
+        self.stats.dialogs.set(self.dialogs.len() as u64);
+    }
+
+    pub(super) fn emit(&self, tenant: Option<&String>, result: CallResult) {
+        if self
+            .stats
+            .call_events
+            .push(CallEvent {
+                tenant: tenant.cloned(),
+                result,
+            })
+            .is_err()
+        {
+            self.stats.call_events_dropped.inc();
+        }
+    }
+}

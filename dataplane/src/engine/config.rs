@@ -1,0 +1,92 @@
+//! The engine's static settings: our SIP addresses, the RFC 3261 timer
+//! values, the media relay's addresses and port ranges, and the routing
+//! policy knobs of the contract (failover codes and timer, limit answer).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::side::{BySide, Side};
+use crate::time::Ms;
+
+/// Static settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Our SIP address on each side.
+    pub sip: BySide<SocketAddrV4>,
+    /// RFC 3261 T1 (RTT estimate), 500 ms by default.
+    pub t1: Ms,
+    /// RFC 3261 T2 (cap of non-INVITE retransmissions), 4 s by default.
+    pub t2: Ms,
+    /// Timer C: how long an INVITE may ring before it is cancelled.
+    pub timer_c: Ms,
+    /// Seeds branch, tag and Call-ID generation.
+    pub seed: u64,
+    pub policy: Policy,
+    /// The media relay: our media address and port range per side. `None`:
+    /// SDP addresses are only hidden and media does not cross the SBC.
+    pub media: Option<MediaSettings>,
+}
+
+/// Where the media relay listens on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Our media address on each side.
+    pub ip: BySide<Ipv4Addr>,
+    /// Port range of each side, `[min, max)`.
+    pub ports: BySide<(u16, u16)>,
+    /// An answered call whose media stops this long is ended (ms).
+    pub timeout: Ms,
+}
+
+impl MediaSettings {
+    /// The lowest and highest port of both sides' ranges (the relay's table).
+    pub fn port_span(&self) -> (u16, u16) {
+        let [(a, b), (c, d)] = self.ports.0;
+        (a.min(c), b.max(d))
+    }
+}
+
+impl EngineConfig {
+    pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
+        EngineConfig {
+            sip: BySide::new(private, public),
+            t1: 500,
+            t2: 4000,
+            timer_c: 180_000,
+            seed: 0x5bc0_5bc0,
+            policy: Policy::default(),
+            media: None,
+        }
+    }
+
+    /// Our SIP address on `side`.
+    pub fn addr(&self, side: Side) -> SocketAddrV4 {
+        self.sip[side]
+    }
+}
+
+/// The routing policy knobs of the contract.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Final responses from a gateway that make the INVITE try the next one.
+    pub failover_codes: Vec<u16>,
+    /// How long a gateway may stay silent before the next one is tried (only
+    /// while another candidate is left; the last one gets Timer B).
+    pub fr_timer: Ms,
+    /// Answer to an INVITE over its tenant's CPS or concurrency limit.
+    pub limit_code: u16,
+    pub retry_after_s: u32,
+    /// Drop INVITEs from unknown sources silently instead of answering 403.
+    pub drop_unknown_sources: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            failover_codes: vec![408, 500, 502, 503, 504],
+            fr_timer: 5_000,
+            limit_code: 503,
+            retry_after_s: 1,
+            drop_unknown_sources: false,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! What the SBC originates itself: responses to requests (100, 4xx/5xx,
+//! answers to broken requests), the ACK and CANCEL of our client
+//! transactions, and the BYE that ends a call whose media stopped.
+
+use std::io::Write;
+
+use super::dialog::{Dialog, LegRef};
+use super::rewrite::with_tag;
+use super::txn::{Outbound, Txn};
+use super::{Outgoing, SipEngine};
+use crate::sip::build::{reason, Builder};
+use crate::sip::grammar::{self, NameAddr};
+use crate::sip::{HeaderName, SipMessage};
+
+impl SipEngine {
+    /// A BYE of ours toward leg `to`, as if the other party hung up.
+    pub(super) fn bye_for(&self, d: &Dialog, to: LegRef, branch: &[u8]) -> Option<Outgoing> {
+        let leg = d.leg(to);
+        let ours = self.cfg.addr(leg.side);
+        let (from_tag, to_tag) = match to {
+            LegRef::Caller => (&d.callee_tag, &d.caller_tag),
+            LegRef::Callee => (&d.caller_tag, &d.callee_tag),
+        };
+        let from_caller = to == LegRef::Callee;
+        let mut via = Vec::with_capacity(64);
+        let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
+        via.extend_from_slice(branch);
+        let mut b = Builder::request(b"BYE", &leg.remote_target);
+        b.header("Via", &[&via]);
+        for r in &leg.route_set {
+            b.raw(&raw_line(b"Route", r));
+        }
+        b.header("Max-Forwards", &[b"70"])
+            .header("From", &[&with_tag(leg.party(from_caller), Some(from_tag))])
+            .header("To", &[&with_tag(leg.party(!from_caller), Some(to_tag))])
+            .header("Call-ID", &[&leg.call_id]);
+        let _ = write!(
+            b.buf_mut(),
+            "CSeq: {} BYE\r\n",
+            leg.cseq_sent.saturating_add(1)
+        );
+        b.header("Reason", &[b"SIP;cause=408;text=\"media timeout\""]);
+        Some(Outgoing {
+            side: leg.side,
+            dst: leg.next_hop(),
+            data: b.finish(b""),
+        })
+    }
+}
+
+pub(super) fn raw_line(name: &[u8], value: &[u8]) -> Vec<u8> {
+    [name, b": ", value, b"\r\n"].concat()
+}
+
+pub(super) fn tag_param(tag: u64) -> Vec<u8> {
+    format!(";tag={tag:016x}").into_bytes()
+}
+
+/// A response we generate ourselves to `msg`.
+pub(super) fn local_response(
+    msg: &SipMessage<'_>,
+    code: u16,
+    why: &str,
+    tag: u64,
+    extra: &[u8],
+) -> Vec<u8> {
+    let mut b = Builder::response(code, why.as_bytes());
+    for h in &msg.headers {
+        match h.name {
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                b.raw(&raw_line(h.raw_name, h.value));
+            }
+            HeaderName::To => {
+                let mut v = h.value.to_vec();
+                if code > 100 && msg.to.tag().is_none() {
+                    v.extend(tag_param(tag));
+                }
+                b.raw(&raw_line(h.raw_name, &v));
+            }
+            _ => {}
+        }
+    }
+    b.raw(extra);
+    b.finish(b"")
+}
+
+/// A response we generate for a transaction whose request is gone.
+pub(super) fn txn_response(t: &Txn, code: u16) -> Vec<u8> {
+    let mut b = Builder::response(code, reason(code).as_bytes());
+    b.raw(&t.vias).raw(&t.from_line);
+    let mut to = t.to_value.clone();
+    if NameAddr::parse(&to).and_then(|n| n.tag()).is_none() {
+        to.extend(tag_param(t.local_tag));
+    }
+    b.header("To", &[&to])
+        .raw(&t.call_id_line)
+        .raw(&t.cseq_line);
+    b.finish(b"")
+}
+
+/// An error response to a request that did not parse: echoes what it can of
+/// Via, From, To, Call-ID and CSeq. Without a Via there is no one to answer.
+pub(super) fn error_response(bytes: &[u8], code: u16, why: &str, tag: u64) -> Option<Vec<u8>> {
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    lines.next()?;
+    let mut b = Builder::response(code, reason(code).as_bytes());
+    let mut have_via = false;
+    let mut seen = [false; 4];
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        if line.first().is_some_and(|&c| c == b' ' || c == b'\t') {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let name = grammar::trim_lws(line.get(..colon).unwrap_or_default());
+        let slot = match HeaderName::classify(name) {
+            HeaderName::Via => {
+                have_via = true;
+                b.raw(line).raw(b"\r\n");
+                continue;
+            }
+            HeaderName::From => 0,
+            HeaderName::To => 1,
+            HeaderName::CallId => 2,
+            HeaderName::CSeq => 3,
+            _ => continue,
+        };
+        if seen.get(slot) == Some(&true) {
+            continue;
+        }
+        if let Some(s) = seen.get_mut(slot) {
+            *s = true;
+        }
+        b.raw(line);
+        let lower = line.to_ascii_lowercase();
+        if slot == 1 && !lower.windows(4).any(|w| w == b"tag=") {
+            b.raw(&tag_param(tag));
+        }
+        b.raw(b"\r\n");
+    }
+    if !have_via {
+        return None;
+    }
+    if code == 400 {
+        b.header("Warning", &[b"399 sbc \"", why.as_bytes(), b"\""]);
+    }
+    Some(b.finish(b""))
+}
+
+/// The hop-by-hop ACK for a non-2xx final response to our INVITE.
+pub(super) fn build_ack(o: &Outbound, resp: &SipMessage<'_>) -> Vec<u8> {
+    let to = resp
+        .header(HeaderName::To)
+        .map_or(o.to.as_slice(), |h| h.value);
+    outbound_request(o, b"ACK", to)
+}
+
+pub(super) fn build_cancel(o: &Outbound) -> Vec<u8> {
+    outbound_request(o, b"CANCEL", &o.to)
+}
+
+pub(super) fn outbound_request(o: &Outbound, method: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut b = Builder::request(method, &o.ruri);
+    b.header("Via", &[&o.via]).raw(&o.routes);
+    b.header("Max-Forwards", &[b"70"])
+        .header("From", &[&o.from])
+        .header("To", &[to])
+        .header("Call-ID", &[&o.call_id]);
+    let _ = write!(b.buf_mut(), "CSeq: {} ", o.cseq);
+    b.raw(method).raw(b"\r\n");
+    b.finish(b"")
+}

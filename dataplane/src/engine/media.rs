@@ -1,0 +1,181 @@
+//! Media anchoring in the engine: SDP offers and answers allocate port
+//! pairs and install relay streams, bodies are rewritten with our address,
+//! silent calls are ended, and a finished call's streams are released.
+
+use std::net::SocketAddrV4;
+
+use super::dialog::{Dialog, DialogState, LegRef};
+use super::hide::Hider;
+use super::slab::Id;
+use super::{Outgoing, SipEngine};
+use crate::call::{CallRecord, CallResult};
+use crate::media::sdp::{self, SdpRepr};
+use crate::media::{End, MediaCmd, PortPairs, Stream};
+use crate::side::{BySide, Side};
+use crate::sip::grammar::{self};
+use crate::sip::{HeaderName, SipMessage};
+
+impl SipEngine {
+    /// An SDP (offer or answer) from leg `from`: allocates a port pair on each
+    /// side for every new media line, installs its RTP and RTCP streams, and
+    /// points our ends on `from`'s side at the addresses the SDP gives.
+    pub(super) fn offer_answer(&mut self, did: Id, from: LegRef, msg: &SipMessage<'_>) {
+        if self.cfg.media.is_none() || !is_sdp(msg) {
+            return;
+        }
+        let Ok(sdp) = SdpRepr::parse(msg.body) else {
+            return;
+        };
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        let (caller_side, callee_side) = (d.caller.side, d.callee.side);
+        let Some(ports) = self.ports.as_mut() else {
+            return;
+        };
+        for (i, m) in sdp.media.iter().enumerate() {
+            if i >= d.media.len() {
+                let pair = if m.port == 0 {
+                    [0, 0]
+                } else {
+                    take_pair(ports, caller_side, callee_side)
+                };
+                if pair[0] != 0 {
+                    for rtcp in [false, true] {
+                        let off = u16::from(rtcp);
+                        self.media_cmds.push(MediaCmd::Install(Stream {
+                            ends: [
+                                End::new(caller_side, pair[0] + off, None),
+                                End::new(callee_side, pair[1] + off, None),
+                            ],
+                            rtcp,
+                            last_active: 0,
+                        }));
+                    }
+                }
+                if pair[0] != 0 {
+                    self.media_index.insert((caller_side, pair[0]), did);
+                }
+                d.media.push(pair);
+            }
+            let Some(pair) = d.media.get(i) else { continue };
+            let (side, port) = match from {
+                LegRef::Caller => (caller_side, pair[0]),
+                LegRef::Callee => (callee_side, pair[1]),
+            };
+            if port == 0 {
+                continue;
+            }
+            let peer = |p: u16| (m.port != 0).then(|| SocketAddrV4::new(m.addr, p));
+            self.media_cmds.push(MediaCmd::Peer {
+                side,
+                port,
+                peer: peer(m.port),
+            });
+            self.media_cmds.push(MediaCmd::Peer {
+                side,
+                port: port + 1,
+                peer: peer(m.rtcp()),
+            });
+        }
+    }
+
+    /// The body of `msg` as leg `to` must see it: SDP with our media address
+    /// and ports when media is relayed, every other address hidden.
+    pub(super) fn body_for(
+        &self,
+        did: Id,
+        to: LegRef,
+        msg: &SipMessage<'_>,
+        hider: &Hider<'_>,
+    ) -> Vec<u8> {
+        let rewritten = match (self.cfg.media, self.dialogs.get(did)) {
+            (Some(media), Some(d)) if is_sdp(msg) && !d.media.is_empty() => {
+                let idx = usize::from(to == LegRef::Callee);
+                let ports: Vec<u16> = d
+                    .media
+                    .iter()
+                    .map(|p| p.get(idx).copied().unwrap_or(0))
+                    .collect();
+                sdp::rewrite(msg.body, media.ip[d.leg(to).side], &ports).ok()
+            }
+            _ => None,
+        };
+        let mut body = Vec::with_capacity(msg.body.len() + 16);
+        hider.copy(rewritten.as_deref().unwrap_or(msg.body), &mut body);
+        body
+    }
+
+    /// The relay saw no media on the stream at our `port` on `side` for the
+    /// media timeout: an answered call is ended with a BYE to both legs.
+    pub fn media_idle(&mut self, side: Side, port: u16, out: &mut Vec<Outgoing>) {
+        let Some(&did) = self.media_index.get(&(side, port)) else {
+            return;
+        };
+        let Some(d) = self.dialogs.get(did) else {
+            return;
+        };
+        if d.state != DialogState::Confirmed {
+            return;
+        }
+        for to in [LegRef::Caller, LegRef::Callee] {
+            let branch = self.new_branch_stateless();
+            if let Some(o) = self
+                .dialogs
+                .get(did)
+                .and_then(|d| self.bye_for(d, to, &branch))
+            {
+                out.push(o);
+            }
+        }
+        self.stats.media_timeouts.inc();
+        let tenant = self.dialogs.get(did).and_then(|d| d.tenant_id.clone());
+        self.emit(tenant.as_ref(), CallResult::MediaTimeout);
+        self.end_dialog(did, Some(CallResult::MediaTimeout));
+    }
+
+    /// Removes a dialog's streams and gives its ports back. The call record
+    /// goes with the streams' removal, for the relay to add their figures,
+    /// or straight to the control plane when the call relayed no media.
+    pub(super) fn release_media(&mut self, d: &Dialog, record: CallRecord) {
+        let mut rtp_ports = Vec::new();
+        if let Some(ports) = self.ports.as_mut() {
+            for pair in d.media.iter().filter(|p| p[0] != 0) {
+                rtp_ports.push((d.caller.side, pair[0]));
+                self.media_index.remove(&(d.caller.side, pair[0]));
+                ports[d.caller.side].give(pair[0]);
+                ports[d.callee.side].give(pair[1]);
+            }
+        }
+        if rtp_ports.is_empty() {
+            self.stats.record(record);
+        } else {
+            self.media_cmds.push(MediaCmd::Release {
+                rtp_ports,
+                record: Box::new(record),
+            });
+        }
+    }
+}
+
+pub(super) fn is_sdp(msg: &SipMessage<'_>) -> bool {
+    !msg.body.is_empty()
+        && msg.header(HeaderName::ContentType).is_some_and(|h| {
+            grammar::trim_lws(h.value.split(|&b| b == b';').next().unwrap_or_default())
+                .eq_ignore_ascii_case(b"application/sdp")
+        })
+}
+
+/// A port pair on each side, or `[0, 0]` when either side has none left.
+pub(super) fn take_pair(ports: &mut BySide<PortPairs>, caller: Side, callee: Side) -> [u16; 2] {
+    let Some(a) = ports[caller].take() else {
+        return [0, 0];
+    };
+    match ports[callee].take() {
+        Some(b) => [a, b],
+        None => {
+            ports[caller].give(a);
+            [0, 0]
+        }
+    }
+}

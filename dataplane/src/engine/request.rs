@@ -1,0 +1,310 @@
+//! Requests as they arrive: the proxy checks of RFC 3261 16.3 (loop,
+//! Max-Forwards, Proxy-Require), retransmissions absorbed by the server
+//! transaction key, ACK and CANCEL, in-dialog requests forwarded, and the
+//! proxy transaction created for everything that goes on.
+
+use super::dialog::LegRef;
+use super::ids::server_key;
+use super::local::{local_response, raw_line};
+use super::rewrite::first_contact_uri;
+use super::slab::Id;
+use super::txn::{CancelState, Outbound, Phase, Txn};
+use super::{ipv4_of, Outgoing, Rx, SipEngine};
+use crate::rng;
+use crate::sip::build::reason;
+use crate::sip::grammar::{self, Via};
+use crate::sip::{HeaderName, Method};
+
+/// The methods we proxy, for `Allow` in our OPTIONS and 405 answers.
+const ALLOW: &[u8] = b"INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, PRACK";
+
+impl SipEngine {
+    pub(super) fn on_request(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx { side, src, msg, .. } = *rx;
+        let method = msg.method();
+        let is_ack = method == Method::Ack;
+        let reply = |engine: &mut SipEngine, out: &mut Vec<Outgoing>, code: u16, extra: &[u8]| {
+            if !is_ack {
+                let tag = engine.next_u64();
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    data: local_response(msg, code, reason(code), tag, extra),
+                });
+            }
+        };
+
+        // Loop detection (RFC 3261 16.3 step 4): our own Via in the request.
+        if msg
+            .values(HeaderName::Via)
+            .filter_map(Via::parse)
+            .any(|v| self.is_our_via(&v))
+        {
+            return reply(self, out, 482, b"");
+        }
+        if msg.max_forwards == Some(0) {
+            return reply(self, out, 483, b"");
+        }
+        if let Some(h) = msg.header(HeaderName::ProxyRequire) {
+            let mut extra = b"Unsupported: ".to_vec();
+            extra.extend_from_slice(grammar::trim_lws(h.value));
+            extra.extend_from_slice(b"\r\n");
+            return reply(self, out, 420, &extra);
+        }
+        match method {
+            Method::Ack => return self.on_ack(rx, out),
+            Method::Cancel => return self.on_cancel(rx, out),
+            _ => {}
+        }
+        let key = server_key(side, msg, method == Method::Invite);
+        if let Some(&id) = self.server_index.get(&key) {
+            self.stats.retransmissions_absorbed.inc();
+            if let Some(t) = self.txns.get(id) {
+                if t.phase != Phase::Accepted {
+                    if let Some(resp) = &t.last_response {
+                        out.push(Outgoing {
+                            side: t.orig_side,
+                            dst: t.orig_addr,
+                            data: resp.clone(),
+                        });
+                    }
+                }
+            }
+            return;
+        }
+        if msg.to.tag().is_some() {
+            return match self
+                .dialog_index
+                .get(&(side, Box::from(msg.call_id)))
+                .copied()
+            {
+                Some(did) => self.forward_in_dialog(rx, did, key, out),
+                None => reply(self, out, 481, b""),
+            };
+        }
+        match method {
+            Method::Invite => self.new_invite(rx, key, out),
+            Method::Options => {
+                let extra = [
+                    b"Allow: ".as_slice(),
+                    ALLOW,
+                    b"\r\nAccept: application/sdp\r\n",
+                ]
+                .concat();
+                reply(self, out, 200, &extra)
+            }
+            Method::Other(_) => reply(self, out, 501, b""),
+            _ => {
+                let extra = [b"Allow: ".as_slice(), ALLOW, b"\r\n"].concat();
+                reply(self, out, 405, &extra)
+            }
+        }
+    }
+
+    pub(super) fn is_our_via(&self, via: &Via<'_>) -> bool {
+        self.cfg.sip.0.iter().any(|a| {
+            grammar::parse_ipv4(via.host) == Some(*a.ip()) && via.port.unwrap_or(5060) == a.port()
+        })
+    }
+
+    pub(super) fn on_ack(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
+        // ACK for a non-2xx final: hop by hop, it ends our server transaction.
+        let key = server_key(side, msg, true);
+        if let Some(&id) = self.server_index.get(&key) {
+            if let Some(t) = self.txns.get_mut(id) {
+                if t.phase == Phase::Completed {
+                    t.phase = Phase::Confirmed;
+                    t.retx_at = None;
+                    t.timeout_at = None;
+                    t.cleanup_at = Some(now + self.cfg.t2);
+                    self.arm(id);
+                    return;
+                }
+            }
+        }
+        // ACK for a 2xx: end to end, routed through the dialog without a transaction.
+        if msg.to.tag().is_none() {
+            return;
+        }
+        let Some(did) = self
+            .dialog_index
+            .get(&(side, Box::from(msg.call_id)))
+            .copied()
+        else {
+            return;
+        };
+        let Some(d) = self.dialogs.get(did) else {
+            return;
+        };
+        let from_leg = d.leg_on(side);
+        self.offer_answer(did, from_leg, msg);
+        let branch = self.new_branch_stateless();
+        let (bytes, dst, dest_side, _) =
+            self.build_in_dialog_request(msg, did, from_leg, &branch, ipv4_of(src));
+        out.push(Outgoing {
+            side: dest_side,
+            dst,
+            data: bytes,
+        });
+    }
+
+    pub(super) fn on_cancel(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
+        let key = server_key(side, msg, true);
+        let Some(&id) = self.server_index.get(&key) else {
+            let tag = self.next_u64();
+            out.push(Outgoing {
+                side,
+                dst: src,
+                data: local_response(msg, 481, reason(481), tag, b""),
+            });
+            return;
+        };
+        let tag = self.next_u64();
+        out.push(Outgoing {
+            side,
+            dst: src,
+            data: local_response(msg, 200, reason(200), tag, b""),
+        });
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
+        if t.phase != Phase::Proceeding || t.cancel != CancelState::None {
+            return;
+        }
+        if t.provisional {
+            self.send_cancel(id, now, out);
+        } else {
+            t.cancel = CancelState::Pending;
+        }
+    }
+
+    pub(super) fn forward_in_dialog(
+        &mut self,
+        rx: &Rx<'_, '_>,
+        did: Id,
+        key: Box<[u8]>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let Rx { side, src, msg, .. } = *rx;
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        let orig = d.leg_on(side);
+        // Target refresh (RFC 3261 12.2.2).
+        if matches!(msg.method(), Method::Invite | Method::Update) {
+            if let Some(c) = first_contact_uri(msg) {
+                d.leg_mut(orig).remote_target = c.to_vec();
+            }
+        }
+        d.leg_mut(orig).peer = src;
+        let provisional = if msg.method() == Method::Invite {
+            let trying = local_response(msg, 100, reason(100), 0, b"");
+            out.push(Outgoing {
+                side,
+                dst: src,
+                data: trying.clone(),
+            });
+            Some(trying)
+        } else {
+            None
+        };
+        self.offer_answer(did, orig, msg);
+        self.start_txn(rx, key, did, orig, provisional, out);
+    }
+
+    /// Creates the proxy transaction for `msg` and sends the request on.
+    pub(super) fn start_txn(
+        &mut self,
+        rx: &Rx<'_, '_>,
+        key: Box<[u8]>,
+        did: Id,
+        orig: LegRef,
+        last_response: Option<Vec<u8>>,
+        out: &mut Vec<Outgoing>,
+    ) -> Option<Id> {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
+        // The INVITE that creates the dialog (no To tag yet).
+        let initial = msg.method() == Method::Invite && msg.to.tag().is_none();
+        let d = self.dialogs.get(did)?;
+        let invite = msg.method() == Method::Invite;
+        let echo = |name: HeaderName| -> Vec<u8> {
+            msg.headers
+                .iter()
+                .filter(|h| h.name == name)
+                .flat_map(|h| raw_line(h.raw_name, h.value))
+                .collect()
+        };
+        let local_tag = rng::next(&mut self.rng);
+        let txn = Txn {
+            invite,
+            bye: msg.method() == Method::Bye,
+            server_key: key.clone(),
+            dialog: did,
+            orig,
+            initial,
+            phase: Phase::Proceeding,
+            orig_side: side,
+            orig_addr: src,
+            vias: echo(HeaderName::Via),
+            from_line: echo(HeaderName::From),
+            to_value: msg
+                .header(HeaderName::To)
+                .map(|h| h.value.to_vec())
+                .unwrap_or_default(),
+            call_id_line: echo(HeaderName::CallId),
+            cseq_line: echo(HeaderName::CSeq),
+            local_tag,
+            last_response,
+            dest_side: side.other(),
+            dest_addr: d.leg(orig.other()).next_hop(),
+            request: Vec::new(),
+            outbound: Outbound::default(),
+            provisional: false,
+            cancel: CancelState::None,
+            retx_at: Some(now + self.cfg.t1),
+            retx_every: self.cfg.t1,
+            timeout_at: Some(now + 64 * self.cfg.t1),
+            cleanup_at: None,
+            route: None,
+        };
+        let id = self.txns.insert(txn);
+        self.server_index.insert(key, id);
+        if let Some(d) = self.dialogs.get_mut(did) {
+            let to = d.leg_mut(orig.other());
+            to.cseq_sent = to.cseq_sent.max(msg.cseq.seq);
+        }
+        let branch = self.branch_for(id, 0);
+        let (bytes, dst, _, outbound) =
+            self.build_in_dialog_request(msg, did, orig, &branch, ipv4_of(src));
+        if let Some(t) = self.txns.get_mut(id) {
+            t.dest_addr = dst;
+            t.request = bytes.clone();
+            t.outbound = outbound;
+        }
+        out.push(Outgoing {
+            side: side.other(),
+            dst,
+            data: bytes,
+        });
+        self.stats.transactions.set(self.txns.len() as u64);
+        self.arm(id);
+        Some(id)
+    }
+}

@@ -1,0 +1,284 @@
+//! Responses from the far side: matched to our client transaction by the
+//! branch, provisional/2xx/final handling (RFC 3261 16.7, RFC 6026), the far
+//! leg's target and route set learnt, and the response relayed back rewritten.
+
+use std::net::SocketAddr;
+
+use super::dialog::LegRef;
+use super::local::{build_ack, raw_line};
+use super::rewrite::{
+    copy_hidden, first_contact_uri, is_our_uri, our_contact, record_route, with_tag,
+};
+use super::slab::Id;
+use super::txn::{CancelState, Phase};
+use super::{ipv4_of, Ms, Outgoing, Rx, SipEngine};
+use crate::call::CallResult;
+use crate::sip::build::{reason, Builder};
+use crate::sip::{HeaderName, Method, SipMessage, StartLine};
+
+impl SipEngine {
+    pub(super) fn on_response(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Rx {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
+        let StartLine::Response { code, .. } = msg.start else {
+            return;
+        };
+        let Some((id, attempt)) = msg.via.branch.and_then(|b| self.parse_branch(b)) else {
+            self.stats.stray_responses.inc();
+            return;
+        };
+        let Some(t) = self.txns.get_mut(id) else {
+            self.stats.stray_responses.inc();
+            return;
+        };
+        let current = t.route.as_ref().map_or(0, |r| r.attempt);
+        if t.dest_side != side || attempt != current {
+            self.stats.stray_responses.inc();
+            return;
+        }
+        if msg.cseq.method == Method::Cancel {
+            if t.cancel == CancelState::Sent {
+                t.cancel = CancelState::Answered;
+            }
+            return;
+        }
+        if msg.cseq.method != Method::Ack && (msg.cseq.method == Method::Invite) != t.invite {
+            self.stats.stray_responses.inc();
+            return;
+        }
+        match code {
+            100..=199 => {
+                let first = !t.provisional;
+                t.provisional = true;
+                if t.invite {
+                    t.retx_at = None;
+                    if t.phase == Phase::Proceeding && first {
+                        t.timeout_at = Some(now + self.cfg.timer_c);
+                    }
+                } else {
+                    t.retx_every = self.cfg.t2;
+                }
+                let pending_cancel = t.cancel == CancelState::Pending;
+                if pending_cancel {
+                    self.send_cancel(id, now, out);
+                }
+                if code > 100
+                    && self
+                        .txns
+                        .get(id)
+                        .is_some_and(|t| t.phase == Phase::Proceeding)
+                {
+                    self.learn_from_response(id, src, msg);
+                    if let Some(bytes) = self.relay_response(id, msg, code, out) {
+                        if let Some(t) = self.txns.get_mut(id) {
+                            t.last_response = Some(bytes);
+                        }
+                    }
+                }
+                self.arm(id);
+            }
+            200..=299 => {
+                let phase = t.phase;
+                if t.invite {
+                    if phase == Phase::Proceeding {
+                        t.phase = Phase::Accepted;
+                        t.retx_at = None;
+                        t.timeout_at = None;
+                        t.cleanup_at = Some(now + 64 * self.cfg.t1);
+                        self.learn_from_response(id, src, msg);
+                        self.answered(id, now);
+                    }
+                    // 2xx retransmissions are relayed too (RFC 3261 16.7 step 5 / RFC 6026).
+                    if matches!(phase, Phase::Proceeding | Phase::Accepted) {
+                        self.relay_response(id, msg, code, out);
+                    }
+                } else if phase == Phase::Proceeding {
+                    self.final_non_invite(id, now, msg, code, out);
+                }
+                self.arm(id);
+            }
+            _ => {
+                if t.invite {
+                    // Hop-by-hop ACK for every non-2xx final, retransmissions included.
+                    let ack = build_ack(&t.outbound, msg);
+                    out.push(Outgoing {
+                        side: t.dest_side,
+                        dst: t.dest_addr,
+                        data: ack,
+                    });
+                    let failover = t.phase == Phase::Proceeding
+                        && t.initial
+                        && t.cancel == CancelState::None
+                        && self.cfg.policy.failover_codes.contains(&code);
+                    if failover {
+                        // Serial failover; when nothing is left the caller gets our 503.
+                        if !self.try_next(id, now, out) {
+                            self.fail_txn(id, now, 503, out);
+                        }
+                        return;
+                    }
+                    if t.phase == Phase::Proceeding {
+                        t.phase = Phase::Completed;
+                        t.retx_at = Some(now + self.cfg.t1);
+                        t.retx_every = self.cfg.t1;
+                        t.timeout_at = Some(now + 64 * self.cfg.t1);
+                        let initial = t.initial;
+                        let cancelled = t.cancel != CancelState::None;
+                        // A 503 from downstream is not relayed as is (RFC 3261 16.7 step 6).
+                        let relay_code = if code == 503 { 500 } else { code };
+                        if let Some(bytes) = self.relay_response(id, msg, relay_code, out) {
+                            if let Some(t) = self.txns.get_mut(id) {
+                                t.last_response = Some(bytes);
+                            }
+                        }
+                        if initial {
+                            let result = if cancelled {
+                                CallResult::Cancelled
+                            } else {
+                                CallResult::Failed
+                            };
+                            self.end_dialog_of(id, Some(result));
+                        }
+                    }
+                } else if t.phase == Phase::Proceeding {
+                    self.final_non_invite(id, now, msg, code, out);
+                }
+                self.arm(id);
+            }
+        }
+    }
+
+    pub(super) fn final_non_invite(
+        &mut self,
+        id: Id,
+        now: Ms,
+        msg: &SipMessage<'_>,
+        code: u16,
+        out: &mut Vec<Outgoing>,
+    ) {
+        if let Some(t) = self.txns.get_mut(id) {
+            t.phase = Phase::Completed;
+            t.retx_at = None;
+            t.timeout_at = None;
+            t.cleanup_at = Some(now + 64 * self.cfg.t1);
+        }
+        let relay_code = if code == 503 { 500 } else { code };
+        if let Some(bytes) = self.relay_response(id, msg, relay_code, out) {
+            if let Some(t) = self.txns.get_mut(id) {
+                t.last_response = Some(bytes);
+            }
+        }
+        if msg.cseq.method == Method::Bye {
+            self.end_dialog_of(id, None);
+        }
+    }
+
+    /// Learns the far leg's target and route set from a dialog-creating or
+    /// target-refreshing response.
+    pub(super) fn learn_from_response(&mut self, id: Id, src: SocketAddr, msg: &SipMessage<'_>) {
+        if let Some((did, far, initial)) = self
+            .txns
+            .get(id)
+            .map(|t| (t.dialog, t.orig.other(), t.initial))
+        {
+            self.offer_answer(did, far, msg);
+            if let (true, Some(tag), Some(d)) = (initial, msg.to.tag(), self.dialogs.get_mut(did)) {
+                d.callee_tag = tag.to_vec();
+            }
+        }
+        let Some(t) = self.txns.get(id) else { return };
+        let (did, far, initial, invite) = (t.dialog, t.orig.other(), t.initial, t.invite);
+        if !invite || msg.to.tag().is_none() {
+            return;
+        }
+        let far_side = t.dest_side;
+        let ours = self.cfg.addr(far_side);
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        let leg = d.leg_mut(far);
+        if let Some(c) = first_contact_uri(msg) {
+            leg.remote_target = c.to_vec();
+        }
+        leg.peer = src;
+        if initial {
+            // As the UAC toward this leg: the route set is the Record-Route
+            // list reversed, without our own entry.
+            let mut rs: Vec<Vec<u8>> = msg
+                .values(HeaderName::RecordRoute)
+                .filter(|v| !is_our_uri(v, ours))
+                .map(<[u8]>::to_vec)
+                .collect();
+            rs.reverse();
+            leg.route_set = rs;
+        }
+    }
+
+    /// Relays a response back to the sender of the request; returns the bytes.
+    pub(super) fn relay_response(
+        &self,
+        id: Id,
+        msg: &SipMessage<'_>,
+        code: u16,
+        out: &mut Vec<Outgoing>,
+    ) -> Option<Vec<u8>> {
+        let t = self.txns.get(id)?;
+        let d = self.dialogs.get(t.dialog)?;
+        let back = d.leg(t.orig);
+        let to_side = t.orig_side;
+        let ours = self.cfg.addr(to_side);
+        let hider = self.hider(to_side, ipv4_of(t.dest_addr));
+        let from_caller = t.orig == LegRef::Caller;
+        let reason_phrase: &[u8] = match msg.start {
+            StartLine::Response { code: c, reason: r } if c == code => r,
+            _ => reason(code).as_bytes(),
+        };
+        let mut phrase = Vec::with_capacity(reason_phrase.len());
+        hider.copy(reason_phrase, &mut phrase);
+        let mut b = Builder::response(code, &phrase);
+        b.raw(&t.vias);
+        let establishing = t.initial && msg.to.tag().is_some() && code > 100 && code < 300;
+        if establishing {
+            b.raw(&record_route(ours));
+            for r in &back.route_set {
+                b.raw(&raw_line(b"Record-Route", r));
+            }
+        }
+        for h in &msg.headers {
+            match h.name {
+                HeaderName::Via
+                | HeaderName::Route
+                | HeaderName::RecordRoute
+                | HeaderName::ContentLength => {}
+                HeaderName::From => {
+                    b.header(
+                        "From",
+                        &[&with_tag(back.party(from_caller), msg.from.tag())],
+                    );
+                }
+                HeaderName::To => {
+                    b.header("To", &[&with_tag(back.party(!from_caller), msg.to.tag())]);
+                }
+                HeaderName::CallId => {
+                    b.header("Call-ID", &[&back.call_id]);
+                }
+                HeaderName::Contact => {
+                    b.raw(&our_contact(ours));
+                }
+                _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+            }
+        }
+        let body = self.body_for(t.dialog, t.orig, msg, &hider);
+        let bytes = b.finish(&body);
+        out.push(Outgoing {
+            side: to_side,
+            dst: t.orig_addr,
+            data: bytes.clone(),
+        });
+        Some(bytes)
+    }
+}

@@ -1,0 +1,226 @@
+//! Re-writing a request for the other leg of its dialog (topology hiding):
+//! our Via, Record-Route and Contact, the leg's own Call-ID and From/To, the
+//! route set, every other header copied through the [`Hider`].
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use super::dialog::LegRef;
+use super::hide::Hider;
+use super::local::raw_line;
+use super::slab::Id;
+use super::txn::Outbound;
+use super::{SipEngine, TENANT_HEADER};
+use crate::side::Side;
+use crate::sip::build::Builder;
+use crate::sip::grammar::{self, NameAddr, SipUri};
+use crate::sip::{HeaderName, Method, SipMessage};
+
+impl SipEngine {
+    /// Re-writes a request from leg `orig` for the other leg of dialog `did`.
+    /// Returns the bytes, the next hop, its side and what ACK/CANCEL repeat.
+    pub(super) fn build_in_dialog_request(
+        &self,
+        msg: &SipMessage<'_>,
+        did: Id,
+        orig: LegRef,
+        branch: &[u8],
+        source: Ipv4Addr,
+    ) -> (Vec<u8>, SocketAddr, Side, Outbound) {
+        let Some(d) = self.dialogs.get(did) else {
+            return (
+                Vec::new(),
+                SocketAddr::V4(self.cfg.sip[Side::Private]),
+                Side::Private,
+                Outbound::default(),
+            );
+        };
+        let to_leg = d.leg(orig.other());
+        let dest_side = to_leg.side;
+        let ours = self.cfg.addr(dest_side);
+        let hider = self.hider(dest_side, source);
+        let from_caller = orig == LegRef::Caller;
+
+        let method = msg.method();
+        let mut b = Builder::request(method.as_bytes(), &to_leg.remote_target);
+        let mut via = Vec::with_capacity(64);
+        let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
+        via.extend_from_slice(branch);
+        b.header("Via", &[&via]);
+        let mut routes = Vec::new();
+        for r in &to_leg.route_set {
+            routes.extend(raw_line(b"Route", r));
+        }
+        b.raw(&routes);
+        let is_initial = msg.to.tag().is_none() && method == Method::Invite;
+        if is_initial {
+            b.raw(&record_route(ours));
+        }
+        let mut out_from = Vec::new();
+        let mut out_to = Vec::new();
+        let mut saw_mf = false;
+        for h in &msg.headers {
+            match h.name {
+                HeaderName::Via
+                | HeaderName::Route
+                | HeaderName::RecordRoute
+                | HeaderName::ContentLength => {}
+                HeaderName::From => {
+                    out_from = with_tag(to_leg.party(from_caller), msg.from.tag());
+                    b.header("From", &[&out_from]);
+                }
+                HeaderName::To => {
+                    out_to = with_tag(to_leg.party(!from_caller), msg.to.tag());
+                    b.header("To", &[&out_to]);
+                }
+                HeaderName::CallId => {
+                    b.header("Call-ID", &[&to_leg.call_id]);
+                }
+                HeaderName::Contact => {
+                    b.raw(&our_contact(ours));
+                }
+                HeaderName::MaxForwards => {
+                    saw_mf = true;
+                    let mf = msg.max_forwards.unwrap_or(70).saturating_sub(1).min(255);
+                    let _ = write!(b.buf_mut(), "Max-Forwards: {mf}\r\n");
+                }
+                HeaderName::Other
+                    if is_initial && h.raw_name.eq_ignore_ascii_case(TENANT_HEADER.as_bytes()) => {}
+                _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+            }
+        }
+        // LiveKit maps X-* headers to call attributes: tell it the tenant.
+        if is_initial && dest_side == Side::Public {
+            if let Some(tenant) = &d.tenant_id {
+                b.header(TENANT_HEADER, &[tenant.as_bytes()]);
+            }
+        }
+        if !saw_mf {
+            b.header("Max-Forwards", &[b"70"]);
+        }
+        let body = self.body_for(did, orig.other(), msg, &hider);
+        let bytes = b.finish(&body);
+        let outbound = Outbound {
+            ruri: to_leg.remote_target.clone(),
+            via,
+            from: out_from,
+            to: out_to,
+            call_id: to_leg.call_id.clone(),
+            cseq: msg.cseq.seq,
+            routes,
+        };
+        (bytes, to_leg.next_hop(), dest_side, outbound)
+    }
+}
+
+pub(super) fn first_contact_uri<'a>(msg: &SipMessage<'a>) -> Option<&'a [u8]> {
+    msg.values(HeaderName::Contact)
+        .next()
+        .and_then(NameAddr::parse)
+        .map(|na| na.uri)
+}
+
+/// `display <uri>;params` without the tag parameter.
+pub(super) fn without_tag(na: &NameAddr<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    if !na.display.is_empty() {
+        v.extend_from_slice(na.display);
+        v.push(b' ');
+    }
+    v.push(b'<');
+    v.extend_from_slice(na.uri);
+    v.push(b'>');
+    for p in grammar::split_params(na.params) {
+        if !p.get(..3).is_some_and(|n| n.eq_ignore_ascii_case(b"tag"))
+            || p.get(3).is_some_and(|&c| c != b'=' && !grammar::is_lws(c))
+        {
+            v.push(b';');
+            v.extend_from_slice(p);
+        }
+    }
+    v
+}
+
+pub(super) fn with_tag(party: &[u8], tag: Option<&[u8]>) -> Vec<u8> {
+    let mut v = party.to_vec();
+    if let Some(t) = tag {
+        v.extend_from_slice(b";tag=");
+        v.extend_from_slice(t);
+    }
+    v
+}
+
+/// A From/To value for the far leg: the display name and user, at `host`.
+/// `haystack` with every `from` replaced by `to`.
+pub(super) fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack.get(i..).is_some_and(|rest| rest.starts_with(from)) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.extend(haystack.get(i).copied());
+            i += 1;
+        }
+    }
+    out
+}
+
+pub(super) fn party_for(
+    na: &NameAddr<'_>,
+    host: Ipv4Addr,
+    user_port: Option<(&[u8], u16)>,
+    hider: &Hider<'_>,
+) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    if !na.display.is_empty() {
+        hider.copy(na.display, &mut v);
+        v.push(b' ');
+    }
+    v.push(b'<');
+    match SipUri::parse(na.uri) {
+        Some(u) => {
+            v.extend_from_slice(b"sip:");
+            let user = match user_port {
+                Some((user, _)) if !user.is_empty() => Some(user),
+                _ => u.user,
+            };
+            if let Some(user) = user {
+                hider.copy(user, &mut v);
+                v.push(b'@');
+            }
+            let _ = write!(v, "{host}");
+            if let Some((_, port)) = user_port {
+                let _ = write!(v, ":{port}");
+            }
+        }
+        None => hider.copy(na.uri, &mut v),
+    }
+    v.push(b'>');
+    v
+}
+
+pub(super) fn record_route(ours: SocketAddrV4) -> Vec<u8> {
+    format!("Record-Route: <sip:{ours};lr>\r\n").into_bytes()
+}
+
+pub(super) fn our_contact(ours: SocketAddrV4) -> Vec<u8> {
+    format!("Contact: <sip:sbc@{ours}>\r\n").into_bytes()
+}
+
+pub(super) fn is_our_uri(value: &[u8], ours: SocketAddrV4) -> bool {
+    NameAddr::parse(value)
+        .and_then(|na| SipUri::parse(na.uri))
+        .is_some_and(|u| {
+            grammar::parse_ipv4(u.host) == Some(*ours.ip()) && u.port.unwrap_or(5060) == ours.port()
+        })
+}
+
+pub(super) fn copy_hidden(b: &mut Builder, name: &[u8], value: &[u8], hider: &Hider<'_>) {
+    let buf = b.buf_mut();
+    buf.extend_from_slice(name);
+    buf.extend_from_slice(b": ");
+    hider.copy(value, buf);
+    buf.extend_from_slice(b"\r\n");
+}
