@@ -27,7 +27,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     engine.media = Some(media_settings(&cfg));
     engine.policy = Policy {
         failover_codes: cfg.routing.failover_codes.clone(),
-        fr_timer: cfg.routing.failover_timeout_ms,
+        failover_timeout: cfg.routing.failover_timeout_ms,
         limit_code: cfg.routing.limit_code,
         retry_after_s: cfg.routing.retry_after_s,
         drop_unknown_sources: cfg.routing.unknown_source == UnknownSource::Drop,

@@ -14,13 +14,11 @@ impl SipEngine {
             return;
         }
         if let Some(d) = self.dialogs.get_mut(t.dialog) {
-            if d.state == DialogState::Early {
-                d.state = DialogState::Confirmed;
-                d.answered = Some(now);
+            if d.confirm(now) {
                 self.stats.calls_answered.inc();
                 self.stats.calls_up.inc();
                 let tenant = d.tenant_id.clone();
-                self.emit(tenant.as_ref(), CallResult::Answered);
+                self.emit(tenant.as_deref(), CallResult::Answered);
             }
         }
     }
@@ -69,17 +67,17 @@ impl SipEngine {
             if result == CallResult::Failed {
                 self.stats.calls_failed.inc();
             }
-            self.emit(d.tenant_id.as_ref(), result);
+            self.emit(d.tenant_id.as_deref(), result);
         }
         self.stats.dialogs.set(self.dialogs.len() as u64);
     }
 
-    pub(super) fn emit(&self, tenant: Option<&String>, result: CallResult) {
+    pub(super) fn emit(&self, tenant: Option<&str>, result: CallResult) {
         if self
             .stats
             .call_events
             .push(CallEvent {
-                tenant: tenant.cloned(),
+                tenant: tenant.map(str::to_string),
                 result,
             })
             .is_err()

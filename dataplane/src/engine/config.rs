@@ -71,7 +71,7 @@ pub struct Policy {
     pub failover_codes: Vec<u16>,
     /// How long a gateway may stay silent before the next one is tried (only
     /// while another candidate is left; the last one gets Timer B).
-    pub fr_timer: Ms,
+    pub failover_timeout: Ms,
     /// Answer to an INVITE over its tenant's CPS or concurrency limit.
     pub limit_code: u16,
     pub retry_after_s: u32,
@@ -83,7 +83,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             failover_codes: vec![408, 500, 502, 503, 504],
-            fr_timer: 5_000,
+            failover_timeout: 5_000,
             limit_code: 503,
             retry_after_s: 1,
             drop_unknown_sources: false,

@@ -7,8 +7,10 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 
+use super::rewrite::{first_contact_uri, without_tag};
 use crate::side::Side;
 use crate::sip::grammar::{parse_ipv4, NameAddr, SipUri};
+use crate::sip::{HeaderName, SipMessage};
 use crate::time::Ms;
 
 /// Which leg of a dialog.
@@ -104,6 +106,56 @@ pub struct Dialog {
 }
 
 impl Dialog {
+    /// The early dialog of a new call: the caller leg as the INVITE `msg`
+    /// from `src` on `side` describes it (its Contact, Record-Route set,
+    /// Call-ID, From and To), and `callee`, our leg toward the target.
+    pub fn new_call(
+        call: u64,
+        now: Ms,
+        msg: &SipMessage<'_>,
+        (side, src): (Side, SocketAddr),
+        callee: Leg,
+        tenant_id: Option<String>,
+    ) -> Dialog {
+        let caller = Leg {
+            side,
+            call_id: msg.call_id.to_vec(),
+            remote_target: first_contact_uri(msg).unwrap_or(msg.from.uri).to_vec(),
+            route_set: msg
+                .values(HeaderName::RecordRoute)
+                .map(<[u8]>::to_vec)
+                .collect(),
+            peer: src,
+            caller: without_tag(&msg.from),
+            callee: without_tag(&msg.to),
+            cseq_sent: 0,
+        };
+        Dialog {
+            call,
+            state: DialogState::Early,
+            caller,
+            callee,
+            started: now,
+            answered: None,
+            tenant_id,
+            media: Vec::new(),
+            caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
+            callee_tag: Vec::new(),
+        }
+    }
+
+    /// The callee answered (a 2xx to the initial INVITE) at `now`: Early
+    /// becomes Confirmed. `false` when it already was (a 2xx retransmission
+    /// or a second 2xx).
+    pub fn confirm(&mut self, now: Ms) -> bool {
+        if self.state != DialogState::Early {
+            return false;
+        }
+        self.state = DialogState::Confirmed;
+        self.answered = Some(now);
+        true
+    }
+
     pub fn leg(&self, which: LegRef) -> &Leg {
         match which {
             LegRef::Caller => &self.caller,

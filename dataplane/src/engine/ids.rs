@@ -13,28 +13,32 @@ use crate::sip::SipMessage;
 /// Our branches start with the RFC 3261 magic cookie and "sbc".
 const BRANCH_PREFIX: &[u8] = b"z9hG4bKsbc";
 
-impl SipEngine {
-    pub(super) fn next_u64(&mut self) -> u64 {
-        rng::next(&mut self.rng)
-    }
+/// What our Via branch carries: `z9hG4bKsbc<salt:8 hex><idx>.<gen>.<attempt>`
+/// (hex). The slab id finds the client transaction in O(1) with no hash;
+/// the per-boot salt keeps answers to an earlier run from matching; the
+/// attempt number tells answers from a gateway we already failed over from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Branch {
+    pub salt: u32,
+    pub id: Id,
+    pub attempt: u32,
+}
 
-    pub(super) fn branch_for(&self, id: Id, attempt: u32) -> Vec<u8> {
+impl Branch {
+    pub fn encode(&self) -> Vec<u8> {
         let mut b = BRANCH_PREFIX.to_vec();
         let _ = write!(
             b,
             "{:08x}{:x}.{:x}.{:x}",
-            self.salt, id.idx, id.gen, attempt
+            self.salt, self.id.idx, self.id.gen, self.attempt
         );
         b
     }
 
-    /// Our transaction behind a branch we generated, if it is one.
-    pub(super) fn parse_branch(&self, branch: &[u8]) -> Option<(Id, u32)> {
+    /// The branch, if `branch` is one of ours (any salt).
+    pub fn parse(branch: &[u8]) -> Option<Branch> {
         let rest = branch.strip_prefix(BRANCH_PREFIX)?;
-        let salt = std::str::from_utf8(rest.get(..8)?).ok()?;
-        if u32::from_str_radix(salt, 16).ok()? != self.salt {
-            return None;
-        }
+        let salt = u32::from_str_radix(std::str::from_utf8(rest.get(..8)?).ok()?, 16).ok()?;
         let ids = std::str::from_utf8(rest.get(8..)?).ok()?;
         let mut parts = ids.split('.');
         let mut field = || parts.next().and_then(|p| u32::from_str_radix(p, 16).ok());
@@ -42,7 +46,34 @@ impl SipEngine {
             idx: field()?,
             gen: field()?,
         };
-        Some((id, field()?))
+        let attempt = field()?;
+        parts
+            .next()
+            .is_none()
+            .then_some(Branch { salt, id, attempt })
+    }
+}
+
+impl SipEngine {
+    pub(super) fn next_u64(&mut self) -> u64 {
+        rng::next(&mut self.rng)
+    }
+
+    /// Our branch for attempt `attempt` of client transaction `id`.
+    pub(super) fn branch_for(&self, id: Id, attempt: u32) -> Vec<u8> {
+        Branch {
+            salt: self.salt,
+            id,
+            attempt,
+        }
+        .encode()
+    }
+
+    /// Our transaction and attempt behind a branch this run generated.
+    pub(super) fn parse_branch(&self, branch: &[u8]) -> Option<(Id, u32)> {
+        Branch::parse(branch)
+            .filter(|b| b.salt == self.salt)
+            .map(|b| (b.id, b.attempt))
     }
 
     /// A branch for a stateless forward (ACK for 2xx); never parses as ours.
@@ -81,4 +112,35 @@ pub(super) fn server_key(side: Side, msg: &SipMessage<'_>, invite_class: bool) -
         }
     }
     k.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches_round_trip_and_strangers_do_not_parse() {
+        let b = Branch {
+            salt: 0x0bad_cafe,
+            id: Id { idx: 42, gen: 7 },
+            attempt: 2,
+        };
+        let text = b.encode();
+        assert_eq!(text, b"z9hG4bKsbc0badcafe2a.7.2");
+        assert_eq!(Branch::parse(&text), Some(b));
+        for other in [
+            &b"z9hG4bK776asdhds"[..],
+            b"z9hG4bKsbc-00000000000000ff",
+            b"z9hG4bKsbc0badcafe2a.7",
+            b"z9hG4bKsbc0badcafe2a.7.2.9",
+            b"z9hG4bKsbc0badcafeZZ.7.2",
+        ] {
+            assert_eq!(
+                Branch::parse(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
 }

@@ -5,22 +5,38 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::dialog::{Dialog, DialogState, Leg, LegRef};
+use super::dialog::{Dialog, Leg, LegRef};
 use super::local::local_response;
-use super::rewrite::{first_contact_uri, party_for, replace_all, without_tag};
+use super::rewrite::{party_for, replace_all};
 use super::slab::Id;
-use super::txn::{CancelState, RouteState};
-use super::{ipv4_of, Ms, Outgoing, Rx, SipEngine, TENANT_HEADER};
+use super::txn::{CancelState, Timer};
+use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine, TENANT_HEADER};
 use crate::call::CallResult;
 use crate::routing::{Decision, RouteRequest, Target};
 use crate::side::Side;
 use crate::sip::build::reason;
 use crate::sip::grammar::SipUri;
-use crate::sip::{HeaderName, SipMessage, StartLine};
+use crate::sip::{SipMessage, StartLine};
+
+/// The candidates of an initial INVITE and which one is being tried.
+#[derive(Debug, Clone)]
+pub struct RouteState {
+    pub candidates: Vec<Target>,
+    pub attempt: u32,
+    /// The caller's INVITE as received, to re-write for the next candidate.
+    pub invite: Vec<u8>,
+    /// The Request-URI user (tenant prefix stripped).
+    pub user: Vec<u8>,
+}
 
 impl SipEngine {
-    pub(super) fn new_invite(&mut self, rx: &Rx<'_, '_>, key: Box<[u8]>, out: &mut Vec<Outgoing>) {
-        let Rx {
+    pub(super) fn new_invite(
+        &mut self,
+        rx: &Incoming<'_, '_>,
+        key: Box<[u8]>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let Incoming {
             now,
             side,
             src,
@@ -68,7 +84,7 @@ impl SipEngine {
         if let Some(tid) = &tenant_id {
             if !self.admit(tid, now) {
                 self.stats.calls_limited.inc();
-                self.emit(Some(tid), CallResult::LimitExceeded);
+                self.emit(Some(tid.as_str()), CallResult::LimitExceeded);
                 let code = self.cfg.policy.limit_code;
                 let extra = format!("Retry-After: {}\r\n", self.cfg.policy.retry_after_s);
                 let tag = self.next_u64();
@@ -90,19 +106,6 @@ impl SipEngine {
         let (ruri, callee_party) = self.callee_for(msg, &user, &target, dest_side, source);
         let callee_call_id = self.new_call_id();
         let hider_b = self.hider(dest_side, source);
-        let caller = Leg {
-            side,
-            call_id: msg.call_id.to_vec(),
-            remote_target: first_contact_uri(msg).unwrap_or(msg.from.uri).to_vec(),
-            route_set: msg
-                .values(HeaderName::RecordRoute)
-                .map(<[u8]>::to_vec)
-                .collect(),
-            peer: src,
-            caller: without_tag(&msg.from),
-            callee: without_tag(&msg.to),
-            cseq_sent: 0,
-        };
         let callee = Leg {
             side: dest_side,
             call_id: callee_call_id,
@@ -113,18 +116,7 @@ impl SipEngine {
             callee: callee_party,
             cseq_sent: 0,
         };
-        let dialog = Dialog {
-            call: self.next_call,
-            state: DialogState::Early,
-            caller,
-            callee,
-            started: now,
-            answered: None,
-            tenant_id,
-            media: Vec::new(),
-            caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
-            callee_tag: Vec::new(),
-        };
+        let dialog = Dialog::new_call(self.next_call, now, msg, (side, src), callee, tenant_id);
         self.next_call += 1;
         let did = self.dialogs.insert(dialog);
         self.dialog_index
@@ -143,23 +135,25 @@ impl SipEngine {
             dst: src,
             data: trying.clone(),
         });
-        let raw = msg.raw;
         self.offer_answer(did, LegRef::Caller, msg);
-        let id = self.start_txn(rx, key, did, LegRef::Caller, Some(trying), out);
-        let more = candidates.len() > 1;
-        if let Some(t) = id.and_then(|id| self.txns.get_mut(id)) {
-            t.route = Some(Box::new(RouteState {
-                candidates,
-                attempt: 0,
-                invite: raw.to_vec(),
-                user,
-            }));
-            if more {
-                t.timeout_at = Some(now + self.cfg.policy.fr_timer.min(64 * self.cfg.t1));
-            }
-        }
-        if let Some(id) = id {
-            self.arm(id);
+        let route = RouteState {
+            candidates,
+            attempt: 0,
+            invite: msg.raw.to_vec(),
+            user,
+        };
+        self.start_txn(rx, key, did, LegRef::Caller, Some(trying), Some(route), out);
+    }
+
+    /// The timeout of an initial INVITE sent to a candidate: the failover
+    /// timer while another candidate is left, else Timer B.
+    pub(super) fn invite_timeout(&self, now: Ms, more: bool) -> (Ms, Timer) {
+        let timer_b = 64 * self.cfg.t1;
+        if more {
+            let failover = self.cfg.policy.failover_timeout.min(timer_b);
+            (now + failover, Timer::Failover)
+        } else {
+            (now + timer_b, Timer::TransactionTimeout)
         }
     }
 
@@ -231,24 +225,19 @@ impl SipEngine {
             d.callee.peer = SocketAddr::V4(target.addr);
         }
         let branch = self.branch_for(id, next);
-        let (bytes, dst, _, outbound) =
-            self.build_in_dialog_request(&msg, did, LegRef::Caller, &branch, source);
-        let (t1, fr) = (self.cfg.t1, self.cfg.policy.fr_timer);
+        let Some(r) = self.rewrite_request(&msg, did, LegRef::Caller, &branch, source) else {
+            return false;
+        };
+        let (t1, timeout) = (self.cfg.t1, self.invite_timeout(now, more));
         let Some(t) = self.txns.get_mut(id) else {
             return false;
         };
-        t.dest_addr = dst;
-        t.request = bytes.clone();
-        t.outbound = outbound;
-        t.provisional = false;
-        t.retx_every = t1;
-        t.retx_at = Some(now + t1);
-        t.timeout_at = Some(now + if more { fr.min(64 * t1) } else { 64 * t1 });
+        t.retry_to(r.dst, r.bytes.clone(), r.outbound, now, t1, timeout);
         self.stats.failovers.inc();
         out.push(Outgoing {
             side: dest_side,
-            dst,
-            data: bytes,
+            dst: r.dst,
+            data: r.bytes,
         });
         self.arm(id);
         true

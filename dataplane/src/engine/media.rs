@@ -130,7 +130,7 @@ impl SipEngine {
         }
         self.stats.media_timeouts.inc();
         let tenant = self.dialogs.get(did).and_then(|d| d.tenant_id.clone());
-        self.emit(tenant.as_ref(), CallResult::MediaTimeout);
+        self.emit(tenant.as_deref(), CallResult::MediaTimeout);
         self.end_dialog(did, Some(CallResult::MediaTimeout));
     }
 

@@ -63,7 +63,7 @@ const TENANT_HEADER: &str = "X-Tenant-ID";
 
 /// One received message with where and when it arrived.
 #[derive(Debug, Clone, Copy)]
-struct Rx<'m, 'a> {
+struct Incoming<'m, 'a> {
     now: Ms,
     side: Side,
     src: SocketAddr,
@@ -184,7 +184,7 @@ impl SipEngine {
         let before = out.len();
         match SipMessage::parse(bytes) {
             Ok(msg) => {
-                let rx = Rx {
+                let rx = Incoming {
                     now,
                     side,
                     src,

@@ -5,12 +5,12 @@
 
 use super::dialog::LegRef;
 use super::ids::server_key;
+use super::invite::RouteState;
 use super::local::{local_response, raw_line};
 use super::rewrite::first_contact_uri;
 use super::slab::Id;
-use super::txn::{CancelState, Outbound, Phase, Txn};
-use super::{ipv4_of, Outgoing, Rx, SipEngine};
-use crate::rng;
+use super::txn::{CancelState, Phase, Timer, Txn};
+use super::{ipv4_of, Incoming, Outgoing, SipEngine};
 use crate::sip::build::reason;
 use crate::sip::grammar::{self, Via};
 use crate::sip::{HeaderName, Method};
@@ -19,8 +19,8 @@ use crate::sip::{HeaderName, Method};
 const ALLOW: &[u8] = b"INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, PRACK";
 
 impl SipEngine {
-    pub(super) fn on_request(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
-        let Rx { side, src, msg, .. } = *rx;
+    pub(super) fn on_request(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Incoming { side, src, msg, .. } = *rx;
         let method = msg.method();
         let is_ack = method == Method::Ack;
         let reply = |engine: &mut SipEngine, out: &mut Vec<Outgoing>, code: u16, extra: &[u8]| {
@@ -107,8 +107,8 @@ impl SipEngine {
         })
     }
 
-    pub(super) fn on_ack(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
-        let Rx {
+    pub(super) fn on_ack(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Incoming {
             now,
             side,
             src,
@@ -119,10 +119,7 @@ impl SipEngine {
         if let Some(&id) = self.server_index.get(&key) {
             if let Some(t) = self.txns.get_mut(id) {
                 if t.phase == Phase::Completed {
-                    t.phase = Phase::Confirmed;
-                    t.retx_at = None;
-                    t.timeout_at = None;
-                    t.cleanup_at = Some(now + self.cfg.t2);
+                    t.confirm(now, self.cfg.t2);
                     self.arm(id);
                     return;
                 }
@@ -145,17 +142,17 @@ impl SipEngine {
         let from_leg = d.leg_on(side);
         self.offer_answer(did, from_leg, msg);
         let branch = self.new_branch_stateless();
-        let (bytes, dst, dest_side, _) =
-            self.build_in_dialog_request(msg, did, from_leg, &branch, ipv4_of(src));
-        out.push(Outgoing {
-            side: dest_side,
-            dst,
-            data: bytes,
-        });
+        if let Some(r) = self.rewrite_request(msg, did, from_leg, &branch, ipv4_of(src)) {
+            out.push(Outgoing {
+                side: r.side,
+                dst: r.dst,
+                data: r.bytes,
+            });
+        }
     }
 
-    pub(super) fn on_cancel(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
-        let Rx {
+    pub(super) fn on_cancel(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Incoming {
             now,
             side,
             src,
@@ -192,12 +189,12 @@ impl SipEngine {
 
     pub(super) fn forward_in_dialog(
         &mut self,
-        rx: &Rx<'_, '_>,
+        rx: &Incoming<'_, '_>,
         did: Id,
         key: Box<[u8]>,
         out: &mut Vec<Outgoing>,
     ) {
-        let Rx { side, src, msg, .. } = *rx;
+        let Incoming { side, src, msg, .. } = *rx;
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -221,29 +218,32 @@ impl SipEngine {
             None
         };
         self.offer_answer(did, orig, msg);
-        self.start_txn(rx, key, did, orig, provisional, out);
+        self.start_txn(rx, key, did, orig, provisional, None, out);
     }
 
-    /// Creates the proxy transaction for `msg` and sends the request on.
+    /// Creates the proxy transaction for `msg` (with `route` for an initial
+    /// INVITE: its candidates) and sends the request on.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start_txn(
         &mut self,
-        rx: &Rx<'_, '_>,
+        rx: &Incoming<'_, '_>,
         key: Box<[u8]>,
         did: Id,
         orig: LegRef,
         last_response: Option<Vec<u8>>,
+        route: Option<RouteState>,
         out: &mut Vec<Outgoing>,
     ) -> Option<Id> {
-        let Rx {
+        let Incoming {
             now,
             side,
             src,
             msg,
         } = *rx;
-        // The INVITE that creates the dialog (no To tag yet).
-        let initial = msg.method() == Method::Invite && msg.to.tag().is_none();
-        let d = self.dialogs.get(did)?;
-        let invite = msg.method() == Method::Invite;
+        let method = msg.method();
+        // The slab hands out this id next: our branch carries it.
+        let id = self.txns.next_id();
+        let r = self.rewrite_request(msg, did, orig, &self.branch_for(id, 0), ipv4_of(src))?;
         let echo = |name: HeaderName| -> Vec<u8> {
             msg.headers
                 .iter()
@@ -251,14 +251,19 @@ impl SipEngine {
                 .flat_map(|h| raw_line(h.raw_name, h.value))
                 .collect()
         };
-        let local_tag = rng::next(&mut self.rng);
+        let t1 = self.cfg.t1;
+        let timeout = match &route {
+            Some(route) => self.invite_timeout(now, route.candidates.len() > 1),
+            None => (now + 64 * t1, Timer::TransactionTimeout),
+        };
         let txn = Txn {
-            invite,
-            bye: msg.method() == Method::Bye,
+            invite: method == Method::Invite,
+            bye: method == Method::Bye,
             server_key: key.clone(),
             dialog: did,
             orig,
-            initial,
+            // The INVITE that creates the dialog (no To tag yet).
+            initial: method == Method::Invite && msg.to.tag().is_none(),
             phase: Phase::Proceeding,
             orig_side: side,
             orig_addr: src,
@@ -270,38 +275,31 @@ impl SipEngine {
                 .unwrap_or_default(),
             call_id_line: echo(HeaderName::CallId),
             cseq_line: echo(HeaderName::CSeq),
-            local_tag,
+            local_tag: self.next_u64(),
             last_response,
-            dest_side: side.other(),
-            dest_addr: d.leg(orig.other()).next_hop(),
-            request: Vec::new(),
-            outbound: Outbound::default(),
+            dest_side: r.side,
+            dest_addr: r.dst,
+            request: r.bytes.clone(),
+            outbound: r.outbound,
             provisional: false,
             cancel: CancelState::None,
-            retx_at: Some(now + self.cfg.t1),
-            retx_every: self.cfg.t1,
-            timeout_at: Some(now + 64 * self.cfg.t1),
-            cleanup_at: None,
-            route: None,
+            retransmit_at: Some(now + t1),
+            retransmit_every: t1,
+            timeout: Some(timeout),
+            linger_until: None,
+            route: route.map(Box::new),
         };
-        let id = self.txns.insert(txn);
+        let inserted = self.txns.insert(txn);
+        debug_assert_eq!(inserted, id, "the slab handed out another id");
         self.server_index.insert(key, id);
         if let Some(d) = self.dialogs.get_mut(did) {
             let to = d.leg_mut(orig.other());
             to.cseq_sent = to.cseq_sent.max(msg.cseq.seq);
         }
-        let branch = self.branch_for(id, 0);
-        let (bytes, dst, _, outbound) =
-            self.build_in_dialog_request(msg, did, orig, &branch, ipv4_of(src));
-        if let Some(t) = self.txns.get_mut(id) {
-            t.dest_addr = dst;
-            t.request = bytes.clone();
-            t.outbound = outbound;
-        }
         out.push(Outgoing {
-            side: side.other(),
-            dst,
-            data: bytes,
+            side: r.side,
+            dst: r.dst,
+            data: r.bytes,
         });
         self.stats.transactions.set(self.txns.len() as u64);
         self.arm(id);

@@ -11,14 +11,14 @@ use super::rewrite::{
 };
 use super::slab::Id;
 use super::txn::{CancelState, Phase};
-use super::{ipv4_of, Ms, Outgoing, Rx, SipEngine};
+use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine};
 use crate::call::CallResult;
 use crate::sip::build::{reason, Builder};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
 
 impl SipEngine {
-    pub(super) fn on_response(&mut self, rx: &Rx<'_, '_>, out: &mut Vec<Outgoing>) {
-        let Rx {
+    pub(super) fn on_response(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
+        let Incoming {
             now,
             side,
             src,
@@ -52,16 +52,7 @@ impl SipEngine {
         }
         match code {
             100..=199 => {
-                let first = !t.provisional;
-                t.provisional = true;
-                if t.invite {
-                    t.retx_at = None;
-                    if t.phase == Phase::Proceeding && first {
-                        t.timeout_at = Some(now + self.cfg.timer_c);
-                    }
-                } else {
-                    t.retx_every = self.cfg.t2;
-                }
+                t.on_provisional(now, self.cfg.t2, self.cfg.timer_c);
                 let pending_cancel = t.cancel == CancelState::Pending;
                 if pending_cancel {
                     self.send_cancel(id, now, out);
@@ -73,11 +64,7 @@ impl SipEngine {
                         .is_some_and(|t| t.phase == Phase::Proceeding)
                 {
                     self.learn_from_response(id, src, msg);
-                    if let Some(bytes) = self.relay_response(id, msg, code, out) {
-                        if let Some(t) = self.txns.get_mut(id) {
-                            t.last_response = Some(bytes);
-                        }
-                    }
+                    self.relay_and_keep(id, msg, code, out);
                 }
                 self.arm(id);
             }
@@ -85,10 +72,7 @@ impl SipEngine {
                 let phase = t.phase;
                 if t.invite {
                     if phase == Phase::Proceeding {
-                        t.phase = Phase::Accepted;
-                        t.retx_at = None;
-                        t.timeout_at = None;
-                        t.cleanup_at = Some(now + 64 * self.cfg.t1);
+                        t.accept(now, self.cfg.t1);
                         self.learn_from_response(id, src, msg);
                         self.answered(id, now);
                     }
@@ -122,19 +106,10 @@ impl SipEngine {
                         return;
                     }
                     if t.phase == Phase::Proceeding {
-                        t.phase = Phase::Completed;
-                        t.retx_at = Some(now + self.cfg.t1);
-                        t.retx_every = self.cfg.t1;
-                        t.timeout_at = Some(now + 64 * self.cfg.t1);
+                        t.complete(now, self.cfg.t1);
                         let initial = t.initial;
                         let cancelled = t.cancel != CancelState::None;
-                        // A 503 from downstream is not relayed as is (RFC 3261 16.7 step 6).
-                        let relay_code = if code == 503 { 500 } else { code };
-                        if let Some(bytes) = self.relay_response(id, msg, relay_code, out) {
-                            if let Some(t) = self.txns.get_mut(id) {
-                                t.last_response = Some(bytes);
-                            }
-                        }
+                        self.relay_final(id, msg, code, out);
                         if initial {
                             let result = if cancelled {
                                 CallResult::Cancelled
@@ -161,17 +136,9 @@ impl SipEngine {
         out: &mut Vec<Outgoing>,
     ) {
         if let Some(t) = self.txns.get_mut(id) {
-            t.phase = Phase::Completed;
-            t.retx_at = None;
-            t.timeout_at = None;
-            t.cleanup_at = Some(now + 64 * self.cfg.t1);
+            t.complete(now, self.cfg.t1);
         }
-        let relay_code = if code == 503 { 500 } else { code };
-        if let Some(bytes) = self.relay_response(id, msg, relay_code, out) {
-            if let Some(t) = self.txns.get_mut(id) {
-                t.last_response = Some(bytes);
-            }
-        }
+        self.relay_final(id, msg, code, out);
         if msg.cseq.method == Method::Bye {
             self.end_dialog_of(id, None);
         }
@@ -215,6 +182,24 @@ impl SipEngine {
                 .collect();
             rs.reverse();
             leg.route_set = rs;
+        }
+    }
+
+    /// Relays a final non-2xx (or a non-INVITE's final) back and keeps it
+    /// for retransmissions. A 503 from downstream is not relayed as is
+    /// (RFC 3261 16.7 step 6): the caller would take it as ours.
+    fn relay_final(&mut self, id: Id, msg: &SipMessage<'_>, code: u16, out: &mut Vec<Outgoing>) {
+        let relay_code = if code == 503 { 500 } else { code };
+        self.relay_and_keep(id, msg, relay_code, out);
+    }
+
+    /// Relays a response back and keeps it as the transaction's last one,
+    /// to repeat when the request is retransmitted.
+    fn relay_and_keep(&mut self, id: Id, msg: &SipMessage<'_>, code: u16, out: &mut Vec<Outgoing>) {
+        if let Some(bytes) = self.relay_response(id, msg, code, out) {
+            if let Some(t) = self.txns.get_mut(id) {
+                t.last_response = Some(bytes);
+            }
         }
     }
 

@@ -16,25 +16,32 @@ use crate::sip::build::Builder;
 use crate::sip::grammar::{self, NameAddr, SipUri};
 use crate::sip::{HeaderName, Method, SipMessage};
 
+/// A request re-written for the other leg of its dialog.
+#[derive(Debug)]
+pub(super) struct Rewritten {
+    pub bytes: Vec<u8>,
+    /// The next hop: the leg's first Route, else its remote target.
+    pub dst: SocketAddr,
+    pub side: Side,
+    /// What an ACK or CANCEL of ours repeats of it.
+    pub outbound: Outbound,
+}
+
 impl SipEngine {
-    /// Re-writes a request from leg `orig` for the other leg of dialog `did`.
-    /// Returns the bytes, the next hop, its side and what ACK/CANCEL repeat.
-    pub(super) fn build_in_dialog_request(
+    /// Re-writes a request from leg `orig` (whose sender is at `source`) for
+    /// the other leg of dialog `did`, with our Via carrying `branch`: the
+    /// initial INVITE, a failover INVITE, re-INVITEs and every other
+    /// in-dialog request, and the ACK for a 2xx. `None` when the dialog is
+    /// gone.
+    pub(super) fn rewrite_request(
         &self,
         msg: &SipMessage<'_>,
         did: Id,
         orig: LegRef,
         branch: &[u8],
         source: Ipv4Addr,
-    ) -> (Vec<u8>, SocketAddr, Side, Outbound) {
-        let Some(d) = self.dialogs.get(did) else {
-            return (
-                Vec::new(),
-                SocketAddr::V4(self.cfg.sip[Side::Private]),
-                Side::Private,
-                Outbound::default(),
-            );
-        };
+    ) -> Option<Rewritten> {
+        let d = self.dialogs.get(did)?;
         let to_leg = d.leg(orig.other());
         let dest_side = to_leg.side;
         let ours = self.cfg.addr(dest_side);
@@ -109,7 +116,12 @@ impl SipEngine {
             cseq: msg.cseq.seq,
             routes,
         };
-        (bytes, to_leg.next_hop(), dest_side, outbound)
+        Some(Rewritten {
+            bytes,
+            dst: to_leg.next_hop(),
+            side: dest_side,
+            outbound,
+        })
     }
 }
 

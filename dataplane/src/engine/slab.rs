@@ -49,6 +49,24 @@ impl<T> Slab<T> {
         Id { idx, gen: 0 }
     }
 
+    /// The id the next [`Slab::insert`] returns (so a value can carry its
+    /// own id, e.g. inside a Via branch, before it is inserted).
+    pub fn next_id(&self) -> Id {
+        match self.free.last() {
+            Some(&idx) => Id {
+                idx,
+                gen: self
+                    .slots
+                    .get(idx as usize)
+                    .map_or(0, |s| s.gen.wrapping_add(1)),
+            },
+            None => Id {
+                idx: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+                gen: 0,
+            },
+        }
+    }
+
     pub fn get(&self, id: Id) -> Option<&T> {
         self.slots
             .get(id.idx as usize)

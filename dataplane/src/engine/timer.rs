@@ -7,7 +7,7 @@ use std::cmp::Reverse;
 
 use super::local::{build_cancel, txn_response};
 use super::slab::Id;
-use super::txn::{CancelState, Phase, Txn};
+use super::txn::{CancelState, Phase, Timer, Txn};
 use super::{Ms, Outgoing, SipEngine};
 use crate::call::CallResult;
 
@@ -19,15 +19,18 @@ impl SipEngine {
         }
     }
 
+    /// Fires whichever of transaction `id`'s timers are due at `now`.
     pub(super) fn service(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
         let t2 = self.cfg.t2;
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
-        if t.cleanup_at.is_some_and(|c| c <= now) {
+        // Timer::Linger (D/I/J/K): forget the finished transaction.
+        if t.linger_until.is_some_and(|at| at <= now) {
             return self.remove_txn(id);
         }
-        if t.retx_at.is_some_and(|r| r <= now) {
+        // Timer::Retransmit (A/E toward the far side, G toward the sender).
+        if t.retransmit_at.is_some_and(|at| at <= now) {
             match t.phase {
                 Phase::Proceeding => {
                     let data = if t.cancel == CancelState::Sent {
@@ -41,12 +44,12 @@ impl SipEngine {
                         data,
                     });
                     let capped = !t.invite || t.cancel == CancelState::Sent;
-                    t.retx_every = if capped {
-                        (t.retx_every * 2).min(t2)
+                    t.retransmit_every = if capped {
+                        (t.retransmit_every * 2).min(t2)
                     } else {
-                        t.retx_every * 2
+                        t.retransmit_every * 2
                     };
-                    t.retx_at = Some(now + t.retx_every);
+                    t.retransmit_at = Some(now + t.retransmit_every);
                 }
                 Phase::Completed if t.invite => {
                     if let Some(resp) = &t.last_response {
@@ -56,21 +59,21 @@ impl SipEngine {
                             data: resp.clone(),
                         });
                     }
-                    t.retx_every = (t.retx_every * 2).min(t2);
-                    t.retx_at = Some(now + t.retx_every);
+                    t.retransmit_every = (t.retransmit_every * 2).min(t2);
+                    t.retransmit_at = Some(now + t.retransmit_every);
                 }
-                _ => t.retx_at = None,
+                _ => t.retransmit_at = None,
             }
         }
-        if t.timeout_at.is_some_and(|x| x <= now) {
-            t.timeout_at = None;
-            match t.phase {
-                Phase::Proceeding if t.invite && t.provisional && t.cancel == CancelState::None => {
+        if let Some((_, timer)) = t.timeout.filter(|(at, _)| *at <= now) {
+            t.timeout = None;
+            match (t.phase, timer) {
+                (Phase::Proceeding, Timer::Ringing) => {
                     // Timer C: the far side rang too long.
                     self.send_cancel(id, now, out);
                 }
-                Phase::Proceeding => {
-                    // Timer B/F (or the failover timer), or no answer to our CANCEL.
+                (Phase::Proceeding, _) => {
+                    // Timer::Failover, Timer B/F, or no answer to our CANCEL.
                     let cancelled = t.cancel != CancelState::None;
                     let tried = t
                         .route
@@ -88,6 +91,7 @@ impl SipEngine {
                     };
                     return self.fail_txn(id, now, code, out);
                 }
+                // Timer H: no ACK for our final.
                 _ => return self.remove_txn(id),
             }
         }
@@ -99,15 +103,12 @@ impl SipEngine {
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
-        t.cancel = CancelState::Sent;
         out.push(Outgoing {
             side: t.dest_side,
             dst: t.dest_addr,
             data: build_cancel(&t.outbound),
         });
-        t.retx_every = t1;
-        t.retx_at = Some(now + t1);
-        t.timeout_at = Some(now + 64 * t1);
+        t.cancel_sent(now, t1);
         self.arm(id);
     }
 
@@ -123,17 +124,8 @@ impl SipEngine {
             dst: t.orig_addr,
             data: resp.clone(),
         });
-        t.phase = Phase::Completed;
         t.last_response = Some(resp);
-        if t.invite {
-            t.retx_every = t1;
-            t.retx_at = Some(now + t1);
-            t.timeout_at = Some(now + 64 * t1);
-        } else {
-            t.retx_at = None;
-            t.timeout_at = None;
-            t.cleanup_at = Some(now + 64 * t1);
-        }
+        t.complete(now, t1);
         if t.initial {
             self.end_dialog_of(
                 id,

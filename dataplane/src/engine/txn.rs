@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use super::dialog::LegRef;
+use super::invite::RouteState;
 use super::slab::Id;
-use crate::routing::Target;
 use crate::side::Side;
 use crate::time::Ms;
 
@@ -81,32 +81,129 @@ pub struct Txn {
     pub cancel: CancelState,
 
     // Timers (absolute deadlines).
-    pub retx_at: Option<Ms>,
-    pub retx_every: Ms,
-    pub timeout_at: Option<Ms>,
-    pub cleanup_at: Option<Ms>,
+    /// Timer A/E (the request) or G (our final answer): when to resend.
+    pub retransmit_at: Option<Ms>,
+    /// The current resend interval (doubles, capped per RFC 3261 17.1.2.2).
+    pub retransmit_every: Ms,
+    /// The one running timeout, and which timer it is.
+    pub timeout: Option<(Ms, Timer)>,
+    /// Timers D/I/J/K: when the finished transaction is forgotten.
+    pub linger_until: Option<Ms>,
 
     /// For the INVITE that created the dialog: where else it may go.
     pub route: Option<Box<RouteState>>,
 }
 
-/// The candidates of an initial INVITE and which one is being tried.
-#[derive(Debug, Clone)]
-pub struct RouteState {
-    pub candidates: Vec<Target>,
-    pub attempt: u32,
-    /// The caller's INVITE as received, to re-write for the next candidate.
-    pub invite: Vec<u8>,
-    /// The Request-URI user (tenant prefix stripped).
-    pub user: Vec<u8>,
+/// The timers of a proxy transaction (RFC 3261 sections 16.6, 17.1, 17.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// Timer A/E (our request, no answer yet) or G (our non-2xx final to an
+    /// INVITE, no ACK yet): send it again.
+    Retransmit,
+    /// Timer B/F (no final answer to our request, or to our CANCEL) or H (no
+    /// ACK for our non-2xx final): give up.
+    TransactionTimeout,
+    /// Timer C (RFC 3261 16.6 step 11): the far side rings too long; CANCEL.
+    Ringing,
+    /// Kamailio's `failover_timeout`: a silent gateway while another candidate is
+    /// left; try the next one.
+    Failover,
+    /// Timers D/I/J/K: absorb retransmissions of a finished transaction,
+    /// then forget it.
+    Linger,
 }
 
 impl Txn {
     /// The earliest deadline, to queue in the engine's timer heap.
     pub fn next_deadline(&self) -> Option<Ms> {
-        [self.retx_at, self.timeout_at, self.cleanup_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.retransmit_at,
+            self.timeout.map(|(at, _)| at),
+            self.linger_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The request went (again) to the far side: resend it after T1 (Timer
+    /// A/E) and give up at `timeout`.
+    pub fn sent(&mut self, now: Ms, t1: Ms, timeout: (Ms, Timer)) {
+        self.retransmit_every = t1;
+        self.retransmit_at = Some(now + t1);
+        self.timeout = Some(timeout);
+    }
+
+    /// Failover: the request goes to another destination, as if new.
+    pub fn retry_to(
+        &mut self,
+        dst: SocketAddr,
+        request: Vec<u8>,
+        outbound: Outbound,
+        now: Ms,
+        t1: Ms,
+        timeout: (Ms, Timer),
+    ) {
+        self.dest_addr = dst;
+        self.request = request;
+        self.outbound = outbound;
+        self.provisional = false;
+        self.sent(now, t1, timeout);
+    }
+
+    /// A provisional answer from the far side (RFC 3261 17.1.1.2,
+    /// 17.1.2.2): an INVITE stops resending and, on the first one, starts
+    /// Timer C; a non-INVITE resends every T2. `true` on the first one.
+    pub fn on_provisional(&mut self, now: Ms, t2: Ms, timer_c: Ms) -> bool {
+        let first = !self.provisional;
+        self.provisional = true;
+        if self.invite {
+            self.retransmit_at = None;
+            if self.phase == Phase::Proceeding && first {
+                self.timeout = Some((now + timer_c, Timer::Ringing));
+            }
+        } else {
+            self.retransmit_every = t2;
+        }
+        first
+    }
+
+    /// A 2xx to the INVITE went back (RFC 6026 Accepted): nothing more to
+    /// resend or wait for; linger 64·T1 to relay 2xx retransmissions.
+    pub fn accept(&mut self, now: Ms, t1: Ms) {
+        self.phase = Phase::Accepted;
+        self.retransmit_at = None;
+        self.timeout = None;
+        self.linger_until = Some(now + 64 * t1);
+    }
+
+    /// A non-2xx final (or a non-INVITE's final) went back. An INVITE
+    /// resends it (Timer G) until the ACK, for at most 64·T1 (Timer H); a
+    /// non-INVITE lingers 64·T1 (Timer J) to answer retransmissions.
+    pub fn complete(&mut self, now: Ms, t1: Ms) {
+        self.phase = Phase::Completed;
+        if self.invite {
+            self.sent(now, t1, (now + 64 * t1, Timer::TransactionTimeout));
+        } else {
+            self.retransmit_at = None;
+            self.timeout = None;
+            self.linger_until = Some(now + 64 * t1);
+        }
+    }
+
+    /// The ACK for our non-2xx final arrived: linger `linger` ms (Timer I)
+    /// to absorb its retransmissions.
+    pub fn confirm(&mut self, now: Ms, linger: Ms) {
+        self.phase = Phase::Confirmed;
+        self.retransmit_at = None;
+        self.timeout = None;
+        self.linger_until = Some(now + linger);
+    }
+
+    /// We sent CANCEL: resend it (Timer E) and give up after 64·T1 (the
+    /// caller then gets 487).
+    pub fn cancel_sent(&mut self, now: Ms, t1: Ms) {
+        self.cancel = CancelState::Sent;
+        self.sent(now, t1, (now + 64 * t1, Timer::TransactionTimeout));
     }
 }
