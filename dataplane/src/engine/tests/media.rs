@@ -1,0 +1,186 @@
+//! Media anchoring through the engine: port pairs, SDP rewriting, stream
+//! commands, release with the call record, and the media timeout.
+
+use super::*;
+
+fn media_lab() -> Peers {
+    let media = MediaSettings {
+        ip: BySide::new(Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(203, 0, 113, 50)),
+        ports: BySide::new((10000, 10100), (20000, 20100)),
+        timeout: 60_000,
+    };
+    let stats = Arc::new(EngineStats::default());
+    let mut cfg = EngineConfig::new(
+        "10.0.0.100:5060".parse().unwrap(),
+        "203.0.113.50:5080".parse().unwrap(),
+    );
+    cfg.media = Some(media);
+    Peers {
+        engine: SipEngine::new(cfg, Arc::new(snapshot()), stats.clone()),
+        stats,
+        now: 0,
+        out: Vec::new(),
+    }
+}
+
+/// INVITE with one audio line from the carrier, 200 with SDP from the gateway.
+fn answered_media_call(peers: &mut Peers) -> String {
+    let inv = invite("m1", "m1")
+        .replace(
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n",
+        )
+        .replace("Content-Length: 55", "Content-Length: 83");
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 53\r\n\r\nv=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8\r\n",
+    );
+    peers.send(Side::Public, GATEWAY, &ok);
+    fwd
+}
+
+#[test]
+fn media_timeout_ends_the_call_with_byes_both_ways() {
+    use crate::media::MediaCmd;
+    let mut peers = media_lab();
+    let fwd = answered_media_call(&mut peers);
+    assert_eq!(peers.stats.calls_up.get(), 1);
+    peers.out.clear();
+    let mut out = Vec::new();
+    peers.engine.media_idle(Side::Private, 10000, &mut out);
+    assert_eq!(out.len(), 2);
+    let to_carrier = String::from_utf8(out[0].data.clone()).unwrap();
+    let to_gateway = String::from_utf8(out[1].data.clone()).unwrap();
+    assert!(
+        to_carrier.starts_with("BYE sip:alice@10.0.1.10:5060 SIP/2.0"),
+        "{to_carrier}"
+    );
+    assert_eq!(header(&to_carrier, "Call-ID"), Some("m1@10.0.1.10"));
+    assert!(header(&to_carrier, "From").unwrap().ends_with(";tag=gw1"));
+    assert!(header(&to_carrier, "To").unwrap().ends_with(";tag=ca1"));
+    assert_eq!(header(&to_carrier, "CSeq"), Some("1 BYE"));
+    assert_eq!(out[1].dst, addr(GATEWAY));
+    assert!(
+        to_gateway.starts_with("BYE sip:lk@203.0.113.10:5060 SIP/2.0"),
+        "{to_gateway}"
+    );
+    assert_eq!(header(&to_gateway, "Call-ID"), header(&fwd, "Call-ID"));
+    assert!(header(&to_gateway, "From").unwrap().ends_with(";tag=ca1"));
+    assert!(header(&to_gateway, "To").unwrap().ends_with(";tag=gw1"));
+    assert_eq!(
+        header(&to_gateway, "CSeq"),
+        Some("2 BYE"),
+        "after the INVITE's CSeq 1"
+    );
+    assert!(!to_gateway.contains("10.0."), "{to_gateway}");
+    assert_eq!(peers.stats.calls_up.get(), 0);
+    assert_eq!(peers.engine.dialog_count(), 0);
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    let record = cmds
+        .iter()
+        .find_map(|c| match c {
+            MediaCmd::Release { rtp_ports, record } => {
+                assert_eq!(rtp_ports, &vec![(Side::Private, 10000)]);
+                Some(record)
+            }
+            _ => None,
+        })
+        .expect("the streams are released with the call record");
+    assert_eq!(record.result, crate::call::CallResult::MediaTimeout);
+    assert_eq!(record.caller_call_id, "m1@10.0.1.10");
+    assert!(record.setup_ms.is_some());
+    // A second report for the same port finds nothing.
+    peers.engine.media_idle(Side::Private, 10000, &mut out);
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn media_ports_are_allocated_rewritten_and_released() {
+    use crate::media::MediaCmd;
+    let mut peers = media_lab();
+    let free = peers.engine.free_port_pairs();
+    let inv = invite("m1", "m1").replace(
+        "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+        "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n",
+    );
+    let inv = inv.replace("Content-Length: 55", "Content-Length: 83");
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    assert!(fwd.contains("c=IN IP4 203.0.113.50\r\n"), "{fwd}");
+    assert!(fwd.contains("m=audio 20000 RTP/AVP 8\r\n"), "{fwd}");
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCmd::Install(_)))
+            .count(),
+        2
+    );
+    assert!(cmds.contains(&MediaCmd::Peer {
+        side: Side::Private,
+        port: 10000,
+        peer: Some("10.0.1.10:40000".parse().unwrap())
+    }));
+    assert!(cmds.contains(&MediaCmd::Peer {
+        side: Side::Private,
+        port: 10001,
+        peer: Some("10.0.1.10:40001".parse().unwrap())
+    }));
+
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 53\r\n\r\nv=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8\r\n",
+    );
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    assert!(
+        back[0]
+            .2
+            .contains("c=IN IP4 10.0.0.100\r\nm=audio 10000 RTP/AVP 8\r\n"),
+        "{}",
+        back[0].2
+    );
+    cmds.clear();
+    peers.engine.take_media_commands(&mut cmds);
+    assert!(cmds.contains(&MediaCmd::Peer {
+        side: Side::Public,
+        port: 20000,
+        peer: Some("203.0.113.10:30000".parse().unwrap())
+    }));
+    assert_ne!(peers.engine.free_port_pairs(), free);
+
+    // The gateway hangs up: streams removed, ports back.
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@203.0.113.50:5080",
+        header(&fwd, "Call-ID").unwrap(),
+        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
+        header(&fwd, "From").unwrap(),
+        "mb",
+        2,
+    );
+    let fwd_bye = peers.send(Side::Public, GATEWAY, &bye);
+    let b = &fwd_bye[0].2;
+    let bye_ok = answer(b, 200, "x", false).replace(
+        &format!("To: {};tag=x", header(b, "To").unwrap()),
+        &format!("To: {}", header(b, "To").unwrap()),
+    );
+    peers.send(Side::Private, "10.0.1.1:5060", &bye_ok);
+    cmds.clear();
+    peers.engine.take_media_commands(&mut cmds);
+    let [MediaCmd::Release { rtp_ports, record }] = cmds.as_slice() else {
+        panic!("one release expected: {cmds:?}");
+    };
+    assert_eq!(rtp_ports, &vec![(Side::Private, 10000)]);
+    assert_eq!(record.result, crate::call::CallResult::Answered);
+    assert_eq!(record.caller_side, Side::Private);
+    assert_eq!(record.callee_call_id, header(&fwd, "Call-ID").unwrap());
+    assert!(record.media.is_empty(), "the relay fills the media lines");
+    assert!(
+        peers.stats.call_records.is_empty(),
+        "the record rides the release"
+    );
+    assert_eq!(peers.engine.free_port_pairs(), free);
+}

@@ -1,0 +1,188 @@
+//! Routing through the engine: failover within the group and to the
+//! backup group, the failover timer, tenant limits, unknown sources and
+//! tenant prefixes.
+
+use super::*;
+
+fn invites_to(sent: &[(Side, SocketAddr, String)]) -> Vec<SocketAddr> {
+    sent.iter()
+        .filter(|s| s.2.starts_with("INVITE"))
+        .map(|s| s.1)
+        .collect()
+}
+
+#[test]
+fn failover_walks_the_group_then_the_backup_group() {
+    let mut peers = Peers::with(snapshot_multi(100, 100), Policy::default());
+    let sent = peers.send(Side::Private, CARRIER, &invite("f1", "f1"));
+    assert_eq!(invites_to(&sent), vec![addr("203.0.113.10:5060")]);
+    let first = sent[1].2.clone();
+    let sent = peers.send(Side::Public, GATEWAY, &answer(&first, 503, "x", false));
+    assert!(sent[0].2.starts_with("ACK "), "the 503 is acknowledged");
+    assert_eq!(invites_to(&sent), vec![addr("203.0.113.11:5060")]);
+    assert!(
+        sent.iter().all(|s| s.1 != addr(CARRIER)),
+        "nothing relayed to the caller yet"
+    );
+    let second = sent[1].2.clone();
+    assert!(second.starts_with("INVITE sip:+15551234@203.0.113.11:5060 "));
+    assert_ne!(header(&first, "Via"), header(&second, "Via"));
+    // A late retransmission of the first gateway's 503 is not taken for the second.
+    assert!(peers
+        .send(Side::Public, GATEWAY, &answer(&first, 503, "x", false))
+        .is_empty());
+    let sent = peers.send(
+        Side::Public,
+        "203.0.113.11:5060",
+        &answer(&second, 500, "y", false),
+    );
+    assert_eq!(invites_to(&sent), vec![addr("203.0.113.12:5060")]);
+    let third = sent[1].2.clone();
+    let sent = peers.send(
+        Side::Public,
+        "203.0.113.12:5060",
+        &answer(&third, 200, "z", true),
+    );
+    assert_eq!(sent.len(), 1);
+    assert_eq!(status(&sent[0].2), 200);
+    assert_eq!(peers.stats.failovers.get(), 2);
+}
+
+#[test]
+fn nothing_left_gives_our_503_and_busy_is_not_failed_over() {
+    let mut peers = Peers::with(snapshot_multi(100, 100), Policy::default());
+    let mut sent = peers.send(Side::Private, CARRIER, &invite("f2", "f2"));
+    for (gw, code) in [("203.0.113.10:5060", 503), ("203.0.113.11:5060", 502)] {
+        let req = sent
+            .iter()
+            .find(|s| s.2.starts_with("INVITE"))
+            .unwrap()
+            .2
+            .clone();
+        sent = peers.send(Side::Public, gw, &answer(&req, code, "x", false));
+    }
+    let req = sent
+        .iter()
+        .find(|s| s.2.starts_with("INVITE"))
+        .unwrap()
+        .2
+        .clone();
+    let sent = peers.send(
+        Side::Public,
+        "203.0.113.12:5060",
+        &answer(&req, 503, "x", false),
+    );
+    let to_caller: Vec<_> = sent.iter().filter(|s| s.1 == addr(CARRIER)).collect();
+    assert_eq!(status(&to_caller[0].2), 503);
+    assert_eq!(peers.engine.dialog_count(), 0);
+
+    let sent = peers.send(Side::Private, CARRIER, &invite("f3", "f3"));
+    let back = peers.send(Side::Public, GATEWAY, &answer(&sent[1].2, 486, "x", false));
+    assert_eq!(invites_to(&back), Vec::<SocketAddr>::new());
+    assert_eq!(status(&back[1].2), 486);
+}
+
+#[test]
+fn silent_gateway_fails_over_after_the_failover_timer() {
+    let mut peers = Peers::with(snapshot_multi(100, 100), Policy::default());
+    peers.send(Side::Private, CARRIER, &invite("f4", "f4"));
+    let sent = peers.advance(4_900);
+    assert!(invites_to(&sent)
+        .iter()
+        .all(|a| *a == addr("203.0.113.10:5060")));
+    let sent = peers.advance(200);
+    assert!(invites_to(&sent).contains(&addr("203.0.113.11:5060")));
+}
+
+#[test]
+fn tenant_concurrency_limit_and_release() {
+    let mut peers = Peers::with(snapshot_multi(100, 2), Policy::default());
+    let tenant_src = "10.0.1.50:5060";
+    let mut forwarded = Vec::new();
+    for i in 0..3 {
+        let inv = invite(&format!("l{i}"), &format!("l{i}"))
+            .replace("10.0.1.10:5060;branch", "10.0.1.50:5060;branch");
+        forwarded.push(peers.send(Side::Private, tenant_src, &inv));
+    }
+    assert_eq!(invites_to(&forwarded[0]).len(), 1);
+    assert_eq!(invites_to(&forwarded[1]).len(), 1);
+    let third = &forwarded[2][0].2;
+    assert_eq!(status(third), 503);
+    assert_eq!(header(third, "Retry-After"), Some("1"));
+    assert_eq!(peers.engine.tenant_calls("acme"), 2);
+    // The tenant name reaches the gateway for LiveKit's attributes.
+    assert_eq!(header(&forwarded[0][1].2, "X-Tenant-ID"), Some("acme"));
+    // One call fails: its slot is free again.
+    peers.send(
+        Side::Public,
+        GATEWAY,
+        &answer(&forwarded[0][1].2, 486, "b", false),
+    );
+    assert_eq!(peers.engine.tenant_calls("acme"), 1);
+    let inv = invite("l9", "l9").replace("10.0.1.10:5060;branch", "10.0.1.50:5060;branch");
+    assert_eq!(
+        invites_to(&peers.send(Side::Private, tenant_src, &inv)).len(),
+        1
+    );
+    let mut events = Vec::new();
+    while let Some(e) = peers.stats.call_events.pop() {
+        events.push(e.result);
+    }
+    assert!(events.contains(&CallResult::LimitExceeded));
+    assert!(events.contains(&CallResult::Failed));
+}
+
+#[test]
+fn tenant_cps_is_a_token_bucket() {
+    let mut peers = Peers::with(snapshot_multi(2, 100), Policy::default());
+    let burst = |peers: &mut Peers, base: usize| -> usize {
+        (0..4)
+            .filter(|i| {
+                let id = format!("cps{}", base + i);
+                let inv = invite(&id, &id).replace(
+                    "To: <sip:+15551234",
+                    "X-Tenant-ID: acme\r\nTo: <sip:+15551234",
+                );
+                invites_to(&peers.send(Side::Private, CARRIER, &inv)).len() == 1
+            })
+            .count()
+    };
+    assert_eq!(burst(&mut peers, 0), 2);
+    peers.advance(1_000);
+    assert_eq!(burst(&mut peers, 10), 2);
+}
+
+#[test]
+fn unknown_sources_can_be_dropped_silently() {
+    let policy = Policy {
+        drop_unknown_sources: true,
+        ..Policy::default()
+    };
+    let mut peers = Peers::with(snapshot(), policy);
+    assert!(peers
+        .send(Side::Private, "10.0.1.20:5060", &invite("d1", "d1"))
+        .is_empty());
+    assert_eq!(peers.engine.dialog_count(), 0);
+}
+
+#[test]
+fn tenant_prefix_leaves_no_trace_toward_the_gateway() {
+    let mut peers = Peers::with(snapshot_multi(100, 100), Policy::default());
+    let inv = invite("p1", "p1")
+        .replace(
+            "sip:+15551234@10.0.0.100:5060 SIP/2.0",
+            "sip:acme_919876543210@10.0.0.100:5060 SIP/2.0",
+        )
+        .replace(
+            "To: <sip:+15551234@10.0.0.100:5060>",
+            "To: acme_919876543210 <sip:acme_919876543210@10.0.0.100:5060>",
+        );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = &sent[1].2;
+    assert!(
+        fwd.starts_with("INVITE sip:919876543210@203.0.113.10:5060 "),
+        "{fwd}"
+    );
+    assert!(!fwd.contains("acme_"), "{fwd}");
+    assert_eq!(header(fwd, "X-Tenant-ID"), Some("acme"));
+}
