@@ -16,8 +16,8 @@
 mod admission;
 mod calls;
 mod config;
-pub mod dialog;
-pub mod hide;
+mod dialog;
+mod hide;
 mod ids;
 mod invite;
 mod local;
@@ -25,9 +25,9 @@ mod media;
 mod request;
 mod response;
 mod rewrite;
-pub mod slab;
+mod slab;
 mod timer;
-pub mod txn;
+mod txn;
 
 pub use config::{EngineConfig, MediaSettings, Policy};
 
@@ -146,11 +146,6 @@ impl SipEngine {
 
     pub fn transaction_count(&self) -> usize {
         self.txns.len()
-    }
-
-    /// The dialogs, for inspection (tests, later: call records).
-    pub fn dialogs(&self) -> impl Iterator<Item = &Dialog> {
-        self.dialogs.iter().map(|(_, d)| d)
     }
 
     /// Moves the pending media relay commands into `into`.

@@ -95,24 +95,6 @@ impl<T> Slab<T> {
     pub fn len(&self) -> usize {
         self.len
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (Id, &T)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.val.as_ref().map(|v| {
-                (
-                    Id {
-                        idx: i as u32,
-                        gen: s.gen,
-                    },
-                    v,
-                )
-            })
-        })
-    }
 }
 
 #[cfg(test)]
@@ -129,5 +111,19 @@ mod tests {
         assert!(s.get(a).is_none());
         assert_eq!(s.get(b), Some(&2));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn next_id_is_what_insert_returns() {
+        let mut s = Slab::default();
+        for v in 0..3 {
+            let id = s.next_id();
+            assert_eq!(s.insert(v), id);
+        }
+        let second = Id { idx: 1, gen: 0 };
+        s.remove(second);
+        let id = s.next_id();
+        assert_eq!((id.idx, id.gen), (1, 1), "a freed slot, next generation");
+        assert_eq!(s.insert(9), id);
     }
 }

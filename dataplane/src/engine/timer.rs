@@ -19,83 +19,101 @@ impl SipEngine {
         }
     }
 
-    /// Fires whichever of transaction `id`'s timers are due at `now`.
+    /// Fires transaction `id`'s timers that are due at `now`, in the order
+    /// [`Txn::due`] gives them, then queues its next deadline.
     pub(super) fn service(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
+        while let Some(timer) = self.txns.get(id).and_then(|t| t.due(now)) {
+            match timer {
+                Timer::Linger => return self.remove_txn(id),
+                Timer::Retransmit => self.retransmit(id, now, out),
+                Timer::Ringing => {
+                    // Timer C: the far side rang too long.
+                    self.clear_timeout(id);
+                    self.send_cancel(id, now, out);
+                }
+                Timer::Failover | Timer::TransactionTimeout => {
+                    self.clear_timeout(id);
+                    return self.give_up(id, now, out);
+                }
+            }
+        }
+        self.arm(id);
+    }
+
+    fn clear_timeout(&mut self, id: Id) {
+        if let Some(t) = self.txns.get_mut(id) {
+            t.timeout = None;
+        }
+    }
+
+    /// Timer A/E: the request (or our CANCEL) again toward the far side,
+    /// the interval doubled (capped at T2 for non-INVITE and CANCEL); Timer
+    /// G: our non-2xx final again toward the sender until the ACK.
+    fn retransmit(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
         let t2 = self.cfg.t2;
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
-        // Timer::Linger (D/I/J/K): forget the finished transaction.
-        if t.linger_until.is_some_and(|at| at <= now) {
+        match t.phase {
+            Phase::Proceeding => {
+                let data = if t.cancel == CancelState::Sent {
+                    build_cancel(&t.outbound)
+                } else {
+                    t.request.clone()
+                };
+                out.push(Outgoing {
+                    side: t.dest_side,
+                    dst: t.dest_addr,
+                    data,
+                });
+                let capped = !t.invite || t.cancel == CancelState::Sent;
+                t.retransmit_every = if capped {
+                    (t.retransmit_every * 2).min(t2)
+                } else {
+                    t.retransmit_every * 2
+                };
+                t.retransmit_at = Some(now + t.retransmit_every);
+            }
+            Phase::Completed if t.invite => {
+                if let Some(resp) = &t.last_response {
+                    out.push(Outgoing {
+                        side: t.orig_side,
+                        dst: t.orig_addr,
+                        data: resp.clone(),
+                    });
+                }
+                t.retransmit_every = (t.retransmit_every * 2).min(t2);
+                t.retransmit_at = Some(now + t.retransmit_every);
+            }
+            _ => t.retransmit_at = None,
+        }
+    }
+
+    /// The failover timer, Timer B/F, no answer to our CANCEL (all while
+    /// Proceeding), or Timer H (no ACK for our final).
+    fn give_up(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
+        let Some(t) = self.txns.get(id) else {
+            return;
+        };
+        if t.phase != Phase::Proceeding {
             return self.remove_txn(id);
         }
-        // Timer::Retransmit (A/E toward the far side, G toward the sender).
-        if t.retransmit_at.is_some_and(|at| at <= now) {
-            match t.phase {
-                Phase::Proceeding => {
-                    let data = if t.cancel == CancelState::Sent {
-                        build_cancel(&t.outbound)
-                    } else {
-                        t.request.clone()
-                    };
-                    out.push(Outgoing {
-                        side: t.dest_side,
-                        dst: t.dest_addr,
-                        data,
-                    });
-                    let capped = !t.invite || t.cancel == CancelState::Sent;
-                    t.retransmit_every = if capped {
-                        (t.retransmit_every * 2).min(t2)
-                    } else {
-                        t.retransmit_every * 2
-                    };
-                    t.retransmit_at = Some(now + t.retransmit_every);
-                }
-                Phase::Completed if t.invite => {
-                    if let Some(resp) = &t.last_response {
-                        out.push(Outgoing {
-                            side: t.orig_side,
-                            dst: t.orig_addr,
-                            data: resp.clone(),
-                        });
-                    }
-                    t.retransmit_every = (t.retransmit_every * 2).min(t2);
-                    t.retransmit_at = Some(now + t.retransmit_every);
-                }
-                _ => t.retransmit_at = None,
-            }
+        let cancelled = t.cancel != CancelState::None;
+        let tried = t
+            .route
+            .as_ref()
+            .map_or(1, |r| r.candidates.len().min(r.attempt as usize + 2));
+        if !cancelled && t.initial && self.try_next(id, now, out) {
+            return;
         }
-        if let Some((_, timer)) = t.timeout.filter(|(at, _)| *at <= now) {
-            t.timeout = None;
-            match (t.phase, timer) {
-                (Phase::Proceeding, Timer::Ringing) => {
-                    // Timer C: the far side rang too long.
-                    self.send_cancel(id, now, out);
-                }
-                (Phase::Proceeding, _) => {
-                    // Timer::Failover, Timer B/F, or no answer to our CANCEL.
-                    let cancelled = t.cancel != CancelState::None;
-                    let tried = t
-                        .route
-                        .as_ref()
-                        .map_or(1, |r| r.candidates.len().min(r.attempt as usize + 2));
-                    if !cancelled && t.initial && self.try_next(id, now, out) {
-                        return;
-                    }
-                    let code = if cancelled {
-                        487
-                    } else if tried > 1 {
-                        503
-                    } else {
-                        408
-                    };
-                    return self.fail_txn(id, now, code, out);
-                }
-                // Timer H: no ACK for our final.
-                _ => return self.remove_txn(id),
-            }
-        }
-        self.arm(id);
+        let code = if cancelled {
+            487
+        } else if tried > 1 {
+            503
+        } else {
+            408
+        };
+        self.fail_txn(id, now, code, out);
     }
 
     pub(super) fn send_cancel(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {

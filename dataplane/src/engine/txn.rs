@@ -126,6 +126,18 @@ impl Txn {
         .min()
     }
 
+    /// The first of its timers due at `now`, in the order they are
+    /// serviced: linger, retransmit, then the timeout.
+    pub fn due(&self, now: Ms) -> Option<Timer> {
+        if self.linger_until.is_some_and(|at| at <= now) {
+            Some(Timer::Linger)
+        } else if self.retransmit_at.is_some_and(|at| at <= now) {
+            Some(Timer::Retransmit)
+        } else {
+            self.timeout.filter(|(at, _)| *at <= now).map(|(_, t)| t)
+        }
+    }
+
     /// The request went (again) to the far side: resend it after T1 (Timer
     /// A/E) and give up at `timeout`.
     pub fn sent(&mut self, now: Ms, t1: Ms, timeout: (Ms, Timer)) {
