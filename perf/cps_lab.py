@@ -6,7 +6,7 @@
 1. Reference run, no SBC: sipp UAC (ns carrier, 10.0.1.10) -> sipp UAS (ns sbc, 10.0.0.100:5070),
    the baseline latency of sipp and the veth path itself.
 2. SBC run: UAC (ns carrier) -> SBC 10.0.0.100:5060 -> UAS (ns gw, 203.0.113.10:5060).
-Both use scripts/sipp/uac_simple.xml / uas_simple.xml (INVITE/100/180/200/ACK, pause, BYE/200).
+Both use lab/sipp/uac_simple.xml / uas_simple.xml (INVITE/100/180/200/ACK, pause, BYE/200).
 
 Reported: calls completed/failed, SBC CPU time per call (utime+stime of the SBC process from
 /proc/PID/stat, all threads), call-setup latency INVITE->200 at the UAC as p50/p90/p99 both from
@@ -21,8 +21,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import labkit as L  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab"))
+from kit.addresses import CARRIER_IP, GW1_IP, SBC_PRIV, SBC_PRIV_IP  # noqa: E402
+from kit.netns import Lab  # noqa: E402
+from kit.paths import DEFAULT_SBC, new_run_dir  # noqa: E402
+from kit.pcap import Capture, setup_latencies_from_pcap  # noqa: E402
+from kit.proc import run_main  # noqa: E402
+from kit.provisioning import provision_base  # noqa: E402
+from kit.sbc import Sbc  # noqa: E402
+from kit.sipp import Uas, percentile, rtt_values_ms, run_uac  # noqa: E402
 
 
 def fmt(v, digits=2):
@@ -32,20 +39,20 @@ def fmt(v, digits=2):
 
 
 def pcts(values):
-    return [L.percentile(values, q) for q in (0.5, 0.9, 0.99)]
+    return [percentile(values, q) for q in (0.5, 0.9, 0.99)]
 
 
-def run_one(key, label, out: Path, *, uas_ns, uas_ip, uas_port, target, args, sbc: L.Sbc | None):
+def run_one(key, label, out: Path, *, uas_ns, uas_ip, uas_port, target, args, sbc: Sbc | None):
     d = out / key
     d.mkdir(exist_ok=True)
-    cap = None if args.no_pcap else L.Capture("carrier", "c0", d / "c0.pcap")
+    cap = None if args.no_pcap else Capture("carrier", "c0", d / "c0.pcap")
     timeout_s = int(args.calls / args.rate + args.duration_ms / 1000 + 60)
     cpu0 = sbc.cpu_seconds() if sbc else None
-    with L.Uas(uas_ns, "uas_simple", uas_ip, uas_port, d, "uas", trace_msg=False) as uas:
+    with Uas(uas_ns, "uas_simple", uas_ip, uas_port, d, "uas", trace_msg=False) as uas:
         t0 = time.monotonic()
-        r = L.run_uac("carrier", "uac_simple", L.CARRIER_IP, 5060, target, d, "uac",
-                      calls=args.calls, rate=args.rate, limit=args.limit,
-                      duration_ms=args.duration_ms, timeout_s=timeout_s, trace_msg=False, rtt=True)
+        r = run_uac("carrier", "uac_simple", CARRIER_IP, 5060, target, d, "uac",
+                    calls=args.calls, rate=args.rate, limit=args.limit,
+                    duration_ms=args.duration_ms, timeout_s=timeout_s, trace_msg=False, rtt=True)
         wall = time.monotonic() - t0
         uas.stop()
     cpu1 = sbc.cpu_seconds() if sbc else None
@@ -61,12 +68,12 @@ def run_one(key, label, out: Path, *, uas_ns, uas_ip, uas_port, target, args, sb
         "cpu": (cpu1 - cpu0) if sbc else None,
         "cpu_ms_call": ((cpu1 - cpu0) * 1000 / max(1, r.successful + r.failed)) if sbc else None,
         "hwm_mb": (sbc.status_kb("VmHWM") or 0) / 1024 if sbc else None,
-        "rtt": pcts(L.rtt_values_ms(r.files["rtt"])) if r.files.get("rtt") else [None] * 3,
+        "rtt": pcts(rtt_values_ms(r.files["rtt"])) if r.files.get("rtt") else [None] * 3,
         "pcap": [None] * 3,
         "pcap_n": 0,
     }
     if cap:
-        lat = L.setup_latencies_from_pcap(cap.path, L.CARRIER_IP)
+        lat = setup_latencies_from_pcap(cap.path, CARRIER_IP)
         row["pcap"], row["pcap_n"] = pcts(lat), len(lat)
         if not args.keep_pcap:
             cap.path.unlink(missing_ok=True)
@@ -93,7 +100,7 @@ def table(rows, args) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sbc", default=str(L.REPO / "target" / "release" / "sbc"))
+    ap.add_argument("--sbc", default=str(DEFAULT_SBC))
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--calls", type=int, default=10000)
     ap.add_argument("--duration-ms", type=int, default=500, help="call hold time (sipp -d)")
@@ -106,18 +113,18 @@ def main() -> int:
     if args.calls > 200000 or args.rate > 5000:
         ap.error("keep the load bounded: at most 200000 calls and 5000 cps")
 
-    out = L.new_run_dir("perf")
+    out = new_run_dir("perf")
     print(f"output: {out}", flush=True)
     rows = []
-    with L.Lab():
+    with Lab():
         if not args.no_reference:
-            rows.append(run_one("reference", "sipp->sipp (no SBC)", out, uas_ns="sbc", uas_ip=L.SBC_PRIV_IP,
-                                uas_port=5070, target=f"{L.SBC_PRIV_IP}:5070", args=args, sbc=None))
-        sbc = L.Sbc(args.sbc, out, rust_log=args.rust_log)
+            rows.append(run_one("reference", "sipp->sipp (no SBC)", out, uas_ns="sbc", uas_ip=SBC_PRIV_IP,
+                                uas_port=5070, target=f"{SBC_PRIV_IP}:5070", args=args, sbc=None))
+        sbc = Sbc(args.sbc, out, rust_log=args.rust_log)
         sbc.start()
-        L.provision_default(sbc.api)
-        rows.append(run_one("sbc", "through SBC", out, uas_ns="gw", uas_ip=L.GW1_IP, uas_port=5060,
-                            target=L.SBC_PRIV, args=args, sbc=sbc))
+        provision_base(sbc.api)
+        rows.append(run_one("sbc", "through SBC", out, uas_ns="gw", uas_ip=GW1_IP, uas_port=5060,
+                            target=SBC_PRIV, args=args, sbc=sbc))
         alive = sbc.alive()
         sbc.stop()
     report = table(rows, args)
@@ -129,8 +136,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted: lab removed", file=sys.stderr, flush=True)
-        sys.exit(130)
+    run_main(main)

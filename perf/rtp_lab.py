@@ -29,35 +29,23 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import labkit as L  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab"))
+from kit.addresses import CARRIER_IP, GW1_IP, SBC_PRIV, SBC_PRIV_IP, SBC_PUB_IP  # noqa: E402
+from kit.api import provision  # noqa: E402
+from kit.netns import Lab  # noqa: E402
+from kit.paths import DEFAULT_SBC, REPO, new_run_dir  # noqa: E402
+from kit.proc import cpu_seconds, nsexec, run_main, spawn, stop_process, thread_id  # noqa: E402
+from kit.sbc import Sbc  # noqa: E402
 
-RTPLOAD = L.REPO / "target" / "release" / "rtpload"
+RTPLOAD = REPO / "target" / "release" / "rtpload"
 MEDIA = 7000          # the generator's media port on both ends
 SIP = 5062            # the generator's SIP port on both ends
 REF_PORT = 30000      # the reference forwarder's first port
 
 
-def proc_cpu(pid: int, tid: int | None = None) -> float:
-    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
-    with open(path) as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def thread_id(pid: int, name: str) -> int | None:
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            if Path(f"/proc/{pid}/task/{t}/comm").read_text().strip() == name:
-                return int(t)
-        except OSError:
-            pass
-    return None
-
-
 def rtpload(ns: str, args: list, out: Path, name: str) -> subprocess.Popen:
-    return L.spawn(L.nsexec(ns, [RTPLOAD] + [str(a) for a in args]), stdout=subprocess.PIPE,
-                   stderr=open(out / f"{name}.err", "wb"))
+    return spawn(nsexec(ns, [RTPLOAD] + [str(a) for a in args]), stdout=subprocess.PIPE,
+                 stderr=open(out / f"{name}.err", "wb"))
 
 
 def last_json(text: str) -> dict:
@@ -73,12 +61,12 @@ def run_pair(out: Path, key: str, args, uac_extra: list, uas_extra: list, on_sta
     d.mkdir(exist_ok=True)
     # With SIP the uas ends when every call it answered is hung up; direct, after its --seconds.
     uas_s = args.seconds + 1 if uas_extra else args.seconds + 60
-    uas = rtpload("gw", ["uas", "--sip", f"{L.GW1_IP}:{SIP}", "--media", f"{L.GW1_IP}:{MEDIA}",
+    uas = rtpload("gw", ["uas", "--sip", f"{GW1_IP}:{SIP}", "--media", f"{GW1_IP}:{MEDIA}",
                          "--pps", args.pps, "--seconds", uas_s, "--calls", args.flows]
                   + uas_extra, d, "uas")
     time.sleep(0.3)
-    uac = rtpload("carrier", ["uac", "--sip", f"{L.CARRIER_IP}:{SIP}", "--sbc", L.SBC_PRIV,
-                              "--media", f"{L.CARRIER_IP}:{MEDIA}", "--calls", args.flows,
+    uac = rtpload("carrier", ["uac", "--sip", f"{CARRIER_IP}:{SIP}", "--sbc", SBC_PRIV,
+                              "--media", f"{CARRIER_IP}:{MEDIA}", "--calls", args.flows,
                               "--cps", args.cps, "--pps", args.pps, "--seconds", args.seconds]
                   + uac_extra, d, "uac")
     lines = []
@@ -93,7 +81,7 @@ def run_pair(out: Path, key: str, args, uac_extra: list, uas_extra: list, on_sta
     try:
         uas_out = uas.communicate(timeout=70)[0].decode()
     except subprocess.TimeoutExpired:
-        L.stop_process(uas, grace=1)
+        stop_process(uas, grace=1)
         uas_out = ""
     (d / "uac.out").write_text("\n".join(lines) + "\n")
     (d / "uas.out").write_text(uas_out)
@@ -101,19 +89,19 @@ def run_pair(out: Path, key: str, args, uac_extra: list, uas_extra: list, on_sta
 
 
 def reference(out: Path, args) -> dict:
-    fwd = rtpload("sbc", ["forward", "--a", L.SBC_PRIV_IP, "--b", L.SBC_PUB_IP, "--port", REF_PORT,
-                          "--flows", args.flows, "--peer-a", f"{L.CARRIER_IP}:{MEDIA}",
-                          "--peer-b", f"{L.GW1_IP}:{MEDIA}", "--seconds", args.seconds + 600],
+    fwd = rtpload("sbc", ["forward", "--a", SBC_PRIV_IP, "--b", SBC_PUB_IP, "--port", REF_PORT,
+                          "--flows", args.flows, "--peer-a", f"{CARRIER_IP}:{MEDIA}",
+                          "--peer-b", f"{GW1_IP}:{MEDIA}", "--seconds", args.seconds + 600],
                   out, "forward")
     time.sleep(0.5)
     win = {}
     uac, uas = run_pair(out, "reference", args,
-                        ["--direct", f"{L.SBC_PRIV_IP}:{REF_PORT}"],
-                        ["--direct", f"{L.SBC_PUB_IP}:{REF_PORT}"],
+                        ["--direct", f"{SBC_PRIV_IP}:{REF_PORT}"],
+                        ["--direct", f"{SBC_PUB_IP}:{REF_PORT}"],
                         on_start=lambda: win.setdefault("t0", time.monotonic()),
                         on_end=lambda: win.setdefault("t1", time.monotonic()))
     time.sleep(1.2)  # the forwarder prints its count once a second
-    cpu = proc_cpu(fwd.pid)
+    cpu = cpu_seconds(fwd.pid)
     fwd.kill()
     fout = fwd.communicate(timeout=10)[0].decode()
     relayed = last_json(fout).get("relayed", 0)
@@ -122,15 +110,15 @@ def reference(out: Path, args) -> dict:
 
 
 def through_sbc(out: Path, args) -> dict:
-    sbc = L.Sbc(args.sbc, out, rust_log="warn")
+    sbc = Sbc(args.sbc, out, rust_log="warn")
     sbc.start()
-    L.provision(sbc.api, [(L.CARRIER_IP, 32, "carrier1", 1)],
-                [{"destination": f"sip:{L.GW1_IP}:{SIP}", "description": "rtpload"}])
+    provision(sbc.api, [(CARRIER_IP, 32, "carrier1", 1)],
+              [{"destination": f"sip:{GW1_IP}:{SIP}", "description": "rtpload"}])
     tid = thread_id(sbc.pid, "media-relay")
     win = {}
 
     def sample(k):
-        win[k] = (proc_cpu(sbc.pid), proc_cpu(sbc.pid, tid) if tid else 0.0,
+        win[k] = (cpu_seconds(sbc.pid), cpu_seconds(sbc.pid, tid) if tid else 0.0,
                   int(sbc.api.media()["relayed"]), time.monotonic())
 
     uac, uas = run_pair(out, "sbc", args, [], [], on_start=lambda: sample("start"),
@@ -179,7 +167,7 @@ def table(rows, args) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sbc", default=str(L.REPO / "target" / "release" / "sbc"))
+    ap.add_argument("--sbc", default=str(DEFAULT_SBC))
     ap.add_argument("--flows", type=int, default=500)
     ap.add_argument("--pps", type=int, default=50)
     ap.add_argument("--cps", type=int, default=200)
@@ -190,10 +178,10 @@ def main() -> int:
         ap.error("keep the load bounded: at most 10000 flows, 1000 pps each, 300 s")
     if not RTPLOAD.exists():
         ap.error(f"{RTPLOAD} missing: cargo build --release -p sbc-perf --bin rtpload")
-    out = L.new_run_dir("perf")
+    out = new_run_dir("perf")
     print(f"output: {out}", flush=True)
     rows = []
-    with L.Lab():
+    with Lab():
         if not args.no_reference:
             rows.append(reference(out, args))
         rows.append(through_sbc(out, args))
@@ -210,8 +198,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted: lab removed", file=sys.stderr, flush=True)
-        sys.exit(130)
+    run_main(main)
