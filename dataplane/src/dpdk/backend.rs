@@ -506,7 +506,7 @@ impl Poller {
             let mut frames: [Option<Mbuf>; 48] = std::array::from_fn(|_| None);
             let mut k = 0;
             let pool = &self.pool;
-            let done = net::udp_fragments(mac, dmac, src, dst, &o.data, self.ip_id, |f| {
+            let done = net::udp_fragments((mac, dmac), src, dst, &o.data, self.ip_id, |f| {
                 let m = u16::try_from(f.len()).ok().and_then(|len| {
                     let mut m = pool.alloc()?;
                     m.append(len)?.copy_from_slice(f);

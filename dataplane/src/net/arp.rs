@@ -1,0 +1,225 @@
+//! ARP for IPv4 over Ethernet (RFC 826): a checked view, the reply we make
+//! in place of a request for our address, and the request we send for a
+//! next hop.
+
+use std::net::Ipv4Addr;
+
+use super::ethernet::{self, EthernetFrame, Mac, BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use super::{Kind, Reason};
+
+/// Byte ranges of an ARP packet for IPv4 over Ethernet.
+pub mod field {
+    use std::ops::Range;
+
+    pub const HTYPE: Range<usize> = 0..2;
+    pub const PTYPE: Range<usize> = 2..4;
+    pub const HLEN: usize = 4;
+    pub const PLEN: usize = 5;
+    pub const OPER: Range<usize> = 6..8;
+    pub const SHA: Range<usize> = 8..14;
+    pub const SPA: Range<usize> = 14..18;
+    pub const THA: Range<usize> = 18..24;
+    pub const TPA: Range<usize> = 24..28;
+}
+
+/// Length of an ARP packet for IPv4 over Ethernet.
+pub const PACKET_LEN: usize = 28;
+/// The smallest Ethernet frame (without FCS): what an ARP request fills.
+pub const MIN_FRAME: usize = 60;
+const _: () = assert!(MIN_FRAME >= ethernet::HEADER_LEN + PACKET_LEN);
+
+pub const OP_REQUEST: u16 = 1;
+pub const OP_REPLY: u16 = 2;
+
+/// A view over an ARP packet (the Ethernet payload): `new_checked`
+/// validates its length once, after which the accessors never panic.
+#[derive(Debug, Clone, Copy)]
+pub struct ArpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+// Indexing below is within PACKET_LEN, which `new_checked` guarantees.
+#[allow(clippy::indexing_slicing)]
+impl<T: AsRef<[u8]>> ArpPacket<T> {
+    pub fn new_checked(buffer: T) -> Option<ArpPacket<T>> {
+        (buffer.as_ref().len() >= PACKET_LEN).then_some(ArpPacket { buffer })
+    }
+
+    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+        let b = &self.buffer.as_ref()[r];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+
+    fn mac_at(&self, r: std::ops::Range<usize>) -> Mac {
+        let mut m = [0; 6];
+        m.copy_from_slice(&self.buffer.as_ref()[r]);
+        m
+    }
+
+    fn ip_at(&self, r: std::ops::Range<usize>) -> Ipv4Addr {
+        let b = &self.buffer.as_ref()[r];
+        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+
+    /// Ethernet hardware addresses and IPv4 protocol addresses.
+    pub fn is_ethernet_ipv4(&self) -> bool {
+        let b = self.buffer.as_ref();
+        self.u16_at(field::HTYPE) == 1
+            && self.u16_at(field::PTYPE) == ETHERTYPE_IPV4
+            && b[field::HLEN] == 6
+            && b[field::PLEN] == 4
+    }
+
+    pub fn operation(&self) -> u16 {
+        self.u16_at(field::OPER)
+    }
+
+    pub fn sender_mac(&self) -> Mac {
+        self.mac_at(field::SHA)
+    }
+
+    pub fn sender_ip(&self) -> Ipv4Addr {
+        self.ip_at(field::SPA)
+    }
+
+    pub fn target_ip(&self) -> Ipv4Addr {
+        self.ip_at(field::TPA)
+    }
+
+    /// What [`super::classify`] says of it: a request or reply, or why not.
+    pub fn kind(&self) -> Kind {
+        let op = self.operation();
+        if !self.is_ethernet_ipv4() || (op != OP_REQUEST && op != OP_REPLY) {
+            return Kind::Drop(Reason::Unsupported);
+        }
+        Kind::Arp {
+            request: op == OP_REQUEST,
+            sender_mac: self.sender_mac(),
+            sender_ip: self.sender_ip(),
+            target_ip: self.target_ip(),
+        }
+    }
+}
+
+#[allow(clippy::indexing_slicing)]
+impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
+    /// Writes operation `op` from `sender` to `target` (hardware and
+    /// protocol types for IPv4 over Ethernet included).
+    pub fn emit(&mut self, op: u16, sender: (Mac, Ipv4Addr), target: (Mac, Ipv4Addr)) {
+        let b = self.buffer.as_mut();
+        b[field::HTYPE].copy_from_slice(&1u16.to_be_bytes());
+        b[field::PTYPE].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        b[field::HLEN] = 6;
+        b[field::PLEN] = 4;
+        b[field::OPER].copy_from_slice(&op.to_be_bytes());
+        b[field::SHA].copy_from_slice(&sender.0);
+        b[field::SPA].copy_from_slice(&sender.1.octets());
+        b[field::THA].copy_from_slice(&target.0);
+        b[field::TPA].copy_from_slice(&target.1.octets());
+    }
+}
+
+/// Turns an ARP request for `our_ip` into our reply, in place; `false` (the
+/// frame untouched) when it is not one.
+pub fn arp_reply(frame: &mut [u8], our_mac: Mac, our_ip: Ipv4Addr) -> bool {
+    let Some(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
+        return false;
+    };
+    let Some(mut arp) = ArpPacket::new_checked(eth.payload_mut()) else {
+        return false;
+    };
+    let Kind::Arp {
+        request: true,
+        sender_mac,
+        sender_ip,
+        target_ip,
+    } = arp.kind()
+    else {
+        return false;
+    };
+    if target_ip != our_ip {
+        return false;
+    }
+    arp.emit(OP_REPLY, (our_mac, our_ip), (sender_mac, sender_ip));
+    eth.set_dst(sender_mac);
+    eth.set_src(our_mac);
+    true
+}
+
+/// Writes an ARP request for `target` into `buf` (a minimum-size frame);
+/// the frame length.
+pub fn arp_request(
+    buf: &mut [u8],
+    our_mac: Mac,
+    our_ip: Ipv4Addr,
+    target: Ipv4Addr,
+) -> Option<usize> {
+    let f = buf.get_mut(..MIN_FRAME)?;
+    f.fill(0);
+    let mut eth = EthernetFrame::new_checked(f)?;
+    eth.set_dst(BROADCAST);
+    eth.set_src(our_mac);
+    eth.set_ethertype(ETHERTYPE_ARP);
+    ArpPacket::new_checked(eth.payload_mut())?.emit(
+        OP_REQUEST,
+        (our_mac, our_ip),
+        ([0; 6], target),
+    );
+    Some(MIN_FRAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{classify, on_link, ArpCache};
+    use super::*;
+
+    const OUR_MAC: Mac = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: Mac = [2, 0, 0, 0, 0, 2];
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn arp_answered_learnt_and_asked() {
+        let mut req = vec![0u8; 60];
+        arp_request(&mut req, PEER_MAC, ip("10.0.1.10"), ip("10.0.0.100")).unwrap();
+        assert_eq!(
+            classify(&req, &[ip("10.0.0.100")]),
+            Kind::Arp {
+                request: true,
+                sender_mac: PEER_MAC,
+                sender_ip: ip("10.0.1.10"),
+                target_ip: ip("10.0.0.100")
+            }
+        );
+        let mut other = req.clone();
+        assert!(
+            !arp_reply(&mut other, OUR_MAC, ip("10.0.0.99")),
+            "not our address"
+        );
+        assert!(arp_reply(&mut req, OUR_MAC, ip("10.0.0.100")));
+        assert_eq!(&req[0..6], &PEER_MAC);
+        assert_eq!(
+            classify(&req, &[ip("10.0.1.10")]),
+            Kind::Arp {
+                request: false,
+                sender_mac: OUR_MAC,
+                sender_ip: ip("10.0.0.100"),
+                target_ip: ip("10.0.1.10")
+            }
+        );
+        let mut cache = ArpCache::new(4, 60_000);
+        assert_eq!(cache.get(ip("10.0.1.10"), 0), None);
+        cache.learn(ip("10.0.1.10"), PEER_MAC, 0);
+        for i in 0..20u8 {
+            cache.learn(Ipv4Addr::new(10, 0, 2, i), [i; 6], 0);
+        }
+        cache.learn(ip("10.0.1.10"), PEER_MAC, 1000);
+        assert_eq!(cache.get(ip("10.0.1.10"), 1000), Some(PEER_MAC));
+        assert_eq!(cache.get(ip("10.0.1.10"), 61_000), None, "expired");
+        assert!(on_link(ip("10.0.255.1"), ip("10.0.0.100"), 16));
+        assert!(!on_link(ip("10.1.0.1"), ip("10.0.0.100"), 16));
+        assert!(on_link(ip("1.2.3.4"), ip("10.0.0.100"), 0));
+    }
+}

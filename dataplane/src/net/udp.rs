@@ -1,0 +1,358 @@
+//! UDP (RFC 768): a checked view, the header with its checksum for what we
+//! send, whole frames for SIP, and the in-place readdressing of relayed RTP
+//! whose checksum is updated without reading the payload (RFC 1624).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::ethernet::{self, EthernetFrame, Mac, ETHERTYPE_IPV4};
+use super::ipv4::{self, Ipv4Packet, Ipv4Repr, PROTO_UDP};
+use super::{checksum, Reason};
+
+/// Byte ranges of the UDP header.
+pub mod field {
+    use std::ops::Range;
+
+    pub const SRC_PORT: Range<usize> = 0..2;
+    pub const DST_PORT: Range<usize> = 2..4;
+    pub const LENGTH: Range<usize> = 4..6;
+    pub const CHECKSUM: Range<usize> = 6..8;
+}
+
+pub const HEADER_LEN: usize = 8;
+/// Ethernet + IPv4 (no options) + UDP: where a frame we build puts the payload.
+pub const FRAME_HEADERS: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + HEADER_LEN;
+
+/// A view over a UDP datagram (header and payload): `new_checked` validates
+/// the length field once, after which the accessors never panic.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+// Indexing below stays within the length field, which `new_checked` found
+// between 8 and the buffer's length.
+#[allow(clippy::indexing_slicing)]
+impl<T: AsRef<[u8]>> UdpPacket<T> {
+    /// The datagram, or [`Reason::Truncated`] when the header or the length
+    /// it gives does not fit.
+    pub fn new_checked(buffer: T) -> Result<UdpPacket<T>, Reason> {
+        let b = buffer.as_ref();
+        let len = match b.get(field::LENGTH) {
+            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+            _ => return Err(Reason::Truncated),
+        };
+        if len < HEADER_LEN || len > b.len() {
+            return Err(Reason::Truncated);
+        }
+        Ok(UdpPacket { buffer })
+    }
+
+    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+        let b = &self.buffer.as_ref()[r];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+
+    pub fn src_port(&self) -> u16 {
+        self.u16_at(field::SRC_PORT)
+    }
+
+    pub fn dst_port(&self) -> u16 {
+        self.u16_at(field::DST_PORT)
+    }
+
+    /// Header and payload length, from the header.
+    pub fn len(&self) -> usize {
+        usize::from(self.u16_at(field::LENGTH))
+    }
+
+    /// Never true: a checked datagram holds at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn checksum(&self) -> u16 {
+        self.u16_at(field::CHECKSUM)
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..self.len()]
+    }
+
+    /// Whether the checksum over the pseudo-header of `src` → `dst` is right
+    /// (or absent: 0).
+    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        if self.checksum() == 0 {
+            return true;
+        }
+        let udp = &self.buffer.as_ref()[..self.len()];
+        let acc = checksum::pseudo_header(src, dst, PROTO_UDP, udp.len() as u32);
+        !checksum::fold(checksum::sum(acc, udp)) == 0
+    }
+}
+
+/// The UDP header for `payload` from `src` to `dst`, its checksum computed
+/// over the pseudo-header and the payload (RFC 768; 0 sent as 0xffff).
+/// `None` when the datagram would not fit an IPv4 packet.
+pub fn emit_header(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Option<[u8; 8]> {
+    let udp_len = u16::try_from(HEADER_LEN + payload.len()).ok()?;
+    if usize::from(udp_len) + ipv4::HEADER_LEN > 65_535 {
+        return None;
+    }
+    let [s0, s1] = src.port().to_be_bytes();
+    let [d0, d1] = dst.port().to_be_bytes();
+    let [l0, l1] = udp_len.to_be_bytes();
+    let mut udp = [s0, s1, d0, d1, l0, l1, 0, 0];
+    let acc = checksum::pseudo_header(*src.ip(), *dst.ip(), PROTO_UDP, u32::from(udp_len));
+    let c = match !checksum::fold(checksum::sum(checksum::sum(acc, &udp), payload)) {
+        0 => 0xffff,
+        c => c,
+    };
+    [udp[6], udp[7]] = c.to_be_bytes();
+    Some(udp)
+}
+
+/// Writes the Ethernet and IPv4 headers of a UDP packet (or fragment).
+pub(super) fn emit_l2_l3(
+    frame: &mut [u8],
+    (src_mac, dst_mac): (Mac, Mac),
+    repr: &Ipv4Repr,
+) -> Option<()> {
+    let mut eth = EthernetFrame::new_checked(&mut *frame)?;
+    eth.set_dst(dst_mac);
+    eth.set_src(src_mac);
+    eth.set_ethertype(ETHERTYPE_IPV4);
+    ipv4::emit_header(eth.payload_mut(), repr)
+}
+
+/// Writes an Ethernet/IPv4/UDP frame carrying `payload` into `buf`; its
+/// length, or `None` if it does not fit (or the payload exceeds an IPv4
+/// datagram).
+pub fn build_udp(
+    buf: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload: &[u8],
+    ip_id: u16,
+) -> Option<usize> {
+    let udp = emit_header(src, dst, payload)?;
+    let total = FRAME_HEADERS + payload.len();
+    let f = buf.get_mut(..total)?;
+    let repr = Ipv4Repr {
+        src: *src.ip(),
+        dst: *dst.ip(),
+        protocol: PROTO_UDP,
+        payload_len: HEADER_LEN + payload.len(),
+        ident: ip_id,
+        flg_off: 0,
+    };
+    emit_l2_l3(f, (src_mac, dst_mac), &repr)?;
+    let (headers, body) = f.split_at_mut(FRAME_HEADERS);
+    headers
+        .get_mut(FRAME_HEADERS - HEADER_LEN..)?
+        .copy_from_slice(&udp);
+    body.copy_from_slice(payload);
+    Some(total)
+}
+
+/// Whether a UDP frame [`super::classify`] accepted has a right (or no) UDP
+/// checksum. Only what we consume (SIP) is checked: relayed RTP is not, since
+/// [`readdress`] updates its checksum incrementally and so keeps a wrong one
+/// wrong for the receiver to drop, without reading the payload here.
+pub fn udp_checksum_ok(frame: &[u8]) -> bool {
+    let check = || -> Option<bool> {
+        let eth = EthernetFrame::new_checked(frame)?;
+        let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+        let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+        Some(udp.verify_checksum(ip.src(), ip.dst()))
+    };
+    check().unwrap_or(false)
+}
+
+/// Readdresses a UDP frame (as [`super::classify`] accepted it) in place:
+/// from `src_mac`/`src` to `dst_mac`/`dst`, TTL 64. The IPv4 checksum is
+/// recomputed, the UDP checksum updated from the changed words (RFC 1624)
+/// so the payload is never read; a zero UDP checksum (none) stays zero.
+pub fn readdress(
+    frame: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+) -> bool {
+    let Some(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
+        return false;
+    };
+    eth.set_dst(dst_mac);
+    eth.set_src(src_mac);
+    let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+        return false;
+    };
+    // The words the UDP checksum covers that change: addresses and ports.
+    let (old_src, old_dst) = (ip.src(), ip.dst());
+    ip.set_src(*src.ip());
+    ip.set_dst(*dst.ip());
+    ip.set_ttl(ipv4::TTL);
+    ip.fill_checksum();
+    let Some(udp) = ip.payload_mut().get_mut(..HEADER_LEN) else {
+        return false;
+    };
+    let Some([p0, p1, p2, p3, _, _, c0, c1]) = udp.get_mut(..HEADER_LEN) else {
+        return false;
+    };
+    let old_ports = [*p0, *p1, *p2, *p3];
+    [*p0, *p1] = src.port().to_be_bytes();
+    [*p2, *p3] = dst.port().to_be_bytes();
+    let old_c = u16::from_be_bytes([*c0, *c1]);
+    if old_c != 0 {
+        let mut from = [0u8; 12];
+        let mut to = [0u8; 12];
+        for (buf, (s, d, ports)) in [
+            (&mut from, (old_src, old_dst, old_ports)),
+            (&mut to, (*src.ip(), *dst.ip(), [*p0, *p1, *p2, *p3])),
+        ] {
+            let (a, rest) = buf.split_at_mut(4);
+            let (b, c) = rest.split_at_mut(4);
+            a.copy_from_slice(&s.octets());
+            b.copy_from_slice(&d.octets());
+            c.copy_from_slice(&ports);
+        }
+        let c = match checksum::update(old_c, &from, &to) {
+            0 => 0xffff,
+            c => c,
+        };
+        [*c0, *c1] = c.to_be_bytes();
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{classify, Kind};
+    use super::*;
+
+    const OUR_MAC: Mac = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: Mac = [2, 0, 0, 0, 0, 2];
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn sa(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    fn rtp_frame() -> Vec<u8> {
+        let mut buf = vec![0u8; 1500];
+        let payload: Vec<u8> = (0..172u8).collect();
+        let n = build_udp(
+            &mut buf,
+            PEER_MAC,
+            OUR_MAC,
+            sa("10.0.1.10:40000"),
+            sa("10.0.0.100:10000"),
+            &payload,
+            7,
+        )
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn udp_built_classified_and_checked() {
+        let f = rtp_frame();
+        let Kind::Udp {
+            src,
+            dst,
+            src_mac,
+            payload,
+        } = classify(&f, &[ip("10.0.0.100")])
+        else {
+            panic!("{:?}", classify(&f, &[ip("10.0.0.100")]));
+        };
+        assert_eq!(
+            (src, dst, src_mac),
+            (sa("10.0.1.10:40000"), sa("10.0.0.100:10000"), PEER_MAC)
+        );
+        assert_eq!(
+            &f[payload.0..payload.0 + payload.1],
+            &(0..172u8).collect::<Vec<_>>()[..]
+        );
+        assert_eq!(
+            classify(&f, &[ip("10.0.0.101")]),
+            Kind::Drop(Reason::NotForUs)
+        );
+        assert!(udp_checksum_ok(&f));
+        let mut bad = f.clone();
+        bad[FRAME_HEADERS + 3] ^= 1;
+        assert!(matches!(
+            classify(&bad, &[ip("10.0.0.100")]),
+            Kind::Udp { .. }
+        ));
+        assert!(!udp_checksum_ok(&bad), "checked only where we consume it");
+        let mut bad = f.clone();
+        bad[ethernet::HEADER_LEN + 8] ^= 1; // TTL: the IPv4 header checksum no longer matches
+        assert_eq!(
+            classify(&bad, &[ip("10.0.0.100")]),
+            Kind::Drop(Reason::BadChecksum)
+        );
+        assert_eq!(
+            classify(&f[..40], &[ip("10.0.0.100")]),
+            Kind::Drop(Reason::Truncated)
+        );
+        let mut frag = f.clone();
+        frag[ethernet::HEADER_LEN + 6] = 0x20; // more fragments
+        Ipv4Packet::new_checked(&mut frag[ethernet::HEADER_LEN..])
+            .unwrap()
+            .fill_checksum();
+        assert_eq!(classify(&frag, &[ip("10.0.0.100")]), Kind::Fragment);
+    }
+
+    #[test]
+    fn readdress_keeps_both_checksums_right_and_the_payload() {
+        let mut f = rtp_frame();
+        let payload = f[FRAME_HEADERS..].to_vec();
+        let out_mac = [2, 0, 0, 0, 0, 3];
+        let gw_mac = [2, 0, 0, 0, 0, 4];
+        assert!(readdress(
+            &mut f,
+            out_mac,
+            gw_mac,
+            sa("203.0.113.50:20000"),
+            sa("203.0.113.10:30000")
+        ));
+        let Kind::Udp {
+            src, dst, src_mac, ..
+        } = classify(&f, &[ip("203.0.113.10")])
+        else {
+            panic!(
+                "checksums or headers broken: {:?}",
+                classify(&f, &[ip("203.0.113.10")])
+            );
+        };
+        assert_eq!(
+            (src, dst, src_mac),
+            (sa("203.0.113.50:20000"), sa("203.0.113.10:30000"), out_mac)
+        );
+        assert_eq!(&f[0..6], &gw_mac);
+        assert_eq!(&f[FRAME_HEADERS..], &payload[..]);
+        // Same as a frame built from scratch (the IP id aside).
+        let mut fresh = vec![0u8; 1500];
+        let n = build_udp(&mut fresh, out_mac, gw_mac, src, dst, &payload, 7).unwrap();
+        assert_eq!(&f[..], &fresh[..n]);
+        assert!(udp_checksum_ok(&f));
+        // A corrupted datagram stays detectably corrupted after readdressing.
+        let mut bad = rtp_frame();
+        bad[FRAME_HEADERS + 5] ^= 0x10;
+        assert!(readdress(
+            &mut bad,
+            out_mac,
+            gw_mac,
+            sa("203.0.113.50:20000"),
+            sa("203.0.113.10:30000")
+        ));
+        assert!(!udp_checksum_ok(&bad));
+    }
+}
