@@ -422,8 +422,8 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
             "fragments_dropped": s.stats.io.fragments_dropped.get(),
             "polls": s.stats.io.polls.get(),
             "busy_polls": s.stats.io.busy_polls.get(),
-            "ports": s.stats.io.ports.iter().zip(["private", "public"]).map(|(p, side)| json!({
-                "side": side,
+            "ports": s.stats.io.ports.iter().map(|(side, p)| json!({
+                "side": side.name(),
                 "rx_packets": p.rx_packets.get(),
                 "tx_packets": p.tx_packets.get(),
                 "rx_missed": p.rx_missed.get(),

@@ -155,19 +155,20 @@ impl Default for MediaConfig {
     }
 }
 
+/// Which I/O backend runs the dataplane (`[dataplane] backend`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Backend {
+pub enum BackendKind {
     #[default]
     Socket,
     Dpdk,
 }
 
-impl Backend {
+impl BackendKind {
     pub fn name(self) -> &'static str {
         match self {
-            Backend::Socket => "socket",
-            Backend::Dpdk => "dpdk",
+            BackendKind::Socket => "socket",
+            BackendKind::Dpdk => "dpdk",
         }
     }
 }
@@ -176,7 +177,7 @@ impl Backend {
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
     #[serde(default)]
-    pub backend: Backend,
+    pub backend: BackendKind,
     pub dpdk: Option<DpdkConfig>,
 }
 
@@ -277,7 +278,7 @@ impl Config {
         if cfg.sip.t1_ms == 0 {
             return Err(invalid("sip.t1_ms", "must be at least 1"));
         }
-        if cfg.dataplane.backend == Backend::Dpdk {
+        if cfg.dataplane.backend == BackendKind::Dpdk {
             if !cfg!(feature = "dpdk") {
                 return Err(invalid(
                     "dataplane.backend",

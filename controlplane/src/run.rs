@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use sbc_dataplane::backend::socket::{self, SocketConfig};
+use sbc_dataplane::backend::Dataplane;
 use sbc_dataplane::engine::{MediaSettings, Policy};
-use sbc_dataplane::socket::{Backend as Dataplane, SocketConfig};
 use sbc_dataplane::{BySide, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState, Counters};
-use crate::config::{Backend, Config, UnknownSource};
+use crate::config::{BackendKind, Config, UnknownSource};
 use crate::provisioning::Provisioning;
 
 /// Runs the SBC until SIGINT or SIGTERM.
@@ -33,7 +34,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         drop_unknown_sources: cfg.routing.unknown_source == UnknownSource::Drop,
     };
     let backend = match cfg.dataplane.backend {
-        Backend::Socket => Dataplane::start_socket(
+        BackendKind::Socket => socket::start(
             SocketConfig {
                 engine,
                 sip_core: cfg.sip.engine_core,
@@ -42,7 +43,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             first.clone(),
         )
         .context("starting the socket backend")?,
-        Backend::Dpdk => start_dpdk(&cfg, engine, first.clone())?,
+        BackendKind::Dpdk => start_dpdk(&cfg, engine, first.clone())?,
     };
     tracing::info!(
         private = %cfg.sip.private, public = %cfg.sip.public,
@@ -97,12 +98,12 @@ fn start_dpdk(
         .dpdk
         .as_ref()
         .context("dataplane.dpdk is required when backend = \"dpdk\"")?;
-    sbc_dataplane::dpdk::start(
-        sbc_dataplane::dpdk::DpdkSettings {
+    sbc_dataplane::backend::dpdk::start(
+        sbc_dataplane::backend::dpdk::DpdkConfig {
             eal_args: d.eal_args.clone(),
-            ports: [d.private_port, d.public_port],
-            prefixes: [d.private_prefix, d.public_prefix],
-            next_hops: [d.private_next_hop, d.public_next_hop],
+            ports: BySide::new(d.private_port, d.public_port),
+            prefixes: BySide::new(d.private_prefix, d.public_prefix),
+            next_hops: BySide::new(d.private_next_hop, d.public_next_hop),
             idle_sleep_us: d.idle_sleep_us,
             engine,
             sip_core: cfg.sip.engine_core,

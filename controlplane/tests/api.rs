@@ -238,7 +238,7 @@ async fn gateways_get_ids_and_status_reports_on(api: Api) {
     assert_eq!(api.last().gateways[0].addr.port(), 5060);
     // Counters the data plane sets reach the status document.
     let io = &api.state.stats.io;
-    io.ports[1].rx_missed.set(7);
+    io.ports[sbc_dataplane::Side::Public].rx_missed.set(7);
     io.dropped[sbc_dataplane::net::Reason::BadChecksum as usize].set(3);
     io.reassembled.set(2);
     api.state.stats.media.sockets_idle.set(4);

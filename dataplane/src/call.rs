@@ -4,7 +4,7 @@
 //!
 //! These are messages, not counters: the engine writes them, the relay adds
 //! each media line's RTP figures when it releases the call's streams, and the
-//! control plane reads them from rings in [`crate::stats::EngineStats`].
+//! control plane reads them from the engine statistics rings.
 
 use crate::side::Side;
 use crate::time::Ms;

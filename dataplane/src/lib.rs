@@ -24,6 +24,7 @@
     )
 )]
 
+pub mod backend;
 pub mod call;
 #[cfg(feature = "dpdk")]
 #[allow(unsafe_code)]
@@ -35,7 +36,7 @@ pub mod rng;
 pub mod routing;
 pub mod side;
 pub mod sip;
-pub mod socket;
+
 pub mod stats;
 pub mod time;
 

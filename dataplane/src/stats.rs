@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 
 use crate::call::{CallEvent, CallRecord};
+use crate::side::BySide;
 
 /// One monotonically increasing (or gauge) counter.
 #[derive(Debug, Default)]
@@ -119,7 +120,7 @@ pub struct IoStats {
     pub polls: Counter,
     /// The driver's counters of the private and the public port (DPDK),
     /// copied once a second.
-    pub ports: [PortCounters; 2],
+    pub ports: BySide<PortCounters>,
 }
 
 /// One DPDK port's driver counters.

@@ -9,7 +9,7 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sbc_dataplane::dpdk::{start, DpdkSettings};
+use sbc_dataplane::backend::dpdk::{start, DpdkConfig};
 use sbc_dataplane::engine::MediaSettings;
 use sbc_dataplane::net::{self, Kind};
 use sbc_dataplane::{BySide, EngineConfig, RouteSnapshot};
@@ -145,7 +145,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
         ports: BySide::new((10000, 20000), (10000, 20000)),
         timeout: 60_000,
     });
-    let settings = DpdkSettings {
+    let settings = DpdkConfig {
         eal_args: [
             "--no-huge",
             "--no-pci",
@@ -170,9 +170,9 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        ports: [0, 1],
-        prefixes: [16, 24],
-        next_hops: [None, None],
+        ports: BySide::new(0, 1),
+        prefixes: BySide::new(16, 24),
+        next_hops: BySide::new(None, None),
         idle_sleep_us: 0,
         engine,
         sip_core: None,

@@ -11,7 +11,6 @@
 //! Every failing `rte_*` call becomes a [`DpdkError`] naming the call, with
 //! the `rte_strerror` text.
 
-mod backend;
 mod mbuf;
 mod port;
 
@@ -20,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dpdk_sys as sys;
 
-pub use backend::{bench_relay, start, BenchSide, DpdkSettings, RelayRun, StartError};
 pub use mbuf::{Burst, Mbuf, Mempool, BURST};
 pub use port::{Link, Port, PortStats};
 

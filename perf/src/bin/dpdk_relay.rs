@@ -11,10 +11,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use sbc_dataplane::dpdk::{bench_relay, BenchSide, Eal, Mempool, Port};
+use sbc_dataplane::backend::dpdk::{bench_relay, BenchSide};
+use sbc_dataplane::dpdk::{Eal, Mempool, Port};
 use sbc_dataplane::media::relay::{End, Stream};
 use sbc_dataplane::net;
-use sbc_dataplane::Side;
+use sbc_dataplane::{BySide, Side};
 use serde_json::json;
 
 /// RTP sessions per SBC address (even ports of 10000..60000).
@@ -69,10 +70,9 @@ fn flow(i: u32) -> (SocketAddrV4, u8, u16) {
 }
 
 fn lane_ip(side: Side, lane: u8) -> Ipv4Addr {
-    match side {
-        Side::Private => Ipv4Addr::new(10, 0, 0, 100 + lane),
-        Side::Public => Ipv4Addr::new(203, 0, 113, 50 + lane),
-    }
+    let first = BySide::new([10, 0, 0, 100], [203, 0, 113, 50])[side];
+    let [a, b, c, d] = first;
+    Ipv4Addr::new(a, b, c, d + lane)
 }
 
 fn write_pcap(flows: u32, path: &str) -> anyhow::Result<()> {
@@ -120,8 +120,8 @@ fn run(flows: u32, pcap: &str, seconds: f64, mem: u32) -> anyhow::Result<()> {
         "--log-level=*:warning".into(),
     ])?;
     let pool = Mempool::new(&eal, "relaybench", flows + 16_384)?;
-    let mut ports = [Port::by_id(&eal, 0)?, Port::by_id(&eal, 1)?];
-    for p in &mut ports {
+    let mut ports = BySide::new(Port::by_id(&eal, 0)?, Port::by_id(&eal, 1)?);
+    for (_, p) in ports.iter_mut() {
         p.start(1, 1024, &pool)?;
     }
     let streams: Vec<Stream> = (0..flows)
@@ -142,7 +142,7 @@ fn run(flows: u32, pcap: &str, seconds: f64, mem: u32) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let sides = [Side::Private, Side::Public].map(|side| BenchSide {
+    let sides = BySide::from_fn(|side| BenchSide {
         mac: (side == Side::Private).then_some(SBC_PRIVATE_MAC),
         ips: (0..lanes).map(|l| lane_ip(side, l)).collect(),
         prefix: if side == Side::Private { 16 } else { 24 },

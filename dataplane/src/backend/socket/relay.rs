@@ -15,9 +15,11 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::EventFd;
 use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrIn};
 
-use super::{receive_batch, Shared};
+use super::super::Shared;
+use super::receive_batch;
 use crate::engine::MediaSettings;
 use crate::media::{MediaCmd, RelayTable, Verdict};
 use crate::side::{BySide, Side};
@@ -63,7 +65,7 @@ impl Sockets {
     }
 }
 
-pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
+pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventFd) {
     let stats = &shared.media;
     let (min, max) = settings.port_span();
     let mut table = RelayTable::new(min, max);
@@ -76,9 +78,7 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
         tracing::error!("media relay: cannot create an epoll instance");
         return;
     };
-    if let Some(wake) = &shared.media_wake {
-        let _ = epoll.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE));
-    }
+    let _ = epoll.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE));
     let mut events = [EpollEvent::empty(); 64];
     let mut bufs: [Vec<u8>; MEDIA_BATCH] = std::array::from_fn(|_| vec![0u8; MEDIA_BUF]);
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(MEDIA_BATCH, None);
@@ -124,9 +124,7 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared) {
         }
         for ev in events.get(..ready).unwrap_or_default() {
             if ev.data() == WAKE {
-                if let Some(wake) = &shared.media_wake {
-                    let _ = wake.read();
-                }
+                let _ = wake.read();
                 continue;
             }
             let (side, port) = unkey(ev.data());

@@ -1,0 +1,460 @@
+//! The DPDK backend: one poll-mode lcore owns both ports.
+//!
+//! ```text
+//!  priv port ─rx burst─┐                                  ┌─tx burst─► priv port
+//!                      ├─ classify: ARP ─ reply in place ─┤
+//!  pub port ──rx burst─┤           ICMP echo ─ reply ─────┤─tx burst─► pub port
+//!                      │           RTP ─ verdict ─ readdress in place, other port
+//!                      │           SIP ─ copy ─► rx_ring ─► SIP engine thread
+//!                      └───────────────────── tx_ring ◄─┘  (same engine as sockets)
+//! ```
+//! Relayed RTP never leaves its mbuf: headers are rewritten where they are
+//! and the mbuf goes out of the other port. The SIP engine, its rings and the
+//! relay table are the socket backend's; only the I/O differs. The poll loop
+//! is safe code over the wrappers of [`crate::dpdk`], the one place `unsafe`
+//! is allowed; [`side_io`] holds each port's addressing and output.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::engine_thread::start_engine;
+use super::{Datagram, Dataplane, EngineIo, Shared, StartError};
+use crate::dpdk::{launch, wait, Burst, Eal, Mbuf, Mempool, Port, BURST};
+use crate::engine::{EngineConfig, Outgoing, SipEngine};
+use crate::media::{MediaCmd, RelayTable, Verdict};
+use crate::net::{self, ArpCache, Kind};
+use crate::routing::RouteSnapshot;
+use crate::side::{BySide, Side};
+use crate::stats::IoStats;
+use crate::time::Ms;
+use side_io::{SideIo, PENDING_MAX};
+
+#[cfg(feature = "bench")]
+mod bench;
+mod side_io;
+
+#[cfg(feature = "bench")]
+pub use bench::{bench_relay, BenchSide, RelayRun};
+
+/// Settings of the DPDK backend (`[dataplane.dpdk]`).
+#[derive(Debug, Clone)]
+pub struct DpdkConfig {
+    /// EAL's own arguments (`-l`, `-a`, `--vdev`, `--no-huge`, ...).
+    pub eal_args: Vec<String>,
+    /// DPDK port id of each side.
+    pub ports: BySide<u16>,
+    /// Prefix length of each side's subnet.
+    pub prefixes: BySide<u8>,
+    /// Router of each side; `None`: every destination is on-link.
+    pub next_hops: BySide<Option<Ipv4Addr>>,
+    /// Sleep after 1,024 empty polls in a row, in µs (0: never).
+    pub idle_sleep_us: u32,
+    pub engine: EngineConfig,
+    /// Core of the SIP engine thread; `None`: core 0, EAL's main lcore (the
+    /// poll loop owns the first worker lcore's core).
+    pub sip_core: Option<usize>,
+    /// Capacity of the rings between the poll loop and the engine.
+    pub ring_size: usize,
+}
+
+/// Datagram buffers handed to the engine (SIP over UDP in one frame).
+const SIP_BUF: usize = 2048;
+
+/// Starts EAL, both ports, the SIP engine thread and the poll loop on the
+/// first worker lcore. Errors name the EAL call or the config key at fault.
+pub fn start(cfg: DpdkConfig, snapshot: Arc<RouteSnapshot>) -> Result<Dataplane, StartError> {
+    let eal = Eal::init(&cfg.eal_args)?;
+    let Some(&lcore) = eal.workers().first() else {
+        return Err(StartError::Config(
+            "dataplane.dpdk.eal_args: EAL has no worker lcore for the poll loop (give two cores, e.g. \"-l\", \"0,1\")".into(),
+        ));
+    };
+    let media = cfg.engine.media.ok_or_else(|| {
+        StartError::Config("the DPDK backend relays media: [media] must be set".into())
+    })?;
+    for (side, addr) in cfg.engine.sip.iter() {
+        if media.ip[side] != *addr.ip() {
+            let name = side.name();
+            return Err(StartError::Config(format!(
+                "media.{name}_ip ({}) must equal the address of sip.{name} ({}) on the DPDK backend: one address per port",
+                media.ip[side],
+                addr.ip()
+            )));
+        }
+    }
+    let pool = Mempool::new(&eal, "sbc_pkts", 16_383)?;
+    let mut ports = BySide::new(
+        Port::by_id(&eal, cfg.ports[Side::Private])?,
+        Port::by_id(&eal, cfg.ports[Side::Public])?,
+    );
+    let mut macs = BySide::new([0u8; 6], [0u8; 6]);
+    for (side, p) in ports.iter_mut() {
+        p.start(1, 1024, &pool)?;
+        // Frames for other hosts on the segment are ours to ignore, not the NIC's.
+        let _ = p.set_promiscuous(true);
+        macs[side] = p.mac()?;
+    }
+    let shared = Arc::new(Shared::new(cfg.ring_size));
+    for _ in 0..cfg.ring_size {
+        let _ = shared.free.push(vec![0u8; SIP_BUF]);
+    }
+    let engine = SipEngine::new(cfg.engine.clone(), snapshot, shared.engine.clone());
+    let to_poll = shared.clone();
+    let engine_thread = start_engine(engine, &shared, cfg.sip_core.or(Some(0)), move || TxRing {
+        shared: to_poll,
+    })?;
+    let sides = BySide::from_fn(|side| {
+        let addr = cfg.engine.sip[side];
+        SideIo::new(
+            vec![*addr.ip()],
+            addr.port(),
+            cfg.prefixes[side],
+            cfg.next_hops[side],
+            macs[side],
+            ArpCache::new(1024, 300_000),
+        )
+    });
+    let (min, max) = media.port_span();
+    let mut poller = Poller::new(
+        ports,
+        pool,
+        shared.clone(),
+        sides,
+        RelayTable::new(min, max),
+    );
+    poller.media_timeout = media.timeout;
+    poller.idle_sleep = std::time::Duration::from_micros(u64::from(cfg.idle_sleep_us));
+    launch(&eal, lcore, move || {
+        poller.run();
+        // Ports stop (they drop first) before the pool they receive into goes.
+        drop(poller);
+        0
+    })?;
+    let on_stop: Box<dyn FnOnce() + Send> = Box::new(move || {
+        wait(&eal, lcore);
+        drop(eal);
+    });
+    Ok(Dataplane::new(
+        "dpdk",
+        shared,
+        engine_thread,
+        Vec::new(),
+        Some(on_stop),
+    ))
+}
+
+/// The engine thread's half: its output goes over the TX ring to the poll
+/// loop, which frames and sends it.
+struct TxRing {
+    shared: Arc<Shared>,
+}
+
+impl EngineIo for TxRing {
+    fn send(&mut self, out: &mut Vec<Outgoing>) {
+        for o in out.drain(..) {
+            if self.shared.tx_ring.push(o).is_err() {
+                self.shared.io.tx_errors.inc();
+            }
+        }
+    }
+}
+
+/// The poll loop's state: the ports, the relay table, each side's I/O.
+pub(super) struct Poller {
+    /// Declared before `pool`: dropped (stopped) first.
+    ports: BySide<Port>,
+    pool: Mempool,
+    shared: Arc<Shared>,
+    sides: BySide<SideIo>,
+    table: RelayTable,
+    /// SIP waiting for ARP: (datagram, deadline).
+    pending: VecDeque<(Outgoing, Ms)>,
+    media_timeout: Ms,
+    idle_sleep: std::time::Duration,
+    /// IPv4 reassembly for SIP over UDP larger than the MTU.
+    reasm: net::Reassembler,
+    /// IPv4 id of our fragmented datagrams.
+    ip_id: u16,
+}
+
+impl Poller {
+    /// A poll loop over started `ports`: no media timeout and pure busy
+    /// polling until the caller says otherwise.
+    fn new(
+        ports: BySide<Port>,
+        pool: Mempool,
+        shared: Arc<Shared>,
+        sides: BySide<SideIo>,
+        table: RelayTable,
+    ) -> Poller {
+        Poller {
+            ports,
+            pool,
+            shared,
+            sides,
+            table,
+            pending: VecDeque::with_capacity(PENDING_MAX),
+            media_timeout: Ms::MAX,
+            idle_sleep: std::time::Duration::ZERO,
+            reasm: net::Reassembler::new(64, 2_000),
+            ip_id: 0,
+        }
+    }
+
+    /// Polls both ports until the quit flag: stream commands, RX bursts,
+    /// SIP from the engine, TX bursts, and once a second the scan.
+    pub(super) fn run(&mut self) {
+        let start = Instant::now();
+        let mut next_scan = 1_000;
+        let mut rx = Burst::default();
+        let io = self.shared.io.clone();
+        let mut idle_polls = 0u32;
+        let (mut polls, mut busy_polls) = (0u64, 0u64);
+        while !self.shared.quit.load(Ordering::Relaxed) {
+            let now = start.elapsed().as_millis() as Ms;
+            let mut busy = false;
+            while let Some(mut cmd) = self.shared.media_cmds.pop() {
+                if let MediaCmd::Install(stream) = &mut cmd {
+                    stream.last_active = now;
+                }
+                if let Some(record) = self.table.apply(cmd, |_| {}) {
+                    self.shared.engine.record(*record);
+                }
+                busy = true;
+            }
+            let mut sip_in = false;
+            for side in Side::ALL {
+                let n = self.ports[side].rx_burst(0, &mut rx);
+                if n == 0 {
+                    continue;
+                }
+                busy = true;
+                io.rx_packets.add(n as u64);
+                for m in rx.drain() {
+                    sip_in |= self.handle(side, m, now, &io);
+                }
+            }
+            if sip_in {
+                self.shared.wake_engine();
+            }
+            // What waited for ARP goes before newer SIP to the same hop.
+            self.retry_pending(now, &io);
+            while let Some(o) = self.shared.tx_ring.pop() {
+                busy = true;
+                self.send_sip(o, now, &io);
+            }
+            for side in Side::ALL {
+                self.flush(side, &io);
+            }
+            // Poll counts are plain locals, published once a second.
+            polls += 1;
+            if busy {
+                self.publish_relay_counters();
+                busy_polls += 1;
+                idle_polls = 0;
+            } else {
+                idle_polls = idle_polls.saturating_add(1);
+                if idle_polls >= 1024 && !self.idle_sleep.is_zero() {
+                    std::thread::sleep(self.idle_sleep);
+                }
+            }
+            if now >= next_scan {
+                next_scan = now + 1_000;
+                io.polls.set(polls);
+                io.busy_polls.set(busy_polls);
+                self.scan(now);
+            }
+        }
+        io.polls.set(polls);
+        io.busy_polls.set(busy_polls);
+    }
+
+    /// One received frame; `true` when it was SIP handed to the engine.
+    fn handle(&mut self, side: Side, mut m: Mbuf, now: Ms, io: &IoStats) -> bool {
+        let s = &mut self.sides[side];
+        // Promiscuous ports see frames for other hosts: ours or broadcast only.
+        let to = m.data().get(..6);
+        if to != Some(&s.mac[..]) && to != Some(&net::BROADCAST[..]) {
+            if let Some(c) = io.dropped.get(net::Reason::NotForUs as usize) {
+                c.inc();
+            }
+            return false;
+        }
+        match net::classify(m.data(), &s.ips) {
+            Kind::Arp {
+                request,
+                sender_mac,
+                sender_ip,
+                target_ip,
+            } => {
+                // RFC 826: update an entry we have; add one only when the
+                // ARP is for us (a request to us, or the answer to ours).
+                let merged = s.arp.update(sender_ip, sender_mac, now);
+                if !merged && s.ips.contains(&target_ip) && net::on_link(sender_ip, s.ip, s.prefix)
+                {
+                    s.arp.learn(sender_ip, sender_mac, now);
+                }
+                if request
+                    && s.ips.contains(&target_ip)
+                    && net::arp_reply(m.data_mut(), s.mac, target_ip)
+                {
+                    io.arp_replies.inc();
+                    self.push(side, m, io);
+                }
+                false
+            }
+            Kind::EchoRequest => {
+                if net::icmp_echo_reply(m.data_mut()) {
+                    io.icmp_echo_replies.inc();
+                    self.push(side, m, io);
+                }
+                false
+            }
+            Kind::Udp {
+                src,
+                dst,
+                payload: (off, len),
+                ..
+            } => {
+                if dst.port() == s.sip_port && *dst.ip() == s.ip {
+                    if !net::udp_checksum_ok(m.data()) {
+                        if let Some(c) = io.dropped.get(net::Reason::BadChecksum as usize) {
+                            c.inc();
+                        }
+                        return false;
+                    }
+                    self.to_engine(side, src, m.data().get(off..off + len), io);
+                    return true;
+                }
+                let Some(pkt) = m.data().get(off..off + len) else {
+                    return false;
+                };
+                let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
+                if let Verdict::Relay {
+                    side: out,
+                    lane: out_lane,
+                    port,
+                    to,
+                } = self.table.verdict((side, lane, dst.port()), src, pkt, now)
+                {
+                    let Some(dmac) = self.resolve(out, *to.ip(), now, io) else {
+                        io.arp_unresolved.inc();
+                        return false;
+                    };
+                    let os = &self.sides[out];
+                    let ip = os.ips.get(usize::from(out_lane)).copied().unwrap_or(os.ip);
+                    let from = SocketAddrV4::new(ip, port);
+                    if net::readdress(m.data_mut(), os.mac, dmac, from, to) {
+                        self.push(out, m, io);
+                    }
+                }
+                false
+            }
+            Kind::Fragment => match self.reasm.push(m.data(), now) {
+                // SIP larger than the MTU, whole again.
+                Some(d) if d.dst == SocketAddrV4::new(s.ip, s.sip_port) => {
+                    io.reassembled.inc();
+                    self.to_engine(side, d.src, Some(&d.payload), io);
+                    true
+                }
+                Some(_) => {
+                    io.fragments_dropped.inc();
+                    false
+                }
+                None => false,
+            },
+            Kind::Drop(reason) => {
+                if let Some(c) = io.dropped.get(reason as usize) {
+                    c.inc();
+                }
+                false
+            }
+        }
+    }
+
+    fn to_engine(&self, side: Side, src: SocketAddrV4, payload: Option<&[u8]>, io: &IoStats) {
+        let Some(payload) = payload else { return };
+        let mut buf = self.shared.free.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(payload);
+        let d = Datagram {
+            side,
+            src: SocketAddr::V4(src),
+            len: payload.len(),
+            buf,
+        };
+        if let Err(d) = self.shared.rx_ring.push(d) {
+            io.rx_ring_full.inc();
+            let _ = self.shared.free.push(d.buf);
+        }
+    }
+
+    /// Once a second: silent streams to the engine, relay counters out.
+    fn scan(&mut self, now: Ms) {
+        let shared = &self.shared;
+        let mut reported = false;
+        self.table.idle(now, self.media_timeout, |side, port| {
+            if shared.media_idle.push((side, port)).is_err() {
+                shared.media.commands_dropped.inc();
+            }
+            reported = true;
+        });
+        if reported {
+            shared.wake_engine();
+        }
+        for ((_, port), (_, c)) in self.ports.iter().zip(shared.io.ports.iter()) {
+            if let Ok(s) = port.stats() {
+                c.rx_packets.set(s.rx_packets);
+                c.tx_packets.set(s.tx_packets);
+                c.rx_missed.set(s.rx_missed);
+                c.rx_errors.set(s.rx_errors);
+                c.tx_errors.set(s.tx_errors);
+                c.rx_no_mbuf.set(s.rx_no_mbuf);
+            }
+        }
+        self.publish_relay_counters();
+    }
+
+    /// The relay table's counters into the shared stats (plain stores, after
+    /// each busy poll, so the API is never more than one burst behind).
+    fn publish_relay_counters(&self) {
+        let m = &self.shared.media;
+        m.relayed.set(self.table.relayed);
+        let [unknown, wrong, nowhere] = self.table.drops;
+        m.dropped_unknown_port.set(unknown);
+        m.dropped_wrong_source.set(wrong);
+        m.dropped_no_destination.set(nowhere);
+        m.streams.set(self.table.len() as u64);
+    }
+
+    /// Queues a frame on `side`'s burst, sending the burst first if full.
+    pub(super) fn push(&mut self, side: Side, m: Mbuf, io: &IoStats) {
+        if self.sides[side].tx.len() == BURST {
+            self.flush(side, io);
+        }
+        if let Err(m) = self.sides[side].tx.push(m) {
+            io.tx_errors.inc();
+            drop(m);
+        }
+    }
+
+    /// Sends `side`'s burst; what the port does not take is dropped, counted.
+    fn flush(&mut self, side: Side, io: &IoStats) {
+        let (port, s) = (&self.ports[side], &mut self.sides[side]);
+        if s.tx.is_empty() {
+            return;
+        }
+        let sent = port.tx_burst(0, &mut s.tx);
+        io.tx_packets.add(sent as u64);
+        let left = s.tx.len();
+        if left > 0 {
+            io.tx_errors.add(left as u64);
+            for m in s.tx.drain() {
+                drop(m);
+            }
+        }
+    }
+}

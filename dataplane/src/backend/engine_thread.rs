@@ -1,0 +1,125 @@
+//! The SIP engine thread both backends run: it takes datagrams and routing
+//! snapshots from the rings, fires timers and media timeouts, hands stream
+//! commands to the relay before the SIP that announces them, and gives its
+//! output to the backend's [`EngineIo`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::Shared;
+use crate::engine::{Outgoing, SipEngine};
+use crate::media::MediaCmd;
+
+/// Datagrams the engine handles before it sends and looks at timers.
+const MAX_PER_TURN: usize = 1024;
+
+/// Where the engine thread's output goes: the backend's half of the
+/// pipeline, built on the engine thread.
+pub trait EngineIo {
+    /// Sends (or queues) everything in `out`; `out` is cleared after.
+    fn send(&mut self, out: &mut Vec<Outgoing>);
+    /// Stream commands were queued for the relay (wake it if it sleeps).
+    fn media_changed(&mut self) {}
+}
+
+/// Starts the SIP engine thread (pinned to `core`, or the last core) that
+/// takes datagrams from `shared` and hands its output to the [`EngineIo`]
+/// that `make_io` builds on that thread.
+pub(crate) fn start_engine<I: EngineIo>(
+    engine: SipEngine,
+    shared: &Arc<Shared>,
+    core: Option<usize>,
+    make_io: impl FnOnce() -> I + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let core = pick_core(core);
+    let shared2 = shared.clone();
+    let handle = thread::Builder::new()
+        .name("sip-engine".into())
+        .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            engine_loop(engine, &shared2, make_io());
+        })?;
+    let _ = shared.engine_waker.set(handle.thread().clone());
+    Ok(handle)
+}
+
+fn pick_core(wanted: Option<usize>) -> Option<core_affinity::CoreId> {
+    let cores = core_affinity::get_core_ids()?;
+    match wanted {
+        Some(id) => cores.into_iter().find(|c| c.id == id),
+        None => cores.last().copied(),
+    }
+}
+
+fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
+    let (quit, ring, free, snapshots) = (
+        &shared.quit,
+        &shared.rx_ring,
+        &shared.free,
+        &shared.snapshots,
+    );
+    let mut media_cmds: Vec<MediaCmd> = Vec::new();
+    let start = Instant::now();
+    let mut out: Vec<Outgoing> = Vec::with_capacity(256);
+    let mut skipped_ticks = 0u32;
+    while !quit.load(Ordering::Relaxed) {
+        while let Some(s) = snapshots.pop() {
+            engine.set_snapshot(s);
+        }
+        let now = start.elapsed().as_millis() as u64;
+        let mut handled = 0;
+        let mut drained = false;
+        while handled < MAX_PER_TURN {
+            let Some(d) = ring.pop() else {
+                drained = true;
+                break;
+            };
+            engine.handle(
+                now,
+                d.side,
+                d.src,
+                d.buf.get(..d.len).unwrap_or_default(),
+                &mut out,
+            );
+            let _ = free.push(d.buf);
+            handled += 1;
+        }
+        // Timers fire once what already arrived is handled: after a stall, a
+        // queued answer must stop a retransmission rather than race it.
+        if drained || skipped_ticks >= 8 {
+            engine.tick(now, &mut out);
+            while let Some((side, port)) = shared.media_idle.pop() {
+                engine.media_idle(side, port, &mut out);
+            }
+            skipped_ticks = 0;
+        } else {
+            skipped_ticks += 1;
+        }
+        // Streams first, then the SIP that announces them: the relay is
+        // ready before a peer can send to a port it just learned.
+        engine.take_media_commands(&mut media_cmds);
+        if !media_cmds.is_empty() {
+            for cmd in media_cmds.drain(..) {
+                if shared.media_cmds.push(cmd).is_err() {
+                    shared.media.commands_dropped.inc();
+                }
+            }
+            io.media_changed();
+        }
+        if !out.is_empty() {
+            io.send(&mut out);
+            out.clear();
+        }
+        if handled == 0 {
+            let wait = engine
+                .next_timer()
+                .map_or(50, |t| t.saturating_sub(now))
+                .clamp(1, 50);
+            thread::park_timeout(Duration::from_millis(wait));
+        }
+    }
+}

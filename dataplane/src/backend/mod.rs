@@ -1,0 +1,187 @@
+//! The I/O backends and the pipeline they share.
+//!
+//! ```text
+//!   socket::start ─ recvmmsg ─┐                          ┌─ sendmmsg (socket)
+//!                             ├─► Shared.rx_ring ─► engine thread ─► EngineIo::send
+//!   dpdk::start ── poll loop ─┘      (engine_thread)     └─ Shared.tx_ring ─► poll loop (DPDK)
+//!        relay (socket::relay | the poll loop) ◄── Shared.media_cmds ──┘
+//! ```
+//! Both backends return a [`Dataplane`]: the same rings ([`Shared`]), the
+//! same engine thread, the same relay table; only where packets come from
+//! and go to differs. [`socket`] runs anywhere on kernel UDP sockets;
+//! `dpdk` (feature `dpdk`) owns two DPDK ports from one poll-mode lcore.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::engine::Outgoing;
+use crate::media::MediaCmd;
+use crate::routing::RouteSnapshot;
+use crate::side::Side;
+use crate::stats::{EngineStats, IoStats, MediaStats};
+
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+mod engine_thread;
+pub mod socket;
+
+pub use engine_thread::EngineIo;
+
+/// Datagrams per batch (`recvmmsg`/`sendmmsg`, ring minimums).
+pub(crate) const BATCH: usize = 32;
+/// Stream commands in flight from the engine to the media relay.
+const MEDIA_RING: usize = 65_536;
+
+/// Why a backend did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding a socket or starting a thread.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A setting that cannot work, naming its config key.
+    #[error("{0}")]
+    Config(String),
+    #[cfg(feature = "dpdk")]
+    #[error(transparent)]
+    Dpdk(#[from] crate::dpdk::DpdkError),
+}
+
+/// One received datagram in a pooled buffer.
+#[derive(Debug)]
+pub struct Datagram {
+    pub side: Side,
+    pub src: SocketAddr,
+    pub len: usize,
+    pub buf: Vec<u8>,
+}
+
+/// What a backend's threads share: rings, counters, the quit flag. The
+/// packet threads (socket RX and relay, or the DPDK poll loop) and the SIP
+/// engine thread meet only here; a full ring is a counted drop.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) quit: AtomicBool,
+    /// Received SIP datagrams toward the engine.
+    pub(crate) rx_ring: ArrayQueue<Datagram>,
+    /// Recycled datagram buffers.
+    pub(crate) free: ArrayQueue<Vec<u8>>,
+    /// New routing snapshots toward the engine (the newest wins).
+    pub(crate) snapshots: ArrayQueue<Arc<RouteSnapshot>>,
+    /// Stream changes from the engine to whoever relays media.
+    pub(crate) media_cmds: ArrayQueue<MediaCmd>,
+    /// Streams the relay found silent for the media timeout: (side, port).
+    pub(crate) media_idle: ArrayQueue<(Side, u16)>,
+    /// The engine thread, for the packet threads to wake it.
+    pub(crate) engine_waker: std::sync::OnceLock<thread::Thread>,
+    /// The engine's output, for a backend that sends from a poll loop.
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    pub(crate) tx_ring: ArrayQueue<Outgoing>,
+    pub io: Arc<IoStats>,
+    pub media: Arc<MediaStats>,
+    /// The engine's counters and rings (the relay hands call records on).
+    pub(crate) engine: Arc<EngineStats>,
+}
+
+impl Shared {
+    pub(crate) fn new(ring_size: usize) -> Shared {
+        Shared {
+            quit: AtomicBool::new(false),
+            rx_ring: ArrayQueue::new(ring_size.max(BATCH)),
+            free: ArrayQueue::new(ring_size.max(BATCH) + BATCH),
+            snapshots: ArrayQueue::new(4),
+            media_cmds: ArrayQueue::new(MEDIA_RING),
+            media_idle: ArrayQueue::new(MEDIA_RING),
+            engine_waker: std::sync::OnceLock::new(),
+            tx_ring: ArrayQueue::new(ring_size.max(BATCH)),
+            io: Arc::default(),
+            media: Arc::default(),
+            engine: Arc::new(EngineStats::default()),
+        }
+    }
+
+    /// Wakes the engine thread (new datagrams, idle streams).
+    pub(crate) fn wake_engine(&self) {
+        if let Some(t) = self.engine_waker.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// A running backend (socket or DPDK), as the control plane holds it: hand
+/// it routing snapshots, read its counters, stop it.
+pub struct Dataplane {
+    shared: Arc<Shared>,
+    engine_thread: thread::Thread,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Runs once the threads are joined (the DPDK backend waits for its
+    /// lcores and releases EAL there).
+    on_stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    pub stats: Arc<EngineStats>,
+    pub name: &'static str,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dataplane {
+    pub(crate) fn new(
+        name: &'static str,
+        shared: Arc<Shared>,
+        engine: JoinHandle<()>,
+        mut threads: Vec<JoinHandle<()>>,
+        on_stop: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Dataplane {
+        let engine_thread = engine.thread().clone();
+        threads.push(engine);
+        Dataplane {
+            stats: shared.engine.clone(),
+            shared,
+            engine_thread,
+            threads: Mutex::new(threads),
+            on_stop: Mutex::new(on_stop),
+            name,
+        }
+    }
+
+    /// I/O counters (the DPDK backend's L2/L3 ones included).
+    pub fn io(&self) -> Arc<IoStats> {
+        self.shared.io.clone()
+    }
+
+    /// Media relay counters.
+    pub fn media(&self) -> Arc<MediaStats> {
+        self.shared.media.clone()
+    }
+
+    /// Hands a new routing snapshot to the engine (the oldest queued one is
+    /// dropped if the engine has not caught up: only the newest matters).
+    pub fn publish(&self, snapshot: Arc<RouteSnapshot>) {
+        let _ = self.shared.snapshots.force_push(snapshot);
+        self.engine_thread.unpark();
+    }
+
+    /// Stops both threads and waits for them (once; later calls return at once).
+    pub fn stop(&self) {
+        self.shared.quit.store(true, Ordering::Relaxed);
+        self.engine_thread.unpark();
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => return,
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Some(f) = self.on_stop.lock().ok().and_then(|mut f| f.take()) {
+            f();
+        }
+    }
+}
