@@ -15,10 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use sbc_dataplane::call::{CallRecord, RtpSummary};
-use sbc_dataplane::net::Reason;
 use sbc_dataplane::routing::{self, Decision, RouteRequest, RouteSnapshot};
 use sbc_dataplane::sip::grammar::SipUri;
-use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
+use sbc_dataplane::stats::{Counter, EngineStats, IoStats, MediaStats};
 use sbc_dataplane::Side;
 use serde_json::{json, Map, Value};
 
@@ -357,8 +356,28 @@ pub async fn republish(state: &AppState) -> Result<u64, DbError> {
     Ok(version)
 }
 
+/// A JSON object of `(name, counter)` pairs, in their order.
+fn counters(list: &[(&'static str, &Counter)]) -> Value {
+    Value::Object(
+        list.iter()
+            .map(|(name, c)| ((*name).to_string(), json!(c.get())))
+            .collect(),
+    )
+}
+
 async fn status(State(s): State<AppState>) -> Json<Value> {
     let e = &s.stats.engine;
+    let mut io = counters(&s.stats.io.counters());
+    if let Value::Object(m) = &mut io {
+        let ports = s.stats.io.ports.iter().map(|(side, p)| {
+            let mut port = counters(&p.counters());
+            if let Value::Object(pm) = &mut port {
+                pm.insert("side".into(), json!(side.name()));
+            }
+            port
+        });
+        m.insert("ports".into(), Value::Array(ports.collect()));
+    }
     let (snap, built) = s.snapshot();
     let db_up = tokio::time::timeout(std::time::Duration::from_secs(1), s.db.ping())
         .await
@@ -377,61 +396,9 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
         "snapshot_version": e.snapshot_version.get(),
         "database": if db_up { "ok" } else { "unavailable" },
         "database_kind": s.db.dialect().name(),
-        "sip": {
-            "calls_total": e.calls_total.get(),
-            "calls_answered": e.calls_answered.get(),
-            "calls_failed": e.calls_failed.get(),
-            "calls_rejected": e.calls_rejected.get(),
-            "dialogs": e.dialogs.get(),
-            "transactions": e.transactions.get(),
-            "rx_messages": e.rx_messages.get(),
-            "tx_messages": e.tx_messages.get(),
-            "parse_errors": e.parse_errors.get(),
-            "retransmissions_absorbed": e.retransmissions_absorbed.get(),
-            "stray_responses": e.stray_responses.get(),
-            "failovers": e.failovers.get(),
-            "calls_limited": e.calls_limited.get(),
-            "media_timeouts": e.media_timeouts.get(),
-        },
-        "media": {
-            "streams": s.stats.media.streams.get(),
-            "sockets": s.stats.media.sockets.get(),
-            "sockets_idle": s.stats.media.sockets_idle.get(),
-            "relayed": s.stats.media.relayed.get(),
-            "dropped_unknown_port": s.stats.media.dropped_unknown_port.get(),
-            "dropped_wrong_source": s.stats.media.dropped_wrong_source.get(),
-            "dropped_no_destination": s.stats.media.dropped_no_destination.get(),
-            "bind_errors": s.stats.media.bind_errors.get(),
-            "tx_errors": s.stats.media.tx_errors.get(),
-        },
-        "io": {
-            "rx_packets": s.stats.io.rx_packets.get(),
-            "tx_packets": s.stats.io.tx_packets.get(),
-            "rx_ring_full": s.stats.io.rx_ring_full.get(),
-            "rx_truncated": s.stats.io.rx_truncated.get(),
-            "tx_errors": s.stats.io.tx_errors.get(),
-            "arp_replies": s.stats.io.arp_replies.get(),
-            "arp_requests": s.stats.io.arp_requests.get(),
-            "arp_unresolved": s.stats.io.arp_unresolved.get(),
-            "icmp_echo_replies": s.stats.io.icmp_echo_replies.get(),
-            "dropped_truncated": s.stats.io.dropped[Reason::Truncated as usize].get(),
-            "dropped_not_for_us": s.stats.io.dropped[Reason::NotForUs as usize].get(),
-            "dropped_bad_checksum": s.stats.io.dropped[Reason::BadChecksum as usize].get(),
-            "dropped_unsupported": s.stats.io.dropped[Reason::Unsupported as usize].get(),
-            "reassembled": s.stats.io.reassembled.get(),
-            "fragments_dropped": s.stats.io.fragments_dropped.get(),
-            "polls": s.stats.io.polls.get(),
-            "busy_polls": s.stats.io.busy_polls.get(),
-            "ports": s.stats.io.ports.iter().map(|(side, p)| json!({
-                "side": side.name(),
-                "rx_packets": p.rx_packets.get(),
-                "tx_packets": p.tx_packets.get(),
-                "rx_missed": p.rx_missed.get(),
-                "rx_errors": p.rx_errors.get(),
-                "tx_errors": p.tx_errors.get(),
-                "rx_no_mbuf": p.rx_no_mbuf.get(),
-            })).collect::<Vec<_>>(),
-        },
+        "sip": counters(&e.sip_counters()),
+        "media": counters(&s.stats.media.counters()),
+        "io": io,
     }))
 }
 

@@ -239,7 +239,7 @@ async fn gateways_get_ids_and_status_reports_on(api: Api) {
     // Counters the data plane sets reach the status document.
     let io = &api.state.stats.io;
     io.ports[sbc_dataplane::Side::Public].rx_missed.set(7);
-    io.dropped[sbc_dataplane::net::Reason::BadChecksum as usize].set(3);
+    io.dropped(sbc_dataplane::net::Reason::BadChecksum).set(3);
     io.reassembled.set(2);
     api.state.stats.media.sockets_idle.set(4);
     let (code, status) = api.call("GET", "/api/v1/status", "").await;

@@ -1,10 +1,14 @@
-//! Counters the engines bump and the control plane reads, without locks.
+//! Counters the engines bump and the control plane reads, without locks
+//! (relaxed atomics: each value is exact, a set of them is not a snapshot).
+//! Each group lists its counters once with their API names, so the status
+//! endpoint and metrics read the same list.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::call::{CallEvent, CallRecord};
+use crate::net::Reason;
 use crate::side::BySide;
 
 /// One monotonically increasing (or gauge) counter.
@@ -12,49 +16,73 @@ use crate::side::BySide;
 pub struct Counter(AtomicU64);
 
 impl Counter {
+    /// Adds one.
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    /// Takes one away, never below zero.
     pub fn dec(&self) {
         // A gauge never goes below zero, even if an end is counted twice.
         let _ = self
             .0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
     }
+    /// Adds `n`.
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    /// Sets a gauge (or a copy of someone else's counter).
     pub fn set(&self, v: u64) {
         self.0.store(v, Ordering::Relaxed);
     }
+    /// The current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
-/// SIP engine counters, and the ring of call outcomes.
+/// SIP engine counters, and the rings of call outcomes and records.
 #[derive(Debug)]
 pub struct EngineStats {
+    /// One outcome per call attempt, for per-tenant statistics (65,536 deep).
     pub call_events: ArrayQueue<CallEvent>,
+    /// Outcomes lost to a full `call_events` ring.
     pub call_events_dropped: Counter,
-    /// Finished calls with their media, for the control plane.
+    /// Finished calls with their media, for the control plane (16,384 deep).
     pub call_records: ArrayQueue<CallRecord>,
+    /// Records lost to a full `call_records` ring.
     pub call_records_dropped: Counter,
+    /// INVITEs refused over a tenant's CPS or concurrency limit.
     pub calls_limited: Counter,
+    /// INVITEs sent on to the next gateway (failover code or timer).
     pub failovers: Counter,
+    /// Answered calls ended because their media stopped.
     pub media_timeouts: Counter,
+    /// SIP datagrams handed to the engine.
     pub rx_messages: Counter,
+    /// SIP datagrams the engine sent.
     pub tx_messages: Counter,
+    /// Datagrams that did not parse as SIP (requests answered 400 and kin).
     pub parse_errors: Counter,
+    /// Request retransmissions answered from the server transaction.
     pub retransmissions_absorbed: Counter,
+    /// Responses matching none of our client transactions.
     pub stray_responses: Counter,
+    /// Dialogs created by an INVITE.
     pub calls_total: Counter,
+    /// Calls that got a 2xx.
     pub calls_answered: Counter,
+    /// Calls that ended unanswered (not cancelled).
     pub calls_failed: Counter,
+    /// INVITEs refused by routing (unknown source, no route).
     pub calls_rejected: Counter,
+    /// Answered calls in progress (gauge).
     pub calls_up: Counter,
+    /// Dialogs in the engine (gauge).
     pub dialogs: Counter,
+    /// Transactions in the engine (gauge).
     pub transactions: Counter,
+    /// Version of the routing snapshot the engine uses (gauge).
     pub snapshot_version: Counter,
 }
 
@@ -92,61 +120,175 @@ impl EngineStats {
             self.call_records_dropped.inc();
         }
     }
+
+    /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
+    /// metrics export them): the one list of them.
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 14] {
+        [
+            ("calls_total", &self.calls_total),
+            ("calls_answered", &self.calls_answered),
+            ("calls_failed", &self.calls_failed),
+            ("calls_rejected", &self.calls_rejected),
+            ("dialogs", &self.dialogs),
+            ("transactions", &self.transactions),
+            ("rx_messages", &self.rx_messages),
+            ("tx_messages", &self.tx_messages),
+            ("parse_errors", &self.parse_errors),
+            ("retransmissions_absorbed", &self.retransmissions_absorbed),
+            ("stray_responses", &self.stray_responses),
+            ("failovers", &self.failovers),
+            ("calls_limited", &self.calls_limited),
+            ("media_timeouts", &self.media_timeouts),
+        ]
+    }
 }
 
 /// I/O backend counters (the L2/L3 ones are the DPDK backend's; zero on
 /// the socket backend, where the kernel does that work).
 #[derive(Debug, Default)]
 pub struct IoStats {
+    /// Packets received (SIP datagrams on sockets; every frame on DPDK).
     pub rx_packets: Counter,
+    /// Packets sent.
     pub tx_packets: Counter,
+    /// SIP datagrams dropped because the ring to the engine was full.
     pub rx_ring_full: Counter,
+    /// Datagrams larger than the receive buffer (64 KiB), dropped.
     pub rx_truncated: Counter,
+    /// Packets that could not be sent (full socket buffer or TX ring, no mbuf).
     pub tx_errors: Counter,
+    /// ARP requests for our addresses answered.
     pub arp_replies: Counter,
+    /// ARP requests we sent for a next hop.
     pub arp_requests: Counter,
+    /// ICMP echo requests answered.
     pub icmp_echo_replies: Counter,
-    /// Frames dropped by [`crate::net::Reason`]: truncated, not for us,
-    /// bad checksum, unsupported.
-    pub dropped: [Counter; crate::net::REASONS],
-    /// IPv4 datagrams for our SIP port put back together from fragments,
-    /// and reassembled datagrams for anything else (dropped).
+    dropped_truncated: Counter,
+    dropped_not_for_us: Counter,
+    dropped_bad_checksum: Counter,
+    dropped_unsupported: Counter,
+    /// IPv4 datagrams for our SIP port put back together from fragments.
     pub reassembled: Counter,
+    /// Reassembled datagrams for anything but our SIP port (dropped).
     pub fragments_dropped: Counter,
     /// Packets dropped because the next hop's MAC was unknown.
     pub arp_unresolved: Counter,
-    /// Poll-loop iterations that found work, and all of them.
+    /// Poll-loop iterations that found work.
     pub busy_polls: Counter,
+    /// Poll-loop iterations.
     pub polls: Counter,
-    /// The driver's counters of the private and the public port (DPDK),
-    /// copied once a second.
+    /// The driver's counters of each side's port (DPDK), copied once a second.
     pub ports: BySide<PortCounters>,
 }
 
-/// One DPDK port's driver counters.
+impl IoStats {
+    /// Frames dropped by the L2/L3 checks for `reason`.
+    pub fn dropped(&self, reason: Reason) -> &Counter {
+        match reason {
+            Reason::Truncated => &self.dropped_truncated,
+            Reason::NotForUs => &self.dropped_not_for_us,
+            Reason::BadChecksum => &self.dropped_bad_checksum,
+            Reason::Unsupported => &self.dropped_unsupported,
+        }
+    }
+
+    /// The counters as `GET /api/v1/status` names them under `io` (ports
+    /// apart): the one list of them.
+    pub fn counters(&self) -> [(&'static str, &Counter); 17] {
+        [
+            ("rx_packets", &self.rx_packets),
+            ("tx_packets", &self.tx_packets),
+            ("rx_ring_full", &self.rx_ring_full),
+            ("rx_truncated", &self.rx_truncated),
+            ("tx_errors", &self.tx_errors),
+            ("arp_replies", &self.arp_replies),
+            ("arp_requests", &self.arp_requests),
+            ("arp_unresolved", &self.arp_unresolved),
+            ("icmp_echo_replies", &self.icmp_echo_replies),
+            ("dropped_truncated", &self.dropped_truncated),
+            ("dropped_not_for_us", &self.dropped_not_for_us),
+            ("dropped_bad_checksum", &self.dropped_bad_checksum),
+            ("dropped_unsupported", &self.dropped_unsupported),
+            ("reassembled", &self.reassembled),
+            ("fragments_dropped", &self.fragments_dropped),
+            ("polls", &self.polls),
+            ("busy_polls", &self.busy_polls),
+        ]
+    }
+}
+
+/// One DPDK port's driver counters (`rte_eth_stats`).
 #[derive(Debug, Default)]
 pub struct PortCounters {
+    /// `ipackets`.
     pub rx_packets: Counter,
+    /// `opackets`.
     pub tx_packets: Counter,
+    /// `imissed`: frames the NIC dropped for lack of RX descriptors.
     pub rx_missed: Counter,
+    /// `ierrors`.
     pub rx_errors: Counter,
+    /// `oerrors`.
     pub tx_errors: Counter,
+    /// `rx_nombuf`: RX failures for lack of an mbuf.
     pub rx_no_mbuf: Counter,
+}
+
+impl PortCounters {
+    /// The counters as the status names them in each `io.ports` entry.
+    pub fn counters(&self) -> [(&'static str, &Counter); 6] {
+        [
+            ("rx_packets", &self.rx_packets),
+            ("tx_packets", &self.tx_packets),
+            ("rx_missed", &self.rx_missed),
+            ("rx_errors", &self.rx_errors),
+            ("tx_errors", &self.tx_errors),
+            ("rx_no_mbuf", &self.rx_no_mbuf),
+        ]
+    }
 }
 
 /// Media relay counters.
 #[derive(Debug, Default)]
 pub struct MediaStats {
+    /// RTP/RTCP packets relayed.
     pub relayed: Counter,
+    /// Packets to a port with no stream.
     pub dropped_unknown_port: Counter,
+    /// Packets from a source other than the peer's (before latching: its
+    /// SDP address; after: the latched address and port).
     pub dropped_wrong_source: Counter,
+    /// Packets whose other end has nowhere to send (hold, no SDP yet).
     pub dropped_no_destination: Counter,
+    /// Streams installed (gauge).
     pub streams: Counter,
-    /// Relay sockets carrying a stream.
+    /// Relay sockets carrying a stream (socket backend; gauge).
     pub sockets: Counter,
-    /// Relay sockets kept bound between calls.
+    /// Relay sockets kept bound between calls (socket backend; gauge).
     pub sockets_idle: Counter,
+    /// Relay ports that could not be bound.
     pub bind_errors: Counter,
+    /// Relayed packets the socket would not take.
     pub tx_errors: Counter,
+    /// Engine-relay commands or idle reports lost to a full ring.
     pub commands_dropped: Counter,
+}
+
+impl MediaStats {
+    /// The counters as `GET /api/v1/status` names them under `media`: the
+    /// one list of them.
+    pub fn counters(&self) -> [(&'static str, &Counter); 10] {
+        [
+            ("streams", &self.streams),
+            ("sockets", &self.sockets),
+            ("sockets_idle", &self.sockets_idle),
+            ("relayed", &self.relayed),
+            ("dropped_unknown_port", &self.dropped_unknown_port),
+            ("dropped_wrong_source", &self.dropped_wrong_source),
+            ("dropped_no_destination", &self.dropped_no_destination),
+            ("bind_errors", &self.bind_errors),
+            ("tx_errors", &self.tx_errors),
+            ("commands_dropped", &self.commands_dropped),
+        ]
+    }
 }

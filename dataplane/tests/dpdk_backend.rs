@@ -228,8 +228,8 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     assert!(frames_of(&std::fs::read(&pub_tx).unwrap()).is_empty());
     assert_eq!(io.arp_replies.get(), 1);
     assert_eq!(io.icmp_echo_replies.get(), 1);
-    assert_eq!(io.dropped[net::Reason::NotForUs as usize].get(), 1);
-    assert_eq!(io.dropped[net::Reason::BadChecksum as usize].get(), 1);
+    assert_eq!(io.dropped(net::Reason::NotForUs).get(), 1);
+    assert_eq!(io.dropped(net::Reason::BadChecksum).get(), 1);
     let Kind::Udp {
         payload: (off, len),
         ..

@@ -94,7 +94,13 @@ pub fn bench_relay(
         polls: io.polls.get(),
         busy_polls: io.busy_polls.get(),
         relayed: poller.table.relayed,
-        dropped: std::array::from_fn(|i| io.dropped.get(i).map_or(0, |c| c.get())),
+        dropped: [
+            net::Reason::Truncated,
+            net::Reason::NotForUs,
+            net::Reason::BadChecksum,
+            net::Reason::Unsupported,
+        ]
+        .map(|r| io.dropped(r).get()),
         relay_drops: poller.table.drops,
         arp_unresolved: io.arp_unresolved.get(),
         tx_errors: io.tx_errors.get(),

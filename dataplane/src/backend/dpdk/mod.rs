@@ -278,9 +278,7 @@ impl Poller {
         // Promiscuous ports see frames for other hosts: ours or broadcast only.
         let to = m.data().get(..6);
         if to != Some(&s.mac[..]) && to != Some(&net::BROADCAST[..]) {
-            if let Some(c) = io.dropped.get(net::Reason::NotForUs as usize) {
-                c.inc();
-            }
+            io.dropped(net::Reason::NotForUs).inc();
             return false;
         }
         match net::classify(m.data(), &s.ips) {
@@ -321,9 +319,7 @@ impl Poller {
             } => {
                 if dst.port() == s.sip_port && *dst.ip() == s.ip {
                     if !net::udp_checksum_ok(m.data()) {
-                        if let Some(c) = io.dropped.get(net::Reason::BadChecksum as usize) {
-                            c.inc();
-                        }
+                        io.dropped(net::Reason::BadChecksum).inc();
                         return false;
                     }
                     self.to_engine(side, src, m.data().get(off..off + len), io);
@@ -367,9 +363,7 @@ impl Poller {
                 None => false,
             },
             Kind::Drop(reason) => {
-                if let Some(c) = io.dropped.get(reason as usize) {
-                    c.inc();
-                }
+                io.dropped(reason).inc();
                 false
             }
         }
