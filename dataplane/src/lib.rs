@@ -1,19 +1,28 @@
 //! The SBC's packet paths: no tokio, no SQL.
 //!
 //! ```text
-//!  socket backend (recvmmsg) ──ring──► SIP engine thread ──sendmmsg──► wire
-//!          ▲                               │  ▲
-//!          └─ datagram buffers recycled ◄──┘  └── RouteSnapshot ring (control plane)
+//!            ┌──────────── backend::socket (recvmmsg/sendmmsg) ─┐  or  backend::dpdk (poll lcore)
+//!  wire ───► │ SIP datagrams ─► Shared.rx_ring ─► engine thread ─► EngineIo ─► wire
+//!            │ RTP ─► media::RelayTable::verdict ─► readdressed out of the other side
+//!            └──────────────────────────────────────────────────┘
+//!  engine thread: engine::SipEngine::{handle, tick} (pure: bytes and time in, datagrams out)
+//!     ├── routing::RouteSnapshot::route   (the snapshot ring from the control plane)
+//!     ├── media::MediaCmd ──ring──► the relay (install, move a peer, release + call record)
+//!     └── call::{CallEvent, CallRecord} ──rings in stats::EngineStats──► control plane
 //! ```
-//! - [`sip`]: zero-copy SIP scanner and message builder.
-//! - [`engine`]: the transaction-stateful, dialog-aware proxy with topology hiding.
+//! - [`side`], [`time`], [`call`], [`stats`]: the shared vocabulary at the bottom
+//!   (`Side`/`BySide`, milliseconds, call records, lock-free counters).
+//! - [`sip`]: the zero-copy SIP scanner and message builder.
 //! - [`routing`]: the immutable routing snapshot and the routing rule.
-//! - [`socket`]: the kernel-UDP backend and the engine thread.
-//! - [`stats`]: lock-free counters read by the control plane.
+//! - [`media`]: SDP rewriting, the relay table and its verdict, RTP views and statistics.
+//! - [`net`]: Ethernet/ARP/IPv4/UDP/ICMP over frame bytes for the DPDK backend.
+//! - [`engine`]: the transaction-stateful, dialog-aware proxy with topology hiding.
+//! - [`backend`]: the socket and DPDK backends around one engine thread.
 //! - `dpdk` (feature `dpdk`): safe wrappers over DPDK (EAL, mempools, mbufs, ports, lcores).
 // Unsafe code lives only in `dpdk` (feature `dpdk`), each block with its
 // SAFETY comment; scripts/test checks no other module has any.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(
@@ -36,7 +45,6 @@ pub mod rng;
 pub mod routing;
 pub mod side;
 pub mod sip;
-
 pub mod stats;
 pub mod time;
 

@@ -63,7 +63,8 @@ pub enum Kind {
     },
     /// An ICMP echo request for us.
     EchoRequest,
-    /// A fragment of an IPv4 datagram for us (we do not reassemble yet).
+    /// A fragment of an IPv4 datagram for us: the caller reassembles it
+    /// ([`Reassembler`]) when it is SIP.
     Fragment,
     /// Dropped, with the reason.
     Drop(Reason),
