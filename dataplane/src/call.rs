@@ -12,16 +12,28 @@ use crate::time::Ms;
 /// How a call attempt ended, for per-tenant call statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CallResult {
+    /// A 2xx answered the INVITE (the event is sent when the dialog is confirmed); in a
+    /// [`CallRecord`], an answered call that did not end by media timeout.
     Answered,
+    /// The attempt ended without an answer: a non-2xx final response relayed, or our own (408 on
+    /// a timeout, 503 when no gateway is left).
     Failed,
+    /// The INVITE was cancelled before an answer: by the caller's CANCEL, or by us when it rang
+    /// longer than Timer C.
     Cancelled,
+    /// Routing refused the INVITE (403 for an unknown source, 503 for no destination); no dialog is
+    /// made, so no [`CallRecord`] follows.
     Rejected,
+    /// The tenant's `max_cps` or `max_concurrent` limit refused the INVITE; no [`CallRecord`]
+    /// follows.
     LimitExceeded,
     /// Answered, then ended by the SBC because its media stopped.
     MediaTimeout,
 }
 
 impl CallResult {
+    /// The snake_case name under which the control plane reports this result (`answered`, `failed`,
+    /// `cancelled`, `rejected`, `limit_exceeded`, `media_timeout`).
     pub fn name(self) -> &'static str {
         match self {
             CallResult::Answered => "answered",
@@ -37,14 +49,18 @@ impl CallResult {
 /// One call outcome, sent from the engine to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallEvent {
+    /// The tenant the call was routed for; `None` when routing identified none.
     pub tenant: Option<String>,
+    /// How the attempt ended.
     pub result: CallResult,
 }
 
 /// RTP figures of one direction of one media line (RFC 3550 A.3, A.8).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RtpSummary {
+    /// Datagrams accepted from the source (RTP version 2 or not).
     pub packets: u64,
+    /// Their bytes: the UDP payload, RTP header included.
     pub bytes: u64,
     /// Expected from the sequence numbers minus received.
     pub lost: u64,
@@ -55,7 +71,9 @@ pub struct RtpSummary {
 /// What one relayed media line carried each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MediaLine {
+    /// What the caller sent (received on our caller-side port).
     pub from_caller: RtpSummary,
+    /// What the callee sent (received on our callee-side port).
     pub from_callee: RtpSummary,
 }
 
@@ -66,10 +84,14 @@ pub struct MediaLine {
 pub struct CallRecord {
     /// The engine's call number, unique for the life of the process.
     pub call: u64,
+    /// The tenant the call was routed for, if one was identified.
     pub tenant: Option<String>,
+    /// How the call ended: [`CallResult::Answered`] or [`CallResult::MediaTimeout`] once answered,
+    /// [`CallResult::Failed`] or [`CallResult::Cancelled`] otherwise.
     pub result: CallResult,
-    /// The caller's leg as it saw the call.
+    /// The side the caller's INVITE arrived on (the callee is on the other).
     pub caller_side: Side,
+    /// Call-ID of the caller's leg, as the caller sent it.
     pub caller_call_id: String,
     /// Our leg toward the callee.
     pub callee_call_id: String,
@@ -77,5 +99,7 @@ pub struct CallRecord {
     pub setup_ms: Option<Ms>,
     /// Time from the 2xx to the end (0 if never answered).
     pub duration_ms: Ms,
+    /// One entry per relayed media line (`m=` line with a port), in SDP order; empty when no media
+    /// was relayed.
     pub media: Vec<MediaLine>,
 }

@@ -12,14 +12,21 @@ use crate::sip::grammar::{parse_ipv4, SipUri};
 /// A carrier allowlist entry (Kamailio's `address` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Carrier {
+    /// Row id in the `carriers` table.
     pub id: i64,
+    /// Network address of the allowed prefix.
     pub ip: Ipv4Addr,
+    /// Prefix length in bits, 0..=32 (0 matches every address, 32 one host); above 32 counts as 32.
     pub mask: u8,
+    /// Free-form label, as provisioned.
     pub name: String,
+    /// Address group (Kamailio `address.grp`, the REST field `group`); kept and reported, routing
+    /// does not read it.
     pub group: u32,
 }
 
 impl Carrier {
+    /// Whether `ip` lies in this entry's `ip/mask` prefix.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let mask = if self.mask == 0 {
             0
@@ -33,31 +40,55 @@ impl Carrier {
 /// A dispatcher destination (Kamailio's `dispatcher` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
+    /// Row id in the `gateways` table; breaks ties in the trying order (lower first).
     pub id: i64,
+    /// The destination SIP URI as provisioned, e.g. `sip:203.0.113.10:5060`.
     pub destination: String,
     /// Where the destination URI points (IPv4 literal host; port 5060 by default).
     pub addr: SocketAddrV4,
+    /// Dispatcher set this gateway belongs to (Kamailio `dispatcher.setid`).
     pub group: u32,
+    /// Dispatcher priority: higher is tried first.
     pub priority: i32,
+    /// Relative weight within one priority: its share of their total weight is its chance to be
+    /// tried first among them; 0 puts it last.
     pub weight: u32,
+    /// Free-form text, as provisioned.
     pub description: String,
 }
 
+/// A tenant (a customer of the SBC): how its calls are recognised, where they go and how many it
+/// may place (the `tenants` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
+    /// Key of the tenant, matched against `X-Tenant-ID` and against a `<tenant_id>_` prefix of the
+    /// Request-URI user part.
     pub tenant_id: String,
+    /// The tenant's trunk: identifies the tenant by source address on the private side when neither
+    /// header nor prefix does, and is the destination (`sip:<source_ip>:5060`) of its calls from
+    /// the public side.
     pub source_ip: Ipv4Addr,
+    /// Dispatcher group its calls from the private side go to first (then [`BACKUP_GROUP`]).
     pub gateway_group: u32,
+    /// New calls per second: the capacity and the refill rate (tokens per second) of its admission
+    /// bucket.
     pub max_cps: u32,
+    /// Live calls at most; a new INVITE beyond it is refused.
     pub max_concurrent: u32,
 }
 
 /// Everything routing needs, built once per provisioning change.
 #[derive(Debug, Clone, Default)]
 pub struct RouteSnapshot {
+    /// Version stamped by the control plane, one higher for each new snapshot; the engine reports
+    /// it in its stats.
     pub version: u64,
+    /// The carrier allowlist: sources allowed on the private side, and (host entries, mask 32) the
+    /// destinations from the public side.
     pub carriers: Vec<Carrier>,
+    /// Dispatcher gateways (public side).
     pub gateways: Vec<Gateway>,
+    /// Provisioned tenants.
     pub tenants: Vec<Tenant>,
 }
 
@@ -69,16 +100,25 @@ pub const BACKUP_GROUP: u32 = 3;
 /// What happens to a new INVITE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// The INVITE is forwarded to the first candidate; the later ones are tried on failover.
     Route {
+        /// The tenant identified, if any.
         tenant_id: Option<String>,
+        /// The dispatcher group routed to (the tenant's, else [`DEFAULT_GROUP`]); `None` for an
+        /// INVITE from the public side.
         gateway_group: Option<u32>,
         /// The number to put in the Request-URI user part (prefix stripped).
         user: Vec<u8>,
         /// Destinations in the order they would be tried.
         candidates: Vec<Target>,
     },
+    /// The INVITE is answered at once with this final response: 403 when the source is not a
+    /// carrier (private side) or not a gateway (public side), 503 when no destination is left. The
+    /// engine drops a 403 case silently instead when its policy says so.
     Reject {
+        /// SIP status code of the final response (RFC 3261 §21).
         code: u16,
+        /// Reason phrase of the final response.
         reason: &'static str,
     },
 }
@@ -88,12 +128,14 @@ pub enum Decision {
 pub struct Target {
     /// The destination as provisioned (a SIP URI).
     pub uri: String,
+    /// Where to send the request: the URI's IPv4 host and port (5060 when the URI names none).
     pub addr: SocketAddrV4,
 }
 
 /// The facts of an INVITE that routing looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteRequest<'a> {
+    /// Source IPv4 address of the datagram that carried the INVITE.
     pub source: Ipv4Addr,
     /// User part of the Request-URI.
     pub user: &'a [u8],
@@ -110,6 +152,7 @@ impl RouteSnapshot {
             .max_by_key(|c| c.mask)
     }
 
+    /// Whether `ip` is the address of a provisioned gateway (the port is not compared).
     pub fn is_gateway(&self, ip: Ipv4Addr) -> bool {
         self.gateways.iter().any(|g| *g.addr.ip() == ip)
     }
@@ -258,6 +301,7 @@ impl RouteSnapshot {
         }
     }
 
+    /// The tenant whose `tenant_id` is exactly `id`; `None` when no such tenant is provisioned.
     pub fn tenant(&self, id: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.tenant_id == id)
     }

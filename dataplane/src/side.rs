@@ -56,6 +56,7 @@ impl Not for Side {
 pub struct BySide<T>(pub [T; 2]);
 
 impl<T> BySide<T> {
+    /// `private` and `public`, in that order.
     pub const fn new(private: T, public: T) -> BySide<T> {
         BySide([private, public])
     }
@@ -65,6 +66,7 @@ impl<T> BySide<T> {
         BySide::new(f(Side::Private), f(Side::Public))
     }
 
+    /// Applies `f` to each side's value, private first.
     pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> BySide<U> {
         let [a, b] = self.0;
         BySide::new(f(a), f(b))

@@ -45,6 +45,7 @@ pub enum StartError {
     /// A setting that cannot work, naming its config key.
     #[error("{0}")]
     Config(String),
+    /// A DPDK call failed (EAL, mempool or port setup); the error names the `rte_*` call.
     #[cfg(feature = "dpdk")]
     #[error(transparent)]
     Dpdk(#[from] crate::dpdk::DpdkError),
@@ -53,9 +54,14 @@ pub enum StartError {
 /// One received datagram in a pooled buffer.
 #[derive(Debug)]
 pub struct Datagram {
+    /// The side whose SIP address it arrived on.
     pub side: Side,
+    /// The sender's address and port.
     pub src: SocketAddr,
+    /// Length in bytes of the datagram (the UDP payload) at the start of `buf`.
     pub len: usize,
+    /// The pooled buffer; only `buf[..len]` is the datagram. It goes back to the free ring after
+    /// use.
     pub buf: Vec<u8>,
 }
 
@@ -80,7 +86,9 @@ pub struct Shared {
     /// The engine's output, for a backend that sends from a poll loop.
     #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     pub(crate) tx_ring: ArrayQueue<Outgoing>,
+    /// Counters of the packet threads (sockets, or the DPDK ports and their L2/L3 handling).
     pub io: Arc<IoStats>,
+    /// Media relay counters.
     pub media: Arc<MediaStats>,
     /// The engine's counters and rings (the relay hands call records on).
     pub(crate) engine: Arc<EngineStats>,
@@ -120,7 +128,9 @@ pub struct Dataplane {
     /// Runs once the threads are joined (the DPDK backend waits for its
     /// lcores and releases EAL there).
     on_stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The engine's counters and its call event and call record rings, for the control plane.
     pub stats: Arc<EngineStats>,
+    /// Which backend runs: `"socket"` or `"dpdk"`.
     pub name: &'static str,
 }
 

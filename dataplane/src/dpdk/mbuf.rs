@@ -100,10 +100,12 @@ impl Mbuf {
         unsafe { std::slice::from_raw_parts_mut(p, n) }
     }
 
+    /// The packet length in bytes (this single segment's `data_len`).
     pub fn len(&self) -> usize {
         self.span().1
     }
 
+    /// Whether the packet holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -153,10 +155,12 @@ impl Default for Burst {
 }
 
 impl Burst {
+    /// Mbufs held.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the burst holds no mbuf.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

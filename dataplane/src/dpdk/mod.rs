@@ -26,8 +26,12 @@ pub use port::{Link, Port, PortStats};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{call}: {text} ({code})")]
 pub struct DpdkError {
+    /// The `rte_*` function that failed, e.g. `rte_eth_dev_configure`.
     pub call: &'static str,
+    /// Positive errno value: from the negative return code, else `rte_errno`; our own checks use 22
+    /// (EINVAL), 19 (ENODEV) or 114 (EALREADY).
     pub code: i32,
+    /// `rte_strerror(code)`, or our own message for a check made before calling DPDK.
     pub text: String,
 }
 

@@ -18,21 +18,30 @@ pub struct Port {
 /// Link state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
+    /// Whether the link is up (`link_status`).
     pub up: bool,
+    /// Link speed in Mbps, as `link_speed` gives it (0: not defined, `u32::MAX`: unknown).
     pub speed_mbps: u32,
 }
 
 /// The driver's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortStats {
+    /// Packets received (`ipackets`).
     pub rx_packets: u64,
+    /// Packets sent (`opackets`).
     pub tx_packets: u64,
+    /// Bytes received (`ibytes`).
     pub rx_bytes: u64,
+    /// Bytes sent (`obytes`).
     pub tx_bytes: u64,
     /// Dropped by the hardware/driver for lack of rx descriptors or mbufs.
     pub rx_missed: u64,
+    /// Erroneous packets received (`ierrors`).
     pub rx_errors: u64,
+    /// Packets the driver failed to send (`oerrors`).
     pub tx_errors: u64,
+    /// Receive mbuf allocation failures (`rx_nombuf`).
     pub rx_no_mbuf: u64,
 }
 
@@ -72,6 +81,7 @@ impl Port {
         }
     }
 
+    /// The DPDK port id.
     pub fn id(&self) -> u16 {
         self.id
     }
@@ -119,6 +129,8 @@ impl Port {
         Ok(())
     }
 
+    /// Turns promiscuous mode on or off (`rte_eth_promiscuous_enable` / `_disable`); an error names
+    /// `rte_eth_promiscuous_enable` either way.
     pub fn set_promiscuous(&self, on: bool) -> Result<(), DpdkError> {
         // SAFETY: valid port id.
         let rc = unsafe {
@@ -131,6 +143,7 @@ impl Port {
         check("rte_eth_promiscuous_enable", rc).map(drop)
     }
 
+    /// The port's MAC address (`rte_eth_macaddr_get`).
     pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
         let mut mac = sys::rte_ether_addr::default();
         // SAFETY: valid port id and out pointer.
@@ -140,6 +153,7 @@ impl Port {
         Ok(mac.addr_bytes)
     }
 
+    /// The link state now, without waiting for autonegotiation (`rte_eth_link_get_nowait`).
     pub fn link(&self) -> Result<Link, DpdkError> {
         let mut link = sys::rte_eth_link::default();
         // SAFETY: valid port id and out pointer; does not wait.
@@ -152,6 +166,7 @@ impl Port {
         })
     }
 
+    /// The driver's cumulative counters (`rte_eth_stats_get`).
     pub fn stats(&self) -> Result<PortStats, DpdkError> {
         let mut s = sys::rte_eth_stats::default();
         // SAFETY: valid port id and out pointer.

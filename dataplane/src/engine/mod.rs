@@ -53,8 +53,11 @@ use txn::Txn;
 /// One datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
+    /// The side to send on, from our SIP address there.
     pub side: Side,
+    /// Where to send it.
     pub dst: SocketAddr,
+    /// The whole SIP message: one UDP payload.
     pub data: Vec<u8>,
 }
 
@@ -99,6 +102,9 @@ pub struct SipEngine {
 }
 
 impl SipEngine {
+    /// An engine with no transactions or dialogs yet. `cfg.seed` seeds its branches, tags and
+    /// Call-IDs; with `cfg.media` set it keeps a pool of RTP/RTCP port pairs per side. Records
+    /// `snapshot.version` in `stats`.
     pub fn new(
         cfg: EngineConfig,
         snapshot: Arc<RouteSnapshot>,
@@ -136,14 +142,18 @@ impl SipEngine {
         self.snapshot = snapshot;
     }
 
+    /// The routing snapshot in force.
     pub fn snapshot(&self) -> &Arc<RouteSnapshot> {
         &self.snapshot
     }
 
+    /// Dialogs held: early (INVITE forwarded, no 2xx yet) and confirmed.
     pub fn dialog_count(&self) -> usize {
         self.dialogs.len()
     }
 
+    /// Proxy transactions held (each a server transaction paired with its client transaction, RFC
+    /// 3261 §16, §17), completed ones included until their timers free them.
     pub fn transaction_count(&self) -> usize {
         self.txns.len()
     }

@@ -15,15 +15,22 @@ pub enum MediaCmd {
     /// The peer behind our `port` on `side` is now at `peer` (offer/answer,
     /// re-INVITE, hold with `None` or 0.0.0.0).
     Peer {
+        /// The side of our end.
         side: Side,
+        /// Our local port on that side (RTP, or RTCP = RTP + 1).
         port: u16,
+        /// The peer's new address from the SDP; `None` (the engine's choice for a disabled media
+        /// line, port 0) or 0.0.0.0 when there is nowhere to send.
         peer: Option<SocketAddrV4>,
     },
     /// A call is over: remove the RTP stream at each of these caller-side
     /// ports and the RTCP stream on the next port, write what each RTP
     /// stream carried into the record's media lines, in order.
     Release {
+        /// The caller's side and our caller-side RTP port of each media line.
         rtp_ports: Vec<(Side, u16)>,
+        /// The call's record, without media; the relay fills [`CallRecord::media`] and passes it
+        /// on.
         record: Box<CallRecord>,
     },
 }

@@ -44,6 +44,7 @@ impl PortPairs {
         }
     }
 
+    /// Pairs still free.
     pub fn available(&self) -> usize {
         self.free.len()
     }

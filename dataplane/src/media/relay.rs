@@ -31,6 +31,7 @@ pub enum DropReason {
     NoDestination = 2,
 }
 
+/// Number of [`DropReason`] variants: the length of [`RelayTable::drops`].
 pub const DROP_REASONS: usize = 3;
 
 /// What to do with one packet.
@@ -38,33 +39,45 @@ pub const DROP_REASONS: usize = 3;
 pub enum Verdict {
     /// Send it from our `port` of `lane` on `side` to `to`.
     Relay {
+        /// The side to send on (the other end's side).
         side: Side,
+        /// The media address (lane) of that side to send from.
         lane: u8,
+        /// Our local port to send from.
         port: u16,
+        /// The peer's address: the latched source, else the SDP address.
         to: SocketAddrV4,
     },
+    /// Do not send it; counted under this reason in [`RelayTable::drops`].
     Drop(DropReason),
 }
 
 /// One end of a stream: our port on one side and the peer behind it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct End {
+    /// The side of the SBC this end faces.
     pub side: Side,
     /// Which of the side's media addresses (0: the first).
     pub lane: u8,
+    /// Our local UDP port (RTP even, RTCP the next odd one).
     pub port: u16,
     /// Where the SDP says the peer is (`None` or 0.0.0.0: nowhere, e.g. hold).
     pub sdp: Option<SocketAddrV4>,
+    /// The source latched from the first accepted packet (symmetric RTP): its IP matched the SDP's,
+    /// and from then on only this exact address and port is accepted. Cleared when the SDP address
+    /// changes.
     pub latched: Option<SocketAddrV4>,
     /// What arrived from this end's peer.
     pub rx: RtpStats,
 }
 
 impl End {
+    /// An end on lane 0, nothing latched, statistics at zero.
     pub fn new(side: Side, port: u16, sdp: Option<SocketAddrV4>) -> End {
         End::on_lane(side, 0, port, sdp)
     }
 
+    /// An end on `lane`, nothing latched, statistics at zero.
     pub fn on_lane(side: Side, lane: u8, port: u16, sdp: Option<SocketAddrV4>) -> End {
         End {
             side,
@@ -99,7 +112,11 @@ impl End {
 /// A relayed flow: RTP or RTCP of one media line, with its two ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stream {
+    /// The two ends, one on each side: a packet accepted at one leaves from the other. The engine
+    /// puts the caller's end first, which [`RelayTable::idle`] reports.
     pub ends: [End; 2],
+    /// Whether this is the RTCP flow (RTP port + 1): it keeps no RTP statistics and never times
+    /// out.
     pub rtcp: bool,
     /// Engine time (ms) of the last relayed packet, for the media timeout.
     pub last_active: Ms,
@@ -114,7 +131,9 @@ pub struct RelayTable {
     index: Vec<Vec<u32>>,
     streams: Vec<Option<Stream>>,
     free: Vec<u32>,
+    /// Packets dropped, indexed by `DropReason as usize`.
     pub drops: [u64; DROP_REASONS],
+    /// Packets given a [`Verdict::Relay`].
     pub relayed: u64,
     /// Stale streams removed to install a new one on their ports.
     pub replaced: u64,
@@ -273,6 +292,7 @@ impl RelayTable {
         }
     }
 
+    /// The installed stream with this id; `None` when the id is free or was never handed out.
     pub fn get(&self, id: u32) -> Option<&Stream> {
         self.streams.get(id as usize)?.as_ref()
     }
@@ -289,6 +309,7 @@ impl RelayTable {
         }
     }
 
+    /// Installed streams (RTP and RTCP each count one).
     pub fn len(&self) -> usize {
         self.streams.len() - self.free.len()
     }
@@ -306,6 +327,7 @@ impl RelayTable {
         }
     }
 
+    /// Whether no stream is installed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -16,8 +16,11 @@ pub mod field {
     pub const VPXCC: usize = 0;
     /// M (1 bit), PT (7 bits).
     pub const MPT: usize = 1;
+    /// Sequence number: 16 bits, network byte order.
     pub const SEQ: Range<usize> = 2..4;
+    /// Timestamp: 32 bits, network byte order, in the payload format's clock units.
     pub const TIMESTAMP: Range<usize> = 4..8;
+    /// SSRC (synchronization source identifier): 32 bits, network byte order.
     pub const SSRC: Range<usize> = 8..12;
 }
 
@@ -68,14 +71,17 @@ impl<T: AsRef<[u8]>> RtpPacket<T> {
         self.buffer.as_ref().get(field::MPT).map_or(0, |b| b & 0x7f)
     }
 
+    /// The sequence number (RFC 3550 §5.1), in host order.
     pub fn sequence_number(&self) -> u16 {
         self.u16_at(field::SEQ)
     }
 
+    /// The timestamp (RFC 3550 §5.1), in the payload format's clock units.
     pub fn timestamp(&self) -> u32 {
         self.u32_at(field::TIMESTAMP)
     }
 
+    /// The synchronization source identifier (RFC 3550 §5.1).
     pub fn ssrc(&self) -> u32 {
         self.u32_at(field::SSRC)
     }
@@ -112,10 +118,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> RtpPacket<T> {
 /// Per-direction RTP statistics (RFC 3550 appendix A.1 and A.8).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RtpStats {
+    /// Datagrams accepted in this direction, RTP version 2 or not (only version 2 feeds the
+    /// sequence and jitter figures).
     pub packets: u64,
+    /// Their bytes: the UDP payload, RTP header included.
     pub bytes: u64,
     /// Highest sequence number seen, extended with wrap-arounds.
     pub max_seq: u32,
+    /// First sequence number of the current SSRC (RFC 3550 A.1 `base_seq`).
     pub base_seq: u32,
     /// Interarrival jitter in timestamp units.
     pub jitter: f64,

@@ -13,20 +13,30 @@ use std::net::Ipv4Addr;
 /// Why a body is not an SDP the relay can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SdpError {
+    /// The body is not UTF-8.
     NotUtf8,
+    /// The first line is not `v=`.
     NoVersion,
+    /// An `m=` line without a media type or a numeric port; from [`rewrite`] also a media line
+    /// beyond the ports given.
     BadMedia,
+    /// A `c=` line that is not `IN IP4 <IPv4 address>[/ttl]` (IPv6 included).
     BadConnection,
+    /// A media line with neither a media-level nor a session-level `c=` line.
     NoConnection,
 }
 
 /// The stream direction attribute (RFC 3264 section 6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
+    /// `a=sendrecv`, and the default when no direction attribute is given.
     #[default]
     SendRecv,
+    /// `a=sendonly`: the peer sends and will not receive.
     SendOnly,
+    /// `a=recvonly`: the peer receives and will not send.
     RecvOnly,
+    /// `a=inactive`: the peer neither sends nor receives.
     Inactive,
 }
 
@@ -42,10 +52,12 @@ pub struct MediaRepr {
     pub addr: Ipv4Addr,
     /// `a=rtcp:` port, when given (RFC 3605); otherwise RTP port + 1.
     pub rtcp_port: Option<u16>,
+    /// The media-level direction attribute, else the session-level one, else `SendRecv`.
     pub direction: Direction,
 }
 
 impl MediaRepr {
+    /// The peer's RTCP port: `a=rtcp:` when given, else RTP port + 1 (wrapping).
     pub fn rtcp(&self) -> u16 {
         self.rtcp_port.unwrap_or(self.port.wrapping_add(1))
     }
@@ -60,6 +72,7 @@ impl MediaRepr {
 /// The parts of a session description the relay works with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdpRepr {
+    /// The `m=` lines in order of appearance.
     pub media: Vec<MediaRepr>,
 }
 
@@ -84,6 +97,8 @@ fn connection(value: &str) -> Result<Ipv4Addr, SdpError> {
 }
 
 impl SdpRepr {
+    /// Reads every media line of an SDP body: port, connection address, `a=rtcp` port and
+    /// direction. Errors as [`SdpError`] says; other lines and attributes are skipped.
     pub fn parse(body: &[u8]) -> Result<SdpRepr, SdpError> {
         let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
         let mut it = lines(text).peekable();

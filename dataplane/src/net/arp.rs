@@ -11,14 +11,23 @@ use super::{Kind, Reason};
 pub mod field {
     use std::ops::Range;
 
+    /// Hardware type (HTYPE), 16 bits: 1 for Ethernet.
     pub const HTYPE: Range<usize> = 0..2;
+    /// Protocol type (PTYPE), 16 bits: the EtherType 0x0800 for IPv4.
     pub const PTYPE: Range<usize> = 2..4;
+    /// Hardware address length (HLEN) in bytes: 6.
     pub const HLEN: usize = 4;
+    /// Protocol address length (PLEN) in bytes: 4.
     pub const PLEN: usize = 5;
+    /// Operation (OPER), 16 bits: 1 for a request, 2 for a reply.
     pub const OPER: Range<usize> = 6..8;
+    /// Sender hardware address (SHA), a MAC.
     pub const SHA: Range<usize> = 8..14;
+    /// Sender protocol address (SPA), an IPv4 address.
     pub const SPA: Range<usize> = 14..18;
+    /// Target hardware address (THA), a MAC (ignored in a request; ours are zero).
     pub const THA: Range<usize> = 18..24;
+    /// Target protocol address (TPA), an IPv4 address.
     pub const TPA: Range<usize> = 24..28;
 }
 
@@ -28,7 +37,9 @@ pub const PACKET_LEN: usize = 28;
 pub const MIN_FRAME: usize = 60;
 const _: () = assert!(MIN_FRAME >= ethernet::HEADER_LEN + PACKET_LEN);
 
+/// ARP operation code of a request (RFC 826 `ares_op$REQUEST`).
 pub const OP_REQUEST: u16 = 1;
+/// ARP operation code of a reply (RFC 826 `ares_op$REPLY`).
 pub const OP_REPLY: u16 = 2;
 
 /// A view over an ARP packet (the Ethernet payload): `new_checked`
@@ -41,6 +52,8 @@ pub struct ArpPacket<T: AsRef<[u8]>> {
 // Indexing below is within PACKET_LEN, which `new_checked` guarantees.
 #[allow(clippy::indexing_slicing)]
 impl<T: AsRef<[u8]>> ArpPacket<T> {
+    /// The packet, if `buffer` holds at least [`PACKET_LEN`] bytes (the types are not checked here;
+    /// see [`ArpPacket::is_ethernet_ipv4`]).
     pub fn new_checked(buffer: T) -> Option<ArpPacket<T>> {
         (buffer.as_ref().len() >= PACKET_LEN).then_some(ArpPacket { buffer })
     }
@@ -70,18 +83,22 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
             && b[field::PLEN] == 4
     }
 
+    /// The operation code (OPER), in host order.
     pub fn operation(&self) -> u16 {
         self.u16_at(field::OPER)
     }
 
+    /// The sender hardware address (SHA).
     pub fn sender_mac(&self) -> Mac {
         self.mac_at(field::SHA)
     }
 
+    /// The sender protocol address (SPA).
     pub fn sender_ip(&self) -> Ipv4Addr {
         self.ip_at(field::SPA)
     }
 
+    /// The target protocol address (TPA).
     pub fn target_ip(&self) -> Ipv4Addr {
         self.ip_at(field::TPA)
     }

@@ -16,6 +16,8 @@ pub struct ArpCache {
 }
 
 impl ArpCache {
+    /// A table of `capacity` entries, rounded up to a power of two and at least 8; an entry stays
+    /// fresh for `ttl_ms` after it was learnt or updated.
     pub fn new(capacity: usize, ttl_ms: Ms) -> ArpCache {
         ArpCache {
             slots: vec![None; capacity.next_power_of_two().max(8)],
@@ -54,6 +56,7 @@ impl ArpCache {
         (age < self.ttl_ms).then_some((mac, age))
     }
 
+    /// How long an entry stays fresh after it was learnt or updated (ms).
     pub fn ttl_ms(&self) -> Ms {
         self.ttl_ms
     }

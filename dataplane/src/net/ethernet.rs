@@ -7,16 +7,20 @@ pub type Mac = [u8; 6];
 /// The broadcast MAC.
 pub const BROADCAST: Mac = [0xff; 6];
 
-/// EtherTypes we handle.
+/// EtherType of IPv4 (RFC 894); with [`ETHERTYPE_ARP`] the only ones we handle.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of ARP (RFC 826).
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 
 /// Byte ranges of the Ethernet header.
 pub mod field {
     use std::ops::Range;
 
+    /// Destination MAC.
     pub const DST: Range<usize> = 0..6;
+    /// Source MAC.
     pub const SRC: Range<usize> = 6..12;
+    /// EtherType, 16 bits, network byte order.
     pub const ETHERTYPE: Range<usize> = 12..14;
 }
 
@@ -38,18 +42,21 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         (buffer.as_ref().len() >= HEADER_LEN).then_some(EthernetFrame { buffer })
     }
 
+    /// The destination MAC.
     pub fn dst(&self) -> Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buffer.as_ref()[field::DST]);
         m
     }
 
+    /// The source MAC.
     pub fn src(&self) -> Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
         m
     }
 
+    /// The EtherType, in host order ([`ETHERTYPE_IPV4`], [`ETHERTYPE_ARP`], ...).
     pub fn ethertype(&self) -> u16 {
         let b = &self.buffer.as_ref()[field::ETHERTYPE];
         u16::from_be_bytes([b[0], b[1]])
@@ -60,6 +67,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
 
+    /// The underlying buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
@@ -67,14 +75,17 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
 #[allow(clippy::indexing_slicing)]
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
+    /// Writes the destination MAC.
     pub fn set_dst(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&mac);
     }
 
+    /// Writes the source MAC.
     pub fn set_src(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&mac);
     }
 
+    /// Writes the EtherType (given in host order).
     pub fn set_ethertype(&mut self, ethertype: u16) {
         self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&ethertype.to_be_bytes());
     }
@@ -86,6 +97,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
         self.set_src(dst);
     }
 
+    /// The bytes after the header, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }

@@ -9,12 +9,17 @@ use super::ipv4::{self, Ipv4Packet};
 pub mod field {
     use std::ops::Range;
 
+    /// Message type, 8 bits.
     pub const TYPE: usize = 0;
+    /// Code, 8 bits (0 for echo and echo reply).
     pub const CODE: usize = 1;
+    /// Checksum over the whole ICMP message, 16 bits, network byte order.
     pub const CHECKSUM: Range<usize> = 2..4;
 }
 
+/// ICMP type of an echo reply.
 pub const ECHO_REPLY: u8 = 0;
+/// ICMP type of an echo request.
 pub const ECHO_REQUEST: u8 = 8;
 /// Type, code, checksum, identifier and sequence number.
 pub const ECHO_HEADER_LEN: usize = 8;

@@ -6,8 +6,9 @@ use std::net::Ipv4Addr;
 use super::checksum;
 use super::Reason;
 
-/// IP protocol numbers we handle.
+/// IP protocol number of ICMP (RFC 792); with [`PROTO_UDP`] the only ones we handle.
 pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of UDP (RFC 768).
 pub const PROTO_UDP: u8 = 17;
 
 /// Byte ranges of the IPv4 header.
@@ -16,15 +17,23 @@ pub mod field {
 
     /// Version (4 bits) and header length in 32-bit words (4 bits).
     pub const VER_IHL: usize = 0;
+    /// Type of service (today DSCP and ECN), 8 bits.
     pub const TOS: usize = 1;
+    /// Total length in bytes, header included, 16 bits, network byte order.
     pub const LENGTH: Range<usize> = 2..4;
+    /// Identification, 16 bits: groups the fragments of one datagram.
     pub const IDENT: Range<usize> = 4..6;
     /// Flags (DF 0x4000, MF 0x2000) and fragment offset in 8-byte units.
     pub const FLG_OFF: Range<usize> = 6..8;
+    /// Time to live, 8 bits.
     pub const TTL: usize = 8;
+    /// Protocol of the payload (see [`PROTO_UDP`](super::PROTO_UDP)), 8 bits.
     pub const PROTOCOL: usize = 9;
+    /// Header checksum, 16 bits (RFC 1071).
     pub const CHECKSUM: Range<usize> = 10..12;
+    /// Source address, 4 bytes.
     pub const SRC: Range<usize> = 12..16;
+    /// Destination address, 4 bytes.
     pub const DST: Range<usize> = 16..20;
 }
 
@@ -81,10 +90,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    /// The total length in bytes (header and payload).
     pub fn total_len(&self) -> usize {
         usize::from(self.u16_at(field::LENGTH))
     }
 
+    /// The identification field, in host order.
     pub fn ident(&self) -> u16 {
         self.u16_at(field::IDENT)
     }
@@ -94,6 +105,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.u16_at(field::FLG_OFF) & 0x3fff != 0
     }
 
+    /// Whether the More Fragments flag is set.
     pub fn more_frags(&self) -> bool {
         self.u16_at(field::FLG_OFF) & MF != 0
     }
@@ -103,14 +115,17 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         usize::from(self.u16_at(field::FLG_OFF) & 0x1fff) * 8
     }
 
+    /// The protocol number of the payload (e.g. [`PROTO_UDP`]).
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
+    /// The source address.
     pub fn src(&self) -> Ipv4Addr {
         self.addr_at(field::SRC)
     }
 
+    /// The destination address.
     pub fn dst(&self) -> Ipv4Addr {
         self.addr_at(field::DST)
     }
@@ -128,14 +143,18 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
 #[allow(clippy::indexing_slicing)]
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Writes the source address; the header checksum is left as it was (see
+    /// [`fill_checksum`](Self::fill_checksum)).
     pub fn set_src(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
     }
 
+    /// Writes the destination address; the header checksum is left as it was.
     pub fn set_dst(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
     }
 
+    /// Writes the TTL; the header checksum is left as it was.
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
     }
@@ -149,6 +168,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         h[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     }
 
+    /// The bytes after the header, up to the total length, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (ihl, total) = (self.header_len(), self.total_len());
         &mut self.buffer.as_mut()[ihl..total]
@@ -158,11 +178,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 /// What [`emit_header`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Repr {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Destination address.
     pub dst: Ipv4Addr,
+    /// Protocol number of the payload (e.g. [`PROTO_UDP`]).
     pub protocol: u8,
     /// Bytes after the header.
     pub payload_len: usize,
+    /// Identification: the same on every fragment of one datagram.
     pub ident: u16,
     /// Flags and offset (8-byte units), as the FLG_OFF field holds them.
     pub flg_off: u16,

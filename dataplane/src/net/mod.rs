@@ -49,16 +49,24 @@ pub const UDP_HEADERS: usize = udp::FRAME_HEADERS;
 pub enum Kind {
     /// An ARP packet (`request`: op 1) from `sender` asking for/telling `target`.
     Arp {
+        /// Operation 1 (request); `false` for a reply (operation 2).
         request: bool,
+        /// The sender hardware address (SHA).
         sender_mac: Mac,
+        /// The sender protocol address (SPA).
         sender_ip: Ipv4Addr,
+        /// The target protocol address (TPA): the address asked for or answered.
         target_ip: Ipv4Addr,
     },
     /// A UDP datagram for us; the payload is at `payload` (offset, length).
     Udp {
+        /// The source address and port.
         src: SocketAddrV4,
+        /// The destination: one of our addresses, and the port.
         dst: SocketAddrV4,
+        /// The Ethernet source: the previous hop, where a reply goes.
         src_mac: Mac,
+        /// Offset from the frame's start and length, in bytes, of the UDP payload.
         payload: (usize, usize),
     },
     /// An ICMP echo request for us.
@@ -73,12 +81,21 @@ pub enum Kind {
 /// Why a frame is not handled; indexes the per-port drop counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
+    /// A header, or a length one gives (IPv4 total length, UDP length), does not fit the frame.
     Truncated = 0,
+    /// The IPv4 destination is not one of ours (the DPDK poll loop also counts here a frame whose
+    /// destination MAC is neither ours nor broadcast).
     NotForUs = 1,
+    /// A wrong IPv4 header or ICMP checksum (the DPDK poll loop also counts here a SIP datagram
+    /// whose UDP checksum is wrong).
     BadChecksum = 2,
+    /// Anything else we do not handle: an EtherType other than IPv4 and ARP, ARP not for IPv4 over
+    /// Ethernet or neither request nor reply, IP version other than 4, an IP protocol other than
+    /// UDP and ICMP, an ICMP message other than echo request.
     Unsupported = 3,
 }
 
+/// Number of [`Reason`] variants: the length of an array of per-reason counters.
 pub const REASONS: usize = 4;
 
 /// What `frame` is, for a port whose addresses are `ours`: the checks of

@@ -11,8 +11,11 @@ use crate::time::Ms;
 /// A reassembled UDP datagram: addresses and the UDP payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
+    /// The source address and UDP port.
     pub src: SocketAddrV4,
+    /// The destination address (ours) and UDP port.
     pub dst: SocketAddrV4,
+    /// The UDP payload (header stripped; checksum verified when the sender set one).
     pub payload: Vec<u8>,
 }
 
@@ -41,6 +44,9 @@ pub struct Reassembler {
 const MAX_FRAGMENTS: usize = 64;
 
 impl Reassembler {
+    /// A reassembler for at most `slots` datagrams at once (at least 1; when all are taken, the
+    /// oldest gives way). A datagram still incomplete `timeout_ms` after its first fragment is
+    /// dropped.
     pub fn new(slots: usize, timeout_ms: Ms) -> Reassembler {
         Reassembler {
             slots: (0..slots.max(1)).map(|_| None).collect(),
@@ -48,8 +54,9 @@ impl Reassembler {
         }
     }
 
-    /// Adds a fragment (a frame [`classify`] called [`Kind::Fragment`]);
-    /// the whole datagram once its last missing piece arrives.
+    /// Adds a fragment (a frame [`classify`](super::classify) called
+    /// [`Kind::Fragment`](super::Kind::Fragment)); the whole datagram once its last missing piece
+    /// arrives.
     pub fn push(&mut self, frame: &[u8], now: Ms) -> Option<Datagram> {
         let eth = EthernetFrame::new_checked(frame)?;
         let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;

@@ -12,12 +12,17 @@ use super::{checksum, Reason};
 pub mod field {
     use std::ops::Range;
 
+    /// Source port, 16 bits, network byte order.
     pub const SRC_PORT: Range<usize> = 0..2;
+    /// Destination port, 16 bits, network byte order.
     pub const DST_PORT: Range<usize> = 2..4;
+    /// Length in bytes of header and payload, 16 bits, network byte order.
     pub const LENGTH: Range<usize> = 4..6;
+    /// Checksum over pseudo-header, header and payload, 16 bits; 0 when the sender computed none.
     pub const CHECKSUM: Range<usize> = 6..8;
 }
 
+/// Length of the UDP header in bytes.
 pub const HEADER_LEN: usize = 8;
 /// Ethernet + IPv4 (no options) + UDP: where a frame we build puts the payload.
 pub const FRAME_HEADERS: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + HEADER_LEN;
@@ -52,10 +57,12 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    /// The source port.
     pub fn src_port(&self) -> u16 {
         self.u16_at(field::SRC_PORT)
     }
 
+    /// The destination port.
     pub fn dst_port(&self) -> u16 {
         self.u16_at(field::DST_PORT)
     }
@@ -70,10 +77,12 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         false
     }
 
+    /// The checksum field as sent (0: none computed).
     pub fn checksum(&self) -> u16 {
         self.u16_at(field::CHECKSUM)
     }
 
+    /// The bytes after the header, up to the length field.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.len()]
     }

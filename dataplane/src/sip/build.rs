@@ -10,6 +10,8 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Starts a request with its Request-Line, `METHOD SP Request-URI SP SIP/2.0 CRLF` (RFC 3261
+    /// §7.1); `method` and `uri` are written as given.
     pub fn request(method: &[u8], uri: &[u8]) -> Builder {
         let mut buf = Vec::with_capacity(1024);
         buf.extend_from_slice(method);
@@ -19,6 +21,7 @@ impl Builder {
         Builder { buf }
     }
 
+    /// Starts a response with its Status-Line, `SIP/2.0 SP code SP reason CRLF` (RFC 3261 §7.2).
     pub fn response(code: u16, reason: &[u8]) -> Builder {
         let mut buf = Vec::with_capacity(1024);
         let _ = write!(buf, "SIP/2.0 {code} ");
@@ -49,6 +52,8 @@ impl Builder {
         &mut self.buf
     }
 
+    /// Closes the header section with `Content-Length` (the body's length in bytes) and an empty
+    /// line, appends `body`, and returns the whole message.
     pub fn finish(mut self, body: &[u8]) -> Vec<u8> {
         let _ = write!(self.buf, "Content-Length: {}\r\n\r\n", body.len());
         self.buf.extend_from_slice(body);

@@ -18,6 +18,7 @@ pub fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// `s` without leading and trailing LWS (see [`is_lws`]); empty when `s` is all LWS.
 pub fn trim_lws(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
     let end = s.iter().rposition(|&b| !is_lws(b)).map_or(start, |e| e + 1);
@@ -81,6 +82,9 @@ pub fn split_list(s: &[u8]) -> ListIter<'_> {
     }
 }
 
+/// The elements of a comma-separated header value, from [`split_list`]: each trimmed of LWS; a
+/// trailing or doubled comma yields an empty element, an unterminated quoted string runs to the
+/// end.
 #[derive(Debug)]
 pub struct ListIter<'a> {
     s: &'a [u8],
@@ -127,12 +131,15 @@ impl<'a> Iterator for ListIter<'a> {
     }
 }
 
-/// Validates `*(SEMI generic-param)` and finds one parameter's value.
-/// `s` starts at the first `;` (or is empty). Names compare case-insensitively.
+/// Whether `s` is a well-formed `*(SEMI generic-param)` list (RFC 3261 §25.1).
+/// `s` starts at the first `;` (or is empty).
 pub fn params_valid(s: &[u8]) -> bool {
     Params::new(s).all(|p| p.is_some())
 }
 
+/// Looks up parameter `name` (case-insensitive) in a `;`-parameter list as [`params_valid`] takes
+/// it: `None` when absent (or after a grammar error), `Some(None)` when present without a value,
+/// `Some(Some(value))` with the value as written (quotes or `[...]` kept).
 pub fn param<'a>(s: &'a [u8], name: &str) -> Option<Option<&'a [u8]>> {
     Params::new(s)
         .map_while(|p| p)
@@ -247,6 +254,7 @@ pub fn split_params(s: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub struct NameAddr<'a> {
     /// Display name as written (quoted string or tokens), possibly empty.
     pub display: &'a [u8],
+    /// The URI without the angle brackets: `scheme:rest`, no whitespace or `<>`.
     pub uri: &'a [u8],
     /// Header parameters, starting at the first `;` (may be empty).
     pub params: &'a [u8],
@@ -255,6 +263,10 @@ pub struct NameAddr<'a> {
 }
 
 impl<'a> NameAddr<'a> {
+    /// Parses one To, From, Contact, Route or Record-Route value: `"display" <uri>;params`,
+    /// `display <uri>;params`, or a bare addr-spec whose `;params` belong to the header (RFC 3261
+    /// §20.10). `None` on a grammar error (e.g. an unquoted comma in the display name, spaces
+    /// inside `<>`, a bare addr-spec with `?` or `,`, malformed parameters).
     pub fn parse(value: &'a [u8]) -> Option<NameAddr<'a>> {
         let v = trim_lws(value);
         let (display, rest) = if v.first() == Some(&b'"') {
@@ -307,6 +319,7 @@ impl<'a> NameAddr<'a> {
         })
     }
 
+    /// The `tag` parameter (RFC 3261 §19.3); `None` when absent or written without a value.
     pub fn tag(&self) -> Option<&'a [u8]> {
         param(self.params, "tag").flatten()
     }
@@ -329,14 +342,22 @@ fn uri_shape_ok(uri: &[u8]) -> bool {
 /// One Via value (RFC 3261 20.42), with whitespace allowed around the `/`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Via<'a> {
+    /// The transport token as written (`UDP`, `TCP`, ...; any case).
     pub transport: &'a [u8],
+    /// The sent-by host: hostname, IPv4 literal or bracketed `[IPv6]`.
     pub host: &'a [u8],
+    /// The sent-by port, when written.
     pub port: Option<u16>,
+    /// The `branch` parameter value (RFC 3261 §8.1.1.7); never the bare magic cookie `z9hG4bK`.
     pub branch: Option<&'a [u8]>,
+    /// Whether an `rport` parameter is present, with or without a value (RFC 3581).
     pub rport: bool,
 }
 
 impl<'a> Via<'a> {
+    /// Parses one Via value: `SIP / 2.0 / transport`, LWS, sent-by, then parameters. `None` on a
+    /// grammar error, for a protocol other than `SIP/2.0`, or for a `branch` without a value or
+    /// equal to the bare magic cookie.
     pub fn parse(value: &'a [u8]) -> Option<Via<'a>> {
         let v = trim_lws(value);
         let mut pos = 0;
@@ -440,15 +461,22 @@ pub fn parse_hostport(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
 /// A `sip:`/`sips:` URI split into its parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SipUri<'a> {
+    /// The user part (before `@`), `;params` of a telephone-subscriber included; `None` when absent
+    /// or empty.
     pub user: Option<&'a [u8]>,
+    /// The host: hostname, IPv4 literal or bracketed `[IPv6]`.
     pub host: &'a [u8],
+    /// The port, when written.
     pub port: Option<u16>,
     /// URI parameters, starting at the first `;` (may be empty).
     pub params: &'a [u8],
+    /// Whether a `?headers` part follows (not allowed in a Request-URI or a gateway destination).
     pub has_headers: bool,
 }
 
 impl<'a> SipUri<'a> {
+    /// Splits a `sip:` or `sips:` URI (scheme case-insensitive; nothing is percent-decoded). `None`
+    /// for another scheme or a malformed host or port.
     pub fn parse(uri: &'a [u8]) -> Option<SipUri<'a>> {
         let colon = uri.iter().position(|&b| b == b':')?;
         let scheme = uri.get(..colon)?;

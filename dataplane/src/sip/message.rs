@@ -15,7 +15,11 @@ use super::Method;
 /// (400, 505, ...); a response that fails is dropped instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseError {
+    /// SIP status code the request earns: 400 for most faults, 416 for a Request-URI scheme other
+    /// than sip/sips, 501 for an unknown method whose CSeq method differs, 505 for another SIP
+    /// version.
     pub code: u16,
+    /// Reason phrase sent with `code`; for 400 it names the fault (e.g. `Malformed Via`).
     pub reason: &'static str,
 }
 
@@ -36,23 +40,38 @@ impl std::error::Error for ParseError {}
 /// Header names the proxy acts on; everything else is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderName {
+    /// `Via` or compact `v` (RFC 3261 §20.42).
     Via,
+    /// `From` or compact `f` (RFC 3261 §20.20).
     From,
+    /// `To` or compact `t` (RFC 3261 §20.39).
     To,
+    /// `Call-ID` or compact `i` (RFC 3261 §20.8).
     CallId,
+    /// `CSeq` (RFC 3261 §20.16).
     CSeq,
+    /// `Max-Forwards` (RFC 3261 §20.22).
     MaxForwards,
+    /// `Content-Length` or compact `l` (RFC 3261 §20.14).
     ContentLength,
+    /// `Content-Type` or compact `c` (RFC 3261 §20.15).
     ContentType,
+    /// `Contact` or compact `m` (RFC 3261 §20.10).
     Contact,
+    /// `Route` (RFC 3261 §20.34).
     Route,
+    /// `Record-Route` (RFC 3261 §20.30).
     RecordRoute,
+    /// `Proxy-Require` (RFC 3261 §20.29).
     ProxyRequire,
+    /// `Require` (RFC 3261 §20.32).
     Require,
+    /// Any other header; its name is in [`Header::raw_name`].
     Other,
 }
 
 impl HeaderName {
+    /// Classifies a header name, case-insensitively, in long or compact form (RFC 3261 §7.3.3).
     pub fn classify(name: &[u8]) -> HeaderName {
         let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
         if eq("via") || eq("v") {
@@ -103,6 +122,7 @@ impl HeaderName {
 /// One header line as it stands in the datagram.
 #[derive(Debug, Clone, Copy)]
 pub struct Header<'a> {
+    /// The classified name.
     pub name: HeaderName,
     /// The name as written (compact or long form, any case).
     pub raw_name: &'a [u8],
@@ -111,16 +131,31 @@ pub struct Header<'a> {
     pub value: &'a [u8],
 }
 
+/// The first line of a message (RFC 3261 §7.1, §7.2), slices borrowing the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartLine<'a> {
-    Request { method: Method<'a>, uri: &'a [u8] },
-    Response { code: u16, reason: &'a [u8] },
+    /// A Request-Line: `Method SP Request-URI SP SIP/2.0`, single spaces.
+    Request {
+        /// The request method.
+        method: Method<'a>,
+        /// The Request-URI as written: a sip/sips URI without a `?headers` part.
+        uri: &'a [u8],
+    },
+    /// A Status-Line: `SIP/2.0 SP Status-Code SP Reason-Phrase`.
+    Response {
+        /// The status code, three digits in 100..=699.
+        code: u16,
+        /// The Reason-Phrase as written (may be empty).
+        reason: &'a [u8],
+    },
 }
 
 /// A parsed CSeq header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CSeq<'a> {
+    /// The sequence number, up to 2^32-1 (RFC 3261 §8.1.1.5 asks senders for less than 2^31).
     pub seq: u32,
+    /// The method the CSeq names; for a request it equals the Request-Line method.
     pub method: Method<'a>,
 }
 
@@ -129,12 +164,21 @@ pub struct CSeq<'a> {
 pub struct SipMessage<'a> {
     /// The whole datagram.
     pub raw: &'a [u8],
+    /// The Request-Line or Status-Line.
     pub start: StartLine<'a>,
+    /// Every header line in order of appearance (at most 256).
     pub headers: Vec<Header<'a>>,
+    /// The body: exactly Content-Length bytes when that header is present, else the rest of the
+    /// datagram (RFC 3261 §18.3).
     pub body: &'a [u8],
+    /// The Call-ID value (non-empty, without whitespace).
     pub call_id: &'a [u8],
+    /// The CSeq header.
     pub cseq: CSeq<'a>,
+    /// The From header, as a name-addr (see [`NameAddr::tag`]).
     pub from: NameAddr<'a>,
+    /// The To header, as a name-addr; a request outside a dialog has no `tag` there (RFC 3261
+    /// §8.1.1.2).
     pub to: NameAddr<'a>,
     /// The top Via value.
     pub via: Via<'a>,
@@ -307,10 +351,13 @@ impl<'a> SipMessage<'a> {
         })
     }
 
+    /// Whether the start line is a Request-Line.
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
     }
 
+    /// The request's method; for a response the CSeq method, i.e. the method of the request it
+    /// answers.
     pub fn method(&self) -> Method<'a> {
         match self.start {
             StartLine::Request { method, .. } => method,

@@ -20,17 +20,25 @@ use crate::time::Ms;
 /// not relayed (all zero when the run relayed everything it received).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RelayRun {
+    /// Frames received on both ports.
     pub received: u64,
+    /// Frames sent on both ports.
     pub sent: u64,
+    /// Wall-clock seconds the poll loop ran.
     pub seconds: f64,
+    /// Poll-loop iterations.
     pub polls: u64,
+    /// Poll-loop iterations that found work.
     pub busy_polls: u64,
+    /// Packets the relay table gave a relay verdict.
     pub relayed: u64,
     /// Frames dropped before the relay, by [`net::Reason`].
     pub dropped: [u64; net::REASONS],
     /// Packets the relay table refused: unknown port, wrong source, no destination.
     pub relay_drops: [u64; 3],
+    /// Packets dropped because the next hop's MAC was unknown.
     pub arp_unresolved: u64,
+    /// Packets that could not be sent (full TX ring, no mbuf).
     pub tx_errors: u64,
 }
 
@@ -42,6 +50,7 @@ pub struct BenchSide {
     pub mac: Option<Mac>,
     /// The port's addresses: lane i is `ips[i]`.
     pub ips: Vec<Ipv4Addr>,
+    /// Prefix length of the side's subnet, in bits.
     pub prefix: u8,
     /// Next hops known without ARP.
     pub neighbours: Vec<(Ipv4Addr, Mac)>,

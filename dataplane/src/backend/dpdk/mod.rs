@@ -52,6 +52,8 @@ pub struct DpdkConfig {
     pub next_hops: BySide<Option<Ipv4Addr>>,
     /// Sleep after 1,024 empty polls in a row, in µs (0: never).
     pub idle_sleep_us: u32,
+    /// The SIP engine's settings; its media settings are required here, with each side's media
+    /// address equal to its SIP address.
     pub engine: EngineConfig,
     /// Core of the SIP engine thread; `None`: core 0, EAL's main lcore (the
     /// poll loop owns the first worker lcore's core).

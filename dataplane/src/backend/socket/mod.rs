@@ -36,6 +36,8 @@ const BUF_SIZE: usize = 65_536;
 /// Settings of the socket backend.
 #[derive(Debug, Clone)]
 pub struct SocketConfig {
+    /// The SIP engine's settings: our SIP addresses (the sockets bound), timers, media relay,
+    /// policy.
     pub engine: EngineConfig,
     /// Core to pin the SIP engine thread to; `None`: the last core.
     pub sip_core: Option<usize>,
