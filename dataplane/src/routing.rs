@@ -308,7 +308,8 @@ impl RouteSnapshot {
 }
 
 /// Parses a gateway destination: a `sip:` URI whose host is an IPv4 literal.
-/// (Names are resolved by the control plane in a later issue.)
+/// Host names are refused: the engine never resolves (DNS belongs to the
+/// control plane, issue 14).
 pub fn parse_destination(uri: &str) -> Result<SocketAddrV4, &'static str> {
     let parsed = SipUri::parse(uri.as_bytes()).ok_or("not a sip: URI")?;
     if parsed.has_headers {

@@ -20,6 +20,7 @@ pub struct EngineConfig {
     pub timer_c: Ms,
     /// Seeds branch, tag and Call-ID generation.
     pub seed: u64,
+    /// Failover, limits and unknown sources.
     pub policy: Policy,
     /// The media relay: our media address and port range per side. `None`:
     /// SDP addresses are only hidden and media does not cross the SBC.
@@ -46,6 +47,8 @@ impl MediaSettings {
 }
 
 impl EngineConfig {
+    /// Settings with our SIP addresses and every default: T1 500 ms, T2 4 s,
+    /// Timer C 180 s, [`Policy::default`], no media relay.
     pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
         EngineConfig {
             sip: BySide::new(private, public),
@@ -74,6 +77,7 @@ pub struct Policy {
     pub failover_timeout: Ms,
     /// Answer to an INVITE over its tenant's CPS or concurrency limit.
     pub limit_code: u16,
+    /// `Retry-After` of that answer, in seconds (RFC 3261 20.33).
     pub retry_after_s: u32,
     /// Drop INVITEs from unknown sources silently instead of answering 403.
     pub drop_unknown_sources: bool,

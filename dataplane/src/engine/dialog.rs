@@ -86,7 +86,8 @@ pub enum DialogState {
     Confirmed,
 }
 
-/// A call: the state, both legs and the times later issues hang records on.
+/// A call: its state, both legs, its times (for the call record), its tenant
+/// and its relayed media.
 #[derive(Debug, Clone)]
 pub struct Dialog {
     /// The call's number (see [`crate::call::CallRecord::call`]).
