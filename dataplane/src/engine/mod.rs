@@ -10,7 +10,7 @@
 //! one Via of ours (the sender's Vias are kept in the transaction and put back
 //! on the responses), one Record-Route of ours, our Contact, the leg's own
 //! Call-ID and From/To values, and every other header and the body copied
-//! through [`hide::Hider`], so nothing of one side's addresses reaches the
+//! through `hide::Hider`, so nothing of one side's addresses reaches the
 //! other side.
 
 mod admission;

@@ -12,7 +12,7 @@
 //! and the mbuf goes out of the other port. The SIP engine, its rings and the
 //! relay table are the socket backend's; only the I/O differs. The poll loop
 //! is safe code over the wrappers of [`crate::dpdk`], the one place `unsafe`
-//! is allowed; [`side_io`] holds each port's addressing and output.
+//! is allowed; `side_io` holds each port's addressing and output.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
