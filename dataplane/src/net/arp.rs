@@ -189,13 +189,7 @@ pub fn arp_request(
 mod tests {
     use super::super::{classify, on_link, ArpCache};
     use super::*;
-
-    const OUR_MAC: Mac = [2, 0, 0, 0, 0, 1];
-    const PEER_MAC: Mac = [2, 0, 0, 0, 0, 2];
-
-    fn ip(s: &str) -> Ipv4Addr {
-        s.parse().unwrap()
-    }
+    use crate::net::test_util::{ip, OUR_MAC, PEER_MAC};
 
     #[test]
     fn arp_answered_learnt_and_asked() {

@@ -65,18 +65,12 @@ pub fn icmp_echo_reply(frame: &mut [u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ethernet::{self, Mac, ETHERTYPE_IPV4};
+    use super::super::ethernet::{self, ETHERTYPE_IPV4};
     use super::super::{classify, Kind};
     use super::*;
-    use std::net::Ipv4Addr;
+    use crate::net::test_util::{ip, OUR_MAC, PEER_MAC};
 
-    const OUR_MAC: Mac = [2, 0, 0, 0, 0, 1];
-    const PEER_MAC: Mac = [2, 0, 0, 0, 0, 2];
     const ETH_LEN: usize = ethernet::HEADER_LEN;
-
-    fn ip(s: &str) -> Ipv4Addr {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn icmp_echo_answered_in_place() {

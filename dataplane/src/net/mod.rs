@@ -29,6 +29,9 @@ pub mod pcap;
 pub mod reassembly;
 pub mod udp;
 
+#[cfg(test)]
+mod test_util;
+
 pub use arp::{arp_reply, arp_request, ArpPacket};
 pub use arp_cache::ArpCache;
 pub use ethernet::{EthernetFrame, Mac, BROADCAST};

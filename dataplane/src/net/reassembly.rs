@@ -147,19 +147,9 @@ impl Reassembler {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{build_udp, classify, ethernet, udp_fragments, Kind, Mac, MTU};
+    use super::super::{build_udp, classify, ethernet, udp_fragments, Kind, MTU};
     use super::*;
-
-    const OUR_MAC: Mac = [2, 0, 0, 0, 0, 1];
-    const PEER_MAC: Mac = [2, 0, 0, 0, 0, 2];
-
-    fn ip(s: &str) -> Ipv4Addr {
-        s.parse().unwrap()
-    }
-
-    fn sa(s: &str) -> SocketAddrV4 {
-        s.parse().unwrap()
-    }
+    use crate::net::test_util::{ip, sa, OUR_MAC, PEER_MAC};
 
     /// Splits a built UDP frame into IPv4 fragments of `size` payload bytes.
     fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {

@@ -240,17 +240,7 @@ pub fn readdress(
 mod tests {
     use super::super::{classify, Kind};
     use super::*;
-
-    const OUR_MAC: Mac = [2, 0, 0, 0, 0, 1];
-    const PEER_MAC: Mac = [2, 0, 0, 0, 0, 2];
-
-    fn ip(s: &str) -> Ipv4Addr {
-        s.parse().unwrap()
-    }
-
-    fn sa(s: &str) -> SocketAddrV4 {
-        s.parse().unwrap()
-    }
+    use crate::net::test_util::{ip, sa, OUR_MAC, PEER_MAC};
 
     fn rtp_frame() -> Vec<u8> {
         let mut buf = vec![0u8; 1500];
