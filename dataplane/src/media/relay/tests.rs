@@ -1,0 +1,368 @@
+//! The relay table on its own: latching, drops by reason, hold and
+//! re-INVITE, RTP statistics, lanes, release with the call record, idle streams.
+
+use super::*;
+use crate::media::ports::PortPairs;
+
+fn addr(s: &str) -> SocketAddrV4 {
+    s.parse().unwrap()
+}
+
+fn rtp(seq: u16, ts: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 8];
+    p.extend(seq.to_be_bytes());
+    p.extend(ts.to_be_bytes());
+    p.extend([0; 4]);
+    p.extend([0xd5; 160]);
+    p
+}
+
+/// Carrier 10.0.1.10:40000 <-> SBC priv:10000 | SBC pub:20000 <-> gateway 203.0.113.10:30000
+fn table() -> (RelayTable, u32) {
+    let mut t = RelayTable::new(10000, 60000);
+    let s = Stream {
+        ends: [
+            End::new(Side::Private, 10000, Some(addr("10.0.1.10:40000"))),
+            End::new(Side::Public, 20000, Some(addr("203.0.113.10:30000"))),
+        ],
+        rtcp: false,
+        last_active: 0,
+    };
+    let id = t.install(s).unwrap();
+    (t, id)
+}
+
+#[test]
+fn relays_both_ways_and_latches() {
+    let (mut t, _) = table();
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &rtp(1, 160),
+        0,
+    );
+    assert_eq!(
+        v,
+        Verdict::Relay {
+            side: Side::Public,
+            lane: 0,
+            port: 20000,
+            to: addr("203.0.113.10:30000")
+        }
+    );
+    // The gateway sends from another port (NAT-like): latched there, and used as destination.
+    let v = t.verdict(
+        (Side::Public, 0, 20000),
+        addr("203.0.113.10:31000"),
+        &rtp(7, 0),
+        20,
+    );
+    assert_eq!(
+        v,
+        Verdict::Relay {
+            side: Side::Private,
+            lane: 0,
+            port: 10000,
+            to: addr("10.0.1.10:40000")
+        }
+    );
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &rtp(2, 320),
+        20,
+    );
+    assert_eq!(
+        v,
+        Verdict::Relay {
+            side: Side::Public,
+            lane: 0,
+            port: 20000,
+            to: addr("203.0.113.10:31000")
+        }
+    );
+}
+
+#[test]
+fn spoofed_and_unknown_sources_are_dropped_and_counted() {
+    let (mut t, _) = table();
+    // Before latching: only the SDP address is accepted.
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.66:40000"),
+        &rtp(1, 0),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
+    t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &rtp(1, 0),
+        0,
+    );
+    // After latching: strict, even from the same IP.
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40002"),
+        &rtp(2, 0),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
+    let v = t.verdict(
+        (Side::Private, 0, 10002),
+        addr("10.0.1.10:40000"),
+        &rtp(2, 0),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::UnknownPort));
+    assert_eq!(t.drops, [1, 2, 0]);
+    assert_eq!(t.relayed, 1);
+}
+
+#[test]
+fn hold_and_reinvite_move_the_peer() {
+    let (mut t, id) = table();
+    t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &rtp(1, 0),
+        0,
+    );
+    t.update_peer(id, Side::Public, Some(addr("0.0.0.0:30000")));
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &rtp(2, 0),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::NoDestination));
+    t.update_peer(id, Side::Public, Some(addr("203.0.113.11:32000")));
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &rtp(3, 0),
+        0,
+    );
+    assert_eq!(
+        v,
+        Verdict::Relay {
+            side: Side::Public,
+            lane: 0,
+            port: 20000,
+            to: addr("203.0.113.11:32000")
+        }
+    );
+}
+
+#[test]
+fn loss_and_jitter_from_rtp_headers() {
+    let (mut t, id) = table();
+    for (i, seq) in [65534u16, 65535, 0, 2, 3].iter().enumerate() {
+        let now = i as u64 * 20;
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &rtp(*seq, now as u32 * 8),
+            now,
+        );
+    }
+    let rx = t.get(id).unwrap().ends[0].rx;
+    assert_eq!(rx.packets, 5);
+    assert_eq!(rx.lost(), 1, "sequence 1 is missing across the wrap");
+    assert_eq!(rx.jitter, 0.0);
+}
+
+#[test]
+fn a_new_ssrc_restarts_the_sequence_and_keeps_earlier_loss() {
+    let (mut t, id) = table();
+    let mut p = rtp(100, 0);
+    for seq in [100u16, 102] {
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        t.verdict((Side::Private, 0, 10000), addr("10.0.1.10:40000"), &p, 0);
+    }
+    // The answer's source: other SSRC, sequence far away, timestamp near the wrap.
+    let mut q = rtp(40_000, u32::MAX - 100);
+    q[8..12].copy_from_slice(&7u32.to_be_bytes());
+    for (seq, ts) in [(40_000u16, u32::MAX - 100), (40_001, 60)] {
+        q[2..4].copy_from_slice(&seq.to_be_bytes());
+        q[4..8].copy_from_slice(&ts.to_be_bytes());
+        t.verdict((Side::Private, 0, 10000), addr("10.0.1.10:40000"), &q, 20);
+    }
+    let rx = t.get(id).unwrap().ends[0].rx;
+    assert_eq!(rx.packets, 4);
+    assert_eq!(rx.lost(), 1, "seq 101 of the first source only");
+    assert!(
+        rx.jitter < 20.0,
+        "no jump across the timestamp wrap: {}",
+        rx.jitter
+    );
+}
+
+#[test]
+fn install_over_a_stale_stream_replaces_it() {
+    let (mut t, _) = table();
+    let s = Stream {
+        ends: [
+            End::new(Side::Private, 10000, Some(addr("10.0.1.11:40000"))),
+            End::new(Side::Public, 20000, Some(addr("203.0.113.11:30000"))),
+        ],
+        rtcp: false,
+        last_active: 0,
+    };
+    t.apply(MediaCmd::Install(s), |_| {});
+    assert_eq!(t.replaced, 1);
+    assert_eq!(t.len(), 1);
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.11:40000"),
+        &rtp(1, 0),
+        0,
+    );
+    assert!(matches!(v, Verdict::Relay { .. }), "{v:?}");
+}
+
+#[test]
+fn removal_frees_the_ports_and_pairs_are_even() {
+    let (mut t, id) = table();
+    assert!(
+        t.install(t.get(id).copied().unwrap()).is_none(),
+        "ports taken"
+    );
+    t.remove(id).unwrap();
+    assert!(t.is_empty());
+    assert_eq!(
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &rtp(1, 0),
+            0
+        ),
+        Verdict::Drop(DropReason::UnknownPort)
+    );
+    let mut pairs = PortPairs::new(10001, 10010);
+    let got: Vec<u16> = std::iter::from_fn(|| pairs.take()).collect();
+    assert_eq!(got, vec![10002, 10004, 10006, 10008]);
+    pairs.give(10004);
+    pairs.give(10004);
+    pairs.give(10005);
+    assert_eq!(pairs.available(), 1);
+}
+
+#[test]
+fn lanes_keep_equal_ports_of_different_addresses_apart() {
+    let mut t = RelayTable::with_lanes(2, 10000, 10010);
+    let stream = |lane, peer: &str| Stream {
+        ends: [
+            End::on_lane(Side::Private, lane, 10000, Some(addr(peer))),
+            End::on_lane(Side::Public, lane, 10000, Some(addr("203.0.113.10:30000"))),
+        ],
+        rtcp: false,
+        last_active: 0,
+    };
+    t.install(stream(0, "10.0.1.10:40000")).unwrap();
+    t.install(stream(1, "10.0.1.11:40000")).unwrap();
+    assert!(
+        t.install(stream(2, "10.0.1.12:40000")).is_none(),
+        "no lane 2"
+    );
+    let v = t.verdict(
+        (Side::Private, 1, 10000),
+        addr("10.0.1.11:40000"),
+        &rtp(1, 0),
+        0,
+    );
+    assert_eq!(
+        v,
+        Verdict::Relay {
+            side: Side::Public,
+            lane: 1,
+            port: 10000,
+            to: addr("203.0.113.10:30000")
+        }
+    );
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.11:40000"),
+        &rtp(1, 0),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
+}
+
+#[test]
+fn release_removes_both_streams_and_fills_the_record() {
+    let (mut t, _) = table();
+    let rtcp = Stream {
+        ends: [
+            End::new(Side::Private, 10001, Some(addr("10.0.1.10:40001"))),
+            End::new(Side::Public, 20001, Some(addr("203.0.113.10:30001"))),
+        ],
+        rtcp: true,
+        last_active: 0,
+    };
+    t.install(rtcp).unwrap();
+    for seq in [1u16, 2, 4] {
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &rtp(seq, 0),
+            0,
+        );
+    }
+    t.verdict(
+        (Side::Public, 0, 20000),
+        addr("203.0.113.10:30000"),
+        &rtp(9, 0),
+        0,
+    );
+    let record = CallRecord {
+        call: 7,
+        tenant: None,
+        result: crate::call::CallResult::Answered,
+        caller_side: Side::Private,
+        caller_call_id: String::new(),
+        callee_call_id: String::new(),
+        setup_ms: Some(10),
+        duration_ms: 1000,
+        media: Vec::new(),
+    };
+    let mut gone = Vec::new();
+    let done = t
+        .apply(
+            MediaCmd::Release {
+                rtp_ports: vec![(Side::Private, 10000)],
+                record: Box::new(record),
+            },
+            |s| gone.push(s.rtcp),
+        )
+        .unwrap();
+    assert_eq!(gone, vec![false, true]);
+    assert!(t.is_empty());
+    let [line] = done.media.as_slice() else {
+        panic!("{:?}", done.media)
+    };
+    assert_eq!(line.from_caller.packets, 3);
+    assert_eq!(line.from_caller.bytes, 3 * 172);
+    assert_eq!(line.from_caller.lost, 1);
+    assert_eq!(line.from_callee.packets, 1);
+}
+
+#[test]
+fn idle_streams_are_reported_once_per_timeout() {
+    let (mut t, _) = table();
+    let mut seen = Vec::new();
+    t.idle(59_999, 60_000, |side, port| seen.push((side, port)));
+    assert!(seen.is_empty());
+    t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &rtp(1, 0),
+        30_000,
+    );
+    t.idle(60_000, 60_000, |side, port| seen.push((side, port)));
+    assert!(seen.is_empty(), "media at 30 s keeps it alive");
+    t.idle(90_000, 60_000, |side, port| seen.push((side, port)));
+    assert_eq!(seen, vec![(Side::Private, 10000)]);
+    t.idle(91_000, 60_000, |side, port| seen.push((side, port)));
+    assert_eq!(seen.len(), 1);
+}
