@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use sbc_dataplane::backend::socket::{self, SocketConfig};
+use sbc_dataplane::backend::socket;
 use sbc_dataplane::backend::Dataplane;
-use sbc_dataplane::engine::{MediaSettings, Policy};
-use sbc_dataplane::{BySide, EngineConfig};
+use sbc_dataplane::EngineConfig;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState, Counters};
-use crate::config::{BackendKind, Config, UnknownSource};
+use crate::config::{BackendKind, Config};
 use crate::provisioning::Provisioning;
 
 /// Runs the SBC until SIGINT or SIGTERM.
@@ -21,28 +20,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening database `{}`", cfg.database.url))?,
     );
     let first = Arc::new(db.snapshot().await.context("reading provisioning")?);
-    let mut engine = EngineConfig::new(cfg.sip.private, cfg.sip.public);
-    engine.t1 = cfg.sip.t1_ms;
-    engine.t2 = 8 * cfg.sip.t1_ms;
-    engine.seed = seed();
-    engine.media = Some(media_settings(&cfg));
-    engine.policy = Policy {
-        failover_codes: cfg.routing.failover_codes.clone(),
-        failover_timeout: cfg.routing.failover_timeout_ms,
-        limit_code: cfg.routing.limit_code,
-        retry_after_s: cfg.routing.retry_after_s,
-        drop_unknown_sources: cfg.routing.unknown_source == UnknownSource::Drop,
-    };
+    let engine = cfg.engine_config(seed());
     let backend = match cfg.dataplane.backend {
-        BackendKind::Socket => socket::start(
-            SocketConfig {
-                engine,
-                sip_core: cfg.sip.engine_core,
-                ring_size: 4096,
-            },
-            first.clone(),
-        )
-        .context("starting the socket backend")?,
+        BackendKind::Socket => socket::start(cfg.socket_config(engine), first.clone())
+            .context("starting the socket backend")?,
         BackendKind::Dpdk => start_dpdk(&cfg, engine, first.clone())?,
     };
     tracing::info!(
@@ -93,25 +74,8 @@ fn start_dpdk(
     engine: EngineConfig,
     first: Arc<sbc_dataplane::RouteSnapshot>,
 ) -> anyhow::Result<Dataplane> {
-    let d = cfg
-        .dataplane
-        .dpdk
-        .as_ref()
-        .context("dataplane.dpdk is required when backend = \"dpdk\"")?;
-    sbc_dataplane::backend::dpdk::start(
-        sbc_dataplane::backend::dpdk::DpdkConfig {
-            eal_args: d.eal_args.clone(),
-            ports: BySide::new(d.private_port, d.public_port),
-            prefixes: BySide::new(d.private_prefix, d.public_prefix),
-            next_hops: BySide::new(d.private_next_hop, d.public_next_hop),
-            idle_sleep_us: d.idle_sleep_us,
-            engine,
-            sip_core: cfg.sip.engine_core,
-            ring_size: 4096,
-        },
-        first,
-    )
-    .context("starting the DPDK backend (dataplane.dpdk)")
+    sbc_dataplane::backend::dpdk::start(cfg.dpdk_config(engine)?, first)
+        .context("starting the DPDK backend (dataplane.dpdk)")
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -123,25 +87,6 @@ fn start_dpdk(
     anyhow::bail!(
         "dataplane.backend = \"dpdk\" needs an sbc built with `cargo build --release --features dpdk`"
     )
-}
-
-/// The media relay's addresses (default: the SIP addresses) and port ranges.
-/// When both sides share one address, each side gets half of the range.
-fn media_settings(cfg: &Config) -> MediaSettings {
-    let private_ip = cfg.media.private_ip.unwrap_or(*cfg.sip.private.ip());
-    let public_ip = cfg.media.public_ip.unwrap_or(*cfg.sip.public.ip());
-    let (min, max) = (cfg.media.port_min, cfg.media.port_max);
-    let (private_ports, public_ports) = if private_ip == public_ip {
-        let mid = min + (max - min) / 2;
-        ((min, mid), (mid, max))
-    } else {
-        ((min, max), (min, max))
-    };
-    MediaSettings {
-        ip: BySide::new(private_ip, public_ip),
-        ports: BySide::new(private_ports, public_ports),
-        timeout: cfg.media.timeout_s * 1000,
-    }
 }
 
 async fn shutdown_signal() {

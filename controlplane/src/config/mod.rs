@@ -1,45 +1,78 @@
 //! The TOML configuration: typed, strict (unknown keys are errors that name
 //! the key), with the shape of ARCHITECTURE.md accepted in full.
+//!
+//! The config also turns itself into the data plane's settings
+//! ([`Config::engine_config`], [`Config::socket_config`] and, with the `dpdk`
+//! feature, [`Config::dpdk_config`], in `dataplane.rs`), the way capsule's
+//! `to_eal_args` does, so `run.rs` only starts things. A default the data
+//! plane also has (the routing policy, T1) is read from the data plane's own
+//! default, never repeated here.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 
+use sbc_dataplane::engine::Policy;
+use sbc_dataplane::{EngineConfig, Ms};
 use serde::Deserialize;
 
+mod dataplane;
+
+pub use dataplane::RING_SIZE;
+
+/// Why a configuration cannot be used; each names the file and, past the
+/// TOML syntax, the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
+    /// Not TOML, or not the shape of [`Config`] (the message names the key).
     #[error("{path}: {source}")]
     Parse {
         path: String,
         source: toml::de::Error,
     },
+    /// A value out of its range, or settings that do not go together.
     #[error("{path}: `{key}`: {message}")]
     Invalid {
         path: String,
         key: &'static str,
         message: String,
     },
+    /// A section the chosen backend needs is absent (only for a [`Config`]
+    /// built without [`Config::parse`], which checks it).
+    #[error("`{key}` is required {why}")]
+    Missing {
+        key: &'static str,
+        why: &'static str,
+    },
 }
 
+/// The whole configuration file; every section but `[sip]` may be left out.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[sip]`, the one required section.
     pub sip: SipConfig,
+    /// `[media]`.
     #[serde(default)]
     pub media: MediaConfig,
+    /// `[dataplane]`.
     #[serde(default)]
     pub dataplane: DataplaneConfig,
+    /// `[database]`.
     #[serde(default)]
     pub database: DatabaseConfig,
+    /// `[api]`.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[routing]`.
     #[serde(default)]
     pub routing: RoutingConfig,
 }
@@ -48,15 +81,20 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
-    /// Gateway answers that make an INVITE fail over to the next gateway.
+    /// Gateway answers that make an INVITE fail over to the next gateway,
+    /// each 300..=699 (default: the data plane's, 408, 500, 502, 503, 504).
     #[serde(default = "default_failover_codes")]
     pub failover_codes: Vec<u16>,
-    /// How long a silent gateway is waited for while another one is left.
+    /// How long a silent gateway is waited for while another one is left, in
+    /// ms, at least 1 (default: the data plane's, 5,000).
     #[serde(default = "default_failover_timeout")]
-    pub failover_timeout_ms: u64,
-    /// The answer to an INVITE over its tenant's CPS or concurrency limit.
+    pub failover_timeout_ms: Ms,
+    /// The answer to an INVITE over its tenant's CPS or concurrency limit,
+    /// 400..=699 (default: the data plane's, 503).
     #[serde(default = "default_limit_code")]
     pub limit_code: u16,
+    /// The `Retry-After` of that answer, in seconds (default: the data
+    /// plane's, 1).
     #[serde(default = "default_retry_after")]
     pub retry_after_s: u32,
     /// What an INVITE from a source that is not a carrier gets.
@@ -64,27 +102,38 @@ pub struct RoutingConfig {
     pub unknown_source: UnknownSource,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// `[routing] unknown_source`: the fate of an INVITE from an unknown source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownSource {
     /// 403 Forbidden.
-    #[default]
     Reject,
     /// No answer at all.
     Drop,
 }
 
-fn default_failover_codes() -> Vec<u16> {
-    vec![408, 500, 502, 503, 504]
+/// The data plane's default (`Policy::drop_unknown_sources`).
+impl Default for UnknownSource {
+    fn default() -> Self {
+        if Policy::default().drop_unknown_sources {
+            UnknownSource::Drop
+        } else {
+            UnknownSource::Reject
+        }
+    }
 }
-fn default_failover_timeout() -> u64 {
-    5_000
+
+fn default_failover_codes() -> Vec<u16> {
+    Policy::default().failover_codes
+}
+fn default_failover_timeout() -> Ms {
+    Policy::default().failover_timeout
 }
 fn default_limit_code() -> u16 {
-    503
+    Policy::default().limit_code
 }
 fn default_retry_after() -> u32 {
-    1
+    Policy::default().retry_after_s
 }
 
 impl Default for RoutingConfig {
@@ -94,11 +143,12 @@ impl Default for RoutingConfig {
             failover_timeout_ms: default_failover_timeout(),
             limit_code: default_limit_code(),
             retry_after_s: default_retry_after(),
-            unknown_source: UnknownSource::Reject,
+            unknown_source: UnknownSource::default(),
         }
     }
 }
 
+/// `[sip]`: our SIP addresses and timers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
@@ -106,28 +156,36 @@ pub struct SipConfig {
     pub private: SocketAddrV4,
     /// Public (gateway) side SIP address.
     pub public: SocketAddrV4,
-    /// RFC 3261 T1 in milliseconds.
+    /// RFC 3261 T1 in milliseconds, at least 1 (default: the data plane's,
+    /// 500); T2 is 8 × T1.
     #[serde(default = "default_t1")]
-    pub t1_ms: u64,
+    pub t1_ms: Ms,
     /// Core the SIP engine thread is pinned to (default: the last core).
     #[serde(default)]
     pub engine_core: Option<usize>,
 }
 
-fn default_t1() -> u64 {
-    500
+fn default_t1() -> Ms {
+    let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    EngineConfig::new(any, any).t1
 }
 
+/// `[media]`: the media relay's addresses and ports.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaConfig {
+    /// Our media address on the private side (default: `sip.private`'s).
     pub private_ip: Option<Ipv4Addr>,
+    /// Our media address on the public side (default: `sip.public`'s).
     pub public_ip: Option<Ipv4Addr>,
+    /// Lowest relay port (default 10,000); below `port_max`.
     #[serde(default = "default_port_min")]
     pub port_min: u16,
+    /// End of the relay port range, exclusive (default 60,000).
     #[serde(default = "default_port_max")]
     pub port_max: u16,
-    /// An answered call whose media stops this long is ended with BYEs.
+    /// An answered call whose media stops this long (seconds, at least 1,
+    /// default 60) is ended with BYEs.
     #[serde(default = "default_media_timeout")]
     pub timeout_s: u64,
 }
@@ -148,8 +206,8 @@ impl Default for MediaConfig {
         MediaConfig {
             private_ip: None,
             public_ip: None,
-            port_min: 10_000,
-            port_max: 60_000,
+            port_min: default_port_min(),
+            port_max: default_port_max(),
             timeout_s: default_media_timeout(),
         }
     }
@@ -159,12 +217,15 @@ impl Default for MediaConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// Kernel UDP sockets.
     #[default]
     Socket,
+    /// DPDK ports (needs the `dpdk` feature).
     Dpdk,
 }
 
 impl BackendKind {
+    /// The name in the config file and in `GET /api/v1/status`.
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Socket => "socket",
@@ -173,24 +234,35 @@ impl BackendKind {
     }
 }
 
+/// `[dataplane]`: the I/O backend.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
+    /// `"socket"` (default) or `"dpdk"`.
     #[serde(default)]
     pub backend: BackendKind,
+    /// Required when `backend = "dpdk"`.
     pub dpdk: Option<DpdkConfig>,
 }
 
+/// `[dataplane.dpdk]`: the DPDK ports of each side.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DpdkConfig {
+    /// EAL's own arguments (`-l`, `-a`, `--vdev`, `--no-huge`, ...), as given.
     #[serde(default)]
     pub eal_args: Vec<String>,
+    /// DPDK port id of the private side.
     pub private_port: u16,
+    /// DPDK port id of the public side.
     pub public_port: u16,
+    /// Prefix length of the private side's subnet, 0..=32.
     pub private_prefix: u8,
+    /// Prefix length of the public side's subnet, 0..=32.
     pub public_prefix: u8,
+    /// Router of the private side (default: every destination is on-link).
     pub private_next_hop: Option<Ipv4Addr>,
+    /// Router of the public side (default: every destination is on-link).
     pub public_next_hop: Option<Ipv4Addr>,
     /// Microseconds the poll loop sleeps after 1,024 empty polls in a row
     /// (0: pure busy polling, the default; >0 leaves the core to others on
@@ -199,9 +271,12 @@ pub struct DpdkConfig {
     pub idle_sleep_us: u32,
 }
 
+/// `[database]`: the provisioning database.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// `sqlite://PATH` (default `sqlite://sbc.db`), `mysql://`, `mariadb://`
+    /// or `postgres://` URL.
     pub url: String,
 }
 
@@ -213,9 +288,11 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// `[api]`: the REST API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
+    /// Where the API listens (default 127.0.0.1:8080).
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
     /// When set, every request needs `Authorization: Bearer <token>`.
@@ -235,9 +312,11 @@ impl Default for ApiConfig {
     }
 }
 
+/// `[metrics]`: where the coming Prometheus endpoint listens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
+    /// Default 0.0.0.0:9494.
     pub listen: SocketAddr,
 }
 
@@ -250,6 +329,7 @@ impl Default for MetricsConfig {
 }
 
 impl Config {
+    /// Reads and checks the file at `path` (see [`Config::parse`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -259,6 +339,8 @@ impl Config {
         Config::parse(&text, &p)
     }
 
+    /// Parses and checks a configuration; `path` names it in errors. Every
+    /// error names the key at fault.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.into(),
@@ -347,7 +429,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    const FULL: &str = r#"
+    pub(super) const FULL: &str = r#"
 [sip]
 private = "10.0.0.100:5060"
 public  = "203.0.113.50:5080"
