@@ -21,7 +21,7 @@ use sbc_dataplane::stats::{Counter, EngineStats, IoStats, MediaStats};
 use sbc_dataplane::Side;
 use serde_json::{json, Map, Value};
 
-use crate::provisioning::{DbError, GatewayRow, Provisioning, Table, TenantRow};
+use crate::provisioning::{CarrierRow, DbError, GatewayRow, Provisioning, Table, TenantRow};
 
 /// Receives each new snapshot (the running backend, or a test's probe).
 pub type Publish = Arc<dyn Fn(Arc<RouteSnapshot>) + Send + Sync>;
@@ -471,9 +471,14 @@ async fn add_carrier(State(s): State<AppState>, body: Bytes) -> ApiResult {
         return Err(ApiError::bad("name", "must not be empty"));
     }
     let group = f.int("group", Some(1), 0, i64::from(i32::MAX))?;
-    let row =
-        s.db.add_carrier(&ip.to_string(), mask, &name, group)
-            .await?;
+    let row = CarrierRow {
+        id: 0,
+        ip: ip.to_string(),
+        mask,
+        name,
+        group,
+    };
+    let row = s.db.add_carrier(&row).await?;
     republish(&s).await?;
     created(row)
 }

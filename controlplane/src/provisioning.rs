@@ -5,27 +5,33 @@
 //! One code path serves the three databases through sqlx's `Any` driver: the
 //! embedded SQLite default, MySQL/MariaDB and PostgreSQL. Only two things
 //! differ per database: the DDL of the migrations (`migrations/<dialect>/`,
-//! same versions and tables) and how a new row's id comes back.
+//! same versions and tables), how a new row's id comes back, and how a read
+//! transaction asks for one consistent view ([`Provisioning::snapshot`]).
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sbc_dataplane::routing::{self, Carrier, Gateway, RouteSnapshot, Tenant};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
 
+/// Why a provisioning call failed; the API answers 503 with its text.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// The database refused the statement or cannot be reached.
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The schema could not be brought to our version.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value the routing snapshot cannot use (names the value).
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// A URL that names none of the three databases.
     #[error(
         "unsupported database URL scheme `{0}` (sqlite://, mysql://, mariadb://, postgres://)"
     )]
@@ -35,8 +41,11 @@ pub enum DbError {
 /// The SQL dialects we run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// SQLite, the embedded default.
     Sqlite,
+    /// MySQL or MariaDB.
     MySql,
+    /// PostgreSQL.
     Postgres,
 }
 
@@ -55,6 +64,7 @@ impl Dialect {
         }
     }
 
+    /// The name `GET /api/v1/status` reports as `database_kind`.
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Sqlite => "sqlite",
@@ -68,33 +78,62 @@ static SQLITE: Migrator = sqlx::migrate!("../migrations/sqlite");
 static MYSQL: Migrator = sqlx::migrate!("../migrations/mysql");
 static POSTGRES: Migrator = sqlx::migrate!("../migrations/postgres");
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A carrier (allowlist entry) as stored, and as the API answers it
+/// (OpenAPI `Carrier`). The API validated it before it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct CarrierRow {
+    /// Assigned by the database on insert.
     pub id: i64,
+    /// Network address, dotted-quad IPv4.
     pub ip: String,
+    /// Prefix length, 0..=32.
     pub mask: i64,
+    /// A name for people, not empty.
     pub name: String,
+    /// Gateway group that INVITEs from this carrier are routed to when no
+    /// tenant applies, 0..=2^31-1 (column `grp`).
+    #[sqlx(rename = "grp")]
     pub group: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A gateway (dispatcher destination) as stored, and as the API answers it
+/// (OpenAPI `Gateway`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct GatewayRow {
+    /// Assigned by the database on insert.
     pub id: i64,
+    /// `sip:IPv4[:port]` (port 5060 when absent).
     pub destination: String,
+    /// Dispatcher group, 1..=2^31-1 (column `grp`).
+    #[sqlx(rename = "grp")]
     pub group: i64,
+    /// Higher is tried first, within `i32`.
     pub priority: i64,
+    /// Share among gateways of equal priority, 0..=1,000,000.
     pub weight: i64,
+    /// Free text for people.
     pub description: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A tenant as stored, and as the API answers it (OpenAPI `Tenant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct TenantRow {
+    /// 1 to 64 letters, digits, `-` or `.`; the key.
     pub tenant_id: String,
+    /// The address the tenant's INVITEs come from, dotted-quad IPv4.
     pub source_ip: String,
+    /// Gateway group its calls go to, 1..=2^31-1.
     pub gateway_group: i64,
+    /// New calls per second allowed, 1..=1,000,000.
     pub max_cps: i64,
+    /// Calls up at once allowed, 1..=10,000,000.
     pub max_concurrent: i64,
 }
+
+const CARRIERS: &str = "SELECT id, ip, mask, name, grp FROM carriers ORDER BY id";
+const GATEWAYS: &str =
+    "SELECT id, destination, grp, priority, weight, description FROM gateways ORDER BY id";
+const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent FROM tenants ORDER BY tenant_id";
 
 /// The provisioning database.
 #[derive(Debug)]
@@ -128,10 +167,12 @@ impl Provisioning {
         })
     }
 
+    /// Closes every connection; later calls fail with [`DbError::Sql`].
     pub async fn close(&self) {
         self.pool.close().await;
     }
 
+    /// The database we run on.
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -185,68 +226,31 @@ impl Provisioning {
             .ok_or_else(|| DbError::Corrupt("no id for the new row".into()))
     }
 
+    /// Every carrier, by id.
     pub async fn carriers(&self) -> Result<Vec<CarrierRow>, DbError> {
-        let rows = sqlx::query("SELECT id, ip, mask, name, grp FROM carriers ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CarrierRow {
-                    id: r.try_get("id")?,
-                    ip: r.try_get("ip")?,
-                    mask: r.try_get("mask")?,
-                    name: r.try_get("name")?,
-                    group: r.try_get("grp")?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(CARRIERS).fetch_all(&self.pool).await?)
     }
 
-    pub async fn add_carrier(
-        &self,
-        ip: &str,
-        mask: i64,
-        name: &str,
-        group: i64,
-    ) -> Result<CarrierRow, DbError> {
+    /// Stores a new carrier (its `id` is ignored); the row with its new id.
+    pub async fn add_carrier(&self, c: &CarrierRow) -> Result<CarrierRow, DbError> {
         let mut tx = self.pool.begin().await?;
         let sql = self.insert_sql("INSERT INTO carriers (ip, mask, name, grp) VALUES (?, ?, ?, ?)");
-        let id = self
-            .insert(
-                &mut tx,
-                sqlx::query(&sql).bind(ip).bind(mask).bind(name).bind(group),
-            )
-            .await?;
+        let q = sqlx::query(&sql)
+            .bind(&c.ip)
+            .bind(c.mask)
+            .bind(&c.name)
+            .bind(c.group);
+        let id = self.insert(&mut tx, q).await?;
         tx.commit().await?;
-        Ok(CarrierRow {
-            id,
-            ip: ip.into(),
-            mask,
-            name: name.into(),
-            group,
-        })
+        Ok(CarrierRow { id, ..c.clone() })
     }
 
+    /// Every gateway, by id.
     pub async fn gateways(&self) -> Result<Vec<GatewayRow>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id, destination, grp, priority, weight, description FROM gateways ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(GatewayRow {
-                    id: r.try_get("id")?,
-                    destination: r.try_get("destination")?,
-                    group: r.try_get("grp")?,
-                    priority: r.try_get("priority")?,
-                    weight: r.try_get("weight")?,
-                    description: r.try_get("description")?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(GATEWAYS).fetch_all(&self.pool).await?)
     }
 
+    /// Stores a new gateway (its `id` is ignored); the row with its new id.
     pub async fn add_gateway(&self, g: &GatewayRow) -> Result<GatewayRow, DbError> {
         let mut tx = self.pool.begin().await?;
         let sql = self.insert_sql(
@@ -263,23 +267,9 @@ impl Provisioning {
         Ok(GatewayRow { id, ..g.clone() })
     }
 
+    /// Every tenant, by tenant id.
     pub async fn tenants(&self) -> Result<Vec<TenantRow>, DbError> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent FROM tenants ORDER BY tenant_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TenantRow {
-                    tenant_id: r.try_get("tenant_id")?,
-                    source_ip: r.try_get("source_ip")?,
-                    gateway_group: r.try_get("gateway_group")?,
-                    max_cps: r.try_get("max_cps")?,
-                    max_concurrent: r.try_get("max_concurrent")?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(TENANTS).fetch_all(&self.pool).await?)
     }
 
     /// Adds or updates a tenant; `true` when it was created.
@@ -336,11 +326,32 @@ impl Provisioning {
     }
 
     /// Reads every table into a new immutable snapshot with the next version.
+    ///
+    /// The three tables are read in one read-only transaction that sees one
+    /// state of the database, so a snapshot never mixes the states before
+    /// and after a concurrent write: SQLite's read transaction holds its view
+    /// from the first SELECT to COMMIT, and PostgreSQL and MySQL/MariaDB are
+    /// asked for REPEATABLE READ (their default READ COMMITTED, resp. a server
+    /// configured so, would give each SELECT its own view).
     pub async fn snapshot(&self) -> Result<RouteSnapshot, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        let begin = match self.dialect {
+            Dialect::Sqlite => "BEGIN",
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            Dialect::MySql => {
+                // Applies to the next transaction only; START TRANSACTION cannot say it.
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    .await?;
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
+            }
+        };
+        let mut tx = conn.begin_with(begin).await?;
+        let carriers: Vec<CarrierRow> = sqlx::query_as(CARRIERS).fetch_all(&mut *tx).await?;
+        let gateways: Vec<GatewayRow> = sqlx::query_as(GATEWAYS).fetch_all(&mut *tx).await?;
+        let tenants: Vec<TenantRow> = sqlx::query_as(TENANTS).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         let corrupt = |what: &str, v: &str| DbError::Corrupt(format!("{what} {v:?}"));
-        let carriers = self
-            .carriers()
-            .await?
+        let carriers = carriers
             .into_iter()
             .map(|c| {
                 Ok(Carrier {
@@ -353,9 +364,7 @@ impl Provisioning {
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;
-        let gateways = self
-            .gateways()
-            .await?
+        let gateways = gateways
             .into_iter()
             .map(|g| {
                 Ok(Gateway {
@@ -370,9 +379,7 @@ impl Provisioning {
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;
-        let tenants = self
-            .tenants()
-            .await?
+        let tenants = tenants
             .into_iter()
             .map(|t| {
                 Ok(Tenant {
@@ -398,7 +405,10 @@ impl Provisioning {
 /// The provisioned tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
+    /// `carriers`, keyed by integer id.
     Carriers,
+    /// `gateways`, keyed by integer id.
     Gateways,
+    /// `tenants`, keyed by tenant id.
     Tenants,
 }
