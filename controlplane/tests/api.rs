@@ -8,10 +8,15 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use sbc_controlplane::api::model::{
+    self, Action, CallList, CallStats, CarrierIn, CarrierRow, DatabaseState, Direction, GatewayIn,
+    GatewayRow, RouteDecision, RouteQuery, Status, TenantIn, TenantRow,
+};
 use sbc_controlplane::api::{router, AppState};
 use sbc_controlplane::provisioning::Provisioning;
 use sbc_dataplane::routing::RouteSnapshot;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
 use tower::ServiceExt;
 
 mod common;
@@ -85,6 +90,20 @@ impl Api {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// A request built from a model type, its answer read as another.
+    async fn typed<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> (StatusCode, T) {
+        let body = body.map(|b| serde_json::to_string(b).unwrap());
+        let (code, v) = self.call(method, uri, body.as_deref().unwrap_or("")).await;
+        let typed = serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("{method} {uri} answered {code} {v}: {e}"));
+        (code, typed)
     }
 
     fn last(&self) -> Arc<RouteSnapshot> {
@@ -541,4 +560,283 @@ async fn database_gone_answers_503_and_routing_keeps_its_snapshot() {
         .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(d["action"], "route");
+}
+
+#[tokio::test]
+async fn the_model_types_build_the_requests_and_read_the_answers() {
+    for api in apis().await {
+        the_model_types_build_the_requests_and_read_the_answers_on(api).await;
+    }
+}
+
+async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
+    let carrier = CarrierIn {
+        ip: "10.0.1.0".parse().unwrap(),
+        mask: 24,
+        name: "net".into(),
+        group: 2,
+    };
+    let (code, c): (_, CarrierRow) = api.typed("POST", "/api/v1/carriers", Some(&carrier)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(
+        c,
+        CarrierRow {
+            id: c.id,
+            ..carrier.into_row()
+        }
+    );
+    let gateway = GatewayIn {
+        destination: "sip:203.0.113.10:5070".into(),
+        group: 2,
+        priority: -3,
+        weight: 7,
+        description: "gw".into(),
+    };
+    let (code, g): (_, GatewayRow) = api.typed("POST", "/api/v1/gateways", Some(&gateway)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(
+        g,
+        GatewayRow {
+            id: g.id,
+            ..gateway.into_row()
+        }
+    );
+    let tenant = TenantIn {
+        tenant_id: "acme".into(),
+        source_ip: "10.0.1.50".parse().unwrap(),
+        gateway_group: 2,
+        max_cps: 3,
+        max_concurrent: 4,
+    };
+    let (code, t): (_, TenantRow) = api.typed("POST", "/api/v1/tenants", Some(&tenant)).await;
+    assert_eq!((code, t), (StatusCode::CREATED, tenant.clone().into_row()));
+    let (_, list): (_, Vec<TenantRow>) = api.typed("GET", "/api/v1/tenants", None::<&()>).await;
+    assert_eq!(list, [tenant.into_row()]);
+
+    let query = RouteQuery {
+        source_ip: "10.0.1.9".parse().unwrap(),
+        to: "sip:acme_123@10.0.0.100".into(),
+        headers: Default::default(),
+    };
+    let (code, d): (_, RouteDecision) = api.typed("POST", "/api/v1/route", Some(&query)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!((d.action, d.direction), (Action::Route, Direction::Inbound));
+    assert_eq!(d.tenant_id.as_deref(), Some("acme"));
+    assert_eq!(d.user.as_deref(), Some("123"));
+    assert_eq!(d.candidates, ["sip:203.0.113.10:5070"]);
+    let unknown = RouteQuery {
+        source_ip: "192.0.2.1".parse().unwrap(),
+        ..query
+    };
+    let (_, d): (_, RouteDecision) = api.typed("POST", "/api/v1/route", Some(&unknown)).await;
+    assert_eq!(
+        (d.action, d.code, d.user),
+        (Action::Reject, Some(403), None)
+    );
+
+    let (_, status): (_, Status) = api.typed("GET", "/api/v1/status", None::<&()>).await;
+    assert_eq!(status.provisioned.tenants, 1);
+    assert_eq!(status.database, DatabaseState::Ok);
+    assert_eq!(status.database_kind, api.state.db.dialect().name());
+    assert_eq!(status.io.ports.len(), 2);
+    let (_, stats): (_, CallStats) = api.typed("GET", "/api/v1/stats/calls", None::<&()>).await;
+    assert!(stats.by_tenant.is_empty());
+    let (_, calls): (_, CallList) = api.typed("GET", "/api/v1/calls", None::<&()>).await;
+    assert!(calls.calls.is_empty());
+}
+
+#[tokio::test]
+async fn errors_name_nested_fields_and_keep_their_wording() {
+    let api = api_with(None).await;
+    for (path, body, want) in [
+        (
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.1","to":"sip:1@x","headers":{"X-Tenant-ID":5}}"#,
+            "field `headers.X-Tenant-ID`: must be a string",
+        ),
+        (
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.1","to":"sip:1@x","headers":"acme"}"#,
+            "field `headers`: must be an object",
+        ),
+        (
+            "/api/v1/carriers",
+            r#"{"ip":"10.0.1.1","mask":33,"name":"x"}"#,
+            "field `mask`: must be between 0 and 32",
+        ),
+        (
+            "/api/v1/carriers",
+            r#"{"ip":"10.0.1.1","name":"x","colour":2}"#,
+            "field `colour`: unknown field",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"http://x"}"#,
+            "field `destination`: not a sip: URI",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","priority":"high"}"#,
+            "field `priority`: must be an integer",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1}"#,
+            "field `max_concurrent`: is required",
+        ),
+        ("/api/v1/tenants", "[]", "body must be a JSON object"),
+    ] {
+        let (code, answer) = api.call("POST", path, body).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer, json!({ "error": want }), "{body}");
+    }
+    // Any content type is read as JSON, as before.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/carriers")
+        .body(Body::from(r#"{"ip":"10.0.1.1","name":"x"}"#))
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn openapi_schemas_list_the_model_fields_and_defaults() {
+    let api = api_with(None).await;
+    let (_, doc) = api.call("GET", "/api/v1/openapi.json", "").await;
+    let schemas = &doc["components"]["schemas"];
+    let properties = |name: &str| -> Vec<String> {
+        let s = &schemas[name];
+        let mut all: Vec<String> = Vec::new();
+        for part in s["allOf"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![s.clone()])
+        {
+            let part = match part["$ref"].as_str() {
+                Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+                None => part,
+            };
+            all.extend(part["properties"].as_object().unwrap().keys().cloned());
+        }
+        all.sort();
+        all
+    };
+    let keys = |v: Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    // Requests: only the required fields given, so the rest shows its default.
+    let requests = [
+        (
+            "CarrierIn",
+            serde_json::to_value(
+                model::from_json::<CarrierIn>(br#"{"ip":"10.0.0.1","name":"n"}"#).unwrap(),
+            ),
+        ),
+        (
+            "GatewayIn",
+            serde_json::to_value(
+                model::from_json::<GatewayIn>(br#"{"destination":"sip:10.0.0.1"}"#).unwrap(),
+            ),
+        ),
+        (
+            "Tenant",
+            serde_json::to_value(
+                model::from_json::<TenantIn>(
+                    br#"{"tenant_id":"t","source_ip":"10.0.0.1","max_cps":1,"max_concurrent":1}"#,
+                )
+                .unwrap(),
+            ),
+        ),
+    ];
+    for (name, value) in requests {
+        let value = value.unwrap();
+        assert_eq!(keys(value.clone()), properties(name), "{name}");
+        let schema = &schemas[name];
+        for (field, spec) in schema["properties"].as_object().unwrap() {
+            if let Some(default) = spec.get("default") {
+                assert_eq!(&value[field], default, "{name}.{field} default");
+            }
+        }
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        for field in value.as_object().unwrap().keys() {
+            let has_default = schema["properties"][field].get("default").is_some();
+            assert!(
+                required.contains(&field.as_str()) != has_default,
+                "{name}.{field}: required or defaulted"
+            );
+        }
+    }
+    let query = RouteQuery {
+        source_ip: "10.0.0.1".parse().unwrap(),
+        to: "sip:1@x".into(),
+        headers: [("X-Tenant-ID".to_string(), "t".to_string())].into(),
+    };
+    assert_eq!(
+        keys(serde_json::to_value(&query).unwrap()),
+        properties("RouteQuery")
+    );
+    let row = CarrierRow {
+        id: 1,
+        ip: "10.0.0.1".into(),
+        mask: 32,
+        name: "n".into(),
+        group: 1,
+    };
+    assert_eq!(
+        keys(serde_json::to_value(row).unwrap()),
+        properties("Carrier")
+    );
+    let row = GatewayRow {
+        id: 1,
+        destination: "sip:10.0.0.1".into(),
+        group: 1,
+        priority: 0,
+        weight: 1,
+        description: String::new(),
+    };
+    assert_eq!(
+        keys(serde_json::to_value(row).unwrap()),
+        properties("Gateway")
+    );
+    let routed = RouteDecision {
+        action: Action::Route,
+        direction: Direction::Inbound,
+        tenant_id: None,
+        gateway_group: Some(1),
+        user: Some("1".into()),
+        candidates: vec![],
+        code: None,
+        reason: None,
+    };
+    assert_eq!(
+        keys(serde_json::to_value(routed).unwrap()),
+        properties("RouteDecision")
+    );
+    let record = model::CallRecord {
+        call: 1,
+        tenant: None,
+        result: "answered".into(),
+        direction: Direction::Outbound,
+        caller_call_id: "a".into(),
+        callee_call_id: "b".into(),
+        setup_ms: None,
+        duration_ms: 0,
+        media: vec![],
+    };
+    let record = serde_json::to_value(record).unwrap();
+    assert_eq!(keys(record), properties("CallRecord"));
+    let enums = &schemas["CallRecord"]["properties"]["direction"]["enum"];
+    assert_eq!(enums, &json!([Direction::Inbound, Direction::Outbound]));
+    assert_eq!(
+        &schemas["RouteDecision"]["properties"]["action"]["enum"],
+        &json!([Action::Route, Action::Reject])
+    );
 }

@@ -2,18 +2,22 @@
 //! tenants, routing and status. Every successful write rebuilds the routing
 //! snapshot and hands it to the SIP engine before the answer goes out.
 //!
-//! This module holds the router, the shared state, errors and the bearer
-//! token check; the handlers are in `provisioning.rs` (carriers, gateways,
+//! This module holds the router, the shared state, errors, the [`ApiJson`]
+//! body extractor and the bearer token check; the JSON shapes are in
+//! [`model`], the handlers in `provisioning.rs` (carriers, gateways,
 //! tenants), `route.rs` (`POST /api/v1/route`) and `stats.rs` (status, call
 //! statistics, finished calls).
+//!
+//! Errors answer `{"error": "..."}` ([`model::ErrorBody`]) with 400 (a bad
+//! request, naming the field), 401 (bearer token), 404 (no such row or
+//! endpoint) or 503 (the provisioning database is unavailable).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,15 +26,23 @@ use axum::{Json, Router};
 use sbc_dataplane::call::CallRecord;
 use sbc_dataplane::routing::RouteSnapshot;
 use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
-use serde_json::{json, Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::provisioning::{DbError, Provisioning};
 
+mod body;
+pub mod model;
 mod provisioning;
 mod route;
 mod stats;
 
-use self::provisioning::*;
+pub use self::model::KEEP_RECORDS;
+use self::model::{BodyError, ErrorBody, FieldError, Validate};
+use self::provisioning::{
+    add_carrier, add_gateway, delete_carrier, delete_gateway, delete_tenant, list_carriers,
+    list_gateways, list_tenants, upsert_tenant,
+};
 use self::route::route;
 use self::stats::{call_stats, recent_calls, status};
 
@@ -40,10 +52,15 @@ pub type Publish = Arc<dyn Fn(Arc<RouteSnapshot>) + Send + Sync>;
 /// Shared state of the API handlers.
 #[derive(Clone)]
 pub struct AppState {
+    /// The provisioning database.
     pub db: Arc<Provisioning>,
+    /// Hands a new routing snapshot to the engine.
     pub publish: Publish,
+    /// The data plane's counters.
     pub stats: Counters,
+    /// `socket` or `dpdk`, as `GET /api/v1/status` reports it.
     pub backend: &'static str,
+    /// When the API started (uptime, `since_s`).
     pub started: Instant,
     /// The snapshot the engine routes with, and when it was built.
     pub current: Arc<RwLock<(Arc<RouteSnapshot>, Instant)>>,
@@ -58,18 +75,20 @@ pub struct AppState {
 /// The data plane's counters the API reports.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
+    /// The SIP engine's, with its call event and record rings.
     pub engine: Arc<EngineStats>,
+    /// The I/O backend's, with each port's.
     pub io: Arc<IoStats>,
+    /// The media relay's.
     pub media: Arc<MediaStats>,
 }
-
-/// How many finished calls `GET /api/v1/calls` can show.
-pub const KEEP_RECORDS: usize = 1000;
 
 /// tenant ("-" for none) → result → count.
 pub type CallCounts = BTreeMap<String, BTreeMap<&'static str, u64>>;
 
 impl AppState {
+    /// The state of an API whose engine routes with `first` now; `token`,
+    /// when set, is the bearer token every request must carry.
     pub fn new(
         db: Arc<Provisioning>,
         publish: Publish,
@@ -114,6 +133,7 @@ impl AppState {
         }
     }
 
+    /// The snapshot the engine routes with, and when it was built.
     fn snapshot(&self) -> (Arc<RouteSnapshot>, Instant) {
         match self.current.read() {
             Ok(g) => g.clone(),
@@ -130,19 +150,33 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// An API error: a status and a message naming what was wrong.
+/// An API error: a status and a message naming what was wrong, answered
+/// as `{"error": message}`.
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
 impl ApiError {
-    fn bad(field: &str, message: &str) -> ApiError {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("field `{field}`: {message}"),
-        )
+    /// An error answer with this status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, message.into())
     }
 }
 
+/// 400, naming the field.
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+/// 400: malformed JSON, not an object, or a field (named).
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+/// 503: the database is unavailable (or refused the statement).
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> ApiError {
         tracing::warn!(error = %e, "database error");
@@ -155,11 +189,37 @@ impl From<DbError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+/// A JSON body: as an extractor, a request of type `T` read by
+/// [`model::from_json`] (so deserialized, then validated) whatever the
+/// content type, its rejection an [`ApiError`] 400 that names the field
+/// (axum's customize-extractor-error pattern); as a response, `T` as JSON.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError(e.status(), e.body_text()))?;
+        Ok(ApiJson(model::from_json(&body)?))
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
 
 /// Every route of the API, as the OpenAPI document must list them.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -182,6 +242,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The OpenAPI 3 document served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
+/// The API's routes ([`ROUTES`]) behind the bearer token check, a 404
+/// `no such endpoint` for any other path.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
@@ -231,60 +293,4 @@ pub async fn republish(state: &AppState) -> Result<u64, DbError> {
     }
     (state.publish)(snap);
     Ok(version)
-}
-
-/// A JSON object body, read field by field so every error names its field.
-struct Fields(Map<String, Value>);
-
-impl Fields {
-    fn parse(body: &Bytes, allowed: &[&str]) -> Result<Fields, ApiError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                "body must be a JSON object".into(),
-            ));
-        };
-        if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(ApiError::bad(k, "unknown field"));
-        }
-        Ok(Fields(map))
-    }
-
-    fn string(&self, key: &str, default: Option<&str>) -> Result<String, ApiError> {
-        match self.0.get(key) {
-            Some(Value::String(s)) => Ok(s.trim().to_string()),
-            Some(_) => Err(ApiError::bad(key, "must be a string")),
-            None => default
-                .map(str::to_string)
-                .ok_or_else(|| ApiError::bad(key, "is required")),
-        }
-    }
-
-    fn int(&self, key: &str, default: Option<i64>, min: i64, max: i64) -> Result<i64, ApiError> {
-        let v = match self.0.get(key) {
-            Some(v) => v
-                .as_i64()
-                .ok_or_else(|| ApiError::bad(key, "must be an integer"))?,
-            None => default.ok_or_else(|| ApiError::bad(key, "is required"))?,
-        };
-        if v < min || v > max {
-            return Err(ApiError::bad(
-                key,
-                &format!("must be between {min} and {max}"),
-            ));
-        }
-        Ok(v)
-    }
-
-    fn ipv4(&self, key: &str) -> Result<Ipv4Addr, ApiError> {
-        self.string(key, None)?
-            .parse()
-            .map_err(|_| ApiError::bad(key, "must be an IPv4 address"))
-    }
-}
-
-fn created(value: impl serde::Serialize) -> ApiResult {
-    Ok((StatusCode::CREATED, Json(value)).into_response())
 }

@@ -1,0 +1,474 @@
+//! The JSON shapes of the REST API, defined once. The handlers read their
+//! requests and write their answers with these types, `sbcctl` builds its
+//! requests and reads the answers with them, and so do the API tests;
+//! `openapi.json` describes the same shapes (a test holds it to these types'
+//! field names and defaults).
+//!
+//! Requests are strict: a body must be one JSON object, unknown fields are
+//! refused, and every error names its field as `field `NAME`: what is wrong`
+//! (a nested field by its path, `headers.X-Tenant-ID`). Types are checked
+//! while deserializing; ranges and formats serde cannot express are checked
+//! by each request's [`Validate`] impl, one place each. String fields are
+//! trimmed (header values are kept as given).
+//!
+//! Answers carry no extra checks: they are what the server wrote.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use sbc_dataplane::routing;
+use sbc_dataplane::sip::grammar::SipUri;
+use sbc_dataplane::Side;
+use serde::{Deserialize, Serialize};
+
+use super::body::{de, in_range};
+pub use super::body::{from_json, BodyError, FieldError, Validate};
+pub use crate::provisioning::{CarrierRow, GatewayRow, TenantRow};
+
+/// How many finished calls `GET /api/v1/calls` can show (the most kept).
+pub const KEEP_RECORDS: usize = 1000;
+
+/// The largest group number (groups are `u32` in the engine, `INT` in SQL).
+const MAX_GROUP: i64 = i32::MAX as i64;
+
+/// `POST /api/v1/carriers`: a carrier allowed to send INVITEs (OpenAPI
+/// `CarrierIn`); answered 201 with the stored [`CarrierRow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierIn {
+    /// Network address, dotted-quad IPv4 (required).
+    #[serde(deserialize_with = "de::ipv4")]
+    pub ip: Ipv4Addr,
+    /// Prefix length, 0..=32 (default 32: one address).
+    #[serde(default = "default_mask", deserialize_with = "de::int")]
+    pub mask: i64,
+    /// A name for people, not empty (required).
+    #[serde(deserialize_with = "de::text")]
+    pub name: String,
+    /// Gateway group its INVITEs go to when no tenant applies,
+    /// 0..=2147483647 (default 1).
+    #[serde(default = "one", deserialize_with = "de::int")]
+    pub group: i64,
+}
+
+fn default_mask() -> i64 {
+    32
+}
+fn one() -> i64 {
+    1
+}
+
+impl Validate for CarrierIn {
+    fn validate(&self) -> Result<(), FieldError> {
+        in_range("mask", self.mask, 0, 32)?;
+        if self.name.is_empty() {
+            return Err(FieldError::new("name", "must not be empty"));
+        }
+        in_range("group", self.group, 0, MAX_GROUP)
+    }
+}
+
+impl CarrierIn {
+    /// The row to store; the database assigns its `id`.
+    pub fn into_row(self) -> CarrierRow {
+        CarrierRow {
+            id: 0,
+            ip: self.ip.to_string(),
+            mask: self.mask,
+            name: self.name,
+            group: self.group,
+        }
+    }
+}
+
+/// `POST /api/v1/gateways`: a destination calls are dispatched to (OpenAPI
+/// `GatewayIn`); answered 201 with the stored [`GatewayRow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayIn {
+    /// `sip:IPv4[:port]`, port 5060 when absent (required).
+    #[serde(deserialize_with = "de::text")]
+    pub destination: String,
+    /// Dispatcher group, 1..=2147483647 (default 1).
+    #[serde(default = "one", deserialize_with = "de::int")]
+    pub group: i64,
+    /// Higher is tried first; any `i32` (default 0).
+    #[serde(default, deserialize_with = "de::int")]
+    pub priority: i64,
+    /// Share of the calls among gateways of equal priority, 0..=1000000
+    /// (default 1).
+    #[serde(default = "one", deserialize_with = "de::int")]
+    pub weight: i64,
+    /// Free text for people (default empty).
+    #[serde(default, deserialize_with = "de::text")]
+    pub description: String,
+}
+
+impl Validate for GatewayIn {
+    fn validate(&self) -> Result<(), FieldError> {
+        routing::parse_destination(&self.destination)
+            .map_err(|e| FieldError::new("destination", e))?;
+        in_range("group", self.group, 1, MAX_GROUP)?;
+        in_range(
+            "priority",
+            self.priority,
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+        )?;
+        in_range("weight", self.weight, 0, 1_000_000)
+    }
+}
+
+impl GatewayIn {
+    /// The row to store; the database assigns its `id`.
+    pub fn into_row(self) -> GatewayRow {
+        GatewayRow {
+            id: 0,
+            destination: self.destination,
+            group: self.group,
+            priority: self.priority,
+            weight: self.weight,
+            description: self.description,
+        }
+    }
+}
+
+/// `POST /api/v1/tenants`: adds a tenant, or updates the one with this
+/// `tenant_id` (OpenAPI `Tenant`); answered 201 (added) or 200 (updated)
+/// with the stored [`TenantRow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantIn {
+    /// 1 to 64 letters, digits, `-` or `.` (required); `_` is not allowed as
+    /// it separates a tenant prefix from the number in a Request-URI.
+    #[serde(deserialize_with = "de::text")]
+    pub tenant_id: String,
+    /// The address its INVITEs come from, dotted-quad IPv4 (required).
+    #[serde(deserialize_with = "de::ipv4")]
+    pub source_ip: Ipv4Addr,
+    /// Gateway group its calls go to, 1..=2147483647 (default 1).
+    #[serde(default = "one", deserialize_with = "de::int")]
+    pub gateway_group: i64,
+    /// New calls per second allowed, 1..=1000000 (required).
+    #[serde(deserialize_with = "de::int")]
+    pub max_cps: i64,
+    /// Calls up at once allowed, 1..=10000000 (required).
+    #[serde(deserialize_with = "de::int")]
+    pub max_concurrent: i64,
+}
+
+impl Validate for TenantIn {
+    fn validate(&self) -> Result<(), FieldError> {
+        let id = &self.tenant_id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(FieldError::new(
+                "tenant_id",
+                "must be 1 to 64 letters, digits, '-' or '.' ('_' separates a tenant prefix from the number)",
+            ));
+        }
+        in_range("gateway_group", self.gateway_group, 1, MAX_GROUP)?;
+        in_range("max_cps", self.max_cps, 1, 1_000_000)?;
+        in_range("max_concurrent", self.max_concurrent, 1, 10_000_000)
+    }
+}
+
+impl TenantIn {
+    /// The row to store.
+    pub fn into_row(self) -> TenantRow {
+        TenantRow {
+            tenant_id: self.tenant_id,
+            source_ip: self.source_ip.to_string(),
+            gateway_group: self.gateway_group,
+            max_cps: self.max_cps,
+            max_concurrent: self.max_concurrent,
+        }
+    }
+}
+
+/// `POST /api/v1/route`: the facts of an INVITE to route (OpenAPI
+/// `RouteQuery`); answered with a [`RouteDecision`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteQuery {
+    /// Source address of the INVITE, dotted-quad IPv4 (required).
+    #[serde(deserialize_with = "de::ipv4")]
+    pub source_ip: Ipv4Addr,
+    /// Its Request-URI, a `sip:` URI (required).
+    #[serde(deserialize_with = "de::text")]
+    pub to: String,
+    /// Its headers by name, string values (default none); only
+    /// `X-Tenant-ID` (any case) is looked at.
+    #[serde(
+        default,
+        deserialize_with = "de::string_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Validate for RouteQuery {
+    fn validate(&self) -> Result<(), FieldError> {
+        self.uri().map(|_| ())
+    }
+}
+
+impl RouteQuery {
+    /// The Request-URI, parsed.
+    pub fn uri(&self) -> Result<SipUri<'_>, FieldError> {
+        SipUri::parse(self.to.as_bytes()).ok_or_else(|| FieldError::new("to", "must be a sip: URI"))
+    }
+
+    /// The `X-Tenant-ID` header, its name in any case.
+    pub fn tenant_header(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("X-Tenant-ID"))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What routing decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Forward the INVITE to the first candidate.
+    Route,
+    /// Answer it at once with `code`/`reason`.
+    Reject,
+}
+
+/// Which way a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From a carrier (the private side) toward a gateway.
+    Inbound,
+    /// From a gateway (the public side) toward a carrier.
+    Outbound,
+}
+
+impl Direction {
+    /// The direction of a call whose INVITE arrived on `side`.
+    pub fn of(side: Side) -> Direction {
+        match side {
+            Side::Private => Direction::Inbound,
+            Side::Public => Direction::Outbound,
+        }
+    }
+}
+
+/// The answer of `POST /api/v1/route` (OpenAPI `RouteDecision`): what the
+/// SIP engine would do with that INVITE now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteDecision {
+    /// `route` or `reject`.
+    pub action: Action,
+    /// `inbound` when the source is not a gateway, else `outbound`.
+    pub direction: Direction,
+    /// The tenant identified (null when none, or when rejected).
+    pub tenant_id: Option<String>,
+    /// The gateway group routed to (null for outbound calls and rejections).
+    pub gateway_group: Option<u32>,
+    /// The number for the Request-URI, tenant prefix stripped (only when
+    /// routed; absent when rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Destinations in the order they would be tried (empty when rejected).
+    pub candidates: Vec<String>,
+    /// SIP status of the rejection (null when routed).
+    pub code: Option<u16>,
+    /// Its reason phrase (null when routed).
+    pub reason: Option<String>,
+}
+
+/// The answer of `GET /api/v1/stats/calls`: finished call outcomes since
+/// start. Results are `answered`, `failed`, `cancelled`, `rejected`,
+/// `limit_exceeded` and `media_timeout`; a result not seen yet is absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// Seconds since the SBC started.
+    pub since_s: u64,
+    /// Calls up now.
+    pub calls_up: u64,
+    /// Tenant (`-` for calls without one) → result → count.
+    pub by_tenant: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Result → count, over all tenants.
+    pub totals: BTreeMap<String, u64>,
+}
+
+/// `GET /api/v1/calls?limit=N`: how many of the latest finished calls to
+/// show, 1..=[`KEEP_RECORDS`] (default 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallsQuery {
+    /// At most this many calls, newest first.
+    pub limit: usize,
+}
+
+impl Default for CallsQuery {
+    fn default() -> Self {
+        CallsQuery { limit: 100 }
+    }
+}
+
+impl CallsQuery {
+    /// Reads the query parameters: `limit` only.
+    pub fn from_pairs(pairs: &BTreeMap<String, String>) -> Result<CallsQuery, FieldError> {
+        if let Some(k) = pairs.keys().find(|k| k.as_str() != "limit") {
+            return Err(FieldError::new(k.as_str(), "unknown query parameter"));
+        }
+        let Some(v) = pairs.get("limit") else {
+            return Ok(CallsQuery::default());
+        };
+        match v.parse::<usize>() {
+            Ok(limit) if (1..=KEEP_RECORDS).contains(&limit) => Ok(CallsQuery { limit }),
+            _ => Err(FieldError::new(
+                "limit",
+                format!("must be a number from 1 to {KEEP_RECORDS}"),
+            )),
+        }
+    }
+
+    /// The query string, `limit=N`.
+    pub fn to_query(&self) -> String {
+        format!("limit={}", self.limit)
+    }
+}
+
+/// The answer of `GET /api/v1/calls`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallList {
+    /// Newest first.
+    pub calls: Vec<CallRecord>,
+}
+
+/// One finished call (OpenAPI `CallRecord`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The engine's call number, unique while the SBC runs.
+    pub call: u64,
+    /// The tenant the call was routed for (null when none).
+    pub tenant: Option<String>,
+    /// How it ended: `answered`, `failed`, `cancelled`, `rejected`,
+    /// `limit_exceeded` or `media_timeout`.
+    pub result: String,
+    /// Which way it went.
+    pub direction: Direction,
+    /// Call-ID of the caller's leg, as the caller sent it.
+    pub caller_call_id: String,
+    /// Call-ID of our leg toward the callee.
+    pub callee_call_id: String,
+    /// Milliseconds from the INVITE to the 2xx (null when not answered).
+    pub setup_ms: Option<u64>,
+    /// Milliseconds from the 2xx to the end (0 when not answered).
+    pub duration_ms: u64,
+    /// One entry per relayed media line, in SDP order.
+    pub media: Vec<MediaFigures>,
+}
+
+/// What one media line carried each way.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MediaFigures {
+    /// What the caller sent.
+    pub from_caller: RtpFigures,
+    /// What the callee sent.
+    pub from_callee: RtpFigures,
+}
+
+/// RTP figures of one direction (OpenAPI `RtpFigures`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RtpFigures {
+    /// Datagrams received.
+    pub packets: u64,
+    /// Their UDP payload bytes, RTP header included.
+    pub bytes: u64,
+    /// Expected from the sequence numbers minus received.
+    pub lost: u64,
+    /// Interarrival jitter in milliseconds, two decimals.
+    pub jitter_ms: f64,
+}
+
+/// Is the provisioning database answering?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseState {
+    /// It answered a `SELECT 1` within a second.
+    Ok,
+    /// It did not; routing goes on with the last snapshot.
+    Unavailable,
+}
+
+/// The answer of `GET /api/v1/status`. Counters are named as the data plane
+/// lists them (`EngineStats::sip_counters`, `MediaStats::counters`,
+/// `IoStats::counters`, `PortCounters::counters`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The SBC's version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// `socket` or `dpdk`.
+    pub backend: String,
+    /// Calls up now.
+    pub calls_up: u64,
+    /// Version of the routing snapshot the engine uses.
+    pub snapshot_version: u64,
+    /// Milliseconds since the API built its latest snapshot.
+    pub snapshot_age_ms: u64,
+    /// Rows in that snapshot.
+    pub provisioned: Provisioned,
+    /// Whether the database answers now.
+    pub database: DatabaseState,
+    /// `sqlite`, `mysql` or `postgres`.
+    pub database_kind: String,
+    /// SIP engine counters by name.
+    pub sip: BTreeMap<String, u64>,
+    /// Media relay counters by name.
+    pub media: BTreeMap<String, u64>,
+    /// I/O counters, with each port's.
+    pub io: IoStatus,
+}
+
+/// How many rows the routing snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provisioned {
+    /// Carriers.
+    pub carriers: u64,
+    /// Gateways.
+    pub gateways: u64,
+    /// Tenants.
+    pub tenants: u64,
+}
+
+/// The `io` object of [`Status`]: the backend's counters by name, and
+/// `ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoStatus {
+    /// Counter name → value (`dropped_bad_checksum`, `reassembled`, ...).
+    #[serde(flatten)]
+    pub counters: BTreeMap<String, u64>,
+    /// Each port's counters, private side first (empty on the socket backend
+    /// until it has ports to report).
+    pub ports: Vec<PortStatus>,
+}
+
+/// One port's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatus {
+    /// `private` or `public`.
+    pub side: String,
+    /// Counter name → value (`rx_missed`, ...).
+    #[serde(flatten)]
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// The body of every error answer (OpenAPI `Error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What was wrong, naming the field for a 400.
+    pub error: String,
+}
