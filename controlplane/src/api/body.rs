@@ -8,6 +8,7 @@
 //! deserializers in [`de`] word the type errors the way the API always has.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -101,6 +102,14 @@ fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     FieldError::new(path, message)
 }
 
+/// The text of IPv4 field `field` (trimmed) as an address; how the API
+/// reads every IPv4 field, and how `sbcctl` reads one from its arguments.
+pub fn parse_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, FieldError> {
+    text.trim()
+        .parse()
+        .map_err(|_| FieldError::new(field, "must be an IPv4 address"))
+}
+
 /// `field` must lie in `min..=max`.
 pub(super) fn in_range(field: &str, value: i64, min: i64, max: i64) -> Result<(), FieldError> {
     if (min..=max).contains(&value) {
@@ -137,9 +146,7 @@ pub(super) mod de {
 
     /// A JSON string holding a dotted-quad IPv4 address.
     pub(in crate::api) fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
-        text(d)?
-            .parse()
-            .map_err(|_| D::Error::custom("must be an IPv4 address"))
+        super::parse_ipv4("", &text(d)?).map_err(|e| D::Error::custom(e.message))
     }
 
     /// A JSON object of strings; a bad value is named by its key.

@@ -22,7 +22,7 @@ use sbc_dataplane::Side;
 use serde::{Deserialize, Serialize};
 
 use super::body::{de, in_range};
-pub use super::body::{from_json, BodyError, FieldError, Validate};
+pub use super::body::{from_json, parse_ipv4, BodyError, FieldError, Validate};
 pub use crate::provisioning::{CarrierRow, GatewayRow, TenantRow};
 
 /// How many finished calls `GET /api/v1/calls` can show (the most kept).

@@ -5,12 +5,24 @@
 //! bearer token, `--json` prints the API's JSON instead of tables. Errors go to
 //! stderr with the API's message; the exit code is 1 for a refused request and
 //! 3 when the API cannot be reached (clap's usage errors exit 2).
+//!
+//! Requests are built and answers read with the API's own types
+//! (`sbc_controlplane::api::model`), so the JSON shapes are defined once. An
+//! IPv4 argument that is no address is refused here, with the API's message.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
+use sbc_controlplane::api::model::{
+    self, Action, CallList, CallRecord, CallStats, CallsQuery, CarrierIn, CarrierRow, Direction,
+    ErrorBody, GatewayIn, GatewayRow, RouteDecision, RouteQuery, Status, TenantIn, TenantRow,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,8 +98,11 @@ enum Command {
     },
 }
 
+/// Why a command failed.
 enum Failure {
+    /// The API (or this tool, for an argument) refused it: exit 1.
     Refused(String),
+    /// No answer from the API: exit 3.
     Unreachable(String),
 }
 
@@ -98,7 +113,14 @@ struct Client {
 }
 
 impl Client {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    /// Sends a request with an optional JSON body; the answer's JSON (null
+    /// for 204 No Content).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Value, Failure> {
         let url = format!("{}{}", self.base.trim_end_matches('/'), path);
         let mut req = self.agent.request(method, &url);
         if let Some(t) = &self.token {
@@ -115,15 +137,29 @@ impl Client {
                 .map_err(|e| Failure::Refused(format!("bad answer from {url}: {e}"))),
             Err(ureq::Error::Status(code, r)) => {
                 let msg = r
-                    .into_json::<Value>()
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .into_json::<ErrorBody>()
+                    .map(|b| b.error)
                     .unwrap_or_default();
                 Err(Failure::Refused(format!("{code}: {msg}")))
             }
             Err(e) => Err(Failure::Unreachable(format!("cannot reach {url}: {e}"))),
         }
     }
+
+    /// A GET.
+    fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call("GET", path, None::<&()>)
+    }
+}
+
+/// An answer read as its model type.
+fn typed<T: DeserializeOwned>(v: Value) -> Result<T, Failure> {
+    serde_json::from_value(v).map_err(|e| Failure::Refused(format!("unexpected answer: {e}")))
+}
+
+/// An IPv4 argument, refused with the API's message.
+fn ipv4(field: &str, text: &str) -> Result<Ipv4Addr, Failure> {
+    model::parse_ipv4(field, text).map_err(|e| Failure::Refused(e.to_string()))
 }
 
 fn main() -> ExitCode {
@@ -151,251 +187,293 @@ fn main() -> ExitCode {
 }
 
 fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
-    let (value, columns): (Value, &[&str]) = match &cli.command {
+    match &cli.command {
         Command::AddGateway {
             group,
             uri,
             desc,
             priority,
             weight,
-        } => (
-            c.call(
-                "POST",
-                "/api/v1/gateways",
-                Some(
-                    json!({"destination": uri, "group": group, "priority": priority,
-                            "weight": weight, "description": desc}),
-                ),
-            )?,
-            GATEWAY_COLUMNS,
-        ),
-        Command::ListGateways => (c.call("GET", "/api/v1/gateways", None)?, GATEWAY_COLUMNS),
-        Command::RemoveGateway { id } => (
-            c.call("DELETE", &format!("/api/v1/gateways/{id}"), None)?,
-            &[],
-        ),
+        } => {
+            let gateway = GatewayIn {
+                destination: uri.clone(),
+                group: *group,
+                priority: *priority,
+                weight: *weight,
+                description: desc.clone(),
+            };
+            let v = c.call("POST", "/api/v1/gateways", Some(&gateway))?;
+            show_rows::<GatewayRow>(cli, v)
+        }
+        Command::ListGateways => show_rows::<GatewayRow>(cli, c.get("/api/v1/gateways")?),
+        Command::RemoveGateway { id } => removed(cli, c, &format!("/api/v1/gateways/{id}")),
         Command::AddTenant {
             id,
             source_ip,
             group,
             max_cps,
             max_concurrent,
-        } => (
-            c.call(
-                "POST",
-                "/api/v1/tenants",
-                Some(
-                    json!({"tenant_id": id, "source_ip": source_ip, "gateway_group": group,
-                            "max_cps": max_cps, "max_concurrent": max_concurrent}),
-                ),
-            )?,
-            TENANT_COLUMNS,
-        ),
-        Command::ListTenants => (c.call("GET", "/api/v1/tenants", None)?, TENANT_COLUMNS),
-        Command::RemoveTenant { id } => (
-            c.call("DELETE", &format!("/api/v1/tenants/{id}"), None)?,
-            &[],
-        ),
+        } => {
+            let tenant = TenantIn {
+                tenant_id: id.clone(),
+                source_ip: ipv4("source_ip", source_ip)?,
+                gateway_group: *group,
+                max_cps: *max_cps,
+                max_concurrent: *max_concurrent,
+            };
+            let v = c.call("POST", "/api/v1/tenants", Some(&tenant))?;
+            show_rows::<TenantRow>(cli, v)
+        }
+        Command::ListTenants => show_rows::<TenantRow>(cli, c.get("/api/v1/tenants")?),
+        Command::RemoveTenant { id } => removed(cli, c, &format!("/api/v1/tenants/{id}")),
         Command::AddCarrier {
             ip,
             mask,
             name,
             group,
-        } => (
-            c.call(
-                "POST",
-                "/api/v1/carriers",
-                Some(json!({"ip": ip, "mask": mask, "name": name, "group": group})),
-            )?,
-            CARRIER_COLUMNS,
-        ),
-        Command::ListCarriers => (c.call("GET", "/api/v1/carriers", None)?, CARRIER_COLUMNS),
-        Command::RemoveCarrier { id } => (
-            c.call("DELETE", &format!("/api/v1/carriers/{id}"), None)?,
-            &[],
-        ),
+        } => {
+            let carrier = CarrierIn {
+                ip: ipv4("ip", ip)?,
+                mask: *mask,
+                name: name.clone(),
+                group: *group,
+            };
+            let v = c.call("POST", "/api/v1/carriers", Some(&carrier))?;
+            show_rows::<CarrierRow>(cli, v)
+        }
+        Command::ListCarriers => show_rows::<CarrierRow>(cli, c.get("/api/v1/carriers")?),
+        Command::RemoveCarrier { id } => removed(cli, c, &format!("/api/v1/carriers/{id}")),
         Command::Stats => {
-            let v = c.call("GET", "/api/v1/stats/calls", None)?;
+            let v = c.get("/api/v1/stats/calls")?;
             if cli.json {
                 return print_json(&v);
             }
-            let rows: Vec<Value> = v["by_tenant"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(t, counts)| {
-                            let mut row = counts.clone();
-                            row["tenant"] = json!(t);
-                            row
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            println!("calls up: {}   since: {} s", v["calls_up"], v["since_s"]);
-            (Value::Array(rows), STATS_COLUMNS)
+            let stats: CallStats = typed(v)?;
+            println!("calls up: {}   since: {} s", stats.calls_up, stats.since_s);
+            let rows: Vec<TenantCounts> = stats.by_tenant.iter().map(TenantCounts).collect();
+            print_table(&rows);
+            Ok(())
         }
         Command::Calls { limit } => {
-            let v = c.call("GET", &format!("/api/v1/calls?limit={limit}"), None)?;
+            let query = CallsQuery { limit: *limit };
+            let v = c.get(&format!("/api/v1/calls?{}", query.to_query()))?;
             if cli.json {
                 return print_json(&v);
             }
-            let sum = |call: &Value, dir: &str, field: &str| -> u64 {
-                call["media"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|m| m[dir][field].as_u64())
-                    .sum()
-            };
-            let rows = v["calls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|call| {
-                    let mut row = call.clone();
-                    row["rtp_from_caller"] = json!(sum(call, "from_caller", "packets"));
-                    row["rtp_from_callee"] = json!(sum(call, "from_callee", "packets"));
-                    row["lost"] =
-                        json!(sum(call, "from_caller", "lost") + sum(call, "from_callee", "lost"));
-                    row
-                })
-                .collect();
-            (Value::Array(rows), CALL_COLUMNS)
+            print_table(&typed::<CallList>(v)?.calls);
+            Ok(())
         }
-        Command::Status | Command::Ping => {
-            let v = c.call("GET", "/api/v1/status", None)?;
-            if matches!(cli.command, Command::Ping) && !cli.json {
-                println!(
-                    "ok: sbc {} ({} backend), up {} s",
-                    v["version"], v["backend"], v["uptime_s"]
-                );
-                return Ok(());
+        Command::Status => print_json(&c.get("/api/v1/status")?),
+        Command::Ping => {
+            let v = c.get("/api/v1/status")?;
+            if cli.json {
+                return print_json(&v);
             }
-            return print_json(&v);
+            let s: Status = typed(v)?;
+            println!(
+                "ok: sbc {} ({} backend), up {} s",
+                s.version, s.backend, s.uptime_s
+            );
+            Ok(())
         }
         Command::Route {
             source_ip,
             to,
             headers,
         } => {
-            let mut h = serde_json::Map::new();
+            let mut h = BTreeMap::new();
             for kv in headers {
                 let (k, v) = kv.split_once('=').ok_or_else(|| {
                     Failure::Refused(format!("--header {kv}: expected NAME=VALUE"))
                 })?;
-                h.insert(k.to_string(), json!(v));
+                h.insert(k.to_string(), v.to_string());
             }
-            let v = c.call(
-                "POST",
-                "/api/v1/route",
-                Some(json!({"source_ip": source_ip, "to": to, "headers": h})),
-            )?;
+            let query = RouteQuery {
+                source_ip: ipv4("source_ip", source_ip)?,
+                to: to.clone(),
+                headers: h,
+            };
+            let v = c.call("POST", "/api/v1/route", Some(&query))?;
             if cli.json {
                 return print_json(&v);
             }
-            if v["action"] == "route" {
-                println!(
-                    "route ({}) tenant={} group={} user={}",
-                    cell(&v["direction"]),
-                    cell(&v["tenant_id"]),
-                    cell(&v["gateway_group"]),
-                    cell(&v["user"])
-                );
-                for (i, c) in v["candidates"].as_array().into_iter().flatten().enumerate() {
-                    println!("  {}. {}", i + 1, c.as_str().unwrap_or_default());
+            let d: RouteDecision = typed(v)?;
+            match d.action {
+                Action::Route => {
+                    println!(
+                        "route ({}) tenant={} group={} user={}",
+                        direction(d.direction),
+                        or_dash(d.tenant_id),
+                        or_dash(d.gateway_group),
+                        or_dash(d.user)
+                    );
+                    for (i, c) in d.candidates.iter().enumerate() {
+                        println!("  {}. {c}", i + 1);
+                    }
                 }
-            } else {
-                println!(
+                Action::Reject => println!(
                     "reject {} {}",
-                    v["code"],
-                    v["reason"].as_str().unwrap_or_default()
-                );
+                    or_dash(d.code),
+                    d.reason.unwrap_or_default()
+                ),
             }
-            return Ok(());
+            Ok(())
         }
-    };
+    }
+}
+
+/// A DELETE: `removed` (or the API's JSON, null).
+fn removed(cli: &Cli, c: &Client, path: &str) -> Result<(), Failure> {
+    let v = c.call("DELETE", path, None::<&()>)?;
     if cli.json {
-        return print_json(&value);
+        return print_json(&v);
     }
-    if value.is_null() {
-        println!("removed");
-        return Ok(());
-    }
-    let rows = match value {
-        Value::Array(rows) => rows,
-        one => vec![one],
-    };
-    print_table(columns, &rows);
+    println!("removed");
     Ok(())
 }
 
-const CALL_COLUMNS: &[&str] = &[
-    "call",
-    "tenant",
-    "direction",
-    "result",
-    "setup_ms",
-    "duration_ms",
-    "rtp_from_caller",
-    "rtp_from_callee",
-    "lost",
-];
-
-const GATEWAY_COLUMNS: &[&str] = &[
-    "id",
-    "group",
-    "destination",
-    "priority",
-    "weight",
-    "description",
-];
-const TENANT_COLUMNS: &[&str] = &[
-    "tenant_id",
-    "source_ip",
-    "gateway_group",
-    "max_cps",
-    "max_concurrent",
-];
-const CARRIER_COLUMNS: &[&str] = &["id", "ip", "mask", "name", "group"];
-const STATS_COLUMNS: &[&str] = &[
-    "tenant",
-    "answered",
-    "failed",
-    "cancelled",
-    "rejected",
-    "limit_exceeded",
-];
+/// One row or a list of them, as the API's JSON or a table.
+fn show_rows<T: DeserializeOwned + TableRow>(cli: &Cli, v: Value) -> Result<(), Failure> {
+    if cli.json {
+        return print_json(&v);
+    }
+    let rows: Vec<T> = match v {
+        Value::Array(_) => typed(v)?,
+        one => vec![typed(one)?],
+    };
+    print_table(&rows);
+    Ok(())
+}
 
 fn print_json(v: &Value) -> Result<(), Failure> {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     Ok(())
 }
 
-fn cell(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
+fn or_dash(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn direction(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
     }
 }
 
-fn print_table(columns: &[&str], rows: &[Value]) {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|c| {
-                    if r[*c].is_null() {
-                        "0".into()
-                    } else {
-                        cell(&r[*c])
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = columns
+/// A row of a table: its column names and its cells.
+trait TableRow {
+    const COLUMNS: &'static [&'static str];
+    fn cells(&self) -> Vec<String>;
+}
+
+impl TableRow for GatewayRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "group",
+        "destination",
+        "priority",
+        "weight",
+        "description",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.group.to_string(),
+            self.destination.clone(),
+            self.priority.to_string(),
+            self.weight.to_string(),
+            self.description.clone(),
+        ]
+    }
+}
+
+impl TableRow for TenantRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "tenant_id",
+        "source_ip",
+        "gateway_group",
+        "max_cps",
+        "max_concurrent",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.tenant_id.clone(),
+            self.source_ip.clone(),
+            self.gateway_group.to_string(),
+            self.max_cps.to_string(),
+            self.max_concurrent.to_string(),
+        ]
+    }
+}
+
+impl TableRow for CarrierRow {
+    const COLUMNS: &'static [&'static str] = &["id", "ip", "mask", "name", "group"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.ip.clone(),
+            self.mask.to_string(),
+            self.name.clone(),
+            self.group.to_string(),
+        ]
+    }
+}
+
+/// One tenant's line of `stats`: its count of each result (0 when none).
+struct TenantCounts<'a>((&'a String, &'a BTreeMap<String, u64>));
+
+impl TableRow for TenantCounts<'_> {
+    const COLUMNS: &'static [&'static str] = &[
+        "tenant",
+        "answered",
+        "failed",
+        "cancelled",
+        "rejected",
+        "limit_exceeded",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let (tenant, counts) = self.0;
+        let mut cells = vec![tenant.clone()];
+        for result in &Self::COLUMNS[1..] {
+            cells.push(counts.get(*result).copied().unwrap_or(0).to_string());
+        }
+        cells
+    }
+}
+
+/// A finished call, its RTP packets summed over its media lines.
+impl TableRow for CallRecord {
+    const COLUMNS: &'static [&'static str] = &[
+        "call",
+        "tenant",
+        "direction",
+        "result",
+        "setup_ms",
+        "duration_ms",
+        "rtp_from_caller",
+        "rtp_from_callee",
+        "lost",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let sum = |f: fn(&model::MediaFigures) -> u64| self.media.iter().map(f).sum::<u64>();
+        vec![
+            self.call.to_string(),
+            or_dash(self.tenant.as_ref()),
+            direction(self.direction).to_string(),
+            self.result.clone(),
+            or_dash(self.setup_ms),
+            self.duration_ms.to_string(),
+            sum(|m| m.from_caller.packets).to_string(),
+            sum(|m| m.from_callee.packets).to_string(),
+            sum(|m| m.from_caller.lost + m.from_callee.lost).to_string(),
+        ]
+    }
+}
+
+fn print_table<T: TableRow>(rows: &[T]) {
+    let cells: Vec<Vec<String>> = rows.iter().map(TableRow::cells).collect();
+    let widths: Vec<usize> = T::COLUMNS
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -415,7 +493,7 @@ fn print_table(columns: &[&str], rows: &[Value]) {
             .collect();
         println!("{}", parts.join("  ").trim_end());
     };
-    line(columns.to_vec());
+    line(T::COLUMNS.to_vec());
     for r in &cells {
         line(r.iter().map(String::as_str).collect());
     }
