@@ -6,6 +6,7 @@
 //! engine over its ring, so a change applies to the next call and never
 //! touches calls in progress.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod config;

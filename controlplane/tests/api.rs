@@ -840,3 +840,55 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         &json!([Action::Route, Action::Reject])
     );
 }
+
+/// Each integer's `minimum`/`maximum` in the OpenAPI document against the
+/// request type's validation: both ends pass, one past either end fails
+/// naming the field and the same range.
+fn check_ranges<T: DeserializeOwned + model::Validate + std::fmt::Debug>(
+    schema: &Value,
+    base: Value,
+) {
+    for (field, spec) in schema["properties"].as_object().unwrap() {
+        if spec["type"] != "integer" {
+            continue;
+        }
+        let (min, max) = (spec["minimum"].as_i64(), spec["maximum"].as_i64());
+        let (Some(min), Some(max)) = (min, max) else {
+            panic!("{field}: no minimum or maximum in the document");
+        };
+        let body = |v: i64| {
+            let mut b = base.clone();
+            b[field] = json!(v);
+            serde_json::to_vec(&b).unwrap()
+        };
+        for ok in [min, max] {
+            model::from_json::<T>(&body(ok)).unwrap_or_else(|e| panic!("{field} = {ok}: {e}"));
+        }
+        for bad in [min - 1, max + 1] {
+            let e = model::from_json::<T>(&body(bad)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("field `{field}`: must be between {min} and {max}"),
+                "{field} = {bad}"
+            );
+        }
+    }
+}
+
+#[test]
+fn openapi_ranges_are_the_validation_ranges() {
+    let doc: Value = serde_json::from_str(sbc_controlplane::api::OPENAPI).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    check_ranges::<CarrierIn>(
+        &schemas["CarrierIn"],
+        json!({"ip": "10.0.0.1", "name": "n"}),
+    );
+    check_ranges::<GatewayIn>(
+        &schemas["GatewayIn"],
+        json!({"destination": "sip:10.0.0.1"}),
+    );
+    check_ranges::<TenantIn>(
+        &schemas["Tenant"],
+        json!({"tenant_id": "t", "source_ip": "10.0.0.1", "max_cps": 1, "max_concurrent": 1}),
+    );
+}

@@ -26,27 +26,36 @@ pub enum ConfigError {
     /// The file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
     /// Not TOML, or not the shape of [`Config`] (the message names the key).
     #[error("{path}: {source}")]
     Parse {
+        /// The file.
         path: String,
+        /// The TOML error, with the key and position.
         source: toml::de::Error,
     },
     /// A value out of its range, or settings that do not go together.
     #[error("{path}: `{key}`: {message}")]
     Invalid {
+        /// The file.
         path: String,
+        /// The key, dotted (`media.port_min`).
         key: &'static str,
+        /// What is wrong with it.
         message: String,
     },
     /// A section the chosen backend needs is absent (only for a [`Config`]
     /// built without [`Config::parse`], which checks it).
     #[error("`{key}` is required {why}")]
     Missing {
+        /// The section, dotted (`dataplane.dpdk`).
         key: &'static str,
+        /// When it is required.
         why: &'static str,
     },
 }
