@@ -3,7 +3,7 @@
 //!
 //! The config also turns itself into the data plane's settings
 //! ([`Config::engine_config`], [`Config::socket_config`] and, with the `dpdk`
-//! feature, [`Config::dpdk_config`], in `dataplane.rs`), the way capsule's
+//! feature, `Config::dpdk_config`, in `dataplane.rs`), the way capsule's
 //! `to_eal_args` does, so `run.rs` only starts things. A default the data
 //! plane also has (the routing policy, T1) is read from the data plane's own
 //! default, never repeated here.
