@@ -131,22 +131,21 @@ fn classify_ipv4(eth: &EthernetFrame<&[u8]>, ours: &[Ipv4Addr]) -> Result<Kind, 
         // Part of a larger datagram.
         return Ok(Kind::Fragment);
     }
+    let ihl = ip.header_len();
+    let body = ip.payload();
     match ip.protocol() {
         ipv4::PROTO_UDP => {
-            let udp = UdpPacket::new_checked(ip.payload())?;
+            let udp = UdpPacket::new_checked(body)?;
             // The UDP checksum is left to `udp_checksum_ok`: relayed RTP does
             // not need it (see there).
             Ok(Kind::Udp {
                 src: SocketAddrV4::new(ip.src(), udp.src_port()),
                 dst: SocketAddrV4::new(to, udp.dst_port()),
                 src_mac: eth.src(),
-                payload: (
-                    ETH_LEN + ip.header_len() + udp::HEADER_LEN,
-                    udp.len() - udp::HEADER_LEN,
-                ),
+                payload: (ETH_LEN + ihl + udp::HEADER_LEN, udp.len() - udp::HEADER_LEN),
             })
         }
-        ipv4::PROTO_ICMP => match icmpv4::echo_request_checks(ip.payload()) {
+        ipv4::PROTO_ICMP => match icmpv4::echo_request_checks(body) {
             Some(true) => Ok(Kind::EchoRequest),
             Some(false) => Err(Reason::BadChecksum),
             None => Err(Reason::Unsupported),

@@ -52,43 +52,51 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         Ok(UdpPacket { buffer })
     }
 
+    #[inline]
     fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
         let b = &self.buffer.as_ref()[r];
         u16::from_be_bytes([b[0], b[1]])
     }
 
     /// The source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         self.u16_at(field::SRC_PORT)
     }
 
     /// The destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         self.u16_at(field::DST_PORT)
     }
 
     /// Header and payload length, from the header.
+    #[inline]
     pub fn len(&self) -> usize {
         usize::from(self.u16_at(field::LENGTH))
     }
 
     /// Never true: a checked datagram holds at least its header.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         false
     }
 
     /// The checksum field as sent (0: none computed).
+    #[inline]
     pub fn checksum(&self) -> u16 {
         self.u16_at(field::CHECKSUM)
     }
 
     /// The bytes after the header, up to the length field.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.len()]
     }
 
     /// Whether the checksum over the pseudo-header of `src` → `dst` is right
     /// (or absent: 0).
+    #[inline]
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         if self.checksum() == 0 {
             return true;
@@ -183,6 +191,13 @@ pub fn udp_checksum_ok(frame: &[u8]) -> bool {
 /// from `src_mac`/`src` to `dst_mac`/`dst`, TTL 64. The IPv4 checksum is
 /// recomputed, the UDP checksum updated from the changed words (RFC 1624)
 /// so the payload is never read; a zero UDP checksum (none) stays zero.
+/// `false` (the frame untouched) when it is shorter than its headers.
+///
+/// This is the relay's per-packet work, so it reads the header fields by
+/// their offsets after one length check rather than through the views.
+// Indexing below stays within `f`, whose length (Ethernet, the IPv4 header
+// with its options, the UDP header) is checked once at the top.
+#[allow(clippy::indexing_slicing)]
 pub fn readdress(
     frame: &mut [u8],
     src_mac: Mac,
@@ -190,48 +205,46 @@ pub fn readdress(
     src: SocketAddrV4,
     dst: SocketAddrV4,
 ) -> bool {
-    let Some(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
+    const IP: usize = ethernet::HEADER_LEN;
+    let Some(&vihl) = frame.get(IP + ipv4::field::VER_IHL) else {
         return false;
     };
-    eth.set_dst(dst_mac);
-    eth.set_src(src_mac);
-    let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if ihl < ipv4::HEADER_LEN {
+        return false;
+    }
+    let u = IP + ihl;
+    let Some(f) = frame.get_mut(..u + HEADER_LEN) else {
         return false;
     };
-    // The words the UDP checksum covers that change: addresses and ports.
-    let (old_src, old_dst) = (ip.src(), ip.dst());
-    ip.set_src(*src.ip());
-    ip.set_dst(*dst.ip());
-    ip.set_ttl(ipv4::TTL);
-    ip.fill_checksum();
-    let Some(udp) = ip.payload_mut().get_mut(..HEADER_LEN) else {
-        return false;
-    };
-    let Some([p0, p1, p2, p3, _, _, c0, c1]) = udp.get_mut(..HEADER_LEN) else {
-        return false;
-    };
-    let old_ports = [*p0, *p1, *p2, *p3];
-    [*p0, *p1] = src.port().to_be_bytes();
-    [*p2, *p3] = dst.port().to_be_bytes();
-    let old_c = u16::from_be_bytes([*c0, *c1]);
+    f[ethernet::field::DST].copy_from_slice(&dst_mac);
+    f[ethernet::field::SRC].copy_from_slice(&src_mac);
+    // The words the UDP checksum covers that change: addresses, then ports.
+    let addrs = IP + ipv4::field::SRC.start..IP + ipv4::field::DST.end;
+    let ports = u + field::SRC_PORT.start..u + field::DST_PORT.end;
+    let mut old = [0u8; 12];
+    old[..8].copy_from_slice(&f[addrs.clone()]);
+    old[8..].copy_from_slice(&f[ports.clone()]);
+    let mut new = [0u8; 12];
+    new[..4].copy_from_slice(&src.ip().octets());
+    new[4..8].copy_from_slice(&dst.ip().octets());
+    new[8..10].copy_from_slice(&src.port().to_be_bytes());
+    new[10..].copy_from_slice(&dst.port().to_be_bytes());
+    f[addrs].copy_from_slice(&new[..8]);
+    f[ports].copy_from_slice(&new[8..]);
+    f[IP + ipv4::field::TTL] = ipv4::TTL;
+    let c = IP + ipv4::field::CHECKSUM.start..IP + ipv4::field::CHECKSUM.end;
+    f[c.clone()].fill(0);
+    let sum = checksum::data(&f[IP..u]);
+    f[c].copy_from_slice(&sum.to_be_bytes());
+    let c = u + field::CHECKSUM.start..u + field::CHECKSUM.end;
+    let old_c = u16::from_be_bytes([f[c.start], f[c.start + 1]]);
     if old_c != 0 {
-        let mut from = [0u8; 12];
-        let mut to = [0u8; 12];
-        for (buf, (s, d, ports)) in [
-            (&mut from, (old_src, old_dst, old_ports)),
-            (&mut to, (*src.ip(), *dst.ip(), [*p0, *p1, *p2, *p3])),
-        ] {
-            let (a, rest) = buf.split_at_mut(4);
-            let (b, c) = rest.split_at_mut(4);
-            a.copy_from_slice(&s.octets());
-            b.copy_from_slice(&d.octets());
-            c.copy_from_slice(&ports);
-        }
-        let c = match checksum::update(old_c, &from, &to) {
+        let sum = match checksum::update(old_c, &old, &new) {
             0 => 0xffff,
-            c => c,
+            x => x,
         };
-        [*c0, *c1] = c.to_be_bytes();
+        f[c].copy_from_slice(&sum.to_be_bytes());
     }
     true
 }
@@ -242,6 +255,7 @@ mod tests {
     use super::*;
     use crate::net::test_util::{ip, sa, OUR_MAC, PEER_MAC};
 
+    #[inline]
     fn rtp_frame() -> Vec<u8> {
         let mut buf = vec![0u8; 1500];
         let payload: Vec<u8> = (0..172u8).collect();
@@ -260,6 +274,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn udp_built_classified_and_checked() {
         let f = rtp_frame();
         let Kind::Udp {
@@ -310,6 +325,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn readdress_keeps_both_checksums_right_and_the_payload() {
         let mut f = rtp_frame();
         let payload = f[FRAME_HEADERS..].to_vec();
