@@ -170,10 +170,41 @@ impl SdpRepr {
     }
 }
 
+/// Attributes the anchored SDP must not carry: ICE (RFC 8839: the relay
+/// answers no STUN and its address is the only candidate), and RTP/RTCP
+/// multiplexing (RFC 5761, RFC 8858: the relay keeps RTCP on the next port,
+/// so removing the offer's `a=rtcp-mux` from both offer and answer keeps
+/// each side unmultiplexed). RTPEngine's `ICE=remove` and `rtcp-mux-demux`.
+const REMOVED_ATTRIBUTES: &[&str] = &[
+    "candidate",
+    "remote-candidates",
+    "end-of-candidates",
+    "ice-ufrag",
+    "ice-pwd",
+    "ice-options",
+    "ice-lite",
+    "ice-mismatch",
+    "ice-pacing",
+    "rtcp-mux",
+    "rtcp-mux-only",
+];
+
+/// Whether the `a=` line `line` is one of [`REMOVED_ATTRIBUTES`].
+fn removed(line: &str) -> bool {
+    line.strip_prefix("a=").is_some_and(|attr| {
+        let name = attr.split([':', ' ']).next().unwrap_or_default();
+        REMOVED_ATTRIBUTES
+            .iter()
+            .any(|r| name.eq_ignore_ascii_case(r))
+    })
+}
+
 /// Writes `body` again with `addr` in every `c=` and `o=` line and the
 /// `ports[i]` (RTP; RTCP is the next one) on the i-th media line and its
 /// `a=rtcp`. A disabled stream (port 0) stays disabled; a `c=0.0.0.0` hold
-/// stays `0.0.0.0`.
+/// stays `0.0.0.0`. Every address-bearing line is rewritten whole (address
+/// and port) or removed: ICE and RTP/RTCP multiplexing attributes are
+/// removed (see [`REMOVED_ATTRIBUTES`]).
 pub fn rewrite(body: &[u8], addr: Ipv4Addr, ports: &[u16]) -> Result<Vec<u8>, SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
     let mut out = Vec::with_capacity(body.len() + 32);
@@ -181,6 +212,9 @@ pub fn rewrite(body: &[u8], addr: Ipv4Addr, ports: &[u16]) -> Result<Vec<u8>, Sd
     for raw in text.split_inclusive('\n') {
         let line = raw.trim_end_matches(['\r', '\n']);
         let ending = raw.get(line.len()..).unwrap_or("");
+        if removed(line) {
+            continue;
+        }
         if let Some(v) = line.strip_prefix("c=") {
             let ip = connection(v)?;
             if ip.is_unspecified() {
@@ -280,6 +314,42 @@ a=sendonly\r\n";
         assert_eq!(sdp.media[2].port, 20002);
         assert_eq!(sdp.media[2].addr, ours);
         assert_eq!(sdp.media[2].direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn ice_and_rtcp_mux_are_removed_and_nothing_half_rewritten() {
+        let offer = OFFER.replace(
+            "a=sendrecv\r\n",
+            "a=sendrecv\r\n\
+a=ice-ufrag:F7gI\r\n\
+a=ice-pwd:x9cml/YzichV2+XlhiMu8g\r\n\
+a=ice-options:trickle\r\n\
+a=candidate:1 1 UDP 2130706431 10.0.1.10 40000 typ host\r\n\
+a=candidate:2 1 UDP 1694498815 198.51.100.7 40000 typ srflx raddr 10.0.1.10 rport 40000\r\n\
+a=end-of-candidates\r\n\
+a=rtcp-mux\r\n\
+a=ptime:20\r\n",
+        );
+        let out = String::from_utf8(
+            rewrite(
+                offer.as_bytes(),
+                Ipv4Addr::new(203, 0, 113, 50),
+                &[20000, 0, 20002],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for gone in ["candidate", "ice-", "rtcp-mux", "10.0.1.10", "198.51.100.7"] {
+            assert!(!out.contains(gone), "{gone} left in:\n{out}");
+        }
+        assert!(
+            out.contains("a=ptime:20\r\na=sendrecv")
+                || out.contains("a=sendrecv\r\na=ptime:20\r\n")
+        );
+        assert!(out.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"));
+        assert!(out.contains("a=rtcp:20001 IN IP4 203.0.113.50\r\n"));
+        let sdp = SdpRepr::parse(out.as_bytes()).unwrap();
+        assert_eq!(sdp.media.len(), 3);
     }
 
     #[test]

@@ -184,3 +184,34 @@ fn media_ports_are_allocated_rewritten_and_released() {
     );
     assert_eq!(peers.engine.free_port_pairs(), free);
 }
+
+#[test]
+fn ice_candidates_never_reach_the_other_side() {
+    let mut peers = media_lab();
+    let body = "v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\n\
+m=audio 40000 RTP/AVP 0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n\
+a=candidate:1 1 UDP 2130706431 10.0.1.10 40000 typ host\r\na=rtcp-mux\r\n";
+    let inv = invite("ice1", "ice1")
+        .replace(
+            "Content-Length: 55\r\n\r\nv=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+        );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = &sent[1].2;
+    for gone in [
+        "candidate",
+        "ice-ufrag",
+        "ice-pwd",
+        "rtcp-mux",
+        "40000",
+        "10.0.1.10",
+    ] {
+        assert!(!fwd.contains(gone), "{gone} reached the gateway:\n{fwd}");
+    }
+    assert!(fwd.contains("m=audio 20000 RTP/AVP 0\r\n"), "{fwd}");
+    let sdp_len = fwd.split("\r\n\r\n").nth(1).unwrap().len();
+    assert_eq!(
+        header(fwd, "Content-Length"),
+        Some(sdp_len.to_string().as_str())
+    );
+}
