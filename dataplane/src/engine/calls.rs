@@ -1,11 +1,14 @@
 //! A call's life as the operator sees it: answered, ended (the dialog, its
 //! media and its tenant slot released) and the call record and outcome
-//! events written for the control plane.
+//! events written for the control plane; and a challenged call remembered
+//! so its INVITE re-sent with credentials keeps our leg's Call-ID.
 
 use super::dialog::DialogState;
 use super::slab::Id;
 use super::{Ms, SipEngine};
 use crate::call::{CallEvent, CallRecord, CallResult};
+use crate::side::Side;
+use crate::sip::SipMessage;
 
 impl SipEngine {
     pub(super) fn answered(&mut self, id: Id, now: Ms) {
@@ -85,4 +88,41 @@ impl SipEngine {
             self.stats.call_events_dropped.inc();
         }
     }
+
+    /// Remembers the Call-ID of our leg toward a far side that challenged
+    /// the initial INVITE of transaction `id` (401/407), for 64·T1, so the
+    /// INVITE re-sent with credentials (same Call-ID and From tag, CSeq + 1)
+    /// reaches it under the same Call-ID. Bounded: at most
+    /// [`MAX_CHALLENGED`] calls remembered; expired ones go first.
+    pub(super) fn remember_challenge(&mut self, id: Id, now: Ms) {
+        let Some(d) = self.txns.get(id).and_then(|t| self.dialogs.get(t.dialog)) else {
+            return;
+        };
+        let key = (d.caller.side, Box::from(d.caller.call_id.as_slice()));
+        let value = (d.callee.call_id.clone(), now + 64 * self.cfg.t1);
+        if self.challenged.len() >= MAX_CHALLENGED {
+            self.challenged.retain(|_, (_, until)| *until > now);
+        }
+        if self.challenged.len() < MAX_CHALLENGED {
+            self.challenged.insert(key, value);
+        }
+    }
+
+    /// Our Call-ID toward the challenger, when `msg` is an INVITE re-sent
+    /// with credentials after a 401/407 the caller got within 64·T1.
+    pub(super) fn challenged_call_id(
+        &mut self,
+        side: Side,
+        msg: &SipMessage<'_>,
+        now: Ms,
+    ) -> Option<Vec<u8>> {
+        let key = (side, Box::from(msg.call_id));
+        match self.challenged.remove(&key) {
+            Some((call_id, until)) if until > now => Some(call_id),
+            _ => None,
+        }
+    }
 }
+
+/// Challenged calls remembered at once (about 100 bytes each).
+const MAX_CHALLENGED: usize = 65_536;

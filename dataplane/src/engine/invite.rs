@@ -104,7 +104,13 @@ impl SipEngine {
         let dest_side = side.other();
         let ours_b = self.cfg.addr(dest_side);
         let (ruri, callee_party) = self.callee_for(msg, &user, &target, dest_side, source);
-        let callee_call_id = self.new_call_id();
+        // The INVITE a UA sends again with credentials after a 401/407 keeps
+        // its Call-ID (RFC 3261 8.1.3.5), and so does our leg toward the
+        // challenger, whose nonce may be bound to it.
+        let callee_call_id = match self.challenged_call_id(side, msg, now) {
+            Some(id) => id,
+            None => self.new_call_id(),
+        };
         let hider_b = self.hider(dest_side, source);
         let callee = Leg {
             side: dest_side,

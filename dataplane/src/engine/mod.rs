@@ -99,6 +99,10 @@ pub struct SipEngine {
     now: Ms,
     /// The number the next call gets.
     next_call: u64,
+    /// Calls whose INVITE the far side challenged (401/407): (caller side,
+    /// caller Call-ID) -> (our Call-ID toward the challenger, until when it
+    /// is kept), so the INVITE re-sent with credentials reuses it.
+    challenged: HashMap<(Side, Box<[u8]>), (Vec<u8>, Ms)>,
 }
 
 impl SipEngine {
@@ -133,6 +137,7 @@ impl SipEngine {
             salt,
             now: 0,
             next_call: 1,
+            challenged: HashMap::new(),
         }
     }
 

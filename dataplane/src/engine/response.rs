@@ -116,6 +116,9 @@ impl SipEngine {
                             } else {
                                 CallResult::Failed
                             };
+                            if matches!(code, 401 | 407) {
+                                self.remember_challenge(id, now);
+                            }
                             self.end_dialog_of(id, Some(result));
                         }
                     }

@@ -229,10 +229,38 @@ pub(super) fn is_our_uri(value: &[u8], ours: SocketAddrV4) -> bool {
         })
 }
 
+/// Headers whose value is signed or hashed end to end, so they pass byte
+/// for byte: digest credentials and challenges (RFC 3261 22, RFC 7616 3.4:
+/// the `uri` and `realm` inside are part of the hash), and identity
+/// signatures (RFC 8224 `Identity`, `y`; RFC 4474 `Identity-Info`).
+const SIGNED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "authentication-info",
+    "identity",
+    "y",
+    "identity-info",
+];
+
+/// Whether header `name` is one of [`SIGNED_HEADERS`].
+fn is_signed(name: &[u8]) -> bool {
+    SIGNED_HEADERS
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+}
+
+/// Copies one header line through the hider, or byte-exact when its value is
+/// signed ([`SIGNED_HEADERS`]).
 pub(super) fn copy_hidden(b: &mut Builder, name: &[u8], value: &[u8], hider: &Hider<'_>) {
     let buf = b.buf_mut();
     buf.extend_from_slice(name);
     buf.extend_from_slice(b": ");
-    hider.copy(value, buf);
+    if is_signed(grammar::trim_lws(name)) {
+        buf.extend_from_slice(value);
+    } else {
+        hider.copy(value, buf);
+    }
     buf.extend_from_slice(b"\r\n");
 }

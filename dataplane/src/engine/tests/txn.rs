@@ -257,3 +257,44 @@ fn options_answered_and_loops_refused() {
         482
     );
 }
+
+#[test]
+fn challenged_outbound_call_keeps_credentials_and_call_id() {
+    let mut peers = Peers::new();
+    let inv = invite("auth1", "a1")
+        .replace("10.0.1.10:5060;branch", "203.0.113.10:5060;branch")
+        .replace("10.0.0.100:5060", "203.0.113.50:5080");
+    let first = peers.send(Side::Public, GATEWAY, &inv)[1].2.clone();
+    let call_id = header(&first, "Call-ID").unwrap().to_string();
+    // The carrier challenges; its realm and nonce reach the gateway as sent.
+    let challenge =
+        "Proxy-Authenticate: Digest realm=\"10.0.1.10\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"";
+    let resp = answer(&first, 407, "c407", false).replace(
+        "Content-Length: 0",
+        &format!("{challenge}\r\nContent-Length: 0"),
+    );
+    let back = peers.send(Side::Private, CARRIER, &resp);
+    let relayed = back.iter().find(|(s, ..)| *s == Side::Public).unwrap();
+    assert_eq!(status(&relayed.2), 407);
+    assert!(relayed.2.contains(challenge), "{}", relayed.2);
+    // The gateway sends the INVITE again with credentials: same Call-ID and
+    // From tag, CSeq + 1, a new branch (RFC 3261 8.1.3.5, 22.2).
+    let credentials = "Proxy-Authorization: Digest username=\"u\", realm=\"10.0.1.10\", nonce=\"n1\", uri=\"sip:+15551234@203.0.113.50:5080\", response=\"0123456789abcdef0123456789abcdef\", qop=auth, nc=00000001, cnonce=\"c1\"";
+    let again = inv.replace("branch=z9hG4bKa1", "branch=z9hG4bKa2").replace(
+        "CSeq: 1 INVITE",
+        &format!("CSeq: 2 INVITE\r\n{credentials}"),
+    );
+    let second = peers.send(Side::Public, GATEWAY, &again)[1].2.clone();
+    assert!(
+        second.contains(credentials),
+        "credentials altered:\n{second}"
+    );
+    assert_eq!(header(&second, "Call-ID"), Some(call_id.as_str()));
+    assert_eq!(header(&second, "CSeq"), Some("2 INVITE"));
+    // A new call from the same gateway later gets a Call-ID of its own.
+    let fresh = inv
+        .replace("auth1@", "auth2@")
+        .replace("z9hG4bKa1", "z9hG4bKa3");
+    let other = peers.send(Side::Public, GATEWAY, &fresh)[1].2.clone();
+    assert_ne!(header(&other, "Call-ID"), Some(call_id.as_str()));
+}
