@@ -73,6 +73,9 @@ struct Incoming<'m, 'a> {
     msg: &'m SipMessage<'a>,
 }
 
+/// A leg's side and Call-ID: how a dialog is found.
+type CallKey = (Side, Box<[u8]>);
+
 /// The proxy core.
 #[derive(Debug)]
 pub struct SipEngine {
@@ -82,7 +85,7 @@ pub struct SipEngine {
     txns: Slab<Txn>,
     server_index: HashMap<Box<[u8]>, Id>,
     dialogs: Slab<Dialog>,
-    dialog_index: HashMap<(Side, Box<[u8]>), Id>,
+    dialog_index: HashMap<CallKey, Id>,
     timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
     rng: u64,
     /// Live calls and CPS tokens per tenant.
@@ -102,7 +105,7 @@ pub struct SipEngine {
     /// Calls whose INVITE the far side challenged (401/407): (caller side,
     /// caller Call-ID) -> (our Call-ID toward the challenger, until when it
     /// is kept), so the INVITE re-sent with credentials reuses it.
-    challenged: HashMap<(Side, Box<[u8]>), (Vec<u8>, Ms)>,
+    challenged: HashMap<CallKey, (Vec<u8>, Ms)>,
 }
 
 impl SipEngine {
