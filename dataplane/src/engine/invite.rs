@@ -67,7 +67,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side,
                     dst: src,
-                    data: local_response(msg, code, reason, tag, b""),
+                    data: local_response(msg, src, code, reason, tag, b""),
                 });
                 return;
             }
@@ -96,7 +96,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side,
                     dst: src,
-                    data: local_response(msg, code, why, tag, extra.as_bytes()),
+                    data: local_response(msg, src, code, why, tag, extra.as_bytes()),
                 });
                 return;
             }
@@ -135,7 +135,7 @@ impl SipEngine {
         self.stats.dialogs.set(self.dialogs.len() as u64);
 
         // 100 Trying at once, then the INVITE toward the far side.
-        let trying = local_response(msg, 100, reason(100), 0, b"");
+        let trying = local_response(msg, src, 100, reason(100), 0, b"");
         out.push(Outgoing {
             side,
             dst: src,

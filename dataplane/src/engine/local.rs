@@ -3,6 +3,7 @@
 //! transactions, and the BYE that ends a call whose media stopped.
 
 use std::io::Write;
+use std::net::SocketAddr;
 
 use super::dialog::{Dialog, LegRef};
 use super::rewrite::with_tag;
@@ -56,18 +57,20 @@ pub(super) fn tag_param(tag: u64) -> Vec<u8> {
     format!(";tag={tag:016x}").into_bytes()
 }
 
-/// A response we generate ourselves to `msg`.
+/// A response we generate ourselves to `msg`, which came from `src`.
 pub(super) fn local_response(
     msg: &SipMessage<'_>,
+    src: SocketAddr,
     code: u16,
     why: &str,
     tag: u64,
     extra: &[u8],
 ) -> Vec<u8> {
     let mut b = Builder::response(code, why.as_bytes());
+    b.raw(&via_lines(msg, src));
     for h in &msg.headers {
         match h.name {
-            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+            HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 b.raw(&raw_line(h.raw_name, h.value));
             }
             HeaderName::To => {
@@ -82,6 +85,55 @@ pub(super) fn local_response(
     }
     b.raw(extra);
     b.finish(b"")
+}
+
+/// The Via lines of `msg` (from `src`) as its responses carry them back:
+/// as received, but for a bare `rport` in the top Via, which gets the
+/// source port and a `received` with the source address (RFC 3581 section 4,
+/// Kamailio's `force_rport`), so the answer finds a sender behind NAT.
+pub(super) fn via_lines(msg: &SipMessage<'_>, src: SocketAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let mut first = true;
+    for h in msg.headers.iter().filter(|h| h.name == HeaderName::Via) {
+        let filled = if first {
+            with_rport(h.value, src)
+        } else {
+            None
+        };
+        first = false;
+        out.extend(raw_line(h.raw_name, filled.as_deref().unwrap_or(h.value)));
+    }
+    out
+}
+
+/// The Via value `value` with its first entry's bare `rport` set to the
+/// port of `src` and `received` set to its address; `None` when that entry
+/// has no bare `rport` (or does not parse).
+fn with_rport(value: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    let end = value.iter().position(|&c| c == b',').unwrap_or(value.len());
+    let (top, rest) = value.split_at(end);
+    let mut params = top.split(|&c| c == b';');
+    let head = params.next()?;
+    let params: Vec<&[u8]> = params.map(grammar::trim_lws).collect();
+    let name = |p: &[u8]| -> Vec<u8> {
+        let n = p.split(|&c| c == b'=').next().unwrap_or_default();
+        grammar::trim_lws(n).to_ascii_lowercase()
+    };
+    if !params.iter().any(|p| p.eq_ignore_ascii_case(b"rport")) {
+        return None;
+    }
+    let mut out = head.to_vec();
+    for p in params.iter().filter(|p| name(p) != b"received") {
+        out.push(b';');
+        if p.eq_ignore_ascii_case(b"rport") {
+            let _ = write!(out, "rport={}", src.port());
+        } else {
+            out.extend_from_slice(p);
+        }
+    }
+    let _ = write!(out, ";received={}", src.ip());
+    out.extend_from_slice(rest);
+    Some(out)
 }
 
 /// A response we generate for a transaction whose request is gone.

@@ -6,7 +6,7 @@
 use super::dialog::LegRef;
 use super::ids::server_key;
 use super::invite::RouteState;
-use super::local::{local_response, raw_line};
+use super::local::{local_response, raw_line, via_lines};
 use super::rewrite::first_contact_uri;
 use super::slab::Id;
 use super::txn::{CancelState, Phase, Timer, Txn};
@@ -29,7 +29,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side,
                     dst: src,
-                    data: local_response(msg, code, reason(code), tag, extra),
+                    data: local_response(msg, src, code, reason(code), tag, extra),
                 });
             }
         };
@@ -164,7 +164,7 @@ impl SipEngine {
             out.push(Outgoing {
                 side,
                 dst: src,
-                data: local_response(msg, 481, reason(481), tag, b""),
+                data: local_response(msg, src, 481, reason(481), tag, b""),
             });
             return;
         };
@@ -172,7 +172,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
-            data: local_response(msg, 200, reason(200), tag, b""),
+            data: local_response(msg, src, 200, reason(200), tag, b""),
         });
         let Some(t) = self.txns.get_mut(id) else {
             return;
@@ -207,7 +207,7 @@ impl SipEngine {
         }
         d.leg_mut(orig).peer = src;
         let provisional = if msg.method() == Method::Invite {
-            let trying = local_response(msg, 100, reason(100), 0, b"");
+            let trying = local_response(msg, src, 100, reason(100), 0, b"");
             out.push(Outgoing {
                 side,
                 dst: src,
@@ -267,7 +267,7 @@ impl SipEngine {
             phase: Phase::Proceeding,
             orig_side: side,
             orig_addr: src,
-            vias: echo(HeaderName::Via),
+            vias: via_lines(msg, src),
             from_line: echo(HeaderName::From),
             to_value: msg
                 .header(HeaderName::To)

@@ -298,3 +298,27 @@ fn challenged_outbound_call_keeps_credentials_and_call_id() {
     let other = peers.send(Side::Public, GATEWAY, &fresh)[1].2.clone();
     assert_ne!(header(&other, "Call-ID"), Some(call_id.as_str()));
 }
+
+#[test]
+fn rport_is_filled_in_on_every_answer() {
+    let mut peers = Peers::new();
+    // Behind NAT: sent-by says 192.168.1.5:5062, the datagram came from CARRIER.
+    let inv = invite("rp1", "rp1").replace(
+        "Via: SIP/2.0/UDP 10.0.1.10:5060;branch=z9hG4bKrp1",
+        "Via: SIP/2.0/UDP 192.168.1.5:5062;rport;branch=z9hG4bKrp1, SIP/2.0/UDP 10.0.9.9;rport",
+    );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let want = "Via: SIP/2.0/UDP 192.168.1.5:5062;rport=5060;branch=z9hG4bKrp1;received=10.0.1.10, SIP/2.0/UDP 10.0.9.9;rport\r\n";
+    assert_eq!(status(&sent[0].2), 100);
+    assert!(sent[0].2.contains(want), "{}", sent[0].2);
+    let busy = answer(&sent[1].2, 486, "g486", false);
+    let back = peers.send(Side::Public, GATEWAY, &busy);
+    let relayed = back.iter().find(|(s, ..)| *s == Side::Private).unwrap();
+    assert_eq!(status(&relayed.2), 486);
+    assert!(relayed.2.contains(want), "{}", relayed.2);
+    // Without rport, the Via comes back as it was.
+    let plain = peers.send(Side::Private, CARRIER, &invite("rp2", "rp2"));
+    assert!(plain[0]
+        .2
+        .contains("Via: SIP/2.0/UDP 10.0.1.10:5060;branch=z9hG4bKrp2\r\n"));
+}
