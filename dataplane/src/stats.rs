@@ -58,6 +58,9 @@ pub struct EngineStats {
     pub failovers: Counter,
     /// Answered calls ended because their media stopped.
     pub media_timeouts: Counter,
+    /// Silence reports for held media lines, which do not end the call
+    /// (until the hold timeout, if one is set).
+    pub media_timeouts_held: Counter,
     /// SIP datagrams handed to the engine.
     pub rx_messages: Counter,
     /// SIP datagrams the engine sent.
@@ -96,6 +99,7 @@ impl Default for EngineStats {
             calls_limited: Counter::default(),
             failovers: Counter::default(),
             media_timeouts: Counter::default(),
+            media_timeouts_held: Counter::default(),
             rx_messages: Counter::default(),
             tx_messages: Counter::default(),
             parse_errors: Counter::default(),
@@ -123,7 +127,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 14] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 15] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -139,6 +143,7 @@ impl EngineStats {
             ("failovers", &self.failovers),
             ("calls_limited", &self.calls_limited),
             ("media_timeouts", &self.media_timeouts),
+            ("media_timeouts_held", &self.media_timeouts_held),
         ]
     }
 }

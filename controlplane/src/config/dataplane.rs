@@ -58,6 +58,7 @@ impl Config {
             ip: BySide::new(private_ip, public_ip),
             ports: BySide::new(private_ports, public_ports),
             timeout: self.media.timeout_s * 1000,
+            hold_timeout: (self.media.hold_timeout_s > 0).then(|| self.media.hold_timeout_s * 1000),
         }
     }
 

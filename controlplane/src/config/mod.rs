@@ -197,10 +197,19 @@ pub struct MediaConfig {
     /// default 60) is ended with BYEs.
     #[serde(default = "default_media_timeout")]
     pub timeout_s: u64,
+    /// A media line on hold (`c=0.0.0.0`, sendonly, recvonly, inactive) is
+    /// not ended by `timeout_s`; only once held and silent this long
+    /// (seconds, default 3,600 as RTPEngine's silent timeout; 0: never).
+    #[serde(default = "default_hold_timeout")]
+    pub hold_timeout_s: u64,
 }
 
 fn default_media_timeout() -> u64 {
     60
+}
+
+fn default_hold_timeout() -> u64 {
+    3_600
 }
 
 fn default_port_min() -> u16 {
@@ -218,6 +227,7 @@ impl Default for MediaConfig {
             port_min: default_port_min(),
             port_max: default_port_max(),
             timeout_s: default_media_timeout(),
+            hold_timeout_s: default_hold_timeout(),
         }
     }
 }

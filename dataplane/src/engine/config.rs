@@ -36,6 +36,12 @@ pub struct MediaSettings {
     pub ports: BySide<(u16, u16)>,
     /// An answered call whose media stops this long is ended (ms).
     pub timeout: Ms,
+    /// A media line either leg holds (`c=0.0.0.0`, `a=sendonly`,
+    /// `a=recvonly`, `a=inactive`) carries no media that is due: it is ended
+    /// only once it has been held and silent this long (ms); `None`: never
+    /// (the liveness of a held call belongs to session timers). RTPEngine
+    /// keeps held streams with a separate, longer timeout too.
+    pub hold_timeout: Option<Ms>,
 }
 
 impl MediaSettings {

@@ -101,6 +101,10 @@ pub struct Dialog {
     /// Per SDP media line: our RTP port on the caller's side and on the
     /// callee's side (RTCP is the next port; `[0, 0]`: not relayed).
     pub media: Vec<[u16; 2]>,
+    /// Per SDP media line: whether the latest SDP of the caller and of the
+    /// callee holds it (`c=0.0.0.0`, sendonly, recvonly or inactive), and
+    /// since when the line has been held by either (`None`: media is due).
+    pub held: Vec<([bool; 2], Option<Ms>)>,
     /// The From tag of the caller and the To tag of the callee (once answered).
     pub caller_tag: Vec<u8>,
     pub callee_tag: Vec<u8>,
@@ -140,6 +144,7 @@ impl Dialog {
             answered: None,
             tenant_id,
             media: Vec::new(),
+            held: Vec::new(),
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }

@@ -9,7 +9,7 @@ use super::hide::Hider;
 use super::slab::Id;
 use super::{Outgoing, SipEngine};
 use crate::call::{CallRecord, CallResult};
-use crate::media::sdp::{self, SdpRepr};
+use crate::media::sdp::{self, Direction, SdpRepr};
 use crate::media::{End, MediaCmd, PortPairs, Stream};
 use crate::side::{BySide, Side};
 use crate::sip::grammar::{self};
@@ -57,6 +57,18 @@ impl SipEngine {
                     self.media_index.insert((caller_side, pair[0]), did);
                 }
                 d.media.push(pair);
+                d.held.push(([false; 2], None));
+            }
+            if let Some((by, since)) = d.held.get_mut(i) {
+                let holds = m.on_hold() || m.direction != Direction::SendRecv;
+                if let Some(h) = by.get_mut(usize::from(from == LegRef::Callee)) {
+                    *h = holds;
+                }
+                *since = match (by.iter().any(|h| *h), *since) {
+                    (false, _) => None,
+                    (true, None) => Some(self.now),
+                    (true, held) => held,
+                };
             }
             let Some(pair) = d.media.get(i) else { continue };
             let (side, port) = match from {
@@ -117,6 +129,16 @@ impl SipEngine {
         };
         if d.state != DialogState::Confirmed {
             return;
+        }
+        // A held line carries no media that is due: only the hold timeout
+        // (if any) ends it.
+        let line = d.media.iter().position(|p| p[0] == port);
+        if let Some((_, Some(since))) = line.and_then(|i| d.held.get(i)) {
+            let hold_timeout = self.cfg.media.and_then(|m| m.hold_timeout);
+            if hold_timeout.is_none_or(|t| self.now.saturating_sub(*since) < t) {
+                self.stats.media_timeouts_held.inc();
+                return;
+            }
         }
         for to in [LegRef::Caller, LegRef::Callee] {
             let branch = self.new_branch_stateless();

@@ -8,6 +8,7 @@ fn media_lab() -> Peers {
         ip: BySide::new(Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(203, 0, 113, 50)),
         ports: BySide::new((10000, 10100), (20000, 20100)),
         timeout: 60_000,
+        hold_timeout: Some(3_600_000),
     };
     let stats = Arc::new(EngineStats::default());
     let mut cfg = EngineConfig::new(
@@ -214,4 +215,83 @@ a=candidate:1 1 UDP 2130706431 10.0.1.10 40000 typ host\r\na=rtcp-mux\r\n";
         header(fwd, "Content-Length"),
         Some(sdp_len.to_string().as_str())
     );
+}
+
+/// A re-INVITE from the carrier with `sdp` (the call of
+/// [`answered_media_call`]), answered 200 by the gateway with `answer_sdp`.
+fn reinvite(peers: &mut Peers, branch: &str, cseq: u32, sdp: &str, answer_sdp: &str) {
+    let req = in_dialog(
+        "INVITE",
+        "sip:sbc@10.0.0.100:5060",
+        "m1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+        branch,
+        cseq,
+    )
+    .replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:alice@10.0.1.10:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    );
+    let sent = peers.send(Side::Private, CARRIER, &req);
+    let fwd = &sent.iter().find(|(s, ..)| *s == Side::Public).unwrap().2;
+    assert!(fwd.starts_with("INVITE "), "{fwd}");
+    let ok = answer(fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer_sdp}",
+            answer_sdp.len()
+        ),
+    );
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    assert!(back
+        .iter()
+        .any(|(s, _, m)| *s == Side::Private && status(m) == 200));
+}
+
+#[test]
+fn held_calls_outlive_the_media_timeout_until_the_hold_timeout() {
+    let mut peers = media_lab();
+    answered_media_call(&mut peers);
+    let hold = "v=0\r\nc=IN IP4 10.0.1.10\r\nm=audio 40000 RTP/AVP 8\r\na=inactive\r\n";
+    let held = "v=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8\r\na=inactive\r\n";
+    reinvite(&mut peers, "h1", 2, hold, held);
+    let mut out = Vec::new();
+    // Silent for the media timeout, but on hold: the call stays up.
+    peers.now += 60_000;
+    peers.engine.tick(peers.now, &mut out);
+    out.clear();
+    peers.engine.media_idle(Side::Private, 10000, &mut out);
+    assert!(out.is_empty(), "held call hung up: {out:?}");
+    assert_eq!(peers.stats.calls_up.get(), 1);
+    assert_eq!(peers.stats.media_timeouts_held.get(), 1);
+    // Held and silent past the hold timeout: ended with BYEs both ways.
+    peers.now += 3_600_000;
+    peers.engine.tick(peers.now, &mut out);
+    out.clear();
+    peers.engine.media_idle(Side::Private, 10000, &mut out);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(peers.stats.calls_up.get(), 0);
+    assert_eq!(peers.stats.media_timeouts.get(), 1);
+}
+
+#[test]
+fn a_resumed_call_is_subject_to_the_media_timeout_again() {
+    let mut peers = media_lab();
+    answered_media_call(&mut peers);
+    // c=0.0.0.0 hold (RFC 2543 style), then resumed.
+    let hold = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 40000 RTP/AVP 8\r\n";
+    let answer_sdp = "v=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8\r\n";
+    reinvite(&mut peers, "h2", 2, hold, answer_sdp);
+    let mut out = Vec::new();
+    peers.engine.media_idle(Side::Private, 10000, &mut out);
+    assert!(out.is_empty(), "held call hung up: {out:?}");
+    let resume = "v=0\r\nc=IN IP4 10.0.1.10\r\nm=audio 40000 RTP/AVP 8\r\na=sendrecv\r\n";
+    reinvite(&mut peers, "h3", 3, resume, answer_sdp);
+    peers.engine.media_idle(Side::Private, 10000, &mut out);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(peers.stats.media_timeouts.get(), 1);
 }
