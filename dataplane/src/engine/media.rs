@@ -9,7 +9,7 @@ use super::hide::Hider;
 use super::slab::Id;
 use super::{Outgoing, SipEngine};
 use crate::call::{CallRecord, CallResult};
-use crate::media::sdp::{self, Direction, SdpRepr};
+use crate::media::sdp::{self, Direction, SdpError, SdpRepr};
 use crate::media::{End, MediaCmd, PortPairs, Stream};
 use crate::side::{BySide, Side};
 use crate::sip::grammar::{self};
@@ -90,6 +90,15 @@ impl SipEngine {
                 peer: peer(m.rtcp()),
             });
         }
+    }
+
+    /// Why the SDP of `msg` cannot be anchored, when media is relayed and
+    /// `msg` carries an SDP the relay cannot take.
+    pub(super) fn unanchorable(&self, msg: &SipMessage<'_>) -> Option<SdpError> {
+        if self.cfg.media.is_none() || !is_sdp(msg) {
+            return None;
+        }
+        SdpRepr::parse(msg.body).err()
     }
 
     /// The body of `msg` as leg `to` must see it: SDP with our media address

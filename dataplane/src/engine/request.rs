@@ -72,6 +72,14 @@ impl SipEngine {
             }
             return;
         }
+        // An offer the relay cannot anchor is refused rather than forwarded
+        // with its media unreachable (RFC 3261 21.4.26).
+        if matches!(method, Method::Invite | Method::Update) {
+            if let Some(e) = self.unanchorable(msg) {
+                let warning = format!("Warning: 399 sbc \"{}\"\r\n", e.text());
+                return reply(self, out, 488, warning.as_bytes());
+            }
+        }
         if msg.to.tag().is_some() {
             return match self
                 .dialog_index

@@ -26,6 +26,19 @@ pub enum SdpError {
     NoConnection,
 }
 
+impl SdpError {
+    /// What was wrong, for a `Warning` header.
+    pub fn text(self) -> &'static str {
+        match self {
+            SdpError::NotUtf8 => "SDP is not UTF-8",
+            SdpError::NoVersion => "SDP does not start with v=",
+            SdpError::BadMedia => "SDP m= line without a media type or a numeric port",
+            SdpError::BadConnection => "SDP c= line is not IN IP4 with an IPv4 address",
+            SdpError::NoConnection => "SDP media line without a c= line",
+        }
+    }
+}
+
 /// The stream direction attribute (RFC 3264 section 6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {

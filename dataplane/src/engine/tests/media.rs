@@ -295,3 +295,39 @@ fn a_resumed_call_is_subject_to_the_media_timeout_again() {
     assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(peers.stats.media_timeouts.get(), 1);
 }
+
+#[test]
+fn an_offer_the_relay_cannot_anchor_is_refused_with_488() {
+    let mut peers = media_lab();
+    let inv = invite("bad1", "bad1")
+        .replace("c=IN IP4 10.0.1.10\r\n", "c=IN IP4 10.10.10.256\r\n")
+        .replace("t=0 0\r\n", "t=0 0\r\nm=audio 40000 RTP/AVP 0\r\n")
+        .replace("Content-Length: 55", "Content-Length: 81");
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(status(&sent[0].2), 488);
+    assert_eq!(
+        header(&sent[0].2, "Warning"),
+        Some("399 sbc \"SDP c= line is not IN IP4 with an IPv4 address\"")
+    );
+    assert_eq!(peers.engine.dialog_count(), 0);
+    // A re-INVITE with such an offer is refused too, and the call stays.
+    answered_media_call(&mut peers);
+    let req = in_dialog(
+        "INVITE",
+        "sip:sbc@10.0.0.100:5060",
+        "m1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+        "bad2",
+        2,
+    )
+    .replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 9\r\n\r\nno sdp\r\n\r\n",
+    );
+    let sent = peers.send(Side::Private, CARRIER, &req);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(status(&sent[0].2), 488);
+    assert_eq!(peers.stats.calls_up.get(), 1);
+}
