@@ -174,6 +174,9 @@ pub struct IoStats {
     dropped_unsupported: Counter,
     /// IPv4 datagrams for our SIP port put back together from fragments.
     pub reassembled: Counter,
+    /// SIP datagrams we sent larger than the 1,500-byte MTU, so in IPv4
+    /// fragments (by the kernel on sockets, by the poll loop on DPDK).
+    pub tx_fragmented: Counter,
     /// Reassembled datagrams for anything but our SIP port (dropped).
     pub fragments_dropped: Counter,
     /// Packets dropped because the next hop's MAC was unknown.
@@ -199,7 +202,7 @@ impl IoStats {
 
     /// The counters as `GET /api/v1/status` names them under `io` (ports
     /// apart): the one list of them.
-    pub fn counters(&self) -> [(&'static str, &Counter); 17] {
+    pub fn counters(&self) -> [(&'static str, &Counter); 18] {
         [
             ("rx_packets", &self.rx_packets),
             ("tx_packets", &self.tx_packets),
@@ -215,6 +218,7 @@ impl IoStats {
             ("dropped_bad_checksum", &self.dropped_bad_checksum),
             ("dropped_unsupported", &self.dropped_unsupported),
             ("reassembled", &self.reassembled),
+            ("tx_fragmented", &self.tx_fragmented),
             ("fragments_dropped", &self.fragments_dropped),
             ("polls", &self.polls),
             ("busy_polls", &self.busy_polls),

@@ -131,6 +131,7 @@ impl Poller {
         let frame_len = net::UDP_HEADERS + o.data.len();
         if frame_len > net::ETH_LEN + net::MTU {
             // SIP over UDP larger than the MTU leaves in IPv4 fragments.
+            io.tx_fragmented.inc();
             self.ip_id = self.ip_id.wrapping_add(1);
             let mut frames: [Option<Mbuf>; 48] = std::array::from_fn(|_| None);
             let mut k = 0;

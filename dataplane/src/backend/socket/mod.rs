@@ -32,6 +32,8 @@ mod relay;
 
 /// The largest UDP payload.
 const BUF_SIZE: usize = 65_536;
+/// IPv4 (no options) and UDP headers in front of a datagram's payload.
+const UDP_IP_HEADERS: usize = 28;
 
 /// Settings of the socket backend.
 #[derive(Debug, Clone)]
@@ -215,6 +217,12 @@ fn send_all(
     out: &mut Vec<Outgoing>,
     stats: &IoStats,
 ) {
+    // The kernel fragments what exceeds the MTU: counted, as on DPDK.
+    let oversized = out
+        .iter()
+        .filter(|o| o.data.len() + UDP_IP_HEADERS > crate::net::MTU)
+        .count();
+    stats.tx_fragmented.add(oversized as u64);
     for (side, sock) in sockets.iter() {
         let batch: Vec<&Outgoing> = out.iter().filter(|o| o.side == side).collect();
         let mut pending: &[&Outgoing] = &batch;
