@@ -1,7 +1,9 @@
 //! Topology hiding for text the engine does not otherwise rewrite (unknown
 //! headers, display names, bodies): every IPv4 literal that belongs to the
 //! side a message comes from is replaced by the SBC's address on the side it
-//! goes to.
+//! goes to; where the SBC's own SIP address of the other side is written with
+//! its port (a Refer-To, a sipfrag Contact), the port becomes the SIP port of
+//! the outgoing side too, so the URI names the SBC there.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -17,6 +19,9 @@ pub struct Hider<'s> {
     pub ours: Ipv4Addr,
     /// The SBC's address on the other side.
     pub theirs: Ipv4Addr,
+    /// The SBC's SIP port on the side the message goes to, and on the other
+    /// side: `theirs:<theirs_port>` becomes `ours:<ours_port>`.
+    pub sip_ports: (u16, u16),
     /// Where the message came from.
     pub source: Ipv4Addr,
     pub snapshot: &'s RouteSnapshot,
@@ -54,6 +59,14 @@ impl Hider<'_> {
                         out.extend_from_slice(input.get(copied..i).unwrap_or_default());
                         let _ = write!(out, "{}", self.ours);
                         copied = i + len;
+                        let (ours_port, theirs_port) = self.sip_ports;
+                        let port = input.get(i + len..).and_then(port_after);
+                        if let (true, Some((port, plen))) = (ip == self.theirs, port) {
+                            if port == theirs_port {
+                                let _ = write!(out, ":{ours_port}");
+                                copied += plen;
+                            }
+                        }
                     }
                     i += len;
                     continue;
@@ -63,6 +76,17 @@ impl Hider<'_> {
         }
         out.extend_from_slice(input.get(copied..).unwrap_or_default());
     }
+}
+
+/// A `:port` at the start of `s`: the port and the length of `:port`.
+fn port_after(s: &[u8]) -> Option<(u16, usize)> {
+    let digits = s.strip_prefix(b":")?;
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 || n > 5 || digits.get(n).is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let port = std::str::from_utf8(digits.get(..n)?).ok()?.parse().ok()?;
+    Some((port, n + 1))
 }
 
 fn is_word(b: u8) -> bool {
@@ -114,6 +138,7 @@ mod tests {
             ours: Ipv4Addr::new(203, 0, 113, 50),
             theirs: Ipv4Addr::new(10, 0, 0, 100),
             source: Ipv4Addr::new(10, 0, 1, 10),
+            sip_ports: (5080, 5060),
             snapshot: &snap,
         };
         let mut out = Vec::new();
@@ -121,6 +146,28 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "c=IN IP4 203.0.113.50\r\no=- 1 1 IN IP4 203.0.113.50\r\nhost 1.2.3.4 v10.0.0.1 10.0.0.1.5"
+        );
+    }
+
+    #[test]
+    fn our_other_address_takes_our_port_on_this_side() {
+        let snap = RouteSnapshot::default();
+        let h = Hider {
+            toward: Side::Private,
+            ours: Ipv4Addr::new(10, 0, 0, 100),
+            theirs: Ipv4Addr::new(203, 0, 113, 50),
+            source: Ipv4Addr::new(203, 0, 113, 10),
+            sip_ports: (5060, 5080),
+            snapshot: &snap,
+        };
+        let mut out = Vec::new();
+        h.copy(
+            b"<sip:+1555@203.0.113.50:5080;transport=udp> <sip:x@203.0.113.50:50800> 203.0.113.50:7000 203.0.113.10:5080",
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<sip:+1555@10.0.0.100:5060;transport=udp> <sip:x@10.0.0.100:50800> 10.0.0.100:7000 10.0.0.100:5080"
         );
     }
 }

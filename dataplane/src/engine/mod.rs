@@ -255,6 +255,10 @@ impl SipEngine {
             toward,
             ours: *self.cfg.addr(toward).ip(),
             theirs: *self.cfg.addr(toward.other()).ip(),
+            sip_ports: (
+                self.cfg.addr(toward).port(),
+                self.cfg.addr(toward.other()).port(),
+            ),
             source,
             snapshot: &self.snapshot,
         }
