@@ -116,6 +116,9 @@ impl SipEngine {
         msg: &SipMessage<'_>,
         now: Ms,
     ) -> Option<Vec<u8>> {
+        if self.challenged.is_empty() {
+            return None;
+        }
         let key = (side, Box::from(msg.call_id));
         match self.challenged.remove(&key) {
             Some((call_id, until)) if until > now => Some(call_id),

@@ -217,10 +217,10 @@ a=candidate:1 1 UDP 2130706431 10.0.1.10 40000 typ host\r\na=rtcp-mux\r\n";
     );
 }
 
-/// A re-INVITE from the carrier with `sdp` (the call of
-/// [`answered_media_call`]), answered 200 by the gateway with `answer_sdp`.
-fn reinvite(peers: &mut Peers, branch: &str, cseq: u32, sdp: &str, answer_sdp: &str) {
-    let req = in_dialog(
+/// A re-INVITE from the carrier in the call of [`answered_media_call`],
+/// carrying `body` as `application/sdp`.
+fn reinvite_request(branch: &str, cseq: u32, body: &str) -> String {
+    in_dialog(
         "INVITE",
         "sip:sbc@10.0.0.100:5060",
         "m1@10.0.1.10",
@@ -232,10 +232,15 @@ fn reinvite(peers: &mut Peers, branch: &str, cseq: u32, sdp: &str, answer_sdp: &
     .replace(
         "Content-Length: 0\r\n\r\n",
         &format!(
-            "Contact: <sip:alice@10.0.1.10:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
+            "Contact: <sip:alice@10.0.1.10:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         ),
-    );
+    )
+}
+
+/// [`reinvite_request`] with `sdp`, answered 200 by the gateway with `answer_sdp`.
+fn reinvite(peers: &mut Peers, branch: &str, cseq: u32, sdp: &str, answer_sdp: &str) {
+    let req = reinvite_request(branch, cseq, sdp);
     let sent = peers.send(Side::Private, CARRIER, &req);
     let fwd = &sent.iter().find(|(s, ..)| *s == Side::Public).unwrap().2;
     assert!(fwd.starts_with("INVITE "), "{fwd}");
@@ -313,19 +318,7 @@ fn an_offer_the_relay_cannot_anchor_is_refused_with_488() {
     assert_eq!(peers.engine.dialog_count(), 0);
     // A re-INVITE with such an offer is refused too, and the call stays.
     answered_media_call(&mut peers);
-    let req = in_dialog(
-        "INVITE",
-        "sip:sbc@10.0.0.100:5060",
-        "m1@10.0.1.10",
-        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
-        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
-        "bad2",
-        2,
-    )
-    .replace(
-        "Content-Length: 0\r\n\r\n",
-        "Content-Type: application/sdp\r\nContent-Length: 9\r\n\r\nno sdp\r\n\r\n",
-    );
+    let req = reinvite_request("bad2", 2, "no sdp\r\n");
     let sent = peers.send(Side::Private, CARRIER, &req);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(status(&sent[0].2), 488);
