@@ -61,6 +61,9 @@ pub struct EngineStats {
     /// Silence reports for held media lines, which do not end the call
     /// (until the hold timeout, if one is set).
     pub media_timeouts_held: Counter,
+    /// SDP offers refused or left unanswered (a non-2xx to the re-INVITE or
+    /// UPDATE carrying them, a CANCEL): rolled back, the session unchanged.
+    pub offers_rolled_back: Counter,
     /// SIP datagrams handed to the engine.
     pub rx_messages: Counter,
     /// SIP datagrams the engine sent.
@@ -100,6 +103,7 @@ impl Default for EngineStats {
             failovers: Counter::default(),
             media_timeouts: Counter::default(),
             media_timeouts_held: Counter::default(),
+            offers_rolled_back: Counter::default(),
             rx_messages: Counter::default(),
             tx_messages: Counter::default(),
             parse_errors: Counter::default(),
@@ -127,7 +131,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 15] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 16] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -144,6 +148,7 @@ impl EngineStats {
             ("calls_limited", &self.calls_limited),
             ("media_timeouts", &self.media_timeouts),
             ("media_timeouts_held", &self.media_timeouts_held),
+            ("offers_rolled_back", &self.offers_rolled_back),
         ]
     }
 }

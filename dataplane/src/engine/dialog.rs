@@ -21,6 +21,11 @@ pub enum LegRef {
 }
 
 impl LegRef {
+    /// 0 for the caller, 1 for the callee: the index of per-leg arrays.
+    pub fn index(self) -> usize {
+        usize::from(self == LegRef::Callee)
+    }
+
     pub fn other(self) -> LegRef {
         match self {
             LegRef::Caller => LegRef::Callee,
@@ -78,6 +83,32 @@ impl Leg {
     }
 }
 
+/// One media line as one party's SDP describes it: where that party wants
+/// RTP and RTCP (`None`: the line is disabled, port 0) and whether it holds
+/// the line (`c=0.0.0.0`, sendonly, recvonly or inactive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineDesc {
+    pub rtp: Option<SocketAddrV4>,
+    pub rtcp: Option<SocketAddrV4>,
+    pub holds: bool,
+}
+
+/// An SDP offer waiting for its answer (RFC 3264 section 4): the relay goes
+/// on with the current session until the answer commits both descriptions,
+/// and forgets the offer, changing nothing, when it is refused (any non-2xx,
+/// a CANCEL) - RFC 3264 section 8, RFC 3261 sections 13.2.1 and 14.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The transaction the offer and its answer travel in: the leg its
+    /// request came from and the request's CSeq number.
+    pub txn: (LegRef, u32),
+    /// The offerer's media lines, in `m=` order.
+    pub lines: Vec<LineDesc>,
+    /// An answer was applied (a 18x's preview of it): the offer stays until
+    /// its transaction ends, so that the 2xx's copy of the answer commits too.
+    pub answered: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialogState {
     /// INVITE forwarded, no final answer yet.
@@ -105,6 +136,9 @@ pub struct Dialog {
     /// callee holds it (`c=0.0.0.0`, sendonly, recvonly or inactive), and
     /// since when the line has been held by either (`None`: media is due).
     pub held: Vec<([bool; 2], Option<Ms>)>,
+    /// The offer the caller and the callee made and wait on an answer for
+    /// ([`Dialog::offer_of`]); two at once only in a glare (RFC 3261 14.1).
+    pub offers: (Option<Offer>, Option<Offer>),
     /// The From tag of the caller and the To tag of the callee (once answered).
     pub caller_tag: Vec<u8>,
     pub callee_tag: Vec<u8>,
@@ -145,6 +179,7 @@ impl Dialog {
             tenant_id,
             media: Vec::new(),
             held: Vec::new(),
+            offers: (None, None),
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }
@@ -173,6 +208,14 @@ impl Dialog {
         match which {
             LegRef::Caller => &mut self.caller,
             LegRef::Callee => &mut self.callee,
+        }
+    }
+
+    /// The offer `leg` made that waits on its answer.
+    pub fn offer_of(&mut self, leg: LegRef) -> &mut Option<Offer> {
+        match leg {
+            LegRef::Caller => &mut self.offers.0,
+            LegRef::Callee => &mut self.offers.1,
         }
     }
 

@@ -4,28 +4,110 @@
 
 use std::net::SocketAddrV4;
 
-use super::dialog::{Dialog, DialogState, LegRef};
+use super::dialog::{Dialog, DialogState, LegRef, LineDesc, Offer};
 use super::hide::Hider;
 use super::slab::Id;
 use super::{Outgoing, SipEngine};
 use crate::call::{CallRecord, CallResult};
-use crate::media::sdp::{self, Direction, SdpError, SdpRepr};
+use crate::media::sdp::{self, Direction, MediaRepr, SdpError, SdpRepr};
 use crate::media::{End, MediaCmd, PortPairs, Stream};
 use crate::side::{BySide, Side};
 use crate::sip::grammar::{self};
-use crate::sip::{HeaderName, SipMessage};
+use crate::sip::{HeaderName, Method, SipMessage, StartLine};
 
 impl SipEngine {
-    /// An SDP (offer or answer) from leg `from`: allocates a port pair on each
-    /// side for every new media line, installs its RTP and RTCP streams, and
-    /// points our ends on `from`'s side at the addresses the SDP gives.
+    /// An SDP from leg `from` in `msg`, taken as RFC 3264 says: in an
+    /// INVITE, UPDATE or PRACK, or in a response with no offer of the other
+    /// leg pending in its transaction, it is an offer and waits (the relay
+    /// goes on with the current session; new media lines get their port
+    /// pairs and streams now, for the rewritten offer to name them); in a
+    /// response to the other leg's offer, or in an ACK or PRACK after an
+    /// offer in a response, it is the answer and commits both descriptions
+    /// (peers moved, latches restarted where an address or port changed,
+    /// hold state taken). An SDP anywhere else is ignored.
     pub(super) fn offer_answer(&mut self, did: Id, from: LegRef, msg: &SipMessage<'_>) {
-        if self.cfg.media.is_none() || !is_sdp(msg) {
+        let method = msg.cseq.method;
+        if self.cfg.media.is_none()
+            || !is_sdp(msg)
+            || !matches!(
+                method,
+                Method::Invite | Method::Update | Method::Prack | Method::Ack
+            )
+        {
             return;
         }
         let Ok(sdp) = SdpRepr::parse(msg.body) else {
             return;
         };
+        self.add_media_lines(did, &sdp);
+        let lines: Vec<LineDesc> = sdp.media.iter().map(line_desc).collect();
+        let response = matches!(msg.start, StartLine::Response { .. });
+        let txn = if response {
+            (from.other(), msg.cseq.seq)
+        } else {
+            (from, msg.cseq.seq)
+        };
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        let answers = |o: &Offer| {
+            if response {
+                o.txn == txn
+            } else {
+                matches!(method, Method::Ack | Method::Prack) && !o.answered
+            }
+        };
+        let offered = match d.offer_of(from.other()).as_mut() {
+            Some(o) if answers(o) => {
+                o.answered = true;
+                Some(o.lines.clone())
+            }
+            _ => None,
+        };
+        match offered {
+            Some(offered) => {
+                self.apply_lines(did, from.other(), &offered);
+                self.apply_lines(did, from, &lines);
+            }
+            None if method != Method::Ack => {
+                *d.offer_of(from) = Some(Offer {
+                    txn,
+                    lines,
+                    answered: false,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// The transaction `txn` (the leg its request came from, its CSeq
+    /// number) is over - its final response, or the ACK of its 2xx: the
+    /// offers it carried are done, committed if answered, else forgotten
+    /// with nothing applied (a 488, 491 or 487 leaves the session as it
+    /// was). A 2xx (`accepted`) keeps an offer the responder made in it
+    /// (a delayed offer), for the ACK to answer.
+    pub(super) fn offers_settled(&mut self, did: Id, txn: (LegRef, u32), accepted: bool) {
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        for leg in [LegRef::Caller, LegRef::Callee] {
+            let slot = d.offer_of(leg);
+            let done = slot
+                .as_ref()
+                .is_some_and(|o| o.txn == txn && (o.answered || !accepted || leg == txn.0));
+            if done {
+                if slot.as_ref().is_some_and(|o| !o.answered) {
+                    self.stats.offers_rolled_back.inc();
+                }
+                *slot = None;
+            }
+        }
+    }
+
+    /// Port pairs and relay streams for the media lines of `sdp` the
+    /// dialog has none for yet (`[0, 0]` for a disabled line, port 0, or
+    /// when the port ranges are exhausted).
+    fn add_media_lines(&mut self, did: Id, sdp: &SdpRepr) {
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -33,36 +115,43 @@ impl SipEngine {
         let Some(ports) = self.ports.as_mut() else {
             return;
         };
-        for (i, m) in sdp.media.iter().enumerate() {
-            if i >= d.media.len() {
-                let pair = if m.port == 0 {
-                    [0, 0]
-                } else {
-                    take_pair(ports, caller_side, callee_side)
-                };
-                if pair[0] != 0 {
-                    for rtcp in [false, true] {
-                        let off = u16::from(rtcp);
-                        self.media_cmds.push(MediaCmd::Install(Stream {
-                            ends: [
-                                End::new(caller_side, pair[0] + off, None),
-                                End::new(callee_side, pair[1] + off, None),
-                            ],
-                            rtcp,
-                            last_active: 0,
-                        }));
-                    }
+        for m in sdp.media.iter().skip(d.media.len()) {
+            let pair = if m.port == 0 {
+                [0, 0]
+            } else {
+                take_pair(ports, caller_side, callee_side)
+            };
+            if pair[0] != 0 {
+                for rtcp in [false, true] {
+                    let off = u16::from(rtcp);
+                    self.media_cmds.push(MediaCmd::Install(Stream {
+                        ends: [
+                            End::new(caller_side, pair[0] + off, None),
+                            End::new(callee_side, pair[1] + off, None),
+                        ],
+                        rtcp,
+                        last_active: 0,
+                    }));
                 }
-                if pair[0] != 0 {
-                    self.media_index.insert((caller_side, pair[0]), did);
-                }
-                d.media.push(pair);
-                d.held.push(([false; 2], None));
+                self.media_index.insert((caller_side, pair[0]), did);
             }
+            d.media.push(pair);
+            d.held.push(([false; 2], None));
+        }
+    }
+
+    /// Points our ends on `leg`'s side at the addresses `lines` give (the
+    /// relay restarts a latch only where the address or port changed) and
+    /// takes `leg`'s hold state of each line.
+    fn apply_lines(&mut self, did: Id, leg: LegRef, lines: &[LineDesc]) {
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        let side = d.leg(leg).side;
+        for (i, line) in lines.iter().enumerate() {
             if let Some((by, since)) = d.held.get_mut(i) {
-                let holds = m.on_hold() || m.direction != Direction::SendRecv;
-                if let Some(h) = by.get_mut(usize::from(from == LegRef::Callee)) {
-                    *h = holds;
+                if let Some(h) = by.get_mut(leg.index()) {
+                    *h = line.holds;
                 }
                 *since = match (by.iter().any(|h| *h), *since) {
                     (false, _) => None,
@@ -70,24 +159,24 @@ impl SipEngine {
                     (true, held) => held,
                 };
             }
-            let Some(pair) = d.media.get(i) else { continue };
-            let (side, port) = match from {
-                LegRef::Caller => (caller_side, pair[0]),
-                LegRef::Callee => (callee_side, pair[1]),
-            };
+            let port = d
+                .media
+                .get(i)
+                .and_then(|p| p.get(leg.index()))
+                .copied()
+                .unwrap_or(0);
             if port == 0 {
                 continue;
             }
-            let peer = |p: u16| (m.port != 0).then(|| SocketAddrV4::new(m.addr, p));
             self.media_cmds.push(MediaCmd::Peer {
                 side,
                 port,
-                peer: peer(m.port),
+                peer: line.rtp,
             });
             self.media_cmds.push(MediaCmd::Peer {
                 side,
                 port: port + 1,
-                peer: peer(m.rtcp()),
+                peer: line.rtcp,
             });
         }
     }
@@ -186,6 +275,16 @@ impl SipEngine {
                 record: Box::new(record),
             });
         }
+    }
+}
+
+/// What the relay takes of one `m=` line.
+fn line_desc(m: &MediaRepr) -> LineDesc {
+    let at = |p: u16| (m.port != 0).then(|| SocketAddrV4::new(m.addr, p));
+    LineDesc {
+        rtp: at(m.port),
+        rtcp: at(m.rtcp()),
+        holds: m.on_hold() || m.direction != Direction::SendRecv,
     }
 }
 

@@ -149,6 +149,7 @@ impl SipEngine {
         };
         let from_leg = d.leg_on(side);
         self.offer_answer(did, from_leg, msg);
+        self.offers_settled(did, (from_leg, msg.cseq.seq), false);
         let branch = self.new_branch_stateless();
         if let Some(r) = self.rewrite_request(msg, did, from_leg, &branch, ipv4_of(src)) {
             out.push(Outgoing {

@@ -74,6 +74,7 @@ impl SipEngine {
                     if phase == Phase::Proceeding {
                         t.accept(now, self.cfg.t1);
                         self.learn_from_response(id, src, msg);
+                        self.settle_offers(id, msg, true);
                         self.answered(id, now);
                     }
                     // 2xx retransmissions are relayed too (RFC 3261 16.7 step 5 / RFC 6026).
@@ -107,6 +108,8 @@ impl SipEngine {
                     }
                     if t.phase == Phase::Proceeding {
                         t.complete(now, self.cfg.t1);
+                        self.settle_offers(id, msg, false);
+                        let Some(t) = self.txns.get(id) else { return };
                         let initial = t.initial;
                         let cancelled = t.cancel != CancelState::None;
                         self.relay_final(id, msg, code, out);
@@ -141,9 +144,24 @@ impl SipEngine {
         if let Some(t) = self.txns.get_mut(id) {
             t.complete(now, self.cfg.t1);
         }
+        if code < 300 {
+            // The answer to an offer in an UPDATE or PRACK (RFC 3311, 3262).
+            if let Some((did, far)) = self.txns.get(id).map(|t| (t.dialog, t.orig.other())) {
+                self.offer_answer(did, far, msg);
+            }
+        }
+        self.settle_offers(id, msg, code < 300);
         self.relay_final(id, msg, code, out);
         if msg.cseq.method == Method::Bye {
             self.end_dialog_of(id, None);
+        }
+    }
+
+    /// The final response `msg` ends transaction `id`: the SDP offers it
+    /// carried are committed or rolled back ([`SipEngine::offers_settled`]).
+    fn settle_offers(&mut self, id: Id, msg: &SipMessage<'_>, accepted: bool) {
+        if let Some((did, orig)) = self.txns.get(id).map(|t| (t.dialog, t.orig)) {
+            self.offers_settled(did, (orig, msg.cseq.seq), accepted);
         }
     }
 

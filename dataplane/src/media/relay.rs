@@ -64,8 +64,8 @@ pub struct End {
     /// Where the SDP says the peer is (`None` or 0.0.0.0: nowhere, e.g. hold).
     pub sdp: Option<SocketAddrV4>,
     /// The source latched from the first accepted packet (symmetric RTP): its IP matched the SDP's,
-    /// and from then on only this exact address and port is accepted. Cleared when the SDP address
-    /// changes.
+    /// and from then on only this exact address and port is accepted, or the SDP's exact address,
+    /// which takes the latch over. Cleared when the SDP address or port changes.
     pub latched: Option<SocketAddrV4>,
     /// What arrived from this end's peer.
     pub rx: RtpStats,
@@ -95,16 +95,23 @@ impl End {
             .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
     }
 
+    /// Whether a packet from `src` is the peer's: the latched source; else
+    /// the SDP's exact address, which always wins the latch (so a packet
+    /// still in flight from an old port, latched just after a port-only
+    /// move was committed, gives way to the new port's first packet); else,
+    /// with nothing latched, any port on the SDP's IP (a peer whose RTP
+    /// leaves from another port than the SDP names).
     fn accepts(&mut self, src: SocketAddrV4) -> bool {
-        match self.latched {
-            Some(l) => l == src,
-            None => match self.sdp {
-                Some(sdp) if *sdp.ip() == *src.ip() && !sdp.ip().is_unspecified() => {
-                    self.latched = Some(src);
-                    true
-                }
-                _ => false,
-            },
+        if self.latched == Some(src) {
+            return true;
+        }
+        match self.sdp {
+            Some(sdp) if sdp.ip().is_unspecified() => false,
+            Some(sdp) if sdp == src || (self.latched.is_none() && sdp.ip() == src.ip()) => {
+                self.latched = Some(src);
+                true
+            }
+            _ => false,
         }
     }
 }

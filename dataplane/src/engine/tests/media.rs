@@ -2,6 +2,7 @@
 //! commands, release with the call record, and the media timeout.
 
 use super::*;
+use crate::media::{MediaCmd, RelayTable, Verdict};
 
 fn media_lab() -> Peers {
     let media = MediaSettings {
@@ -120,16 +121,11 @@ fn media_ports_are_allocated_rewritten_and_released() {
             .count(),
         2
     );
-    assert!(cmds.contains(&MediaCmd::Peer {
-        side: Side::Private,
-        port: 10000,
-        peer: Some("10.0.1.10:40000".parse().unwrap())
-    }));
-    assert!(cmds.contains(&MediaCmd::Peer {
-        side: Side::Private,
-        port: 10001,
-        peer: Some("10.0.1.10:40001".parse().unwrap())
-    }));
+    // The offer waits for its answer: no peer is set yet.
+    assert!(
+        !cmds.iter().any(|c| matches!(c, MediaCmd::Peer { .. })),
+        "{cmds:?}"
+    );
 
     let ok = answer(&fwd, 200, "gw1", false).replace(
         "Content-Length: 0\r\n\r\n",
@@ -145,11 +141,19 @@ fn media_ports_are_allocated_rewritten_and_released() {
     );
     cmds.clear();
     peers.engine.take_media_commands(&mut cmds);
-    assert!(cmds.contains(&MediaCmd::Peer {
-        side: Side::Public,
-        port: 20000,
-        peer: Some("203.0.113.10:30000".parse().unwrap())
-    }));
+    // The answer commits the offer and itself.
+    for (side, port, peer) in [
+        (Side::Private, 10000, "10.0.1.10:40000"),
+        (Side::Private, 10001, "10.0.1.10:40001"),
+        (Side::Public, 20000, "203.0.113.10:30000"),
+        (Side::Public, 20001, "203.0.113.10:30001"),
+    ] {
+        let peer = Some(peer.parse().unwrap());
+        assert!(
+            cmds.contains(&MediaCmd::Peer { side, port, peer }),
+            "{cmds:?}"
+        );
+    }
     assert_ne!(peers.engine.free_port_pairs(), free);
 
     // The gateway hangs up: streams removed, ports back.
@@ -323,4 +327,258 @@ fn an_offer_the_relay_cannot_anchor_is_refused_with_488() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(status(&sent[0].2), 488);
     assert_eq!(peers.stats.calls_up.get(), 1);
+}
+
+/// The engine's media commands so far, applied to `relay`.
+fn apply(peers: &mut Peers, relay: &mut RelayTable) {
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    for c in cmds {
+        relay.apply(c, |_| {});
+    }
+}
+
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend(seq.to_be_bytes());
+    p.extend((u32::from(seq) * 160).to_be_bytes());
+    p.extend([0, 0, 0, 1]);
+    p.extend([0xff; 160]);
+    p
+}
+
+/// Where the relay sends an RTP packet from the carrier's `src` (to our
+/// private port 10000), or `None` when it drops it.
+fn from_carrier(relay: &mut RelayTable, src: &str, seq: u16) -> Option<SocketAddrV4> {
+    match relay.verdict(
+        (Side::Private, 0, 10000),
+        src.parse().unwrap(),
+        &rtp_packet(seq),
+        0,
+    ) {
+        Verdict::Relay { to, .. } => Some(to),
+        Verdict::Drop(_) => None,
+    }
+}
+
+/// Where the relay sends an RTP packet from the gateway's 203.0.113.10:30000.
+fn from_gateway(relay: &mut RelayTable, seq: u16) -> Option<SocketAddrV4> {
+    match relay.verdict(
+        (Side::Public, 0, 20000),
+        "203.0.113.10:30000".parse().unwrap(),
+        &rtp_packet(seq),
+        0,
+    ) {
+        Verdict::Relay { to, .. } => Some(to),
+        Verdict::Drop(_) => None,
+    }
+}
+
+const AUDIO_40000: &str = "v=0\r\nc=IN IP4 10.0.1.10\r\nm=audio 40000 RTP/AVP 8\r\n";
+const AUDIO_40002: &str = "v=0\r\nc=IN IP4 10.0.1.10\r\nm=audio 40002 RTP/AVP 8\r\n";
+const GW_AUDIO: &str = "v=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8\r\n";
+
+/// An answered call with media crossing both ways through `relay`.
+fn call_with_audio(peers: &mut Peers, relay: &mut RelayTable) {
+    answered_media_call(peers);
+    apply(peers, relay);
+    let gw = "203.0.113.10:30000".parse().ok();
+    assert_eq!(from_carrier(relay, "10.0.1.10:40000", 1), gw);
+    assert_eq!(from_gateway(relay, 1), "10.0.1.10:40000".parse().ok());
+}
+
+#[test]
+fn a_port_only_move_takes_effect_when_answered_late() {
+    let mut peers = media_lab();
+    let mut relay = RelayTable::new(10000, 20100);
+    call_with_audio(&mut peers, &mut relay);
+    let gw = "203.0.113.10:30000".parse().ok();
+    // The carrier offers m=audio 40002 and keeps sending from 40000.
+    let req = reinvite_request("mv1", 2, AUDIO_40002);
+    let sent = peers.send(Side::Private, CARRIER, &req);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    assert!(fwd.contains("m=audio 20000 RTP/AVP 8\r\n"), "{fwd}");
+    apply(&mut peers, &mut relay);
+    for seq in 2..4 {
+        assert_eq!(from_carrier(&mut relay, "10.0.1.10:40000", seq), gw);
+        assert_eq!(
+            from_gateway(&mut relay, seq),
+            "10.0.1.10:40000".parse().ok()
+        );
+    }
+    // The gateway answers 40 ms later; one old-port packet is still in flight.
+    peers.advance(40);
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{GW_AUDIO}",
+            GW_AUDIO.len()
+        ),
+    );
+    peers.send(Side::Public, GATEWAY, &ok);
+    apply(&mut peers, &mut relay);
+    assert_eq!(from_carrier(&mut relay, "10.0.1.10:40000", 4), gw);
+    let forwarded = (5..95)
+        .filter(|&seq| from_carrier(&mut relay, "10.0.1.10:40002", seq) == gw)
+        .count();
+    assert_eq!(forwarded, 90, "packets from the new port forwarded");
+    assert_eq!(from_gateway(&mut relay, 5), "10.0.1.10:40002".parse().ok());
+    assert_eq!(from_carrier(&mut relay, "10.0.1.10:40000", 95), None);
+}
+
+#[test]
+fn a_refused_or_cancelled_offer_leaves_the_session_unchanged() {
+    let t38 = "v=0\r\nc=IN IP4 10.0.1.10\r\nm=image 40010 udptl t38\r\n";
+    for (i, code) in [488u16, 491, 500, 487].into_iter().enumerate() {
+        let mut peers = media_lab();
+        let mut relay = RelayTable::new(10000, 20100);
+        call_with_audio(&mut peers, &mut relay);
+        let body = if code == 491 { AUDIO_40002 } else { t38 };
+        let req = reinvite_request(&format!("rf{i}"), 2, body);
+        let sent = peers.send(Side::Private, CARRIER, &req);
+        let fwd = sent
+            .iter()
+            .find(|(s, ..)| *s == Side::Public)
+            .unwrap()
+            .2
+            .clone();
+        if code == 487 {
+            // The carrier gives up: CANCEL, which the gateway answers 487.
+            peers.send(Side::Public, GATEWAY, &answer(&fwd, 180, "gw1", false));
+            let cancel = req
+                .replacen("INVITE sip:", "CANCEL sip:", 1)
+                .replace("CSeq: 2 INVITE", "CSeq: 2 CANCEL");
+            let cancel =
+                cancel.split("Contact:").next().unwrap().to_string() + "Content-Length: 0\r\n\r\n";
+            let out = peers.send(Side::Private, CARRIER, &cancel);
+            assert!(
+                out.iter().any(|(_, _, m)| m.starts_with("CANCEL ")),
+                "{out:?}"
+            );
+        }
+        let refused = answer(&fwd, code, "gw1", false);
+        let back = peers.send(Side::Public, GATEWAY, &refused);
+        assert!(
+            back.iter()
+                .any(|(s, _, m)| *s == Side::Private && status(m) == code),
+            "{code}: {back:?}"
+        );
+        let mut cmds = Vec::new();
+        peers.engine.take_media_commands(&mut cmds);
+        assert!(
+            !cmds.iter().any(|c| matches!(c, MediaCmd::Peer { .. })),
+            "{code}: the refused offer moved a peer: {cmds:?}"
+        );
+        for c in cmds {
+            relay.apply(c, |_| {});
+        }
+        let gw = "203.0.113.10:30000".parse().ok();
+        assert_eq!(from_carrier(&mut relay, "10.0.1.10:40000", 2), gw, "{code}");
+        assert_eq!(
+            from_carrier(&mut relay, "10.0.1.10:40002", 3),
+            None,
+            "{code}"
+        );
+        assert_eq!(from_gateway(&mut relay, 2), "10.0.1.10:40000".parse().ok());
+        assert_eq!(peers.stats.offers_rolled_back.get(), 1, "{code}");
+        assert_eq!(peers.stats.calls_up.get(), 1, "{code}");
+        // The next offer is taken as usual.
+        reinvite(&mut peers, &format!("ok{i}"), 3, AUDIO_40002, GW_AUDIO);
+        apply(&mut peers, &mut relay);
+        assert_eq!(from_carrier(&mut relay, "10.0.1.10:40002", 4), gw, "{code}");
+    }
+}
+
+#[test]
+fn a_delayed_offer_is_answered_in_the_ack() {
+    let mut peers = media_lab();
+    let mut relay = RelayTable::new(10000, 20100);
+    let inv = invite("d1", "d1")
+        .replace("Content-Type: application/sdp\r\n", "")
+        .replace(
+            "Content-Length: 55\r\n\r\nv=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            "Content-Length: 0\r\n\r\n",
+        );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{GW_AUDIO}",
+            GW_AUDIO.len()
+        ),
+    );
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    assert!(
+        back[0].2.contains("m=audio 10000 RTP/AVP 8\r\n"),
+        "{}",
+        back[0].2
+    );
+    apply(&mut peers, &mut relay);
+    assert_eq!(from_gateway(&mut relay, 1), None, "no answer yet");
+    let ack = in_dialog(
+        "ACK",
+        "sip:sbc@10.0.0.100:5060",
+        "d1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+        "d1ack",
+        1,
+    )
+    .replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{AUDIO_40000}",
+            AUDIO_40000.len()
+        ),
+    );
+    let out = peers.send(Side::Private, CARRIER, &ack);
+    assert!(out[0].2.starts_with("ACK "), "{out:?}");
+    assert!(
+        out[0].2.contains("m=audio 20000 RTP/AVP 8\r\n"),
+        "{}",
+        out[0].2
+    );
+    apply(&mut peers, &mut relay);
+    assert_eq!(
+        from_carrier(&mut relay, "10.0.1.10:40000", 1),
+        "203.0.113.10:30000".parse().ok()
+    );
+    assert_eq!(from_gateway(&mut relay, 2), "10.0.1.10:40000".parse().ok());
+    assert_eq!(peers.stats.offers_rolled_back.get(), 0);
+}
+
+#[test]
+fn an_update_is_answered_in_its_200() {
+    let mut peers = media_lab();
+    let mut relay = RelayTable::new(10000, 20100);
+    call_with_audio(&mut peers, &mut relay);
+    let req = reinvite_request("up1", 2, AUDIO_40002)
+        .replacen("INVITE sip:", "UPDATE sip:", 1)
+        .replace("CSeq: 2 INVITE", "CSeq: 2 UPDATE");
+    let sent = peers.send(Side::Private, CARRIER, &req);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    assert!(fwd.starts_with("UPDATE "), "{fwd}");
+    apply(&mut peers, &mut relay);
+    assert_eq!(from_gateway(&mut relay, 2), "10.0.1.10:40000".parse().ok());
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{GW_AUDIO}",
+            GW_AUDIO.len()
+        ),
+    );
+    peers.send(Side::Public, GATEWAY, &ok);
+    apply(&mut peers, &mut relay);
+    assert_eq!(from_gateway(&mut relay, 3), "10.0.1.10:40002".parse().ok());
 }

@@ -155,6 +155,60 @@ fn hold_and_reinvite_move_the_peer() {
 }
 
 #[test]
+fn a_port_only_move_relatches_on_the_new_port_despite_stragglers() {
+    let (mut t, id) = table();
+    let from_carrier = |t: &mut RelayTable, src: &str, seq: u16| {
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr(src),
+            &rtp(seq, u32::from(seq) * 160),
+            0,
+        )
+    };
+    assert!(matches!(
+        from_carrier(&mut t, "10.0.1.10:40000", 1),
+        Verdict::Relay { .. }
+    ));
+    // The answer commits m=audio 40002 (same c=): the latch restarts.
+    t.update_peer(id, Side::Private, Some(addr("10.0.1.10:40002")));
+    // A packet still in flight from the old port latches there first...
+    assert!(matches!(
+        from_carrier(&mut t, "10.0.1.10:40000", 2),
+        Verdict::Relay { .. }
+    ));
+    // ...but the SDP's own address takes the latch over, for good.
+    for seq in 3..93 {
+        assert!(
+            matches!(
+                from_carrier(&mut t, "10.0.1.10:40002", seq),
+                Verdict::Relay { .. }
+            ),
+            "packet {seq} from the new port"
+        );
+    }
+    assert_eq!(
+        from_carrier(&mut t, "10.0.1.10:40000", 93),
+        Verdict::Drop(DropReason::WrongSource)
+    );
+    // The gateway's audio goes to the new port.
+    let v = t.verdict(
+        (Side::Public, 0, 20000),
+        addr("203.0.113.10:30000"),
+        &rtp(1, 0),
+        0,
+    );
+    assert_eq!(
+        v,
+        Verdict::Relay {
+            side: Side::Private,
+            lane: 0,
+            port: 10000,
+            to: addr("10.0.1.10:40002")
+        }
+    );
+}
+
+#[test]
 fn loss_and_jitter_from_rtp_headers() {
     let (mut t, id) = table();
     for (i, seq) in [65534u16, 65535, 0, 2, 3].iter().enumerate() {
