@@ -74,6 +74,13 @@ pub struct EngineStats {
     pub retransmissions_absorbed: Counter,
     /// Responses matching none of our client transactions.
     pub stray_responses: Counter,
+    /// Requests the SBC originated itself (the BYEs of a media timeout),
+    /// each with its client transaction (RFC 3261 17.1.2).
+    pub local_requests: Counter,
+    /// Final answers to those requests.
+    pub local_answers: Counter,
+    /// Those requests given up unanswered after 64·T1 (Timer F).
+    pub local_timeouts: Counter,
     /// Dialogs created by an INVITE.
     pub calls_total: Counter,
     /// Calls that got a 2xx.
@@ -109,6 +116,9 @@ impl Default for EngineStats {
             parse_errors: Counter::default(),
             retransmissions_absorbed: Counter::default(),
             stray_responses: Counter::default(),
+            local_requests: Counter::default(),
+            local_answers: Counter::default(),
+            local_timeouts: Counter::default(),
             calls_total: Counter::default(),
             calls_answered: Counter::default(),
             calls_failed: Counter::default(),
@@ -131,7 +141,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 16] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 19] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -144,6 +154,9 @@ impl EngineStats {
             ("parse_errors", &self.parse_errors),
             ("retransmissions_absorbed", &self.retransmissions_absorbed),
             ("stray_responses", &self.stray_responses),
+            ("local_requests", &self.local_requests),
+            ("local_answers", &self.local_answers),
+            ("local_timeouts", &self.local_timeouts),
             ("failovers", &self.failovers),
             ("calls_limited", &self.calls_limited),
             ("media_timeouts", &self.media_timeouts),

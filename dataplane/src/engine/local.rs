@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::dialog::{Dialog, LegRef};
 use super::rewrite::with_tag;
+use super::slab::Id;
 use super::txn::{Outbound, Txn};
 use super::{Outgoing, SipEngine};
 use crate::sip::build::{reason, Builder};
@@ -14,8 +15,37 @@ use crate::sip::grammar::{self, NameAddr};
 use crate::sip::{HeaderName, SipMessage};
 
 impl SipEngine {
+    /// Sends a BYE of ours toward leg `to` of dialog `did` in a client
+    /// transaction of its own ([`Txn::local`]), so that a lost BYE is sent
+    /// again (RFC 3261 17.1.2) and its answer is counted, not stray.
+    pub(super) fn send_bye(&mut self, did: Id, to: LegRef, out: &mut Vec<Outgoing>) {
+        let id = self.txns.next_id();
+        let branch = self.branch_for(id, 0);
+        let Some(bye) = self
+            .dialogs
+            .get(did)
+            .and_then(|d| self.bye_for(d, to, &branch))
+        else {
+            return;
+        };
+        let txn = Txn::local(
+            did,
+            to,
+            (bye.side, bye.dst),
+            bye.data.clone(),
+            self.now,
+            self.cfg.t1,
+        );
+        let inserted = self.txns.insert(txn);
+        debug_assert_eq!(inserted, id, "the slab handed out another id");
+        self.stats.local_requests.inc();
+        self.stats.transactions.set(self.txns.len() as u64);
+        self.arm(id);
+        out.push(bye);
+    }
+
     /// A BYE of ours toward leg `to`, as if the other party hung up.
-    pub(super) fn bye_for(&self, d: &Dialog, to: LegRef, branch: &[u8]) -> Option<Outgoing> {
+    fn bye_for(&self, d: &Dialog, to: LegRef, branch: &[u8]) -> Option<Outgoing> {
         let leg = d.leg(to);
         let ours = self.cfg.addr(leg.side);
         let (from_tag, to_tag) = match to {

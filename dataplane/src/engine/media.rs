@@ -239,14 +239,7 @@ impl SipEngine {
             }
         }
         for to in [LegRef::Caller, LegRef::Callee] {
-            let branch = self.new_branch_stateless();
-            if let Some(o) = self
-                .dialogs
-                .get(did)
-                .and_then(|d| self.bye_for(d, to, &branch))
-            {
-                out.push(o);
-            }
+            self.send_bye(did, to, out);
         }
         self.stats.media_timeouts.inc();
         let tenant = self.dialogs.get(did).and_then(|d| d.tenant_id.clone());

@@ -266,6 +266,7 @@ impl SipEngine {
             None => (now + 64 * t1, Timer::TransactionTimeout),
         };
         let txn = Txn {
+            local: false,
             invite: method == Method::Invite,
             bye: method == Method::Bye,
             server_key: key.clone(),

@@ -40,6 +40,16 @@ impl SipEngine {
             self.stats.stray_responses.inc();
             return;
         }
+        if t.local {
+            // An answer to a request of ours: counted, never relayed.
+            if code < 200 {
+                t.on_provisional(now, self.cfg.t2, self.cfg.timer_c);
+            } else if t.phase == Phase::Proceeding {
+                t.complete(now, self.cfg.t1);
+                self.stats.local_answers.inc();
+            }
+            return self.arm(id);
+        }
         if msg.cseq.method == Method::Cancel {
             if t.cancel == CancelState::Sent {
                 t.cancel = CancelState::Answered;

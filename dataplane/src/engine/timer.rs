@@ -98,6 +98,11 @@ impl SipEngine {
         if t.phase != Phase::Proceeding {
             return self.remove_txn(id);
         }
+        if t.local {
+            // Timer F on a request of ours: nobody to tell.
+            self.stats.local_timeouts.inc();
+            return self.remove_txn(id);
+        }
         let cancelled = t.cancel != CancelState::None;
         let tried = t
             .route

@@ -48,6 +48,10 @@ pub struct Outbound {
 
 #[derive(Debug, Clone)]
 pub struct Txn {
+    /// A request we originate (the BYE of a call whose media stopped): a
+    /// client transaction alone (RFC 3261 17.1.2), resent on Timer E, its
+    /// answers counted, nothing relayed back and nothing answered on Timer F.
+    pub local: bool,
     pub invite: bool,
     /// A BYE: its end ends the dialog.
     pub bye: bool,
@@ -114,6 +118,50 @@ pub enum Timer {
 }
 
 impl Txn {
+    /// The client transaction of a non-INVITE request of ours, `request`,
+    /// sent at `now` to `dst` on `side` on `to`'s leg of dialog `dialog`:
+    /// resent after T1, doubling up to T2 (Timer E), given up at 64·T1
+    /// (Timer F).
+    pub fn local(
+        dialog: Id,
+        to: LegRef,
+        (side, dst): (Side, SocketAddr),
+        request: Vec<u8>,
+        now: Ms,
+        t1: Ms,
+    ) -> Txn {
+        Txn {
+            local: true,
+            invite: false,
+            bye: false,
+            server_key: Box::default(),
+            dialog,
+            orig: to.other(),
+            initial: false,
+            phase: Phase::Proceeding,
+            orig_side: side,
+            orig_addr: dst,
+            vias: Vec::new(),
+            from_line: Vec::new(),
+            to_value: Vec::new(),
+            call_id_line: Vec::new(),
+            cseq_line: Vec::new(),
+            local_tag: 0,
+            last_response: None,
+            dest_side: side,
+            dest_addr: dst,
+            request,
+            outbound: Outbound::default(),
+            provisional: false,
+            cancel: CancelState::None,
+            retransmit_at: Some(now + t1),
+            retransmit_every: t1,
+            timeout: Some((now + 64 * t1, Timer::TransactionTimeout)),
+            linger_until: None,
+            route: None,
+        }
+    }
+
     /// The earliest deadline, to queue in the engine's timer heap.
     pub fn next_deadline(&self) -> Option<Ms> {
         [

@@ -582,3 +582,38 @@ fn an_update_is_answered_in_its_200() {
     apply(&mut peers, &mut relay);
     assert_eq!(from_gateway(&mut relay, 3), "10.0.1.10:40002".parse().ok());
 }
+
+#[test]
+fn our_byes_are_resent_until_answered_and_their_answers_counted() {
+    let mut peers = media_lab();
+    answered_media_call(&mut peers);
+    let mut out = Vec::new();
+    peers.engine.media_idle(Side::Private, 10000, &mut out);
+    let byes: Vec<String> = out
+        .iter()
+        .map(|o| String::from_utf8(o.data.clone()).unwrap())
+        .collect();
+    assert_eq!(byes.len(), 2);
+    assert_eq!(peers.stats.local_requests.get(), 2);
+    // Both lost: resent after T1 (Timer E), the same bytes.
+    let again = peers.advance(500);
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(again[0].2, byes[0]);
+    assert_eq!(again[1].2, byes[1]);
+    // The gateway answers its BYE: counted, not stray, not relayed, not resent.
+    let ok = answer(&byes[1], 200, "x", false).replace(
+        &format!("To: {};tag=x", header(&byes[1], "To").unwrap()),
+        &format!("To: {}", header(&byes[1], "To").unwrap()),
+    );
+    let relayed = peers.send(Side::Public, GATEWAY, &ok);
+    assert!(relayed.is_empty(), "{relayed:?}");
+    assert_eq!(peers.stats.local_answers.get(), 1);
+    assert_eq!(peers.stats.stray_responses.get(), 0);
+    // The carrier never answers: resent (T1 doubling to T2) until Timer F.
+    let rest = peers.advance(64 * 500);
+    assert!(rest.iter().all(|(_, _, m)| *m == byes[0]), "{rest:?}");
+    assert!(rest.len() >= 8, "{} retransmissions", rest.len());
+    assert_eq!(peers.stats.local_timeouts.get(), 1);
+    assert_eq!(peers.engine.transaction_count(), 0);
+    assert!(peers.advance(10_000).is_empty());
+}
