@@ -38,6 +38,7 @@ impl Config {
         engine.seed = seed;
         engine.media = Some(self.media_settings());
         engine.policy = self.routing.policy();
+        engine.strip_isup = self.sip.strip_isup;
         engine
     }
 

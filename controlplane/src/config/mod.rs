@@ -172,6 +172,11 @@ pub struct SipConfig {
     /// Core the SIP engine thread is pinned to (default: the last core).
     #[serde(default)]
     pub engine_core: Option<usize>,
+    /// Leave ISUP parts (SIP-I/SIP-T, `application/isup`) out of forwarded
+    /// bodies, e.g. toward gateways that take SDP only (default false: ISUP
+    /// passes byte-exact).
+    #[serde(default)]
+    pub strip_isup: bool,
 }
 
 fn default_t1() -> Ms {

@@ -25,6 +25,11 @@ pub struct EngineConfig {
     /// The media relay: our media address and port range per side. `None`:
     /// SDP addresses are only hidden and media does not cross the SBC.
     pub media: Option<MediaSettings>,
+    /// Leave ISUP (`application/isup`, SIP-I/SIP-T) out of the bodies we
+    /// forward: a multipart body left with one part becomes that part,
+    /// Content-Type and all (`[sip] strip_isup`; default off: passed
+    /// byte-exact).
+    pub strip_isup: bool,
 }
 
 /// Where the media relay listens on each side.
@@ -64,6 +69,7 @@ impl EngineConfig {
             seed: 0x5bc0_5bc0,
             policy: Policy::default(),
             media: None,
+            strip_isup: false,
         }
     }
 

@@ -6,13 +6,15 @@ use std::net::SocketAddrV4;
 
 use super::dialog::{Dialog, DialogState, LegRef, LineDesc, Offer};
 use super::hide::Hider;
+use super::rewrite::copy_hidden;
 use super::slab::Id;
 use super::{Outgoing, SipEngine};
 use crate::call::{CallRecord, CallResult};
 use crate::media::sdp::{self, Direction, MediaRepr, SdpError, SdpRepr};
 use crate::media::{End, MediaCmd, PortPairs, Stream};
 use crate::side::{BySide, Side};
-use crate::sip::grammar::{self};
+use crate::sip::build::Builder;
+use crate::sip::multipart::{self, Multipart};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
 
 impl SipEngine {
@@ -28,7 +30,6 @@ impl SipEngine {
     pub(super) fn offer_answer(&mut self, did: Id, from: LegRef, msg: &SipMessage<'_>) {
         let method = msg.cseq.method;
         if self.cfg.media.is_none()
-            || !is_sdp(msg)
             || !matches!(
                 method,
                 Method::Invite | Method::Update | Method::Prack | Method::Ack
@@ -36,7 +37,7 @@ impl SipEngine {
         {
             return;
         }
-        let Ok(sdp) = SdpRepr::parse(msg.body) else {
+        let Some(Ok(sdp)) = sdp_of(msg).map(SdpRepr::parse) else {
             return;
         };
         self.add_media_lines(did, &sdp);
@@ -182,38 +183,98 @@ impl SipEngine {
     }
 
     /// Why the SDP of `msg` cannot be anchored, when media is relayed and
-    /// `msg` carries an SDP the relay cannot take.
+    /// `msg` carries an SDP ([`sdp_of`]) the relay cannot take.
     pub(super) fn unanchorable(&self, msg: &SipMessage<'_>) -> Option<SdpError> {
-        if self.cfg.media.is_none() || !is_sdp(msg) {
-            return None;
-        }
-        SdpRepr::parse(msg.body).err()
+        self.cfg.media?;
+        SdpRepr::parse(sdp_of(msg)?).err()
     }
 
-    /// The body of `msg` as leg `to` must see it: SDP with our media address
-    /// and ports when media is relayed, every other address hidden.
+    /// The body of `msg` as leg `to` must see it. Its SDP (the whole body,
+    /// or the `application/sdp` part of a multipart one, RFC 5621) names our
+    /// media address and ports when media is relayed, every other address
+    /// hidden; ISUP passes byte-exact, or is left out with `strip_isup`;
+    /// other parts of a multipart body pass byte-exact; any other single
+    /// body is text-hidden.
     pub(super) fn body_for(
         &self,
         did: Id,
         to: LegRef,
         msg: &SipMessage<'_>,
         hider: &Hider<'_>,
-    ) -> Vec<u8> {
-        let rewritten = match (self.cfg.media, self.dialogs.get(did)) {
-            (Some(media), Some(d)) if is_sdp(msg) && !d.media.is_empty() => {
-                let idx = usize::from(to == LegRef::Callee);
-                let ports: Vec<u16> = d
-                    .media
-                    .iter()
-                    .map(|p| p.get(idx).copied().unwrap_or(0))
-                    .collect();
-                sdp::rewrite(msg.body, media.ip[d.leg(to).side], &ports).ok()
-            }
-            _ => None,
+    ) -> Body {
+        let content_type = msg
+            .header(HeaderName::ContentType)
+            .map(|h| h.value)
+            .unwrap_or_default();
+        let ty = multipart::media_type(content_type);
+        let sdp_out = |sdp: &[u8]| {
+            let rewritten = self.anchored(did, to, sdp);
+            let mut out = Vec::with_capacity(sdp.len() + 16);
+            hider.copy(rewritten.as_deref().unwrap_or(sdp), &mut out);
+            out
         };
-        let mut body = Vec::with_capacity(msg.body.len() + 16);
-        hider.copy(rewritten.as_deref().unwrap_or(msg.body), &mut body);
-        body
+        let whole = |bytes: Vec<u8>| Body {
+            bytes,
+            content_type: None,
+        };
+        if msg.body.is_empty() {
+            return whole(Vec::new());
+        }
+        if ty.eq_ignore_ascii_case(b"application/sdp") {
+            return whole(sdp_out(msg.body));
+        }
+        if is_isup(ty) {
+            return if self.cfg.strip_isup {
+                Body {
+                    bytes: Vec::new(),
+                    content_type: Some(Vec::new()),
+                }
+            } else {
+                whole(msg.body.to_vec())
+            };
+        }
+        let Some(mp) = Multipart::parse(content_type, msg.body) else {
+            let mut bytes = Vec::with_capacity(msg.body.len() + 16);
+            hider.copy(msg.body, &mut bytes);
+            return whole(bytes);
+        };
+        let keep =
+            |i: usize| !(self.cfg.strip_isup && is_isup(multipart::media_type(mp.part_type(i))));
+        let kept: Vec<usize> = (0..mp.parts.len()).filter(|&i| keep(i)).collect();
+        let sdp_part = mp.find(b"application/sdp");
+        let new_sdp = sdp_part.map(|i| sdp_out(mp.part_body(i)));
+        let part_bytes = |i: usize| match (&new_sdp, sdp_part) {
+            (Some(sdp), Some(at)) if at == i => sdp.clone(),
+            _ => mp.part_body(i).to_vec(),
+        };
+        match kept.as_slice() {
+            [] => Body {
+                bytes: Vec::new(),
+                content_type: Some(Vec::new()),
+            },
+            // Down to one part: sent as that part alone.
+            [only] if kept.len() < mp.parts.len() => Body {
+                bytes: part_bytes(*only),
+                content_type: Some(mp.part_type(*only).to_vec()),
+            },
+            _ => whole(mp.rebuild(sdp_part.zip(new_sdp.as_deref()), |i| kept.contains(&i))),
+        }
+    }
+
+    /// `sdp` with our media address and leg `to`'s ports, when media is
+    /// relayed and the dialog has media lines.
+    fn anchored(&self, did: Id, to: LegRef, sdp: &[u8]) -> Option<Vec<u8>> {
+        let media = self.cfg.media?;
+        let d = self.dialogs.get(did)?;
+        if d.media.is_empty() {
+            return None;
+        }
+        let ports: Vec<u16> = d
+            .media
+            .iter()
+            .map(|p| p.get(to.index()).copied().unwrap_or(0))
+            .collect();
+        sdp::rewrite(sdp, media.ip[d.leg(to).side], &ports).ok()
     }
 
     /// The relay saw no media on the stream at our `port` on `side` for the
@@ -281,12 +342,53 @@ fn line_desc(m: &MediaRepr) -> LineDesc {
     }
 }
 
-pub(super) fn is_sdp(msg: &SipMessage<'_>) -> bool {
-    !msg.body.is_empty()
-        && msg.header(HeaderName::ContentType).is_some_and(|h| {
-            grammar::trim_lws(h.value.split(|&b| b == b';').next().unwrap_or_default())
-                .eq_ignore_ascii_case(b"application/sdp")
-        })
+/// The SDP of `msg`: its body when that is `application/sdp`, else the
+/// first `application/sdp` part of a multipart body (RFC 5621); `None` when
+/// it has none.
+pub(super) fn sdp_of<'m>(msg: &SipMessage<'m>) -> Option<&'m [u8]> {
+    if msg.body.is_empty() {
+        return None;
+    }
+    let content_type = msg.header(HeaderName::ContentType)?.value;
+    if multipart::media_type(content_type).eq_ignore_ascii_case(b"application/sdp") {
+        return Some(msg.body);
+    }
+    let mp = Multipart::parse(content_type, msg.body)?;
+    Some(mp.part_body(mp.find(b"application/sdp")?))
+}
+
+/// ISUP (SIP-I, ITU-T Q.1912.5; SIP-T, RFC 3204 `application/isup`).
+fn is_isup(media_type: &[u8]) -> bool {
+    media_type.eq_ignore_ascii_case(b"application/isup")
+}
+
+/// A body as it leaves toward a leg ([`SipEngine::body_for`]).
+pub(super) struct Body {
+    pub bytes: Vec<u8>,
+    /// The Content-Type to write in place of the message's, when the body
+    /// changed type (a multipart body down to one part); empty: no body is
+    /// left, so no Content-Type either.
+    pub content_type: Option<Vec<u8>>,
+}
+
+impl Body {
+    /// Writes the message's `Content-Type` header (`raw_name: value`) for
+    /// this body: as it came, text-hidden; replaced; or left out.
+    pub(super) fn write_content_type(
+        &self,
+        b: &mut Builder,
+        raw_name: &[u8],
+        value: &[u8],
+        hider: &Hider<'_>,
+    ) {
+        match &self.content_type {
+            None => copy_hidden(b, raw_name, value, hider),
+            Some(ct) if ct.is_empty() => {}
+            Some(ct) => {
+                b.header("Content-Type", &[ct]);
+            }
+        }
+    }
 }
 
 /// A port pair on each side, or `[0, 0]` when either side has none left.

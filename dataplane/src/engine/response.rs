@@ -257,6 +257,7 @@ impl SipEngine {
         hider.copy(reason_phrase, &mut phrase);
         let mut b = Builder::response(code, &phrase);
         b.raw(&t.vias);
+        let body = self.body_for(t.dialog, t.orig, msg, &hider);
         let establishing = t.initial && msg.to.tag().is_some() && code > 100 && code < 300;
         if establishing {
             b.raw(&record_route(ours));
@@ -285,11 +286,13 @@ impl SipEngine {
                 HeaderName::Contact => {
                     b.raw(&our_contact(ours));
                 }
+                HeaderName::ContentType => {
+                    body.write_content_type(&mut b, h.raw_name, h.value, &hider);
+                }
                 _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
             }
         }
-        let body = self.body_for(t.dialog, t.orig, msg, &hider);
-        let bytes = b.finish(&body);
+        let bytes = b.finish(&body.bytes);
         out.push(Outgoing {
             side: to_side,
             dst: t.orig_addr,

@@ -63,6 +63,7 @@ impl SipEngine {
         if is_initial {
             b.raw(&record_route(ours));
         }
+        let body = self.body_for(did, orig.other(), msg, &hider);
         let mut out_from = Vec::new();
         let mut out_to = Vec::new();
         let mut saw_mf = false;
@@ -93,6 +94,9 @@ impl SipEngine {
                 }
                 HeaderName::Other
                     if is_initial && h.raw_name.eq_ignore_ascii_case(TENANT_HEADER.as_bytes()) => {}
+                HeaderName::ContentType => {
+                    body.write_content_type(&mut b, h.raw_name, h.value, &hider);
+                }
                 _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
             }
         }
@@ -105,8 +109,7 @@ impl SipEngine {
         if !saw_mf {
             b.header("Max-Forwards", &[b"70"]);
         }
-        let body = self.body_for(did, orig.other(), msg, &hider);
-        let bytes = b.finish(&body);
+        let bytes = b.finish(&body.bytes);
         let outbound = Outbound {
             ruri: to_leg.remote_target.clone(),
             via,

@@ -8,6 +8,7 @@
 pub mod build;
 pub mod grammar;
 pub mod message;
+pub mod multipart;
 
 pub use message::{CSeq, Header, HeaderName, ParseError, SipMessage, StartLine};
 

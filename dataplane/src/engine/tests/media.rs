@@ -5,6 +5,11 @@ use super::*;
 use crate::media::{MediaCmd, RelayTable, Verdict};
 
 fn media_lab() -> Peers {
+    media_lab_with(|_| {})
+}
+
+/// [`media_lab`] with its engine settings changed by `change`.
+fn media_lab_with(change: impl FnOnce(&mut EngineConfig)) -> Peers {
     let media = MediaSettings {
         ip: BySide::new(Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(203, 0, 113, 50)),
         ports: BySide::new((10000, 10100), (20000, 20100)),
@@ -17,6 +22,7 @@ fn media_lab() -> Peers {
         "203.0.113.50:5080".parse().unwrap(),
     );
     cfg.media = Some(media);
+    change(&mut cfg);
     Peers {
         engine: SipEngine::new(cfg, Arc::new(snapshot()), stats.clone()),
         stats,
@@ -616,4 +622,164 @@ fn our_byes_are_resent_until_answered_and_their_answers_counted() {
     assert_eq!(peers.stats.local_timeouts.get(), 1);
     assert_eq!(peers.engine.transaction_count(), 0);
     assert!(peers.advance(10_000).is_empty());
+}
+
+/// An ISUP IAM (ITU-T Q.763) as SIP-I carries it: binary, with a NUL, bytes
+/// above 0x7f and a CRLF followed by `--` inside.
+const ISUP_IAM: &[u8] = &[
+    0x01, 0x00, 0x20, 0x00, 0x0a, 0x03, 0x02, 0x0a, 0x08, 0x83, 0x90, 0x89, 0x67, 0x45, 0x23, 0x01,
+    0x0f, 0x0d, 0x0a, 0x2d, 0x2d, 0xff, 0x00,
+];
+
+/// `msg` (a SIP message with an `application/sdp` body `sdp`) with a
+/// SIP-I body instead: `multipart/mixed` of that SDP and [`ISUP_IAM`].
+fn sip_i(msg: &str, sdp: &str) -> Vec<u8> {
+    let head = msg
+        .split("Content-Type: application/sdp\r\n")
+        .next()
+        .unwrap();
+    let head = head.split("Content-Length:").next().unwrap();
+    let mut body = format!(
+        "--b1\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--b1\r\n\
+Content-Type: application/ISUP;version=itu-t92+\r\nContent-Disposition: signal;handling=optional\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(ISUP_IAM);
+    body.extend_from_slice(b"\r\n--b1--\r\n");
+    let mut out = format!(
+        "{head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed;boundary=b1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend(body);
+    out
+}
+
+/// The header block (as text) and the body of a message we sent.
+fn split_message(data: &[u8]) -> (String, Vec<u8>) {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(data[..end + 2].to_vec()).unwrap();
+    let body = data[end + 4..].to_vec();
+    assert_eq!(
+        header(&head, "Content-Length"),
+        Some(body.len().to_string().as_str()),
+        "{head}"
+    );
+    (head, body)
+}
+
+#[test]
+fn the_sdp_part_of_a_sip_i_body_is_anchored_and_the_isup_passes_byte_exact() {
+    use crate::sip::multipart::Multipart;
+    let mut peers = media_lab();
+    let inv = sip_i(&invite("si1", "si1"), AUDIO_40000);
+    let mut out = Vec::new();
+    peers
+        .engine
+        .handle(0, Side::Private, addr(CARRIER), &inv, &mut out);
+    let to_gw = &out.iter().find(|o| o.side == Side::Public).unwrap().data;
+    let (head, body) = split_message(to_gw);
+    assert_eq!(
+        header(&head, "Content-Type"),
+        Some("multipart/mixed;boundary=b1")
+    );
+    let mp = Multipart::parse(b"multipart/mixed;boundary=b1", &body).unwrap();
+    let sdp = String::from_utf8(mp.part_body(0).to_vec()).unwrap();
+    assert!(sdp.contains("c=IN IP4 203.0.113.50\r\n"), "{sdp}");
+    assert!(sdp.contains("m=audio 20000 RTP/AVP 8\r\n"), "{sdp}");
+    assert_eq!(mp.part_body(1), ISUP_IAM);
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCmd::Install(_)))
+            .count(),
+        2,
+        "RTP and RTCP streams: {cmds:?}"
+    );
+
+    // The gateway answers with plain SDP; the carrier's address is committed.
+    let fwd = String::from_utf8_lossy(to_gw).into_owned();
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{GW_AUDIO}",
+            GW_AUDIO.len()
+        ),
+    );
+    peers.send(Side::Public, GATEWAY, &ok);
+    peers.engine.take_media_commands(&mut cmds);
+    assert!(cmds.contains(&MediaCmd::Peer {
+        side: Side::Private,
+        port: 10000,
+        peer: "10.0.1.10:40000".parse().ok()
+    }));
+}
+
+#[test]
+fn a_sip_i_answer_from_the_carrier_is_anchored_too() {
+    use crate::sip::multipart::Multipart;
+    let mut peers = media_lab();
+    // An outbound call: the gateway's INVITE with plain SDP.
+    let inv = invite("so1", "so1")
+        .replace("10.0.1.10:5060;branch", "203.0.113.10:5060;branch")
+        .replace("10.0.0.100:5060", "203.0.113.50:5080")
+        .replace(
+            "Content-Length: 55\r\n\r\nv=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            &format!("Content-Length: {}\r\n\r\n{GW_AUDIO}", GW_AUDIO.len()),
+        );
+    let sent = peers.send(Side::Public, GATEWAY, &inv);
+    let to_carrier = &sent.iter().find(|(s, ..)| *s == Side::Private).unwrap().2;
+    assert!(
+        to_carrier.contains("m=audio 10000 RTP/AVP 8\r\n"),
+        "{to_carrier}"
+    );
+    // The carrier answers 200 with SDP + ISUP (an ANM).
+    let ok = answer(to_carrier, 200, "ca9", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{AUDIO_40000}",
+            AUDIO_40000.len()
+        ),
+    );
+    let ok = sip_i(&ok, AUDIO_40000);
+    let mut out = Vec::new();
+    peers
+        .engine
+        .handle(0, Side::Private, addr(CARRIER), &ok, &mut out);
+    let (head, body) = split_message(&out[0].data);
+    assert!(head.starts_with("SIP/2.0 200 "), "{head}");
+    let mp = Multipart::parse(b"multipart/mixed;boundary=b1", &body).unwrap();
+    let sdp = String::from_utf8(mp.part_body(0).to_vec()).unwrap();
+    assert!(sdp.contains("c=IN IP4 203.0.113.50\r\n"), "{sdp}");
+    assert!(sdp.contains("m=audio 20000 RTP/AVP 8\r\n"), "{sdp}");
+    assert_eq!(mp.part_body(1), ISUP_IAM);
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    for (side, port, peer) in [
+        (Side::Private, 10000, "10.0.1.10:40000"),
+        (Side::Public, 20000, "203.0.113.10:30000"),
+    ] {
+        let peer = peer.parse().ok();
+        assert!(
+            cmds.contains(&MediaCmd::Peer { side, port, peer }),
+            "{cmds:?}"
+        );
+    }
+}
+
+#[test]
+fn strip_isup_leaves_the_sdp_alone_as_a_plain_body() {
+    let mut peers = media_lab_with(|cfg| cfg.strip_isup = true);
+    let inv = sip_i(&invite("si2", "si2"), AUDIO_40000);
+    let mut out = Vec::new();
+    peers
+        .engine
+        .handle(0, Side::Private, addr(CARRIER), &inv, &mut out);
+    let to_gw = &out.iter().find(|o| o.side == Side::Public).unwrap().data;
+    let (head, body) = split_message(to_gw);
+    assert_eq!(header(&head, "Content-Type"), Some("application/sdp"));
+    let sdp = String::from_utf8(body).unwrap();
+    assert!(sdp.starts_with("v=0\r\nc=IN IP4 203.0.113.50\r\n"), "{sdp}");
+    assert!(sdp.contains("m=audio 20000 RTP/AVP 8\r\n"), "{sdp}");
 }
