@@ -7,9 +7,10 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 
+use super::local::raw_line;
 use super::rewrite::{first_contact_uri, without_tag};
 use crate::side::Side;
-use crate::sip::grammar::{parse_ipv4, NameAddr, SipUri};
+use crate::sip::grammar::{self, parse_ipv4, NameAddr, SipUri};
 use crate::sip::{HeaderName, SipMessage};
 use crate::time::Ms;
 
@@ -60,6 +61,30 @@ impl Leg {
             &self.caller
         } else {
             &self.callee
+        }
+    }
+
+    /// The Request-URI and the raw `Route:` lines of a request on this leg
+    /// (RFC 3261 12.2.1.1): with no route set or a loose router first
+    /// (`;lr`), the remote target and the route set as it is; behind a
+    /// strict router (RFC 2543; its route has no `;lr`), that route's URI,
+    /// then the rest of the route set with the remote target last.
+    pub fn request_target(&self) -> (Vec<u8>, Vec<u8>) {
+        let route_lines = |routes: &[Vec<u8>]| -> Vec<u8> {
+            routes.iter().flat_map(|r| raw_line(b"Route", r)).collect()
+        };
+        let strict = self.route_set.first().and_then(|r| {
+            let uri = NameAddr::parse(r)?.uri;
+            let u = SipUri::parse(uri)?;
+            grammar::param(u.params, "lr").is_none().then_some(uri)
+        });
+        match strict {
+            None => (self.remote_target.clone(), route_lines(&self.route_set)),
+            Some(uri) => {
+                let mut rest = self.route_set.get(1..).unwrap_or_default().to_vec();
+                rest.push([b"<".as_slice(), &self.remote_target, b">"].concat());
+                (uri.to_vec(), route_lines(&rest))
+            }
         }
     }
 

@@ -56,11 +56,10 @@ impl SipEngine {
         let mut via = Vec::with_capacity(64);
         let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
         via.extend_from_slice(branch);
-        let mut b = Builder::request(b"BYE", &leg.remote_target);
+        let (ruri, routes) = leg.request_target();
+        let mut b = Builder::request(b"BYE", &ruri);
         b.header("Via", &[&via]);
-        for r in &leg.route_set {
-            b.raw(&raw_line(b"Route", r));
-        }
+        b.raw(&routes);
         b.header("Max-Forwards", &[b"70"])
             .header("From", &[&with_tag(leg.party(from_caller), Some(from_tag))])
             .header("To", &[&with_tag(leg.party(!from_caller), Some(to_tag))])

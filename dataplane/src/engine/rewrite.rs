@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use super::dialog::LegRef;
 use super::hide::Hider;
-use super::local::raw_line;
 use super::slab::Id;
 use super::txn::Outbound;
 use super::{SipEngine, TENANT_HEADER};
@@ -49,15 +48,12 @@ impl SipEngine {
         let from_caller = orig == LegRef::Caller;
 
         let method = msg.method();
-        let mut b = Builder::request(method.as_bytes(), &to_leg.remote_target);
+        let (ruri, routes) = to_leg.request_target();
+        let mut b = Builder::request(method.as_bytes(), &ruri);
         let mut via = Vec::with_capacity(64);
         let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
         via.extend_from_slice(branch);
         b.header("Via", &[&via]);
-        let mut routes = Vec::new();
-        for r in &to_leg.route_set {
-            routes.extend(raw_line(b"Route", r));
-        }
         b.raw(&routes);
         let is_initial = msg.to.tag().is_none() && method == Method::Invite;
         if is_initial {
@@ -111,7 +107,7 @@ impl SipEngine {
         }
         let bytes = b.finish(&body.bytes);
         let outbound = Outbound {
-            ruri: to_leg.remote_target.clone(),
+            ruri,
             via,
             from: out_from,
             to: out_to,

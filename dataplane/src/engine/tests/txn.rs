@@ -322,3 +322,59 @@ fn rport_is_filled_in_on_every_answer() {
         .2
         .contains("Via: SIP/2.0/UDP 10.0.1.10:5060;branch=z9hG4bKrp2\r\n"));
 }
+
+#[test]
+fn requests_toward_a_strict_router_carry_its_uri_and_the_target_last() {
+    // The carrier's edge proxy records its route without ;lr (RFC 2543).
+    let mut peers = Peers::new();
+    let inv = invite("sr1", "sr1").replace(
+        "Record-Route: <sip:10.0.1.1;lr>",
+        "Record-Route: <sip:10.0.1.1;transport=udp>",
+    );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    peers.send(Side::Public, GATEWAY, &answer(&fwd, 200, "gw1", true));
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@203.0.113.50:5080",
+        header(&fwd, "Call-ID").unwrap(),
+        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
+        header(&fwd, "From").unwrap(),
+        "srb",
+        2,
+    );
+    let out = peers.send(Side::Public, GATEWAY, &bye);
+    let (side, dst, to_carrier) = &out[0];
+    assert_eq!((*side, *dst), (Side::Private, addr("10.0.1.1:5060")));
+    assert!(
+        to_carrier.starts_with("BYE sip:10.0.1.1;transport=udp SIP/2.0\r\n"),
+        "{to_carrier}"
+    );
+    assert_eq!(
+        header(to_carrier, "Route"),
+        Some("<sip:alice@10.0.1.10:5060>")
+    );
+    assert_eq!(to_carrier.matches("Route:").count(), 1, "{to_carrier}");
+    // A loose router is left as it is.
+    let mut peers = Peers::new();
+    let sent = peers.send(Side::Private, CARRIER, &invite("lr1", "lr1"));
+    let fwd = sent[1].2.clone();
+    peers.send(Side::Public, GATEWAY, &answer(&fwd, 200, "gw1", true));
+    let bye = bye.replace(
+        header(&bye, "Call-ID").unwrap(),
+        header(&fwd, "Call-ID").unwrap(),
+    );
+    let bye = bye.replace(
+        header(&bye, "From").unwrap(),
+        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
+    );
+    let out = peers.send(Side::Public, GATEWAY, &bye);
+    assert!(
+        out[0]
+            .2
+            .starts_with("BYE sip:alice@10.0.1.10:5060 SIP/2.0\r\n"),
+        "{}",
+        out[0].2
+    );
+    assert_eq!(header(&out[0].2, "Route"), Some("<sip:10.0.1.1;lr>"));
+}
