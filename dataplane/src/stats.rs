@@ -64,6 +64,9 @@ pub struct EngineStats {
     /// SDP offers refused or left unanswered (a non-2xx to the re-INVITE or
     /// UPDATE carrying them, a CANCEL): rolled back, the session unchanged.
     pub offers_rolled_back: Counter,
+    /// 2xx answers whose SDP the relay could not anchor: the call was ended
+    /// (502 with a Warning to the requester, BYEs of ours).
+    pub answers_refused: Counter,
     /// SIP datagrams handed to the engine.
     pub rx_messages: Counter,
     /// SIP datagrams the engine sent.
@@ -111,6 +114,7 @@ impl Default for EngineStats {
             media_timeouts: Counter::default(),
             media_timeouts_held: Counter::default(),
             offers_rolled_back: Counter::default(),
+            answers_refused: Counter::default(),
             rx_messages: Counter::default(),
             tx_messages: Counter::default(),
             parse_errors: Counter::default(),
@@ -141,7 +145,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 19] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 20] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -162,6 +166,7 @@ impl EngineStats {
             ("media_timeouts", &self.media_timeouts),
             ("media_timeouts_held", &self.media_timeouts_held),
             ("offers_rolled_back", &self.offers_rolled_back),
+            ("answers_refused", &self.answers_refused),
         ]
     }
 }

@@ -18,13 +18,14 @@ impl SipEngine {
     /// Sends a BYE of ours toward leg `to` of dialog `did` in a client
     /// transaction of its own ([`Txn::local`]), so that a lost BYE is sent
     /// again (RFC 3261 17.1.2) and its answer is counted, not stray.
-    pub(super) fn send_bye(&mut self, did: Id, to: LegRef, out: &mut Vec<Outgoing>) {
+    /// `reason` is the value of its `Reason` header (RFC 3326).
+    pub(super) fn send_bye(&mut self, did: Id, to: LegRef, reason: &[u8], out: &mut Vec<Outgoing>) {
         let id = self.txns.next_id();
         let branch = self.branch_for(id, 0);
         let Some(bye) = self
             .dialogs
             .get(did)
-            .and_then(|d| self.bye_for(d, to, &branch))
+            .and_then(|d| self.bye_for(d, to, &branch, reason))
         else {
             return;
         };
@@ -45,7 +46,7 @@ impl SipEngine {
     }
 
     /// A BYE of ours toward leg `to`, as if the other party hung up.
-    fn bye_for(&self, d: &Dialog, to: LegRef, branch: &[u8]) -> Option<Outgoing> {
+    fn bye_for(&self, d: &Dialog, to: LegRef, branch: &[u8], reason: &[u8]) -> Option<Outgoing> {
         let leg = d.leg(to);
         let ours = self.cfg.addr(leg.side);
         let (from_tag, to_tag) = match to {
@@ -69,7 +70,7 @@ impl SipEngine {
             "CSeq: {} BYE\r\n",
             leg.cseq_sent.saturating_add(1)
         );
-        b.header("Reason", &[b"SIP;cause=408;text=\"media timeout\""]);
+        b.header("Reason", &[reason]);
         Some(Outgoing {
             side: leg.side,
             dst: leg.next_hop(),
@@ -166,7 +167,9 @@ fn with_rport(value: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
 }
 
 /// A response we generate for a transaction whose request is gone.
-pub(super) fn txn_response(t: &Txn, code: u16) -> Vec<u8> {
+/// Our final `code` on transaction `t`, with `extra` header lines (each
+/// ending in CRLF) after the ones it must echo.
+pub(super) fn txn_response(t: &Txn, code: u16, extra: &[u8]) -> Vec<u8> {
     let mut b = Builder::response(code, reason(code).as_bytes());
     b.raw(&t.vias).raw(&t.from_line);
     let mut to = t.to_value.clone();
@@ -175,7 +178,8 @@ pub(super) fn txn_response(t: &Txn, code: u16) -> Vec<u8> {
     }
     b.header("To", &[&to])
         .raw(&t.call_id_line)
-        .raw(&t.cseq_line);
+        .raw(&t.cseq_line)
+        .raw(extra);
     b.finish(b"")
 }
 

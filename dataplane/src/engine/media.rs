@@ -300,7 +300,7 @@ impl SipEngine {
             }
         }
         for to in [LegRef::Caller, LegRef::Callee] {
-            self.send_bye(did, to, out);
+            self.send_bye(did, to, b"SIP;cause=408;text=\"media timeout\"", out);
         }
         self.stats.media_timeouts.inc();
         let tenant = self.dialogs.get(did).and_then(|d| d.tenant_id.clone());

@@ -4,17 +4,20 @@
 
 use std::net::SocketAddr;
 
+use super::dialog::DialogState;
 use super::dialog::LegRef;
 use super::local::{build_ack, raw_line};
 use super::rewrite::{
     copy_hidden, first_contact_uri, is_our_uri, our_contact, record_route, with_tag,
 };
 use super::slab::Id;
-use super::txn::{CancelState, Phase};
+use super::txn::{CancelState, Outbound, Phase};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine};
 use crate::call::CallResult;
+use crate::media::sdp::SdpError;
 use crate::sip::build::{reason, Builder};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
+use std::io::Write;
 
 impl SipEngine {
     pub(super) fn on_response(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
@@ -82,6 +85,12 @@ impl SipEngine {
                 let phase = t.phase;
                 if t.invite {
                     if phase == Phase::Proceeding {
+                        if let Some(e) = self.unanchorable(msg) {
+                            return self.refuse_answer(rx, id, &e, out);
+                        }
+                        let Some(t) = self.txns.get_mut(id) else {
+                            return;
+                        };
                         t.accept(now, self.cfg.t1);
                         self.learn_from_response(id, src, msg);
                         self.settle_offers(id, msg, true);
@@ -92,6 +101,9 @@ impl SipEngine {
                         self.relay_response(id, msg, code, out);
                     }
                 } else if phase == Phase::Proceeding {
+                    if let Some(e) = self.unanchorable(msg) {
+                        return self.refuse_answer(rx, id, &e, out);
+                    }
                     self.final_non_invite(id, now, msg, code, out);
                 }
                 self.arm(id);
@@ -112,7 +124,7 @@ impl SipEngine {
                     if failover {
                         // Serial failover; when nothing is left the caller gets our 503.
                         if !self.try_next(id, now, out) {
-                            self.fail_txn(id, now, 503, out);
+                            self.fail_txn(id, now, 503, b"", out);
                         }
                         return;
                     }
@@ -165,6 +177,69 @@ impl SipEngine {
         if msg.cseq.method == Method::Bye {
             self.end_dialog_of(id, None);
         }
+    }
+
+    /// A 2xx whose SDP the relay cannot anchor: the call could carry no
+    /// media, so it is ended cleanly. A 2xx to our INVITE is ACKed (RFC 3261
+    /// 13.2.2.4) and its leg gets a BYE of ours; the sender of the request
+    /// gets 502 (RFC 3261 21.5.3) with a `Warning` naming what was wrong,
+    /// and, when the call was up already (a re-INVITE or UPDATE), a BYE too.
+    fn refuse_answer(
+        &mut self,
+        rx: &Incoming<'_, '_>,
+        id: Id,
+        e: &SdpError,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let Incoming { now, src, msg, .. } = *rx;
+        let Some(t) = self.txns.get(id) else { return };
+        let (did, orig, initial, invite) = (t.dialog, t.orig, t.initial, t.invite);
+        self.stats.answers_refused.inc();
+        if invite {
+            self.learn_from_response(id, src, msg);
+            if let Some(ack) = self.ack_for_2xx(id, msg) {
+                out.push(ack);
+            }
+        }
+        let confirmed = self
+            .dialogs
+            .get(did)
+            .is_some_and(|d| d.state == DialogState::Confirmed);
+        let reason = b"SIP;cause=502;text=\"SDP answer not anchorable\"";
+        if invite || confirmed {
+            self.send_bye(did, orig.other(), reason, out);
+        }
+        let warning = format!("Warning: 399 sbc \"{}\"\r\n", e.text());
+        self.fail_txn(id, now, 502, warning.as_bytes(), out);
+        if !initial && confirmed {
+            self.send_bye(did, orig, reason, out);
+            self.end_dialog(did, None);
+        }
+    }
+
+    /// The ACK of a 2xx to our INVITE `id` (RFC 3261 13.2.2.4): end to end,
+    /// with a branch of its own, to the remote target the 2xx gave, through
+    /// the leg's route set.
+    fn ack_for_2xx(&mut self, id: Id, msg: &SipMessage<'_>) -> Option<Outgoing> {
+        let branch = self.new_branch_stateless();
+        let t = self.txns.get(id)?;
+        let d = self.dialogs.get(t.dialog)?;
+        let leg = d.leg(t.orig.other());
+        let (ruri, routes) = leg.request_target();
+        let mut via = Vec::with_capacity(64);
+        let _ = write!(via, "SIP/2.0/UDP {};branch=", self.cfg.addr(leg.side));
+        via.extend_from_slice(&branch);
+        let outbound = Outbound {
+            ruri,
+            via,
+            routes,
+            ..t.outbound.clone()
+        };
+        Some(Outgoing {
+            side: leg.side,
+            dst: leg.next_hop(),
+            data: build_ack(&outbound, msg),
+        })
     }
 
     /// The final response `msg` ends transaction `id`: the SDP offers it

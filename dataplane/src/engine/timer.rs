@@ -118,7 +118,7 @@ impl SipEngine {
         } else {
             408
         };
-        self.fail_txn(id, now, code, out);
+        self.fail_txn(id, now, code, b"", out);
     }
 
     pub(super) fn send_cancel(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
@@ -135,13 +135,21 @@ impl SipEngine {
         self.arm(id);
     }
 
-    /// Ends an INVITE (or other) server transaction with a response of ours.
-    pub(super) fn fail_txn(&mut self, id: Id, now: Ms, code: u16, out: &mut Vec<Outgoing>) {
+    /// Ends an INVITE (or other) server transaction with a response of
+    /// ours, `extra` header lines added (each ending in CRLF).
+    pub(super) fn fail_txn(
+        &mut self,
+        id: Id,
+        now: Ms,
+        code: u16,
+        extra: &[u8],
+        out: &mut Vec<Outgoing>,
+    ) {
         let t1 = self.cfg.t1;
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
-        let resp = txn_response(t, code);
+        let resp = txn_response(t, code, extra);
         out.push(Outgoing {
             side: t.orig_side,
             dst: t.orig_addr,

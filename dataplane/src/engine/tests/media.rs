@@ -783,3 +783,86 @@ fn strip_isup_leaves_the_sdp_alone_as_a_plain_body() {
     assert!(sdp.starts_with("v=0\r\nc=IN IP4 203.0.113.50\r\n"), "{sdp}");
     assert!(sdp.contains("m=audio 20000 RTP/AVP 8\r\n"), "{sdp}");
 }
+
+const BAD_SDP: &str = "v=0\r\nc=IN IP4 10.10.10.256\r\nm=audio 30000 RTP/AVP 8\r\n";
+
+/// `req` answered 200 by the gateway with [`BAD_SDP`].
+fn bad_answer(req: &str) -> String {
+    answer(req, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{BAD_SDP}",
+            BAD_SDP.len()
+        ),
+    )
+}
+
+#[test]
+fn an_answer_the_relay_cannot_anchor_ends_the_call_cleanly() {
+    // The call's first answer: the carrier gets 502, the gateway ACK + BYE.
+    let mut peers = media_lab();
+    let free = peers.engine.free_port_pairs();
+    let inv = invite("ba1", "ba1")
+        .replace(
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n",
+        )
+        .replace("Content-Length: 55", "Content-Length: 83");
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    let out = peers.send(Side::Public, GATEWAY, &bad_answer(&fwd));
+    let to_carrier: Vec<&String> = out
+        .iter()
+        .filter(|(s, ..)| *s == Side::Private)
+        .map(|(.., m)| m)
+        .collect();
+    assert_eq!(to_carrier.len(), 1, "{out:?}");
+    assert_eq!(status(to_carrier[0]), 502);
+    assert_eq!(
+        header(to_carrier[0], "Warning"),
+        Some("399 sbc \"SDP c= line is not IN IP4 with an IPv4 address\"")
+    );
+    let to_gw: Vec<&String> = out
+        .iter()
+        .filter(|(s, ..)| *s == Side::Public)
+        .map(|(.., m)| m)
+        .collect();
+    assert_eq!(to_gw.len(), 2, "{out:?}");
+    assert!(to_gw[0].starts_with("ACK sip:lk@203.0.113.10:5060 SIP/2.0\r\n"));
+    assert_eq!(header(to_gw[0], "CSeq"), Some("1 ACK"));
+    assert!(header(to_gw[0], "To").unwrap().ends_with(";tag=gw1"));
+    assert!(to_gw[1].starts_with("BYE sip:lk@203.0.113.10:5060 SIP/2.0\r\n"));
+    assert_eq!(header(to_gw[1], "CSeq"), Some("2 BYE"));
+    assert_eq!(peers.engine.dialog_count(), 0);
+    assert_eq!(peers.engine.free_port_pairs(), free);
+    assert_eq!(peers.stats.calls_up.get(), 0);
+    assert_eq!(peers.stats.answers_refused.get(), 1);
+
+    // A re-INVITE's answer: both legs get a BYE, the carrier its 502 first.
+    let mut peers = media_lab();
+    answered_media_call(&mut peers);
+    let req = reinvite_request("ba2", 2, AUDIO_40002);
+    let sent = peers.send(Side::Private, CARRIER, &req);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    let out = peers.send(Side::Public, GATEWAY, &bad_answer(&fwd));
+    let kinds: Vec<(Side, String)> = out
+        .iter()
+        .map(|(s, _, m)| (*s, m.split(' ').take(2).collect::<Vec<_>>().join(" ")))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Side::Public, "ACK sip:lk@203.0.113.10:5060".into()),
+            (Side::Public, "BYE sip:lk@203.0.113.10:5060".into()),
+            (Side::Private, "SIP/2.0 502".into()),
+            (Side::Private, "BYE sip:alice@10.0.1.10:5060".into()),
+        ]
+    );
+    assert_eq!(peers.engine.dialog_count(), 0);
+    assert_eq!(peers.stats.calls_up.get(), 0);
+}
