@@ -116,10 +116,11 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     let mut broken = udp("10.0.1.10:5060", "10.0.0.100:5060", options);
     let last = broken.len() - 1;
     broken[last] ^= 0xff; // the UDP checksum no longer matches
-                          // An OPTIONS larger than the MTU, in two fragments (the second first).
+                          // An OPTIONS larger than the MTU, in two fragments (the second first); its
+                          // Via, echoed in the 200, makes the answer leave in fragments too.
     let big = String::from_utf8_lossy(options).replace(
-        "Content-Length: 0",
-        &format!("X-Pad: {}\r\nContent-Length: 0", "p".repeat(1800)),
+        "branch=z9hG4bK-dp1",
+        &format!("branch=z9hG4bK-dp1;x-pad={}", "p".repeat(1800)),
     );
     let big = big.replace("dp1@", "dp2@");
     let mut frags = fragments(&udp("10.0.1.10:5060", "10.0.0.100:5060", big.as_bytes()));
@@ -182,7 +183,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     let backend = start(settings, Arc::new(RouteSnapshot::default())).unwrap();
     let io = backend.io();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while io.tx_packets.get() < 4 && Instant::now() < deadline {
+    while io.tx_packets.get() < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     backend.stop();
@@ -192,8 +193,8 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     let kinds: Vec<Kind> = sent.iter().map(|f| net::classify(f, &[carrier])).collect();
     assert_eq!(
         sent.len(),
-        4,
-        "ARP reply, echo reply, 200 OK twice: {kinds:?}"
+        5,
+        "ARP reply, echo reply, 200 OK, 200 OK in two fragments: {kinds:?}"
     );
     assert!(
         matches!(
@@ -231,18 +232,19 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
     assert_eq!(io.icmp_echo_replies.get(), 1);
     assert_eq!(io.dropped(net::Reason::NotForUs).get(), 1);
     assert_eq!(io.dropped(net::Reason::BadChecksum).get(), 1);
-    let Kind::Udp {
-        payload: (off, len),
-        ..
-    } = kinds[3]
-    else {
-        panic!("{:?}", kinds[3]);
+    // The fragments' IPv4 payloads (20-byte headers) joined: the UDP datagram.
+    let ip_payload = |f: &[u8]| {
+        let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+        f[34..14 + total].to_vec()
     };
-    let reply = String::from_utf8_lossy(&sent[3][off..off + len]).into_owned();
+    assert_eq!(sent[3][20] & 0x20, 0x20, "more fragments");
+    let datagram = [ip_payload(&sent[3]), ip_payload(&sent[4])].concat();
+    let reply = String::from_utf8_lossy(&datagram[8..]).into_owned();
     assert!(
-        reply.starts_with("SIP/2.0 200") && reply.contains("dp2@"),
+        reply.starts_with("SIP/2.0 200") && reply.contains("dp2@") && reply.contains("x-pad=ppp"),
         "{reply}"
     );
+    assert_eq!(io.tx_fragmented.get(), 1);
     assert_eq!(io.reassembled.get(), 1);
     assert_eq!(backend.stats.rx_messages.get(), 2);
     let _ = std::fs::remove_dir_all(&dir);

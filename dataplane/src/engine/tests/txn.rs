@@ -378,3 +378,60 @@ fn requests_toward_a_strict_router_carry_its_uri_and_the_target_last() {
     );
     assert_eq!(header(&out[0].2, "Route"), Some("<sip:10.0.1.1;lr>"));
 }
+
+#[test]
+fn a_refer_naming_our_address_names_our_address_on_the_other_side() {
+    let mut peers = Peers::new();
+    let sent = peers.send(Side::Private, CARRIER, &invite("rf1", "rf1"));
+    let fwd = sent[1].2.clone();
+    peers.send(Side::Public, GATEWAY, &answer(&fwd, 200, "gw1", true));
+    // LiveKit transfers the call to a number behind the SBC (RFC 3515).
+    let refer = in_dialog(
+        "REFER",
+        "sip:sbc@203.0.113.50:5080",
+        header(&fwd, "Call-ID").unwrap(),
+        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
+        header(&fwd, "From").unwrap(),
+        "rfr",
+        2,
+    )
+    .replace(
+        "Content-Length: 0",
+        "Refer-To: <sip:+15550001@203.0.113.50:5080>\r\nReferred-By: <sip:lk@203.0.113.10>\r\nContent-Length: 0",
+    );
+    let out = peers.send(Side::Public, GATEWAY, &refer);
+    let (side, _, to_carrier) = &out[0];
+    assert_eq!(*side, Side::Private);
+    assert!(to_carrier.starts_with("REFER "), "{to_carrier}");
+    assert_eq!(
+        header(to_carrier, "Refer-To"),
+        Some("<sip:+15550001@10.0.0.100:5060>")
+    );
+    assert!(!to_carrier.contains("203.0.113"), "{to_carrier}");
+    // The carrier's NOTIFY carries a sipfrag naming our private address.
+    let frag = "SIP/2.0 200 OK\r\nContact: <sip:+15550001@10.0.0.100:5060>\r\n";
+    let notify = in_dialog(
+        "NOTIFY",
+        "sip:sbc@10.0.0.100:5060",
+        "rf1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+        "rfn",
+        2,
+    )
+    .replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Event: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag;version=2.0\r\nContent-Length: {}\r\n\r\n{frag}",
+            frag.len()
+        ),
+    );
+    let out = peers.send(Side::Private, CARRIER, &notify);
+    let (side, _, to_gw) = &out[0];
+    assert_eq!(*side, Side::Public);
+    assert!(
+        to_gw.ends_with("SIP/2.0 200 OK\r\nContact: <sip:+15550001@203.0.113.50:5080>\r\n"),
+        "{to_gw}"
+    );
+    assert!(!to_gw.contains("10.0."), "{to_gw}");
+}
