@@ -866,3 +866,44 @@ fn an_answer_the_relay_cannot_anchor_ends_the_call_cleanly() {
     assert_eq!(peers.engine.dialog_count(), 0);
     assert_eq!(peers.stats.calls_up.get(), 0);
 }
+
+#[test]
+fn early_media_flows_on_the_183s_answer_and_the_200_keeps_it() {
+    let mut peers = media_lab();
+    let mut relay = RelayTable::new(10000, 20100);
+    let inv = invite("em1", "em1")
+        .replace(
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n",
+        )
+        .replace("Content-Length: 55", "Content-Length: 83");
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    let with_sdp = |code: u16| {
+        answer(&fwd, code, "gw1", false).replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{GW_AUDIO}",
+                GW_AUDIO.len()
+            ),
+        )
+    };
+    let back = peers.send(Side::Public, GATEWAY, &with_sdp(183));
+    assert!(
+        back[0].2.contains("m=audio 10000 RTP/AVP 8\r\n"),
+        "{}",
+        back[0].2
+    );
+    apply(&mut peers, &mut relay);
+    // Ringback from the gateway reaches the carrier before the answer.
+    assert_eq!(from_gateway(&mut relay, 1), "10.0.1.10:40000".parse().ok());
+    assert_eq!(
+        from_carrier(&mut relay, "10.0.1.10:40000", 1),
+        "203.0.113.10:30000".parse().ok()
+    );
+    peers.send(Side::Public, GATEWAY, &with_sdp(200));
+    apply(&mut peers, &mut relay);
+    assert_eq!(from_gateway(&mut relay, 2), "10.0.1.10:40000".parse().ok());
+    assert_eq!(peers.stats.offers_rolled_back.get(), 0);
+    assert_eq!(peers.stats.calls_up.get(), 1);
+}
