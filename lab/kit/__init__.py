@@ -17,4 +17,8 @@ For the tests only:
     provisioning the base provisioning, Provisioned (a test's own), gateway and tenant rows
     calls        call runs through the SBC and what they produced
     media        calls with audio, captured on both SBC interfaces, and the checks on them
+Run as a script inside a namespace (stdlib only, no kit imports):
+    uapeer       a small SIP UA with RTP for flows sipp cannot play (a media port move, binary
+                 multipart bodies); prints what it sent and received as JSON. The tests import
+                 its SIP message and multipart parsers to read captures.
 """

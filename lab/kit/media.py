@@ -123,11 +123,12 @@ def wait_answer_sdp(path, timeout: float = 10.0):
 
 
 def rtp_call(ctx: Ctx, name: str, *, inbound: bool = True, uac_scen: str = "uac_rtp",
-             duration_ms: int = 8000, during=None) -> RtpRun:
+             duration_ms: int = 8000, during=None, uas_scen: str = "uas_call") -> RtpRun:
     """One call with audio through the SBC, both SBC interfaces captured whole (ARP included).
     The caller (carrier when `inbound`, else gateway .10) plays g711a.pcap (scenario `uac_scen`)
-    to the address of the SDP answer it gets; the callee (uas_call -rtp_echo) sends each packet
-    back. `during(run_dir, answer_sdp)` runs once the caller has the answer."""
+    to the address of the SDP answer it gets; the callee (`uas_scen`, uas_call by default, with
+    -rtp_echo) sends each packet back. `during(run_dir, answer_sdp)` runs once the caller has the
+    answer."""
     pcap = sipp_pcap()
     check(pcap.exists(), f"{pcap} not found (sip-tester ships it: dpkg -L sip-tester | grep pcap)")
     d = ctx.tdir(name)
@@ -138,7 +139,7 @@ def rtp_call(ctx: Ctx, name: str, *, inbound: bool = True, uac_scen: str = "uac_
     caps = {i: Capture("sbc", i, d / f"{i}.pcap", filter=None) for i in ("priv0", "pub0")}
     res, extra = {}, {}
     try:
-        with Uas(b.ns, "uas_call", b.ip, 5060, d, "uas", extra=["-rtp_echo"] + mp) as uas:
+        with Uas(b.ns, uas_scen, b.ip, 5060, d, "uas", extra=["-rtp_echo"] + mp) as uas:
             th = threading.Thread(target=lambda: res.setdefault("uac", run_uac(
                 a.ns, uac_scen, a.ip, 5060, target, d, "uac", calls=1, rate=1,
                 duration_ms=duration_ms, timeout_s=60, extra=mp)))

@@ -230,3 +230,17 @@ def private_header_leaks(path: Path, prefix: str = "10.") -> tuple[int, list[tup
         if (src or "").startswith(prefix) or (dst or "").startswith(prefix):
             bad.append((ts, kind, src, dst))
     return n, bad
+
+
+def trim_pcap(src: Path, dst: Path, packets: int) -> Path:
+    """Copy the first `packets` records of the pcap file `src` (with its header) to `dst`: a
+    shorter audio file for sipp's play_pcap_audio."""
+    data = Path(src).read_bytes()
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    off, n = 24, 0
+    while off + 16 <= len(data) and n < packets:
+        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        off += 16 + incl
+        n += 1
+    Path(dst).write_bytes(data[:off])
+    return Path(dst)

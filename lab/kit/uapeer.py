@@ -1,0 +1,547 @@
+#!/usr/bin/env python3
+"""A small SIP user agent with RTP, for the carrier call flows sipp cannot express (Python 3.11
+standard library only, no kit imports). The tests run it inside a lab namespace as a script,
+
+    ip netns exec carrier python3 lab/kit/uapeer.py FLOW [options]
+
+and read the one JSON object it prints at the end: every SIP message it sent and received
+(`sip`: time, direction, peer address, the bytes base64-encoded), every RTP packet it sent and
+received (`rtp_tx`/`rtp_rx`: time, local port, remote address, SSRC, sequence number), the times
+of the flow's steps (`marks`) and `error` (null when the flow went through). They also import
+its parsers (Msg, multipart_parts) and ISUP bodies to read what the captures show.
+
+Flows:
+  port-move      UAC of an inbound call (to --to): INVITE offering m=audio P (--port); RTP from
+                 P; after --before s a re-INVITE whose SDP only moves the port to P+2; RTP keeps
+                 coming from P until the 200 arrives, then (new SSRC) from P+2; after --after s BYE.
+  multipart-uac  UAC of an inbound call whose INVITE carries a multipart/mixed body (boundary b1):
+                 the SDP (m=audio P) and an application/ISUP part with binary bytes (an IAM), as
+                 SIP-I/SIP-T carriers send; RTP from P for --after s; BYE.
+  multipart-uas  UAS of an outbound call: waits for an INVITE (from the SBC), answers 100 and a 200
+                 whose body is multipart/mixed: the SDP (m=audio P) and an ISUP ANM; echoes every
+                 RTP packet received on P back to its source; answers the BYE.
+
+RTP is PCMA, 20 ms, 172-byte packets. SIP over UDP with the RFC 3261 timers A/E (500 ms doubling).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import re
+import select
+import socket
+import struct
+import sys
+import time
+
+T1 = 0.5
+BOUNDARY = "b1"
+# ISUP IAM (ITU-T Q.763): message type 0x01, nature of connection 0x00, forward call indicators
+# 0x20 0x00, calling party's category 0x0a, transmission medium 0x03, pointers, called party number
+# (odd, international, ISDN plan) with BCD digits. Binary: 0x00, 0x0a (LF) and bytes >= 0x80.
+ISUP_IAM = bytes([0x01, 0x00, 0x20, 0x00, 0x0A, 0x03, 0x02, 0x0A, 0x08, 0x83, 0x90, 0x89, 0x67,
+                  0x45, 0x23, 0x01, 0x0F])
+# ISUP ANM: message type 0x09, pointer to the optional part, backward call indicators (0x11, two
+# octets that happen to be CR LF), connected number (0x21) with BCD digits, end of optional part.
+ISUP_ANM = bytes([0x09, 0x01, 0x11, 0x02, 0x0D, 0x0A, 0x21, 0x05, 0x83, 0x10, 0x89, 0x67, 0x05,
+                  0x00])
+ISUP_TYPE = "application/ISUP;version=itu-t92+"
+
+
+def rand_hex(n: int = 8) -> str:
+    return "%0*x" % (n, random.getrandbits(4 * n))
+
+
+class Msg:
+    """A parsed SIP message: start line, headers (name, value) in order, body (by Content-Length)."""
+
+    def __init__(self, data: bytes):
+        self.raw = data
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("utf-8", "replace").split("\r\n")
+        self.first = lines[0]
+        self.headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t") and self.headers:
+                n, v = self.headers[-1]
+                self.headers[-1] = (n, v + " " + line.strip())
+            elif ":" in line:
+                n, v = line.split(":", 1)
+                self.headers.append((n.strip(), v.strip()))
+        cl = self.header("Content-Length", "l")
+        self.body = rest[:int(cl)] if cl and cl.isdigit() else rest
+
+    def header(self, *names: str) -> str | None:
+        h = self.all(*names)
+        return h[0] if h else None
+
+    def all(self, *names: str) -> list[str]:
+        want = {n.lower() for n in names}
+        return [v for n, v in self.headers if n.lower() in want]
+
+    @property
+    def is_response(self) -> bool:
+        return self.first.startswith("SIP/2.0 ")
+
+    @property
+    def code(self) -> int:
+        return int(self.first.split()[1]) if self.is_response else 0
+
+    @property
+    def method(self) -> str:
+        return self.first.split()[0] if not self.is_response else ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        n, m = (self.header("CSeq") or "0 X").split()
+        return int(n), m.upper()
+
+    @property
+    def call_id(self) -> str | None:
+        return self.header("Call-ID", "i")
+
+    def sdp(self) -> bytes:
+        """The SDP of the body: the body itself, or the application/sdp part of a multipart."""
+        ctype = (self.header("Content-Type", "c") or "").lower()
+        if ctype.startswith("application/sdp"):
+            return self.body
+        if ctype.startswith("multipart/"):
+            m = re.search(r'boundary="?([^";]+)"?', self.header("Content-Type", "c") or "", re.I)
+            if m:
+                for hdrs, content in multipart_parts(self.body, m.group(1).encode()):
+                    if hdrs.get("content-type", "").lower().startswith("application/sdp"):
+                        return content
+        return b""
+
+
+def multipart_parts(body: bytes, boundary: bytes) -> list[tuple[dict, bytes]]:
+    """The parts of a multipart body (RFC 2046 5.1.1): [(headers lower-cased, content)]; the CRLF
+    before each delimiter belongs to the delimiter."""
+    delim = b"--" + boundary
+    starts = []
+    pos = 0 if body.startswith(delim) else body.find(b"\r\n" + delim)
+    while pos != -1:
+        at = pos if body[pos:pos + len(delim)] == delim else pos + 2
+        starts.append((pos, at + len(delim)))
+        pos = body.find(b"\r\n" + delim, at + len(delim))
+    parts = []
+    for (_, after), (nxt, _) in zip(starts, starts[1:]):
+        seg = body[after:nxt]
+        if seg.startswith(b"--"):
+            break
+        seg = seg.split(b"\r\n", 1)[1] if b"\r\n" in seg else b""
+        head, _, content = seg.partition(b"\r\n\r\n")
+        hdrs = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            if ":" in line:
+                n, v = line.split(":", 1)
+                hdrs[n.strip().lower()] = v.strip()
+        parts.append((hdrs, content))
+    return parts
+
+
+def sdp_addr(sdp: bytes) -> tuple[str, int] | None:
+    """The c= address and m=audio port of an SDP (media-level c= over session-level)."""
+    sess = media = port = None
+    in_audio = False
+    for line in sdp.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            in_audio = line.startswith("m=audio ")
+            if in_audio:
+                port = int(line.split()[1].split("/")[0])
+        elif line.startswith("c="):
+            addr = line.split()[-1].split("/")[0]
+            if in_audio:
+                media = addr
+            elif port is None:
+                sess = addr
+    if port is None or (media or sess) is None:
+        return None
+    return media or sess, port
+
+
+def make_sdp(ip: str, port: int, version: int = 1) -> str:
+    return ("v=0\r\n"
+            f"o=carrier 4711 {version} IN IP4 {ip}\r\n"
+            "s=-\r\n"
+            f"c=IN IP4 {ip}\r\n"
+            "t=0 0\r\n"
+            f"m=audio {port} RTP/AVP 8 101\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n")
+
+
+def multipart_body(sdp: str, isup: bytes) -> bytes:
+    return (f"--{BOUNDARY}\r\n"
+            "Content-Type: application/sdp\r\n"
+            "\r\n").encode() + sdp.encode() + \
+        (f"\r\n--{BOUNDARY}\r\n"
+         f"Content-Type: {ISUP_TYPE}\r\n"
+         "Content-Disposition: signal;handling=optional\r\n"
+         "\r\n").encode() + isup + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+class Rtp:
+    """One RTP flow we send: from local `port` to `dst`, PCMA every 20 ms."""
+
+    def __init__(self, port: int, dst: tuple[str, int], ssrc: int):
+        self.port, self.dst, self.ssrc = port, dst, ssrc
+        self.seq = 0
+        self.next = time.monotonic()
+
+
+class Peer:
+    def __init__(self, ip: str, sip_port: int, rtp_ports: list[int]):
+        self.ip, self.sip_port = ip, sip_port
+        self.sip = self._udp(ip, sip_port)
+        self.rtp = {p: self._udp(ip, p) for p in rtp_ports}
+        self.by_sock = {s: p for p, s in self.rtp.items()}
+        self.sending: Rtp | None = None
+        self.echo = False
+        self.inbox: list[tuple[Msg, tuple]] = []
+        self.log_sip: list[dict] = []
+        self.rtp_tx: list[list] = []
+        self.rtp_rx: list[list] = []
+        self.marks: dict[str, float] = {}
+        self.acks: dict[tuple, tuple[bytes, tuple]] = {}   # (call-id, cseq) of a 2xx -> our ACK
+        self.answers: dict[tuple, tuple[bytes, tuple]] = {}  # (call-id, cseq) -> our last response
+
+    @staticmethod
+    def _udp(ip: str, port: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip, port))
+        return s
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.time()
+
+    def send_sip(self, data: bytes, dst: tuple) -> None:
+        self.sip.sendto(data, dst)
+        self.log_sip.append({"t": time.time(), "dir": "sent", "peer": f"{dst[0]}:{dst[1]}",
+                             "b64": base64.b64encode(data).decode()})
+
+    # The loop: SIP in, RTP in (echoed when asked), RTP out on time.
+    def poll(self, until: float) -> None:
+        """Serve sockets until monotonic time `until`."""
+        socks = [self.sip] + list(self.rtp.values())
+        while True:
+            now = time.monotonic()
+            if self.sending and now >= self.sending.next:
+                self._send_rtp()
+                continue
+            if now >= until:
+                return
+            wake = until if not self.sending else min(until, self.sending.next)
+            ready, _, _ = select.select(socks, [], [], max(0.0, wake - now))
+            for s in ready:
+                try:
+                    data, src = s.recvfrom(65535)
+                except OSError:
+                    continue
+                if s is self.sip:
+                    self._on_sip(data, src)
+                else:
+                    self._on_rtp(self.by_sock[s], data, src)
+
+    def _send_rtp(self) -> None:
+        r = self.sending
+        pkt = struct.pack("!BBHII", 0x80, 8, r.seq & 0xFFFF, (r.seq * 160) & 0xFFFFFFFF, r.ssrc) \
+            + bytes([0xD5]) * 160
+        try:
+            self.rtp[r.port].sendto(pkt, r.dst)
+        except OSError:
+            pass
+        self.rtp_tx.append([time.time(), r.port, f"{r.dst[0]}:{r.dst[1]}", r.ssrc, r.seq & 0xFFFF])
+        r.seq += 1
+        r.next += 0.02
+
+    def _on_rtp(self, port: int, data: bytes, src: tuple) -> None:
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return
+        seq, = struct.unpack("!H", data[2:4])
+        ssrc, = struct.unpack("!I", data[8:12])
+        self.rtp_rx.append([time.time(), port, f"{src[0]}:{src[1]}", ssrc, seq])
+        if self.echo:
+            try:
+                self.rtp[port].sendto(data, src)
+            except OSError:
+                pass
+
+    def _on_sip(self, data: bytes, src: tuple) -> None:
+        self.log_sip.append({"t": time.time(), "dir": "received", "peer": f"{src[0]}:{src[1]}",
+                             "b64": base64.b64encode(data).decode()})
+        try:
+            m = Msg(data)
+        except (ValueError, IndexError):
+            return
+        key = (m.call_id, m.cseq[0])
+        if m.is_response and m.code >= 200 and m.cseq[1] == "INVITE" and key in self.acks:
+            self.sip.sendto(*self.acks[key])     # a retransmitted 2xx: our ACK again
+            return
+        if not m.is_response and m.method != "ACK" and (key + (m.method,)) in self.answers:
+            self.sip.sendto(*self.answers[key + (m.method,)])   # a retransmitted request
+            return
+        if not m.is_response and m.method in ("OPTIONS", "BYE"):
+            self.respond(m, src, 200, "OK")     # answered at once; still in the inbox for the flow
+        self.inbox.append((m, src))
+
+    def wait(self, pred, timeout: float) -> tuple[Msg, tuple] | None:
+        """The first message (in the inbox or arriving within `timeout` s) that pred() accepts,
+        taken out of the inbox."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, (m, src) in enumerate(self.inbox):
+                if pred(m):
+                    del self.inbox[i]
+                    return m, src
+            if time.monotonic() >= deadline:
+                return None
+            self.poll(min(deadline, time.monotonic() + 0.01))
+
+    def respond(self, req: Msg, src: tuple, code: int, reason: str, to_tag: str | None = None,
+                extra: list[str] = (), body: bytes = b"", ctype: str | None = None) -> bytes:
+        h = [f"SIP/2.0 {code} {reason}"]
+        h += [f"Via: {v}" for v in req.all("Via", "v")]
+        h.append(f"From: {req.header('From', 'f')}")
+        to = req.header("To", "t") or ""
+        if to_tag and ";tag=" not in to:
+            to += f";tag={to_tag}"
+        h.append(f"To: {to}")
+        h.append(f"Call-ID: {req.call_id}")
+        h.append(f"CSeq: {req.header('CSeq')}")
+        h += list(extra)
+        if ctype:
+            h.append(f"Content-Type: {ctype}")
+        h.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(h) + "\r\n\r\n").encode() + body
+        self.send_sip(data, src)
+        self.answers[(req.call_id, req.cseq[0], req.method)] = (data, src)
+        return data
+
+    def transact(self, data: bytes, dst: tuple, call_id: str, cseq: int, timeout: float = 16.0) -> Msg | None:
+        """Send a request, retransmit it (timers A/E) until a response arrives, wait for the final
+        response (timeout s); returns it."""
+        self.send_sip(data, dst)
+        interval, deadline = T1, time.monotonic() + timeout
+        resend = time.monotonic() + interval
+        provisional = False
+        while time.monotonic() < deadline:
+            got = self.wait(lambda m: m.is_response and m.call_id == call_id and m.cseq[0] == cseq,
+                            max(0.0, min(resend, deadline) - time.monotonic()))
+            if got is None:
+                if not provisional and time.monotonic() >= resend:
+                    self.sip.sendto(data, dst)
+                    interval = min(interval * 2, 4.0)
+                    resend = time.monotonic() + interval
+                continue
+            m, _ = got
+            if m.code >= 200:
+                return m
+            provisional = True
+            resend = deadline
+        return None
+
+
+class Dialog:
+    """The UAC's view of one call: ids, tags, the remote target and route set once answered."""
+
+    def __init__(self, peer: Peer, to: tuple[str, int], number: str):
+        self.peer, self.to, self.number = peer, to, number
+        self.call_id = f"{rand_hex(12)}-cf@{peer.ip}"
+        self.tag = rand_hex(8)
+        self.cseq = 0
+        self.remote_tag = ""
+        self.target = f"sip:{number}@{to[0]}:{to[1]}"
+        self.routes: list[str] = []
+
+    def request(self, method: str, body: bytes = b"", ctype: str | None = None,
+                extra: list[str] = (), cseq: int | None = None) -> tuple[bytes, int]:
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        h = [f"{method} {self.target} SIP/2.0",
+             f"Via: SIP/2.0/UDP {self.peer.ip}:{self.peer.sip_port};branch=z9hG4bK{rand_hex(12)};rport",
+             "Max-Forwards: 70",
+             f"From: <sip:carrier@{self.peer.ip}>;tag={self.tag}",
+             f"To: <sip:{self.number}@{self.to[0]}:{self.to[1]}>"
+             + (f";tag={self.remote_tag}" if self.remote_tag else ""),
+             f"Call-ID: {self.call_id}",
+             f"CSeq: {cseq} {method}",
+             f"Contact: <sip:carrier@{self.peer.ip}:{self.peer.sip_port}>"]
+        h += [f"Route: {r}" for r in self.routes]
+        h += list(extra)
+        if ctype:
+            h.append(f"Content-Type: {ctype}")
+        h.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(h) + "\r\n\r\n").encode() + body, cseq
+
+    def next_hop(self) -> tuple[str, int]:
+        """Where in-dialog requests go: the first route's host, else the remote target's (the lab
+        only has the SBC in between)."""
+        uri = self.routes[0] if self.routes else self.target
+        m = re.search(r"sips?:(?:[^@>;]+@)?([0-9.]+)(?::(\d+))?", uri)
+        return (m.group(1), int(m.group(2) or 5060)) if m else self.to
+
+    def answered(self, ok: Msg) -> None:
+        to = ok.header("To", "t") or ""
+        m = re.search(r";\s*tag=([^;>\s]+)", to)
+        self.remote_tag = m.group(1) if m else ""
+        contact = ok.header("Contact", "m") or ""
+        m = re.search(r"<([^>]+)>", contact)
+        if m:
+            self.target = m.group(1)
+        rr = []
+        for v in ok.all("Record-Route"):
+            rr += [x.strip() for x in re.findall(r"<[^>]+>[^,]*", v)]
+        self.routes = list(reversed(rr))
+
+    def invite(self, body: bytes, ctype: str, extra: list[str] = ()) -> Msg | None:
+        data, cseq = self.request("INVITE", body, ctype, extra)
+        final = self.peer.transact(data, self.next_hop() if self.remote_tag else self.to,
+                                   self.call_id, cseq)
+        if final is not None and 200 <= final.code < 300:
+            if not self.remote_tag:
+                self.answered(final)
+            ack, _ = self.request("ACK", cseq=cseq)
+            hop = self.next_hop()
+            self.peer.send_sip(ack, hop)
+            self.peer.acks[(self.call_id, cseq)] = (ack, hop)
+        return final
+
+    def bye(self) -> Msg | None:
+        data, cseq = self.request("BYE")
+        return self.peer.transact(data, self.next_hop(), self.call_id, cseq)
+
+
+def flow_port_move(a, peer: Peer) -> None:
+    p, q = a.port, a.port + 2
+    dlg = Dialog(peer, hostport(a.to), a.number)
+    peer.mark("invite")
+    ok = dlg.invite(make_sdp(a.ip, p).encode(), "application/sdp")
+    if ok is None or ok.code != 200:
+        raise Failure(f"INVITE: final response {ok.first if ok else 'none'}")
+    peer.mark("answered")
+    media = sdp_addr(ok.sdp())
+    if media is None:
+        raise Failure("the 200 to the INVITE has no usable SDP")
+    peer.sending = Rtp(p, media, 0x00C0FFEE)
+    peer.poll(time.monotonic() + a.before)
+    peer.mark("reinvite")
+    ok2 = dlg.invite(make_sdp(a.ip, q, 2).encode(), "application/sdp")
+    peer.mark("reinvite_answered")
+    if ok2 is None or ok2.code != 200:
+        raise Failure(f"re-INVITE: final response {ok2.first if ok2 else 'none'}")
+    media2 = sdp_addr(ok2.sdp()) or media
+    peer.sending = Rtp(q, media2, 0x00C0FFEF)
+    peer.poll(time.monotonic() + a.after)
+    peer.sending = None
+    peer.mark("bye")
+    fin = dlg.bye()
+    if fin is None or fin.code != 200:
+        raise Failure(f"BYE: final response {fin.first if fin else 'none'}")
+    peer.poll(time.monotonic() + 0.3)
+
+
+def flow_multipart_uac(a, peer: Peer) -> None:
+    dlg = Dialog(peer, hostport(a.to), a.number)
+    peer.mark("invite")
+    body = multipart_body(make_sdp(a.ip, a.port), ISUP_IAM)
+    ok = dlg.invite(body, f"multipart/mixed;boundary={BOUNDARY}", ["MIME-Version: 1.0"])
+    if ok is None or ok.code != 200:
+        raise Failure(f"INVITE: final response {ok.first if ok else 'none'}")
+    peer.mark("answered")
+    media = sdp_addr(ok.sdp())
+    if media is None:
+        raise Failure("the 200 to the INVITE has no usable SDP")
+    peer.sending = Rtp(a.port, media, 0x00C0FFEE)
+    peer.poll(time.monotonic() + a.after)
+    peer.sending = None
+    peer.mark("bye")
+    fin = dlg.bye()
+    if fin is None or fin.code != 200:
+        raise Failure(f"BYE: final response {fin.first if fin else 'none'}")
+    peer.poll(time.monotonic() + 0.3)
+
+
+def flow_multipart_uas(a, peer: Peer) -> None:
+    got = peer.wait(lambda m: not m.is_response and m.method == "INVITE", a.wait)
+    if got is None:
+        raise Failure(f"no INVITE within {a.wait} s")
+    inv, src = got
+    peer.mark("invite")
+    tag = rand_hex(8)
+    peer.respond(inv, src, 100, "Trying")
+    rr = [f"Record-Route: {v}" for v in inv.all("Record-Route")]
+    contact = [f"Contact: <sip:carrier@{a.ip}:{peer.sip_port}>", "MIME-Version: 1.0"]
+    body = multipart_body(make_sdp(a.ip, a.port), ISUP_ANM)
+    ctype = f"multipart/mixed;boundary={BOUNDARY}"
+    peer.echo = True
+    ok = peer.respond(inv, src, 200, "OK", tag, rr + contact, body, ctype)
+    peer.mark("answered")
+    interval, resend = T1, time.monotonic() + T1
+    deadline = time.monotonic() + 32 * T1
+    while True:                                 # the 2xx is retransmitted until the ACK
+        ack = peer.wait(lambda m: not m.is_response and m.method == "ACK"
+                        and m.call_id == inv.call_id, max(0.0, min(resend, deadline) - time.monotonic()))
+        if ack is not None:
+            break
+        if time.monotonic() >= deadline:
+            raise Failure("no ACK for the 200")
+        peer.sip.sendto(ok, src)
+        interval = min(interval * 2, 4.0)
+        resend = time.monotonic() + interval
+    peer.mark("ack")
+    bye = peer.wait(lambda m: not m.is_response and m.method == "BYE" and m.call_id == inv.call_id,
+                    a.wait)
+    if bye is None:
+        raise Failure(f"no BYE within {a.wait} s of the ACK")
+    peer.mark("bye")
+    peer.poll(time.monotonic() + 0.2)
+
+
+class Failure(Exception):
+    pass
+
+
+def hostport(s: str) -> tuple[str, int]:
+    h, _, p = s.rpartition(":")
+    return h, int(p)
+
+
+FLOWS = {"port-move": flow_port_move, "multipart-uac": flow_multipart_uac,
+         "multipart-uas": flow_multipart_uas}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("flow", choices=sorted(FLOWS))
+    ap.add_argument("--ip", required=True, help="our address (SIP on --sip-port, RTP on --port)")
+    ap.add_argument("--sip-port", type=int, default=5060)
+    ap.add_argument("--port", type=int, default=6000, help="our RTP port P (port-move also uses P+2)")
+    ap.add_argument("--to", default="10.0.0.100:5060", help="where a UAC sends its INVITE")
+    ap.add_argument("--number", default="919876543210")
+    ap.add_argument("--before", type=float, default=1.0, help="s of RTP before the re-INVITE")
+    ap.add_argument("--after", type=float, default=2.0, help="s of RTP after the (re-)INVITE's 200")
+    ap.add_argument("--wait", type=float, default=15.0, help="UAS: s to wait for the INVITE, the BYE")
+    a = ap.parse_args()
+    ports = [a.port, a.port + 2] if a.flow == "port-move" else [a.port]
+    peer = Peer(a.ip, a.sip_port, ports)
+    print(json.dumps({"ready": True}), flush=True)
+    err = None
+    try:
+        FLOWS[a.flow](a, peer)
+    except Failure as e:
+        err = str(e)
+    print(json.dumps({"flow": a.flow, "error": err, "marks": peer.marks, "sip": peer.log_sip,
+                      "rtp_tx": peer.rtp_tx, "rtp_rx": peer.rtp_rx}), flush=True)
+    return 0 if err is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
