@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end tests of the SBC in the network-namespace lab (lab/netns.sh, lab/kit/, lab/tests/).
 
-    sudo python3 lab/run.py [--sbc target/release/sbc] [--only NAME,...] [--load] [--pending]
-                            [--list] [--backend socket|dpdk] [--db URL]
+    sudo python3 lab/run.py [--sbc target/release/sbc] [--only NAME,...] [--files FEATURE,...]
+                            [--load] [--pending] [--list] [--backend socket|dpdk] [--db URL]
 
 Brings the lab up, starts the SBC inside ns `sbc` with a temporary SQLite database (or --db),
 provisions it over the REST API (carrier 10.0.1.10/32 in group 1, gateway group 1 =
@@ -15,7 +15,9 @@ lab-out/tests-<timestamp>/ (lab-out/tests-latest points at the newest run).
 
 The tests are the functions decorated @lab_test in lab/tests/test_<feature>.py; each stands
 alone, so any --only selection runs as it would in the whole suite. A new test is a new such
-function; kit/registry.py says in what order they run.
+function; kit/registry.py says in what order they run. `--files api,routing` runs the tests of
+lab/tests/test_api.py and test_routing.py only (CI runs those again on MariaDB and PostgreSQL: the
+other files do not touch provisioning, so repeating them there would only repeat coverage).
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sbc", default=str(DEFAULT_SBC))
     ap.add_argument("--only", default="", help="comma-separated test names")
+    ap.add_argument("--files", default="",
+                    help="comma-separated features: only the tests of lab/tests/test_<feature>.py")
     ap.add_argument("--load", action="store_true", help="also run the load tests (10,000 calls)")
     ap.add_argument("--pending", action="store_true",
                     help="also run the tests of features not built yet or of known faults")
@@ -65,6 +69,13 @@ def main() -> int:
         run = [t for t in tests if t.name in selected]
     else:
         run = [t for t in tests if (args.load or not t.load) and (args.pending or not t.pending)]
+    if args.files:
+        features = {f.strip() for f in args.files.split(",") if f.strip()}
+        have = {t.module.rsplit(".test_", 1)[-1] for t in tests}
+        unknown = sorted(features - have)
+        if unknown:
+            ap.error(f"unknown feature file(s): {', '.join(unknown)} (have: {', '.join(sorted(have))})")
+        run = [t for t in run if t.module.rsplit(".test_", 1)[-1] in features]
 
     out = new_run_dir("tests")
     print(f"output: {out}", flush=True)
