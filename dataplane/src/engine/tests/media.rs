@@ -907,3 +907,74 @@ fn early_media_flows_on_the_183s_answer_and_the_200_keeps_it() {
     assert_eq!(peers.stats.offers_rolled_back.get(), 0);
     assert_eq!(peers.stats.calls_up.get(), 1);
 }
+
+#[test]
+fn a_glare_rolls_both_offers_back() {
+    let mut peers = media_lab();
+    let mut relay = RelayTable::new(10000, 20100);
+    answered_media_call(&mut peers);
+    let fwd_invite = {
+        // The gateway's leg as the gateway sees it, from the call's INVITE.
+        let mut p = media_lab();
+        let inv = invite("m1", "m1")
+            .replace(
+                "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+                "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n",
+            )
+            .replace("Content-Length: 55", "Content-Length: 83");
+        p.send(Side::Private, CARRIER, &inv)[1].2.clone()
+    };
+    apply(&mut peers, &mut relay);
+    // Both send a re-INVITE at once (RFC 3261 14.1): each side answers the other 491.
+    let from_carrier_req = reinvite_request("g1", 2, AUDIO_40002);
+    let sent = peers.send(Side::Private, CARRIER, &from_carrier_req);
+    let to_gw = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    let gw_sdp = "v=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30002 RTP/AVP 8\r\n";
+    let from_gw_req = in_dialog(
+        "INVITE",
+        "sip:sbc@203.0.113.50:5080",
+        header(&fwd_invite, "Call-ID").unwrap(),
+        &format!("{};tag=gw1", header(&fwd_invite, "To").unwrap()),
+        header(&fwd_invite, "From").unwrap(),
+        "g2",
+        1,
+    )
+    .replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:lk@203.0.113.10:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{gw_sdp}",
+            gw_sdp.len()
+        ),
+    );
+    let sent = peers.send(Side::Public, GATEWAY, &from_gw_req);
+    let to_carrier = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Private)
+        .unwrap()
+        .2
+        .clone();
+    assert!(to_carrier.starts_with("INVITE "), "{to_carrier}");
+    peers.send(Side::Public, GATEWAY, &answer(&to_gw, 491, "gw1", false));
+    let r491 = answer(&to_carrier, 491, "ca1", false).replace(
+        &format!("To: {};tag=ca1", header(&to_carrier, "To").unwrap()),
+        &format!("To: {}", header(&to_carrier, "To").unwrap()),
+    );
+    peers.send(Side::Private, CARRIER, &r491);
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    assert!(
+        !cmds.iter().any(|c| matches!(c, MediaCmd::Peer { .. })),
+        "{cmds:?}"
+    );
+    assert_eq!(peers.stats.offers_rolled_back.get(), 2);
+    assert_eq!(
+        from_carrier(&mut relay, "10.0.1.10:40000", 2),
+        "203.0.113.10:30000".parse().ok()
+    );
+    assert_eq!(from_gateway(&mut relay, 2), "10.0.1.10:40000".parse().ok());
+}
