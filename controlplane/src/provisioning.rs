@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sbc_dataplane::routing::{self, Carrier, Gateway, RouteSnapshot, Tenant};
+use sbc_dataplane::routing::{self, Carrier, Gateway, Profile, RouteSnapshot, Tenant};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -376,6 +376,7 @@ impl Provisioning {
                     priority: i32::try_from(g.priority).unwrap_or(0),
                     weight: u32::try_from(g.weight).unwrap_or(0),
                     description: g.description,
+                    profile: Profile::default(),
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;

@@ -55,6 +55,40 @@ pub struct Gateway {
     pub weight: u32,
     /// Free-form text, as provisioned.
     pub description: String,
+    /// How the SBC speaks to it (the column's NULL resolved to the
+    /// configured default by the control plane).
+    pub profile: Profile,
+}
+
+/// How the SBC speaks to a gateway: which SIP features it bridges for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Everything relayed end to end, as a proxy would.
+    #[default]
+    Transparent,
+    /// The LiveKit shield: session timers, UPDATE, INFO, 100rel and the
+    /// like are handled at the carrier's edge, and LiveKit sees only OPTIONS,
+    /// INVITE, ACK, BYE, REFER and NOTIFY with an offer in every INVITE.
+    Livekit,
+}
+
+impl Profile {
+    /// Every profile, in the order of their names' documentation.
+    pub const ALL: [Profile; 2] = [Profile::Transparent, Profile::Livekit];
+
+    /// The profile's name in SQL, the API, `sbcctl` and the config:
+    /// `transparent` or `livekit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Transparent => "transparent",
+            Profile::Livekit => "livekit",
+        }
+    }
+
+    /// The profile named `name` (exactly as [`Profile::name`] writes it).
+    pub fn parse(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == name)
+    }
 }
 
 /// A tenant (a customer of the SBC): how its calls are recognised, where they go and how many it
@@ -130,6 +164,9 @@ pub struct Target {
     pub uri: String,
     /// Where to send the request: the URI's IPv4 host and port (5060 when the URI names none).
     pub addr: SocketAddrV4,
+    /// The profile of the call's gateway through this target: the gateway's own for an
+    /// inbound call, the calling gateway's ([`RouteSnapshot::gateway_profile`]) for an outbound one.
+    pub profile: Profile,
 }
 
 /// The facts of an INVITE that routing looks at.
@@ -150,6 +187,15 @@ impl RouteSnapshot {
             .iter()
             .filter(|c| c.contains(ip))
             .max_by_key(|c| c.mask)
+    }
+
+    /// The profile of the gateway at `ip` (the first provisioned there), or the default
+    /// profile when none is.
+    pub fn gateway_profile(&self, ip: Ipv4Addr) -> Profile {
+        self.gateways
+            .iter()
+            .find(|g| *g.addr.ip() == ip)
+            .map_or_else(Profile::default, |g| g.profile)
     }
 
     /// Whether `ip` is the address of a provisioned gateway (the port is not compared).
@@ -218,6 +264,7 @@ impl RouteSnapshot {
             .map(|(g, _)| Target {
                 uri: g.destination.clone(),
                 addr: g.addr,
+                profile: g.profile,
             })
             .collect()
     }
@@ -261,10 +308,12 @@ impl RouteSnapshot {
             };
         }
         let (tenant, user) = self.identify(req, false);
+        let profile = self.gateway_profile(req.source);
         let candidates: Vec<Target> = match tenant {
             Some(t) => vec![Target {
                 uri: format!("sip:{}:5060", t.source_ip),
                 addr: SocketAddrV4::new(t.source_ip, 5060),
+                profile,
             }],
             None => {
                 let mut hosts: Vec<&Carrier> =
@@ -275,6 +324,7 @@ impl RouteSnapshot {
                     .map(|c| Target {
                         uri: format!("sip:{}:5060", c.ip),
                         addr: SocketAddrV4::new(c.ip, 5060),
+                        profile,
                     })
                     .collect()
             }
@@ -332,6 +382,7 @@ mod tests {
             priority,
             weight,
             description: String::new(),
+            profile: Default::default(),
         };
         RouteSnapshot {
             version: 1,

@@ -60,6 +60,7 @@ fn engine() -> SipEngine {
             priority: 1,
             weight: 1,
             description: String::new(),
+            profile: Default::default(),
         }],
         tenants: vec![],
     };

@@ -41,6 +41,7 @@ pub(super) fn snapshot() -> RouteSnapshot {
             priority: 1,
             weight: 1,
             description: "gw1".into(),
+            profile: Default::default(),
         }],
         tenants: vec![],
     }
@@ -57,6 +58,7 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
         priority,
         weight: 1,
         description: String::new(),
+        profile: Default::default(),
     };
     RouteSnapshot {
         version: 1,
