@@ -67,6 +67,11 @@ pub struct EngineStats {
     /// 2xx answers whose SDP the relay could not anchor: the call was ended
     /// (502 with a Warning to the requester, BYEs of ours).
     pub answers_refused: Counter,
+    /// Session refreshes (RFC 4028) of shielded calls answered at the
+    /// carrier's edge, without the gateway.
+    pub refreshes_answered: Counter,
+    /// Shielded calls ended because no session refresh came.
+    pub sessions_expired: Counter,
     /// SIP datagrams handed to the engine.
     pub rx_messages: Counter,
     /// SIP datagrams the engine sent.
@@ -115,6 +120,8 @@ impl Default for EngineStats {
             media_timeouts_held: Counter::default(),
             offers_rolled_back: Counter::default(),
             answers_refused: Counter::default(),
+            refreshes_answered: Counter::default(),
+            sessions_expired: Counter::default(),
             rx_messages: Counter::default(),
             tx_messages: Counter::default(),
             parse_errors: Counter::default(),
@@ -145,7 +152,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 20] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 22] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -167,6 +174,8 @@ impl EngineStats {
             ("media_timeouts_held", &self.media_timeouts_held),
             ("offers_rolled_back", &self.offers_rolled_back),
             ("answers_refused", &self.answers_refused),
+            ("refreshes_answered", &self.refreshes_answered),
+            ("sessions_expired", &self.sessions_expired),
         ]
     }
 }

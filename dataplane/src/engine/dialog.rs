@@ -9,6 +9,9 @@ use std::net::{SocketAddr, SocketAddrV4};
 
 use super::local::raw_line;
 use super::rewrite::{first_contact_uri, without_tag};
+use super::shield::SessionTimer;
+use super::slab::Id;
+use crate::routing::Profile;
 use crate::side::Side;
 use crate::sip::grammar::{self, parse_ipv4, NameAddr, SipUri};
 use crate::sip::{HeaderName, SipMessage};
@@ -164,6 +167,16 @@ pub struct Dialog {
     /// The offer the caller and the callee made and wait on an answer for
     /// ([`Dialog::offer_of`]); two at once only in a glare (RFC 3261 14.1).
     pub offers: (Option<Offer>, Option<Offer>),
+    /// The latest SDP from the caller and from the callee, as they sent it.
+    pub last_sdp: (Vec<u8>, Vec<u8>),
+    /// How the SBC speaks to the call's gateway (the target's profile).
+    pub profile: Profile,
+    /// The session timer kept at the carrier's edge (`livekit` profile).
+    pub session: Option<SessionTimer>,
+    /// A re-INVITE from the carrier we answered ourselves: its CSeq number
+    /// and our server transaction, whose 2xx the ACK confirms (and which
+    /// the ACK must not pass on).
+    pub ack_here: Option<(u32, Id)>,
     /// The From tag of the caller and the To tag of the callee (once answered).
     pub caller_tag: Vec<u8>,
     pub callee_tag: Vec<u8>,
@@ -205,6 +218,10 @@ impl Dialog {
             media: Vec::new(),
             held: Vec::new(),
             offers: (None, None),
+            last_sdp: (Vec::new(), Vec::new()),
+            profile: Profile::default(),
+            session: None,
+            ack_here: None,
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }
@@ -242,6 +259,20 @@ impl Dialog {
             LegRef::Caller => &mut self.offers.0,
             LegRef::Callee => &mut self.offers.1,
         }
+    }
+
+    /// The latest SDP `leg` sent (empty: none yet).
+    pub fn sdp_from(&self, leg: LegRef) -> &[u8] {
+        match leg {
+            LegRef::Caller => &self.last_sdp.0,
+            LegRef::Callee => &self.last_sdp.1,
+        }
+    }
+
+    /// The side the call's gateway is on: the public side, where the
+    /// gateways are (the carriers on the private one).
+    pub fn gateway_side(&self) -> Side {
+        Side::Public
     }
 
     /// The leg facing `side`.

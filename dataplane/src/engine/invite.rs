@@ -12,6 +12,7 @@ use super::slab::Id;
 use super::txn::{CancelState, Timer};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine, TENANT_HEADER};
 use crate::call::CallResult;
+use crate::routing::Profile;
 use crate::routing::{Decision, RouteRequest, Target};
 use crate::side::Side;
 use crate::sip::build::reason;
@@ -101,6 +102,19 @@ impl SipEngine {
                 return;
             }
         }
+        // The shield keeps session timers at the carrier's edge: too short
+        // an interval is refused there (RFC 4028 section 6).
+        if target.profile == Profile::Livekit && side != Side::Public {
+            if let Some(min_se) = SipEngine::interval_too_small(msg) {
+                let tag = self.next_u64();
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    data: local_response(msg, src, 422, reason(422), tag, &min_se),
+                });
+                return;
+            }
+        }
         let dest_side = side.other();
         let ours_b = self.cfg.addr(dest_side);
         let (ruri, callee_party) = self.callee_for(msg, &user, &target, dest_side, source);
@@ -122,7 +136,11 @@ impl SipEngine {
             callee: callee_party,
             cseq_sent: 0,
         };
-        let dialog = Dialog::new_call(self.next_call, now, msg, (side, src), callee, tenant_id);
+        let mut dialog = Dialog::new_call(self.next_call, now, msg, (side, src), callee, tenant_id);
+        dialog.profile = target.profile;
+        if target.profile == Profile::Livekit {
+            dialog.session = self.initial_session(msg, side == dialog.gateway_side());
+        }
         self.next_call += 1;
         let did = self.dialogs.insert(dialog);
         self.dialog_index
@@ -229,6 +247,7 @@ impl SipEngine {
             d.callee.callee = party;
             d.callee.route_set.clear();
             d.callee.peer = SocketAddr::V4(target.addr);
+            d.profile = target.profile;
         }
         let branch = self.branch_for(id, next);
         let Some(r) = self.rewrite_request(&msg, did, LegRef::Caller, &branch, source) else {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use super::dialog::{Dialog, LegRef};
-use super::rewrite::with_tag;
+use super::rewrite::{our_contact, with_tag};
 use super::slab::Id;
 use super::txn::{Outbound, Txn};
 use super::{Outgoing, SipEngine};
@@ -20,20 +20,41 @@ impl SipEngine {
     /// again (RFC 3261 17.1.2) and its answer is counted, not stray.
     /// `reason` is the value of its `Reason` header (RFC 3326).
     pub(super) fn send_bye(&mut self, did: Id, to: LegRef, reason: &[u8], out: &mut Vec<Outgoing>) {
+        self.send_local(did, to, b"BYE", &raw_line(b"Reason", reason), out);
+    }
+
+    /// Sends an in-dialog request of ours (`method`, with `extra` header
+    /// lines) toward leg `to` of dialog `did`, in its own client
+    /// transaction ([`Txn::local`]); a request other than BYE takes the
+    /// leg's next CSeq number for good.
+    pub(super) fn send_local(
+        &mut self,
+        did: Id,
+        to: LegRef,
+        method: &[u8],
+        extra: &[u8],
+        out: &mut Vec<Outgoing>,
+    ) {
         let id = self.txns.next_id();
         let branch = self.branch_for(id, 0);
-        let Some(bye) = self
+        let Some(req) = self
             .dialogs
             .get(did)
-            .and_then(|d| self.bye_for(d, to, &branch, reason))
+            .and_then(|d| self.request_for(d, to, method, &branch, extra))
         else {
             return;
         };
+        if method != b"BYE" {
+            if let Some(d) = self.dialogs.get_mut(did) {
+                let leg = d.leg_mut(to);
+                leg.cseq_sent = leg.cseq_sent.saturating_add(1);
+            }
+        }
         let txn = Txn::local(
             did,
             to,
-            (bye.side, bye.dst),
-            bye.data.clone(),
+            (req.side, req.dst),
+            req.data.clone(),
             self.now,
             self.cfg.t1,
         );
@@ -42,11 +63,20 @@ impl SipEngine {
         self.stats.local_requests.inc();
         self.stats.transactions.set(self.txns.len() as u64);
         self.arm(id);
-        out.push(bye);
+        out.push(req);
     }
 
-    /// A BYE of ours toward leg `to`, as if the other party hung up.
-    fn bye_for(&self, d: &Dialog, to: LegRef, branch: &[u8], reason: &[u8]) -> Option<Outgoing> {
+    /// An in-dialog request of ours toward leg `to` (a BYE as if the other
+    /// party hung up, an UPDATE refreshing the session), CSeq one past the
+    /// last the leg was sent, `extra` header lines after the usual ones.
+    fn request_for(
+        &self,
+        d: &Dialog,
+        to: LegRef,
+        method: &[u8],
+        branch: &[u8],
+        extra: &[u8],
+    ) -> Option<Outgoing> {
         let leg = d.leg(to);
         let ours = self.cfg.addr(leg.side);
         let (from_tag, to_tag) = match to {
@@ -58,19 +88,19 @@ impl SipEngine {
         let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
         via.extend_from_slice(branch);
         let (ruri, routes) = leg.request_target();
-        let mut b = Builder::request(b"BYE", &ruri);
+        let mut b = Builder::request(method, &ruri);
         b.header("Via", &[&via]);
         b.raw(&routes);
         b.header("Max-Forwards", &[b"70"])
             .header("From", &[&with_tag(leg.party(from_caller), Some(from_tag))])
             .header("To", &[&with_tag(leg.party(!from_caller), Some(to_tag))])
             .header("Call-ID", &[&leg.call_id]);
-        let _ = write!(
-            b.buf_mut(),
-            "CSeq: {} BYE\r\n",
-            leg.cseq_sent.saturating_add(1)
-        );
-        b.header("Reason", &[reason]);
+        let _ = write!(b.buf_mut(), "CSeq: {} ", leg.cseq_sent.saturating_add(1));
+        b.raw(method).raw(b"\r\n");
+        if method != b"BYE" {
+            b.raw(&our_contact(ours));
+        }
+        b.raw(extra);
         Some(Outgoing {
             side: leg.side,
             dst: leg.next_hop(),
@@ -115,6 +145,29 @@ pub(super) fn local_response(
     }
     b.raw(extra);
     b.finish(b"")
+}
+
+/// Our answer `code` to an in-dialog request `msg` from `src` (its To tag
+/// kept), with `extra` header lines and `body`.
+pub(super) fn local_answer(
+    msg: &SipMessage<'_>,
+    src: SocketAddr,
+    code: u16,
+    extra: &[u8],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut b = Builder::response(code, reason(code).as_bytes());
+    b.raw(&via_lines(msg, src));
+    for h in &msg.headers {
+        if matches!(
+            h.name,
+            HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+        ) {
+            b.raw(&raw_line(h.raw_name, h.value));
+        }
+    }
+    b.raw(extra);
+    b.finish(body)
 }
 
 /// The Via lines of `msg` (from `src`) as its responses carry them back:

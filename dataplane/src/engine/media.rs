@@ -37,9 +37,19 @@ impl SipEngine {
         {
             return;
         }
-        let Some(Ok(sdp)) = sdp_of(msg).map(SdpRepr::parse) else {
+        let Some(raw) = sdp_of(msg) else {
             return;
         };
+        let Ok(sdp) = SdpRepr::parse(raw) else {
+            return;
+        };
+        if let Some(d) = self.dialogs.get_mut(did) {
+            let last = match from {
+                LegRef::Caller => &mut d.last_sdp.0,
+                LegRef::Callee => &mut d.last_sdp.1,
+            };
+            raw.clone_into(last);
+        }
         self.add_media_lines(did, &sdp);
         let lines: Vec<LineDesc> = sdp.media.iter().map(line_desc).collect();
         let response = matches!(msg.start, StartLine::Response { .. });
@@ -207,12 +217,7 @@ impl SipEngine {
             .map(|h| h.value)
             .unwrap_or_default();
         let ty = multipart::media_type(content_type);
-        let sdp_out = |sdp: &[u8]| {
-            let rewritten = self.anchored(did, to, sdp);
-            let mut out = Vec::with_capacity(sdp.len() + 16);
-            hider.copy(rewritten.as_deref().unwrap_or(sdp), &mut out);
-            out
-        };
+        let sdp_out = |sdp: &[u8]| self.body_for_sdp(did, to, sdp, hider);
         let whole = |bytes: Vec<u8>| Body {
             bytes,
             content_type: None,
@@ -259,6 +264,21 @@ impl SipEngine {
             },
             _ => whole(mp.rebuild(sdp_part.zip(new_sdp.as_deref()), |i| kept.contains(&i))),
         }
+    }
+
+    /// An SDP as leg `to` must see it: our media address and ports when
+    /// media is relayed, every other address hidden.
+    pub(super) fn body_for_sdp(
+        &self,
+        did: Id,
+        to: LegRef,
+        sdp: &[u8],
+        hider: &Hider<'_>,
+    ) -> Vec<u8> {
+        let rewritten = self.anchored(did, to, sdp);
+        let mut out = Vec::with_capacity(sdp.len() + 16);
+        hider.copy(rewritten.as_deref().unwrap_or(sdp), &mut out);
+        out
     }
 
     /// `sdp` with our media address and leg `to`'s ports, when media is

@@ -25,6 +25,7 @@ mod media;
 mod request;
 mod response;
 mod rewrite;
+mod shield;
 mod slab;
 mod timer;
 mod txn;
@@ -87,6 +88,9 @@ pub struct SipEngine {
     dialogs: Slab<Dialog>,
     dialog_index: HashMap<CallKey, Id>,
     timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
+    /// Session timer deadlines of dialogs (time, dialog id), checked
+    /// against the dialog's own when due.
+    session_timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
     rng: u64,
     /// Live calls and CPS tokens per tenant.
     loads: HashMap<String, TenantLoad>,
@@ -132,6 +136,7 @@ impl SipEngine {
             dialogs: Slab::default(),
             dialog_index: HashMap::new(),
             timers: BinaryHeap::new(),
+            session_timers: BinaryHeap::new(),
             rng,
             loads: HashMap::new(),
             ports,
@@ -180,7 +185,10 @@ impl SipEngine {
 
     /// The earliest pending timer.
     pub fn next_timer(&self) -> Option<Ms> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        [&self.timers, &self.session_timers]
+            .into_iter()
+            .filter_map(|h| h.peek().map(|Reverse((t, _, _))| *t))
+            .min()
     }
 
     /// Handles one datagram that arrived on `side` from `src`.
@@ -237,6 +245,7 @@ impl SipEngine {
             self.timers.pop();
             self.service(Id { idx, gen }, now, out);
         }
+        self.session_tick(now, out);
         self.stats.tx_messages.add((out.len() - before) as u64);
     }
 

@@ -11,6 +11,7 @@ use super::rewrite::first_contact_uri;
 use super::slab::Id;
 use super::txn::{CancelState, Phase, Timer, Txn};
 use super::{ipv4_of, Incoming, Outgoing, SipEngine};
+use crate::routing::Profile;
 use crate::sip::build::reason;
 use crate::sip::grammar::{self, Via};
 use crate::sip::{HeaderName, Method};
@@ -148,6 +149,19 @@ impl SipEngine {
             return;
         };
         let from_leg = d.leg_on(side);
+        // The ACK of a 2xx we gave ourselves (a session refresh) ends there.
+        if let Some((cseq, id)) = d.ack_here {
+            if cseq == msg.cseq.seq && side != d.gateway_side() {
+                if let Some(d) = self.dialogs.get_mut(did) {
+                    d.ack_here = None;
+                }
+                if let Some(t) = self.txns.get_mut(id) {
+                    t.confirm(now, 0);
+                }
+                self.arm(id);
+                return;
+            }
+        }
         self.offer_answer(did, from_leg, msg);
         self.offers_settled(did, (from_leg, msg.cseq.seq), false);
         let branch = self.new_branch_stateless();
@@ -215,6 +229,23 @@ impl SipEngine {
             }
         }
         d.leg_mut(orig).peer = src;
+        if d.profile == Profile::Livekit
+            && side != d.gateway_side()
+            && matches!(msg.method(), Method::Invite | Method::Update)
+        {
+            if let Some(min_se) = SipEngine::interval_too_small(msg) {
+                let tag = self.next_u64();
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    data: local_response(msg, src, 422, reason(422), tag, &min_se),
+                });
+                return;
+            }
+            if self.answer_refresh(rx, did, key.clone(), out) {
+                return;
+            }
+        }
         let provisional = if msg.method() == Method::Invite {
             let trying = local_response(msg, src, 100, reason(100), 0, b"");
             out.push(Outgoing {

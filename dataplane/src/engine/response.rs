@@ -10,6 +10,7 @@ use super::local::{build_ack, raw_line};
 use super::rewrite::{
     copy_hidden, first_contact_uri, is_our_uri, our_contact, record_route, with_tag,
 };
+use super::shield::HeaderAction;
 use super::slab::Id;
 use super::txn::{CancelState, Outbound, Phase};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine};
@@ -95,10 +96,19 @@ impl SipEngine {
                         self.learn_from_response(id, src, msg);
                         self.settle_offers(id, msg, true);
                         self.answered(id, now);
+                        if let Some(did) = self.txns.get(id).filter(|t| t.initial).map(|t| t.dialog)
+                        {
+                            self.carrier_session_answer(did, msg);
+                        }
                     }
                     // 2xx retransmissions are relayed too (RFC 3261 16.7 step 5 / RFC 6026).
                     if matches!(phase, Phase::Proceeding | Phase::Accepted) {
                         self.relay_response(id, msg, code, out);
+                    }
+                    if phase == Phase::Proceeding {
+                        if let Some(did) = self.txns.get(id).map(|t| t.dialog) {
+                            self.session_refreshed(did);
+                        }
                     }
                 } else if phase == Phase::Proceeding {
                     if let Some(e) = self.unanchorable(msg) {
@@ -174,6 +184,11 @@ impl SipEngine {
         }
         self.settle_offers(id, msg, code < 300);
         self.relay_final(id, msg, code, out);
+        if code < 300 && msg.cseq.method == Method::Update {
+            if let Some(did) = self.txns.get(id).map(|t| t.dialog) {
+                self.session_refreshed(did);
+            }
+        }
         if msg.cseq.method == Method::Bye {
             self.end_dialog_of(id, None);
         }
@@ -364,9 +379,19 @@ impl SipEngine {
                 HeaderName::ContentType => {
                     body.write_content_type(&mut b, h.raw_name, h.value, &hider);
                 }
-                _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+                _ => match self.shield_header(d, to_side, h) {
+                    HeaderAction::Copy => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+                    HeaderAction::Skip => {}
+                    HeaderAction::Line(line) => {
+                        b.raw(&line);
+                    }
+                },
             }
         }
+        let ok_to_carrier = (200..300).contains(&code)
+            && to_side != d.gateway_side()
+            && matches!(msg.cseq.method, Method::Invite | Method::Update);
+        b.raw(&self.shield_extra(d, false, ok_to_carrier));
         let bytes = b.finish(&body.bytes);
         out.push(Outgoing {
             side: to_side,

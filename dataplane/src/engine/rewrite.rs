@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use super::dialog::LegRef;
 use super::hide::Hider;
+use super::shield::HeaderAction;
 use super::slab::Id;
 use super::txn::Outbound;
 use super::{SipEngine, TENANT_HEADER};
@@ -93,7 +94,13 @@ impl SipEngine {
                 HeaderName::ContentType => {
                     body.write_content_type(&mut b, h.raw_name, h.value, &hider);
                 }
-                _ => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+                _ => match self.shield_header(d, dest_side, h) {
+                    HeaderAction::Copy => copy_hidden(&mut b, h.raw_name, h.value, &hider),
+                    HeaderAction::Skip => {}
+                    HeaderAction::Line(line) => {
+                        b.raw(&line);
+                    }
+                },
             }
         }
         // LiveKit maps X-* headers to call attributes: tell it the tenant.
@@ -105,6 +112,7 @@ impl SipEngine {
         if !saw_mf {
             b.header("Max-Forwards", &[b"70"]);
         }
+        b.raw(&self.shield_extra(d, is_initial, false));
         let bytes = b.finish(&body.bytes);
         let outbound = Outbound {
             ruri,

@@ -162,6 +162,32 @@ impl Txn {
         }
     }
 
+    /// The server transaction of a request we answered ourselves (a
+    /// session refresh), with our final answer `response` already sent to
+    /// `src` on `side` at `now`: an INVITE's 2xx is resent on Timer G until
+    /// the ACK (RFC 3261 13.3.1.4) for at most 64·T1; a non-INVITE lingers
+    /// (Timer J) to answer retransmissions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answered_here(
+        server_key: Box<[u8]>,
+        dialog: Id,
+        from: LegRef,
+        (side, src): (Side, SocketAddr),
+        response: Vec<u8>,
+        invite: bool,
+        now: Ms,
+        t1: Ms,
+    ) -> Txn {
+        let mut t = Txn::local(dialog, from.other(), (side, src), Vec::new(), now, t1);
+        t.local = false;
+        t.invite = invite;
+        t.server_key = server_key;
+        t.orig = from;
+        t.last_response = Some(response);
+        t.complete(now, t1);
+        t
+    }
+
     /// The earliest deadline, to queue in the engine's timer heap.
     pub fn next_deadline(&self) -> Option<Ms> {
         [

@@ -7,6 +7,7 @@
 mod media;
 mod rfc4475;
 mod routing;
+mod shield;
 mod txn;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

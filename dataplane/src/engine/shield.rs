@@ -1,0 +1,360 @@
+//! The LiveKit shield (a gateway's `livekit` profile): the carrier's SIP
+//! features that LiveKit lacks are handled at the carrier's edge.
+//!
+//! Session timers (RFC 4028): toward the carrier the SBC takes part in the
+//! session timer - it answers refreshes that change nothing itself (a
+//! bodiless UPDATE, a re-INVITE or UPDATE whose SDP is the one the carrier
+//! sent before, a bodiless re-INVITE), adds `Session-Expires` and
+//! `Require: timer` to the 2xx it gives the carrier, refuses a too short
+//! interval with 422, refreshes with UPDATE when it is the refresher, and
+//! ends the call with BYE both ways when no refresh came. Toward LiveKit
+//! no `timer` is advertised and no `Session-Expires`/`Min-SE` passes.
+
+use std::cmp::Reverse;
+
+use super::dialog::{Dialog, DialogState, LegRef};
+use super::local::{local_answer, raw_line};
+use super::media::sdp_of;
+use super::rewrite::our_contact;
+use super::slab::Id;
+use super::txn::Txn;
+use super::{Incoming, Ms, Outgoing, SipEngine};
+use crate::routing::Profile;
+use crate::side::Side;
+use crate::sip::grammar::{self, trim_lws};
+use crate::sip::{Header, HeaderName, Method, SipMessage};
+
+/// The session interval we ask for or take when the carrier names none
+/// (RFC 4028 section 4 recommends 1800 s).
+pub const DEFAULT_INTERVAL: u32 = 1800;
+/// The smallest session interval we accept (RFC 4028 `Min-SE`, 90 s at
+/// least); a shorter one is refused with 422.
+pub const MIN_SE: u32 = 90;
+
+/// The session timer of a shielded call, kept at the carrier's edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimer {
+    /// The session interval, seconds (`Session-Expires`).
+    pub interval: u32,
+    /// Whether the carrier refreshes; else we do, with UPDATE.
+    pub carrier_refreshes: bool,
+    /// When the next action is due (engine ms): our refresh at half the
+    /// interval, or, when the carrier refreshes, the BYE at the interval
+    /// minus min(32 s, a third of it) after the last refresh (section 10).
+    pub due: Ms,
+}
+
+impl SessionTimer {
+    /// `Session-Expires: <interval>;refresher=<uac|uas>` for a 2xx to a
+    /// request the carrier sent (the carrier is its UAC).
+    fn header_to_carrier(&self) -> Vec<u8> {
+        let who = if self.carrier_refreshes { "uac" } else { "uas" };
+        format!(
+            "Require: timer\r\nSession-Expires: {};refresher={who}\r\n",
+            self.interval
+        )
+        .into_bytes()
+    }
+
+    /// How long after a refresh the next action is due (ms).
+    fn wait(&self) -> Ms {
+        let s = u64::from(self.interval);
+        let secs = if self.carrier_refreshes {
+            s - (s / 3).min(32)
+        } else {
+            s / 2
+        };
+        secs * 1000
+    }
+}
+
+/// What the shield does with one header of a message leaving toward a side.
+pub(super) enum HeaderAction {
+    /// Copied as usual.
+    Copy,
+    /// Left out.
+    Skip,
+    /// Written as this whole line instead.
+    Line(Vec<u8>),
+}
+
+fn named(h: &Header<'_>, long: &str, compact: &str) -> bool {
+    h.raw_name.eq_ignore_ascii_case(long.as_bytes())
+        || (!compact.is_empty() && h.raw_name.eq_ignore_ascii_case(compact.as_bytes()))
+}
+
+/// The first value of the header named `long` (or its `compact` form).
+fn value<'a>(msg: &SipMessage<'a>, long: &str, compact: &str) -> Option<&'a [u8]> {
+    msg.headers
+        .iter()
+        .find(|h| named(h, long, compact))
+        .map(|h| h.value)
+}
+
+/// `Session-Expires` (compact `x`): the interval in seconds and whether
+/// the refresher is the UAC (`Some(true)`), the UAS, or unnamed.
+pub(super) fn session_expires(msg: &SipMessage<'_>) -> Option<(u32, Option<bool>)> {
+    let v = value(msg, "Session-Expires", "x")?;
+    let end = v.iter().position(|&b| b == b';').unwrap_or(v.len());
+    let secs = grammar::parse_u32_saturating(trim_lws(v.get(..end)?))?;
+    let refresher = grammar::param(v.get(end..)?, "refresher")
+        .flatten()
+        .map(|r| r.eq_ignore_ascii_case(b"uac"));
+    Some((secs, refresher))
+}
+
+/// Whether `msg` lists option tag `tag` in `Supported` (compact `k`) or `Require`.
+fn lists_tag(msg: &SipMessage<'_>, tag: &[u8]) -> bool {
+    msg.headers
+        .iter()
+        .filter(|h| named(h, "Supported", "k") || h.name == HeaderName::Require)
+        .flat_map(|h| grammar::split_list(h.value))
+        .any(|t| trim_lws(t).eq_ignore_ascii_case(tag))
+}
+
+/// A list header's value without option tag `tag`; `None` when nothing is left.
+fn without_tag(value: &[u8], tag: &[u8]) -> Option<Vec<u8>> {
+    let kept: Vec<&[u8]> = grammar::split_list(value)
+        .map(trim_lws)
+        .filter(|t| !t.eq_ignore_ascii_case(tag))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(b", ".as_slice()))
+}
+
+/// The SDP without its `o=` line (whose version a refresh may bump).
+fn session_of(sdp: &[u8]) -> Vec<&[u8]> {
+    sdp.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty() && !l.starts_with(b"o="))
+        .collect()
+}
+
+impl SipEngine {
+    /// What happens to header `h` of a message of shielded dialog `d`
+    /// leaving toward `toward`: toward the gateway, no session timer.
+    pub(super) fn shield_header(&self, d: &Dialog, toward: Side, h: &Header<'_>) -> HeaderAction {
+        if d.profile != Profile::Livekit || d.leg(d.leg_on(toward)).side != d.gateway_side() {
+            return HeaderAction::Copy;
+        }
+        if named(h, "Session-Expires", "x") || named(h, "Min-SE", "") {
+            return HeaderAction::Skip;
+        }
+        if named(h, "Supported", "k") || h.name == HeaderName::Require {
+            let has =
+                grammar::split_list(h.value).any(|t| trim_lws(t).eq_ignore_ascii_case(b"timer"));
+            if has {
+                return match without_tag(h.value, b"timer") {
+                    Some(v) => HeaderAction::Line(raw_line(h.raw_name, &v)),
+                    None => HeaderAction::Skip,
+                };
+            }
+        }
+        HeaderAction::Copy
+    }
+
+    /// Headers a shielded dialog adds to a message toward `toward`: our
+    /// `Supported: timer` and `Session-Expires` (the carrier to refresh) on
+    /// an outbound call's INVITE to the carrier (`initial_invite`), and the
+    /// negotiated timer on a 2xx to the carrier (`ok_to_carrier`).
+    pub(super) fn shield_extra(
+        &self,
+        d: &Dialog,
+        initial_invite: bool,
+        ok_to_carrier: bool,
+    ) -> Vec<u8> {
+        if d.profile != Profile::Livekit {
+            return Vec::new();
+        }
+        if initial_invite && d.caller.side == d.gateway_side() {
+            return format!(
+                "Supported: timer\r\nSession-Expires: {DEFAULT_INTERVAL};refresher=uas\r\n"
+            )
+            .into_bytes();
+        }
+        match (ok_to_carrier, d.session) {
+            (true, Some(s)) => s.header_to_carrier(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The session timer a new shielded call starts with: from the
+    /// carrier's INVITE (its interval and refresher, when it supports
+    /// `timer`), or, for an outbound call, ours (the carrier to refresh,
+    /// until its 2xx says otherwise).
+    pub(super) fn initial_session(
+        &self,
+        msg: &SipMessage<'_>,
+        from_gateway: bool,
+    ) -> Option<SessionTimer> {
+        if from_gateway {
+            return Some(SessionTimer {
+                interval: DEFAULT_INTERVAL,
+                carrier_refreshes: true,
+                due: 0,
+            });
+        }
+        let se = session_expires(msg);
+        if se.is_none() && !lists_tag(msg, b"timer") {
+            return None;
+        }
+        let (interval, refresher_uac) = se.unwrap_or((DEFAULT_INTERVAL, None));
+        Some(SessionTimer {
+            interval: interval.max(MIN_SE),
+            carrier_refreshes: refresher_uac != Some(false),
+            due: 0,
+        })
+    }
+
+    /// `Some(422 extra headers)` when a shielded call's request from the
+    /// carrier asks for a session interval below our minimum (RFC 4028
+    /// section 6: 422 Session Interval Too Small, with our `Min-SE`).
+    pub(super) fn interval_too_small(msg: &SipMessage<'_>) -> Option<Vec<u8>> {
+        let (secs, _) = session_expires(msg)?;
+        (secs < MIN_SE).then(|| format!("Min-SE: {MIN_SE}\r\n").into_bytes())
+    }
+
+    /// A 2xx from the carrier to our outbound INVITE: its `Session-Expires`
+    /// says who refreshes; none means the carrier does no session timer.
+    pub(super) fn carrier_session_answer(&mut self, did: Id, msg: &SipMessage<'_>) {
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        if d.profile != Profile::Livekit || d.callee.side == d.gateway_side() {
+            return;
+        }
+        d.session = session_expires(msg).map(|(interval, refresher_uac)| SessionTimer {
+            interval: interval.max(MIN_SE),
+            // We were the UAC: refresher=uac is us.
+            carrier_refreshes: refresher_uac != Some(true),
+            due: 0,
+        });
+    }
+
+    /// A refresh (or the answer) went through: the session timer restarts.
+    pub(super) fn session_refreshed(&mut self, did: Id) {
+        let now = self.now;
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        if let Some(s) = d.session.as_mut() {
+            s.due = now + s.wait();
+            self.session_timers.push(Reverse((s.due, did.idx, did.gen)));
+        }
+    }
+
+    /// A re-INVITE or UPDATE from the carrier of a confirmed shielded call
+    /// that changes nothing (no SDP, or the SDP the carrier sent before but
+    /// for `o=`) is answered here: 200 with the SDP we last gave the
+    /// carrier (for an UPDATE only when it carried one), `Contact`, and the
+    /// session timer; the session timer restarts. `true` when answered.
+    pub(super) fn answer_refresh(
+        &mut self,
+        rx: &Incoming<'_, '_>,
+        did: Id,
+        key: Box<[u8]>,
+        out: &mut Vec<Outgoing>,
+    ) -> bool {
+        let Incoming {
+            now,
+            side,
+            src,
+            msg,
+        } = *rx;
+        let method = msg.method();
+        let Some(d) = self.dialogs.get(did) else {
+            return false;
+        };
+        let carrier = d.leg_on(side);
+        if d.profile != Profile::Livekit
+            || d.state != DialogState::Confirmed
+            || side == d.gateway_side()
+            || !matches!(method, Method::Invite | Method::Update)
+        {
+            return false;
+        }
+        let offered = sdp_of(msg);
+        let unchanged = match offered {
+            None => true,
+            Some(sdp) => session_of(sdp) == session_of(d.sdp_from(carrier)),
+        };
+        let ours = d.sdp_from(carrier.other());
+        if !unchanged || ours.is_empty() {
+            return false;
+        }
+        let with_body = method == Method::Invite || offered.is_some();
+        let body = if with_body {
+            let hider = self.hider(side, super::ipv4_of(src));
+            self.body_for_sdp(did, carrier, ours, &hider)
+        } else {
+            Vec::new()
+        };
+        let mut extra = our_contact(self.cfg.addr(side));
+        extra.extend(d.session.map(|s| s.header_to_carrier()).unwrap_or_default());
+        if with_body {
+            extra.extend_from_slice(b"Content-Type: application/sdp\r\n");
+        }
+        let resp = local_answer(msg, src, 200, &extra, &body);
+        out.push(Outgoing {
+            side,
+            dst: src,
+            data: resp.clone(),
+        });
+        let invite = method == Method::Invite;
+        let id = self.txns.insert(Txn::answered_here(
+            key.clone(),
+            did,
+            carrier,
+            (side, src),
+            resp,
+            invite,
+            now,
+            self.cfg.t1,
+        ));
+        self.server_index.insert(key, id);
+        self.stats.transactions.set(self.txns.len() as u64);
+        self.arm(id);
+        if let Some(d) = self.dialogs.get_mut(did) {
+            if invite {
+                d.ack_here = Some((msg.cseq.seq, id));
+            }
+        }
+        self.stats.refreshes_answered.inc();
+        self.session_refreshed(did);
+        true
+    }
+
+    /// Fires the session timers due at `now`: our refresh (an UPDATE to
+    /// the carrier), or the end of a session nobody refreshed (BYE both
+    /// ways, RFC 4028 section 10).
+    pub(super) fn session_tick(&mut self, now: Ms, out: &mut Vec<Outgoing>) {
+        while let Some(&Reverse((when, idx, gen))) = self.session_timers.peek() {
+            if when > now {
+                break;
+            }
+            self.session_timers.pop();
+            let did = Id { idx, gen };
+            let Some(d) = self.dialogs.get(did) else {
+                continue;
+            };
+            let Some(s) = d.session.filter(|s| s.due == when) else {
+                continue;
+            };
+            let carrier = d.leg_on(d.gateway_side().other());
+            if s.carrier_refreshes {
+                self.stats.sessions_expired.inc();
+                let reason = b"SIP;cause=408;text=\"session expired\"";
+                for to in [LegRef::Caller, LegRef::Callee] {
+                    self.send_bye(did, to, reason, out);
+                }
+                self.end_dialog(did, None);
+            } else {
+                let extra = format!(
+                    "Session-Expires: {};refresher=uac\r\nSupported: timer\r\n",
+                    s.interval
+                );
+                self.send_local(did, carrier, b"UPDATE", extra.as_bytes(), out);
+                self.session_refreshed(did);
+            }
+        }
+    }
+}

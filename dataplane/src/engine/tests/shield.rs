@@ -1,0 +1,248 @@
+//! The LiveKit shield (a gateway's `livekit` profile): session timers kept
+//! at the carrier's edge (RFC 4028).
+
+use super::*;
+use crate::engine::config::MediaSettings;
+use crate::routing::Profile;
+
+/// An engine relaying media whose one gateway (.10) has the `livekit` profile.
+fn shielded() -> Peers {
+    let mut snap = snapshot();
+    snap.gateways[0].profile = Profile::Livekit;
+    let stats = Arc::new(EngineStats::default());
+    let mut cfg = EngineConfig::new(
+        "10.0.0.100:5060".parse().unwrap(),
+        "203.0.113.50:5080".parse().unwrap(),
+    );
+    cfg.media = Some(MediaSettings {
+        ip: BySide::new(Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(203, 0, 113, 50)),
+        ports: BySide::new((10000, 10100), (20000, 20100)),
+        timeout: 60_000,
+        hold_timeout: None,
+    });
+    Peers {
+        engine: SipEngine::new(cfg, Arc::new(snap), stats.clone()),
+        stats,
+        now: 0,
+        out: Vec::new(),
+    }
+}
+
+const CARRIER_SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\n";
+const GW_SDP: &str = "v=0\r\no=lk 7 7 IN IP4 203.0.113.10\r\nc=IN IP4 203.0.113.10\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\n";
+
+fn with_body(msg: &str, sdp: &str) -> String {
+    let head = msg.split("Content-Length:").next().unwrap();
+    let head = head.replace("Content-Type: application/sdp\r\n", "");
+    format!(
+        "{head}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// An inbound call from a carrier that uses session timers, answered by
+/// the gateway; returns the INVITE the gateway got and the 200 the carrier got.
+fn timed_call(peers: &mut Peers, se: &str) -> (String, String) {
+    let inv = invite("st1", "st1").replace(
+        "Contact: <sip:alice@10.0.1.10:5060>\r\n",
+        &format!("Contact: <sip:alice@10.0.1.10:5060>\r\nSupported: timer, replaces\r\nSession-Expires: {se}\r\nMin-SE: 90\r\n"),
+    );
+    let inv = with_body(&inv, CARRIER_SDP);
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    let ok = with_body(&answer(&fwd, 200, "gw1", false), GW_SDP);
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    (fwd, back[0].2.clone())
+}
+
+/// A request from the carrier in the call of [`timed_call`].
+fn from_carrier(method: &str, branch: &str, cseq: u32, sdp: Option<&str>) -> String {
+    let req = in_dialog(
+        method,
+        "sip:sbc@10.0.0.100:5060",
+        "st1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+        branch,
+        cseq,
+    )
+    .replace(
+        "Content-Length: 0",
+        "Contact: <sip:alice@10.0.1.10:5060>\r\nSession-Expires: 1800;refresher=uac\r\nContent-Length: 0",
+    );
+    match sdp {
+        Some(sdp) => with_body(&req, sdp),
+        None => req,
+    }
+}
+
+#[test]
+fn the_gateway_never_sees_session_timers_and_the_carrier_gets_its_own() {
+    let mut peers = shielded();
+    let (fwd, ok) = timed_call(&mut peers, "1800;refresher=uac");
+    assert_eq!(header(&fwd, "Session-Expires"), None, "{fwd}");
+    assert_eq!(header(&fwd, "Min-SE"), None, "{fwd}");
+    assert_eq!(header(&fwd, "Supported"), Some("replaces"), "{fwd}");
+    assert_eq!(status(&ok), 200);
+    assert_eq!(header(&ok, "Require"), Some("timer"), "{ok}");
+    assert_eq!(
+        header(&ok, "Session-Expires"),
+        Some("1800;refresher=uac"),
+        "{ok}"
+    );
+    // A transparent gateway gets the headers as they came.
+    let mut peers = Peers::new();
+    let inv = invite("st2", "st2").replace(
+        "Contact: <sip:alice@10.0.1.10:5060>\r\n",
+        "Contact: <sip:alice@10.0.1.10:5060>\r\nSupported: timer\r\nSession-Expires: 1800\r\n",
+    );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    assert_eq!(header(&sent[1].2, "Session-Expires"), Some("1800"));
+    assert_eq!(header(&sent[1].2, "Supported"), Some("timer"));
+}
+
+#[test]
+fn refreshes_that_change_nothing_are_answered_at_the_edge() {
+    let mut peers = shielded();
+    let (_, ok) = timed_call(&mut peers, "1800;refresher=uac");
+    let our_sdp = ok.split("\r\n\r\n").nth(1).unwrap().to_string();
+    // A re-INVITE with the same SDP but a new o= version.
+    let same = CARRIER_SDP.replace("o=- 1 1", "o=- 1 2");
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("INVITE", "r1", 2, Some(&same)),
+    );
+    assert_eq!(
+        out.len(),
+        1,
+        "answered here, nothing to the gateway: {out:?}"
+    );
+    let (side, dst, r) = &out[0];
+    assert_eq!((*side, *dst), (Side::Private, addr(CARRIER)));
+    assert_eq!(status(r), 200);
+    assert_eq!(header(r, "CSeq"), Some("2 INVITE"));
+    assert_eq!(header(r, "Contact"), Some("<sip:sbc@10.0.0.100:5060>"));
+    assert_eq!(header(r, "Session-Expires"), Some("1800;refresher=uac"));
+    assert!(r.ends_with(&our_sdp), "the SDP we gave before:\n{r}");
+    // Its retransmission gets the same 200; its ACK goes no further.
+    let again = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("INVITE", "r1", 2, Some(&same)),
+    );
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].2, *r);
+    let ack = from_carrier("ACK", "r1a", 2, None);
+    assert!(peers.send(Side::Private, CARRIER, &ack).is_empty());
+    assert!(
+        peers.advance(5_000).is_empty(),
+        "no 2xx resent after the ACK"
+    );
+    // A bodiless UPDATE: 200 without a body.
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("UPDATE", "u1", 3, None),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status(&out[0].2), 200);
+    assert_eq!(header(&out[0].2, "Content-Length"), Some("0"));
+    assert_eq!(peers.stats.refreshes_answered.get(), 2);
+    // A re-INVITE that moves the media still reaches the gateway.
+    let moved = CARRIER_SDP.replace("40000", "40002");
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("INVITE", "r2", 4, Some(&moved)),
+    );
+    let to_gw = out.iter().find(|(s, ..)| *s == Side::Public).unwrap();
+    assert!(
+        to_gw.2.starts_with("INVITE sip:lk@203.0.113.10:5060"),
+        "{}",
+        to_gw.2
+    );
+    assert_eq!(header(&to_gw.2, "Session-Expires"), None);
+}
+
+#[test]
+fn a_session_nobody_refreshes_is_ended_both_ways() {
+    let mut peers = shielded();
+    timed_call(&mut peers, "120;refresher=uac");
+    // Refreshed at 60 s: the session restarts.
+    peers.advance(60_000);
+    peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("UPDATE", "u1", 2, None),
+    );
+    // 120 - min(32, 40) = 88 s after the refresh, the BYEs go.
+    assert!(peers.advance(87_000).is_empty());
+    let byes = peers.advance(1_000);
+    assert_eq!(byes.len(), 2, "{byes:?}");
+    assert!(byes.iter().all(|(_, _, m)| m.starts_with("BYE ")
+        && header(m, "Reason") == Some("SIP;cause=408;text=\"session expired\"")));
+    assert_eq!(peers.stats.sessions_expired.get(), 1);
+    assert_eq!(peers.engine.dialog_count(), 0);
+}
+
+#[test]
+fn too_short_an_interval_is_refused_with_422() {
+    let mut peers = shielded();
+    let inv = invite("st3", "st3").replace(
+        "Contact: <sip:alice@10.0.1.10:5060>\r\n",
+        "Contact: <sip:alice@10.0.1.10:5060>\r\nSupported: timer\r\nSession-Expires: 60\r\n",
+    );
+    let out = peers.send(Side::Private, CARRIER, &inv);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status(&out[0].2), 422);
+    assert_eq!(header(&out[0].2, "Min-SE"), Some("90"));
+}
+
+#[test]
+fn on_an_outbound_call_the_carrier_refreshes_or_we_do_with_update() {
+    let mut peers = shielded();
+    let inv = invite("so1", "so1")
+        .replace("10.0.1.10:5060;branch", "203.0.113.10:5060;branch")
+        .replace("10.0.0.100:5060", "203.0.113.50:5080");
+    let sent = peers.send(Side::Public, GATEWAY, &inv);
+    let to_carrier = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Private)
+        .unwrap()
+        .2
+        .clone();
+    assert!(to_carrier.contains("Supported: timer\r\n"), "{to_carrier}");
+    assert_eq!(
+        header(&to_carrier, "Session-Expires"),
+        Some("1800;refresher=uas")
+    );
+    // The carrier makes us the refresher (we were its UAC).
+    let ok = answer(&to_carrier, 200, "ca9", true).replace(
+        "Content-Length:",
+        "Require: timer\r\nSession-Expires: 1800;refresher=uac\r\nContent-Length:",
+    );
+    let back = peers.send(Side::Private, CARRIER, &ok);
+    assert_eq!(header(&back[0].2, "Session-Expires"), None, "{}", back[0].2);
+    assert_eq!(header(&back[0].2, "Require"), None, "{}", back[0].2);
+    assert!(peers.advance(899_000).is_empty());
+    let refresh = peers.advance(1_000);
+    assert_eq!(refresh.len(), 1, "{refresh:?}");
+    let (side, _, update) = &refresh[0];
+    assert_eq!(*side, Side::Private);
+    assert!(
+        update.starts_with("UPDATE sip:lk@203.0.113.10:5060") || update.starts_with("UPDATE "),
+        "{update}"
+    );
+    assert_eq!(
+        header(update, "Session-Expires"),
+        Some("1800;refresher=uac")
+    );
+    assert_eq!(header(update, "CSeq"), Some("2 UPDATE"));
+    assert_eq!(header(update, "Contact"), Some("<sip:sbc@10.0.0.100:5060>"));
+}
