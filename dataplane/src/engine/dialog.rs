@@ -11,6 +11,7 @@ use super::local::raw_line;
 use super::rewrite::{first_contact_uri, without_tag};
 use super::shield::SessionTimer;
 use super::slab::Id;
+use crate::media::sdp::Direction;
 use crate::routing::Profile;
 use crate::side::Side;
 use crate::sip::grammar::{self, parse_ipv4, NameAddr, SipUri};
@@ -119,6 +120,8 @@ pub struct LineDesc {
     pub rtp: Option<SocketAddrV4>,
     pub rtcp: Option<SocketAddrV4>,
     pub holds: bool,
+    /// The line's direction attribute (RFC 3264 section 6.1).
+    pub direction: Direction,
 }
 
 /// An SDP offer waiting for its answer (RFC 3264 section 4): the relay goes
@@ -177,6 +180,10 @@ pub struct Dialog {
     /// and our server transaction, whose 2xx the ACK confirms (and which
     /// the ACK must not pass on).
     pub ack_here: Option<(u32, Id)>,
+    /// Directions the shield corrected in the gateway's latest answer, per
+    /// media line (`None`: as answered), written into the SDP the carrier
+    /// gets (a hold answered `sendrecv` becomes `recvonly`).
+    pub direction_fix: Vec<Option<Direction>>,
     /// The From tag of the caller and the To tag of the callee (once answered).
     pub caller_tag: Vec<u8>,
     pub callee_tag: Vec<u8>,
@@ -222,6 +229,7 @@ impl Dialog {
             profile: Profile::default(),
             session: None,
             ack_here: None,
+            direction_fix: Vec::new(),
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }

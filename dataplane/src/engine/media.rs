@@ -12,6 +12,7 @@ use super::{Outgoing, SipEngine};
 use crate::call::{CallRecord, CallResult};
 use crate::media::sdp::{self, Direction, MediaRepr, SdpError, SdpRepr};
 use crate::media::{End, MediaCmd, PortPairs, Stream};
+use crate::routing::Profile;
 use crate::side::{BySide, Side};
 use crate::sip::build::Builder;
 use crate::sip::multipart::{self, Multipart};
@@ -77,10 +78,27 @@ impl SipEngine {
         };
         match offered {
             Some(offered) => {
+                let mut lines = lines;
+                // The shield keeps a hold a hold: the gateway's answer takes
+                // the direction RFC 3264 6.1 allows (LiveKit answers sendrecv).
+                d.direction_fix.clear();
+                if d.profile == Profile::Livekit && d.leg(from).side == d.gateway_side() {
+                    for (answer, offer) in lines.iter_mut().zip(&offered) {
+                        let fixed = offer.direction.answer_to(answer.direction);
+                        let changed = fixed != answer.direction;
+                        d.direction_fix.push(changed.then_some(fixed));
+                        answer.direction = fixed;
+                        answer.holds |= fixed != Direction::SendRecv;
+                    }
+                    if d.direction_fix.iter().all(Option::is_none) {
+                        d.direction_fix.clear();
+                    }
+                }
                 self.apply_lines(did, from.other(), &offered);
                 self.apply_lines(did, from, &lines);
             }
             None if method != Method::Ack => {
+                d.direction_fix.clear();
                 *d.offer_of(from) = Some(Offer {
                     txn,
                     lines,
@@ -189,6 +207,11 @@ impl SipEngine {
                 port: port + 1,
                 peer: line.rtcp,
             });
+            self.media_cmds.push(MediaCmd::Receives {
+                side,
+                port,
+                receives: line.direction.receives(),
+            });
         }
     }
 
@@ -278,7 +301,12 @@ impl SipEngine {
         let rewritten = self.anchored(did, to, sdp);
         let mut out = Vec::with_capacity(sdp.len() + 16);
         hider.copy(rewritten.as_deref().unwrap_or(sdp), &mut out);
-        out
+        match self.dialogs.get(did) {
+            Some(d) if !d.direction_fix.is_empty() && d.leg(to).side != d.gateway_side() => {
+                sdp::set_directions(&out, &d.direction_fix)
+            }
+            _ => out,
+        }
     }
 
     /// `sdp` with our media address and leg `to`'s ports, when media is
@@ -359,6 +387,7 @@ fn line_desc(m: &MediaRepr) -> LineDesc {
         rtp: at(m.port),
         rtcp: at(m.rtcp()),
         holds: m.on_hold() || m.direction != Direction::SendRecv,
+        direction: m.direction,
     }
 }
 

@@ -229,7 +229,8 @@ impl SipEngine {
             }
         }
         d.leg_mut(orig).peer = src;
-        if d.profile == Profile::Livekit
+        let shielded = d.profile == Profile::Livekit;
+        if shielded
             && side != d.gateway_side()
             && matches!(msg.method(), Method::Invite | Method::Update)
         {
@@ -245,6 +246,17 @@ impl SipEngine {
             if self.answer_refresh(rx, did, key.clone(), out) {
                 return;
             }
+        }
+        // A transfer from LiveKit to the SBC itself would come back to it
+        // from the carrier unroutable: refused (RFC 3515 2.4.2).
+        if shielded && msg.method() == Method::Refer && self.refers_to_us(msg) {
+            let tag = self.next_u64();
+            out.push(Outgoing {
+                side,
+                dst: src,
+                data: local_response(msg, src, 403, reason(403), tag, b""),
+            });
+            return;
         }
         let provisional = if msg.method() == Method::Invite {
             let trying = local_response(msg, src, 100, reason(100), 0, b"");

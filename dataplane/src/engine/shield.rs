@@ -21,7 +21,7 @@ use super::txn::Txn;
 use super::{Incoming, Ms, Outgoing, SipEngine};
 use crate::routing::Profile;
 use crate::side::Side;
-use crate::sip::grammar::{self, trim_lws};
+use crate::sip::grammar::{self, trim_lws, NameAddr, SipUri};
 use crate::sip::{Header, HeaderName, Method, SipMessage};
 
 /// The session interval we ask for or take when the carrier names none
@@ -228,6 +228,19 @@ impl SipEngine {
             carrier_refreshes: refresher_uac != Some(true),
             due: 0,
         });
+    }
+
+    /// Whether the `Refer-To` (compact `r`) of `msg` names one of our SIP
+    /// addresses (either side's; any port).
+    pub(super) fn refers_to_us(&self, msg: &SipMessage<'_>) -> bool {
+        let Some(v) = value(msg, "Refer-To", "r") else {
+            return false;
+        };
+        let uri = NameAddr::parse(v).map_or(v, |na| na.uri);
+        let Some(host) = SipUri::parse(uri).and_then(|u| grammar::parse_ipv4(u.host)) else {
+            return false;
+        };
+        Side::ALL.iter().any(|&s| *self.cfg.addr(s).ip() == host)
     }
 
     /// A refresh (or the answer) went through: the session timer restarts.

@@ -23,6 +23,17 @@ pub enum MediaCmd {
         /// line, port 0) or 0.0.0.0 when there is nowhere to send.
         peer: Option<SocketAddrV4>,
     },
+    /// Whether the peer behind our `port` on `side` receives media (its
+    /// negotiated direction, RFC 3264 6.1): nothing is relayed toward a
+    /// peer that does not (it holds with sendonly, or is inactive).
+    Receives {
+        /// The side of our end.
+        side: Side,
+        /// Our local RTP port on that side.
+        port: u16,
+        /// `false`: sendonly or inactive.
+        receives: bool,
+    },
     /// A call is over: remove the RTP stream at each of these caller-side
     /// ports and the RTCP stream on the next port, write what each RTP
     /// stream carried into the record's media lines, in order.

@@ -69,6 +69,9 @@ pub struct End {
     pub latched: Option<SocketAddrV4>,
     /// What arrived from this end's peer.
     pub rx: RtpStats,
+    /// Whether the peer receives (its negotiated direction): `false` drops
+    /// what would be relayed toward it, as [`DropReason::NoDestination`].
+    pub receives: bool,
 }
 
 impl End {
@@ -86,10 +89,14 @@ impl End {
             sdp,
             latched: None,
             rx: RtpStats::default(),
+            receives: true,
         }
     }
 
     fn destination(&self) -> Option<SocketAddrV4> {
+        if !self.receives {
+            return None;
+        }
         self.latched
             .or(self.sdp)
             .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
@@ -267,6 +274,21 @@ impl RelayTable {
             MediaCmd::Peer { side, port, peer } => {
                 if let Some(id) = self.id_at(side, port) {
                     self.update_peer(id, side, peer);
+                }
+                None
+            }
+            MediaCmd::Receives {
+                side,
+                port,
+                receives,
+            } => {
+                if let Some(Some(s)) = self
+                    .id_at(side, port)
+                    .and_then(|id| self.streams.get_mut(id as usize))
+                {
+                    for e in s.ends.iter_mut().filter(|e| e.side == side) {
+                        e.receives = receives;
+                    }
                 }
                 None
             }

@@ -280,9 +280,102 @@ pub fn rewrite(body: &[u8], addr: Ipv4Addr, ports: &[u16]) -> Result<Vec<u8>, Sd
     Ok(out)
 }
 
+impl Direction {
+    /// The attribute's name: `sendrecv`, `sendonly`, `recvonly` or `inactive`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// Whether the party that wrote it receives media.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The direction an answer may have to an offer of `self` when the
+    /// answerer wanted `answered` (RFC 3264 section 6.1): to sendonly,
+    /// recvonly or inactive; to recvonly, sendonly or inactive; to
+    /// inactive, inactive; to sendrecv, anything.
+    pub fn answer_to(self, answered: Direction) -> Direction {
+        let sends = !matches!(self, Direction::SendOnly | Direction::Inactive)
+            && matches!(answered, Direction::SendRecv | Direction::SendOnly);
+        let receives =
+            !matches!(self, Direction::RecvOnly | Direction::Inactive) && answered.receives();
+        match (sends, receives) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+}
+
+/// `body` with the direction of the i-th media line set to `dirs[i]` where
+/// that is `Some`: its own direction attribute replaced (or one added at the
+/// end of its section); other lines unchanged.
+pub fn set_directions(body: &[u8], dirs: &[Option<Direction>]) -> Vec<u8> {
+    let is_dir = |l: &[u8]| {
+        matches!(
+            l,
+            b"a=sendrecv" | b"a=sendonly" | b"a=recvonly" | b"a=inactive"
+        )
+    };
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut index: Option<usize> = None;
+    let mut eol: &[u8] = b"\r\n";
+    let close = |out: &mut Vec<u8>, index: Option<usize>, eol: &[u8]| {
+        if let Some(Some(d)) = index.and_then(|i| dirs.get(i)) {
+            out.extend_from_slice(b"a=");
+            out.extend_from_slice(d.name().as_bytes());
+            out.extend_from_slice(eol);
+        }
+    };
+    for raw in body.split_inclusive(|&b| b == b'\n') {
+        let line = raw
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(raw);
+        if raw.ends_with(b"\r\n") {
+            eol = b"\r\n";
+        } else if raw.ends_with(b"\n") {
+            eol = b"\n";
+        }
+        if line.starts_with(b"m=") {
+            close(&mut out, index, eol);
+            index = Some(index.map_or(0, |i| i + 1));
+        } else if is_dir(line) && index.and_then(|i| dirs.get(i)).is_some_and(Option::is_some) {
+            continue;
+        }
+        out.extend_from_slice(raw);
+    }
+    close(&mut out, index, eol);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_follow_the_offered_direction_and_lines_are_set() {
+        use Direction::*;
+        assert_eq!(SendOnly.answer_to(SendRecv), RecvOnly);
+        assert_eq!(SendOnly.answer_to(SendOnly), Inactive);
+        assert_eq!(RecvOnly.answer_to(SendRecv), SendOnly);
+        assert_eq!(Inactive.answer_to(SendRecv), Inactive);
+        assert_eq!(SendRecv.answer_to(RecvOnly), RecvOnly);
+        let body = b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 1 RTP/AVP 0\r\na=sendrecv\r\na=ptime:20\r\nm=video 2 RTP/AVP 96\r\n";
+        let out = set_directions(body, &[Some(RecvOnly), Some(Inactive)]);
+        assert_eq!(
+            out,
+            b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 1 RTP/AVP 0\r\na=ptime:20\r\na=recvonly\r\nm=video 2 RTP/AVP 96\r\na=inactive\r\n".to_vec()
+        );
+        assert_eq!(set_directions(body, &[None, None]), body.to_vec());
+    }
 
     const OFFER: &str = "v=0\r\n\
 o=- 3848276298 3848276298 IN IP4 10.0.1.10\r\n\

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::config::MediaSettings;
+use crate::media::{RelayTable, Verdict};
 use crate::routing::Profile;
 
 /// An engine relaying media whose one gateway (.10) has the `livekit` profile.
@@ -245,4 +246,124 @@ fn on_an_outbound_call_the_carrier_refreshes_or_we_do_with_update() {
     );
     assert_eq!(header(update, "CSeq"), Some("2 UPDATE"));
     assert_eq!(header(update, "Contact"), Some("<sip:sbc@10.0.0.100:5060>"));
+}
+
+fn relay_to(relay: &mut RelayTable, side: Side, port: u16, src: &str) -> Option<SocketAddrV4> {
+    let mut pkt = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
+    pkt.extend([0xff; 160]);
+    match relay.verdict((side, 0, port), src.parse().unwrap(), &pkt, 0) {
+        Verdict::Relay { to, .. } => Some(to),
+        Verdict::Drop(_) => None,
+    }
+}
+
+#[test]
+fn a_hold_answered_sendrecv_stays_a_hold_toward_the_carrier() {
+    let mut peers = shielded();
+    let mut relay = RelayTable::new(10000, 20100);
+    timed_call(&mut peers, "1800");
+    let apply = |peers: &mut Peers, relay: &mut RelayTable| {
+        let mut cmds = Vec::new();
+        peers.engine.take_media_commands(&mut cmds);
+        for c in cmds {
+            relay.apply(c, |_| {});
+        }
+    };
+    apply(&mut peers, &mut relay);
+    let gw = "203.0.113.10:30000".parse().ok();
+    let carrier = "10.0.1.10:40000".parse().ok();
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000"),
+        carrier
+    );
+    // The carrier holds with music (sendonly); the gateway answers sendrecv.
+    let hold = format!("{CARRIER_SDP}a=sendonly\r\n");
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("INVITE", "h1", 2, Some(&hold)),
+    );
+    let to_gw = out
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    assert!(to_gw.contains("a=sendonly\r\n"), "{to_gw}");
+    let ok = with_body(
+        &answer(&to_gw, 200, "gw1", false),
+        &format!("{GW_SDP}a=sendrecv\r\n"),
+    );
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    let to_carrier = &back[0].2;
+    assert!(to_carrier.contains("a=recvonly\r\n"), "{to_carrier}");
+    assert!(!to_carrier.contains("a=sendrecv"), "{to_carrier}");
+    apply(&mut peers, &mut relay);
+    // Music on hold reaches the gateway; nothing goes to the holder.
+    assert_eq!(
+        relay_to(&mut relay, Side::Private, 10000, "10.0.1.10:40000"),
+        gw
+    );
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000"),
+        None
+    );
+    // Resumed: as answered, audio both ways.
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("INVITE", "h2", 3, Some(CARRIER_SDP)),
+    );
+    let to_gw = out
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    let ok = with_body(
+        &answer(&to_gw, 200, "gw1", false),
+        &format!("{GW_SDP}a=sendrecv\r\n"),
+    );
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    assert!(back[0].2.contains("a=sendrecv\r\n"), "{}", back[0].2);
+    apply(&mut peers, &mut relay);
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000"),
+        carrier
+    );
+}
+
+#[test]
+fn a_transfer_to_the_sbc_itself_is_refused_with_403() {
+    let mut peers = shielded();
+    let (fwd, _) = timed_call(&mut peers, "1800");
+    let refer = |target: &str| {
+        in_dialog(
+            "REFER",
+            "sip:sbc@203.0.113.50:5080",
+            header(&fwd, "Call-ID").unwrap(),
+            &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
+            header(&fwd, "From").unwrap(),
+            "rf",
+            2,
+        )
+        .replace(
+            "Content-Length: 0",
+            &format!("Refer-To: <{target}>\r\nContent-Length: 0"),
+        )
+    };
+    let out = peers.send(
+        Side::Public,
+        GATEWAY,
+        &refer("sip:+15550001@203.0.113.50:5080"),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (Side::Public, 403));
+    // Anywhere else: passed on to the carrier.
+    let out = peers.send(
+        Side::Public,
+        GATEWAY,
+        &refer("sip:+15550001@carrier.example").replace("z9hG4bKrf", "z9hG4bKrg"),
+    );
+    assert!(out[0].2.starts_with("REFER "), "{out:?}");
 }
