@@ -78,6 +78,16 @@ static SQLITE: Migrator = sqlx::migrate!("../migrations/sqlite");
 static MYSQL: Migrator = sqlx::migrate!("../migrations/mysql");
 static POSTGRES: Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// The profile called `name` (exactly as [`Profile::name`] writes it), or
+/// why not: `unknown profile "x" (transparent, livekit)`. How the API,
+/// `sbcctl` and the config read a profile's name.
+pub fn profile_named(name: &str) -> Result<Profile, String> {
+    Profile::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown profile {name:?} ({})", known.join(", "))
+    })
+}
+
 /// A carrier (allowlist entry) as stored, and as the API answers it
 /// (OpenAPI `Carrier`). The API validated it before it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -113,6 +123,11 @@ pub struct GatewayRow {
     pub weight: i64,
     /// Free text for people.
     pub description: String,
+    /// How the SBC speaks to it, a [`Profile::name`] (`transparent`,
+    /// `livekit`) as stored; `None` (SQL NULL, JSON null) means
+    /// `[routing] default_profile`, which the snapshot resolves it to.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// A tenant as stored, and as the API answers it (OpenAPI `Tenant`).
@@ -132,7 +147,7 @@ pub struct TenantRow {
 
 const CARRIERS: &str = "SELECT id, ip, mask, name, grp FROM carriers ORDER BY id";
 const GATEWAYS: &str =
-    "SELECT id, destination, grp, priority, weight, description FROM gateways ORDER BY id";
+    "SELECT id, destination, grp, priority, weight, description, profile FROM gateways ORDER BY id";
 const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent FROM tenants ORDER BY tenant_id";
 
 /// The provisioning database.
@@ -141,6 +156,7 @@ pub struct Provisioning {
     pool: AnyPool,
     dialect: Dialect,
     version: AtomicU64,
+    default_profile: Profile,
 }
 
 impl Provisioning {
@@ -164,7 +180,17 @@ impl Provisioning {
             pool,
             dialect,
             version: AtomicU64::new(0),
+            default_profile: Profile::default(),
         })
+    }
+
+    /// The profile the snapshot gives a gateway stored without one (`[routing]
+    /// default_profile`; [`Profile::default`] unless set here).
+    pub fn with_default_profile(self, profile: Profile) -> Provisioning {
+        Provisioning {
+            default_profile: profile,
+            ..self
+        }
     }
 
     /// Closes every connection; later calls fail with [`DbError::Sql`].
@@ -254,14 +280,15 @@ impl Provisioning {
     pub async fn add_gateway(&self, g: &GatewayRow) -> Result<GatewayRow, DbError> {
         let mut tx = self.pool.begin().await?;
         let sql = self.insert_sql(
-            "INSERT INTO gateways (destination, grp, priority, weight, description) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO gateways (destination, grp, priority, weight, description, profile) VALUES (?, ?, ?, ?, ?, ?)",
         );
         let q = sqlx::query(&sql)
             .bind(&g.destination)
             .bind(g.group)
             .bind(g.priority)
             .bind(g.weight)
-            .bind(&g.description);
+            .bind(&g.description)
+            .bind(g.profile.clone());
         let id = self.insert(&mut tx, q).await?;
         tx.commit().await?;
         Ok(GatewayRow { id, ..g.clone() })
@@ -376,7 +403,12 @@ impl Provisioning {
                     priority: i32::try_from(g.priority).unwrap_or(0),
                     weight: u32::try_from(g.weight).unwrap_or(0),
                     description: g.description,
-                    profile: Profile::default(),
+                    profile: match &g.profile {
+                        None => self.default_profile,
+                        Some(name) => {
+                            Profile::parse(name).ok_or_else(|| corrupt("gateway profile", name))?
+                        }
+                    },
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;

@@ -17,7 +17,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let db = Arc::new(
         Provisioning::open(&cfg.database.url)
             .await
-            .with_context(|| format!("opening database `{}`", cfg.database.url))?,
+            .with_context(|| format!("opening database `{}`", cfg.database.url))?
+            .with_default_profile(cfg.routing.default_profile),
     );
     let first = Arc::new(db.snapshot().await.context("reading provisioning")?);
     let engine = cfg.engine_config(seed());

@@ -14,7 +14,7 @@ use sbc_controlplane::api::model::{
 };
 use sbc_controlplane::api::{router, AppState};
 use sbc_controlplane::provisioning::Provisioning;
-use sbc_dataplane::routing::RouteSnapshot;
+use sbc_dataplane::routing::{Profile, RouteSnapshot};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -31,11 +31,20 @@ struct Api {
 
 /// One fresh database per configured backend.
 async fn apis() -> Vec<Api> {
-    let mut all = vec![api_with(None).await];
+    apis_with(Profile::default()).await
+}
+
+/// One fresh database per configured backend, with `[routing]
+/// default_profile = default_profile`.
+async fn apis_with(default_profile: Profile) -> Vec<Api> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sbc.db").display());
+    let mut all = vec![api_at(&url, None, dir, default_profile).await];
     for var in ["SBC_TEST_MYSQL_URL", "SBC_TEST_POSTGRES_URL"] {
         if let Some(server) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
             let url = common::fresh_database(&server).await;
-            all.push(api_at(&url, None, tempfile::tempdir().unwrap()).await);
+            let dir = tempfile::tempdir().unwrap();
+            all.push(api_at(&url, None, dir, default_profile).await);
         }
     }
     all
@@ -44,14 +53,20 @@ async fn apis() -> Vec<Api> {
 async fn api_with(token: Option<&str>) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sbc.db").display());
-    api_at(&url, token, dir).await
+    api_at(&url, token, dir, Profile::default()).await
 }
 
-async fn api_at(url: &str, token: Option<&str>, dir: tempfile::TempDir) -> Api {
+async fn api_at(
+    url: &str,
+    token: Option<&str>,
+    dir: tempfile::TempDir,
+    default_profile: Profile,
+) -> Api {
     let db = Arc::new(
         Provisioning::open(url)
             .await
-            .unwrap_or_else(|e| panic!("{url}: {e}")),
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+            .with_default_profile(default_profile),
     );
     eprintln!("backend: {}", db.dialect().name());
     let published = Arc::new(Mutex::new(Vec::new()));
@@ -185,6 +200,11 @@ async fn bad_input_names_the_field_and_changes_nothing_on(api: Api) {
             "weight",
         ),
         (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","profile":"kamailio"}"#,
+            "profile",
+        ),
+        (
             "/api/v1/tenants",
             r#"{"tenant_id":"a_b","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1}"#,
             "tenant_id",
@@ -273,6 +293,92 @@ async fn gateways_get_ids_and_status_reports_on(api: Api) {
     assert_eq!(
         api.call("GET", "/api/v1/nothing", "").await.0,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn gateway_profiles_are_stored_as_given_and_resolved_for_routing() {
+    for api in apis_with(Profile::Livekit).await {
+        gateway_profiles_are_stored_as_given_and_resolved_for_routing_on(api).await;
+    }
+}
+
+/// With `[routing] default_profile = "livekit"`: the API answers the stored
+/// value (null when none was given), the snapshot and the route decision the
+/// resolved one.
+async fn gateway_profiles_are_stored_as_given_and_resolved_for_routing_on(api: Api) {
+    for (body, stored) in [
+        (
+            r#"{"destination":"sip:203.0.113.10","priority":3}"#,
+            Value::Null,
+        ),
+        (
+            r#"{"destination":"sip:203.0.113.11","priority":2,"profile":" transparent "}"#,
+            json!("transparent"),
+        ),
+        (
+            r#"{"destination":"sip:203.0.113.12","priority":1,"profile":null}"#,
+            Value::Null,
+        ),
+    ] {
+        let (code, g) = api.call("POST", "/api/v1/gateways", body).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}: {g}");
+        assert_eq!(g["profile"], stored, "{body}");
+    }
+    let (_, list) = api.call("GET", "/api/v1/gateways", "").await;
+    let listed: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| &g["profile"])
+        .collect();
+    assert_eq!(listed, [&Value::Null, &json!("transparent"), &Value::Null]);
+    let profiles: Vec<Profile> = api.last().gateways.iter().map(|g| g.profile).collect();
+    assert_eq!(
+        profiles,
+        [Profile::Livekit, Profile::Transparent, Profile::Livekit]
+    );
+
+    let (_, c) = api
+        .call(
+            "POST",
+            "/api/v1/carriers",
+            r#"{"ip":"10.0.1.10","name":"c1"}"#,
+        )
+        .await;
+    assert_eq!(c["id"], 1, "{c}");
+    let (_, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.10","to":"sip:1@x"}"#,
+        )
+        .await;
+    assert_eq!(
+        d["candidates"],
+        json!(["sip:203.0.113.10", "sip:203.0.113.11", "sip:203.0.113.12"])
+    );
+    assert_eq!(d["profiles"], json!(["livekit", "transparent", "livekit"]));
+    // Outbound: every target carries the calling gateway's profile.
+    let (_, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"203.0.113.11","to":"sip:1@x"}"#,
+        )
+        .await;
+    assert_eq!(d["direction"], "outbound");
+    assert_eq!(d["profiles"], json!(["transparent"]));
+    let (_, d) = api
+        .call(
+            "POST",
+            "/api/v1/route",
+            r#"{"source_ip":"192.0.2.1","to":"sip:1@x"}"#,
+        )
+        .await;
+    assert_eq!(
+        (&d["action"], &d["profiles"]),
+        (&json!("reject"), &json!([]))
     );
 }
 
@@ -591,9 +697,11 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
         priority: -3,
         weight: 7,
         description: "gw".into(),
+        profile: Some(Profile::Livekit),
     };
     let (code, g): (_, GatewayRow) = api.typed("POST", "/api/v1/gateways", Some(&gateway)).await;
     assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(g.profile.as_deref(), Some("livekit"));
     assert_eq!(
         g,
         GatewayRow {
@@ -601,6 +709,8 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
             ..gateway.into_row()
         }
     );
+    let (_, list): (_, Vec<GatewayRow>) = api.typed("GET", "/api/v1/gateways", None::<&()>).await;
+    assert_eq!(list, std::slice::from_ref(&g));
     let tenant = TenantIn {
         tenant_id: "acme".into(),
         source_ip: "10.0.1.50".parse().unwrap(),
@@ -624,6 +734,7 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
     assert_eq!(d.tenant_id.as_deref(), Some("acme"));
     assert_eq!(d.user.as_deref(), Some("123"));
     assert_eq!(d.candidates, ["sip:203.0.113.10:5070"]);
+    assert_eq!(d.profiles, ["livekit"]);
     let unknown = RouteQuery {
         source_ip: "192.0.2.1".parse().unwrap(),
         ..query
@@ -678,6 +789,16 @@ async fn errors_name_nested_fields_and_keep_their_wording() {
             "/api/v1/gateways",
             r#"{"destination":"sip:203.0.113.10","priority":"high"}"#,
             "field `priority`: must be an integer",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","profile":"LiveKit"}"#,
+            "field `profile`: unknown profile \"LiveKit\" (transparent, livekit)",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","profile":1}"#,
+            "field `profile`: must be a string",
         ),
         (
             "/api/v1/tenants",
@@ -801,10 +922,20 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         priority: 0,
         weight: 1,
         description: String::new(),
+        profile: None,
     };
     assert_eq!(
         keys(serde_json::to_value(row).unwrap()),
         properties("Gateway")
+    );
+    let names: Vec<Value> = Profile::ALL.iter().map(|p| json!(p.name())).collect();
+    let profile = &schemas["GatewayIn"]["properties"]["profile"];
+    let mut with_null = names.clone();
+    with_null.push(Value::Null);
+    assert_eq!(profile["enum"], json!(with_null), "null: the default");
+    assert_eq!(
+        schemas["RouteDecision"]["properties"]["profiles"]["items"]["enum"],
+        json!(names)
     );
     let routed = RouteDecision {
         action: Action::Route,
@@ -813,6 +944,7 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         gateway_group: Some(1),
         user: Some("1".into()),
         candidates: vec![],
+        profiles: vec![],
         code: None,
         reason: None,
     };

@@ -76,6 +76,7 @@ fn kamctl_argument_order_tables_json_and_exit_codes() {
     assert_eq!(v[0]["priority"], 5);
     assert_eq!(v[0]["weight"], 3);
     assert_eq!(v[0]["description"], "gw1");
+    assert_eq!(v[0]["profile"], serde_json::Value::Null);
     let (_, out, _) = sbcctl(&api, &["list-tenants"]);
     assert!(out.contains("acme") && out.contains("20"), "{out}");
 
@@ -116,6 +117,92 @@ fn kamctl_argument_order_tables_json_and_exit_codes() {
     let (code, _, err) = sbcctl("http://127.0.0.1:1", &["ping"]);
     assert_eq!(code, 3);
     assert!(err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn gateway_profiles_are_given_listed_and_checked() {
+    let (api, _dir, _rt) = serve(None);
+    let (code, out, err) = sbcctl(
+        &api,
+        &[
+            "add-gateway",
+            "1",
+            "sip:203.0.113.10",
+            "lk a",
+            "5",
+            "3",
+            "--profile",
+            "livekit",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (header, row) = (out.lines().next().unwrap(), out.lines().nth(1).unwrap());
+    assert!(
+        header.split_whitespace().eq([
+            "id",
+            "group",
+            "destination",
+            "priority",
+            "weight",
+            "profile",
+            "description"
+        ]),
+        "{out}"
+    );
+    assert!(
+        row.split_whitespace()
+            .eq(["1", "1", "sip:203.0.113.10", "5", "3", "livekit", "lk", "a"]),
+        "{out}"
+    );
+    let (code, _, _) = sbcctl(
+        &api,
+        &["add-gateway", "1", "sip:203.0.113.11", "d", "1", "1"],
+    );
+    assert_eq!(code, 0);
+    let (_, out, _) = sbcctl(&api, &["list-gateways"]);
+    let profiles: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(5).unwrap())
+        .collect();
+    assert_eq!(profiles, ["livekit", "-"], "no profile: the SBC's default");
+    let (_, out, _) = sbcctl(&api, &["--json", "list-gateways"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["profile"], "livekit");
+    assert_eq!(v[1]["profile"], serde_json::Value::Null);
+
+    // The route shows each candidate's profile.
+    let (code, _, _) = sbcctl(&api, &["add-carrier", "10.0.1.10", "32", "c1", "1"]);
+    assert_eq!(code, 0);
+    let (_, out, _) = sbcctl(&api, &["route", "10.0.1.10", "sip:1@x"]);
+    assert!(
+        out.contains("1. sip:203.0.113.10 (livekit)"),
+        "higher priority first: {out}"
+    );
+    assert!(out.contains("2. sip:203.0.113.11 (transparent)"), "{out}");
+
+    // An unknown profile: the API's message, exit 1, nothing added.
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-gateway",
+            "1",
+            "sip:203.0.113.12",
+            "d",
+            "1",
+            "1",
+            "--profile",
+            "kamailio",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "sbcctl: field `profile`: unknown profile \"kamailio\" (transparent, livekit)"
+    );
+    let (_, out, _) = sbcctl(&api, &["--json", "list-gateways"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
 }
 
 #[test]

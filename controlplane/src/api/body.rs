@@ -10,8 +10,11 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use sbc_dataplane::routing::Profile;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::provisioning::profile_named;
 
 /// A request refused because of one field: its path (`mask`,
 /// `headers.X-Tenant-ID`) and what is wrong with it.
@@ -110,6 +113,12 @@ pub fn parse_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, FieldError> {
         .map_err(|_| FieldError::new(field, "must be an IPv4 address"))
 }
 
+/// The text of profile field `field` (trimmed) as a profile; how the API
+/// reads the field `profile`, and how `sbcctl` reads `--profile`.
+pub fn parse_profile(field: &str, text: &str) -> Result<Profile, FieldError> {
+    profile_named(text.trim()).map_err(|m| FieldError::new(field, m))
+}
+
 /// `field` must lie in `min..=max`.
 pub(super) fn in_range(field: &str, value: i64, min: i64, max: i64) -> Result<(), FieldError> {
     if (min..=max).contains(&value) {
@@ -128,6 +137,7 @@ pub(super) mod de {
     use std::fmt;
     use std::net::Ipv4Addr;
 
+    use sbc_dataplane::routing::Profile;
     use serde::de::{Error, MapAccess, Visitor};
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;
@@ -147,6 +157,18 @@ pub(super) mod de {
     /// A JSON string holding a dotted-quad IPv4 address.
     pub(in crate::api) fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
         super::parse_ipv4("", &text(d)?).map_err(|e| D::Error::custom(e.message))
+    }
+
+    /// A profile's name (a JSON string, trimmed), or null for none.
+    pub(in crate::api) fn profile<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Profile>, D::Error> {
+        match Option::<Str>::deserialize(d)? {
+            None => Ok(None),
+            Some(Str(name)) => super::parse_profile("", &name)
+                .map(Some)
+                .map_err(|e| D::Error::custom(e.message)),
+        }
     }
 
     /// A JSON object of strings; a bad value is named by its key.

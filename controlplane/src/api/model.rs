@@ -16,13 +16,13 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use sbc_dataplane::routing;
+use sbc_dataplane::routing::{self, Profile};
 use sbc_dataplane::sip::grammar::SipUri;
 use sbc_dataplane::Side;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::body::{de, in_range};
-pub use super::body::{from_json, parse_ipv4, BodyError, FieldError, Validate};
+pub use super::body::{from_json, parse_ipv4, parse_profile, BodyError, FieldError, Validate};
 pub use crate::provisioning::{CarrierRow, GatewayRow, TenantRow};
 
 /// How many finished calls `GET /api/v1/calls` can show (the most kept).
@@ -102,6 +102,20 @@ pub struct GatewayIn {
     /// Free text for people (default empty).
     #[serde(default, deserialize_with = "de::text")]
     pub description: String,
+    /// How the SBC speaks to it: `transparent` or `livekit` (default null:
+    /// the SBC's `[routing] default_profile`, applied when routing, so
+    /// changing that setting moves every gateway stored without one).
+    #[serde(
+        default,
+        deserialize_with = "de::profile",
+        serialize_with = "profile_name"
+    )]
+    pub profile: Option<Profile>,
+}
+
+/// A profile as its name, or null.
+fn profile_name<S: Serializer>(profile: &Option<Profile>, s: S) -> Result<S::Ok, S::Error> {
+    profile.map(Profile::name).serialize(s)
 }
 
 impl Validate for GatewayIn {
@@ -129,6 +143,7 @@ impl GatewayIn {
             priority: self.priority,
             weight: self.weight,
             description: self.description,
+            profile: self.profile.map(|p| p.name().to_string()),
         }
     }
 }
@@ -280,6 +295,11 @@ pub struct RouteDecision {
     pub user: Option<String>,
     /// Destinations in the order they would be tried (empty when rejected).
     pub candidates: Vec<String>,
+    /// The profile of each candidate, in the same order: the gateway's own
+    /// (stored, or `[routing] default_profile`) for an inbound call, the
+    /// calling gateway's for an outbound one (empty when rejected).
+    #[serde(default)]
+    pub profiles: Vec<String>,
     /// SIP status of the rejection (null when routed).
     pub code: Option<u16>,
     /// Its reason phrase (null when routed).

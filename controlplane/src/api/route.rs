@@ -41,6 +41,10 @@ pub(super) async fn route(
             tenant_id,
             gateway_group,
             user: Some(String::from_utf8_lossy(&user).into_owned()),
+            profiles: candidates
+                .iter()
+                .map(|c| c.profile.name().to_string())
+                .collect(),
             candidates: candidates.into_iter().map(|c| c.uri).collect(),
             code: None,
             reason: None,
@@ -52,6 +56,7 @@ pub(super) async fn route(
             gateway_group: None,
             user: None,
             candidates: Vec::new(),
+            profiles: Vec::new(),
             code: Some(code),
             reason: Some(reason.to_string()),
         },

@@ -8,7 +8,8 @@
 //!
 //! Requests are built and answers read with the API's own types
 //! (`sbc_controlplane::api::model`), so the JSON shapes are defined once. An
-//! IPv4 argument that is no address is refused here, with the API's message.
+//! IPv4 argument that is no address, or a profile that does not exist, is
+//! refused here, with the API's message.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -43,13 +44,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// add-gateway GROUP URI DESC PRIORITY WEIGHT
+    /// add-gateway GROUP URI DESC PRIORITY WEIGHT [--profile transparent|livekit]
     AddGateway {
         group: i64,
         uri: String,
         desc: String,
         priority: i64,
         weight: i64,
+        /// How the SBC speaks to it: transparent or livekit [default: the
+        /// SBC's routing.default_profile].
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// List gateways.
     ListGateways,
@@ -194,6 +199,7 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             desc,
             priority,
             weight,
+            profile,
         } => {
             let gateway = GatewayIn {
                 destination: uri.clone(),
@@ -201,6 +207,11 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                 priority: *priority,
                 weight: *weight,
                 description: desc.clone(),
+                profile: profile
+                    .as_deref()
+                    .map(|p| model::parse_profile("profile", p))
+                    .transpose()
+                    .map_err(|e| Failure::Refused(e.to_string()))?,
             };
             let v = c.call("POST", "/api/v1/gateways", Some(&gateway))?;
             show_rows::<GatewayRow>(cli, v)
@@ -308,7 +319,8 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                         or_dash(d.user)
                     );
                     for (i, c) in d.candidates.iter().enumerate() {
-                        println!("  {}. {c}", i + 1);
+                        let profile = d.profiles.get(i).map_or("-", String::as_str);
+                        println!("  {}. {c} ({profile})", i + 1);
                     }
                 }
                 Action::Reject => println!(
@@ -374,8 +386,10 @@ impl TableRow for GatewayRow {
         "destination",
         "priority",
         "weight",
+        "profile",
         "description",
     ];
+    /// A profile left to the SBC's default shows as `-`.
     fn cells(&self) -> Vec<String> {
         vec![
             self.id.to_string(),
@@ -383,6 +397,7 @@ impl TableRow for GatewayRow {
             self.destination.clone(),
             self.priority.to_string(),
             self.weight.to_string(),
+            or_dash(self.profile.as_ref()),
             self.description.clone(),
         ]
     }

@@ -12,8 +12,11 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 
 use sbc_dataplane::engine::Policy;
+use sbc_dataplane::routing::Profile;
 use sbc_dataplane::{EngineConfig, Ms};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+use crate::provisioning::profile_named;
 
 mod dataplane;
 
@@ -109,6 +112,16 @@ pub struct RoutingConfig {
     /// What an INVITE from a source that is not a carrier gets.
     #[serde(default)]
     pub unknown_source: UnknownSource,
+    /// The profile of a gateway provisioned without one (its `profile` is
+    /// NULL): `"transparent"` or `"livekit"` (default: the data plane's,
+    /// transparent).
+    #[serde(default, deserialize_with = "profile")]
+    pub default_profile: Profile,
+}
+
+/// A profile's name: `unknown profile "x" (transparent, livekit)` otherwise.
+fn profile<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
+    profile_named(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// `[routing] unknown_source`: the fate of an INVITE from an unknown source.
@@ -153,6 +166,7 @@ impl Default for RoutingConfig {
             limit_code: default_limit_code(),
             retry_after_s: default_retry_after(),
             unknown_source: UnknownSource::default(),
+            default_profile: Profile::default(),
         }
     }
 }
@@ -483,6 +497,7 @@ failover_timeout_ms = 3000
 limit_code = 486
 retry_after_s = 2
 unknown_source = "drop"
+default_profile = "livekit"
 "#;
 
     #[test]
@@ -498,6 +513,22 @@ unknown_source = "drop"
         assert!(e.to_string().contains("port_mn"), "{e}");
         let e = Config::parse(&FULL.replace("[api]", "[api]\nlisten2 = 1"), "t.toml").unwrap_err();
         assert!(e.to_string().contains("listen2"), "{e}");
+    }
+
+    #[test]
+    fn the_default_profile_is_read_and_an_unknown_one_named() {
+        let c = Config::parse(FULL, "t.toml").unwrap();
+        assert_eq!(c.routing.default_profile, Profile::Livekit);
+        let minimal = FULL.replace("default_profile = \"livekit\"\n", "");
+        let c = Config::parse(&minimal, "t.toml").unwrap();
+        assert_eq!(c.routing.default_profile, Profile::Transparent);
+        let e = Config::parse(&FULL.replace("\"livekit\"", "\"LiveKit\""), "t.toml").unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("default_profile = \"LiveKit\""), "{e}");
+        assert!(
+            e.contains("unknown profile \"LiveKit\" (transparent, livekit)"),
+            "{e}"
+        );
     }
 
     #[test]
