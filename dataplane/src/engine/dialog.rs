@@ -184,6 +184,10 @@ pub struct Dialog {
     /// media line (`None`: as answered), written into the SDP the carrier
     /// gets (a hold answered `sendrecv` becomes `recvonly`).
     pub direction_fix: Vec<Option<Direction>>,
+    /// The carrier's INVITE had no offer, so the SBC offered the gateway
+    /// its own ([`super::shield::SBC_OFFER`]); the carrier's answer in the
+    /// ACK stops here.
+    pub sbc_offer: bool,
     /// The From tag of the caller and the To tag of the callee (once answered).
     pub caller_tag: Vec<u8>,
     pub callee_tag: Vec<u8>,
@@ -230,6 +234,7 @@ impl Dialog {
             session: None,
             ack_here: None,
             direction_fix: Vec::new(),
+            sbc_offer: false,
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }

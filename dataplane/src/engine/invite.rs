@@ -160,6 +160,9 @@ impl SipEngine {
             data: trying.clone(),
         });
         self.offer_answer(did, LegRef::Caller, msg);
+        if target.profile == Profile::Livekit && side != Side::Public {
+            self.offer_for_gateway(did, msg);
+        }
         let route = RouteState {
             candidates,
             attempt: 0,

@@ -7,6 +7,7 @@ use std::net::SocketAddrV4;
 use super::dialog::{Dialog, DialogState, LegRef, LineDesc, Offer};
 use super::hide::Hider;
 use super::rewrite::copy_hidden;
+use super::shield::SBC_OFFER;
 use super::slab::Id;
 use super::{Outgoing, SipEngine};
 use crate::call::{CallRecord, CallResult};
@@ -136,7 +137,7 @@ impl SipEngine {
     /// Port pairs and relay streams for the media lines of `sdp` the
     /// dialog has none for yet (`[0, 0]` for a disabled line, port 0, or
     /// when the port ranges are exhausted).
-    fn add_media_lines(&mut self, did: Id, sdp: &SdpRepr) {
+    pub(super) fn add_media_lines(&mut self, did: Id, sdp: &SdpRepr) {
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -245,6 +246,23 @@ impl SipEngine {
             bytes,
             content_type: None,
         };
+        if let Some(d) = self.dialogs.get(did).filter(|d| d.sbc_offer) {
+            let toward_gateway = d.leg(to).side == d.gateway_side();
+            let initial = msg.is_request() && msg.to.tag().is_none();
+            if toward_gateway && initial && msg.cseq.method == Method::Invite {
+                return Body {
+                    bytes: self.body_for_sdp(did, to, SBC_OFFER, hider),
+                    content_type: Some(b"application/sdp".to_vec()),
+                };
+            }
+            if toward_gateway && msg.cseq.method == Method::Ack {
+                // The carrier's answer to the offer we made for the gateway.
+                return Body {
+                    bytes: Vec::new(),
+                    content_type: Some(Vec::new()),
+                };
+            }
+        }
         if msg.body.is_empty() {
             return whole(Vec::new());
         }
@@ -421,6 +439,16 @@ pub(super) struct Body {
 }
 
 impl Body {
+    /// Writes a `Content-Type` for a body the message had none for (our
+    /// own offer in place of a delayed one).
+    pub(super) fn write_missing_content_type(&self, b: &mut Builder, msg: &SipMessage<'_>) {
+        if let Some(ct) = self.content_type.as_ref().filter(|c| !c.is_empty()) {
+            if msg.header(HeaderName::ContentType).is_none() {
+                b.header("Content-Type", &[ct]);
+            }
+        }
+    }
+
     /// Writes the message's `Content-Type` header (`raw_name: value`) for
     /// this body: as it came, text-hidden; replaced; or left out.
     pub(super) fn write_content_type(

@@ -392,6 +392,7 @@ impl SipEngine {
             && to_side != d.gateway_side()
             && matches!(msg.cseq.method, Method::Invite | Method::Update);
         b.raw(&self.shield_extra(d, false, ok_to_carrier));
+        body.write_missing_content_type(&mut b, msg);
         let bytes = b.finish(&body.bytes);
         out.push(Outgoing {
             side: to_side,

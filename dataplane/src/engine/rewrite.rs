@@ -113,6 +113,7 @@ impl SipEngine {
             b.header("Max-Forwards", &[b"70"]);
         }
         b.raw(&self.shield_extra(d, is_initial, false));
+        body.write_missing_content_type(&mut b, msg);
         let bytes = b.finish(&body.bytes);
         let outbound = Outbound {
             ruri,

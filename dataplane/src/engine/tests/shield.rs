@@ -367,3 +367,80 @@ fn a_transfer_to_the_sbc_itself_is_refused_with_403() {
     );
     assert!(out[0].2.starts_with("REFER "), "{out:?}");
 }
+
+#[test]
+fn a_delayed_offer_becomes_our_offer_to_the_gateway() {
+    let mut peers = shielded();
+    let mut relay = RelayTable::new(10000, 20100);
+    let inv = invite("do1", "do1")
+        .replace("Content-Type: application/sdp\r\n", "")
+        .split("Content-Length:")
+        .next()
+        .unwrap()
+        .to_string()
+        + "Content-Length: 0\r\n\r\n";
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    assert_eq!(
+        header(&fwd, "Content-Type"),
+        Some("application/sdp"),
+        "{fwd}"
+    );
+    assert!(fwd.contains("c=IN IP4 203.0.113.50\r\n"), "{fwd}");
+    assert!(fwd.contains("m=audio 20000 RTP/AVP 0 8 9 101\r\n"), "{fwd}");
+    assert!(
+        fwd.contains("a=rtpmap:101 telephone-event/8000\r\n"),
+        "{fwd}"
+    );
+    let body_len = fwd.split("\r\n\r\n").nth(1).unwrap().len();
+    assert_eq!(
+        header(&fwd, "Content-Length"),
+        Some(body_len.to_string().as_str())
+    );
+    // LiveKit answers; the carrier gets that answer as our offer in the 200.
+    let ok = with_body(&answer(&fwd, 200, "gw1", false), GW_SDP);
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    let to_carrier = &back[0].2;
+    assert!(
+        to_carrier.contains("c=IN IP4 10.0.0.100\r\nt=0 0\r\nm=audio 10000 RTP/AVP 0 101\r\n"),
+        "{to_carrier}"
+    );
+    // The carrier answers in the ACK, which reaches the gateway without it.
+    let ack = with_body(
+        &in_dialog(
+            "ACK",
+            "sip:sbc@10.0.0.100:5060",
+            "do1@10.0.1.10",
+            "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+            "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+            "do1a",
+            1,
+        ),
+        CARRIER_SDP,
+    );
+    let out = peers.send(Side::Private, CARRIER, &ack);
+    assert!(
+        out[0].2.starts_with("ACK sip:lk@203.0.113.10:5060"),
+        "{out:?}"
+    );
+    assert_eq!(header(&out[0].2, "Content-Length"), Some("0"));
+    assert_eq!(header(&out[0].2, "Content-Type"), None);
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    for c in cmds {
+        relay.apply(c, |_| {});
+    }
+    assert_eq!(
+        relay_to(&mut relay, Side::Private, 10000, "10.0.1.10:40000"),
+        "203.0.113.10:30000".parse().ok()
+    );
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000"),
+        "10.0.1.10:40000".parse().ok()
+    );
+}
