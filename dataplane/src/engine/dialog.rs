@@ -140,6 +140,24 @@ pub struct Offer {
     pub answered: bool,
 }
 
+/// Reliable provisional responses of ours toward the carrier (RFC 3262):
+/// one at a time, resent until its PRACK.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reliable {
+    /// The RSeq of the latest one sent.
+    pub rseq: u32,
+    /// The one sent and not yet PRACKed, with where it goes.
+    pub unacked: Option<(Vec<u8>, Side, SocketAddr)>,
+    /// The next one (already numbered `rseq + 1`), sent on that PRACK; a
+    /// later provisional replaces it.
+    pub queued: Option<Vec<u8>>,
+    /// Resend interval (T1 doubling), the next resend, and when to give up
+    /// resending (64·T1 after the first send).
+    pub every: Ms,
+    pub next_at: Ms,
+    pub until: Ms,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialogState {
     /// INVITE forwarded, no final answer yet.
@@ -188,6 +206,9 @@ pub struct Dialog {
     /// its own ([`super::shield::SBC_OFFER`]); the carrier's answer in the
     /// ACK stops here.
     pub sbc_offer: bool,
+    /// The carrier requires reliable provisionals (RFC 3262 `Require:
+    /// 100rel`), which the SBC sends it itself (`livekit` profile).
+    pub reliable: Option<Reliable>,
     /// The From tag of the caller and the To tag of the callee (once answered).
     pub caller_tag: Vec<u8>,
     pub callee_tag: Vec<u8>,
@@ -235,6 +256,7 @@ impl Dialog {
             ack_here: None,
             direction_fix: Vec::new(),
             sbc_offer: false,
+            reliable: None,
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::dialog::{Dialog, Leg, LegRef};
+use super::dialog::{Dialog, Leg, LegRef, Reliable};
 use super::local::local_response;
 use super::rewrite::{party_for, replace_all};
 use super::slab::Id;
@@ -140,6 +140,9 @@ impl SipEngine {
         dialog.profile = target.profile;
         if target.profile == Profile::Livekit {
             dialog.session = self.initial_session(msg, side == dialog.gateway_side());
+            if side != dialog.gateway_side() && SipEngine::wants_reliable(msg) {
+                dialog.reliable = Some(Reliable::default());
+            }
         }
         self.next_call += 1;
         let did = self.dialogs.insert(dialog);

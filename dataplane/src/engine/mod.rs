@@ -88,9 +88,9 @@ pub struct SipEngine {
     dialogs: Slab<Dialog>,
     dialog_index: HashMap<CallKey, Id>,
     timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
-    /// Session timer deadlines of dialogs (time, dialog id), checked
-    /// against the dialog's own when due.
-    session_timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
+    /// Deadlines of dialogs (time, dialog id): session timers and reliable
+    /// provisionals, checked against the dialog's own when due.
+    dialog_timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
     rng: u64,
     /// Live calls and CPS tokens per tenant.
     loads: HashMap<String, TenantLoad>,
@@ -136,7 +136,7 @@ impl SipEngine {
             dialogs: Slab::default(),
             dialog_index: HashMap::new(),
             timers: BinaryHeap::new(),
-            session_timers: BinaryHeap::new(),
+            dialog_timers: BinaryHeap::new(),
             rng,
             loads: HashMap::new(),
             ports,
@@ -185,7 +185,7 @@ impl SipEngine {
 
     /// The earliest pending timer.
     pub fn next_timer(&self) -> Option<Ms> {
-        [&self.timers, &self.session_timers]
+        [&self.timers, &self.dialog_timers]
             .into_iter()
             .filter_map(|h| h.peek().map(|Reverse((t, _, _))| *t))
             .min()
@@ -245,7 +245,7 @@ impl SipEngine {
             self.timers.pop();
             self.service(Id { idx, gen }, now, out);
         }
-        self.session_tick(now, out);
+        self.dialog_tick(now, out);
         self.stats.tx_messages.add((out.len() - before) as u64);
     }
 

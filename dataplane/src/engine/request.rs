@@ -247,6 +247,13 @@ impl SipEngine {
                 return;
             }
         }
+        if shielded
+            && msg.method() == Method::Prack
+            && side != crate::side::Side::Public
+            && self.answer_prack(rx, did, out)
+        {
+            return;
+        }
         // A transfer from LiveKit to the SBC itself would come back to it
         // from the carrier unroutable: refused (RFC 3515 2.4.2).
         if shielded && msg.method() == Method::Refer && self.refers_to_us(msg) {

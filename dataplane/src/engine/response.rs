@@ -78,7 +78,9 @@ impl SipEngine {
                         .is_some_and(|t| t.phase == Phase::Proceeding)
                 {
                     self.learn_from_response(id, src, msg);
-                    self.relay_and_keep(id, msg, code, out);
+                    if !self.relay_reliably(id, msg, code, out) {
+                        self.relay_and_keep(id, msg, code, out);
+                    }
                 }
                 self.arm(id);
             }
@@ -86,6 +88,7 @@ impl SipEngine {
                 let phase = t.phase;
                 if t.invite {
                     if phase == Phase::Proceeding {
+                        self.provisionals_done(id);
                         if let Some(e) = self.unanchorable(msg) {
                             return self.refuse_answer(rx, id, &e, out);
                         }
@@ -140,6 +143,7 @@ impl SipEngine {
                     }
                     if t.phase == Phase::Proceeding {
                         t.complete(now, self.cfg.t1);
+                        self.provisionals_done(id);
                         self.settle_offers(id, msg, false);
                         let Some(t) = self.txns.get(id) else { return };
                         let initial = t.initial;
@@ -332,6 +336,25 @@ impl SipEngine {
         code: u16,
         out: &mut Vec<Outgoing>,
     ) -> Option<Vec<u8>> {
+        let bytes = self.response_for(id, msg, code, b"")?;
+        let t = self.txns.get(id)?;
+        out.push(Outgoing {
+            side: t.orig_side,
+            dst: t.orig_addr,
+            data: bytes.clone(),
+        });
+        Some(bytes)
+    }
+
+    /// A response from the far side re-written for the sender of the
+    /// request of transaction `id`, with `extra` header lines added.
+    pub(super) fn response_for(
+        &self,
+        id: Id,
+        msg: &SipMessage<'_>,
+        code: u16,
+        extra: &[u8],
+    ) -> Option<Vec<u8>> {
         let t = self.txns.get(id)?;
         let d = self.dialogs.get(t.dialog)?;
         let back = d.leg(t.orig);
@@ -392,13 +415,8 @@ impl SipEngine {
             && to_side != d.gateway_side()
             && matches!(msg.cseq.method, Method::Invite | Method::Update);
         b.raw(&self.shield_extra(d, false, ok_to_carrier));
+        b.raw(extra);
         body.write_missing_content_type(&mut b, msg);
-        let bytes = b.finish(&body.bytes);
-        out.push(Outgoing {
-            side: to_side,
-            dst: t.orig_addr,
-            data: bytes.clone(),
-        });
-        Some(bytes)
+        Some(b.finish(&body.bytes))
     }
 }

@@ -122,11 +122,17 @@ fn lists_tag(msg: &SipMessage<'_>, tag: &[u8]) -> bool {
         .any(|t| trim_lws(t).eq_ignore_ascii_case(tag))
 }
 
-/// A list header's value without option tag `tag`; `None` when nothing is left.
-fn without_tag(value: &[u8], tag: &[u8]) -> Option<Vec<u8>> {
+/// The option tags the shield handles at the carrier's edge and LiveKit
+/// never sees: `timer` (RFC 4028) and `100rel` (RFC 3262).
+fn is_edge_tag(t: &[u8]) -> bool {
+    t.eq_ignore_ascii_case(b"timer") || t.eq_ignore_ascii_case(b"100rel")
+}
+
+/// A list header's value without [`is_edge_tag`] tags; `None` when nothing is left.
+fn without_edge_tags(value: &[u8]) -> Option<Vec<u8>> {
     let kept: Vec<&[u8]> = grammar::split_list(value)
         .map(trim_lws)
-        .filter(|t| !t.eq_ignore_ascii_case(tag))
+        .filter(|t| !is_edge_tag(t))
         .collect();
     (!kept.is_empty()).then(|| kept.join(b", ".as_slice()))
 }
@@ -150,10 +156,9 @@ impl SipEngine {
             return HeaderAction::Skip;
         }
         if named(h, "Supported", "k") || h.name == HeaderName::Require {
-            let has =
-                grammar::split_list(h.value).any(|t| trim_lws(t).eq_ignore_ascii_case(b"timer"));
+            let has = grammar::split_list(h.value).any(|t| is_edge_tag(trim_lws(t)));
             if has {
-                return match without_tag(h.value, b"timer") {
+                return match without_edge_tags(h.value) {
                     Some(v) => HeaderAction::Line(raw_line(h.raw_name, &v)),
                     None => HeaderAction::Skip,
                 };
@@ -276,7 +281,7 @@ impl SipEngine {
         };
         if let Some(s) = d.session.as_mut() {
             s.due = now + s.wait();
-            self.session_timers.push(Reverse((s.due, did.idx, did.gen)));
+            self.dialog_timers.push(Reverse((s.due, did.idx, did.gen)));
         }
     }
 
@@ -361,16 +366,18 @@ impl SipEngine {
         true
     }
 
-    /// Fires the session timers due at `now`: our refresh (an UPDATE to
-    /// the carrier), or the end of a session nobody refreshed (BYE both
-    /// ways, RFC 4028 section 10).
-    pub(super) fn session_tick(&mut self, now: Ms, out: &mut Vec<Outgoing>) {
-        while let Some(&Reverse((when, idx, gen))) = self.session_timers.peek() {
+    /// Fires the dialog deadlines due at `now`: reliable provisionals
+    /// resent, and session timers - our refresh (an UPDATE to the carrier),
+    /// or the end of a session nobody refreshed (BYE both ways, RFC 4028
+    /// section 10).
+    pub(super) fn dialog_tick(&mut self, now: Ms, out: &mut Vec<Outgoing>) {
+        while let Some(&Reverse((when, idx, gen))) = self.dialog_timers.peek() {
             if when > now {
                 break;
             }
-            self.session_timers.pop();
+            self.dialog_timers.pop();
             let did = Id { idx, gen };
+            self.resend_provisional(did, when, out);
             let Some(d) = self.dialogs.get(did) else {
                 continue;
             };
@@ -394,5 +401,151 @@ impl SipEngine {
                 self.session_refreshed(did);
             }
         }
+    }
+}
+
+impl SipEngine {
+    /// Whether a carrier that requires 100rel gets provisionals of this
+    /// shielded dialog from us, reliably (RFC 3262).
+    pub(super) fn wants_reliable(msg: &SipMessage<'_>) -> bool {
+        msg.values(HeaderName::Require)
+            .any(|t| trim_lws(t).eq_ignore_ascii_case(b"100rel"))
+    }
+
+    /// Relays a provisional (101-199) of transaction `id` as a reliable one
+    /// of ours (`Require: 100rel`, `RSeq`) when the carrier requires it:
+    /// sent now and resent until its PRACK, or, while another waits for its
+    /// PRACK, queued. `false` when the provisional is not ours to make reliable.
+    pub(super) fn relay_reliably(
+        &mut self,
+        id: Id,
+        msg: &SipMessage<'_>,
+        code: u16,
+        out: &mut Vec<Outgoing>,
+    ) -> bool {
+        let Some((did, to_side, dst)) = self
+            .txns
+            .get(id)
+            .filter(|t| t.initial)
+            .map(|t| (t.dialog, t.orig_side, t.orig_addr))
+        else {
+            return false;
+        };
+        let Some(rseq) = self
+            .dialogs
+            .get(did)
+            .and_then(|d| d.reliable.as_ref())
+            .map(|r| r.rseq + 1)
+        else {
+            return false;
+        };
+        let extra = format!("Require: 100rel\r\nRSeq: {rseq}\r\n");
+        let Some(bytes) = self.response_for(id, msg, code, extra.as_bytes()) else {
+            return true;
+        };
+        let (t1, now) = (self.cfg.t1, self.now);
+        let Some(r) = self.dialogs.get_mut(did).and_then(|d| d.reliable.as_mut()) else {
+            return true;
+        };
+        if r.unacked.is_some() {
+            r.queued = Some(bytes);
+            return true;
+        }
+        r.rseq = rseq;
+        r.unacked = Some((bytes.clone(), to_side, dst));
+        r.every = t1;
+        r.next_at = now + t1;
+        r.until = now + 64 * t1;
+        let at = r.next_at;
+        self.dialog_timers.push(Reverse((at, did.idx, did.gen)));
+        out.push(Outgoing {
+            side: to_side,
+            dst,
+            data: bytes,
+        });
+        true
+    }
+
+    /// Resends dialog `did`'s unacknowledged reliable provisional when its
+    /// deadline `when` has come (T1 doubling; given up after 64·T1).
+    fn resend_provisional(&mut self, did: Id, when: Ms, out: &mut Vec<Outgoing>) {
+        let Some(r) = self.dialogs.get_mut(did).and_then(|d| d.reliable.as_mut()) else {
+            return;
+        };
+        if r.next_at != when {
+            return;
+        }
+        let Some((bytes, side, dst)) = r.unacked.clone() else {
+            return;
+        };
+        if when >= r.until {
+            r.unacked = None;
+            return;
+        }
+        out.push(Outgoing {
+            side,
+            dst,
+            data: bytes,
+        });
+        r.every *= 2;
+        r.next_at = when + r.every;
+        let at = r.next_at;
+        self.dialog_timers.push(Reverse((at, did.idx, did.gen)));
+    }
+
+    /// The INVITE of transaction `id` got its final answer: no provisional
+    /// of it is resent or sent any more.
+    pub(super) fn provisionals_done(&mut self, id: Id) {
+        let Some(did) = self.txns.get(id).filter(|t| t.initial).map(|t| t.dialog) else {
+            return;
+        };
+        if let Some(r) = self.dialogs.get_mut(did).and_then(|d| d.reliable.as_mut()) {
+            r.unacked = None;
+            r.queued = None;
+        }
+    }
+
+    /// A PRACK from the carrier of a shielded dialog: answered here (200
+    /// when its `RAck` names the provisional waiting for it, else 481, RFC
+    /// 3262 section 3), and the next queued provisional sent. `true` when
+    /// it was ours to answer.
+    pub(super) fn answer_prack(
+        &mut self,
+        rx: &Incoming<'_, '_>,
+        did: Id,
+        out: &mut Vec<Outgoing>,
+    ) -> bool {
+        let Incoming { side, src, msg, .. } = *rx;
+        let (t1, now) = (self.cfg.t1, self.now);
+        let Some(r) = self.dialogs.get_mut(did).and_then(|d| d.reliable.as_mut()) else {
+            return false;
+        };
+        let rack = value(msg, "RAck", "")
+            .and_then(|v| grammar::split_lws(v).next().and_then(grammar::parse_u32));
+        let matches = r.unacked.is_some() && rack == Some(r.rseq);
+        let code = if matches { 200 } else { 481 };
+        if matches {
+            let to = r.unacked.take().map(|(_, s, d)| (s, d));
+            if let (Some(next), Some((to_side, dst))) = (r.queued.take(), to) {
+                r.rseq += 1;
+                r.unacked = Some((next.clone(), to_side, dst));
+                r.every = t1;
+                r.next_at = now + t1;
+                r.until = now + 64 * t1;
+                self.dialog_timers
+                    .push(Reverse((now + t1, did.idx, did.gen)));
+                out.push(Outgoing {
+                    side: to_side,
+                    dst,
+                    data: next,
+                });
+            }
+        }
+        out.push(Outgoing {
+            side,
+            dst: src,
+            data: local_answer(msg, src, code, b"", b""),
+        });
+        true
     }
 }

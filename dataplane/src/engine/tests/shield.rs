@@ -444,3 +444,60 @@ fn a_delayed_offer_becomes_our_offer_to_the_gateway() {
         "10.0.1.10:40000".parse().ok()
     );
 }
+
+#[test]
+fn a_carrier_requiring_100rel_gets_reliable_provisionals_from_us() {
+    let mut peers = shielded();
+    let inv = invite("pr1", "pr1").replace(
+        "Contact: <sip:alice@10.0.1.10:5060>\r\n",
+        "Contact: <sip:alice@10.0.1.10:5060>\r\nRequire: 100rel\r\nSupported: 100rel, replaces\r\n",
+    );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    assert_eq!(header(&fwd, "Require"), None, "{fwd}");
+    assert_eq!(header(&fwd, "Supported"), Some("replaces"), "{fwd}");
+    // LiveKit rings: the carrier gets it reliably, resent until its PRACK.
+    let ringing = peers.send(Side::Public, GATEWAY, &answer(&fwd, 180, "gw1", false));
+    let r180 = ringing[0].2.clone();
+    assert_eq!(status(&r180), 180);
+    assert_eq!(header(&r180, "Require"), Some("100rel"));
+    assert_eq!(header(&r180, "RSeq"), Some("1"));
+    let again = peers.advance(500);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].2, r180);
+    // A 183 meanwhile waits for that PRACK.
+    let progress = with_body(&answer(&fwd, 183, "gw1", false), GW_SDP);
+    assert!(peers.send(Side::Public, GATEWAY, &progress).is_empty());
+    let prack = |branch: &str, rseq: u32| {
+        from_carrier("PRACK", branch, 2, None)
+            .replace(
+                "Content-Length: 0",
+                &format!("RAck: {rseq} 1 INVITE\r\nContent-Length: 0"),
+            )
+            .replace("st1@10.0.1.10", "pr1@10.0.1.10")
+    };
+    let out = peers.send(Side::Private, CARRIER, &prack("p0", 7));
+    assert_eq!(status(&out[0].2), 481, "{out:?}");
+    let out = peers.send(Side::Private, CARRIER, &prack("p1", 1));
+    assert_eq!(out.len(), 2, "the queued 183 and the PRACK's 200: {out:?}");
+    assert!(
+        out.iter().all(|(s, ..)| *s == Side::Private),
+        "LiveKit never sees PRACK"
+    );
+    let r183 = &out[0].2;
+    assert_eq!(status(r183), 183);
+    assert_eq!(header(r183, "RSeq"), Some("2"));
+    assert!(r183.contains("m=audio 10000 "), "{r183}");
+    assert_eq!(status(&out[1].2), 200);
+    assert_eq!(header(&out[1].2, "CSeq"), Some("2 PRACK"));
+    // The 200 to the INVITE ends the resending.
+    let ok = with_body(&answer(&fwd, 200, "gw1", false), GW_SDP);
+    let back = peers.send(Side::Public, GATEWAY, &ok);
+    assert_eq!(status(&back[0].2), 200);
+    assert!(peers.advance(10_000).is_empty(), "nothing resent");
+}
