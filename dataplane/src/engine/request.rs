@@ -61,7 +61,7 @@ impl SipEngine {
         if let Some(&id) = self.server_index.get(&key) {
             self.stats.retransmissions_absorbed.inc();
             if let Some(t) = self.txns.get(id) {
-                if t.phase != Phase::Accepted {
+                if t.phase != Phase::Accepted || t.update_as_invite {
                     if let Some(resp) = &t.last_response {
                         out.push(Outgoing {
                             side: t.orig_side,
@@ -317,7 +317,8 @@ impl SipEngine {
         };
         let txn = Txn {
             local: false,
-            invite: method == Method::Invite,
+            invite: method == Method::Invite || r.as_invite,
+            update_as_invite: r.as_invite,
             bye: method == Method::Bye,
             server_key: key.clone(),
             dialog: did,

@@ -104,8 +104,18 @@ impl SipEngine {
                             self.carrier_session_answer(did, msg);
                         }
                     }
-                    // 2xx retransmissions are relayed too (RFC 3261 16.7 step 5 / RFC 6026).
-                    if matches!(phase, Phase::Proceeding | Phase::Accepted) {
+                    let as_invite = self.txns.get(id).is_some_and(|t| t.update_as_invite);
+                    if as_invite {
+                        // Our re-INVITE for the carrier's UPDATE: ACKed here
+                        // (each 2xx copy too), its 200 the UPDATE's answer.
+                        if let Some(ack) = self.ack_for_2xx(id, msg) {
+                            out.push(ack);
+                        }
+                        if phase == Phase::Proceeding {
+                            self.relay_and_keep(id, msg, code, out);
+                        }
+                    } else if matches!(phase, Phase::Proceeding | Phase::Accepted) {
+                        // 2xx retransmissions are relayed too (RFC 3261 16.7 step 5 / RFC 6026).
                         self.relay_response(id, msg, code, out);
                     }
                     if phase == Phase::Proceeding {
@@ -398,6 +408,9 @@ impl SipEngine {
                 }
                 HeaderName::Contact => {
                     b.raw(&our_contact(ours));
+                }
+                HeaderName::CSeq if t.update_as_invite => {
+                    b.raw(&t.cseq_line);
                 }
                 HeaderName::ContentType => {
                     body.write_content_type(&mut b, h.raw_name, h.value, &hider);

@@ -5,12 +5,13 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::dialog::LegRef;
+use super::dialog::{DialogState, LegRef};
 use super::hide::Hider;
 use super::shield::HeaderAction;
 use super::slab::Id;
 use super::txn::Outbound;
 use super::{SipEngine, TENANT_HEADER};
+use crate::routing::Profile;
 use crate::side::Side;
 use crate::sip::build::Builder;
 use crate::sip::grammar::{self, NameAddr, SipUri};
@@ -25,6 +26,8 @@ pub(super) struct Rewritten {
     pub side: Side,
     /// What an ACK or CANCEL of ours repeats of it.
     pub outbound: Outbound,
+    /// An UPDATE sent on as a re-INVITE ([`super::txn::Txn::update_as_invite`]).
+    pub as_invite: bool,
 }
 
 impl SipEngine {
@@ -48,7 +51,16 @@ impl SipEngine {
         let hider = self.hider(dest_side, source);
         let from_caller = orig == LegRef::Caller;
 
-        let method = msg.method();
+        // LiveKit has no UPDATE: in a confirmed call it gets a re-INVITE.
+        let as_invite = msg.method() == Method::Update
+            && d.profile == Profile::Livekit
+            && dest_side == d.gateway_side()
+            && d.state == DialogState::Confirmed;
+        let method = if as_invite {
+            Method::Invite
+        } else {
+            msg.method()
+        };
         let (ruri, routes) = to_leg.request_target();
         let mut b = Builder::request(method.as_bytes(), &ruri);
         let mut via = Vec::with_capacity(64);
@@ -83,6 +95,9 @@ impl SipEngine {
                 }
                 HeaderName::Contact => {
                     b.raw(&our_contact(ours));
+                }
+                HeaderName::CSeq if as_invite => {
+                    let _ = write!(b.buf_mut(), "CSeq: {} INVITE\r\n", msg.cseq.seq);
                 }
                 HeaderName::MaxForwards => {
                     saw_mf = true;
@@ -129,6 +144,7 @@ impl SipEngine {
             dst: to_leg.next_hop(),
             side: dest_side,
             outbound,
+            as_invite,
         })
     }
 }

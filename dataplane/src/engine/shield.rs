@@ -285,8 +285,8 @@ impl SipEngine {
         }
     }
 
-    /// A re-INVITE or UPDATE from the carrier of a confirmed shielded call
-    /// that changes nothing (no SDP, or the SDP the carrier sent before but
+    /// A re-INVITE (confirmed call) or UPDATE (early or confirmed) from
+    /// the carrier of a shielded call that changes nothing (no SDP, or the SDP the carrier sent before but
     /// for `o=`) is answered here: 200 with the SDP we last gave the
     /// carrier (for an UPDATE only when it carried one), `Contact`, and the
     /// session timer; the session timer restarts. `true` when answered.
@@ -308,8 +308,9 @@ impl SipEngine {
             return false;
         };
         let carrier = d.leg_on(side);
+        // In an early dialog only an UPDATE can come (RFC 3311).
         if d.profile != Profile::Livekit
-            || d.state != DialogState::Confirmed
+            || (d.state != DialogState::Confirmed && method != Method::Update)
             || side == d.gateway_side()
             || !matches!(method, Method::Invite | Method::Update)
         {
@@ -321,10 +322,10 @@ impl SipEngine {
             Some(sdp) => session_of(sdp) == session_of(d.sdp_from(carrier)),
         };
         let ours = d.sdp_from(carrier.other());
-        if !unchanged || ours.is_empty() {
+        let with_body = method == Method::Invite || offered.is_some();
+        if !unchanged || (with_body && ours.is_empty()) {
             return false;
         }
-        let with_body = method == Method::Invite || offered.is_some();
         let body = if with_body {
             let hider = self.hider(side, super::ipv4_of(src));
             self.body_for_sdp(did, carrier, ours, &hider)

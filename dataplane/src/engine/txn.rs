@@ -52,7 +52,12 @@ pub struct Txn {
     /// client transaction alone (RFC 3261 17.1.2), resent on Timer E, its
     /// answers counted, nothing relayed back and nothing answered on Timer F.
     pub local: bool,
+    /// The client side is an INVITE (resent until a provisional, ACKed).
     pub invite: bool,
+    /// An UPDATE from the carrier sent on to a `livekit` gateway as a
+    /// re-INVITE (LiveKit has no UPDATE): the server side stays a
+    /// non-INVITE one, and the gateway's 2xx is ACKed here.
+    pub update_as_invite: bool,
     /// A BYE: its end ends the dialog.
     pub bye: bool,
     pub server_key: Box<[u8]>,
@@ -133,6 +138,7 @@ impl Txn {
         Txn {
             local: true,
             invite: false,
+            update_as_invite: false,
             bye: false,
             server_key: Box::default(),
             dialog,
@@ -268,7 +274,7 @@ impl Txn {
     /// non-INVITE lingers 64·T1 (Timer J) to answer retransmissions.
     pub fn complete(&mut self, now: Ms, t1: Ms) {
         self.phase = Phase::Completed;
-        if self.invite {
+        if self.invite && !self.update_as_invite {
             self.sent(now, t1, (now + 64 * t1, Timer::TransactionTimeout));
         } else {
             self.retransmit_at = None;

@@ -501,3 +501,79 @@ fn a_carrier_requiring_100rel_gets_reliable_provisionals_from_us() {
     assert_eq!(status(&back[0].2), 200);
     assert!(peers.advance(10_000).is_empty(), "nothing resent");
 }
+
+#[test]
+fn an_update_that_moves_media_reaches_the_gateway_as_a_reinvite() {
+    let mut peers = shielded();
+    let mut relay = RelayTable::new(10000, 20100);
+    timed_call(&mut peers, "1800");
+    let moved = CARRIER_SDP.replace("40000", "40002");
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("UPDATE", "up1", 2, Some(&moved)),
+    );
+    let to_gw = out
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    assert!(
+        to_gw.starts_with("INVITE sip:lk@203.0.113.10:5060 SIP/2.0\r\n"),
+        "{to_gw}"
+    );
+    assert_eq!(header(&to_gw, "CSeq"), Some("2 INVITE"));
+    assert!(to_gw.contains("m=audio 20000 RTP/AVP 0 101\r\n"), "{to_gw}");
+    let ok = with_body(&answer(&to_gw, 200, "gw1", false), GW_SDP);
+    let out = peers.send(Side::Public, GATEWAY, &ok);
+    let ack = out.iter().find(|(s, ..)| *s == Side::Public).unwrap();
+    assert!(ack.2.starts_with("ACK sip:lk@203.0.113.10:5060"), "{out:?}");
+    assert_eq!(header(&ack.2, "CSeq"), Some("2 ACK"));
+    let to_carrier = out.iter().find(|(s, ..)| *s == Side::Private).unwrap();
+    assert_eq!(status(&to_carrier.2), 200);
+    assert_eq!(header(&to_carrier.2, "CSeq"), Some("2 UPDATE"));
+    assert!(
+        to_carrier.2.contains("m=audio 10000 RTP/AVP 0 101\r\n"),
+        "{}",
+        to_carrier.2
+    );
+    // The UPDATE's retransmission gets the same 200; the gateway's 2xx copy another ACK.
+    let again = peers.send(
+        Side::Private,
+        CARRIER,
+        &from_carrier("UPDATE", "up1", 2, Some(&moved)),
+    );
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].2, to_carrier.2);
+    let acks = peers.send(Side::Public, GATEWAY, &ok);
+    assert_eq!(acks.len(), 1);
+    assert!(acks[0].2.starts_with("ACK "));
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    for c in cmds {
+        relay.apply(c, |_| {});
+    }
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000"),
+        "10.0.1.10:40002".parse().ok()
+    );
+}
+
+#[test]
+fn an_early_update_is_answered_at_the_edge() {
+    let mut peers = shielded();
+    let inv = with_body(&invite("eu1", "eu1"), CARRIER_SDP);
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    peers.send(Side::Public, GATEWAY, &answer(&fwd, 180, "gw1", false));
+    let update = from_carrier("UPDATE", "eu2", 2, None).replace("st1@10.0.1.10", "eu1@10.0.1.10");
+    let out = peers.send(Side::Private, CARRIER, &update);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (Side::Private, 200));
+}
