@@ -72,6 +72,9 @@ pub struct EngineStats {
     pub refreshes_answered: Counter,
     /// Shielded calls ended because no session refresh came.
     pub sessions_expired: Counter,
+    /// DTMF digits from the carrier's SIP INFO sent to a `livekit` gateway
+    /// as RFC 4733 telephone events.
+    pub info_dtmf: Counter,
     /// SIP datagrams handed to the engine.
     pub rx_messages: Counter,
     /// SIP datagrams the engine sent.
@@ -122,6 +125,7 @@ impl Default for EngineStats {
             answers_refused: Counter::default(),
             refreshes_answered: Counter::default(),
             sessions_expired: Counter::default(),
+            info_dtmf: Counter::default(),
             rx_messages: Counter::default(),
             tx_messages: Counter::default(),
             parse_errors: Counter::default(),
@@ -152,7 +156,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 22] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 23] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -176,6 +180,7 @@ impl EngineStats {
             ("answers_refused", &self.answers_refused),
             ("refreshes_answered", &self.refreshes_answered),
             ("sessions_expired", &self.sessions_expired),
+            ("info_dtmf", &self.info_dtmf),
         ]
     }
 }
@@ -313,12 +318,15 @@ pub struct MediaStats {
     pub tx_errors: Counter,
     /// Engine-relay commands or idle reports lost to a full ring.
     pub commands_dropped: Counter,
+    /// RFC 4733 telephone-event packets the relay sent itself (DTMF from
+    /// SIP INFO toward a `livekit` gateway).
+    pub dtmf_injected: Counter,
 }
 
 impl MediaStats {
     /// The counters as `GET /api/v1/status` names them under `media`: the
     /// one list of them.
-    pub fn counters(&self) -> [(&'static str, &Counter); 10] {
+    pub fn counters(&self) -> [(&'static str, &Counter); 11] {
         [
             ("streams", &self.streams),
             ("sockets", &self.sockets),
@@ -330,6 +338,7 @@ impl MediaStats {
             ("bind_errors", &self.bind_errors),
             ("tx_errors", &self.tx_errors),
             ("commands_dropped", &self.commands_dropped),
+            ("dtmf_injected", &self.dtmf_injected),
         ]
     }
 }

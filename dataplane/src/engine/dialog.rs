@@ -209,6 +209,9 @@ pub struct Dialog {
     /// The carrier requires reliable provisionals (RFC 3262 `Require:
     /// 100rel`), which the SBC sends it itself (`livekit` profile).
     pub reliable: Option<Reliable>,
+    /// Our RTP source for DTMF injected toward the gateway: SSRC, next
+    /// sequence number, next timestamp.
+    pub dtmf_out: Option<(u32, u16, u32)>,
     /// The From tag of the caller and the To tag of the callee (once answered).
     pub caller_tag: Vec<u8>,
     pub callee_tag: Vec<u8>,
@@ -257,6 +260,7 @@ impl Dialog {
             direction_fix: Vec::new(),
             sbc_offer: false,
             reliable: None,
+            dtmf_out: None,
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }

@@ -254,6 +254,9 @@ impl SipEngine {
         {
             return;
         }
+        if shielded && msg.method() == Method::Info && side != crate::side::Side::Public {
+            return self.answer_info(rx, did, out);
+        }
         // A transfer from LiveKit to the SBC itself would come back to it
         // from the carrier unroutable: refused (RFC 3515 2.4.2).
         if shielded && msg.method() == Method::Refer && self.refers_to_us(msg) {

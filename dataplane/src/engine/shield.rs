@@ -19,6 +19,7 @@ use super::rewrite::our_contact;
 use super::slab::Id;
 use super::txn::Txn;
 use super::{Incoming, Ms, Outgoing, SipEngine};
+use crate::media::{MediaCmd, TelephoneEvent};
 use crate::routing::Profile;
 use crate::side::Side;
 use crate::sip::grammar::{self, trim_lws, NameAddr, SipUri};
@@ -549,4 +550,112 @@ impl SipEngine {
         });
         true
     }
+}
+
+impl SipEngine {
+    /// An INFO from the carrier of a shielded call, answered here (LiveKit
+    /// answers INFO with 405): a DTMF digit (`application/dtmf-relay`
+    /// `Signal=`/`Duration=`, or `application/dtmf`) is sent to the gateway
+    /// as RFC 4733 telephone-event packets in the payload type it
+    /// negotiated, and answered 200 (488 when it negotiated none); an empty
+    /// INFO gets 200, any other body 415 with `Accept`.
+    pub(super) fn answer_info(&mut self, rx: &Incoming<'_, '_>, did: Id, out: &mut Vec<Outgoing>) {
+        let Incoming { side, src, msg, .. } = *rx;
+        let ty = msg
+            .header(HeaderName::ContentType)
+            .map(|h| crate::sip::multipart::media_type(h.value).to_ascii_lowercase())
+            .unwrap_or_default();
+        let body = std::str::from_utf8(msg.body).unwrap_or_default();
+        let (code, extra): (u16, &[u8]) = if msg.body.is_empty() {
+            (200, b"")
+        } else {
+            let digit = match ty.as_slice() {
+                b"application/dtmf-relay" => Some(dtmf_relay(body)),
+                b"application/dtmf" => Some((body.trim(), 250)),
+                _ => None,
+            };
+            match digit {
+                None => (415, b"Accept: application/dtmf-relay, application/dtmf\r\n"),
+                Some((signal, ms)) => match TelephoneEvent::code(signal) {
+                    None => (400, b""),
+                    Some(event) if self.inject_dtmf(did, event, ms) => (200, b""),
+                    Some(_) => (
+                        488,
+                        b"Warning: 399 sbc \"no telephone-event toward the gateway\"\r\n",
+                    ),
+                },
+            }
+        };
+        out.push(Outgoing {
+            side,
+            dst: src,
+            data: local_answer(msg, src, code, extra, b""),
+        });
+    }
+
+    /// Queues DTMF `event` lasting `ms` toward the gateway of dialog `did`;
+    /// `false` when the gateway negotiated no telephone-event or no media.
+    fn inject_dtmf(&mut self, did: Id, event: u8, ms: u32) -> bool {
+        let seed = self.next_u64();
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return false;
+        };
+        let gateway = d.leg_on(d.gateway_side());
+        let Some(pt) = crate::media::sdp::telephone_event_pt(d.sdp_from(gateway)) else {
+            return false;
+        };
+        let Some(port) = d
+            .media
+            .first()
+            .and_then(|p| p.get(gateway.index()))
+            .copied()
+            .filter(|p| *p != 0)
+        else {
+            return false;
+        };
+        let (ssrc, seq, ts) =
+            *d.dtmf_out
+                .get_or_insert(((seed >> 32) as u32, seed as u16, (seed >> 16) as u32));
+        let duration = u16::try_from(ms.clamp(40, 8000) * 8).unwrap_or(u16::MAX);
+        let n = TelephoneEvent::PACKETS as u16;
+        d.dtmf_out = Some((
+            ssrc,
+            seq.wrapping_add(n),
+            ts.wrapping_add(u32::from(duration) + 400),
+        ));
+        let side = d.gateway_side();
+        self.media_cmds.push(MediaCmd::Dtmf {
+            side,
+            port,
+            event: TelephoneEvent {
+                pt,
+                ssrc,
+                seq,
+                timestamp: ts,
+                event,
+                duration,
+            },
+        });
+        self.stats.info_dtmf.inc();
+        true
+    }
+}
+
+/// `Signal=` and `Duration=` (ms, 250 when absent) of an
+/// `application/dtmf-relay` body (Cisco's format, as Kamailio and
+/// Asterisk read it).
+fn dtmf_relay(body: &str) -> (&str, u32) {
+    let mut signal = "";
+    let mut ms = 250;
+    for line in body.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        match k.trim().to_ascii_lowercase().as_str() {
+            "signal" => signal = v.trim(),
+            "duration" => ms = v.trim().parse().unwrap_or(250),
+            _ => {}
+        }
+    }
+    (signal, ms)
 }

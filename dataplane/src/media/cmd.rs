@@ -4,6 +4,7 @@
 use std::net::SocketAddrV4;
 
 use super::relay::Stream;
+use super::rtp::TelephoneEvent;
 use crate::call::CallRecord;
 use crate::side::Side;
 
@@ -33,6 +34,16 @@ pub enum MediaCmd {
         port: u16,
         /// `false`: sendonly or inactive.
         receives: bool,
+    },
+    /// Send a DTMF digit from our `port` on `side` to the peer there, as
+    /// RFC 4733 telephone-event packets ([`TelephoneEvent::packets`]).
+    Dtmf {
+        /// The side of our end (the gateway's).
+        side: Side,
+        /// Our local RTP port on that side.
+        port: u16,
+        /// The packets' fields.
+        event: TelephoneEvent,
     },
     /// A call is over: remove the RTP stream at each of these caller-side
     /// ports and the RTCP stream on the next port, write what each RTP

@@ -18,4 +18,4 @@ pub mod sdp;
 pub use cmd::MediaCmd;
 pub use ports::PortPairs;
 pub use relay::{DropReason, End, RelayTable, Stream, Verdict};
-pub use rtp::{RtpPacket, RtpStats};
+pub use rtp::{RtpPacket, RtpStats, TelephoneEvent};

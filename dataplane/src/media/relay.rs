@@ -292,6 +292,8 @@ impl RelayTable {
                 }
                 None
             }
+            // Sent by the backend, which owns the sockets or ports.
+            MediaCmd::Dtmf { .. } => None,
             MediaCmd::Release {
                 rtp_ports,
                 mut record,
@@ -336,6 +338,15 @@ impl RelayTable {
                 }
             }
         }
+    }
+
+    /// Where packets leaving our `port` on `side` go, and from which lane:
+    /// the peer of the end there (latched, else its SDP address); `None`
+    /// when there is no stream or nowhere to send.
+    pub fn sends_to(&self, side: Side, port: u16) -> Option<(u8, SocketAddrV4)> {
+        let s = self.get(self.id_at(side, port)?)?;
+        let end = s.ends.iter().find(|e| e.side == side && e.port == port)?;
+        Some((end.lane, end.destination()?))
     }
 
     /// Installed streams (RTP and RTCP each count one).

@@ -206,6 +206,79 @@ impl RtpStats {
     }
 }
 
+/// One DTMF digit as RFC 4733 telephone-event packets of ours (a digit
+/// that came in a SIP INFO, injected toward a gateway that takes RFC 4733
+/// only), in our own RTP source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelephoneEvent {
+    /// The payload type the receiver negotiated for `telephone-event/8000`.
+    pub pt: u8,
+    /// Our synchronization source for injected events.
+    pub ssrc: u32,
+    /// The first packet's sequence number; the others follow it.
+    pub seq: u16,
+    /// The event's timestamp (8 kHz), the same in all its packets.
+    pub timestamp: u32,
+    /// The event code: 0-9 the digits, 10 `*`, 11 `#`, 12-15 A-D, 16 flash.
+    pub event: u8,
+    /// The duration in timestamp units (8 per ms).
+    pub duration: u16,
+}
+
+impl TelephoneEvent {
+    /// Number of packets [`TelephoneEvent::packets`] gives.
+    pub const PACKETS: usize = 4;
+
+    /// The event's packets, sent in one go: the first with the marker bit
+    /// and the whole duration, then the end packet three times (RFC 4733
+    /// sections 2.3 and 2.5.1.4), sequence numbers `seq` onward. Volume 10
+    /// (-10 dBm0).
+    pub fn packets(&self) -> [[u8; HEADER_LEN + 4]; Self::PACKETS] {
+        std::array::from_fn(|i| {
+            let seq = self.seq.wrapping_add(i as u16);
+            let first = i == 0;
+            let [s0, s1] = seq.to_be_bytes();
+            let [t0, t1, t2, t3] = self.timestamp.to_be_bytes();
+            let [c0, c1, c2, c3] = self.ssrc.to_be_bytes();
+            let [d0, d1] = self.duration.to_be_bytes();
+            let marker = if first { 0x80 } else { 0 };
+            let end = if first { 0 } else { 0x80 };
+            [
+                0x80,
+                marker | (self.pt & 0x7f),
+                s0,
+                s1,
+                t0,
+                t1,
+                t2,
+                t3,
+                c0,
+                c1,
+                c2,
+                c3,
+                self.event,
+                end | 10,
+                d0,
+                d1,
+            ]
+        })
+    }
+
+    /// The event code of a DTMF digit as SIP INFO names it (`0`-`9`, `*`,
+    /// `#`, `A`-`D`, case-insensitive, or `10`-`16` written as numbers);
+    /// `None` for anything else.
+    pub fn code(digit: &str) -> Option<u8> {
+        let d = digit.trim();
+        match d.as_bytes() {
+            [c @ b'0'..=b'9'] => Some(c - b'0'),
+            [b'*'] => Some(10),
+            [b'#'] => Some(11),
+            [c @ (b'A'..=b'D' | b'a'..=b'd')] => Some(c.to_ascii_uppercase() - b'A' + 12),
+            _ => d.parse::<u8>().ok().filter(|n| (10..=16).contains(n)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +305,31 @@ mod tests {
             RtpPacket::new_checked(&[0x40; 12][..]).is_none(),
             "version 1"
         );
+    }
+
+    #[test]
+    fn telephone_events_carry_marker_end_and_duration() {
+        let e = TelephoneEvent {
+            pt: 101,
+            ssrc: 0x0102_0304,
+            seq: 65535,
+            timestamp: 8000,
+            event: TelephoneEvent::code("#").unwrap(),
+            duration: 1280,
+        };
+        let p = e.packets();
+        assert_eq!(p[0][..2], [0x80, 0x80 | 101]);
+        assert_eq!(p[0][12..], [11, 10, 0x05, 0x00]);
+        assert_eq!(p[1][1], 101, "marker only on the first");
+        assert_eq!(p[1][2..4], [0, 0], "sequence wraps");
+        for q in &p[1..] {
+            assert_eq!(q[13], 0x80 | 10, "end bit");
+            assert_eq!(q[4..8], p[0][4..8], "one timestamp");
+        }
+        assert_eq!(TelephoneEvent::code("5"), Some(5));
+        assert_eq!(TelephoneEvent::code("*"), Some(10));
+        assert_eq!(TelephoneEvent::code("d"), Some(15));
+        assert_eq!(TelephoneEvent::code("16"), Some(16));
+        assert_eq!(TelephoneEvent::code("x"), None);
     }
 }

@@ -314,6 +314,20 @@ impl Direction {
     }
 }
 
+/// The payload type `body` maps to `telephone-event/8000` (RFC 4733) in its
+/// first media line that has one; `None` when it has none.
+pub fn telephone_event_pt(body: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.lines().find_map(|l| {
+        let (pt, codec) = l.trim_end().strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        codec
+            .to_ascii_lowercase()
+            .starts_with("telephone-event/8000")
+            .then(|| pt.trim().parse().ok())
+            .flatten()
+    })
+}
+
 /// `body` with the direction of the i-th media line set to `dirs[i]` where
 /// that is `Some`: its own direction attribute replaced (or one added at the
 /// end of its section); other lines unchanged.

@@ -222,6 +222,17 @@ impl Poller {
                 if let MediaCmd::Install(stream) = &mut cmd {
                     stream.last_active = now;
                 }
+                if let MediaCmd::Dtmf { side, port, event } = &cmd {
+                    if let Some((lane, to)) = self.table.sends_to(*side, *port) {
+                        for p in event.packets() {
+                            if self.send_from((*side, lane, *port), to, &p, now, &io) {
+                                self.shared.media.dtmf_injected.inc();
+                            }
+                        }
+                    }
+                    busy = true;
+                    continue;
+                }
                 if let Some(record) = self.table.apply(cmd, |_| {}) {
                     self.shared.engine.record(*record);
                 }

@@ -168,6 +168,44 @@ impl Poller {
         }
     }
 
+    /// Sends `payload` (at most an MTU) from our `port` of media address
+    /// `lane` on `side` to `dst`, when ARP knows the next hop; otherwise
+    /// ARP is asked and the payload dropped (`arp_unresolved`). For what
+    /// the poll loop sends itself: injected DTMF. `true` when queued.
+    pub(super) fn send_from(
+        &mut self,
+        (side, lane, port): (Side, u8, u16),
+        dst: SocketAddrV4,
+        payload: &[u8],
+        now: Ms,
+        io: &IoStats,
+    ) -> bool {
+        let Some(dmac) = self.resolve(side, *dst.ip(), now, io) else {
+            io.arp_unresolved.inc();
+            return false;
+        };
+        let s = &self.sides[side];
+        let ip = s.ips.get(usize::from(lane)).copied().unwrap_or(s.ip);
+        let (src, mac) = (SocketAddrV4::new(ip, port), s.mac);
+        let built = u16::try_from(net::UDP_HEADERS + payload.len())
+            .ok()
+            .and_then(|len| {
+                let mut m = self.pool.alloc()?;
+                net::build_udp(m.append(len)?, mac, dmac, src, dst, payload, 0)?;
+                Some(m)
+            });
+        match built {
+            Some(m) => {
+                self.push(side, m, io);
+                true
+            }
+            None => {
+                io.tx_errors.inc();
+                false
+            }
+        }
+    }
+
     /// Sends what waited for ARP once its next hop is known; drops what
     /// waited past its deadline (counted).
     pub(super) fn retry_pending(&mut self, now: Ms, io: &IoStats) {

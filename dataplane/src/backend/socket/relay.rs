@@ -112,6 +112,18 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventF
             if let MediaCmd::Install(stream) = &mut cmd {
                 stream.last_active = now;
             }
+            if let MediaCmd::Dtmf { side, port, event } = &cmd {
+                let to = table.sends_to(*side, *port);
+                if let (Some(sock), Some((_, to))) = (sockets.get(*side, *port), to) {
+                    for p in event.packets() {
+                        match sock.send_to(&p, to) {
+                            Ok(_) => stats.dtmf_injected.inc(),
+                            Err(_) => stats.tx_errors.inc(),
+                        }
+                    }
+                }
+                continue;
+            }
             apply(
                 cmd,
                 &settings,

@@ -30,7 +30,7 @@ fn shielded() -> Peers {
 }
 
 const CARRIER_SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\n";
-const GW_SDP: &str = "v=0\r\no=lk 7 7 IN IP4 203.0.113.10\r\nc=IN IP4 203.0.113.10\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\n";
+const GW_SDP: &str = "v=0\r\no=lk 7 7 IN IP4 203.0.113.10\r\nc=IN IP4 203.0.113.10\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
 fn with_body(msg: &str, sdp: &str) -> String {
     let head = msg.split("Content-Length:").next().unwrap();
@@ -576,4 +576,80 @@ fn an_early_update_is_answered_at_the_edge() {
     let out = peers.send(Side::Private, CARRIER, &update);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!((out[0].0, status(&out[0].2)), (Side::Private, 200));
+}
+
+#[test]
+fn info_dtmf_reaches_the_gateway_as_rfc4733_and_other_info_stays_here() {
+    use crate::media::{MediaCmd, TelephoneEvent};
+    let mut peers = shielded();
+    let mut relay = RelayTable::new(10000, 20100);
+    timed_call(&mut peers, "1800");
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    for c in cmds.drain(..) {
+        relay.apply(c, |_| {});
+    }
+    relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000");
+    let info = |branch: &str, cseq: u32, ty: &str, body: &str| {
+        from_carrier("INFO", branch, cseq, None).replace(
+            "Content-Length: 0\r\n",
+            &format!("Content-Type: {ty}\r\nContent-Length: {}\r\n", body.len()),
+        ) + body
+    };
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &info(
+            "i1",
+            2,
+            "application/dtmf-relay",
+            "Signal=#\r\nDuration=160\r\n",
+        ),
+    );
+    assert_eq!(out.len(), 1, "nothing to the gateway: {out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (Side::Private, 200));
+    peers.send(
+        Side::Private,
+        CARRIER,
+        &info("i2", 3, "application/dtmf", "7"),
+    );
+    peers.engine.take_media_commands(&mut cmds);
+    let events: Vec<TelephoneEvent> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            MediaCmd::Dtmf { side, port, event } => {
+                assert_eq!((*side, *port), (Side::Public, 20000));
+                Some(*event)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{cmds:?}");
+    assert_eq!(
+        (events[0].pt, events[0].event, events[0].duration),
+        (101, 11, 1280)
+    );
+    assert_eq!(events[1].event, 7);
+    assert_eq!(events[1].ssrc, events[0].ssrc);
+    assert_eq!(events[1].seq, events[0].seq.wrapping_add(4));
+    assert!(events[1].timestamp > events[0].timestamp);
+    // Where the relay sends them: the gateway's media address.
+    assert_eq!(
+        relay.sends_to(Side::Public, 20000),
+        Some((0, "203.0.113.10:30000".parse().unwrap()))
+    );
+    assert_eq!(peers.stats.info_dtmf.get(), 2);
+    // Other INFO: answered here.
+    let out = peers.send(
+        Side::Private,
+        CARRIER,
+        &info("i3", 4, "application/x-foo", "x"),
+    );
+    assert_eq!(status(&out[0].2), 415);
+    assert_eq!(
+        header(&out[0].2, "Accept"),
+        Some("application/dtmf-relay, application/dtmf")
+    );
+    let out = peers.send(Side::Private, CARRIER, &from_carrier("INFO", "i4", 5, None));
+    assert_eq!((out.len(), status(&out[0].2)), (1, 200));
 }
