@@ -66,6 +66,8 @@ pub struct RtpSummary {
     pub lost: u64,
     /// Interarrival jitter in milliseconds (8 kHz clock assumed).
     pub jitter_ms: f64,
+    /// RFC 4733 telephone events (DTMF digits) seen: counted, never the digits.
+    pub dtmf_events: u64,
 }
 
 /// What one relayed media line carried each way.

@@ -59,7 +59,7 @@ fn table(n: u32) -> RelayTable {
 }
 
 fn benches(c: &mut Criterion) {
-    let pkt = rtp(1);
+    let mut pkt = rtp(1);
     let mut g = c.benchmark_group("relay_verdict");
     for n in [1_000u32, 25_000, 100_000] {
         let mut t = table(n);
@@ -77,7 +77,12 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 i = (i.wrapping_mul(2_654_435_761).wrapping_add(1)) % n;
                 let (lane, port) = place(i);
-                black_box(t.verdict((Side::Private, lane, port), carrier(i), black_box(&pkt), 0))
+                black_box(t.verdict(
+                    (Side::Private, lane, port),
+                    carrier(i),
+                    black_box(&mut pkt),
+                    0,
+                ))
             })
         });
         let map: HashMap<(u8, u16), u32> = (0..n).map(|i| (place(i), i)).collect();

@@ -122,6 +122,8 @@ pub struct LineDesc {
     pub holds: bool,
     /// The line's direction attribute (RFC 3264 section 6.1).
     pub direction: Direction,
+    /// Its `telephone-event/8000` payload type (RFC 4733), if any.
+    pub telephone_event: Option<u8>,
 }
 
 /// An SDP offer waiting for its answer (RFC 3264 section 4): the relay goes

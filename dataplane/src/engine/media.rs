@@ -208,10 +208,11 @@ impl SipEngine {
                 port: port + 1,
                 peer: line.rtcp,
             });
-            self.media_cmds.push(MediaCmd::Receives {
+            self.media_cmds.push(MediaCmd::Negotiated {
                 side,
                 port,
                 receives: line.direction.receives(),
+                telephone_event: line.telephone_event,
             });
         }
     }
@@ -406,6 +407,7 @@ fn line_desc(m: &MediaRepr) -> LineDesc {
         rtcp: at(m.rtcp()),
         holds: m.on_hold() || m.direction != Direction::SendRecv,
         direction: m.direction,
+        telephone_event: m.telephone_event,
     }
 }
 

@@ -24,16 +24,20 @@ pub enum MediaCmd {
         /// line, port 0) or 0.0.0.0 when there is nowhere to send.
         peer: Option<SocketAddrV4>,
     },
-    /// Whether the peer behind our `port` on `side` receives media (its
-    /// negotiated direction, RFC 3264 6.1): nothing is relayed toward a
-    /// peer that does not (it holds with sendonly, or is inactive).
-    Receives {
+    /// What the peer behind our RTP `port` on `side` negotiated: whether
+    /// it receives (its direction, RFC 3264 6.1: nothing is relayed toward
+    /// a peer that holds with sendonly or is inactive) and the payload type
+    /// of its RFC 4733 telephone events (each event it sends gets the
+    /// marker bit on its first packet, and is counted).
+    Negotiated {
         /// The side of our end.
         side: Side,
         /// Our local RTP port on that side.
         port: u16,
         /// `false`: sendonly or inactive.
         receives: bool,
+        /// `telephone-event/8000` in its SDP.
+        telephone_event: Option<u8>,
     },
     /// Send a DTMF digit from our `port` on `side` to the peer there, as
     /// RFC 4733 telephone-event packets ([`TelephoneEvent::packets`]).

@@ -72,6 +72,11 @@ pub struct End {
     /// Whether the peer receives (its negotiated direction): `false` drops
     /// what would be relayed toward it, as [`DropReason::NoDestination`].
     pub receives: bool,
+    /// The payload type of RFC 4733 telephone events from this end's peer.
+    pub telephone_event: Option<u8>,
+    /// The timestamp of the latest telephone event from it (one event's
+    /// packets share one timestamp).
+    pub last_event: Option<u32>,
 }
 
 impl End {
@@ -90,6 +95,30 @@ impl End {
             latched: None,
             rx: RtpStats::default(),
             receives: true,
+            telephone_event: None,
+            last_event: None,
+        }
+    }
+
+    /// A telephone event from the peer (its payload type): a new one (a
+    /// timestamp not seen last) is counted and gets the marker bit on its
+    /// first packet if the sender left it off (RFC 4733 section 2.5.1.3;
+    /// receivers such as LiveKit lose digits without it).
+    fn mark_event(&mut self, pkt: &mut [u8]) {
+        let (Some(pt), Some(&mpt)) = (self.telephone_event, pkt.get(1)) else {
+            return;
+        };
+        let Some(&[t0, t1, t2, t3]) = pkt.get(4..8) else {
+            return;
+        };
+        let ts = u32::from_be_bytes([t0, t1, t2, t3]);
+        if mpt & 0x7f != pt || self.last_event == Some(ts) {
+            return;
+        }
+        self.last_event = Some(ts);
+        self.rx.dtmf_events += 1;
+        if let Some(m) = pkt.get_mut(1) {
+            *m |= 0x80;
         }
     }
 
@@ -277,17 +306,19 @@ impl RelayTable {
                 }
                 None
             }
-            MediaCmd::Receives {
+            MediaCmd::Negotiated {
                 side,
                 port,
                 receives,
+                telephone_event,
             } => {
-                if let Some(Some(s)) = self
+                let stream = self
                     .id_at(side, port)
-                    .and_then(|id| self.streams.get_mut(id as usize))
-                {
+                    .and_then(|id| self.streams.get_mut(id as usize));
+                if let Some(Some(s)) = stream {
                     for e in s.ends.iter_mut().filter(|e| e.side == side) {
                         e.receives = receives;
+                        e.telephone_event = telephone_event;
                     }
                 }
                 None
@@ -378,7 +409,7 @@ impl RelayTable {
         &mut self,
         (side, lane, port): (Side, u8, u16),
         src: SocketAddrV4,
-        pkt: &[u8],
+        pkt: &mut [u8],
         now_ms: Ms,
     ) -> Verdict {
         let verdict = self.decide(side, lane, port, src, pkt, now_ms);
@@ -399,7 +430,7 @@ impl RelayTable {
         lane: u8,
         port: u16,
         src: SocketAddrV4,
-        pkt: &[u8],
+        pkt: &mut [u8],
         now_ms: Ms,
     ) -> Verdict {
         let id = self.id_on(side, lane, port).unwrap_or(NONE);
@@ -421,6 +452,7 @@ impl RelayTable {
         if !stream.rtcp {
             // 8 kHz clock: audio's usual rate; jitter is indicative for others.
             end.rx.update(pkt, (now_ms * 8) as i64);
+            end.mark_event(pkt);
         }
         stream.last_active = now_ms;
         let Some(out) = stream.ends.get(other) else {

@@ -136,6 +136,9 @@ pub struct RtpStats {
     since_restart: u64,
     /// Loss of earlier sources (an SSRC change restarts the sequence).
     lost_before: u64,
+    /// RFC 4733 telephone events seen (the relay counts them where the
+    /// SDP names the payload type).
+    pub dtmf_events: u64,
 }
 
 impl RtpStats {
@@ -155,6 +158,7 @@ impl RtpStats {
             bytes: self.bytes,
             lost: self.lost(),
             jitter_ms: self.jitter / 8.0,
+            dtmf_events: self.dtmf_events,
         }
     }
 

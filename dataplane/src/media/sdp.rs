@@ -67,6 +67,8 @@ pub struct MediaRepr {
     pub rtcp_port: Option<u16>,
     /// The media-level direction attribute, else the session-level one, else `SendRecv`.
     pub direction: Direction,
+    /// The payload type the line maps to `telephone-event/8000` (RFC 4733 DTMF).
+    pub telephone_event: Option<u8>,
 }
 
 impl MediaRepr {
@@ -139,6 +141,7 @@ impl SdpRepr {
                         addr: Ipv4Addr::UNSPECIFIED,
                         rtcp_port: None,
                         direction: session_dir,
+                        telephone_event: None,
                     };
                     media.push((m, None));
                 }
@@ -164,6 +167,8 @@ impl SdpRepr {
                             if let Some(rest) = value.strip_prefix("rtcp:") {
                                 m.rtcp_port =
                                     rest.split_whitespace().next().and_then(|p| p.parse().ok());
+                            } else if let Some(pt) = telephone_event_of(value) {
+                                m.telephone_event = Some(pt);
                             }
                         }
                         (None, None) => {}
@@ -314,18 +319,24 @@ impl Direction {
     }
 }
 
+/// The payload type of an `a=` value `rtpmap:<pt> telephone-event/8000`.
+fn telephone_event_of(attr: &str) -> Option<u8> {
+    let (pt, codec) = attr.trim_end().strip_prefix("rtpmap:")?.split_once(' ')?;
+    codec
+        .to_ascii_lowercase()
+        .starts_with("telephone-event/8000")
+        .then(|| pt.trim().parse().ok())
+        .flatten()
+}
+
 /// The payload type `body` maps to `telephone-event/8000` (RFC 4733) in its
 /// first media line that has one; `None` when it has none.
 pub fn telephone_event_pt(body: &[u8]) -> Option<u8> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.lines().find_map(|l| {
-        let (pt, codec) = l.trim_end().strip_prefix("a=rtpmap:")?.split_once(' ')?;
-        codec
-            .to_ascii_lowercase()
-            .starts_with("telephone-event/8000")
-            .then(|| pt.trim().parse().ok())
-            .flatten()
-    })
+    SdpRepr::parse(body)
+        .ok()?
+        .media
+        .iter()
+        .find_map(|m| m.telephone_event)
 }
 
 /// `body` with the direction of the i-th media line set to `dirs[i]` where

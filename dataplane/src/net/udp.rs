@@ -249,6 +249,30 @@ pub fn readdress(
     true
 }
 
+/// Keeps the UDP checksum of `frame` right after the 16-bit payload word at
+/// frame offset `payload_off` (the payload's first word) went from `old` to
+/// `new` (RFC 1624); a zero checksum (none sent) stays zero.
+pub fn payload_word_changed(frame: &mut [u8], payload_off: usize, old: [u8; 2], new: [u8; 2]) {
+    let Some(c) = payload_off
+        .checked_sub(HEADER_LEN - field::CHECKSUM.start)
+        .and_then(|at| frame.get_mut(at..at + 2))
+    else {
+        return;
+    };
+    let sum = u16::from_be_bytes([
+        c.first().copied().unwrap_or(0),
+        c.get(1).copied().unwrap_or(0),
+    ]);
+    if sum == 0 {
+        return;
+    }
+    let updated = match checksum::update(sum, &old, &new) {
+        0 => 0xffff,
+        x => x,
+    };
+    c.copy_from_slice(&updated.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{classify, Kind};
@@ -369,5 +393,17 @@ mod tests {
             sa("203.0.113.10:30000")
         ));
         assert!(!udp_checksum_ok(&bad));
+    }
+
+    #[test]
+    fn a_changed_payload_word_keeps_the_checksum_right() {
+        let mut f = rtp_frame();
+        let off = f.len() - 172;
+        let old = [f[off], f[off + 1]];
+        f[off + 1] |= 0x80;
+        let new = [f[off], f[off + 1]];
+        assert!(!udp_checksum_ok(&f));
+        payload_word_changed(&mut f, off, old, new);
+        assert!(udp_checksum_ok(&f));
     }
 }

@@ -338,16 +338,25 @@ impl Poller {
                     self.to_engine(side, src, m.data().get(off..off + len), io);
                     return true;
                 }
-                let Some(pkt) = m.data().get(off..off + len) else {
+                let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
+                let Some(pkt) = m.data_mut().get_mut(off..off + len) else {
                     return false;
                 };
-                let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
+                // The relay may set an RTP marker bit (a telephone event's first packet).
+                let before = pkt.get(..2).and_then(|w| <[u8; 2]>::try_from(w).ok());
+                let verdict = self.table.verdict((side, lane, dst.port()), src, pkt, now);
+                let after = pkt.get(..2).and_then(|w| <[u8; 2]>::try_from(w).ok());
+                if let (Some(b), Some(a)) = (before, after) {
+                    if a != b {
+                        net::payload_word_changed(m.data_mut(), off, b, a);
+                    }
+                }
                 if let Verdict::Relay {
                     side: out,
                     lane: out_lane,
                     port,
                     to,
-                } = self.table.verdict((side, lane, dst.port()), src, pkt, now)
+                } = verdict
                 {
                     let Some(dmac) = self.resolve(out, *to.ip(), now, io) else {
                         io.arp_unresolved.inc();

@@ -149,7 +149,7 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventF
                 receive_batch(sock, &mut headers, &mut bufs, &mut got);
                 let mut from = None;
                 for (slot, &(len, src, _)) in got.iter().enumerate() {
-                    let Some(pkt) = bufs.get(slot).and_then(|b| b.get(..len)) else {
+                    let Some(pkt) = bufs.get_mut(slot).and_then(|b| b.get_mut(..len)) else {
                         continue;
                     };
                     // One media address per side: everything is on lane 0.

@@ -359,7 +359,7 @@ fn from_carrier(relay: &mut RelayTable, src: &str, seq: u16) -> Option<SocketAdd
     match relay.verdict(
         (Side::Private, 0, 10000),
         src.parse().unwrap(),
-        &rtp_packet(seq),
+        &mut rtp_packet(seq),
         0,
     ) {
         Verdict::Relay { to, .. } => Some(to),
@@ -372,7 +372,7 @@ fn from_gateway(relay: &mut RelayTable, seq: u16) -> Option<SocketAddrV4> {
     match relay.verdict(
         (Side::Public, 0, 20000),
         "203.0.113.10:30000".parse().unwrap(),
-        &rtp_packet(seq),
+        &mut rtp_packet(seq),
         0,
     ) {
         Verdict::Relay { to, .. } => Some(to),

@@ -251,7 +251,7 @@ fn on_an_outbound_call_the_carrier_refreshes_or_we_do_with_update() {
 fn relay_to(relay: &mut RelayTable, side: Side, port: u16, src: &str) -> Option<SocketAddrV4> {
     let mut pkt = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
     pkt.extend([0xff; 160]);
-    match relay.verdict((side, 0, port), src.parse().unwrap(), &pkt, 0) {
+    match relay.verdict((side, 0, port), src.parse().unwrap(), &mut pkt, 0) {
         Verdict::Relay { to, .. } => Some(to),
         Verdict::Drop(_) => None,
     }

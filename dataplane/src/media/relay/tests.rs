@@ -38,7 +38,7 @@ fn relays_both_ways_and_latches() {
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40000"),
-        &rtp(1, 160),
+        &mut rtp(1, 160),
         0,
     );
     assert_eq!(
@@ -54,7 +54,7 @@ fn relays_both_ways_and_latches() {
     let v = t.verdict(
         (Side::Public, 0, 20000),
         addr("203.0.113.10:31000"),
-        &rtp(7, 0),
+        &mut rtp(7, 0),
         20,
     );
     assert_eq!(
@@ -69,7 +69,7 @@ fn relays_both_ways_and_latches() {
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40000"),
-        &rtp(2, 320),
+        &mut rtp(2, 320),
         20,
     );
     assert_eq!(
@@ -90,28 +90,28 @@ fn spoofed_and_unknown_sources_are_dropped_and_counted() {
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.66:40000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
     t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         0,
     );
     // After latching: strict, even from the same IP.
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40002"),
-        &rtp(2, 0),
+        &mut rtp(2, 0),
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
     let v = t.verdict(
         (Side::Private, 0, 10002),
         addr("10.0.1.10:40000"),
-        &rtp(2, 0),
+        &mut rtp(2, 0),
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::UnknownPort));
@@ -125,14 +125,14 @@ fn hold_and_reinvite_move_the_peer() {
     t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         0,
     );
     t.update_peer(id, Side::Public, Some(addr("0.0.0.0:30000")));
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40000"),
-        &rtp(2, 0),
+        &mut rtp(2, 0),
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::NoDestination));
@@ -140,7 +140,7 @@ fn hold_and_reinvite_move_the_peer() {
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40000"),
-        &rtp(3, 0),
+        &mut rtp(3, 0),
         0,
     );
     assert_eq!(
@@ -161,7 +161,7 @@ fn a_port_only_move_relatches_on_the_new_port_despite_stragglers() {
         t.verdict(
             (Side::Private, 0, 10000),
             addr(src),
-            &rtp(seq, u32::from(seq) * 160),
+            &mut rtp(seq, u32::from(seq) * 160),
             0,
         )
     };
@@ -194,7 +194,7 @@ fn a_port_only_move_relatches_on_the_new_port_despite_stragglers() {
     let v = t.verdict(
         (Side::Public, 0, 20000),
         addr("203.0.113.10:30000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         0,
     );
     assert_eq!(
@@ -216,7 +216,7 @@ fn loss_and_jitter_from_rtp_headers() {
         t.verdict(
             (Side::Private, 0, 10000),
             addr("10.0.1.10:40000"),
-            &rtp(*seq, now as u32 * 8),
+            &mut rtp(*seq, now as u32 * 8),
             now,
         );
     }
@@ -232,7 +232,12 @@ fn a_new_ssrc_restarts_the_sequence_and_keeps_earlier_loss() {
     let mut p = rtp(100, 0);
     for seq in [100u16, 102] {
         p[2..4].copy_from_slice(&seq.to_be_bytes());
-        t.verdict((Side::Private, 0, 10000), addr("10.0.1.10:40000"), &p, 0);
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &mut p,
+            0,
+        );
     }
     // The answer's source: other SSRC, sequence far away, timestamp near the wrap.
     let mut q = rtp(40_000, u32::MAX - 100);
@@ -240,7 +245,12 @@ fn a_new_ssrc_restarts_the_sequence_and_keeps_earlier_loss() {
     for (seq, ts) in [(40_000u16, u32::MAX - 100), (40_001, 60)] {
         q[2..4].copy_from_slice(&seq.to_be_bytes());
         q[4..8].copy_from_slice(&ts.to_be_bytes());
-        t.verdict((Side::Private, 0, 10000), addr("10.0.1.10:40000"), &q, 20);
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &mut q,
+            20,
+        );
     }
     let rx = t.get(id).unwrap().ends[0].rx;
     assert_eq!(rx.packets, 4);
@@ -269,7 +279,7 @@ fn install_over_a_stale_stream_replaces_it() {
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.11:40000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         0,
     );
     assert!(matches!(v, Verdict::Relay { .. }), "{v:?}");
@@ -288,7 +298,7 @@ fn removal_frees_the_ports_and_pairs_are_even() {
         t.verdict(
             (Side::Private, 0, 10000),
             addr("10.0.1.10:40000"),
-            &rtp(1, 0),
+            &mut rtp(1, 0),
             0
         ),
         Verdict::Drop(DropReason::UnknownPort)
@@ -322,7 +332,7 @@ fn lanes_keep_equal_ports_of_different_addresses_apart() {
     let v = t.verdict(
         (Side::Private, 1, 10000),
         addr("10.0.1.11:40000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         0,
     );
     assert_eq!(
@@ -337,7 +347,7 @@ fn lanes_keep_equal_ports_of_different_addresses_apart() {
     let v = t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.11:40000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::WrongSource));
@@ -359,14 +369,14 @@ fn release_removes_both_streams_and_fills_the_record() {
         t.verdict(
             (Side::Private, 0, 10000),
             addr("10.0.1.10:40000"),
-            &rtp(seq, 0),
+            &mut rtp(seq, 0),
             0,
         );
     }
     t.verdict(
         (Side::Public, 0, 20000),
         addr("203.0.113.10:30000"),
-        &rtp(9, 0),
+        &mut rtp(9, 0),
         0,
     );
     let record = CallRecord {
@@ -410,7 +420,7 @@ fn idle_streams_are_reported_once_per_timeout() {
     t.verdict(
         (Side::Private, 0, 10000),
         addr("10.0.1.10:40000"),
-        &rtp(1, 0),
+        &mut rtp(1, 0),
         30_000,
     );
     t.idle(60_000, 60_000, |side, port| seen.push((side, port)));
@@ -419,4 +429,65 @@ fn idle_streams_are_reported_once_per_timeout() {
     assert_eq!(seen, vec![(Side::Private, 10000)]);
     t.idle(91_000, 60_000, |side, port| seen.push((side, port)));
     assert_eq!(seen.len(), 1);
+}
+
+#[test]
+fn telephone_events_get_their_marker_and_are_counted() {
+    let (mut t, id) = table();
+    t.apply(
+        MediaCmd::Negotiated {
+            side: Side::Private,
+            port: 10000,
+            receives: true,
+            telephone_event: Some(101),
+        },
+        |_| {},
+    );
+    let event = |seq: u16, ts: u32, marker: bool| {
+        let mut p = rtp(seq, ts);
+        p[1] = 101 | if marker { 0x80 } else { 0 };
+        p.truncate(16);
+        p
+    };
+    // A carrier that never sets the marker: the first packet of each event gets it.
+    let mut sent = Vec::new();
+    for (seq, ts) in [(1, 800), (2, 800), (3, 800), (4, 2400), (5, 2400)] {
+        let mut p = event(seq, ts, false);
+        t.verdict(
+            (Side::Private, 0, 10000),
+            addr("10.0.1.10:40000"),
+            &mut p,
+            0,
+        );
+        sent.push(p[1] & 0x80 != 0);
+    }
+    assert_eq!(sent, [true, false, false, true, false]);
+    // Audio is left alone.
+    let mut p = rtp(6, 4000);
+    t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &mut p,
+        0,
+    );
+    assert_eq!(p[1], 8);
+    assert_eq!(t.get(id).unwrap().ends[0].rx.summary().dtmf_events, 2);
+    // Nothing goes toward a peer that does not receive.
+    t.apply(
+        MediaCmd::Negotiated {
+            side: Side::Public,
+            port: 20000,
+            receives: false,
+            telephone_event: None,
+        },
+        |_| {},
+    );
+    let mut p = rtp(7, 4160);
+    let v = t.verdict(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &mut p,
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::NoDestination));
 }
