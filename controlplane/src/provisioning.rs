@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::{self, Carrier, Gateway, Profile, RouteSnapshot, Tenant};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyArguments, AnyPoolOptions};
@@ -88,6 +89,16 @@ pub fn profile_named(name: &str) -> Result<Profile, String> {
     })
 }
 
+/// The number format called `name` (exactly as [`NumberFormat::name`]
+/// writes it), or why not: `unknown number format "x" (e164, digits,
+/// as_is)`. How the API and `sbcctl` read a format's name.
+pub fn number_format_named(name: &str) -> Result<NumberFormat, String> {
+    NumberFormat::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = NumberFormat::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown number format {name:?} ({})", known.join(", "))
+    })
+}
+
 /// A carrier (allowlist entry) as stored, and as the API answers it
 /// (OpenAPI `Carrier`). The API validated it before it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -143,12 +154,52 @@ pub struct TenantRow {
     pub max_cps: i64,
     /// Calls up at once allowed, 1..=10,000,000.
     pub max_concurrent: i64,
+    /// The form of its numbers toward its gateways, a [`NumberFormat::name`]
+    /// (`e164`, `digits`, `as_is`); `None` (SQL NULL, JSON null) leaves
+    /// numbers as they come (migration 0003).
+    #[serde(default)]
+    pub number_format: Option<String>,
+    /// The country code `e164` gives national numbers, 1 to 3 digits.
+    #[serde(default)]
+    pub country_code: Option<String>,
+    /// A prefix removed first when a number starts with it.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+}
+
+impl TenantRow {
+    /// The number rules its three columns describe (`None`: numbers pass
+    /// as they come), or the stored value the snapshot cannot use.
+    fn number_rules(&self) -> Result<Option<NumberRules>, DbError> {
+        let format = match &self.number_format {
+            None => None,
+            Some(name) => Some(
+                NumberFormat::parse(name)
+                    .ok_or_else(|| DbError::Corrupt(format!("tenant number_format {name:?}")))?,
+            ),
+        };
+        let (cc, strip) = (self.country_code.as_deref(), self.strip_prefix.as_deref());
+        NumberRules::from_settings(format, cc, strip).map_err(|e| {
+            let value = if e.field() == "country_code" {
+                cc
+            } else {
+                strip
+            };
+            DbError::Corrupt(format!(
+                "tenant {} {:?}: {}",
+                e.field(),
+                value.unwrap_or_default(),
+                e.message()
+            ))
+        })
+    }
 }
 
 const CARRIERS: &str = "SELECT id, ip, mask, name, grp FROM carriers ORDER BY id";
 const GATEWAYS: &str =
     "SELECT id, destination, grp, priority, weight, description, profile FROM gateways ORDER BY id";
-const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent FROM tenants ORDER BY tenant_id";
+const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent, \
+                       number_format, country_code, strip_prefix FROM tenants ORDER BY tenant_id";
 
 /// The provisioning database.
 #[derive(Debug)]
@@ -308,15 +359,20 @@ impl Provisioning {
             .await?
             .is_some();
         let sql = if exists {
-            "UPDATE tenants SET source_ip = ?, gateway_group = ?, max_cps = ?, max_concurrent = ? WHERE tenant_id = ?"
+            "UPDATE tenants SET source_ip = ?, gateway_group = ?, max_cps = ?, max_concurrent = ?, \
+             number_format = ?, country_code = ?, strip_prefix = ? WHERE tenant_id = ?"
         } else {
-            "INSERT INTO tenants (source_ip, gateway_group, max_cps, max_concurrent, tenant_id) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO tenants (source_ip, gateway_group, max_cps, max_concurrent, \
+             number_format, country_code, strip_prefix, tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         };
         sqlx::query(&self.sql(sql))
             .bind(&t.source_ip)
             .bind(t.gateway_group)
             .bind(t.max_cps)
             .bind(t.max_concurrent)
+            .bind(t.number_format.clone())
+            .bind(t.country_code.clone())
+            .bind(t.strip_prefix.clone())
             .bind(&t.tenant_id)
             .execute(&mut *tx)
             .await?;
@@ -416,6 +472,7 @@ impl Provisioning {
             .into_iter()
             .map(|t| {
                 Ok(Tenant {
+                    numbers: t.number_rules()?,
                     source_ip: Ipv4Addr::from_str(&t.source_ip)
                         .map_err(|_| corrupt("tenant source_ip", &t.source_ip))?,
                     tenant_id: t.tenant_id,

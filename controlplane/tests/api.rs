@@ -14,6 +14,7 @@ use sbc_controlplane::api::model::{
 };
 use sbc_controlplane::api::{router, AppState};
 use sbc_controlplane::provisioning::Provisioning;
+use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::{Profile, RouteSnapshot};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -219,6 +220,21 @@ async fn bad_input_names_the_field_and_changes_nothing_on(api: Api) {
             r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1}"#,
             "max_concurrent",
         ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"E.164"}"#,
+            "number_format",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"e164","country_code":"+44"}"#,
+            "country_code",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"strip_prefix":"9"}"#,
+            "strip_prefix",
+        ),
     ];
     for (path, body, field) in cases {
         let (code, answer) = api.call("POST", path, body).await;
@@ -259,6 +275,124 @@ async fn tenant_post_adds_then_updates_on(api: Api) {
         StatusCode::NO_CONTENT
     );
     assert!(api.last().tenants.is_empty());
+}
+
+#[tokio::test]
+async fn tenant_number_rules_are_stored_and_applied() {
+    for api in apis().await {
+        tenant_number_rules_are_stored_and_applied_on(api).await;
+    }
+}
+
+/// A tenant's number rules: answered and listed as stored, in the snapshot
+/// as rules, applied by `POST /route` to the number and the caller of an
+/// inbound call only, and cleared by an update that leaves them out.
+async fn tenant_number_rules_are_stored_and_applied_on(api: Api) {
+    provision(&api).await;
+    let acme = r#"{"tenant_id":"acme","source_ip":"10.0.1.50","max_cps":5,"max_concurrent":5,"#;
+    let (code, t) = api
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            &format!(r#"{acme}"number_format":" e164 ","country_code":"1"}}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{t}");
+    let rules = |t: &Value| {
+        (
+            t["number_format"].clone(),
+            t["country_code"].clone(),
+            t["strip_prefix"].clone(),
+        )
+    };
+    assert_eq!(rules(&t), (json!("e164"), json!("1"), Value::Null));
+    let (_, list) = api.call("GET", "/api/v1/tenants", "").await;
+    let listed: Vec<_> = list.as_array().unwrap().iter().map(rules).collect();
+    assert_eq!(
+        listed,
+        [
+            (json!("e164"), json!("1"), Value::Null),
+            (Value::Null, Value::Null, Value::Null)
+        ],
+        "acme, then mahindra without rules"
+    );
+    let snap = api.last();
+    assert_eq!(
+        snap.tenant("acme").unwrap().numbers,
+        Some(NumberRules::new(NumberFormat::E164, Some("1"), None).unwrap())
+    );
+    assert_eq!(snap.tenant("mahindra").unwrap().numbers, None);
+
+    let route = |body: &'static str| {
+        let api = &api;
+        async move {
+            let (code, d) = api.call("POST", "/api/v1/route", body).await;
+            assert_eq!(code, StatusCode::OK, "{body}: {d}");
+            (
+                d["tenant_id"].clone(),
+                d["user"].clone(),
+                d["caller_user"].clone(),
+            )
+        }
+    };
+    // Inbound: the tenant prefix off, then the rules, on both numbers.
+    assert_eq!(
+        route(r#"{"source_ip":"10.0.1.10","to":"sip:acme_0014155550123@x","from":"sip:+1-415-555-0199@10.0.1.10"}"#).await,
+        (json!("acme"), json!("+14155550123"), json!("+14155550199"))
+    );
+    assert_eq!(
+        route(r#"{"source_ip":"10.0.1.10","to":"sip:415.555.0123;npdi@x","from":"sip:alice@x","headers":{"X-Tenant-ID":"acme"}}"#).await,
+        (json!("acme"), json!("+14155550123"), json!("alice"))
+    );
+    // Without a from, or for a tenant without rules: no caller_user.
+    assert_eq!(
+        route(r#"{"source_ip":"10.0.1.10","to":"sip:acme_4155550123@x"}"#).await,
+        (json!("acme"), json!("+14155550123"), Value::Null)
+    );
+    assert_eq!(
+        route(r#"{"source_ip":"10.0.1.10","to":"sip:mahindra_0014155550123@x","from":"sip:4155550199@x"}"#).await,
+        (json!("mahindra"), json!("0014155550123"), Value::Null)
+    );
+    // Outbound: numbers go to the carrier as they came.
+    assert_eq!(
+        route(r#"{"source_ip":"203.0.113.10","to":"sip:acme_4155550123@x","from":"sip:+14155550199@x"}"#).await,
+        (json!("acme"), json!("4155550123"), Value::Null)
+    );
+
+    // as_is with an outside-line digit.
+    let (code, t) = api
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            &format!(r#"{acme}"number_format":"as_is","strip_prefix":"9"}}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{t}");
+    assert_eq!(rules(&t), (json!("as_is"), Value::Null, json!("9")));
+    assert_eq!(
+        route(r#"{"source_ip":"10.0.1.10","to":"sip:acme_9-1-415-555-0123@x","from":"sip:9(415)555-0199@x"}"#).await,
+        (json!("acme"), json!("14155550123"), json!("4155550199"))
+    );
+    // An update that leaves the rules out clears them.
+    let (code, t) = api
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            &format!(r#"{acme}"number_format":null}}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{t}");
+    assert_eq!(rules(&t), (Value::Null, Value::Null, Value::Null));
+    let (_, list) = api.call("GET", "/api/v1/tenants", "").await;
+    assert_eq!(rules(&list[0]), (Value::Null, Value::Null, Value::Null));
+    assert_eq!(api.last().tenant("acme").unwrap().numbers, None);
+    assert_eq!(
+        route(
+            r#"{"source_ip":"10.0.1.10","to":"sip:acme_0014155550123@x","from":"sip:4155550199@x"}"#
+        )
+        .await,
+        (json!("acme"), json!("0014155550123"), Value::Null)
+    );
 }
 
 #[tokio::test]
@@ -528,6 +662,7 @@ async fn finished_calls_are_listed_newest_first_with_their_media() {
         bytes: packets * 172,
         lost: 2,
         jitter_ms: 1.234,
+        dtmf_events: 0,
     };
     for call in 1..=3u64 {
         api.state.stats.engine.record(CallRecord {
@@ -717,6 +852,9 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
         gateway_group: 2,
         max_cps: 3,
         max_concurrent: 4,
+        number_format: Some(NumberFormat::E164),
+        country_code: Some("44".into()),
+        strip_prefix: Some("9".into()),
     };
     let (code, t): (_, TenantRow) = api.typed("POST", "/api/v1/tenants", Some(&tenant)).await;
     assert_eq!((code, t), (StatusCode::CREATED, tenant.clone().into_row()));
@@ -725,14 +863,16 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
 
     let query = RouteQuery {
         source_ip: "10.0.1.9".parse().unwrap(),
-        to: "sip:acme_123@10.0.0.100".into(),
+        to: "sip:acme_907700900123@10.0.0.100".into(),
         headers: Default::default(),
+        from: Some("sip:020-7946-0958@10.0.1.9".into()),
     };
     let (code, d): (_, RouteDecision) = api.typed("POST", "/api/v1/route", Some(&query)).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!((d.action, d.direction), (Action::Route, Direction::Inbound));
     assert_eq!(d.tenant_id.as_deref(), Some("acme"));
-    assert_eq!(d.user.as_deref(), Some("123"));
+    assert_eq!(d.user.as_deref(), Some("+447700900123"));
+    assert_eq!(d.caller_user.as_deref(), Some("+442079460958"));
     assert_eq!(d.candidates, ["sip:203.0.113.10:5070"]);
     assert_eq!(d.profiles, ["livekit"]);
     let unknown = RouteQuery {
@@ -741,8 +881,8 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
     };
     let (_, d): (_, RouteDecision) = api.typed("POST", "/api/v1/route", Some(&unknown)).await;
     assert_eq!(
-        (d.action, d.code, d.user),
-        (Action::Reject, Some(403), None)
+        (d.action, d.code, d.user, d.caller_user),
+        (Action::Reject, Some(403), None, None)
     );
 
     let (_, status): (_, Status) = api.typed("GET", "/api/v1/status", None::<&()>).await;
@@ -804,6 +944,46 @@ async fn errors_name_nested_fields_and_keep_their_wording() {
             "/api/v1/tenants",
             r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1}"#,
             "field `max_concurrent`: is required",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"E164"}"#,
+            "field `number_format`: unknown number format \"E164\" (e164, digits, as_is)",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":1}"#,
+            "field `number_format`: must be a string",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"e164","country_code":"1234"}"#,
+            "field `country_code`: must be 1 to 3 digits not starting with 0 (an E.164 country code, e.g. \"1\" or \"44\")",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"e164","country_code":44}"#,
+            "field `country_code`: must be a string",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"digits","country_code":"44"}"#,
+            "field `country_code`: is used only with number_format \"e164\"",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"strip_prefix":"9"}"#,
+            "field `strip_prefix`: needs a number_format (\"as_is\" to strip the prefix only)",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"as_is","strip_prefix":"9a"}"#,
+            "field `strip_prefix`: must be 1 to 16 digits or '*', optionally after a leading '+'",
+        ),
+        (
+            "/api/v1/route",
+            r#"{"source_ip":"10.0.1.1","to":"sip:1@x","from":"tel:+14155550123"}"#,
+            "field `from`: must be a sip: URI",
         ),
         ("/api/v1/tenants", "[]", "body must be a JSON object"),
     ] {
@@ -899,6 +1079,7 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         source_ip: "10.0.0.1".parse().unwrap(),
         to: "sip:1@x".into(),
         headers: [("X-Tenant-ID".to_string(), "t".to_string())].into(),
+        from: Some("sip:2@y".into()),
     };
     assert_eq!(
         keys(serde_json::to_value(&query).unwrap()),
@@ -937,12 +1118,20 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         schemas["RouteDecision"]["properties"]["profiles"]["items"]["enum"],
         json!(names)
     );
+    let mut formats: Vec<Value> = NumberFormat::ALL.iter().map(|f| json!(f.name())).collect();
+    formats.push(Value::Null);
+    assert_eq!(
+        schemas["Tenant"]["properties"]["number_format"]["enum"],
+        json!(formats),
+        "null: numbers as they come"
+    );
     let routed = RouteDecision {
         action: Action::Route,
         direction: Direction::Inbound,
         tenant_id: None,
         gateway_group: Some(1),
         user: Some("1".into()),
+        caller_user: Some("2".into()),
         candidates: vec![],
         profiles: vec![],
         code: None,

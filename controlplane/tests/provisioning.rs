@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use sbc_controlplane::provisioning::{DbError, Dialect, GatewayRow, Provisioning};
+use sbc_controlplane::provisioning::{DbError, Dialect, GatewayRow, Provisioning, TenantRow};
+use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::Profile;
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
@@ -48,27 +49,48 @@ fn gateway(destination: &str) -> GatewayRow {
     }
 }
 
+/// A pool on `url` with the schema as the migrations `names` left it,
+/// applied the way `Provisioning::open` applies migrations, so sqlx records
+/// them and a later open applies only the rest.
+async fn migrated_to(url: &str, names: &[&str]) -> AnyPool {
+    let (dialect, _) = Dialect::of(url).unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(dialect.name());
+    for name in names {
+        std::fs::copy(dir.join(name), first.path().join(name)).unwrap();
+    }
+    let pool = raw(url).await;
+    Migrator::new(first.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+fn tenant(id: &str) -> TenantRow {
+    TenantRow {
+        tenant_id: id.into(),
+        source_ip: "10.0.1.50".into(),
+        gateway_group: 1,
+        max_cps: 5,
+        max_concurrent: 5,
+        number_format: None,
+        country_code: None,
+        strip_prefix: None,
+    }
+}
+
 #[tokio::test]
 async fn a_database_of_the_first_version_migrates_and_keeps_its_gateways() {
     let (urls, _dir) = databases().await;
     for url in urls {
         let (dialect, _) = Dialect::of(&url).unwrap();
         eprintln!("backend: {}", dialect.name());
-        // The schema as 0001 left it, applied the way `Provisioning::open`
-        // applies migrations, so sqlx records it.
-        let first = tempfile::tempdir().unwrap();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../migrations")
-            .join(dialect.name());
-        let name = "0001_provisioning.sql";
-        std::fs::copy(dir.join(name), first.path().join(name)).unwrap();
-        let pool = raw(&url).await;
-        Migrator::new(first.path())
-            .await
-            .unwrap()
-            .run(&pool)
-            .await
-            .unwrap();
+        let pool = migrated_to(&url, &["0001_provisioning.sql"]).await;
         sqlx::query(
             "INSERT INTO gateways (destination, grp, priority, weight, description) \
              VALUES ('sip:203.0.113.10', 1, 0, 1, 'old')",
@@ -102,6 +124,110 @@ async fn a_database_of_the_first_version_migrates_and_keeps_its_gateways() {
         db.close().await;
         let db = Provisioning::open(&url).await.unwrap();
         assert_eq!(db.gateways().await.unwrap()[1], row, "{url}");
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_of_version_two_migrates_and_keeps_its_tenants() {
+    let (urls, _dir) = databases().await;
+    for url in urls {
+        let (dialect, _) = Dialect::of(&url).unwrap();
+        eprintln!("backend: {}", dialect.name());
+        let pool = migrated_to(&url, &["0001_provisioning.sql", "0002_gateway_profile.sql"]).await;
+        sqlx::query(
+            "INSERT INTO tenants (tenant_id, source_ip, gateway_group, max_cps, max_concurrent) \
+             VALUES ('old', '10.0.1.50', 2, 3, 4)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        // The tenant keeps its values, without number rules.
+        let db = Provisioning::open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let rows = db.tenants().await.unwrap();
+        assert_eq!(
+            rows,
+            [TenantRow {
+                gateway_group: 2,
+                max_cps: 3,
+                max_concurrent: 4,
+                ..tenant("old")
+            }],
+            "{url}"
+        );
+        let snap = db.snapshot().await.unwrap();
+        assert_eq!(snap.tenants[0].numbers, None, "{url}");
+        // The new columns take values, and a second open migrates nothing.
+        let ruled = TenantRow {
+            number_format: Some("e164".into()),
+            country_code: Some("44".into()),
+            strip_prefix: Some("9".into()),
+            ..rows[0].clone()
+        };
+        assert!(!db.upsert_tenant(&ruled).await.unwrap(), "an update");
+        db.close().await;
+        let db = Provisioning::open(&url).await.unwrap();
+        assert_eq!(db.tenants().await.unwrap(), [ruled], "{url}");
+        assert_eq!(
+            db.snapshot().await.unwrap().tenants[0].numbers,
+            Some(NumberRules::new(NumberFormat::E164, Some("44"), Some("9")).unwrap()),
+            "{url}"
+        );
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn stored_number_rules_the_snapshot_cannot_use_are_a_corrupt_row() {
+    let (urls, _dir) = databases().await;
+    for url in urls {
+        let db = Provisioning::open(&url).await.unwrap();
+        eprintln!("backend: {}", db.dialect().name());
+        db.upsert_tenant(&tenant("acme")).await.unwrap();
+        let pool = raw(&url).await;
+        for (set, want) in [
+            (
+                "number_format = 'E164'",
+                "tenant number_format \"E164\"",
+            ),
+            (
+                "number_format = 'e164', country_code = '+44'",
+                "tenant country_code \"+44\": must be 1 to 3 digits not starting with 0 \
+                 (an E.164 country code, e.g. \"1\" or \"44\")",
+            ),
+            (
+                "number_format = 'digits', country_code = '44'",
+                "tenant country_code \"44\": is used only with number_format \"e164\"",
+            ),
+            (
+                "number_format = NULL, country_code = NULL, strip_prefix = '9'",
+                "tenant strip_prefix \"9\": needs a number_format (\"as_is\" to strip the prefix only)",
+            ),
+            (
+                "number_format = 'as_is', strip_prefix = '9#'",
+                "tenant strip_prefix \"9#\": must be 1 to 16 digits or '*', optionally after a leading '+'",
+            ),
+        ] {
+            sqlx::query(&format!("UPDATE tenants SET {set}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            // Listed as stored; the snapshot refuses it, naming the value.
+            assert_eq!(db.tenants().await.unwrap().len(), 1, "{url}");
+            match db.snapshot().await {
+                Err(e @ DbError::Corrupt(_)) => assert_eq!(
+                    e.to_string(),
+                    format!("stored row is invalid: {want}"),
+                    "{url}: {set}"
+                ),
+                other => panic!("{url}: {set}: {other:?}"),
+            }
+        }
+        pool.close().await;
         db.close().await;
     }
 }

@@ -206,6 +206,138 @@ fn gateway_profiles_are_given_listed_and_checked() {
 }
 
 #[test]
+fn tenant_number_rules_are_given_listed_and_checked() {
+    let (api, _dir, _rt) = serve(None);
+    let (code, out, err) = sbcctl(
+        &api,
+        &[
+            "add-tenant",
+            "acme",
+            "10.0.1.50",
+            "1",
+            "10",
+            "20",
+            "--number-format",
+            "e164",
+            "--country-code",
+            "1",
+            "--strip-prefix",
+            "9",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (header, row) = (out.lines().next().unwrap(), out.lines().nth(1).unwrap());
+    assert!(
+        header.split_whitespace().eq([
+            "tenant_id",
+            "source_ip",
+            "gateway_group",
+            "max_cps",
+            "max_concurrent",
+            "number_format",
+            "country_code",
+            "strip_prefix"
+        ]),
+        "{out}"
+    );
+    assert!(
+        row.split_whitespace()
+            .eq(["acme", "10.0.1.50", "1", "10", "20", "e164", "1", "9"]),
+        "{out}"
+    );
+    let (code, _, _) = sbcctl(&api, &["add-tenant", "beta", "10.0.1.51", "1", "1", "1"]);
+    assert_eq!(code, 0);
+    let (_, out, _) = sbcctl(&api, &["list-tenants"]);
+    let beta = out.lines().nth(2).unwrap();
+    assert!(
+        beta.split_whitespace()
+            .eq(["beta", "10.0.1.51", "1", "1", "1", "-", "-", "-"]),
+        "no rules: dashes: {out}"
+    );
+    let (_, out, _) = sbcctl(&api, &["--json", "list-tenants"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            &v[0]["number_format"],
+            &v[0]["country_code"],
+            &v[0]["strip_prefix"]
+        ),
+        (
+            &serde_json::json!("e164"),
+            &serde_json::json!("1"),
+            &serde_json::json!("9")
+        )
+    );
+    assert_eq!(v[1]["number_format"], serde_json::Value::Null);
+
+    // The route shows the numbers the gateway would get.
+    let (code, _, _) = sbcctl(&api, &["add-carrier", "10.0.1.10", "32", "c1", "1"]);
+    assert_eq!(code, 0);
+    let (code, _, _) = sbcctl(
+        &api,
+        &["add-gateway", "1", "sip:203.0.113.10", "gw", "1", "1"],
+    );
+    assert_eq!(code, 0);
+    let (code, out, err) = sbcctl(
+        &api,
+        &[
+            "route",
+            "10.0.1.10",
+            "sip:acme_9-1-415-555-0123@x",
+            "--from",
+            "sip:94155550199@10.0.1.10",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("tenant=acme") && out.contains("user=+14155550123"),
+        "{out}"
+    );
+    assert!(out.contains("caller=+14155550199"), "{out}");
+
+    // Refused: an unknown format here, a bad country code by the API.
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-tenant",
+            "acme",
+            "10.0.1.50",
+            "1",
+            "10",
+            "20",
+            "--number-format",
+            "E.164",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "sbcctl: field `number_format`: unknown number format \"E.164\" (e164, digits, as_is)"
+    );
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-tenant",
+            "acme",
+            "10.0.1.50",
+            "1",
+            "10",
+            "20",
+            "--country-code",
+            "44",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "sbcctl: 400: field `country_code`: is used only with number_format \"e164\""
+    );
+    let (_, out, _) = sbcctl(&api, &["--json", "list-tenants"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["number_format"], "e164", "nothing changed");
+}
+
+#[test]
 fn token_comes_from_the_environment() {
     let (api, _dir, _rt) = serve(Some("t0k"));
     let (code, _, err) = sbcctl(&api, &["ping"]);

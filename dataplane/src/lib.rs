@@ -13,7 +13,8 @@
 //! - [`side`], [`time`], [`call`], [`stats`]: the shared vocabulary at the bottom
 //!   (`Side`/`BySide`, milliseconds, call records, lock-free counters).
 //! - [`sip`]: the zero-copy SIP scanner and message builder.
-//! - [`routing`]: the immutable routing snapshot and the routing rule.
+//! - [`routing`]: the immutable routing snapshot and the routing rule;
+//!   [`numbers`]: the per-tenant number rules it applies.
 //! - [`media`]: SDP rewriting, the relay table and its verdict, RTP views and statistics.
 //! - [`net`]: Ethernet/ARP/IPv4/UDP/ICMP over frame bytes for the DPDK backend.
 //! - [`engine`]: the transaction-stateful, dialog-aware proxy with topology hiding.
@@ -41,6 +42,7 @@ pub mod dpdk;
 pub mod engine;
 pub mod media;
 pub mod net;
+pub mod numbers;
 pub mod rng;
 pub mod routing;
 pub mod side;

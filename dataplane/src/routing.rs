@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::numbers::NumberRules;
 use crate::side::Side;
 use crate::sip::grammar::{parse_ipv4, SipUri};
 
@@ -109,6 +110,10 @@ pub struct Tenant {
     pub max_cps: u32,
     /// Live calls at most; a new INVITE beyond it is refused.
     pub max_concurrent: u32,
+    /// The form its numbers take toward its gateways (the Request-URI user
+    /// of an inbound call and its caller's From user); `None` leaves them as
+    /// they come.
+    pub numbers: Option<NumberRules>,
 }
 
 /// Everything routing needs, built once per provisioning change.
@@ -141,8 +146,15 @@ pub enum Decision {
         /// The dispatcher group routed to (the tenant's, else [`DEFAULT_GROUP`]); `None` for an
         /// INVITE from the public side.
         gateway_group: Option<u32>,
-        /// The number to put in the Request-URI user part (prefix stripped).
+        /// The number to put in the Request-URI user part (and the To's): the
+        /// tenant prefix stripped, then, for an inbound call of a tenant with
+        /// number rules, in the tenant's form ([`NumberRules::normalise`]).
         user: Vec<u8>,
+        /// The caller's number for the From user toward the gateway: the
+        /// request's [`RouteRequest::from_user`] in the tenant's form, for an
+        /// inbound call of a tenant with number rules and a From user
+        /// (unchanged or not); `None` leaves the From user as it came.
+        caller_user: Option<Vec<u8>>,
         /// Destinations in the order they would be tried.
         candidates: Vec<Target>,
     },
@@ -178,6 +190,10 @@ pub struct RouteRequest<'a> {
     pub user: &'a [u8],
     /// Value of an `X-Tenant-ID` header.
     pub tenant_header: Option<&'a [u8]>,
+    /// User part of the From URI without its `;` parameters
+    /// (`SipUri::user_number`), the caller's number; `None` when the From
+    /// URI has no user or is no SIP URI.
+    pub from_user: Option<&'a [u8]>,
 }
 
 impl RouteSnapshot {
@@ -270,7 +286,9 @@ impl RouteSnapshot {
     }
 
     /// An INVITE from the private side: carrier check, tenant, then the
-    /// tenant's group followed by the backup group.
+    /// tenant's group followed by the backup group. The numbers toward the
+    /// gateway (Request-URI user, caller's From user) take the tenant's
+    /// number rules, when it has any.
     pub fn route_inbound(&self, req: &RouteRequest<'_>, random: &mut u64) -> Decision {
         if self.carrier_for(req.source).is_none() {
             return Decision::Reject {
@@ -279,6 +297,14 @@ impl RouteSnapshot {
             };
         }
         let (tenant, user) = self.identify(req, true);
+        let rules = tenant.and_then(|t| t.numbers.as_ref());
+        let (user, caller_user) = match rules {
+            Some(r) => (
+                r.normalise(&user).into_owned(),
+                req.from_user.map(|u| r.normalise(u).into_owned()),
+            ),
+            None => (user, None),
+        };
         let group = tenant.map_or(DEFAULT_GROUP, |t| t.gateway_group);
         let mut candidates = self.group_candidates(group, random);
         if group != BACKUP_GROUP {
@@ -294,12 +320,15 @@ impl RouteSnapshot {
             tenant_id: tenant.map(|t| t.tenant_id.clone()),
             gateway_group: Some(group),
             user,
+            caller_user,
             candidates,
         }
     }
 
     /// An INVITE from the public side: only from a provisioned gateway; to the
-    /// tenant's trunk, else to the host carriers (mask 32) by lowest id.
+    /// tenant's trunk, else to the host carriers (mask 32) by lowest id. The
+    /// numbers go on as they came (tenant prefix stripped): a tenant's number
+    /// rules describe its gateways' form, not its carriers'.
     pub fn route_outbound(&self, req: &RouteRequest<'_>) -> Decision {
         if !self.is_gateway(req.source) {
             return Decision::Reject {
@@ -339,6 +368,7 @@ impl RouteSnapshot {
             tenant_id: tenant.map(|t| t.tenant_id.clone()),
             gateway_group: None,
             user,
+            caller_user: None,
             candidates,
         }
     }
@@ -409,6 +439,7 @@ mod tests {
                 gateway_group: 3,
                 max_cps: 10,
                 max_concurrent: 10,
+                numbers: None,
             }],
         }
     }
@@ -420,6 +451,7 @@ mod tests {
             source: ip,
             user,
             tenant_header: None,
+            from_user: None,
         };
         assert!(matches!(
             s.route_inbound(&req(Ipv4Addr::new(10, 0, 2, 1), b"1"), &mut 1),
@@ -459,6 +491,7 @@ mod tests {
             source: Ipv4Addr::new(10, 0, 1, 10),
             user: b"acme_919876543210",
             tenant_header: None,
+            from_user: None,
         };
         let Decision::Route {
             tenant_id,
@@ -474,6 +507,167 @@ mod tests {
         assert_eq!(gateway_group, Some(3));
     }
 
+    /// `snap()` with acme on e164, country code 1, uk on e164, country code
+    /// 44 and outside-line digit 9, and plain without number rules.
+    fn snap_with_rules() -> RouteSnapshot {
+        use crate::numbers::NumberFormat::E164;
+        let mut s = snap();
+        s.tenants[0].numbers = Some(NumberRules::new(E164, Some("1"), None).unwrap());
+        s.tenants.push(Tenant {
+            tenant_id: "uk".into(),
+            source_ip: Ipv4Addr::new(10, 0, 9, 9),
+            gateway_group: 1,
+            max_cps: 10,
+            max_concurrent: 10,
+            numbers: Some(NumberRules::new(E164, Some("44"), Some("9")).unwrap()),
+        });
+        s.tenants.push(Tenant {
+            tenant_id: "plain".into(),
+            source_ip: Ipv4Addr::new(10, 0, 9, 10),
+            gateway_group: 1,
+            max_cps: 10,
+            max_concurrent: 10,
+            numbers: None,
+        });
+        s
+    }
+
+    /// The Request-URI user and the caller's number of an inbound call.
+    fn numbers_of(
+        s: &RouteSnapshot,
+        source: Ipv4Addr,
+        user: &[u8],
+        header: Option<&[u8]>,
+        from: Option<&[u8]>,
+    ) -> (Option<String>, String, Option<String>) {
+        let req = RouteRequest {
+            source,
+            user,
+            tenant_header: header,
+            from_user: from,
+        };
+        let Decision::Route {
+            tenant_id,
+            user,
+            caller_user,
+            ..
+        } = s.route(Side::Private, &req, &mut 1)
+        else {
+            panic!("expected a route")
+        };
+        let text = |v: Vec<u8>| String::from_utf8(v).unwrap();
+        (tenant_id, text(user), caller_user.map(text))
+    }
+
+    #[test]
+    fn inbound_numbers_take_the_tenants_form() {
+        let s = snap_with_rules();
+        let carrier = Ipv4Addr::new(10, 0, 1, 10);
+        let acme = Some("acme".to_string());
+        // The tenant prefix goes first, then the rules: 00 is international.
+        assert_eq!(
+            numbers_of(
+                &s,
+                carrier,
+                b"acme_0014155550123",
+                None,
+                Some(b"4155550199")
+            ),
+            (
+                acme.clone(),
+                "+14155550123".into(),
+                Some("+14155550199".into())
+            )
+        );
+        assert_eq!(
+            numbers_of(
+                &s,
+                carrier,
+                b"acme_4155550123",
+                None,
+                Some(b"1-415-555-0199")
+            ),
+            (
+                acme.clone(),
+                "+14155550123".into(),
+                Some("+14155550199".into())
+            )
+        );
+        // By header, and by source (acme's trunk is a carrier address too).
+        assert_eq!(
+            numbers_of(
+                &s,
+                carrier,
+                b"(415) 555-0123",
+                Some(b"acme"),
+                Some(b"alice")
+            ),
+            (acme.clone(), "+14155550123".into(), Some("alice".into()))
+        );
+        assert_eq!(
+            numbers_of(&s, Ipv4Addr::new(10, 0, 1, 50), b"14155550123", None, None),
+            (acme.clone(), "+14155550123".into(), None)
+        );
+        // A number the rules cannot complete goes as it came.
+        assert_eq!(
+            numbers_of(&s, carrier, b"acme_911", None, Some(b"+14155550199")),
+            (acme, "911".into(), Some("+14155550199".into()))
+        );
+        // uk: the outside-line 9, then the trunk 0 gives way to +44.
+        assert_eq!(
+            numbers_of(
+                &s,
+                carrier,
+                b"uk_907700900123",
+                None,
+                Some(b"020 7946 0958")
+            ),
+            (
+                Some("uk".into()),
+                "+447700900123".into(),
+                Some("+442079460958".into())
+            )
+        );
+        // No rules (a tenant without them, or no tenant): nothing changes.
+        assert_eq!(
+            numbers_of(
+                &s,
+                carrier,
+                b"plain_0014155550123",
+                None,
+                Some(b"415-555-0199")
+            ),
+            (Some("plain".into()), "0014155550123".into(), None)
+        );
+        assert_eq!(
+            numbers_of(&s, carrier, b"4155550123", None, Some(b"4155550199")),
+            (None, "4155550123".into(), None)
+        );
+    }
+
+    #[test]
+    fn outbound_numbers_go_as_they_came() {
+        let s = snap_with_rules();
+        let req = RouteRequest {
+            source: Ipv4Addr::new(203, 0, 113, 10),
+            user: b"acme_4155550123",
+            tenant_header: None,
+            from_user: Some(b"+14155550199"),
+        };
+        let Decision::Route {
+            tenant_id,
+            user,
+            caller_user,
+            ..
+        } = s.route(Side::Public, &req, &mut 1)
+        else {
+            panic!("expected a route")
+        };
+        assert_eq!(tenant_id.as_deref(), Some("acme"));
+        assert_eq!(user, b"4155550123");
+        assert_eq!(caller_user, None);
+    }
+
     #[test]
     fn outbound_goes_to_host_carriers() {
         let s = snap();
@@ -481,6 +675,7 @@ mod tests {
             source: Ipv4Addr::new(203, 0, 113, 10),
             user: b"1",
             tenant_header: None,
+            from_user: None,
         };
         let Decision::Route { candidates, .. } = s.route_outbound(&req) else {
             panic!("expected a route")
@@ -493,6 +688,7 @@ mod tests {
             source: Ipv4Addr::new(198, 51, 100, 1),
             user: b"1",
             tenant_header: None,
+            from_user: None,
         };
         assert!(matches!(
             s.route_outbound(&req),

@@ -10,11 +10,12 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use sbc_dataplane::numbers::NumberFormat;
 use sbc_dataplane::routing::Profile;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::provisioning::profile_named;
+use crate::provisioning::{number_format_named, profile_named};
 
 /// A request refused because of one field: its path (`mask`,
 /// `headers.X-Tenant-ID`) and what is wrong with it.
@@ -119,6 +120,13 @@ pub fn parse_profile(field: &str, text: &str) -> Result<Profile, FieldError> {
     profile_named(text.trim()).map_err(|m| FieldError::new(field, m))
 }
 
+/// The text of number format field `field` (trimmed) as a format; how the
+/// API reads the field `number_format`, and how `sbcctl` reads
+/// `--number-format`.
+pub fn parse_number_format(field: &str, text: &str) -> Result<NumberFormat, FieldError> {
+    number_format_named(text.trim()).map_err(|m| FieldError::new(field, m))
+}
+
 /// `field` must lie in `min..=max`.
 pub(super) fn in_range(field: &str, value: i64, min: i64, max: i64) -> Result<(), FieldError> {
     if (min..=max).contains(&value) {
@@ -137,6 +145,7 @@ pub(super) mod de {
     use std::fmt;
     use std::net::Ipv4Addr;
 
+    use sbc_dataplane::numbers::NumberFormat;
     use sbc_dataplane::routing::Profile;
     use serde::de::{Error, MapAccess, Visitor};
     use serde::{Deserialize, Deserializer};
@@ -169,6 +178,25 @@ pub(super) mod de {
                 .map(Some)
                 .map_err(|e| D::Error::custom(e.message)),
         }
+    }
+
+    /// A number format's name (a JSON string, trimmed), or null for none.
+    pub(in crate::api) fn number_format<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<NumberFormat>, D::Error> {
+        match Option::<Str>::deserialize(d)? {
+            None => Ok(None),
+            Some(Str(name)) => super::parse_number_format("", &name)
+                .map(Some)
+                .map_err(|e| D::Error::custom(e.message)),
+        }
+    }
+
+    /// A JSON string, trimmed, or null for none.
+    pub(in crate::api) fn opt_text<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        Ok(Option::<Str>::deserialize(d)?.map(|Str(s)| s.trim().to_string()))
     }
 
     /// A JSON object of strings; a bad value is named by its key.

@@ -16,13 +16,16 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::{self, Profile};
 use sbc_dataplane::sip::grammar::SipUri;
 use sbc_dataplane::Side;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::body::{de, in_range};
-pub use super::body::{from_json, parse_ipv4, parse_profile, BodyError, FieldError, Validate};
+pub use super::body::{
+    from_json, parse_ipv4, parse_number_format, parse_profile, BodyError, FieldError, Validate,
+};
 pub use crate::provisioning::{CarrierRow, GatewayRow, TenantRow};
 
 /// How many finished calls `GET /api/v1/calls` can show (the most kept).
@@ -170,6 +173,30 @@ pub struct TenantIn {
     /// Calls up at once allowed, 1..=10000000 (required).
     #[serde(deserialize_with = "de::int")]
     pub max_concurrent: i64,
+    /// The form of its numbers toward its gateways (the Request-URI user of
+    /// an inbound call and the caller's From user): `e164`, `digits` or
+    /// `as_is` (default null: numbers pass as they come).
+    #[serde(
+        default,
+        deserialize_with = "de::number_format",
+        serialize_with = "number_format_name"
+    )]
+    pub number_format: Option<NumberFormat>,
+    /// `e164` only: the country code of national numbers, 1 to 3 digits not
+    /// starting with 0 (default null: numbers without `+` or `00` are
+    /// taken for international ones).
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub country_code: Option<String>,
+    /// A prefix removed first when a number starts with it, 1 to 16 digits
+    /// or `*` after at most one `+` (default null); needs a
+    /// `number_format`.
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub strip_prefix: Option<String>,
+}
+
+/// A number format as its name, or null.
+fn number_format_name<S: Serializer>(f: &Option<NumberFormat>, s: S) -> Result<S::Ok, S::Error> {
+    f.map(NumberFormat::name).serialize(s)
 }
 
 impl Validate for TenantIn {
@@ -188,7 +215,14 @@ impl Validate for TenantIn {
         }
         in_range("gateway_group", self.gateway_group, 1, MAX_GROUP)?;
         in_range("max_cps", self.max_cps, 1, 1_000_000)?;
-        in_range("max_concurrent", self.max_concurrent, 1, 10_000_000)
+        in_range("max_concurrent", self.max_concurrent, 1, 10_000_000)?;
+        NumberRules::from_settings(
+            self.number_format,
+            self.country_code.as_deref(),
+            self.strip_prefix.as_deref(),
+        )
+        .map(|_| ())
+        .map_err(|e| FieldError::new(e.field(), e.message()))
     }
 }
 
@@ -201,6 +235,9 @@ impl TenantIn {
             gateway_group: self.gateway_group,
             max_cps: self.max_cps,
             max_concurrent: self.max_concurrent,
+            number_format: self.number_format.map(|f| f.name().to_string()),
+            country_code: self.country_code,
+            strip_prefix: self.strip_prefix,
         }
     }
 }
@@ -224,11 +261,20 @@ pub struct RouteQuery {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub headers: BTreeMap<String, String>,
+    /// Its From URI, a `sip:` URI (default none): its user is the caller's
+    /// number, which the tenant's number rules rewrite.
+    #[serde(
+        default,
+        deserialize_with = "de::opt_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub from: Option<String>,
 }
 
 impl Validate for RouteQuery {
     fn validate(&self) -> Result<(), FieldError> {
-        self.uri().map(|_| ())
+        self.uri()?;
+        self.from_uri().map(|_| ())
     }
 }
 
@@ -236,6 +282,17 @@ impl RouteQuery {
     /// The Request-URI, parsed.
     pub fn uri(&self) -> Result<SipUri<'_>, FieldError> {
         SipUri::parse(self.to.as_bytes()).ok_or_else(|| FieldError::new("to", "must be a sip: URI"))
+    }
+
+    /// The From URI, parsed, when given.
+    pub fn from_uri(&self) -> Result<Option<SipUri<'_>>, FieldError> {
+        self.from
+            .as_deref()
+            .map(|f| {
+                SipUri::parse(f.as_bytes())
+                    .ok_or_else(|| FieldError::new("from", "must be a sip: URI"))
+            })
+            .transpose()
     }
 
     /// The `X-Tenant-ID` header, its name in any case.
@@ -289,10 +346,17 @@ pub struct RouteDecision {
     pub tenant_id: Option<String>,
     /// The gateway group routed to (null for outbound calls and rejections).
     pub gateway_group: Option<u32>,
-    /// The number for the Request-URI, tenant prefix stripped (only when
-    /// routed; absent when rejected).
+    /// The number for the Request-URI, tenant prefix stripped and, for an
+    /// inbound call, in the tenant's number format (only when routed;
+    /// absent when rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The caller's number for the From toward the gateway: the user of
+    /// `from` in the tenant's number format (only for an inbound call of a
+    /// tenant with a `number_format` and a `from` with a user; absent
+    /// otherwise: the From goes as it came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_user: Option<String>,
     /// Destinations in the order they would be tried (empty when rejected).
     pub candidates: Vec<String>,
     /// The profile of each candidate, in the same order: the gateway's own

@@ -15,11 +15,13 @@ pub(super) async fn route(
     ApiJson(q): ApiJson<RouteQuery>,
 ) -> Result<ApiJson<RouteDecision>, ApiError> {
     let uri = q.uri()?;
+    let from = q.from_uri()?;
     let (snap, _) = s.snapshot();
     let req = RouteRequest {
         source: q.source_ip,
         user: uri.user_number().unwrap_or_default(),
         tenant_header: q.tenant_header().map(str::as_bytes),
+        from_user: from.and_then(|f| f.user_number()),
     };
     // The side is the one the INVITE would arrive on: gateways call from the public side.
     let side = if snap.is_gateway(q.source_ip) {
@@ -34,6 +36,7 @@ pub(super) async fn route(
             tenant_id,
             gateway_group,
             user,
+            caller_user,
             candidates,
         } => RouteDecision {
             action: Action::Route,
@@ -41,6 +44,7 @@ pub(super) async fn route(
             tenant_id,
             gateway_group,
             user: Some(String::from_utf8_lossy(&user).into_owned()),
+            caller_user: caller_user.map(|c| String::from_utf8_lossy(&c).into_owned()),
             profiles: candidates
                 .iter()
                 .map(|c| c.profile.name().to_string())
@@ -55,6 +59,7 @@ pub(super) async fn route(
             tenant_id: None,
             gateway_group: None,
             user: None,
+            caller_user: None,
             candidates: Vec::new(),
             profiles: Vec::new(),
             code: Some(code),

@@ -8,8 +8,8 @@
 //!
 //! Requests are built and answers read with the API's own types
 //! (`sbc_controlplane::api::model`), so the JSON shapes are defined once. An
-//! IPv4 argument that is no address, or a profile that does not exist, is
-//! refused here, with the API's message.
+//! IPv4 argument that is no address, or a profile or number format that does
+//! not exist, is refused here, with the API's message.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -60,13 +60,25 @@ enum Command {
     ListGateways,
     /// Remove a gateway by id.
     RemoveGateway { id: i64 },
-    /// add-tenant ID SOURCE_IP GROUP MAX_CPS MAX_CONCURRENT (adds or updates)
+    /// add-tenant ID SOURCE_IP GROUP MAX_CPS MAX_CONCURRENT [--number-format
+    /// e164|digits|as_is [--country-code CC] [--strip-prefix P]] (adds, or
+    /// replaces the whole tenant: unset flags clear its number rules)
     AddTenant {
         id: String,
         source_ip: String,
         group: i64,
         max_cps: i64,
         max_concurrent: i64,
+        /// The form of its numbers toward its gateways: e164, digits or
+        /// as_is [default: numbers pass as they come].
+        #[arg(long)]
+        number_format: Option<String>,
+        /// e164 only: the country code of national numbers, e.g. 1 or 44.
+        #[arg(long)]
+        country_code: Option<String>,
+        /// A prefix removed first when a number starts with it, e.g. 9.
+        #[arg(long)]
+        strip_prefix: Option<String>,
     },
     /// List tenants.
     ListTenants,
@@ -94,12 +106,15 @@ enum Command {
     Status,
     /// Is the SBC's API answering?
     Ping,
-    /// The routing decision for an INVITE: route SOURCE_IP TO [--header NAME=VALUE]...
+    /// The routing decision for an INVITE: route SOURCE_IP TO [--from URI] [--header NAME=VALUE]...
     Route {
         source_ip: String,
         to: String,
         #[arg(long = "header", value_name = "NAME=VALUE")]
         headers: Vec<String>,
+        /// Its From URI: the caller's number, as the tenant's rules write it.
+        #[arg(long)]
+        from: Option<String>,
     },
 }
 
@@ -224,6 +239,9 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             group,
             max_cps,
             max_concurrent,
+            number_format,
+            country_code,
+            strip_prefix,
         } => {
             let tenant = TenantIn {
                 tenant_id: id.clone(),
@@ -231,6 +249,13 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                 gateway_group: *group,
                 max_cps: *max_cps,
                 max_concurrent: *max_concurrent,
+                number_format: number_format
+                    .as_deref()
+                    .map(|f| model::parse_number_format("number_format", f))
+                    .transpose()
+                    .map_err(|e| Failure::Refused(e.to_string()))?,
+                country_code: country_code.clone(),
+                strip_prefix: strip_prefix.clone(),
             };
             let v = c.call("POST", "/api/v1/tenants", Some(&tenant))?;
             show_rows::<TenantRow>(cli, v)
@@ -291,6 +316,7 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             source_ip,
             to,
             headers,
+            from,
         } => {
             let mut h = BTreeMap::new();
             for kv in headers {
@@ -303,6 +329,7 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                 source_ip: ipv4("source_ip", source_ip)?,
                 to: to.clone(),
                 headers: h,
+                from: from.clone(),
             };
             let v = c.call("POST", "/api/v1/route", Some(&query))?;
             if cli.json {
@@ -318,6 +345,9 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                         or_dash(d.gateway_group),
                         or_dash(d.user)
                     );
+                    if let Some(caller) = d.caller_user {
+                        println!("  caller={caller}");
+                    }
                     for (i, c) in d.candidates.iter().enumerate() {
                         let profile = d.profiles.get(i).map_or("-", String::as_str);
                         println!("  {}. {c} ({profile})", i + 1);
@@ -410,7 +440,11 @@ impl TableRow for TenantRow {
         "gateway_group",
         "max_cps",
         "max_concurrent",
+        "number_format",
+        "country_code",
+        "strip_prefix",
     ];
+    /// Number rules not set show as `-`.
     fn cells(&self) -> Vec<String> {
         vec![
             self.tenant_id.clone(),
@@ -418,6 +452,9 @@ impl TableRow for TenantRow {
             self.gateway_group.to_string(),
             self.max_cps.to_string(),
             self.max_concurrent.to_string(),
+            or_dash(self.number_format.as_ref()),
+            or_dash(self.country_code.as_ref()),
+            or_dash(self.strip_prefix.as_ref()),
         ]
     }
 }

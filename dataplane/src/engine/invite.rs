@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use super::dialog::{Dialog, Leg, LegRef, Reliable};
 use super::local::local_response;
-use super::rewrite::{party_for, replace_all};
+use super::rewrite::party_for;
 use super::slab::Id;
 use super::txn::{CancelState, Timer};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine, TENANT_HEADER};
@@ -54,10 +54,11 @@ impl SipEngine {
             source,
             user,
             tenant_header: msg.header_named(TENANT_HEADER),
+            from_user: SipUri::parse(msg.from.uri).and_then(|u| u.user_number()),
         };
         let mut random = self.next_u64();
         let decision = self.snapshot.route(side, &req, &mut random);
-        let (tenant_id, user, candidates) = match decision {
+        let (tenant_id, user, candidates, caller_user) = match decision {
             Decision::Reject { code, reason } => {
                 self.stats.calls_rejected.inc();
                 self.emit(None, CallResult::Rejected);
@@ -76,8 +77,9 @@ impl SipEngine {
                 tenant_id,
                 user,
                 candidates,
+                caller_user,
                 ..
-            } => (tenant_id, user, candidates),
+            } => (tenant_id, user, candidates, caller_user),
         };
         let Some(target) = candidates.first().cloned() else {
             return;
@@ -132,7 +134,13 @@ impl SipEngine {
             remote_target: ruri,
             route_set: Vec::new(),
             peer: SocketAddr::V4(target.addr),
-            caller: party_for(&msg.from, *ours_b.ip(), None, &hider_b),
+            caller: party_for(
+                &msg.from,
+                *ours_b.ip(),
+                (caller_user.as_deref(), None),
+                &[SipUri::parse(msg.from.uri).and_then(|u| u.user_number())],
+                &hider_b,
+            ),
             callee: callee_party,
             cseq_sent: 0,
         };
@@ -205,22 +213,23 @@ impl SipEngine {
         ruri.extend_from_slice(host);
         let _ = write!(ruri, ":{}", target.addr.port());
         let hider = self.hider(dest_side, source);
-        let party = party_for(
-            &msg.to,
-            *target.addr.ip(),
-            Some((user, target.addr.port())),
-            &hider,
-        );
-        // A tenant prefix stripped from the number leaves no trace in the To
-        // display name either (LiveKit shows it).
+        // A tenant prefix stripped from the number, or the number put in
+        // the tenant's form, leaves no trace in the To display name either
+        // (LiveKit shows it).
         let dialled = match msg.start {
             StartLine::Request { uri, .. } => SipUri::parse(uri).and_then(|u| u.user_number()),
             StartLine::Response { .. } => None,
         };
-        let party = match dialled {
-            Some(d) if !d.is_empty() && d != user => replace_all(&party, d, user),
-            _ => party,
-        };
+        let party = party_for(
+            &msg.to,
+            *target.addr.ip(),
+            (Some(user), Some(target.addr.port())),
+            &[
+                dialled,
+                SipUri::parse(msg.to.uri).and_then(|u| u.user_number()),
+            ],
+            &hider,
+        );
         (ruri, party)
     }
 

@@ -203,31 +203,42 @@ pub(super) fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A From/To value for the far leg: `na`'s display name (the first of `was`
+/// found in it written as the user we send instead, when one replaces it)
+/// and its URI
+/// re-written to `sip:<user>@<host>[:port]` - `user` in place of the
+/// URI's own user when given and not empty - everything text-hidden.
 pub(super) fn party_for(
     na: &NameAddr<'_>,
     host: Ipv4Addr,
-    user_port: Option<(&[u8], u16)>,
+    (user, port): (Option<&[u8]>, Option<u16>),
+    was: &[Option<&[u8]>],
     hider: &Hider<'_>,
 ) -> Vec<u8> {
+    let user = user.filter(|u| !u.is_empty());
     let mut v = Vec::with_capacity(64);
     if !na.display.is_empty() {
-        hider.copy(na.display, &mut v);
+        let shown = was.iter().flatten().find(|w| {
+            !w.is_empty()
+                && user.is_some_and(|u| u != **w)
+                && na.display.windows(w.len()).any(|x| x == **w)
+        });
+        match (shown, user) {
+            (Some(w), Some(u)) => hider.copy(&replace_all(na.display, w, u), &mut v),
+            _ => hider.copy(na.display, &mut v),
+        }
         v.push(b' ');
     }
     v.push(b'<');
     match SipUri::parse(na.uri) {
         Some(u) => {
             v.extend_from_slice(b"sip:");
-            let user = match user_port {
-                Some((user, _)) if !user.is_empty() => Some(user),
-                _ => u.user,
-            };
-            if let Some(user) = user {
+            if let Some(user) = user.or(u.user) {
                 hider.copy(user, &mut v);
                 v.push(b'@');
             }
             let _ = write!(v, "{host}");
-            if let Some((_, port)) = user_port {
+            if let Some(port) = port {
                 let _ = write!(v, ":{port}");
             }
         }

@@ -77,6 +77,7 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
             gateway_group: 1,
             max_cps,
             max_concurrent,
+            numbers: None,
         }],
     }
 }

@@ -186,3 +186,40 @@ fn tenant_prefix_leaves_no_trace_toward_the_gateway() {
     assert!(!fwd.contains("acme_"), "{fwd}");
     assert_eq!(header(fwd, "X-Tenant-ID"), Some("acme"));
 }
+
+#[test]
+fn numbers_reach_the_gateway_in_the_tenants_form() {
+    use crate::numbers::{NumberFormat, NumberRules};
+    let mut snap = snapshot_multi(100, 100);
+    snap.tenants[0].numbers = Some(NumberRules::new(NumberFormat::E164, Some("1"), None).unwrap());
+    let mut peers = Peers::with(snap, Policy::default());
+    let inv = invite("nr1", "nr1")
+        .replace(
+            "To: <sip:+15551234@10.0.0.100:5060>",
+            "To: \"4155550123\" <sip:4155550123@10.0.0.100:5060>",
+        )
+        .replace(
+            "INVITE sip:+15551234@10.0.0.100:5060",
+            "INVITE sip:acme_4155550123@10.0.0.100:5060",
+        )
+        .replace(
+            "From: \"Carrier\" <sip:alice@10.0.1.10:5060>",
+            "From: \"4155550000\" <sip:4155550000@10.0.1.10:5060>",
+        );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = &sent.iter().find(|(s, ..)| *s == Side::Public).unwrap().2;
+    assert!(
+        fwd.starts_with("INVITE sip:+14155550123@203.0.113.10:5060 SIP/2.0\r\n"),
+        "{fwd}"
+    );
+    assert_eq!(
+        header(fwd, "To"),
+        Some("\"+14155550123\" <sip:+14155550123@203.0.113.10:5060>")
+    );
+    assert!(
+        header(fwd, "From")
+            .unwrap()
+            .starts_with("\"+14155550000\" <sip:+14155550000@203.0.113.50>;tag="),
+        "{fwd}"
+    );
+}

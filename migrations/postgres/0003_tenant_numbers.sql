@@ -1,0 +1,4 @@
+-- A tenant's number rules (PostgreSQL dialect of migrations/sqlite/0003).
+ALTER TABLE tenants ADD COLUMN number_format VARCHAR(16);
+ALTER TABLE tenants ADD COLUMN country_code VARCHAR(16);
+ALTER TABLE tenants ADD COLUMN strip_prefix VARCHAR(16);
