@@ -662,7 +662,7 @@ async fn finished_calls_are_listed_newest_first_with_their_media() {
         bytes: packets * 172,
         lost: 2,
         jitter_ms: 1.234,
-        dtmf_events: 0,
+        dtmf_events: 3,
     };
     for call in 1..=3u64 {
         api.state.stats.engine.record(CallRecord {
@@ -693,6 +693,7 @@ async fn finished_calls_are_listed_newest_first_with_their_media() {
     assert_eq!(calls[0]["media"][0]["from_callee"]["bytes"], 199 * 172);
     assert_eq!(calls[0]["media"][0]["from_callee"]["lost"], 2);
     assert_eq!(calls[0]["media"][0]["from_callee"]["jitter_ms"], 1.23);
+    assert_eq!(calls[0]["media"][0]["from_caller"]["dtmf_events"], 3);
     for bad in ["limit=0", "limit=1001", "limit=x", "page=2"] {
         let (code, d) = api.call("GET", &format!("/api/v1/calls?{bad}"), "").await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}");

@@ -474,6 +474,8 @@ pub struct RtpFigures {
     pub lost: u64,
     /// Interarrival jitter in milliseconds, two decimals.
     pub jitter_ms: f64,
+    /// RFC 4733 telephone events (DTMF digits) seen; never the digits.
+    pub dtmf_events: u64,
 }
 
 /// Is the provisioning database answering?

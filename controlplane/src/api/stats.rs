@@ -83,6 +83,7 @@ impl From<&RtpSummary> for RtpFigures {
             bytes: x.bytes,
             lost: x.lost,
             jitter_ms: (x.jitter_ms * 100.0).round() / 100.0,
+            dtmf_events: x.dtmf_events,
         }
     }
 }

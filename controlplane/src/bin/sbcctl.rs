@@ -506,6 +506,7 @@ impl TableRow for CallRecord {
         "rtp_from_caller",
         "rtp_from_callee",
         "lost",
+        "dtmf",
     ];
     fn cells(&self) -> Vec<String> {
         let sum = |f: fn(&model::MediaFigures) -> u64| self.media.iter().map(f).sum::<u64>();
@@ -519,6 +520,7 @@ impl TableRow for CallRecord {
             sum(|m| m.from_caller.packets).to_string(),
             sum(|m| m.from_callee.packets).to_string(),
             sum(|m| m.from_caller.lost + m.from_callee.lost).to_string(),
+            sum(|m| m.from_caller.dtmf_events + m.from_callee.dtmf_events).to_string(),
         ]
     }
 }
