@@ -653,3 +653,103 @@ fn info_dtmf_reaches_the_gateway_as_rfc4733_and_other_info_stays_here() {
     let out = peers.send(Side::Private, CARRIER, &from_carrier("INFO", "i4", 5, None));
     assert_eq!((out.len(), status(&out[0].2)), (1, 200));
 }
+
+/// The issue's whole carrier: delayed offer, 100rel, session timers with
+/// UPDATE refreshes, INFO DTMF; the gateway understands none of them. The
+/// call lasts 15 minutes of engine time.
+#[test]
+fn a_carrier_using_everything_completes_a_15_minute_call_through_livekit() {
+    use crate::media::MediaCmd;
+    let mut peers = shielded();
+    let inv = invite("all1", "all1")
+        .replace("Content-Type: application/sdp\r\n", "")
+        .replace(
+            "Contact: <sip:alice@10.0.1.10:5060>\r\n",
+            "Contact: <sip:alice@10.0.1.10:5060>\r\nSupported: timer, 100rel\r\nRequire: 100rel\r\n\
+Session-Expires: 90;refresher=uac\r\nMin-SE: 90\r\nAllow: INVITE, ACK, BYE, CANCEL, UPDATE, INFO, PRACK\r\n",
+        )
+        .split("Content-Length:")
+        .next()
+        .unwrap()
+        .to_string()
+        + "Content-Length: 0\r\n\r\n";
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Public)
+        .unwrap()
+        .2
+        .clone();
+    let mut gateway_saw = vec![fwd.clone()];
+    // LiveKit: 180, then 200 with its answer to our offer.
+    let r180 = peers.send(Side::Public, GATEWAY, &answer(&fwd, 180, "gw1", false));
+    assert_eq!(header(&r180[0].2, "RSeq"), Some("1"));
+    let prack = from_carrier("PRACK", "a1p", 2, None)
+        .replace("st1@10.0.1.10", "all1@10.0.1.10")
+        .replace("Content-Length: 0", "RAck: 1 1 INVITE\r\nContent-Length: 0");
+    let out = peers.send(Side::Private, CARRIER, &prack);
+    assert_eq!(status(&out[0].2), 200);
+    let ok = peers.send(
+        Side::Public,
+        GATEWAY,
+        &with_body(&answer(&fwd, 200, "gw1", false), GW_SDP),
+    );
+    assert_eq!(
+        header(&ok[0].2, "Session-Expires"),
+        Some("90;refresher=uac")
+    );
+    let ack = with_body(
+        &from_carrier("ACK", "a1a", 1, None).replace("st1@10.0.1.10", "all1@10.0.1.10"),
+        CARRIER_SDP,
+    );
+    gateway_saw.extend(
+        peers
+            .send(Side::Private, CARRIER, &ack)
+            .into_iter()
+            .map(|(_, _, m)| m),
+    );
+    // 15 minutes: an UPDATE refresh every 45 s (half the interval), a digit
+    // every other refresh.
+    let mut cseq = 3;
+    let mut digits = 0;
+    for step in 0..20 {
+        let out = peers.advance(45_000);
+        assert!(out.is_empty(), "at {} s: {out:?}", (step + 1) * 45);
+        let mut reqs = vec![from_carrier("UPDATE", &format!("u{cseq}"), cseq, None)];
+        cseq += 1;
+        if step % 2 == 1 {
+            digits += 1;
+            reqs.push(
+                from_carrier("INFO", &format!("i{cseq}"), cseq, None).replace(
+                    "Content-Length: 0\r\n",
+                    "Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n",
+                ) + "Signal=5\r\nDuration=160\r\n",
+            );
+            cseq += 1;
+        }
+        for req in reqs {
+            let req = req.replace("st1@10.0.1.10", "all1@10.0.1.10");
+            let out = peers.send(Side::Private, CARRIER, &req);
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!((out[0].0, status(&out[0].2)), (Side::Private, 200));
+        }
+    }
+    assert_eq!(peers.stats.calls_up.get(), 1, "still up after 15 minutes");
+    assert_eq!(peers.stats.sessions_expired.get(), 0);
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    let injected = cmds
+        .iter()
+        .filter(|c| matches!(c, MediaCmd::Dtmf { .. }))
+        .count();
+    assert_eq!(injected, digits);
+    // The gateway saw an INVITE with an offer and an ACK, nothing else.
+    assert_eq!(gateway_saw.len(), 2, "{gateway_saw:?}");
+    assert!(gateway_saw[0].contains("m=audio 20000 RTP/AVP 0 8 9 101\r\n"));
+    assert!(gateway_saw[1].starts_with("ACK "));
+    for m in &gateway_saw {
+        for word in ["timer", "100rel", "Session-Expires", "Min-SE"] {
+            assert!(!m.contains(word), "{word} reached the gateway:\n{m}");
+        }
+    }
+}
