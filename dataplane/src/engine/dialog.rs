@@ -55,6 +55,11 @@ pub struct Leg {
     /// Highest CSeq of the requests sent on this leg, so a request of ours
     /// (a BYE on media timeout) comes after them.
     pub cseq_sent: u32,
+    /// Added to the CSeq of every request relayed onto this leg: one for
+    /// each request we originated on it (a session refresh), so what we
+    /// relay after stays above it (RFC 3261 12.2.1.1). Responses go back
+    /// with the original CSeq.
+    pub cseq_shift: u32,
 }
 
 impl Leg {
@@ -243,6 +248,7 @@ impl Dialog {
             caller: without_tag(&msg.from),
             callee: without_tag(&msg.to),
             cseq_sent: 0,
+            cseq_shift: 0,
         };
         Dialog {
             call,

@@ -143,6 +143,7 @@ impl SipEngine {
             ),
             callee: callee_party,
             cseq_sent: 0,
+            cseq_shift: 0,
         };
         let mut dialog = Dialog::new_call(self.next_call, now, msg, (side, src), callee, tenant_id);
         dialog.profile = target.profile;

@@ -48,6 +48,7 @@ impl SipEngine {
             if let Some(d) = self.dialogs.get_mut(did) {
                 let leg = d.leg_mut(to);
                 leg.cseq_sent = leg.cseq_sent.saturating_add(1);
+                leg.cseq_shift = leg.cseq_shift.saturating_add(1);
             }
         }
         let txn = Txn::local(

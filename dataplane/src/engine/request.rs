@@ -358,7 +358,7 @@ impl SipEngine {
         self.server_index.insert(key, id);
         if let Some(d) = self.dialogs.get_mut(did) {
             let to = d.leg_mut(orig.other());
-            to.cseq_sent = to.cseq_sent.max(msg.cseq.seq);
+            to.cseq_sent = to.cseq_sent.max(msg.cseq.seq.saturating_add(to.cseq_shift));
         }
         out.push(Outgoing {
             side: r.side,

@@ -409,7 +409,8 @@ impl SipEngine {
                 HeaderName::Contact => {
                     b.raw(&our_contact(ours));
                 }
-                HeaderName::CSeq if t.update_as_invite => {
+                // The request's own CSeq (we may have renumbered it).
+                HeaderName::CSeq if !t.cseq_line.is_empty() => {
                     b.raw(&t.cseq_line);
                 }
                 HeaderName::ContentType => {

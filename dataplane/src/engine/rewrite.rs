@@ -61,6 +61,7 @@ impl SipEngine {
         } else {
             msg.method()
         };
+        let cseq = msg.cseq.seq.saturating_add(to_leg.cseq_shift);
         let (ruri, routes) = to_leg.request_target();
         let mut b = Builder::request(method.as_bytes(), &ruri);
         let mut via = Vec::with_capacity(64);
@@ -96,8 +97,9 @@ impl SipEngine {
                 HeaderName::Contact => {
                     b.raw(&our_contact(ours));
                 }
-                HeaderName::CSeq if as_invite => {
-                    let _ = write!(b.buf_mut(), "CSeq: {} INVITE\r\n", msg.cseq.seq);
+                HeaderName::CSeq if as_invite || to_leg.cseq_shift > 0 => {
+                    let _ = write!(b.buf_mut(), "CSeq: {} ", cseq);
+                    b.raw(method.as_bytes()).raw(b"\r\n");
                 }
                 HeaderName::MaxForwards => {
                     saw_mf = true;
@@ -136,7 +138,7 @@ impl SipEngine {
             from: out_from,
             to: out_to,
             call_id: to_leg.call_id.clone(),
-            cseq: msg.cseq.seq,
+            cseq,
             routes,
         };
         Some(Rewritten {

@@ -246,6 +246,27 @@ fn on_an_outbound_call_the_carrier_refreshes_or_we_do_with_update() {
     );
     assert_eq!(header(update, "CSeq"), Some("2 UPDATE"));
     assert_eq!(header(update, "Contact"), Some("<sip:sbc@10.0.0.100:5060>"));
+    // LiveKit hangs up with its CSeq 2: the carrier gets it above our UPDATE's,
+    // and LiveKit gets the answer with its own CSeq back.
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@203.0.113.50:5080",
+        "so1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@203.0.113.50:5080>;tag=ca9",
+        "byeg",
+        2,
+    );
+    let out = peers.send(Side::Public, GATEWAY, &bye);
+    let to_carrier = &out.iter().find(|(s, ..)| *s == Side::Private).unwrap().2;
+    assert!(to_carrier.starts_with("BYE "), "{to_carrier}");
+    assert_eq!(header(to_carrier, "CSeq"), Some("3 BYE"));
+    let ok = answer(to_carrier, 200, "x", false).replace(
+        &format!("To: {};tag=x", header(to_carrier, "To").unwrap()),
+        &format!("To: {}", header(to_carrier, "To").unwrap()),
+    );
+    let back = peers.send(Side::Private, CARRIER, &ok);
+    assert_eq!(header(&back[0].2, "CSeq"), Some("2 BYE"), "{}", back[0].2);
 }
 
 fn relay_to(relay: &mut RelayTable, side: Side, port: u16, src: &str) -> Option<SocketAddrV4> {
