@@ -216,6 +216,9 @@ pub struct Dialog {
     /// The carrier requires reliable provisionals (RFC 3262 `Require:
     /// 100rel`), which the SBC sends it itself (`livekit` profile).
     pub reliable: Option<Reliable>,
+    /// The carrier's `Allow` lists UPDATE: our session refreshes use it,
+    /// else a re-INVITE.
+    pub carrier_allows_update: bool,
     /// Our RTP source for DTMF injected toward the gateway: SSRC, next
     /// sequence number, next timestamp.
     pub dtmf_out: Option<(u32, u16, u32)>,
@@ -269,6 +272,7 @@ impl Dialog {
             sbc_offer: false,
             reliable: None,
             dtmf_out: None,
+            carrier_allows_update: false,
             caller_tag: msg.from.tag().unwrap_or_default().to_vec(),
             callee_tag: Vec::new(),
         }

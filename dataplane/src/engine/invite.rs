@@ -152,6 +152,8 @@ impl SipEngine {
             if side != dialog.gateway_side() && SipEngine::wants_reliable(msg) {
                 dialog.reliable = Some(Reliable::default());
             }
+            dialog.carrier_allows_update =
+                side != dialog.gateway_side() && super::shield::allows_update(msg);
         }
         self.next_call += 1;
         let did = self.dialogs.insert(dialog);

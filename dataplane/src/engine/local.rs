@@ -20,27 +20,28 @@ impl SipEngine {
     /// again (RFC 3261 17.1.2) and its answer is counted, not stray.
     /// `reason` is the value of its `Reason` header (RFC 3326).
     pub(super) fn send_bye(&mut self, did: Id, to: LegRef, reason: &[u8], out: &mut Vec<Outgoing>) {
-        self.send_local(did, to, b"BYE", &raw_line(b"Reason", reason), out);
+        self.send_local(did, to, b"BYE", &raw_line(b"Reason", reason), b"", out);
     }
 
     /// Sends an in-dialog request of ours (`method`, with `extra` header
-    /// lines) toward leg `to` of dialog `did`, in its own client
-    /// transaction ([`Txn::local`]); a request other than BYE takes the
-    /// leg's next CSeq number for good.
+    /// lines and `body`) toward leg `to` of dialog `did`, in its own client
+    /// transaction ([`Txn::local`]; an INVITE's 2xx is ACKed); a request
+    /// other than BYE takes the leg's next CSeq number for good.
     pub(super) fn send_local(
         &mut self,
         did: Id,
         to: LegRef,
         method: &[u8],
         extra: &[u8],
+        body: &[u8],
         out: &mut Vec<Outgoing>,
     ) {
         let id = self.txns.next_id();
         let branch = self.branch_for(id, 0);
-        let Some(req) = self
+        let Some((req, outbound)) = self
             .dialogs
             .get(did)
-            .and_then(|d| self.request_for(d, to, method, &branch, extra))
+            .and_then(|d| self.request_for(d, to, method, &branch, extra, body))
         else {
             return;
         };
@@ -51,7 +52,7 @@ impl SipEngine {
                 leg.cseq_shift = leg.cseq_shift.saturating_add(1);
             }
         }
-        let txn = Txn::local(
+        let mut txn = Txn::local(
             did,
             to,
             (req.side, req.dst),
@@ -59,6 +60,8 @@ impl SipEngine {
             self.now,
             self.cfg.t1,
         );
+        txn.invite = method == b"INVITE";
+        txn.outbound = outbound;
         let inserted = self.txns.insert(txn);
         debug_assert_eq!(inserted, id, "the slab handed out another id");
         self.stats.local_requests.inc();
@@ -68,8 +71,9 @@ impl SipEngine {
     }
 
     /// An in-dialog request of ours toward leg `to` (a BYE as if the other
-    /// party hung up, an UPDATE refreshing the session), CSeq one past the
-    /// last the leg was sent, `extra` header lines after the usual ones.
+    /// party hung up, an UPDATE or re-INVITE refreshing the session), CSeq
+    /// one past the last the leg was sent, `extra` header lines after the
+    /// usual ones, then `body`; and what its ACK or CANCEL repeats of it.
     fn request_for(
         &self,
         d: &Dialog,
@@ -77,7 +81,8 @@ impl SipEngine {
         method: &[u8],
         branch: &[u8],
         extra: &[u8],
-    ) -> Option<Outgoing> {
+        body: &[u8],
+    ) -> Option<(Outgoing, Outbound)> {
         let leg = d.leg(to);
         let ours = self.cfg.addr(leg.side);
         let (from_tag, to_tag) = match to {
@@ -89,24 +94,39 @@ impl SipEngine {
         let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
         via.extend_from_slice(branch);
         let (ruri, routes) = leg.request_target();
+        let (from, to_value) = (
+            with_tag(leg.party(from_caller), Some(from_tag)),
+            with_tag(leg.party(!from_caller), Some(to_tag)),
+        );
+        let cseq = leg.cseq_sent.saturating_add(1);
         let mut b = Builder::request(method, &ruri);
         b.header("Via", &[&via]);
         b.raw(&routes);
         b.header("Max-Forwards", &[b"70"])
-            .header("From", &[&with_tag(leg.party(from_caller), Some(from_tag))])
-            .header("To", &[&with_tag(leg.party(!from_caller), Some(to_tag))])
+            .header("From", &[&from])
+            .header("To", &[&to_value])
             .header("Call-ID", &[&leg.call_id]);
-        let _ = write!(b.buf_mut(), "CSeq: {} ", leg.cseq_sent.saturating_add(1));
+        let _ = write!(b.buf_mut(), "CSeq: {cseq} ");
         b.raw(method).raw(b"\r\n");
         if method != b"BYE" {
             b.raw(&our_contact(ours));
         }
         b.raw(extra);
-        Some(Outgoing {
+        let request = Outgoing {
             side: leg.side,
             dst: leg.next_hop(),
-            data: b.finish(b""),
-        })
+            data: b.finish(body),
+        };
+        let outbound = Outbound {
+            ruri,
+            via,
+            from,
+            to: to_value,
+            call_id: leg.call_id.clone(),
+            cseq,
+            routes,
+        };
+        Some((request, outbound))
     }
 }
 

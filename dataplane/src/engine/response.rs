@@ -12,7 +12,7 @@ use super::rewrite::{
 };
 use super::shield::HeaderAction;
 use super::slab::Id;
-use super::txn::{CancelState, Outbound, Phase};
+use super::txn::{CancelState, Outbound, Phase, Timer};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine};
 use crate::call::CallResult;
 use crate::media::sdp::SdpError;
@@ -45,11 +45,32 @@ impl SipEngine {
             return;
         }
         if t.local {
-            // An answer to a request of ours: counted, never relayed.
+            // An answer to a request of ours: counted, never relayed; an
+            // INVITE's final answers get their ACK (each 2xx copy too).
+            let (invite, phase) = (t.invite, t.phase);
             if code < 200 {
                 t.on_provisional(now, self.cfg.t2, self.cfg.timer_c);
-            } else if t.phase == Phase::Proceeding {
-                t.complete(now, self.cfg.t1);
+                t.timeout = t.timeout.filter(|(_, timer)| *timer != Timer::Ringing);
+                return self.arm(id);
+            }
+            let ack = match (invite, code < 300) {
+                (false, _) => None,
+                (true, true) => self.ack_for_2xx(id, msg),
+                (true, false) => Some(Outgoing {
+                    side: t.dest_side,
+                    dst: t.dest_addr,
+                    data: build_ack(&t.outbound, msg),
+                }),
+            };
+            out.extend(ack);
+            if phase == Phase::Proceeding {
+                if let Some(t) = self.txns.get_mut(id) {
+                    if invite && code < 300 {
+                        t.accept(now, self.cfg.t1);
+                    } else {
+                        t.complete(now, self.cfg.t1);
+                    }
+                }
                 self.stats.local_answers.inc();
             }
             return self.arm(id);

@@ -114,6 +114,16 @@ pub(super) fn session_expires(msg: &SipMessage<'_>) -> Option<(u32, Option<bool>
     Some((secs, refresher))
 }
 
+/// Whether `msg`'s `Allow` lists UPDATE (RFC 3311): our session refreshes
+/// then use it, else a re-INVITE.
+pub(super) fn allows_update(msg: &SipMessage<'_>) -> bool {
+    msg.headers
+        .iter()
+        .filter(|h| named(h, "Allow", ""))
+        .flat_map(|h| grammar::split_list(h.value))
+        .any(|m| trim_lws(m).eq_ignore_ascii_case(b"UPDATE"))
+}
+
 /// Whether `msg` lists option tag `tag` in `Supported` (compact `k`) or `Require`.
 fn lists_tag(msg: &SipMessage<'_>, tag: &[u8]) -> bool {
     msg.headers
@@ -238,6 +248,7 @@ impl SipEngine {
         if d.profile != Profile::Livekit || d.callee.side == d.gateway_side() {
             return;
         }
+        d.carrier_allows_update = allows_update(msg);
         d.session = session_expires(msg).map(|(interval, refresher_uac)| SessionTimer {
             interval: interval.max(MIN_SE),
             // We were the UAC: refresher=uac is us.
@@ -395,11 +406,23 @@ impl SipEngine {
                 }
                 self.end_dialog(did, None);
             } else {
-                let extra = format!(
+                // UPDATE when the carrier allows it, else a re-INVITE with
+                // the SDP it has (RFC 4028 section 7.4).
+                let mut extra = format!(
                     "Session-Expires: {};refresher=uac\r\nSupported: timer\r\n",
                     s.interval
-                );
-                self.send_local(did, carrier, b"UPDATE", extra.as_bytes(), out);
+                )
+                .into_bytes();
+                if d.carrier_allows_update {
+                    self.send_local(did, carrier, b"UPDATE", &extra, b"", out);
+                } else {
+                    let gateway = carrier.other();
+                    let source = super::ipv4_of(d.leg(gateway).peer);
+                    let hider = self.hider(d.leg(carrier).side, source);
+                    let sdp = self.body_for_sdp(did, carrier, d.sdp_from(gateway), &hider);
+                    extra.extend_from_slice(b"Content-Type: application/sdp\r\n");
+                    self.send_local(did, carrier, b"INVITE", &extra, &sdp, out);
+                }
                 self.session_refreshed(did);
             }
         }

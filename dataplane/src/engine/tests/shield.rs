@@ -226,7 +226,7 @@ fn on_an_outbound_call_the_carrier_refreshes_or_we_do_with_update() {
     // The carrier makes us the refresher (we were its UAC).
     let ok = answer(&to_carrier, 200, "ca9", true).replace(
         "Content-Length:",
-        "Require: timer\r\nSession-Expires: 1800;refresher=uac\r\nContent-Length:",
+        "Require: timer\r\nSession-Expires: 1800;refresher=uac\r\nAllow: INVITE, ACK, BYE, UPDATE\r\nContent-Length:",
     );
     let back = peers.send(Side::Private, CARRIER, &ok);
     assert_eq!(header(&back[0].2, "Session-Expires"), None, "{}", back[0].2);
@@ -773,4 +773,52 @@ Session-Expires: 90;refresher=uac\r\nMin-SE: 90\r\nAllow: INVITE, ACK, BYE, CANC
             assert!(!m.contains(word), "{word} reached the gateway:\n{m}");
         }
     }
+}
+
+#[test]
+fn toward_a_carrier_without_update_we_refresh_with_a_reinvite() {
+    let mut peers = shielded();
+    let inv = with_body(
+        &invite("ri1", "ri1")
+            .replace("10.0.1.10:5060;branch", "203.0.113.10:5060;branch")
+            .replace("10.0.0.100:5060", "203.0.113.50:5080"),
+        GW_SDP,
+    );
+    let sent = peers.send(Side::Public, GATEWAY, &inv);
+    let to_carrier = sent
+        .iter()
+        .find(|(s, ..)| *s == Side::Private)
+        .unwrap()
+        .2
+        .clone();
+    let ok = with_body(&answer(&to_carrier, 200, "ca9", false), CARRIER_SDP).replace(
+        "Content-Type:",
+        "Session-Expires: 90;refresher=uac\r\nAllow: INVITE, ACK, BYE\r\nContent-Type:",
+    );
+    peers.send(Side::Private, CARRIER, &ok);
+    let refresh = peers.advance(45_000);
+    assert_eq!(refresh.len(), 1, "{refresh:?}");
+    let reinvite = &refresh[0].2;
+    assert!(reinvite.starts_with("INVITE "), "{reinvite}");
+    assert_eq!(header(reinvite, "CSeq"), Some("2 INVITE"));
+    assert_eq!(header(reinvite, "Content-Type"), Some("application/sdp"));
+    assert!(reinvite.contains("c=IN IP4 10.0.0.100\r\n"), "{reinvite}");
+    assert!(
+        reinvite.contains("m=audio 10000 RTP/AVP 0 101\r\n"),
+        "{reinvite}"
+    );
+    // Resent until answered; the 200 gets our ACK, its copy another.
+    assert_eq!(peers.advance(500).len(), 1);
+    let ok = with_body(&answer(reinvite, 200, "x", false), CARRIER_SDP).replace(
+        &format!("To: {};tag=x", header(reinvite, "To").unwrap()),
+        &format!("To: {}", header(reinvite, "To").unwrap()),
+    );
+    for _ in 0..2 {
+        let acks = peers.send(Side::Private, CARRIER, &ok);
+        assert_eq!(acks.len(), 1, "{acks:?}");
+        assert!(acks[0].2.starts_with("ACK "), "{}", acks[0].2);
+        assert_eq!(header(&acks[0].2, "CSeq"), Some("2 ACK"));
+    }
+    assert_eq!(peers.stats.local_answers.get(), 1);
+    assert!(peers.advance(10_000).is_empty());
 }
