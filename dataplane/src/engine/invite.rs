@@ -106,16 +106,11 @@ impl SipEngine {
         }
         // The shield keeps session timers at the carrier's edge: too short
         // an interval is refused there (RFC 4028 section 6).
-        if target.profile == Profile::Livekit && side != Side::Public {
-            if let Some(min_se) = SipEngine::interval_too_small(msg) {
-                let tag = self.next_u64();
-                out.push(Outgoing {
-                    side,
-                    dst: src,
-                    data: local_response(msg, src, 422, reason(422), tag, &min_se),
-                });
-                return;
-            }
+        if target.profile == Profile::Livekit
+            && side != Side::Public
+            && self.refuse_short_interval(msg, (side, src), out)
+        {
+            return;
         }
         let dest_side = side.other();
         let ours_b = self.cfg.addr(dest_side);

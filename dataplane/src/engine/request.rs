@@ -233,19 +233,10 @@ impl SipEngine {
         if shielded
             && side != d.gateway_side()
             && matches!(msg.method(), Method::Invite | Method::Update)
+            && (self.refuse_short_interval(msg, (side, src), out)
+                || self.answer_refresh(rx, did, key.clone(), out))
         {
-            if let Some(min_se) = SipEngine::interval_too_small(msg) {
-                let tag = self.next_u64();
-                out.push(Outgoing {
-                    side,
-                    dst: src,
-                    data: local_response(msg, src, 422, reason(422), tag, &min_se),
-                });
-                return;
-            }
-            if self.answer_refresh(rx, did, key.clone(), out) {
-                return;
-            }
+            return;
         }
         if shielded
             && msg.method() == Method::Prack

@@ -7,10 +7,7 @@ use std::net::SocketAddr;
 use super::dialog::DialogState;
 use super::dialog::LegRef;
 use super::local::{build_ack, raw_line};
-use super::rewrite::{
-    copy_hidden, first_contact_uri, is_our_uri, our_contact, record_route, with_tag,
-};
-use super::shield::HeaderAction;
+use super::rewrite::{first_contact_uri, is_our_uri, our_contact, record_route, with_tag};
 use super::slab::Id;
 use super::txn::{CancelState, Outbound, Phase, Timer};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine};
@@ -437,13 +434,7 @@ impl SipEngine {
                 HeaderName::ContentType => {
                     body.write_content_type(&mut b, h.raw_name, h.value, &hider);
                 }
-                _ => match self.shield_header(d, to_side, h) {
-                    HeaderAction::Copy => copy_hidden(&mut b, h.raw_name, h.value, &hider),
-                    HeaderAction::Skip => {}
-                    HeaderAction::Line(line) => {
-                        b.raw(&line);
-                    }
-                },
+                _ => self.copy_shielded(&mut b, (d, to_side), h, &hider),
             }
         }
         let ok_to_carrier = (200..300).contains(&code)

@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use super::dialog::{DialogState, LegRef};
 use super::hide::Hider;
-use super::shield::HeaderAction;
 use super::slab::Id;
 use super::txn::Outbound;
 use super::{SipEngine, TENANT_HEADER};
@@ -111,13 +110,7 @@ impl SipEngine {
                 HeaderName::ContentType => {
                     body.write_content_type(&mut b, h.raw_name, h.value, &hider);
                 }
-                _ => match self.shield_header(d, dest_side, h) {
-                    HeaderAction::Copy => copy_hidden(&mut b, h.raw_name, h.value, &hider),
-                    HeaderAction::Skip => {}
-                    HeaderAction::Line(line) => {
-                        b.raw(&line);
-                    }
-                },
+                _ => self.copy_shielded(&mut b, (d, dest_side), h, &hider),
             }
         }
         // LiveKit maps X-* headers to call attributes: tell it the tenant.

@@ -13,15 +13,17 @@
 use std::cmp::Reverse;
 
 use super::dialog::{Dialog, DialogState, LegRef};
+use super::hide::Hider;
 use super::local::{local_answer, raw_line};
 use super::media::sdp_of;
-use super::rewrite::our_contact;
+use super::rewrite::{copy_hidden, our_contact};
 use super::slab::Id;
 use super::txn::Txn;
 use super::{Incoming, Ms, Outgoing, SipEngine};
 use crate::media::{MediaCmd, TelephoneEvent};
 use crate::routing::Profile;
 use crate::side::Side;
+use crate::sip::build::{reason, Builder};
 use crate::sip::grammar::{self, trim_lws, NameAddr, SipUri};
 use crate::sip::{Header, HeaderName, Method, SipMessage};
 
@@ -80,7 +82,7 @@ impl SessionTimer {
 }
 
 /// What the shield does with one header of a message leaving toward a side.
-pub(super) enum HeaderAction {
+enum HeaderAction {
     /// Copied as usual.
     Copy,
     /// Left out.
@@ -159,7 +161,7 @@ fn session_of(sdp: &[u8]) -> Vec<&[u8]> {
 impl SipEngine {
     /// What happens to header `h` of a message of shielded dialog `d`
     /// leaving toward `toward`: toward the gateway, no session timer.
-    pub(super) fn shield_header(&self, d: &Dialog, toward: Side, h: &Header<'_>) -> HeaderAction {
+    fn shield_header(&self, d: &Dialog, toward: Side, h: &Header<'_>) -> HeaderAction {
         if d.profile != Profile::Livekit || d.leg(d.leg_on(toward)).side != d.gateway_side() {
             return HeaderAction::Copy;
         }
@@ -231,12 +233,45 @@ impl SipEngine {
         })
     }
 
-    /// `Some(422 extra headers)` when a shielded call's request from the
-    /// carrier asks for a session interval below our minimum (RFC 4028
-    /// section 6: 422 Session Interval Too Small, with our `Min-SE`).
-    pub(super) fn interval_too_small(msg: &SipMessage<'_>) -> Option<Vec<u8>> {
-        let (secs, _) = session_expires(msg)?;
-        (secs < MIN_SE).then(|| format!("Min-SE: {MIN_SE}\r\n").into_bytes())
+    /// Answers a shielded call's request from the carrier with 422 Session
+    /// Interval Too Small and our `Min-SE` when it asks for an interval
+    /// below it (RFC 4028 section 6); `true` when it did.
+    pub(super) fn refuse_short_interval(
+        &mut self,
+        msg: &SipMessage<'_>,
+        (side, src): (Side, std::net::SocketAddr),
+        out: &mut Vec<Outgoing>,
+    ) -> bool {
+        if session_expires(msg).is_none_or(|(secs, _)| secs >= MIN_SE) {
+            return false;
+        }
+        let tag = self.next_u64();
+        let min_se = format!("Min-SE: {MIN_SE}\r\n");
+        out.push(Outgoing {
+            side,
+            dst: src,
+            data: super::local::local_response(msg, src, 422, reason(422), tag, min_se.as_bytes()),
+        });
+        true
+    }
+
+    /// Copies header `h` of a message of dialog `d` leaving toward `toward`
+    /// as the shield says ([`SipEngine::shield_header`]): text-hidden,
+    /// left out, or replaced.
+    pub(super) fn copy_shielded(
+        &self,
+        b: &mut Builder,
+        (d, toward): (&Dialog, Side),
+        h: &Header<'_>,
+        hider: &Hider<'_>,
+    ) {
+        match self.shield_header(d, toward, h) {
+            HeaderAction::Copy => copy_hidden(b, h.raw_name, h.value, hider),
+            HeaderAction::Skip => {}
+            HeaderAction::Line(line) => {
+                b.raw(&line);
+            }
+        }
     }
 
     /// A 2xx from the carrier to our outbound INVITE: its `Session-Expires`
