@@ -61,27 +61,39 @@ impl Builder {
     }
 }
 
-/// The default reason phrase of a status code we generate.
+/// The reason phrase of a status code we generate (RFC 3261 section 21 and
+/// the RFCs that add codes: 422 RFC 4028); `Unknown` for any other.
 pub fn reason(code: u16) -> &'static str {
     match code {
         100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        422 => "Session Interval Too Small",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
         483 => "Too Many Hops",
+        486 => "Busy Here",
         487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
         500 => "Server Internal Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Server Time-out",
         505 => "Version Not Supported",
+        513 => "Message Too Large",
         _ => "Unknown",
     }
 }
