@@ -105,10 +105,15 @@ class Api:
     def add_carrier(self, ip, mask=32, name="carrier", group=1) -> dict:
         return self._create("/api/v1/carriers", {"ip": ip, "mask": mask, "name": name, "group": group})
 
-    def add_gateway(self, destination, group=1, priority=1, weight=1, description="gw") -> dict:
-        return self._create("/api/v1/gateways", {"destination": destination, "group": group,
-                                                 "priority": priority, "weight": weight,
-                                                 "description": description})
+    def add_gateway(self, destination, group=1, priority=1, weight=1, description="gw",
+                    profile: str | None = None) -> dict:
+        """`profile` ("transparent", "livekit") is sent only when given (None: the SBC's
+        [routing] default_profile applies)."""
+        body = {"destination": destination, "group": group, "priority": priority,
+                "weight": weight, "description": description}
+        if profile is not None:
+            body["profile"] = profile
+        return self._create("/api/v1/gateways", body)
 
     def add_tenant(self, tenant_id, source_ip, gateway_group=1, max_cps=10, max_concurrent=10) -> dict:
         return self._create("/api/v1/tenants", {"tenant_id": tenant_id, "source_ip": source_ip,
@@ -171,7 +176,7 @@ def clear_provisioning(api: Api) -> None:
 def provision(api: Api, carriers=(), gateways=(), tenants=()) -> dict:
     """Replace the whole provisioning. carriers: (ip, mask[, name, group]) tuples, created in this
     order (so ids ascend in it); gateways: dicts for add_gateway (destination, group, priority,
-    weight, description) or a bare destination; tenants: dicts for add_tenant.
+    weight, description[, profile]) or a bare destination; tenants: dicts for add_tenant.
     Returns {"carriers": [...], "gateways": [...], "tenants": [...]} as the API answered."""
     clear_provisioning(api)
     out = {"carriers": [], "gateways": [], "tenants": []}

@@ -12,9 +12,14 @@ FAILOVER_TIMEOUT_S = LAB_ROUTING["failover_timeout_ms"] / 1000.0
 NUMBER = "919876543210"
 
 
-def gw(ip: str, group: int = 1, priority: int = 1, weight: int = 1, description: str | None = None) -> dict:
-    return {"destination": gw_uri(ip), "group": group, "priority": priority, "weight": weight,
-            "description": description or f"gw-{ip.rsplit('.', 1)[1]}-g{group}"}
+def gw(ip: str, group: int = 1, priority: int = 1, weight: int = 1, description: str | None = None,
+       profile: str | None = None) -> dict:
+    """A gateway row; `profile` ("transparent", "livekit") only when given."""
+    row = {"destination": gw_uri(ip), "group": group, "priority": priority, "weight": weight,
+           "description": description or f"gw-{ip.rsplit('.', 1)[1]}-g{group}"}
+    if profile is not None:
+        row["profile"] = profile
+    return row
 
 
 def tenant(tenant_id: str, source_ip: str, group: int, max_cps: int = 1000, max_concurrent: int = 1000) -> dict:
