@@ -74,9 +74,6 @@ pub struct End {
     pub receives: bool,
     /// The payload type of RFC 4733 telephone events from this end's peer.
     pub telephone_event: Option<u8>,
-    /// The timestamp of the latest telephone event from it (one event's
-    /// packets share one timestamp).
-    pub last_event: Option<u32>,
 }
 
 impl End {
@@ -96,7 +93,6 @@ impl End {
             rx: RtpStats::default(),
             receives: true,
             telephone_event: None,
-            last_event: None,
         }
     }
 
@@ -112,11 +108,11 @@ impl End {
             return;
         };
         let ts = u32::from_be_bytes([t0, t1, t2, t3]);
-        if mpt & 0x7f != pt || self.last_event == Some(ts) {
+        if mpt & 0x7f != pt || (self.rx.dtmf_events > 0 && self.rx.last_event == ts) {
             return;
         }
-        self.last_event = Some(ts);
-        self.rx.dtmf_events += 1;
+        self.rx.last_event = ts;
+        self.rx.dtmf_events = self.rx.dtmf_events.saturating_add(1);
         if let Some(m) = pkt.get_mut(1) {
             *m |= 0x80;
         }

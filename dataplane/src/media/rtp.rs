@@ -129,16 +129,20 @@ pub struct RtpStats {
     pub base_seq: u32,
     /// Interarrival jitter in timestamp units.
     pub jitter: f64,
-    last_transit: Option<i32>,
+    /// Transit time of the previous packet of the current source (valid
+    /// from its second packet on).
+    last_transit: i32,
     started: bool,
     ssrc: u32,
     /// RTP packets of the current source (loss counts against these).
-    since_restart: u64,
+    since_restart: u32,
     /// Loss of earlier sources (an SSRC change restarts the sequence).
     lost_before: u64,
     /// RFC 4733 telephone events seen (the relay counts them where the
     /// SDP names the payload type).
-    pub dtmf_events: u64,
+    pub dtmf_events: u32,
+    /// The timestamp of the latest of them (one event's packets share it).
+    pub(crate) last_event: u32,
 }
 
 impl RtpStats {
@@ -148,7 +152,7 @@ impl RtpStats {
             return 0;
         }
         let expected = u64::from(self.max_seq - self.base_seq) + 1;
-        self.lost_before + expected.saturating_sub(self.since_restart)
+        self.lost_before + expected.saturating_sub(u64::from(self.since_restart))
     }
 
     /// The figures a call record keeps.
@@ -158,7 +162,7 @@ impl RtpStats {
             bytes: self.bytes,
             lost: self.lost(),
             jitter_ms: self.jitter / 8.0,
-            dtmf_events: self.dtmf_events,
+            dtmf_events: u64::from(self.dtmf_events),
         }
     }
 
@@ -176,7 +180,6 @@ impl RtpStats {
             // sequence and clock start afresh; earlier loss is kept.
             self.lost_before = self.lost();
             self.started = false;
-            self.last_transit = None;
         }
         if !self.started {
             self.ssrc = ssrc;
@@ -198,15 +201,15 @@ impl RtpStats {
                 self.max_seq = wrapped | u32::from(seq);
             }
         }
-        self.since_restart += 1;
+        self.since_restart = self.since_restart.saturating_add(1);
         // RFC 3550 A.8 in 32-bit wrapping arithmetic, so a timestamp wrap
         // does not look like a jump.
         let transit = (arrival as u32).wrapping_sub(ts) as i32;
-        if let Some(prev) = self.last_transit {
-            let d = f64::from(transit.wrapping_sub(prev).unsigned_abs());
+        if self.since_restart > 1 {
+            let d = f64::from(transit.wrapping_sub(self.last_transit).unsigned_abs());
             self.jitter += (d - self.jitter) / 16.0;
         }
-        self.last_transit = Some(transit);
+        self.last_transit = transit;
     }
 }
 
