@@ -153,6 +153,9 @@ pub struct Offer {
 pub struct Reliable {
     /// The RSeq of the latest one sent.
     pub rseq: u32,
+    /// The RSeq of the latest one PRACKed: a PRACK repeated for it (our
+    /// 200 was lost) is answered 200 again.
+    pub acked: u32,
     /// The one sent and not yet PRACKed, with where it goes.
     pub unacked: Option<(Vec<u8>, Side, SocketAddr)>,
     /// The next one (already numbered `rseq + 1`), sent on that PRACK; a

@@ -583,8 +583,10 @@ impl SipEngine {
         let rack = value(msg, "RAck", "")
             .and_then(|v| grammar::split_lws(v).next().and_then(grammar::parse_u32));
         let matches = r.unacked.is_some() && rack == Some(r.rseq);
-        let code = if matches { 200 } else { 481 };
+        let repeated = rack.is_some_and(|n| n != 0 && n <= r.acked);
+        let code = if matches || repeated { 200 } else { 481 };
         if matches {
+            r.acked = r.rseq;
             let to = r.unacked.take().map(|(_, s, d)| (s, d));
             if let (Some(next), Some((to_side, dst))) = (r.queued.take(), to) {
                 r.rseq += 1;

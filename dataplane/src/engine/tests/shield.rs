@@ -510,6 +510,10 @@ fn a_carrier_requiring_100rel_gets_reliable_provisionals_from_us() {
         out.iter().all(|(s, ..)| *s == Side::Private),
         "LiveKit never sees PRACK"
     );
+    // That PRACK again (our 200 lost): 200 again, nothing resent.
+    let again = peers.send(Side::Private, CARRIER, &prack("p1", 1));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(status(&again[0].2), 200);
     let r183 = &out[0].2;
     assert_eq!(status(r183), 183);
     assert_eq!(header(r183, "RSeq"), Some("2"));
