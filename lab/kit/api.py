@@ -115,15 +115,22 @@ class Api:
             body["profile"] = profile
         return self._create("/api/v1/gateways", body)
 
-    def add_tenant(self, tenant_id, source_ip, gateway_group=1, max_cps=10, max_concurrent=10) -> dict:
-        return self._create("/api/v1/tenants", {"tenant_id": tenant_id, "source_ip": source_ip,
-                                                "gateway_group": gateway_group, "max_cps": max_cps,
-                                                "max_concurrent": max_concurrent})
+    def add_tenant(self, tenant_id, source_ip, gateway_group=1, max_cps=10, max_concurrent=10,
+                   **numbers) -> dict:
+        """`numbers`: the tenant's number rules (number_format, country_code, strip_prefix), sent
+        only when given."""
+        body = {"tenant_id": tenant_id, "source_ip": source_ip, "gateway_group": gateway_group,
+                "max_cps": max_cps, "max_concurrent": max_concurrent}
+        body.update({k: v for k, v in numbers.items() if v is not None})
+        return self._create("/api/v1/tenants", body)
 
-    def route(self, source_ip: str, to: str, headers: dict | None = None) -> dict:
+    def route(self, source_ip: str, to: str, headers: dict | None = None,
+              from_uri: str | None = None) -> dict:
         body = {"source_ip": source_ip, "to": to}
         if headers is not None:
             body["headers"] = headers
+        if from_uri is not None:
+            body["from"] = from_uri
         r = self.request("POST", "/api/v1/route", body)
         if r.code != 200 or not isinstance(r.json(), dict):
             raise ApiError(f"POST /api/v1/route {json.dumps(body)} -> {r.code} {r.body[:300]}")

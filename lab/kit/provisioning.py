@@ -22,9 +22,13 @@ def gw(ip: str, group: int = 1, priority: int = 1, weight: int = 1, description:
     return row
 
 
-def tenant(tenant_id: str, source_ip: str, group: int, max_cps: int = 1000, max_concurrent: int = 1000) -> dict:
-    return {"tenant_id": tenant_id, "source_ip": source_ip, "gateway_group": group,
-            "max_cps": max_cps, "max_concurrent": max_concurrent}
+def tenant(tenant_id: str, source_ip: str, group: int, max_cps: int = 1000, max_concurrent: int = 1000,
+           **numbers) -> dict:
+    """A tenant row; `numbers` (number_format, country_code, strip_prefix) only when given."""
+    row = {"tenant_id": tenant_id, "source_ip": source_ip, "gateway_group": group,
+           "max_cps": max_cps, "max_concurrent": max_concurrent}
+    row.update({k: v for k, v in numbers.items() if v is not None})
+    return row
 
 
 BASE_CARRIERS = [(CARRIER_IP, 32, "carrier1", 1)]

@@ -20,6 +20,18 @@ Flows:
   multipart-uas  UAS of an outbound call: waits for an INVITE (from the SBC), answers 100 and a 200
                  whose body is multipart/mixed: the SDP (m=audio P) and an ISUP ANM; echoes every
                  RTP packet received on P back to its source; answers the BYE.
+  100rel         UAC of an inbound call whose INVITE (SDP, m=audio P) has Require: 100rel and
+                 Supported: 100rel: every reliable provisional (Require: 100rel, RSeq) gets a
+                 PRACK (RAck: rseq cseq INVITE), the first one --prack-delay s after it arrived,
+                 the others at once; the 200 is ACKed; RTP from P for --after s; BYE.
+  delayed-offer  UAC of an inbound call whose INVITE has no body: the 200 must carry an offer,
+                 answered in the ACK (m=audio P, PCMA and telephone-event 101); RTP from P for
+                 --after s; BYE.
+  info-dtmf      UAC of an inbound call (SDP, m=audio P); RTP from P; --before s after the ACK one
+                 INFO per item of --info (`relay:DIGIT:MS`: application/dtmf-relay with
+                 Signal=DIGIT and Duration=MS; `dtmf:DIGIT`: application/dtmf), each sent once the
+                 previous one was answered and --gap s have passed; --after s later BYE.
+With --update, port-move moves its port with an UPDATE (its SDP) instead of a re-INVITE.
 
 RTP is PCMA, 20 ms, 172-byte packets. SIP over UDP with the RFC 3261 timers A/E (500 ms doubling).
 """
@@ -433,10 +445,15 @@ def flow_port_move(a, peer: Peer) -> None:
     peer.sending = Rtp(p, media, 0x00C0FFEE)
     peer.poll(time.monotonic() + a.before)
     peer.mark("reinvite")
-    ok2 = dlg.invite(make_sdp(a.ip, q, 2).encode(), "application/sdp")
+    if a.update:
+        data, cseq = dlg.request("UPDATE", make_sdp(a.ip, q, 2).encode(), "application/sdp")
+        ok2 = peer.transact(data, dlg.next_hop(), dlg.call_id, cseq)
+    else:
+        ok2 = dlg.invite(make_sdp(a.ip, q, 2).encode(), "application/sdp")
     peer.mark("reinvite_answered")
     if ok2 is None or ok2.code != 200:
-        raise Failure(f"re-INVITE: final response {ok2.first if ok2 else 'none'}")
+        what = "UPDATE" if a.update else "re-INVITE"
+        raise Failure(f"{what}: final response {ok2.first if ok2 else 'none'}")
     media2 = sdp_addr(ok2.sdp()) or media
     peer.sending = Rtp(q, media2, 0x00C0FFEF)
     peer.poll(time.monotonic() + a.after)
@@ -505,6 +522,152 @@ def flow_multipart_uas(a, peer: Peer) -> None:
     peer.poll(time.monotonic() + 0.2)
 
 
+def start_call(a, peer: Peer, extra: list[str] = ()) -> tuple[Dialog, tuple[str, int]]:
+    """INVITE (SDP m=audio a.port, `extra` headers) to a.to, the 200 ACKed; RTP from a.port to the
+    answer's address. Returns the dialog and that address."""
+    dlg = Dialog(peer, hostport(a.to), a.number)
+    peer.mark("invite")
+    ok = dlg.invite(make_sdp(a.ip, a.port).encode(), "application/sdp", extra)
+    if ok is None or ok.code != 200:
+        raise Failure(f"INVITE: final response {ok.first if ok else 'none'}")
+    peer.mark("answered")
+    media = sdp_addr(ok.sdp())
+    if media is None:
+        raise Failure("the 200 to the INVITE has no usable SDP")
+    peer.sending = Rtp(a.port, media, 0x00C0FFEE)
+    return dlg, media
+
+
+def end_call(peer: Peer, dlg: Dialog) -> None:
+    peer.sending = None
+    peer.mark("bye")
+    fin = dlg.bye()
+    if fin is None or fin.code != 200:
+        raise Failure(f"BYE: final response {fin.first if fin else 'none'}")
+    peer.poll(time.monotonic() + 0.3)
+
+
+def flow_100rel(a, peer: Peer) -> None:
+    dlg = Dialog(peer, hostport(a.to), a.number)
+    data, cseq = dlg.request("INVITE", make_sdp(a.ip, a.port).encode(), "application/sdp",
+                             ["Require: 100rel", "Supported: 100rel"])
+    peer.mark("invite")
+    peer.send_sip(data, dlg.to)
+    interval, resend = T1, time.monotonic() + T1
+    provisional = False
+    due: dict[int, tuple[float, Msg]] = {}       # RSeq -> (when to PRACK, the provisional)
+    pracked: set[int] = set()
+    final = None
+    deadline = time.monotonic() + 20
+    while final is None:
+        now = time.monotonic()
+        if now >= deadline:
+            raise Failure("no final response to the INVITE within 20 s")
+        for rseq, (when, prov) in sorted(due.items()):
+            if now < when:
+                continue
+            del due[rseq]
+            pracked.add(rseq)
+            dlg.answered(prov)                   # the early dialog: To tag, target, route set
+            pdata, pcseq = dlg.request("PRACK", extra=[f"RAck: {rseq} {cseq} INVITE"])
+            peer.mark(f"prack{rseq}")
+            r = peer.transact(pdata, dlg.next_hop(), dlg.call_id, pcseq, timeout=5.0)
+            peer.mark(f"prack{rseq}_answered")
+            if r is None or r.code != 200:
+                raise Failure(f"PRACK for RSeq {rseq}: final response {r.first if r else 'none'}")
+        wake = min([deadline] + [w for w, _ in due.values()] + ([resend] if not provisional else []))
+        got = peer.wait(lambda m: m.is_response and m.call_id == dlg.call_id and m.cseq == (cseq, "INVITE"),
+                        max(0.0, wake - time.monotonic()))
+        if got is None:
+            if not provisional and time.monotonic() >= resend:
+                peer.sip.sendto(data, dlg.to)
+                interval = min(interval * 2, 4.0)
+                resend = time.monotonic() + interval
+            continue
+        m, _ = got
+        if m.code >= 200:
+            final = m
+            break
+        provisional = True
+        rseq = m.header("RSeq")
+        reliable = "100rel" in [t.strip().lower() for v in m.all("Require") for t in v.split(",")]
+        if reliable and rseq and rseq.strip().isdigit():
+            n = int(rseq)
+            if n not in pracked and n not in due:
+                delay = a.prack_delay if not pracked and not due else 0.0
+                due[n] = (time.monotonic() + delay, m)
+    if final.code != 200:
+        raise Failure(f"INVITE: final response {final.first}")
+    peer.mark("answered")
+    dlg.answered(final)
+    ack, _ = dlg.request("ACK", cseq=cseq)
+    hop = dlg.next_hop()
+    peer.send_sip(ack, hop)
+    peer.acks[(dlg.call_id, cseq)] = (ack, hop)
+    media = sdp_addr(final.sdp())
+    if media is None:
+        raise Failure("the 200 to the INVITE has no usable SDP")
+    peer.sending = Rtp(a.port, media, 0x00C0FFEE)
+    peer.poll(time.monotonic() + a.after)
+    end_call(peer, dlg)
+
+
+def flow_delayed_offer(a, peer: Peer) -> None:
+    dlg = Dialog(peer, hostport(a.to), a.number)
+    data, cseq = dlg.request("INVITE")
+    peer.mark("invite")
+    final = peer.transact(data, dlg.to, dlg.call_id, cseq)
+    if final is None or final.code != 200:
+        raise Failure(f"INVITE without SDP: final response {final.first if final else 'none'}")
+    peer.mark("answered")
+    dlg.answered(final)
+    media = sdp_addr(final.sdp())
+    # The answer in the ACK (a bodiless one when there was no offer to answer).
+    body = make_sdp(a.ip, a.port).encode() if media else b""
+    ack, _ = dlg.request("ACK", body, "application/sdp" if body else None, cseq=cseq)
+    hop = dlg.next_hop()
+    peer.send_sip(ack, hop)
+    peer.acks[(dlg.call_id, cseq)] = (ack, hop)
+    peer.mark("ack")
+    if media is None:
+        end_call(peer, dlg)
+        raise Failure("the 200 to the INVITE without SDP carries no offer")
+    peer.sending = Rtp(a.port, media, 0x00C0FFEE)
+    peer.poll(time.monotonic() + a.after)
+    end_call(peer, dlg)
+
+
+def info_bodies(spec: str) -> list[tuple[str, bytes]]:
+    """--info items: `relay:DIGIT:MS` (application/dtmf-relay) or `dtmf:DIGIT` (application/dtmf)."""
+    out = []
+    for item in (x for x in spec.split(",") if x):
+        kind, _, rest = item.partition(":")
+        if kind == "relay":
+            digit, _, ms = rest.partition(":")
+            out.append(("application/dtmf-relay", f"Signal={digit}\r\nDuration={ms or 250}\r\n".encode()))
+        elif kind == "dtmf":
+            out.append(("application/dtmf", rest.encode()))
+        else:
+            raise SystemExit(f"--info: unknown item {item!r}")
+    return out
+
+
+def flow_info_dtmf(a, peer: Peer) -> None:
+    dlg, _ = start_call(a, peer)
+    peer.poll(time.monotonic() + a.before)
+    for i, (ctype, body) in enumerate(info_bodies(a.info)):
+        if i:
+            peer.poll(time.monotonic() + a.gap)
+        data, cseq = dlg.request("INFO", body, ctype)
+        peer.mark(f"info{i}")
+        r = peer.transact(data, dlg.next_hop(), dlg.call_id, cseq, timeout=5.0)
+        peer.mark(f"info{i}_answered")
+        if r is None:
+            raise Failure(f"INFO {i} ({ctype}): no final response")
+    peer.poll(time.monotonic() + a.after)
+    end_call(peer, dlg)
+
+
 class Failure(Exception):
     pass
 
@@ -515,7 +678,8 @@ def hostport(s: str) -> tuple[str, int]:
 
 
 FLOWS = {"port-move": flow_port_move, "multipart-uac": flow_multipart_uac,
-         "multipart-uas": flow_multipart_uas}
+         "multipart-uas": flow_multipart_uas, "100rel": flow_100rel,
+         "delayed-offer": flow_delayed_offer, "info-dtmf": flow_info_dtmf}
 
 
 def main() -> int:
@@ -529,6 +693,11 @@ def main() -> int:
     ap.add_argument("--before", type=float, default=1.0, help="s of RTP before the re-INVITE")
     ap.add_argument("--after", type=float, default=2.0, help="s of RTP after the (re-)INVITE's 200")
     ap.add_argument("--wait", type=float, default=15.0, help="UAS: s to wait for the INVITE, the BYE")
+    ap.add_argument("--update", action="store_true", help="port-move: move with UPDATE, not re-INVITE")
+    ap.add_argument("--prack-delay", type=float, default=0.0,
+                    help="100rel: s before the PRACK of the first reliable provisional")
+    ap.add_argument("--info", default="relay:1:160", help="info-dtmf: the INFOs, comma-separated")
+    ap.add_argument("--gap", type=float, default=0.3, help="info-dtmf: s between INFOs")
     a = ap.parse_args()
     ports = [a.port, a.port + 2] if a.flow == "port-move" else [a.port]
     peer = Peer(a.ip, a.sip_port, ports)

@@ -11,26 +11,44 @@ both SBC interfaces:
   lk_hold_answered_sendrecv    a hold answered a=sendrecv (as LiveKit does) is a=recvonly toward the
                                carrier, and nothing is relayed toward the holding carrier
   lk_refer_to_sbc              a REFER from the gateway naming the SBC itself is answered 403
+  lk_100rel                    a carrier requiring 100rel gets the gateway's provisionals as reliable
+                               ones of the SBC's (RSeq 1, 2, resent until PRACKed, PRACKs answered
+                               200 at the edge); the gateway sees neither 100rel nor PRACK
+  lk_delayed_offer             an INVITE without SDP reaches the gateway with the SBC's offer; the
+                               carrier's answer in its ACK stops at the SBC; audio both ways
+  lk_info_dtmf                 INFO DTMF (dtmf-relay, dtmf) answered 200 at the edge and sent to the
+                               gateway as RFC 4733 telephone events (decoded from the pub0 capture)
+  lk_update_to_reinvite        an UPDATE moving the carrier's media port reaches the gateway as a
+                               re-INVITE; the audio follows the move
+  lk_numbers_e164              a tenant's e164 number rules on the Request-URI, To and From users
 
 The gateway stand-in is sipp lab/sipp/lk_uas.xml, which answers as LiveKit does (re-INVITEs 200
-a=sendrecv, UPDATE 405, INFO 501); the carriers are lab/sipp/lk_uac_*.xml."""
+a=sendrecv, UPDATE 405, INFO 501), or lk_uas_100rel.xml (rings 180 and 183 without 100rel) and
+lk_uas_offer.xml (488 to an INVITE without SDP); the carriers are lab/sipp/lk_uac_*.xml, and
+kit/uapeer.py (flows 100rel, delayed-offer, info-dtmf, port-move --update) where sipp cannot play
+the flow."""
 from __future__ import annotations
 
+import base64
 import re
+import struct
 import threading
 import time
 from pathlib import Path
 
-from kit.addresses import CARRIER_IP, GW1_IP, SBC_PRIV, SBC_PRIV_IP, SBC_PUB_IP, SIPP_MEDIA_PORT
+from kit.addresses import (CARRIER_IP, GW1_IP, MEDIA_PORTS, SBC_PRIV, SBC_PRIV_IP, SBC_PUB_IP,
+                           SIPP_MEDIA_PORT)
 from kit.calls import tail_if, wait_calls_down
 from kit.ctx import Ctx, check
 from kit.media import (CARRIER_LEG, GW_LEG, PCAP_PACKETS, RtpRun, check_anchored, check_crossing,
                        crossing, rtp_call, wait_media_idle)
 from kit.pcap import Capture, rtp_flow, rtp_packets
-from kit.provisioning import Provisioned, gw
+from kit.provisioning import Provisioned, gw, tenant
 from kit.registry import lab_test
 from kit.sip import SipMsg, received_invites, sipp_messages
 from kit.sipp import Uas, run_uac
+from kit.uapeer import Msg
+from tests.test_carrier_flows import PeerRun
 
 LIVEKIT = [gw(GW1_IP, 1, 1, 1, "gw1-livekit", profile="livekit")]
 TRANSPARENT = [gw(GW1_IP, 1, 1, 1, "gw1-transparent", profile="transparent")]
@@ -479,3 +497,519 @@ def lk_refer_to_sbc(ctx: Ctx):
           f"carrier {r.diagnostics()}\n--- gateway {ur.summary()}\n{tail_if(ur.files.get('errors'))}")
     print(f"  (REFER to {SBC_PUB_IP}: {answers[0][1]}; to carrier.example: {answers[1][1]}, "
           f"the only REFER the carrier saw)", flush=True)
+
+
+# --- (d) what LiveKit lacks, done at the carrier's edge: 100rel, delayed offer, INFO, UPDATE -------
+#
+# The carrier is kit/uapeer.py (flows 100rel, delayed-offer, info-dtmf, port-move --update), run in
+# ns carrier; the gateway stand-in a sipp lk_uas*.xml on .10 echoing the RTP it gets.
+
+CARRIER_SSRC, MOVED_SSRC = 0x00C0FFEE, 0x00C0FFEF      # uapeer's RTP sources (before/after a move)
+
+
+def peer_msgs(res: dict) -> list[tuple[float, str, Msg]]:
+    """The SIP messages a uapeer run sent and received: (time, "sent"|"received", Msg)."""
+    return [(e["t"], e["dir"], Msg(base64.b64decode(e["b64"]))) for e in res.get("sip", [])]
+
+
+def peer_text(m: Msg, lines: int = 30) -> str:
+    return "\n".join("    " + x for x in m.raw.decode("utf-8", "replace").replace("\r\n", "\n")
+                     .rstrip("\n").split("\n")[:lines])
+
+
+def sdp_fields(body: str | bytes) -> dict:
+    """c= (media over session), o= address, m=audio port and payload types, rtpmaps {pt: name}."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    out = {"c": None, "o": None, "port": None, "pts": [], "rtpmap": {}}
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if line.startswith("c=IN IP4 "):
+            out["c"] = line.split()[-1]
+        elif line.startswith("o=") and len(line.split()) >= 6:
+            out["o"] = line.split()[5]
+        elif line.startswith("m=audio "):
+            f = line.split()
+            out["port"] = int(f[1]) if f[1].isdigit() else None
+            out["pts"] = f[3:]
+        elif line.startswith("a=rtpmap:"):
+            pt, _, enc = line[len("a=rtpmap:"):].partition(" ")
+            out["rtpmap"][pt] = enc
+    return out
+
+
+def relay_port_ok(port) -> bool:
+    lo, hi = MEDIA_PORTS
+    return isinstance(port, int) and port % 2 == 0 and lo <= port <= hi
+
+
+def user_of(value: str | None) -> str | None:
+    """The user part of the (first) SIP URI in a header value or request line."""
+    m = re.search(r"sips?:([^@;>\s]+)@", value or "")
+    return m.group(1) if m else None
+
+
+def peer_problem(res: dict, ur, problems: list) -> None:
+    if res.get("error"):
+        problems.append(f"the carrier's flow failed: {res['error']}")
+    if ur.failed or ur.successful != 1:
+        problems.append(f"gateway stand-in: {ur.summary()}\n{tail_if(ur.files.get('errors'))}")
+
+
+@lab_test
+def lk_100rel(ctx: Ctx):
+    """Gateway .10 with profile livekit; its stand-in (lk_uas_100rel) rings as LiveKit does,
+    without 100rel: 180, 183 with SDP at once, 200 2.5 s later. The carrier (uapeer 100rel) sends
+    an INVITE with Require: 100rel and Supported: 100rel, PRACKs the first reliable provisional
+    1 s late and the next at once. Required: the carrier gets the 180 with Require: 100rel and
+    RSeq: 1, resent until its PRACK (>= 2 copies, none once the PRACK is answered); the 183 with
+    RSeq: 2 (and SDP on 10.0.0.100 and a relay port) only after that PRACK; each PRACK (RAck
+    1 and 2) answered 200 with CSeq n PRACK; then the 200, ACK, BYE. The gateway gets an INVITE
+    with no 100rel in Require/Supported, no PRACK, the ACK and the BYE; the carrier's RTP reaches
+    the gateway and its echo comes back (>= 90 %)."""
+    name = "lk_100rel"
+    d = ctx.tdir(name)
+    with Provisioned(ctx, gateways=LIVEKIT):
+        wait_media_idle(ctx)
+        with Uas("gw", "lk_uas_100rel", GW1_IP, 5060, d, "uas",
+                 extra=["-rtp_echo", "-mp", str(SIPP_MEDIA_PORT)]) as uas:
+            peer = PeerRun(ctx, d, "carrier", "carrier", "100rel",
+                           ["--ip", CARRIER_IP, "--port", str(SIPP_MEDIA_PORT), "--to", SBC_PRIV,
+                            "--prack-delay", "1.0", "--after", "2.0"])
+            res = peer.result(30)
+            ur = uas.stop()
+    problems: list[str] = []
+    peer_problem(res, ur, problems)
+    msgs, marks = peer_msgs(res), res.get("marks", {})
+    inv = next((m for _, w, m in msgs if w == "sent" and m.method == "INVITE"), None)
+    check(inv is not None, f"the carrier sent no INVITE: {res.get('error')} (output {peer.out})")
+    inv_cseq = inv.cseq[0]
+    to_inv = [(t, m) for t, w, m in msgs if w == "received" and m.is_response and m.cseq == (inv_cseq, "INVITE")]
+    r180 = [(t, m) for t, m in to_inv if m.code == 180]
+    r183 = [(t, m) for t, m in to_inv if m.code == 183]
+    pracks = [(t, m) for t, w, m in msgs if w == "sent" and m.method == "PRACK"]
+    prack_ok = {m.cseq[0]: (t, m) for t, w, m in msgs
+                if w == "received" and m.is_response and m.cseq[1] == "PRACK"}
+
+    def rel(m: Msg) -> str:
+        return f"{m.first} Require {m.all('Require')} RSeq {m.all('RSeq')}"
+    seen = [f"{t - inv_t:+.2f} s {rel(m)}" for t, m in to_inv] if (inv_t := marks.get("invite")) else []
+    for t, m in r180:
+        if "100rel" not in tokens(m.all("Require")) or m.all("RSeq") != ["1"]:
+            problems.append(f"a 180 the carrier got is not reliable with RSeq 1: {rel(m)}")
+            break
+    for t, m in r183:
+        if "100rel" not in tokens(m.all("Require")) or m.all("RSeq") != ["2"]:
+            problems.append(f"a 183 the carrier got is not reliable with RSeq 2: {rel(m)}")
+            break
+    if len(r180) < 2:
+        problems.append(f"the carrier got {len(r180)} copies of the 180 while it held its PRACK back "
+                        f"1 s (want >= 2: resent after T1)")
+    if not r183:
+        problems.append("the carrier never got the 183")
+    rseq_prack = [m.header("RAck") for _, m in pracks]
+    if rseq_prack[:2] != [f"1 {inv_cseq} INVITE", f"2 {inv_cseq} INVITE"]:
+        problems.append(f"the carrier sent PRACKs with RAck {rseq_prack} (want 1 then 2: the flow saw "
+                        f"no second reliable provisional)")
+    for t, p in pracks:
+        got = prack_ok.get(p.cseq[0])
+        if got is None or got[1].code != 200:
+            problems.append(f"PRACK CSeq {p.header('CSeq')} (RAck {p.header('RAck')}) got "
+                            f"{got[1].first if got else 'no answer'} (want 200 from the SBC)")
+    if pracks and r183:
+        t_prack1 = pracks[0][0]
+        if r183[0][0] < t_prack1:
+            problems.append(f"the 183 (RSeq 2) reached the carrier {t_prack1 - r183[0][0]:.2f} s "
+                            f"BEFORE its PRACK for the 180 (RSeq 1)")
+        p1_ok = prack_ok.get(pracks[0][1].cseq[0])
+        late = [t for t, _ in r180 if p1_ok and t > p1_ok[0] + 0.2]
+        if late:
+            problems.append(f"{len(late)} copies of the 180 came after its PRACK was answered")
+        if len(pracks) > 1 and (p2_ok := prack_ok.get(pracks[1][1].cseq[0])):
+            late = [t for t, _ in r183 if t > p2_ok[0] + 0.2]
+            if late:
+                problems.append(f"{len(late)} copies of the 183 came after its PRACK was answered")
+        s183 = sdp_fields(r183[0][1].sdp())
+        if s183["c"] != SBC_PRIV_IP or not relay_port_ok(s183["port"]):
+            problems.append(f"the 183's SDP names {s183['c']}:{s183['port']} (want {SBC_PRIV_IP} and an "
+                            f"even relay port):\n{peer_text(r183[0][1])}")
+    ok = next((m for _, m in to_inv if m.code >= 200), None)
+    if ok is None or ok.code != 200:
+        problems.append(f"the carrier's INVITE ended with {ok.first if ok else 'no final response'}")
+    acks = [m for _, w, m in msgs if w == "sent" and m.method == "ACK"]
+    bye_ok = [m for _, w, m in msgs if w == "received" and m.is_response and m.cseq[1] == "BYE" and m.code == 200]
+    if not acks or not bye_ok:
+        problems.append(f"the carrier sent {len(acks)} ACKs and got {len(bye_ok)} 200s to its BYE")
+    # The gateway: nothing of 100rel.
+    gwm = sipp_messages(ur.files.get("messages"))
+    g_inv = received_invites_of(gwm)
+    got = [method_of(m) for m in requests(gwm, "received")]
+    if len(g_inv) != 1:
+        problems.append(f"the gateway got {len(g_inv)} initial INVITEs")
+    else:
+        left = [f"{n}: {', '.join(g_inv[0].headers(n))}" for n in ("Require", "Supported")
+                if "100rel" in tokens(g_inv[0].headers(n))]
+        if left or g_inv[0].headers("RSeq"):
+            problems.append(f"the gateway's INVITE carries {left}:\n{head_of(g_inv[0])}")
+    if "PRACK" in got or sorted(got) != ["ACK", "BYE", "INVITE"]:
+        problems.append(f"the gateway received {got} (want INVITE, ACK, BYE: never a PRACK)")
+    # Audio: the carrier's RTP echoed by the gateway comes back.
+    tx = [x for x in res.get("rtp_tx", []) if x[3] == CARRIER_SSRC]
+    rx = {x[4] for x in res.get("rtp_rx", []) if x[3] == CARRIER_SSRC}
+    if len(tx) < 80 or len(rx) < 0.9 * len(tx):
+        problems.append(f"audio: the carrier sent {len(tx)} RTP packets after the 200, {len(rx)} came "
+                        f"back through the gateway's echo (want >= 90 %)")
+    check(not problems, "\n".join(problems) + "\n--- the carrier got, after its INVITE:\n  "
+          + "\n  ".join(seen) + f"\n(peer output and traces in {d})")
+    print(f"  ({len(r180)} copies of the 180 (RSeq 1) before the PRACK sent "
+          f"{pracks[0][0] - r180[0][0]:.2f} s after it; the 183 (RSeq 2) "
+          f"{r183[0][0] - pracks[0][0]:+.3f} s after that PRACK; PRACKs answered "
+          f"{[prack_ok[p.cseq[0]][1].code for _, p in pracks]}; gateway saw {got}; audio "
+          f"{len(rx)}/{len(tx)} back)", flush=True)
+
+
+@lab_test
+def lk_delayed_offer(ctx: Ctx):
+    """Gateway .10 with profile livekit; its stand-in (lk_uas_offer) answers an INVITE without SDP
+    with 488, as LiveKit wants an offer. The carrier (uapeer delayed-offer) sends an INVITE without
+    a body. Required: the gateway gets an INVITE with the SBC's offer (c= and o= 203.0.113.50, an
+    even relay port, m=audio ... 0 8 9 101 with PCMU, PCMA, G722 and telephone-event/8000), sends
+    no 488 and answers 200; the carrier's 200 carries an offer (c=10.0.0.100, an even relay port)
+    which it answers in its ACK; the ACK the gateway gets has no body; 2 s of the carrier's RTP
+    cross to the gateway and its echo back to the carrier (captures on both interfaces, >= 95 %)."""
+    name = "lk_delayed_offer"
+    d = ctx.tdir(name)
+    with Provisioned(ctx, gateways=LIVEKIT):
+        wait_media_idle(ctx)
+        caps = captures(d)
+        try:
+            with Uas("gw", "lk_uas_offer", GW1_IP, 5060, d, "uas",
+                     extra=["-rtp_echo", "-mp", str(SIPP_MEDIA_PORT)]) as uas:
+                peer = PeerRun(ctx, d, "carrier", "carrier", "delayed-offer",
+                               ["--ip", CARRIER_IP, "--port", str(SIPP_MEDIA_PORT), "--to", SBC_PRIV,
+                                "--after", "2.0"])
+                res = peer.result(30)
+                ur = uas.stop()
+        finally:
+            for c in caps.values():
+                c.stop()
+    problems: list[str] = []
+    peer_problem(res, ur, problems)
+    gwm = sipp_messages(ur.files.get("messages"))
+    msgs = peer_msgs(res)
+    g_inv = received_invites_of(gwm)
+    refused = [m.first_line for m in gwm if m.direction == "sent" and m.is_response(488)]
+    if refused:
+        problems.append(f"the gateway stand-in answered {refused}: it got an INVITE without an offer")
+    pb = None
+    if not g_inv:
+        problems.append("the gateway got no INVITE")
+    else:
+        g = g_inv[0]
+        s = sdp_fields(g.body)
+        pb = s["port"]
+        want_map = {"0": "PCMU/8000", "8": "PCMA/8000", "9": "G722/8000", "101": "telephone-event/8000"}
+        if (g.header("Content-Type") or "").lower() != "application/sdp" or s["c"] != SBC_PUB_IP \
+                or s["o"] != SBC_PUB_IP or not relay_port_ok(s["port"]) or s["pts"] != ["0", "8", "9", "101"] \
+                or any(s["rtpmap"].get(k) != v for k, v in want_map.items()):
+            problems.append(f"the INVITE the gateway got does not carry the SBC's offer (c=/o= "
+                            f"{SBC_PUB_IP}, an even relay port, 0 8 9 101 with {want_map}):\n{head_of(g, 60)}")
+    ok = next((m for _, w, m in msgs if w == "received" and m.is_response and m.code == 200
+               and m.cseq[1] == "INVITE"), None)
+    pa = None
+    if ok is None:
+        problems.append("the carrier got no 200 to its INVITE")
+    else:
+        s = sdp_fields(ok.sdp())
+        pa = s["port"]
+        if s["c"] != SBC_PRIV_IP or not relay_port_ok(pa) or "8" not in s["pts"]:
+            problems.append(f"the carrier's 200 carries no offer on {SBC_PRIV_IP} and an even relay port "
+                            f"with PCMA (the gateway's answer, anchored):\n{peer_text(ok)}")
+    c_ack = next((m for _, w, m in msgs if w == "sent" and m.method == "ACK"), None)
+    if c_ack is None or not c_ack.sdp():
+        problems.append("the carrier's ACK carried no answer (the flow saw no offer)")
+    g_ack = [m for m in requests(gwm, "received") if m.is_request("ACK")]
+    if len(g_ack) != 1:
+        problems.append(f"the gateway got {len(g_ack)} ACKs (want 1)")
+    elif g_ack[0].body.strip() or (g_ack[0].header("Content-Length") or "0").strip() != "0" \
+            or g_ack[0].header("Content-Type"):
+        problems.append(f"the ACK the gateway got has a body (the carrier's answer stops at the SBC):\n"
+                        f"{head_of(g_ack[0])}")
+    check(not problems, "\n".join(problems) + f"\n(peer output, traces and captures in {d})")
+    # Audio both ways through the ports both SDPs name.
+    priv, pub = rtp_packets(caps["priv0"].path), rtp_packets(caps["pub0"].path)
+    sent = [p for p in rtp_flow(priv, (CARRIER_IP, SIPP_MEDIA_PORT), (SBC_PRIV_IP, pa)) if p.ssrc == CARRIER_SSRC]
+    out = {p.key for p in rtp_flow(pub, (SBC_PUB_IP, pb), (GW1_IP, SIPP_MEDIA_PORT))}
+    back = [p for p in rtp_flow(pub, (GW1_IP, SIPP_MEDIA_PORT), (SBC_PUB_IP, pb)) if p.ssrc == CARRIER_SSRC]
+    home = {p.key for p in rtp_flow(priv, (SBC_PRIV_IP, pa), (CARRIER_IP, SIPP_MEDIA_PORT))}
+    fwd = sum(1 for p in sent if p.key in out)
+    bwd = sum(1 for p in back if p.key in home)
+    desc = (f"carrier -> {SBC_PRIV_IP}:{pa} {len(sent)} packets, {fwd} left {SBC_PUB_IP}:{pb} for the "
+            f"gateway; the gateway echoed {len(back)} to {SBC_PUB_IP}:{pb}, {bwd} reached the carrier; "
+            f"captures in {d}")
+    check(len(sent) >= 80 and fwd >= 0.95 * len(sent), f"the carrier's audio did not cross: {desc}")
+    check(len(back) >= 0.9 * fwd and bwd >= 0.95 * len(back), f"the gateway's audio did not cross: {desc}")
+    print(f"  (the gateway got the SBC's offer 0 8 9 101 on {SBC_PUB_IP}:{pb}, the carrier the "
+          f"anchored answer as an offer on {SBC_PRIV_IP}:{pa}, ACK without body at the gateway; {desc})",
+          flush=True)
+
+
+DTMF_INFOS = "relay:1:160,relay:2:160,relay:#:160,dtmf:5"
+# (event code, duration in timestamp units) each INFO must become: Duration=160 ms is 1280;
+# application/dtmf names no duration, which the SBC takes for 250 ms (shield.rs answer_info): 2000.
+DTMF_WANT = [(1, 1280), (2, 1280), (11, 1280), (5, 2000)]
+
+
+def telephone_event_pt(sdp: str) -> int | None:
+    m = re.search(r"^a=rtpmap:(\d+) telephone-event/8000", sdp.replace("\r\n", "\n"), re.M | re.I)
+    return int(m.group(1)) if m else None
+
+
+@lab_test
+def lk_info_dtmf(ctx: Ctx):
+    """Gateway .10 with profile livekit (stand-in lk_uas: INFO would be answered 501). In an
+    answered call the carrier (uapeer info-dtmf) sends INFO application/dtmf-relay Signal=1, 2 and
+    # (Duration=160) and application/dtmf 5, 0.3 s apart. Required: each INFO is answered 200 by
+    the SBC and the gateway gets none; the pub0 capture shows, from the SBC's relay port to the
+    gateway's media address, in the telephone-event payload type of the gateway's SDP, one event
+    per INFO in order: 4 packets each, one RTP timestamp per event (increasing), event codes 1, 2,
+    11, 5, the marker bit on the first packet only, the end bit on the three last, duration 1280
+    (160 ms) - 2000 for the bodiless-duration application/dtmf (250 ms) - the same SSRC (not the
+    carrier's) and sequence numbers one after another throughout; status sip.info_dtmf +4 and
+    media.dtmf_injected +16."""
+    name = "lk_info_dtmf"
+    d = ctx.tdir(name)
+    with Provisioned(ctx, gateways=LIVEKIT):
+        wait_media_idle(ctx)
+        s0, m0 = sip_counters(ctx), ctx.api.media()
+        cap = Capture("sbc", "pub0", d / "pub0.pcap", filter=None)
+        try:
+            with Uas("gw", "lk_uas", GW1_IP, 5060, d, "uas",
+                     extra=["-rtp_echo", "-mp", str(SIPP_MEDIA_PORT)]) as uas:
+                peer = PeerRun(ctx, d, "carrier", "carrier", "info-dtmf",
+                               ["--ip", CARRIER_IP, "--port", str(SIPP_MEDIA_PORT), "--to", SBC_PRIV,
+                                "--info", DTMF_INFOS, "--before", "0.5", "--gap", "0.3",
+                                "--after", "1.0"])
+                res = peer.result(30)
+                ur = uas.stop()
+        finally:
+            cap.stop()
+        s1, m1 = sip_counters(ctx), ctx.api.media()
+    problems: list[str] = []
+    peer_problem(res, ur, problems)
+    msgs, marks = peer_msgs(res), res.get("marks", {})
+    infos = [m for _, w, m in msgs if w == "sent" and m.method == "INFO"]
+    answers = {m.cseq[0]: m for _, w, m in msgs if w == "received" and m.is_response
+               and m.cseq[1] == "INFO" and m.code >= 200}
+    codes = [answers[i.cseq[0]].first if i.cseq[0] in answers else "no answer" for i in infos]
+    if len(infos) != 4 or any(not c.startswith("SIP/2.0 200") for c in codes):
+        problems.append(f"the carrier's {len(infos)} INFOs got {codes} (want 4 x 200)")
+    gwm = sipp_messages(ur.files.get("messages"))
+    got = [method_of(m) for m in requests(gwm, "received")]
+    if "INFO" in got:
+        problems.append(f"the gateway received INFO: {got}")
+    gw_ok = next((m for m in gwm if m.direction == "sent" and m.is_response(200, "INVITE") and m.sdp), None)
+    g_inv = received_invites_of(gwm)
+    pt = telephone_event_pt(gw_ok.body) if gw_ok else None
+    pb = sdp_fields(g_inv[0].body)["port"] if g_inv else None
+    check(pt is not None and pb is not None, "\n".join(problems) + f"\nno telephone-event in the "
+          f"gateway's 200 or no INVITE at the gateway (traces in {d})")
+    pkts = [p for p in rtp_flow(rtp_packets(cap.path), (SBC_PUB_IP, None), (GW1_IP, None)) if p.pt == pt]
+    events: list[list] = []
+    for p in pkts:
+        ts = struct.unpack("!I", p.payload[4:8])[0]
+        if not events or events[-1][0] != ts:
+            events.append([ts, []])
+        events[-1][1].append(p)
+
+    def show(p) -> str:
+        e = p.payload[12:16]
+        return (f"{p.src}:{p.sport}->{p.dst}:{p.dport} pt {p.pt} M{p.payload[1] >> 7} seq {p.seq} "
+                f"ts {struct.unpack('!I', p.payload[4:8])[0]} ssrc {p.ssrc:#x} event {e[0] if e else '-'} "
+                f"E{(e[1] >> 7) if len(e) > 1 else '-'} dur {struct.unpack('!H', e[2:4])[0] if len(e) == 4 else '-'}")
+    listing = "\n    ".join(show(p) for p in pkts) or "(none)"
+    if len(events) != len(DTMF_WANT):
+        problems.append(f"{len(events)} telephone events (by RTP timestamp) reached the gateway in pt {pt} "
+                        f"(want {len(DTMF_WANT)})")
+    for i, ((ts, ps), (code, dur)) in enumerate(zip(events, DTMF_WANT)):
+        what = f"event {i + 1} (want code {code}, duration {dur})"
+        bad = []
+        if len(ps) != 4:
+            bad.append(f"{len(ps)} packets (want 4)")
+        for j, p in enumerate(ps):
+            e = p.payload[12:16]
+            if len(e) != 4:
+                bad.append(f"packet {j + 1}: payload {e.hex()} is not a telephone event")
+                continue
+            marker, end = p.payload[1] >> 7, e[1] >> 7
+            if e[0] != code or struct.unpack("!H", e[2:4])[0] != dur:
+                bad.append(f"packet {j + 1}: event {e[0]} duration {struct.unpack('!H', e[2:4])[0]}")
+            if marker != (j == 0) or end != (j > 0):
+                bad.append(f"packet {j + 1}: marker {marker} end {end} (want the marker on the first "
+                           f"only, the end bit on the others)")
+            if (p.sport, p.dport) != (pb, SIPP_MEDIA_PORT):
+                bad.append(f"packet {j + 1}: {p.src}:{p.sport} -> {p.dst}:{p.dport} (want from our "
+                           f"relay port {pb} to the gateway's {SIPP_MEDIA_PORT})")
+        if i and ts <= events[i - 1][0]:
+            bad.append(f"timestamp {ts} not after the previous event's {events[i - 1][0]}")
+        if bad:
+            problems.append(f"{what}: " + "; ".join(bad))
+    ssrcs = {p.ssrc for p in pkts}
+    seqs = [p.seq for p in pkts]
+    if len(ssrcs) != 1 or CARRIER_SSRC in ssrcs:
+        problems.append(f"telephone events from SSRCs {[hex(s) for s in ssrcs]} (want one of the SBC's own)")
+    if any((b - a) % 65536 != 1 for a, b in zip(seqs, seqs[1:])):
+        problems.append(f"sequence numbers {seqs} do not follow one another")
+    # Each event leaves after its INFO was sent, so they come in the INFOs' order.
+    for i, (ts, ps) in enumerate(events[:4]):
+        sent_at = marks.get(f"info{i}")
+        if sent_at and ps and ps[0].ts < sent_at - 0.05:
+            problems.append(f"event {i + 1} left the SBC {sent_at - ps[0].ts:.2f} s before INFO {i + 1} was sent")
+    di = int(s1.get("info_dtmf", 0)) - int(s0.get("info_dtmf", 0))
+    dm = int(m1.get("dtmf_injected", 0)) - int(m0.get("dtmf_injected", 0))
+    if "info_dtmf" not in s1 or di != 4:
+        problems.append(f"status sip.info_dtmf went up by {di} (want 4; present: {'info_dtmf' in s1})")
+    if "dtmf_injected" not in m1 or dm != 16:
+        problems.append(f"status media.dtmf_injected went up by {dm} (want 16; present: {'dtmf_injected' in m1})")
+    check(not problems, "\n".join(problems) + f"\n--- telephone events (pt {pt}) leaving pub0 toward the "
+          f"gateway:\n    {listing}\n(peer output, traces and capture in {d})")
+    print(f"  (INFOs answered {[c.split(' ', 2)[1] for c in codes]}, none at the gateway; events "
+          f"{[(ps[0].payload[12], len(ps)) for _, ps in events]} in pt {pt} from {SBC_PUB_IP}:{pb}, "
+          f"seq {seqs[0]}..{seqs[-1]}; info_dtmf +{di}, dtmf_injected +{dm})", flush=True)
+
+
+@lab_test
+def lk_update_to_reinvite(ctx: Ctx):
+    """Gateway .10 with profile livekit; its stand-in (lk_uas) answers UPDATE 405 as LiveKit does
+    and echoes RTP. In an answered call the carrier (uapeer port-move --update) sends RTP from 6000
+    for 1 s, then an UPDATE whose SDP moves it to 6002 (same address), then RTP from 6002 (new SSRC)
+    for 2 s. Required: the gateway receives no UPDATE but a re-INVITE (in the dialog, CSeq method
+    INVITE) with the anchored SDP (c=203.0.113.50, the call's relay port), answers 200 and gets the
+    SBC's ACK for it; the carrier gets 200 to its UPDATE (CSeq method UPDATE) with SDP on
+    10.0.0.100 and its relay port; >= 90 % of the carrier's RTP from 6002 reaches the gateway and
+    >= 90 % of it comes back (the gateway's echo) to the carrier's new port 6002."""
+    name = "lk_update_to_reinvite"
+    d = ctx.tdir(name)
+    p, q = SIPP_MEDIA_PORT, SIPP_MEDIA_PORT + 2
+    with Provisioned(ctx, gateways=LIVEKIT):
+        wait_media_idle(ctx)
+        cap = Capture("sbc", "pub0", d / "pub0.pcap", filter=None)
+        try:
+            with Uas("gw", "lk_uas", GW1_IP, 5060, d, "uas",
+                     extra=["-rtp_echo", "-mp", str(SIPP_MEDIA_PORT)]) as uas:
+                peer = PeerRun(ctx, d, "carrier", "carrier", "port-move",
+                               ["--ip", CARRIER_IP, "--port", str(p), "--to", SBC_PRIV, "--update",
+                                "--before", "1.0", "--after", "2.0"])
+                res = peer.result(30)
+                ur = uas.stop()
+        finally:
+            cap.stop()
+    problems: list[str] = []
+    peer_problem(res, ur, problems)
+    msgs, marks = peer_msgs(res), res.get("marks", {})
+    gwm = sipp_messages(ur.files.get("messages"))
+    g_reqs = requests(gwm, "received")
+    g_inv = [m for m in g_reqs if m.is_request("INVITE")]
+    got = [f"{method_of(m)} (CSeq {m.header('CSeq')})" for m in g_reqs]
+    pb = sdp_fields(g_inv[0].body)["port"] if g_inv else None
+    if any(m.is_request("UPDATE") for m in g_reqs):
+        problems.append(f"the gateway received an UPDATE: {got}")
+    if len(g_inv) != 2:
+        problems.append(f"the gateway received {got} (want the INVITE, its ACK, a re-INVITE, its ACK, BYE)")
+    else:
+        re_inv = g_inv[1]
+        s = sdp_fields(re_inv.body)
+        if not tag_of(re_inv.header("To")) or re_inv.cseq_method != "INVITE" or s["c"] != SBC_PUB_IP \
+                or s["port"] != pb:
+            problems.append(f"the gateway's second INVITE is not a re-INVITE in the dialog with the "
+                            f"anchored SDP ({SBC_PUB_IP}, relay port {pb}):\n{head_of(re_inv, 40)}")
+        ok = next((m for m in gwm if m.direction == "sent" and m.is_response(200, "INVITE")
+                   and m.header("CSeq") == re_inv.header("CSeq")), None)
+        want_ack = (re_inv.header("CSeq") or "").replace("INVITE", "ACK")
+        acked = [m for m in g_reqs if m.is_request("ACK") and m.header("CSeq") == want_ack]
+        if ok is None or not acked:
+            problems.append(f"re-INVITE {re_inv.header('CSeq')}: the gateway sent "
+                            f"{'a 200' if ok else 'no 200'} and got {len(acked)} ACKs with CSeq {want_ack}: {got}")
+    upd = next((m for _, w, m in msgs if w == "sent" and m.method == "UPDATE"), None)
+    c_ok = next((m for _, w, m in msgs if w == "received" and m.is_response and upd is not None
+                 and m.cseq == upd.cseq and m.code >= 200), None)
+    c_inv_ok = next((m for _, w, m in msgs if w == "received" and m.is_response and m.code == 200
+                     and m.cseq[1] == "INVITE"), None)
+    pa = sdp_fields(c_inv_ok.sdp())["port"] if c_inv_ok else None
+    if upd is None or c_ok is None:
+        problems.append(f"the carrier sent {'an' if upd else 'no'} UPDATE and got no final answer to it")
+    else:
+        s = sdp_fields(c_ok.sdp())
+        if c_ok.code != 200 or c_ok.cseq[1] != "UPDATE" or s["c"] != SBC_PRIV_IP or s["port"] != pa:
+            problems.append(f"the carrier's UPDATE got (want 200, CSeq {upd.cseq[0]} UPDATE, SDP on "
+                            f"{SBC_PRIV_IP}:{pa}):\n{peer_text(c_ok)}")
+    check(not problems, "\n".join(problems) + f"\n(peer output, traces and capture in {d})")
+    # Audio after the move.
+    t200 = marks["reinvite_answered"]
+    tx_q = [x for x in res["rtp_tx"] if x[1] == q]
+    at_gw = {x.seq for x in rtp_packets(cap.path) if x.dst == GW1_IP and x.ssrc == MOVED_SSRC
+             and (x.src, x.sport) == (SBC_PUB_IP, pb)}
+    rx_q = {x[4] for x in res["rtp_rx"] if x[1] == q and x[3] == MOVED_SSRC and x[0] >= t200}
+    desc = (f"the UPDATE was answered {(t200 - marks['reinvite']) * 1000:.0f} ms after it was sent; "
+            f"the carrier then sent {len(tx_q)} packets from :{q}, {len(at_gw)} reached the gateway from "
+            f"{SBC_PUB_IP}:{pb}, {len(rx_q)} came back to :{q}; capture in {d}")
+    check(len(tx_q) >= 80 and len(at_gw) >= 0.9 * len(tx_q),
+          f"the carrier's RTP from its new port did not reach the gateway (want >= 90 %): {desc}")
+    check(len(rx_q) >= 0.9 * len(tx_q),
+          f"the gateway's RTP did not reach the carrier's new port {q} (want >= 90 %): {desc}")
+    print(f"  (UPDATE -> re-INVITE {g_inv[1].header('CSeq')} at the gateway, 200 + ACK; {desc})", flush=True)
+
+
+# --- (e) numbers in the tenant's format --------------------------------------------------------------
+
+E164_TENANT = "e164ten"
+
+
+@lab_test
+def lk_numbers_e164(ctx: Ctx):
+    """Tenant e164ten (source 10.0.9.7, group 1 = gateway .10 with profile livekit) with
+    number_format e164 and country_code 1. POST /api/v1/route for sip:4155550123@10.0.0.100 from
+    the carrier with X-Tenant-ID: e164ten (and for sip:e164ten_4155550123@..., the prefix) and
+    from sip:4155550000@10.0.1.10 answers user +14155550123 and caller_user +14155550000. A call
+    from the carrier (lk_uac_e164: INVITE sip:4155550123@SBC, From user 4155550000, X-Tenant-ID:
+    e164ten) reaches the gateway as INVITE sip:+14155550123@..., To user +14155550123, From user
+    +14155550000."""
+    name = "lk_numbers_e164"
+    d = ctx.tdir(name)
+    called, caller = "4155550123", "4155550000"
+    want_called, want_caller = "+1" + called, "+1" + caller
+    with Provisioned(ctx, gateways=LIVEKIT,
+                     tenants=[tenant(E164_TENANT, "10.0.9.7", 1, number_format="e164", country_code="1")]) as p:
+        t = (p["tenants"] or [{}])[0]
+        check(t.get("number_format") == "e164" and t.get("country_code") == "1",
+              f"POST /api/v1/tenants answered {t} (want number_format e164, country_code 1)")
+        decisions = {
+            "header": ctx.api.route(CARRIER_IP, f"sip:{called}@{SBC_PRIV}", {"X-Tenant-ID": E164_TENANT},
+                                    from_uri=f"sip:{caller}@{CARRIER_IP}"),
+            "prefix": ctx.api.route(CARRIER_IP, f"sip:{E164_TENANT}_{called}@{SBC_PRIV}",
+                                    from_uri=f"sip:{caller}@{CARRIER_IP}"),
+        }
+        with Uas("gw", "lk_uas", GW1_IP, 5060, d, "uas") as uas:
+            r = run_uac("carrier", "lk_uac_e164", CARRIER_IP, 5060, SBC_PRIV, d, "uac", calls=1, rate=1,
+                        duration_ms=300, timeout_s=15, service=called,
+                        extra=["-key", "tenant", E164_TENANT, "-key", "caller", caller])
+            ur = uas.stop()
+    problems: list[str] = []
+    for how, dec in decisions.items():
+        if (dec.get("action"), dec.get("tenant_id"), dec.get("user"), dec.get("caller_user")) != \
+                ("route", E164_TENANT, want_called, want_caller):
+            problems.append(f"POST /api/v1/route (tenant by {how}) answered {dec} (want tenant "
+                            f"{E164_TENANT}, user {want_called}, caller_user {want_caller})")
+    if not r.ok(1):
+        problems.append(f"carrier: {r.diagnostics()}\n--- gateway: {ur.summary()}\n{tail_if(ur.files.get('errors'))}")
+    inv = received_invites(ur.files.get("messages"))
+    if len(inv) != 1:
+        problems.append(f"the gateway got {len(inv)} INVITEs")
+    else:
+        g = inv[0]
+        seen = {"Request-URI": g.ruri_user, "To": user_of(g.header("To")), "From": user_of(g.header("From"))}
+        want = {"Request-URI": want_called, "To": want_called, "From": want_caller}
+        if seen != want:
+            problems.append(f"the gateway's INVITE has users {seen} (want {want}):\n{head_of(g)}")
+    check(not problems, "\n".join(problems) + f"\n(traces in {d})")
+    print(f"  (route API: user {want_called}, caller_user {want_caller}; the gateway got "
+          f"{inv[0].first_line}, To {inv[0].header('To')}, From {inv[0].header('From')})", flush=True)
