@@ -122,8 +122,11 @@ impl Leg {
 /// the line (`c=0.0.0.0`, sendonly, recvonly or inactive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineDesc {
+    /// Where the party wants RTP (`c=` address, `m=` port).
     pub rtp: Option<SocketAddrV4>,
+    /// Where it wants RTCP (`a=rtcp`, else the RTP port + 1; RFC 3605).
     pub rtcp: Option<SocketAddrV4>,
+    /// `c=0.0.0.0`, or a direction other than sendrecv.
     pub holds: bool,
     /// The line's direction attribute (RFC 3264 section 6.1).
     pub direction: Direction,
@@ -161,10 +164,11 @@ pub struct Reliable {
     /// The next one (already numbered `rseq + 1`), sent on that PRACK; a
     /// later provisional replaces it.
     pub queued: Option<Vec<u8>>,
-    /// Resend interval (T1 doubling), the next resend, and when to give up
-    /// resending (64·T1 after the first send).
+    /// The resend interval, ms (T1, doubling).
     pub every: Ms,
+    /// When the next resend is due (engine ms).
     pub next_at: Ms,
+    /// When resending stops (engine ms: 64·T1 after the first send).
     pub until: Ms,
 }
 
@@ -313,6 +317,15 @@ impl Dialog {
             LegRef::Caller => &mut self.offers.0,
             LegRef::Callee => &mut self.offers.1,
         }
+    }
+
+    /// Keeps `sdp` as the latest SDP `leg` sent.
+    pub fn set_sdp_from(&mut self, leg: LegRef, sdp: &[u8]) {
+        let last = match leg {
+            LegRef::Caller => &mut self.last_sdp.0,
+            LegRef::Callee => &mut self.last_sdp.1,
+        };
+        sdp.clone_into(last);
     }
 
     /// The latest SDP `leg` sent (empty: none yet).

@@ -46,11 +46,7 @@ impl SipEngine {
             return;
         };
         if let Some(d) = self.dialogs.get_mut(did) {
-            let last = match from {
-                LegRef::Caller => &mut d.last_sdp.0,
-                LegRef::Callee => &mut d.last_sdp.1,
-            };
-            raw.clone_into(last);
+            d.set_sdp_from(from, raw);
         }
         self.add_media_lines(did, &sdp);
         let lines: Vec<LineDesc> = sdp.media.iter().map(line_desc).collect();
@@ -258,10 +254,7 @@ impl SipEngine {
             }
             if toward_gateway && msg.cseq.method == Method::Ack {
                 // The carrier's answer to the offer we made for the gateway.
-                return Body {
-                    bytes: Vec::new(),
-                    content_type: Some(Vec::new()),
-                };
+                return Body::none();
             }
         }
         if msg.body.is_empty() {
@@ -272,10 +265,7 @@ impl SipEngine {
         }
         if is_isup(ty) {
             return if self.cfg.strip_isup {
-                Body {
-                    bytes: Vec::new(),
-                    content_type: Some(Vec::new()),
-                }
+                Body::none()
             } else {
                 whole(msg.body.to_vec())
             };
@@ -295,10 +285,7 @@ impl SipEngine {
             _ => mp.part_body(i).to_vec(),
         };
         match kept.as_slice() {
-            [] => Body {
-                bytes: Vec::new(),
-                content_type: Some(Vec::new()),
-            },
+            [] => Body::none(),
             // Down to one part: sent as that part alone.
             [only] if kept.len() < mp.parts.len() => Body {
                 bytes: part_bytes(*only),
@@ -441,6 +428,13 @@ pub(super) struct Body {
 }
 
 impl Body {
+    /// No body left, and no Content-Type either.
+    fn none() -> Body {
+        Body {
+            bytes: Vec::new(),
+            content_type: Some(Vec::new()),
+        }
+    }
     /// Writes a `Content-Type` for a body the message had none for (our
     /// own offer in place of a delayed one).
     pub(super) fn write_missing_content_type(&self, b: &mut Builder, msg: &SipMessage<'_>) {

@@ -6,9 +6,14 @@
 //! bodiless UPDATE, a re-INVITE or UPDATE whose SDP is the one the carrier
 //! sent before, a bodiless re-INVITE), adds `Session-Expires` and
 //! `Require: timer` to the 2xx it gives the carrier, refuses a too short
-//! interval with 422, refreshes with UPDATE when it is the refresher, and
-//! ends the call with BYE both ways when no refresh came. Toward LiveKit
-//! no `timer` is advertised and no `Session-Expires`/`Min-SE` passes.
+//! interval with 422, refreshes with UPDATE (or a re-INVITE when the carrier
+//! does not allow UPDATE) when it is the refresher, and ends the call with
+//! BYE both ways when no refresh came. Toward LiveKit no `timer` or `100rel`
+//! is advertised and no `Session-Expires`/`Min-SE` passes.
+//!
+//! Also here: UPDATE, INFO (DTMF as RFC 4733), hold directions, the SBC's
+//! own offer for a delayed offer, reliable provisionals (RFC 3262) and
+//! REFER; ARCHITECTURE.md ("The LiveKit shield") tells them together.
 
 use std::cmp::Reverse;
 
@@ -49,7 +54,7 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv
 pub struct SessionTimer {
     /// The session interval, seconds (`Session-Expires`).
     pub interval: u32,
-    /// Whether the carrier refreshes; else we do, with UPDATE.
+    /// Whether the carrier refreshes; else we do, with UPDATE or re-INVITE.
     pub carrier_refreshes: bool,
     /// When the next action is due (engine ms): our refresh at half the
     /// interval, or, when the carrier refreshes, the BYE at the interval
@@ -96,12 +101,23 @@ fn named(h: &Header<'_>, long: &str, compact: &str) -> bool {
         || (!compact.is_empty() && h.raw_name.eq_ignore_ascii_case(compact.as_bytes()))
 }
 
-/// The first value of the header named `long` (or its `compact` form).
+/// The first value of the header named `long`, else of its `compact` form.
 fn value<'a>(msg: &SipMessage<'a>, long: &str, compact: &str) -> Option<&'a [u8]> {
+    msg.header_named(long).or_else(|| {
+        (!compact.is_empty())
+            .then(|| msg.header_named(compact))
+            .flatten()
+    })
+}
+
+/// Whether a header of `msg` that `is_list` picks lists `token`
+/// (case-insensitive) among its comma-separated values.
+fn lists(msg: &SipMessage<'_>, is_list: impl Fn(&Header<'_>) -> bool, token: &[u8]) -> bool {
     msg.headers
         .iter()
-        .find(|h| named(h, long, compact))
-        .map(|h| h.value)
+        .filter(|h| is_list(h))
+        .flat_map(|h| grammar::split_list(h.value))
+        .any(|t| trim_lws(t).eq_ignore_ascii_case(token))
 }
 
 /// `Session-Expires` (compact `x`): the interval in seconds and whether
@@ -119,20 +135,16 @@ pub(super) fn session_expires(msg: &SipMessage<'_>) -> Option<(u32, Option<bool>
 /// Whether `msg`'s `Allow` lists UPDATE (RFC 3311): our session refreshes
 /// then use it, else a re-INVITE.
 pub(super) fn allows_update(msg: &SipMessage<'_>) -> bool {
-    msg.headers
-        .iter()
-        .filter(|h| named(h, "Allow", ""))
-        .flat_map(|h| grammar::split_list(h.value))
-        .any(|m| trim_lws(m).eq_ignore_ascii_case(b"UPDATE"))
+    lists(msg, |h| named(h, "Allow", ""), b"UPDATE")
 }
 
 /// Whether `msg` lists option tag `tag` in `Supported` (compact `k`) or `Require`.
 fn lists_tag(msg: &SipMessage<'_>, tag: &[u8]) -> bool {
-    msg.headers
-        .iter()
-        .filter(|h| named(h, "Supported", "k") || h.name == HeaderName::Require)
-        .flat_map(|h| grammar::split_list(h.value))
-        .any(|t| trim_lws(t).eq_ignore_ascii_case(tag))
+    lists(
+        msg,
+        |h| named(h, "Supported", "k") || h.name == HeaderName::Require,
+        tag,
+    )
 }
 
 /// The option tags the shield handles at the carrier's edge and LiveKit
@@ -162,7 +174,7 @@ impl SipEngine {
     /// What happens to header `h` of a message of shielded dialog `d`
     /// leaving toward `toward`: toward the gateway, no session timer.
     fn shield_header(&self, d: &Dialog, toward: Side, h: &Header<'_>) -> HeaderAction {
-        if d.profile != Profile::Livekit || d.leg(d.leg_on(toward)).side != d.gateway_side() {
+        if d.profile != Profile::Livekit || toward != d.gateway_side() {
             return HeaderAction::Copy;
         }
         if named(h, "Session-Expires", "x") || named(h, "Min-SE", "") {
@@ -320,6 +332,19 @@ impl SipEngine {
         }
     }
 
+    /// The session as the carrier was last given it: the gateway's latest
+    /// SDP with our address and the carrier side's ports, for the answers
+    /// and re-INVITEs the SBC makes toward the carrier itself.
+    fn sdp_for_carrier(&self, did: Id) -> Vec<u8> {
+        let Some(d) = self.dialogs.get(did) else {
+            return Vec::new();
+        };
+        let gateway = d.leg_on(d.gateway_side());
+        let carrier = gateway.other();
+        let hider = self.hider(d.leg(carrier).side, super::ipv4_of(d.leg(gateway).peer));
+        self.body_for_sdp(did, carrier, d.sdp_from(gateway), &hider)
+    }
+
     /// A refresh (or the answer) went through: the session timer restarts.
     pub(super) fn session_refreshed(&mut self, did: Id) {
         let now = self.now;
@@ -374,8 +399,7 @@ impl SipEngine {
             return false;
         }
         let body = if with_body {
-            let hider = self.hider(side, super::ipv4_of(src));
-            self.body_for_sdp(did, carrier, ours, &hider)
+            self.sdp_for_carrier(did)
         } else {
             Vec::new()
         };
@@ -451,10 +475,7 @@ impl SipEngine {
                 if d.carrier_allows_update {
                     self.send_local(did, carrier, b"UPDATE", &extra, b"", out);
                 } else {
-                    let gateway = carrier.other();
-                    let source = super::ipv4_of(d.leg(gateway).peer);
-                    let hider = self.hider(d.leg(carrier).side, source);
-                    let sdp = self.body_for_sdp(did, carrier, d.sdp_from(gateway), &hider);
+                    let sdp = self.sdp_for_carrier(did);
                     extra.extend_from_slice(b"Content-Type: application/sdp\r\n");
                     self.send_local(did, carrier, b"INVITE", &extra, &sdp, out);
                 }
@@ -468,8 +489,7 @@ impl SipEngine {
     /// Whether a carrier that requires 100rel gets provisionals of this
     /// shielded dialog from us, reliably (RFC 3262).
     pub(super) fn wants_reliable(msg: &SipMessage<'_>) -> bool {
-        msg.values(HeaderName::Require)
-            .any(|t| trim_lws(t).eq_ignore_ascii_case(b"100rel"))
+        lists(msg, |h| h.name == HeaderName::Require, b"100rel")
     }
 
     /// Relays a provisional (101-199) of transaction `id` as a reliable one
