@@ -229,34 +229,7 @@ impl SipEngine {
             }
         }
         d.leg_mut(orig).peer = src;
-        let shielded = d.profile == Profile::Livekit;
-        if shielded
-            && side != d.gateway_side()
-            && matches!(msg.method(), Method::Invite | Method::Update)
-            && (self.refuse_short_interval(msg, (side, src), out)
-                || self.answer_refresh(rx, did, key.clone(), out))
-        {
-            return;
-        }
-        if shielded
-            && msg.method() == Method::Prack
-            && side != crate::side::Side::Public
-            && self.answer_prack(rx, did, out)
-        {
-            return;
-        }
-        if shielded && msg.method() == Method::Info && side != crate::side::Side::Public {
-            return self.answer_info(rx, did, out);
-        }
-        // A transfer from LiveKit to the SBC itself would come back to it
-        // from the carrier unroutable: refused (RFC 3515 2.4.2).
-        if shielded && msg.method() == Method::Refer && self.refers_to_us(msg) {
-            let tag = self.next_u64();
-            out.push(Outgoing {
-                side,
-                dst: src,
-                data: local_response(msg, src, 403, reason(403), tag, b""),
-            });
+        if d.profile == Profile::Livekit && self.shield_request(rx, did, &key, out) {
             return;
         }
         let provisional = if msg.method() == Method::Invite {

@@ -19,7 +19,7 @@ use std::cmp::Reverse;
 
 use super::dialog::{Dialog, DialogState, LegRef};
 use super::hide::Hider;
-use super::local::{local_answer, raw_line};
+use super::local::{local_answer, local_response, raw_line};
 use super::media::sdp_of;
 use super::rewrite::{copy_hidden, our_contact};
 use super::slab::Id;
@@ -245,6 +245,46 @@ impl SipEngine {
         })
     }
 
+    /// An in-dialog request of a shielded call that the shield answers
+    /// itself instead of relaying: from the carrier, a too short session
+    /// interval (422), a refresh that changes nothing, a PRACK, an INFO;
+    /// from the gateway, a REFER naming the SBC (403: the carrier would send
+    /// the transfer back to us, RFC 3515 2.4.2). `true` when answered.
+    pub(super) fn shield_request(
+        &mut self,
+        rx: &Incoming<'_, '_>,
+        did: Id,
+        key: &[u8],
+        out: &mut Vec<Outgoing>,
+    ) -> bool {
+        let Incoming { side, src, msg, .. } = *rx;
+        let from_carrier = self
+            .dialogs
+            .get(did)
+            .is_some_and(|d| side != d.gateway_side());
+        match msg.method() {
+            Method::Invite | Method::Update if from_carrier => {
+                self.refuse_short_interval(msg, (side, src), out)
+                    || self.answer_refresh(rx, did, Box::from(key), out)
+            }
+            Method::Prack if from_carrier => self.answer_prack(rx, did, out),
+            Method::Info if from_carrier => {
+                self.answer_info(rx, did, out);
+                true
+            }
+            Method::Refer if !from_carrier && self.refers_to_us(msg) => {
+                let tag = self.next_u64();
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    data: local_response(msg, src, 403, reason(403), tag, b""),
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Answers a shielded call's request from the carrier with 422 Session
     /// Interval Too Small and our `Min-SE` when it asks for an interval
     /// below it (RFC 4028 section 6); `true` when it did.
@@ -262,7 +302,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
-            data: super::local::local_response(msg, src, 422, reason(422), tag, min_se.as_bytes()),
+            data: local_response(msg, src, 422, reason(422), tag, min_se.as_bytes()),
         });
         true
     }
@@ -306,7 +346,7 @@ impl SipEngine {
 
     /// Whether the `Refer-To` (compact `r`) of `msg` names one of our SIP
     /// addresses (either side's; any port).
-    pub(super) fn refers_to_us(&self, msg: &SipMessage<'_>) -> bool {
+    fn refers_to_us(&self, msg: &SipMessage<'_>) -> bool {
         let Some(v) = value(msg, "Refer-To", "r") else {
             return false;
         };
@@ -362,7 +402,7 @@ impl SipEngine {
     /// for `o=`) is answered here: 200 with the SDP we last gave the
     /// carrier (for an UPDATE only when it carried one), `Contact`, and the
     /// session timer; the session timer restarts. `true` when answered.
-    pub(super) fn answer_refresh(
+    fn answer_refresh(
         &mut self,
         rx: &Incoming<'_, '_>,
         did: Id,
@@ -589,12 +629,7 @@ impl SipEngine {
     /// when its `RAck` names the provisional waiting for it, else 481, RFC
     /// 3262 section 3), and the next queued provisional sent. `true` when
     /// it was ours to answer.
-    pub(super) fn answer_prack(
-        &mut self,
-        rx: &Incoming<'_, '_>,
-        did: Id,
-        out: &mut Vec<Outgoing>,
-    ) -> bool {
+    fn answer_prack(&mut self, rx: &Incoming<'_, '_>, did: Id, out: &mut Vec<Outgoing>) -> bool {
         let Incoming { side, src, msg, .. } = *rx;
         let (t1, now) = (self.cfg.t1, self.now);
         let Some(r) = self.dialogs.get_mut(did).and_then(|d| d.reliable.as_mut()) else {
@@ -639,7 +674,7 @@ impl SipEngine {
     /// as RFC 4733 telephone-event packets in the payload type it
     /// negotiated, and answered 200 (488 when it negotiated none); an empty
     /// INFO gets 200, any other body 415 with `Accept`.
-    pub(super) fn answer_info(&mut self, rx: &Incoming<'_, '_>, did: Id, out: &mut Vec<Outgoing>) {
+    fn answer_info(&mut self, rx: &Incoming<'_, '_>, did: Id, out: &mut Vec<Outgoing>) {
         let Incoming { side, src, msg, .. } = *rx;
         let ty = msg
             .header(HeaderName::ContentType)
