@@ -10,7 +10,9 @@
 //! gave is accepted and latched, then only that exact source is accepted
 //! (RTP bleed and injection protection); everything else is dropped and
 //! counted by reason. The payload is never looked at beyond the RTP header
-//! used for statistics, so any codec and RFC 4733 DTMF pass through.
+//! used for statistics, so any codec and RFC 4733 DTMF pass through; an
+//! RFC 4733 event only gets its marker bit and the receiver's payload type
+//! (the second header byte) when the sender's differ.
 
 use std::net::SocketAddrV4;
 
@@ -72,7 +74,8 @@ pub struct End {
     /// Whether the peer receives (its negotiated direction): `false` drops
     /// what would be relayed toward it, as [`DropReason::NoDestination`].
     pub receives: bool,
-    /// The payload type of RFC 4733 telephone events from this end's peer.
+    /// The payload type the peer's SDP gives RFC 4733 `telephone-event`: the
+    /// number it receives events with, and usually sends them with.
     pub telephone_event: Option<u8>,
 }
 
@@ -96,25 +99,37 @@ impl End {
         }
     }
 
-    /// A telephone event from the peer (its payload type): a new one (a
-    /// timestamp not seen last) is counted and gets the marker bit on its
-    /// first packet if the sender left it off (RFC 4733 section 2.5.1.3;
-    /// receivers such as LiveKit lose digits without it).
-    fn mark_event(&mut self, pkt: &mut [u8]) {
+    /// A telephone event from the peer: a packet whose payload type is the
+    /// event type of this end's SDP or of the receiver's (`to`, the other
+    /// end's; RFC 3264 section 5.1 has senders use the receiver's numbers,
+    /// many carriers use their own). A new event (a timestamp not seen last)
+    /// is counted and gets the marker bit on its first packet if the sender
+    /// left it off (RFC 4733 section 2.5.1.3; receivers such as LiveKit lose
+    /// digits without it); every packet of it leaves with the receiver's
+    /// payload type when the two sides negotiated different numbers.
+    fn take_event(&mut self, pkt: &mut [u8], to: Option<u8>) {
         let (Some(pt), Some(&mpt)) = (self.telephone_event, pkt.get(1)) else {
             return;
         };
         let Some(&[t0, t1, t2, t3]) = pkt.get(4..8) else {
             return;
         };
-        let ts = u32::from_be_bytes([t0, t1, t2, t3]);
-        if mpt & 0x7f != pt || (self.rx.dtmf_events > 0 && self.rx.last_event == ts) {
+        let got = mpt & 0x7f;
+        if got != pt && Some(got) != to {
             return;
         }
-        self.rx.last_event = ts;
-        self.rx.dtmf_events = self.rx.dtmf_events.saturating_add(1);
+        let ts = u32::from_be_bytes([t0, t1, t2, t3]);
+        let mut out = mpt;
+        if self.rx.dtmf_events == 0 || self.rx.last_event != ts {
+            self.rx.last_event = ts;
+            self.rx.dtmf_events = self.rx.dtmf_events.saturating_add(1);
+            out |= 0x80;
+        }
+        if let Some(to) = to {
+            out = (out & 0x80) | (to & 0x7f);
+        }
         if let Some(m) = pkt.get_mut(1) {
-            *m |= 0x80;
+            *m = out;
         }
     }
 
@@ -439,6 +454,7 @@ impl RelayTable {
             .position(|e| e.side == side && e.lane == lane && e.port == port)
             .unwrap_or(0);
         let other = 1 - this;
+        let to_event = stream.ends.get(other).and_then(|e| e.telephone_event);
         let Some(end) = stream.ends.get_mut(this) else {
             return Verdict::Drop(DropReason::UnknownPort);
         };
@@ -448,7 +464,7 @@ impl RelayTable {
         if !stream.rtcp {
             // 8 kHz clock: audio's usual rate; jitter is indicative for others.
             end.rx.update(pkt, (now_ms * 8) as i64);
-            end.mark_event(pkt);
+            end.take_event(pkt, to_event);
         }
         stream.last_active = now_ms;
         let Some(out) = stream.ends.get(other) else {

@@ -978,3 +978,67 @@ fn a_glare_rolls_both_offers_back() {
     );
     assert_eq!(from_gateway(&mut relay, 2), "10.0.1.10:40000".parse().ok());
 }
+
+#[test]
+fn telephone_events_take_the_payload_type_each_side_negotiated() {
+    let mut peers = media_lab();
+    let mut relay = RelayTable::new(10000, 20100);
+    let offer = "v=0\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8 101\r\n\
+a=rtpmap:101 telephone-event/8000\r\n";
+    let inv = invite("pt1", "pt1")
+        .replace(
+            "v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+            offer,
+        )
+        .replace(
+            "Content-Length: 55",
+            &format!("Content-Length: {}", offer.len()),
+        );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let fwd = sent[1].2.clone();
+    assert!(fwd.contains("a=rtpmap:101 telephone-event/8000"), "{fwd}");
+    // The gateway answers with its own number for the events.
+    let gw_sdp = "v=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 RTP/AVP 8 96\r\n\
+a=rtpmap:96 telephone-event/8000\r\n";
+    let ok = answer(&fwd, 200, "gw1", false).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{gw_sdp}",
+            gw_sdp.len()
+        ),
+    );
+    peers.send(Side::Public, GATEWAY, &ok);
+    apply(&mut peers, &mut relay);
+    let event = |pt: u8| {
+        let mut p = rtp_packet(1);
+        p[1] = pt;
+        p.truncate(16);
+        p
+    };
+    let mut p = event(101);
+    let v = relay.verdict(
+        (Side::Private, 0, 10000),
+        "10.0.1.10:40000".parse().unwrap(),
+        &mut p,
+        0,
+    );
+    assert!(matches!(v, Verdict::Relay { .. }), "{v:?}");
+    assert_eq!(
+        p[1],
+        0x80 | 96,
+        "the carrier's event leaves with the gateway's number"
+    );
+    let mut p = event(0x80 | 96);
+    let v = relay.verdict(
+        (Side::Public, 0, 20000),
+        "203.0.113.10:30000".parse().unwrap(),
+        &mut p,
+        0,
+    );
+    assert!(matches!(v, Verdict::Relay { .. }), "{v:?}");
+    assert_eq!(
+        p[1],
+        0x80 | 101,
+        "the gateway's event reaches the carrier as its 101"
+    );
+}

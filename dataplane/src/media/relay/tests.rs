@@ -1,5 +1,6 @@
 //! The relay table on its own: latching, drops by reason, hold and
-//! re-INVITE, RTP statistics, lanes, release with the call record, idle streams.
+//! re-INVITE, RTP statistics, lanes, release with the call record, idle streams,
+//! RFC 4733 events (marker bit, payload type per side).
 
 use super::*;
 use crate::media::ports::PortPairs;
@@ -490,4 +491,45 @@ fn telephone_events_get_their_marker_and_are_counted() {
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::NoDestination));
+}
+
+#[test]
+fn telephone_events_leave_with_the_receivers_payload_type() {
+    let (mut t, _) = table();
+    for (side, port, pt) in [(Side::Private, 10000, 101), (Side::Public, 20000, 96)] {
+        t.apply(
+            MediaCmd::Negotiated {
+                side,
+                port,
+                receives: true,
+                telephone_event: Some(pt),
+            },
+            |_| {},
+        );
+    }
+    let send = |t: &mut RelayTable, from: (Side, u16, &str), seq: u16, ts: u32, byte1: u8| {
+        let mut p = rtp(seq, ts);
+        p[1] = byte1;
+        p.truncate(16);
+        let v = t.verdict((from.0, 0, from.1), addr(from.2), &mut p, 0);
+        assert!(matches!(v, Verdict::Relay { .. }), "{v:?}");
+        p[1]
+    };
+    let carrier = (Side::Private, 10000, "10.0.1.10:40000");
+    let gateway = (Side::Public, 20000, "203.0.113.10:30000");
+    // The carrier's own number (101) leaves as the gateway's (96), marker on the first packet.
+    assert_eq!(send(&mut t, carrier, 1, 800, 101), 0x80 | 96);
+    assert_eq!(send(&mut t, carrier, 2, 800, 101), 96);
+    assert_eq!(send(&mut t, carrier, 3, 800, 0x80 | 101), 0x80 | 96);
+    // A carrier that already uses the receiver's number is left alone (and counted).
+    assert_eq!(send(&mut t, carrier, 4, 2400, 96), 0x80 | 96);
+    // The other way: the gateway's 96 reaches the carrier as its 101.
+    assert_eq!(send(&mut t, gateway, 1, 160, 0x80 | 96), 0x80 | 101);
+    assert_eq!(send(&mut t, gateway, 2, 160, 96), 101);
+    // Audio keeps its payload type.
+    assert_eq!(send(&mut t, carrier, 5, 4000, 8), 8);
+    assert_eq!(send(&mut t, gateway, 3, 320, 0), 0);
+    let s = t.get(0).unwrap();
+    assert_eq!(s.ends[0].rx.summary().dtmf_events, 2);
+    assert_eq!(s.ends[1].rx.summary().dtmf_events, 1);
 }
