@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sbc_dataplane::media::offer::parse_codecs;
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::{self, Carrier, Gateway, Profile, RouteSnapshot, Tenant};
 use serde::{Deserialize, Serialize};
@@ -165,6 +166,12 @@ pub struct TenantRow {
     /// A prefix removed first when a number starts with it.
     #[serde(default)]
     pub strip_prefix: Option<String>,
+    /// The codecs of the SBC's own offer to its `livekit` gateways for a
+    /// delayed offer, encoding names separated by commas in order of
+    /// preference (`PCMA,PCMU,telephone-event`); `None` (SQL NULL, JSON
+    /// null): `[routing] offer_codecs` (migration 0004).
+    #[serde(default)]
+    pub offer_codecs: Option<String>,
 }
 
 impl TenantRow {
@@ -199,7 +206,8 @@ const CARRIERS: &str = "SELECT id, ip, mask, name, grp FROM carriers ORDER BY id
 const GATEWAYS: &str =
     "SELECT id, destination, grp, priority, weight, description, profile FROM gateways ORDER BY id";
 const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent, \
-                       number_format, country_code, strip_prefix FROM tenants ORDER BY tenant_id";
+                       number_format, country_code, strip_prefix, offer_codecs FROM tenants \
+                       ORDER BY tenant_id";
 
 /// The provisioning database.
 #[derive(Debug)]
@@ -360,10 +368,12 @@ impl Provisioning {
             .is_some();
         let sql = if exists {
             "UPDATE tenants SET source_ip = ?, gateway_group = ?, max_cps = ?, max_concurrent = ?, \
-             number_format = ?, country_code = ?, strip_prefix = ? WHERE tenant_id = ?"
+             number_format = ?, country_code = ?, strip_prefix = ?, offer_codecs = ? \
+             WHERE tenant_id = ?"
         } else {
             "INSERT INTO tenants (source_ip, gateway_group, max_cps, max_concurrent, \
-             number_format, country_code, strip_prefix, tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+             number_format, country_code, strip_prefix, offer_codecs, tenant_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         };
         sqlx::query(&self.sql(sql))
             .bind(&t.source_ip)
@@ -373,6 +383,7 @@ impl Provisioning {
             .bind(t.number_format.clone())
             .bind(t.country_code.clone())
             .bind(t.strip_prefix.clone())
+            .bind(t.offer_codecs.clone())
             .bind(&t.tenant_id)
             .execute(&mut *tx)
             .await?;
@@ -473,6 +484,15 @@ impl Provisioning {
             .map(|t| {
                 Ok(Tenant {
                     numbers: t.number_rules()?,
+                    offer_codecs: t
+                        .offer_codecs
+                        .as_deref()
+                        .map(|list| {
+                            parse_codecs(list).map_err(|e| {
+                                DbError::Corrupt(format!("tenant offer_codecs {list:?}: {e}"))
+                            })
+                        })
+                        .transpose()?,
                     source_ip: Ipv4Addr::from_str(&t.source_ip)
                         .map_err(|_| corrupt("tenant source_ip", &t.source_ip))?,
                     tenant_id: t.tenant_id,

@@ -856,8 +856,10 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
         number_format: Some(NumberFormat::E164),
         country_code: Some("44".into()),
         strip_prefix: Some("9".into()),
+        offer_codecs: Some("pcma, telephone-event".into()),
     };
     let (code, t): (_, TenantRow) = api.typed("POST", "/api/v1/tenants", Some(&tenant)).await;
+    assert_eq!(t.offer_codecs.as_deref(), Some("PCMA,telephone-event"));
     assert_eq!((code, t), (StatusCode::CREATED, tenant.clone().into_row()));
     let (_, list): (_, Vec<TenantRow>) = api.typed("GET", "/api/v1/tenants", None::<&()>).await;
     assert_eq!(list, [tenant.into_row()]);
@@ -980,6 +982,16 @@ async fn errors_name_nested_fields_and_keep_their_wording() {
             "/api/v1/tenants",
             r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"number_format":"as_is","strip_prefix":"9a"}"#,
             "field `strip_prefix`: must be 1 to 16 digits or '*', optionally after a leading '+'",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"offer_codecs":"PCMU,G.729"}"#,
+            "field `offer_codecs`: unknown codec \"G.729\" (known: PCMU, GSM, PCMA, G722, G729, opus, telephone-event)",
+        ),
+        (
+            "/api/v1/tenants",
+            r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1,"offer_codecs":"telephone-event"}"#,
+            "field `offer_codecs`: no audio codec in the list",
         ),
         (
             "/api/v1/route",

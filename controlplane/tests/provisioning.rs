@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use sbc_controlplane::provisioning::{DbError, Dialect, GatewayRow, Provisioning, TenantRow};
+use sbc_dataplane::media::Codec;
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::Profile;
 use sqlx::migrate::Migrator;
@@ -81,6 +82,7 @@ fn tenant(id: &str) -> TenantRow {
         number_format: None,
         country_code: None,
         strip_prefix: None,
+        offer_codecs: None,
     }
 }
 
@@ -166,6 +168,7 @@ async fn a_database_of_version_two_migrates_and_keeps_its_tenants() {
             number_format: Some("e164".into()),
             country_code: Some("44".into()),
             strip_prefix: Some("9".into()),
+            offer_codecs: Some("PCMA,telephone-event".into()),
             ..rows[0].clone()
         };
         assert!(!db.upsert_tenant(&ruled).await.unwrap(), "an update");
@@ -175,6 +178,11 @@ async fn a_database_of_version_two_migrates_and_keeps_its_tenants() {
         assert_eq!(
             db.snapshot().await.unwrap().tenants[0].numbers,
             Some(NumberRules::new(NumberFormat::E164, Some("44"), Some("9")).unwrap()),
+            "{url}"
+        );
+        assert_eq!(
+            db.snapshot().await.unwrap().tenants[0].offer_codecs,
+            Some(vec![Codec::Pcma, Codec::TelephoneEvent]),
             "{url}"
         );
         db.close().await;
@@ -210,6 +218,11 @@ async fn stored_number_rules_the_snapshot_cannot_use_are_a_corrupt_row() {
             (
                 "number_format = 'as_is', strip_prefix = '9#'",
                 "tenant strip_prefix \"9#\": must be 1 to 16 digits or '*', optionally after a leading '+'",
+            ),
+            (
+                "number_format = NULL, strip_prefix = NULL, offer_codecs = 'PCMU,iLBC'",
+                "tenant offer_codecs \"PCMU,iLBC\": unknown codec \"iLBC\" \
+                 (known: PCMU, GSM, PCMA, G722, G729, opus, telephone-event)",
             ),
         ] {
             sqlx::query(&format!("UPDATE tenants SET {set}"))

@@ -206,7 +206,7 @@ fn gateway_profiles_are_given_listed_and_checked() {
 }
 
 #[test]
-fn tenant_number_rules_are_given_listed_and_checked() {
+fn tenant_number_rules_and_codecs_are_given_listed_and_checked() {
     let (api, _dir, _rt) = serve(None);
     let (code, out, err) = sbcctl(
         &api,
@@ -223,6 +223,8 @@ fn tenant_number_rules_are_given_listed_and_checked() {
             "1",
             "--strip-prefix",
             "9",
+            "--offer-codecs",
+            "pcma,telephone-event",
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -236,13 +238,23 @@ fn tenant_number_rules_are_given_listed_and_checked() {
             "max_concurrent",
             "number_format",
             "country_code",
-            "strip_prefix"
+            "strip_prefix",
+            "offer_codecs"
         ]),
         "{out}"
     );
     assert!(
-        row.split_whitespace()
-            .eq(["acme", "10.0.1.50", "1", "10", "20", "e164", "1", "9"]),
+        row.split_whitespace().eq([
+            "acme",
+            "10.0.1.50",
+            "1",
+            "10",
+            "20",
+            "e164",
+            "1",
+            "9",
+            "PCMA,telephone-event"
+        ]),
         "{out}"
     );
     let (code, _, _) = sbcctl(&api, &["add-tenant", "beta", "10.0.1.51", "1", "1", "1"]);
@@ -251,7 +263,7 @@ fn tenant_number_rules_are_given_listed_and_checked() {
     let beta = out.lines().nth(2).unwrap();
     assert!(
         beta.split_whitespace()
-            .eq(["beta", "10.0.1.51", "1", "1", "1", "-", "-", "-"]),
+            .eq(["beta", "10.0.1.51", "1", "1", "1", "-", "-", "-", "-"]),
         "no rules: dashes: {out}"
     );
     let (_, out, _) = sbcctl(&api, &["--json", "list-tenants"]);
@@ -331,6 +343,25 @@ fn tenant_number_rules_are_given_listed_and_checked() {
     assert_eq!(
         err.trim(),
         "sbcctl: 400: field `country_code`: is used only with number_format \"e164\""
+    );
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-tenant",
+            "acme",
+            "10.0.1.50",
+            "1",
+            "10",
+            "20",
+            "--offer-codecs",
+            "PCMU,AMR",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "sbcctl: 400: field `offer_codecs`: unknown codec \"AMR\" \
+         (known: PCMU, GSM, PCMA, G722, G729, opus, telephone-event)"
     );
     let (_, out, _) = sbcctl(&api, &["--json", "list-tenants"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

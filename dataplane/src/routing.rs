@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::media::offer::Codec;
 use crate::numbers::NumberRules;
 use crate::side::Side;
 use crate::sip::grammar::{parse_ipv4, SipUri};
@@ -114,6 +115,10 @@ pub struct Tenant {
     /// of an inbound call and its caller's From user); `None` leaves them as
     /// they come.
     pub numbers: Option<NumberRules>,
+    /// The codecs, in order of preference, of the offer the SBC makes its
+    /// `livekit` gateways when a carrier's INVITE has none; `None`: the
+    /// configured default (`[routing] offer_codecs`).
+    pub offer_codecs: Option<Vec<Codec>>,
 }
 
 /// Everything routing needs, built once per provisioning change.
@@ -440,6 +445,7 @@ mod tests {
                 max_cps: 10,
                 max_concurrent: 10,
                 numbers: None,
+                offer_codecs: None,
             }],
         }
     }
@@ -520,6 +526,7 @@ mod tests {
             max_cps: 10,
             max_concurrent: 10,
             numbers: Some(NumberRules::new(E164, Some("44"), Some("9")).unwrap()),
+            offer_codecs: None,
         });
         s.tenants.push(Tenant {
             tenant_id: "plain".into(),
@@ -528,6 +535,7 @@ mod tests {
             max_cps: 10,
             max_concurrent: 10,
             numbers: None,
+            offer_codecs: None,
         });
         s
     }

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use sbc_dataplane::media::offer::{codecs_text, parse_codecs};
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::{self, Profile};
 use sbc_dataplane::sip::grammar::SipUri;
@@ -192,6 +193,14 @@ pub struct TenantIn {
     /// `number_format`.
     #[serde(default, deserialize_with = "de::opt_text")]
     pub strip_prefix: Option<String>,
+    /// The codecs of the SBC's own offer to its `livekit` gateways when a
+    /// carrier's INVITE has none: encoding names separated by commas, in
+    /// order of preference (`"PCMA,PCMU,telephone-event"`; known: PCMU,
+    /// GSM, PCMA, G722, G729, opus, telephone-event; any case), stored
+    /// as written canonically (`PCMA,PCMU,telephone-event`); default null:
+    /// `[routing] offer_codecs`.
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub offer_codecs: Option<String>,
 }
 
 /// A number format as its name, or null.
@@ -221,8 +230,11 @@ impl Validate for TenantIn {
             self.country_code.as_deref(),
             self.strip_prefix.as_deref(),
         )
-        .map(|_| ())
-        .map_err(|e| FieldError::new(e.field(), e.message()))
+        .map_err(|e| FieldError::new(e.field(), e.message()))?;
+        if let Some(list) = &self.offer_codecs {
+            parse_codecs(list).map_err(|m| FieldError::new("offer_codecs", m))?;
+        }
+        Ok(())
     }
 }
 
@@ -238,6 +250,9 @@ impl TenantIn {
             number_format: self.number_format.map(|f| f.name().to_string()),
             country_code: self.country_code,
             strip_prefix: self.strip_prefix,
+            offer_codecs: self
+                .offer_codecs
+                .map(|list| parse_codecs(&list).map_or(list, |c| codecs_text(&c))),
         }
     }
 }

@@ -61,8 +61,9 @@ enum Command {
     /// Remove a gateway by id.
     RemoveGateway { id: i64 },
     /// add-tenant ID SOURCE_IP GROUP MAX_CPS MAX_CONCURRENT [--number-format
-    /// e164|digits|as_is [--country-code CC] [--strip-prefix P]] (adds, or
-    /// replaces the whole tenant: unset flags clear its number rules)
+    /// e164|digits|as_is [--country-code CC] [--strip-prefix P]]
+    /// [--offer-codecs LIST] (adds, or replaces the whole tenant: unset flags
+    /// clear its number rules and codecs)
     AddTenant {
         id: String,
         source_ip: String,
@@ -79,6 +80,11 @@ enum Command {
         /// A prefix removed first when a number starts with it, e.g. 9.
         #[arg(long)]
         strip_prefix: Option<String>,
+        /// The codecs of the SBC's own offer to its livekit gateways for a
+        /// delayed offer, e.g. PCMA,PCMU,telephone-event [default: the SBC's
+        /// routing.offer_codecs].
+        #[arg(long)]
+        offer_codecs: Option<String>,
     },
     /// List tenants.
     ListTenants,
@@ -242,6 +248,7 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             number_format,
             country_code,
             strip_prefix,
+            offer_codecs,
         } => {
             let tenant = TenantIn {
                 tenant_id: id.clone(),
@@ -256,6 +263,7 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                     .map_err(|e| Failure::Refused(e.to_string()))?,
                 country_code: country_code.clone(),
                 strip_prefix: strip_prefix.clone(),
+                offer_codecs: offer_codecs.clone(),
             };
             let v = c.call("POST", "/api/v1/tenants", Some(&tenant))?;
             show_rows::<TenantRow>(cli, v)
@@ -443,8 +451,9 @@ impl TableRow for TenantRow {
         "number_format",
         "country_code",
         "strip_prefix",
+        "offer_codecs",
     ];
-    /// Number rules not set show as `-`.
+    /// Number rules and codecs not set show as `-`.
     fn cells(&self) -> Vec<String> {
         vec![
             self.tenant_id.clone(),
@@ -455,6 +464,7 @@ impl TableRow for TenantRow {
             or_dash(self.number_format.as_ref()),
             or_dash(self.country_code.as_ref()),
             or_dash(self.strip_prefix.as_ref()),
+            or_dash(self.offer_codecs.as_ref()),
         ]
     }
 }

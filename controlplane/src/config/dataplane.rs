@@ -39,6 +39,7 @@ impl Config {
         engine.media = Some(self.media_settings());
         engine.policy = self.routing.policy();
         engine.strip_isup = self.sip.strip_isup;
+        engine.offer_codecs = self.routing.offer_codecs.clone();
         engine
     }
 

@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 
 use sbc_dataplane::engine::Policy;
+use sbc_dataplane::media::offer::{parse_codecs, Codec, DEFAULT_CODECS};
 use sbc_dataplane::routing::Profile;
 use sbc_dataplane::{EngineConfig, Ms};
 use serde::{Deserialize, Deserializer};
@@ -117,6 +118,23 @@ pub struct RoutingConfig {
     /// transparent).
     #[serde(default, deserialize_with = "profile")]
     pub default_profile: Profile,
+    /// The codecs of the SBC's own offer to a `livekit` gateway for a
+    /// delayed offer, when the call's tenant names none: encoding names
+    /// separated by commas, in order of preference (`"PCMA,PCMU,
+    /// telephone-event"`; known: PCMU, GSM, PCMA, G722, G729, opus,
+    /// telephone-event); default the data plane's, PCMU, PCMA, G722,
+    /// telephone-event.
+    #[serde(default = "default_offer_codecs", deserialize_with = "codecs")]
+    pub offer_codecs: Vec<Codec>,
+}
+
+/// A codec list: `unknown codec "x" (known: ...)` otherwise.
+fn codecs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Codec>, D::Error> {
+    parse_codecs(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn default_offer_codecs() -> Vec<Codec> {
+    DEFAULT_CODECS.to_vec()
 }
 
 /// A profile's name: `unknown profile "x" (transparent, livekit)` otherwise.
@@ -167,6 +185,7 @@ impl Default for RoutingConfig {
             retry_after_s: default_retry_after(),
             unknown_source: UnknownSource::default(),
             default_profile: Profile::default(),
+            offer_codecs: default_offer_codecs(),
         }
     }
 }
@@ -498,6 +517,7 @@ limit_code = 486
 retry_after_s = 2
 unknown_source = "drop"
 default_profile = "livekit"
+offer_codecs = "PCMA, telephone-event"
 "#;
 
     #[test]
@@ -527,6 +547,22 @@ default_profile = "livekit"
         assert!(e.contains("default_profile = \"LiveKit\""), "{e}");
         assert!(
             e.contains("unknown profile \"LiveKit\" (transparent, livekit)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn offer_codecs_are_read_and_an_unknown_one_named() {
+        let c = Config::parse(FULL, "t.toml").unwrap();
+        assert_eq!(c.routing.offer_codecs, [Codec::Pcma, Codec::TelephoneEvent]);
+        assert_eq!(c.engine_config(1).offer_codecs, c.routing.offer_codecs);
+        let minimal = FULL.replace("offer_codecs = \"PCMA, telephone-event\"\n", "");
+        let c = Config::parse(&minimal, "t.toml").unwrap();
+        assert_eq!(c.routing.offer_codecs, DEFAULT_CODECS);
+        let e = Config::parse(&FULL.replace("PCMA, tele", "G.711, tele"), "t.toml").unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("offer_codecs") && e.contains("unknown codec \"G.711\""),
             "{e}"
         );
     }

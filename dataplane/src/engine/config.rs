@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::media::offer::{Codec, DEFAULT_CODECS};
 use crate::side::{BySide, Side};
 use crate::time::Ms;
 
@@ -30,6 +31,10 @@ pub struct EngineConfig {
     /// Content-Type and all (`[sip] strip_isup`; default off: passed
     /// byte-exact).
     pub strip_isup: bool,
+    /// The codecs of the SBC's own offer to a `livekit` gateway for a
+    /// delayed offer, when the call's tenant names none (`[routing]
+    /// offer_codecs`; default [`DEFAULT_CODECS`]).
+    pub offer_codecs: Vec<Codec>,
 }
 
 /// Where the media relay listens on each side.
@@ -59,7 +64,7 @@ impl MediaSettings {
 
 impl EngineConfig {
     /// Settings with our SIP addresses and every default: T1 500 ms, T2 4 s,
-    /// Timer C 180 s, [`Policy::default`], no media relay.
+    /// Timer C 180 s, [`Policy::default`], no media relay, [`DEFAULT_CODECS`].
     pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
         EngineConfig {
             sip: BySide::new(private, public),
@@ -70,6 +75,7 @@ impl EngineConfig {
             policy: Policy::default(),
             media: None,
             strip_isup: false,
+            offer_codecs: DEFAULT_CODECS.to_vec(),
         }
     }
 

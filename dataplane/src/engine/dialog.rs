@@ -217,9 +217,10 @@ pub struct Dialog {
     /// gets (a hold answered `sendrecv` becomes `recvonly`).
     pub direction_fix: Vec<Option<Direction>>,
     /// The carrier's INVITE had no offer, so the SBC offered the gateway
-    /// its own ([`super::shield::SBC_OFFER`]); the carrier's answer in the
-    /// ACK stops here.
-    pub sbc_offer: bool,
+    /// this one of its own ([`crate::media::offer::offer_sdp`], the
+    /// tenant's codecs, placeholders not yet anchored); the carrier's answer
+    /// in the ACK stops here.
+    pub sbc_offer: Option<Vec<u8>>,
     /// The carrier requires reliable provisionals (RFC 3262 `Require:
     /// 100rel`), which the SBC sends it itself (`livekit` profile).
     pub reliable: Option<Reliable>,
@@ -276,7 +277,7 @@ impl Dialog {
             session: None,
             ack_here: None,
             direction_fix: Vec::new(),
-            sbc_offer: false,
+            sbc_offer: None,
             reliable: None,
             dtmf_out: None,
             carrier_allows_update: false,

@@ -7,7 +7,6 @@ use std::net::SocketAddrV4;
 use super::dialog::{Dialog, DialogState, LegRef, LineDesc, Offer};
 use super::hide::Hider;
 use super::rewrite::copy_hidden;
-use super::shield::SBC_OFFER;
 use super::slab::Id;
 use super::{Outgoing, SipEngine};
 use crate::call::{CallRecord, CallResult};
@@ -243,12 +242,16 @@ impl SipEngine {
             bytes,
             content_type: None,
         };
-        if let Some(d) = self.dialogs.get(did).filter(|d| d.sbc_offer) {
+        if let Some((d, offer)) = self
+            .dialogs
+            .get(did)
+            .and_then(|d| Some((d, d.sbc_offer.as_deref()?)))
+        {
             let toward_gateway = d.leg(to).side == d.gateway_side();
             let initial = msg.is_request() && msg.to.tag().is_none();
             if toward_gateway && initial && msg.cseq.method == Method::Invite {
                 return Body {
-                    bytes: self.body_for_sdp(did, to, SBC_OFFER, hider),
+                    bytes: self.body_for_sdp(did, to, offer, hider),
                     content_type: Some(b"application/sdp".to_vec()),
                 };
             }

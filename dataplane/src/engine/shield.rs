@@ -25,6 +25,7 @@ use super::rewrite::{copy_hidden, our_contact};
 use super::slab::Id;
 use super::txn::Txn;
 use super::{Incoming, Ms, Outgoing, SipEngine};
+use crate::media::offer::offer_sdp;
 use crate::media::{MediaCmd, TelephoneEvent};
 use crate::routing::Profile;
 use crate::side::Side;
@@ -38,16 +39,6 @@ pub const DEFAULT_INTERVAL: u32 = 1800;
 /// The smallest session interval we accept (RFC 4028 `Min-SE`, 90 s at
 /// least); a shorter one is refused with 422.
 pub const MIN_SE: u32 = 90;
-
-/// The SBC's own offer toward a `livekit` gateway when the carrier's INVITE
-/// has none (a delayed offer, RFC 3261 13.2.1; LiveKit wants an offer in
-/// the INVITE): PCMU, PCMA, G.722 and RFC 4733 telephone-event, 20 ms.
-/// The placeholder address and port become ours when it is anchored like
-/// any SDP; the gateway's answer becomes our offer to the carrier in the
-/// 2xx, and the carrier's answer in the ACK completes both.
-pub const SBC_OFFER: &[u8] = b"v=0\r\no=sbc 1 1 IN IP4 192.0.2.1\r\ns=sbc\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
-m=audio 9 RTP/AVP 0 8 9 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\n\
-a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
 
 /// The session timer of a shielded call, kept at the carrier's edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,17 +349,27 @@ impl SipEngine {
     }
 
     /// A new call toward a `livekit` gateway whose INVITE carries no SDP:
-    /// the SBC will offer [`SBC_OFFER`] in its place (its port pairs taken now).
+    /// the SBC will offer its own in its place ([`offer_sdp`] of the
+    /// tenant's codecs, else the configured ones; its port pairs taken now).
     pub(super) fn offer_for_gateway(&mut self, did: Id, msg: &SipMessage<'_>) {
         if self.cfg.media.is_none() || sdp_of(msg).is_some() {
             return;
         }
-        let Ok(offer) = crate::media::sdp::SdpRepr::parse(SBC_OFFER) else {
+        let tenant = self
+            .dialogs
+            .get(did)
+            .and_then(|d| d.tenant_id.as_deref())
+            .and_then(|t| self.snapshot.tenant(t));
+        let codecs = tenant
+            .and_then(|t| t.offer_codecs.as_deref())
+            .unwrap_or(&self.cfg.offer_codecs);
+        let sdp = offer_sdp(codecs);
+        let Ok(offer) = crate::media::sdp::SdpRepr::parse(&sdp) else {
             return;
         };
         self.add_media_lines(did, &offer);
         if let Some(d) = self.dialogs.get_mut(did) {
-            d.sbc_offer = true;
+            d.sbc_offer = Some(sdp);
         }
     }
 

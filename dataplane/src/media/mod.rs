@@ -10,12 +10,14 @@
 //! ```
 
 pub mod cmd;
+pub mod offer;
 pub mod ports;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
 
 pub use cmd::MediaCmd;
+pub use offer::Codec;
 pub use ports::PortPairs;
 pub use relay::{DropReason, End, RelayTable, Stream, Verdict};
 pub use rtp::{RtpPacket, RtpStats, TelephoneEvent};

@@ -78,6 +78,7 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
             max_cps,
             max_concurrent,
             numbers: None,
+            offer_codecs: None,
         }],
     }
 }

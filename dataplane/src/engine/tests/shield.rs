@@ -8,6 +8,13 @@ use crate::routing::Profile;
 
 /// An engine relaying media whose one gateway (.10) has the `livekit` profile.
 fn shielded() -> Peers {
+    shielded_with(|_, _| {})
+}
+
+/// [`shielded`] with its provisioning and settings changed by `change`.
+fn shielded_with(
+    change: impl FnOnce(&mut crate::routing::RouteSnapshot, &mut EngineConfig),
+) -> Peers {
     let mut snap = snapshot();
     snap.gateways[0].profile = Profile::Livekit;
     let stats = Arc::new(EngineStats::default());
@@ -21,6 +28,7 @@ fn shielded() -> Peers {
         timeout: 60_000,
         hold_timeout: None,
     });
+    change(&mut snap, &mut cfg);
     Peers {
         engine: SipEngine::new(cfg, Arc::new(snap), stats.clone()),
         stats,
@@ -393,14 +401,7 @@ fn a_transfer_to_the_sbc_itself_is_refused_with_403() {
 fn a_delayed_offer_becomes_our_offer_to_the_gateway() {
     let mut peers = shielded();
     let mut relay = RelayTable::new(10000, 20100);
-    let inv = invite("do1", "do1")
-        .replace("Content-Type: application/sdp\r\n", "")
-        .split("Content-Length:")
-        .next()
-        .unwrap()
-        .to_string()
-        + "Content-Length: 0\r\n\r\n";
-    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let sent = peers.send(Side::Private, CARRIER, &bodiless_invite("do1"));
     let fwd = sent
         .iter()
         .find(|(s, ..)| *s == Side::Public)
@@ -463,6 +464,59 @@ fn a_delayed_offer_becomes_our_offer_to_the_gateway() {
     assert_eq!(
         relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000"),
         "10.0.1.10:40000".parse().ok()
+    );
+}
+
+/// The INVITE of [`invite`] without its SDP: a delayed offer.
+fn bodiless_invite(call: &str) -> String {
+    invite(call, call)
+        .replace("Content-Type: application/sdp\r\n", "")
+        .split("Content-Length:")
+        .next()
+        .unwrap()
+        .to_string()
+        + "Content-Length: 0\r\n\r\n"
+}
+
+#[test]
+fn our_offer_lists_the_tenants_codecs_else_the_configured_ones() {
+    use crate::media::Codec;
+    let tenant = |codecs: Option<Vec<Codec>>| crate::routing::Tenant {
+        tenant_id: "acme".into(),
+        source_ip: Ipv4Addr::new(10, 0, 1, 10),
+        gateway_group: 1,
+        max_cps: 100,
+        max_concurrent: 100,
+        numbers: None,
+        offer_codecs: codecs,
+    };
+    let offered = |peers: &mut Peers, call: &str| {
+        let sent = peers.send(Side::Private, CARRIER, &bodiless_invite(call));
+        let fwd = &sent.iter().find(|(s, ..)| *s == Side::Public).unwrap().2;
+        fwd.lines()
+            .filter(|l| l.starts_with("m=") || l.starts_with("a=rtpmap"))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let mut peers = shielded_with(|snap, _| {
+        snap.tenants = vec![tenant(Some(vec![
+            Codec::G722,
+            Codec::Pcma,
+            Codec::TelephoneEvent,
+        ]))];
+    });
+    assert_eq!(
+        offered(&mut peers, "tc1"),
+        "m=audio 20000 RTP/AVP 9 8 101|a=rtpmap:9 G722/8000|a=rtpmap:8 PCMA/8000|\
+a=rtpmap:101 telephone-event/8000"
+    );
+    let mut peers = shielded_with(|snap, cfg| {
+        snap.tenants = vec![tenant(None)];
+        cfg.offer_codecs = vec![Codec::Pcmu];
+    });
+    assert_eq!(
+        offered(&mut peers, "tc2"),
+        "m=audio 20000 RTP/AVP 0|a=rtpmap:0 PCMU/8000"
     );
 }
 
