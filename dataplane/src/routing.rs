@@ -225,7 +225,8 @@ impl RouteSnapshot {
     }
 
     /// Tenant identification: `X-Tenant-ID`, else a `tenantid_number` user
-    /// prefix (returns the stripped number), else `by_source`.
+    /// prefix (returns the stripped number), else `by_source`. A number that
+    /// carries the prefix of the tenant the header named loses it too.
     fn identify<'a>(
         &'a self,
         req: &RouteRequest<'_>,
@@ -234,7 +235,11 @@ impl RouteSnapshot {
         let user = req.user.to_vec();
         if let Some(h) = req.tenant_header {
             if let Some(t) = self.tenants.iter().find(|t| t.tenant_id.as_bytes() == h) {
-                return (Some(t), user);
+                let own = req
+                    .user
+                    .strip_prefix(t.tenant_id.as_bytes())
+                    .and_then(|rest| rest.strip_prefix(b"_"));
+                return (Some(t), own.map_or(user, <[u8]>::to_vec));
             }
         }
         if let Some(us) = req.user.iter().position(|&b| b == b'_') {
@@ -611,6 +616,16 @@ mod tests {
                 Some(b"alice")
             ),
             (acme.clone(), "+14155550123".into(), Some("alice".into()))
+        );
+        // The header and the same tenant's prefix: the prefix goes too. Another
+        // tenant's prefix is part of the number (the header decides).
+        assert_eq!(
+            numbers_of(&s, carrier, b"acme_4155550123", Some(b"acme"), None),
+            (acme.clone(), "+14155550123".into(), None)
+        );
+        assert_eq!(
+            numbers_of(&s, carrier, b"plain_4155550123", Some(b"acme"), None),
+            (acme.clone(), "plain_4155550123".into(), None)
         );
         assert_eq!(
             numbers_of(&s, Ipv4Addr::new(10, 0, 1, 50), b"14155550123", None, None),
