@@ -168,7 +168,7 @@ impl SipEngine {
     /// Points our ends on `leg`'s side at the addresses `lines` give (the
     /// relay restarts a latch only where the address or port changed) and
     /// takes `leg`'s hold state of each line.
-    fn apply_lines(&mut self, did: Id, leg: LegRef, lines: &[LineDesc]) {
+    pub(super) fn apply_lines(&mut self, did: Id, leg: LegRef, lines: &[LineDesc]) {
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -390,7 +390,7 @@ impl SipEngine {
 }
 
 /// What the relay takes of one `m=` line.
-fn line_desc(m: &MediaRepr) -> LineDesc {
+pub(super) fn line_desc(m: &MediaRepr) -> LineDesc {
     let at = |p: u16| (m.port != 0).then(|| SocketAddrV4::new(m.addr, p));
     LineDesc {
         rtp: at(m.port),

@@ -44,7 +44,7 @@ impl SipEngine {
         if t.local {
             // An answer to a request of ours: counted, never relayed; an
             // INVITE's final answers get their ACK (each 2xx copy too).
-            let (invite, phase) = (t.invite, t.phase);
+            let (invite, phase, did, to) = (t.invite, t.phase, t.dialog, t.orig.other());
             if code < 200 {
                 t.on_provisional(now, self.cfg.t2, self.cfg.timer_c);
                 t.timeout = t.timeout.filter(|(_, timer)| *timer != Timer::Ringing);
@@ -60,6 +60,9 @@ impl SipEngine {
                 }),
             };
             out.extend(ack);
+            if invite && code < 300 && phase == Phase::Proceeding {
+                self.our_refresh_answered(did, to, msg);
+            }
             if phase == Phase::Proceeding {
                 if let Some(t) = self.txns.get_mut(id) {
                     if invite && code < 300 {

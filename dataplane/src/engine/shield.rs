@@ -20,7 +20,7 @@ use std::cmp::Reverse;
 use super::dialog::{Dialog, DialogState, LegRef};
 use super::hide::Hider;
 use super::local::{local_answer, local_response, raw_line};
-use super::media::sdp_of;
+use super::media::{line_desc, sdp_of};
 use super::rewrite::{copy_hidden, our_contact};
 use super::slab::Id;
 use super::txn::Txn;
@@ -371,6 +371,33 @@ impl SipEngine {
         if let Some(d) = self.dialogs.get_mut(did) {
             d.sbc_offer = Some(sdp);
         }
+    }
+
+    /// The carrier's 2xx to our refresh re-INVITE: its SDP answers the
+    /// session we offered (the gateway's, unchanged), and may move the
+    /// carrier's media (RFC 3264 section 8): the relay follows on the
+    /// carrier's side; the gateway, whose view of us is unchanged, hears
+    /// nothing. An answer with another number of media lines is not one to
+    /// our offer and is ignored.
+    pub(super) fn our_refresh_answered(&mut self, did: Id, carrier: LegRef, msg: &SipMessage<'_>) {
+        let Some(raw) = sdp_of(msg) else {
+            return;
+        };
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        if session_of(raw) == session_of(d.sdp_from(carrier)) {
+            return;
+        }
+        let Ok(sdp) = crate::media::sdp::SdpRepr::parse(raw) else {
+            return;
+        };
+        if sdp.media.len() != d.media.len() {
+            return;
+        }
+        d.set_sdp_from(carrier, raw);
+        let lines: Vec<_> = sdp.media.iter().map(line_desc).collect();
+        self.apply_lines(did, carrier, &lines);
     }
 
     /// The session as the carrier was last given it: the gateway's latest

@@ -865,9 +865,25 @@ fn toward_a_carrier_without_update_we_refresh_with_a_reinvite() {
         reinvite.contains("m=audio 10000 RTP/AVP 0 101\r\n"),
         "{reinvite}"
     );
-    // Resent until answered; the 200 gets our ACK, its copy another.
+    let mut relay = RelayTable::new(10000, 20100);
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    for c in cmds.drain(..) {
+        relay.apply(c, |_| {});
+    }
+    let gw_src = "203.0.113.10:30000";
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, gw_src),
+        "10.0.1.10:40000".parse().ok()
+    );
+    // Resent until answered; the 200 gets our ACK, its copy another. The
+    // carrier's answer moves its media: the relay follows, the gateway hears
+    // nothing of it.
     assert_eq!(peers.advance(500).len(), 1);
-    let ok = with_body(&answer(reinvite, 200, "x", false), CARRIER_SDP).replace(
+    let moved = CARRIER_SDP
+        .replace("40000", "40002")
+        .replace("o=- 1 1", "o=- 1 2");
+    let ok = with_body(&answer(reinvite, 200, "x", false), &moved).replace(
         &format!("To: {};tag=x", header(reinvite, "To").unwrap()),
         &format!("To: {}", header(reinvite, "To").unwrap()),
     );
@@ -878,5 +894,13 @@ fn toward_a_carrier_without_update_we_refresh_with_a_reinvite() {
         assert_eq!(header(&acks[0].2, "CSeq"), Some("2 ACK"));
     }
     assert_eq!(peers.stats.local_answers.get(), 1);
+    peers.engine.take_media_commands(&mut cmds);
+    for c in cmds.drain(..) {
+        relay.apply(c, |_| {});
+    }
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, gw_src),
+        "10.0.1.10:40002".parse().ok()
+    );
     assert!(peers.advance(10_000).is_empty());
 }
