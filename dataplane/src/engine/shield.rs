@@ -375,14 +375,20 @@ impl SipEngine {
 
     /// The carrier's 2xx to our refresh re-INVITE: its SDP answers the
     /// session we offered (the gateway's, unchanged), and may move the
-    /// carrier's media (RFC 3264 section 8): the relay follows on the
-    /// carrier's side; the gateway, whose view of us is unchanged, hears
-    /// nothing. An answer with another number of media lines is not one to
-    /// our offer and is ignored.
+    /// carrier's media (RFC 3264 section 8).
     pub(super) fn our_refresh_answered(&mut self, did: Id, carrier: LegRef, msg: &SipMessage<'_>) {
-        let Some(raw) = sdp_of(msg) else {
-            return;
-        };
+        if let Some(raw) = sdp_of(msg) {
+            self.carrier_session_moved(did, carrier, raw);
+        }
+    }
+
+    /// A session description from the carrier that the gateway is not told
+    /// of (the answer to our refresh, an early UPDATE): where it moves the
+    /// carrier's media (address, port, direction) the relay follows on the
+    /// carrier's side; the gateway, whose view of us is unchanged, hears
+    /// nothing. One with another number of media lines than the call has
+    /// is ignored.
+    fn carrier_session_moved(&mut self, did: Id, carrier: LegRef, raw: &[u8]) {
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -429,7 +435,13 @@ impl SipEngine {
     /// the carrier of a shielded call that changes nothing (no SDP, or the SDP the carrier sent before but
     /// for `o=`) is answered here: 200 with the SDP we last gave the
     /// carrier (for an UPDATE only when it carried one), `Contact`, and the
-    /// session timer; the session timer restarts. `true` when answered.
+    /// session timer; the session timer restarts. An UPDATE in an early
+    /// dialog is answered here even when it moves the carrier's media,
+    /// which LiveKit could not be told of (no UPDATE, and no re-INVITE
+    /// before the 2xx): the relay follows on the carrier's side; without an
+    /// answer from the gateway yet, it is refused with 500 and
+    /// `Retry-After` (RFC 3311 section 5.2: an offer is still unanswered).
+    /// `true` when answered.
     fn answer_refresh(
         &mut self,
         rx: &Incoming<'_, '_>,
@@ -463,9 +475,26 @@ impl SipEngine {
         };
         let ours = d.sdp_from(carrier.other());
         let with_body = method == Method::Invite || offered.is_some();
-        if !unchanged || (with_body && ours.is_empty()) {
+        let early_move = !unchanged && d.state != DialogState::Confirmed;
+        if early_move && ours.is_empty() {
+            let tag = self.next_u64();
+            let retry = b"Retry-After: 1\r\n";
+            out.push(Outgoing {
+                side,
+                dst: src,
+                data: local_response(msg, src, 500, reason(500), tag, retry),
+            });
+            return true;
+        }
+        if (!unchanged && !early_move) || (with_body && ours.is_empty()) {
             return false;
         }
+        if let (true, Some(sdp)) = (early_move, offered) {
+            self.carrier_session_moved(did, carrier, sdp);
+        }
+        let Some(d) = self.dialogs.get(did) else {
+            return false;
+        };
         let body = if with_body {
             self.sdp_for_carrier(did)
         } else {

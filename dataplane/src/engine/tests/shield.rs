@@ -655,6 +655,43 @@ fn an_early_update_is_answered_at_the_edge() {
     let out = peers.send(Side::Private, CARRIER, &update);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!((out[0].0, status(&out[0].2)), (Side::Private, 200));
+    // One that moves the carrier's media before the gateway answered the
+    // INVITE's offer: 500 with Retry-After (RFC 3311 5.2), nothing forwarded.
+    let moved = CARRIER_SDP
+        .replace("40000", "40002")
+        .replace("o=- 1 1", "o=- 1 2");
+    let update =
+        from_carrier("UPDATE", "eu3", 3, Some(&moved)).replace("st1@10.0.1.10", "eu1@10.0.1.10");
+    let out = peers.send(Side::Private, CARRIER, &update);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (Side::Private, 500));
+    assert_eq!(header(&out[0].2, "Retry-After"), Some("1"));
+    // After the gateway's 183 with its answer: 200 with the SDP the carrier
+    // has from us, and the relay follows the carrier's move.
+    let mut relay = RelayTable::new(10000, 20100);
+    let early = with_body(&answer(&fwd, 183, "gw1", false), GW_SDP);
+    peers.send(Side::Public, GATEWAY, &early);
+    let update =
+        from_carrier("UPDATE", "eu4", 4, Some(&moved)).replace("st1@10.0.1.10", "eu1@10.0.1.10");
+    let out = peers.send(Side::Private, CARRIER, &update);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (Side::Private, 200));
+    assert!(
+        out[0]
+            .2
+            .contains("c=IN IP4 10.0.0.100\r\nt=0 0\r\nm=audio 10000 RTP/AVP 0 101\r\n"),
+        "{}",
+        out[0].2
+    );
+    let mut cmds = Vec::new();
+    peers.engine.take_media_commands(&mut cmds);
+    for c in cmds {
+        relay.apply(c, |_| {});
+    }
+    assert_eq!(
+        relay_to(&mut relay, Side::Public, 20000, "203.0.113.10:30000"),
+        "10.0.1.10:40002".parse().ok()
+    );
 }
 
 #[test]
