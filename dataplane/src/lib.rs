@@ -14,6 +14,7 @@
 //!   (`Side`/`BySide`, milliseconds, call records, lock-free counters).
 //! - [`sip`]: the zero-copy SIP scanner and message builder.
 //! - [`routing`]: the immutable routing snapshot and the routing rule;
+//!   [`health`]: destination health (OPTIONS probes, dispatcher semantics);
 //!   [`numbers`]: the per-tenant number rules it applies.
 //! - [`media`]: SDP rewriting, the relay table and its verdict, RTP views and statistics.
 //! - [`net`]: Ethernet/ARP/IPv4/UDP/ICMP over frame bytes for the DPDK backend.
@@ -40,6 +41,7 @@ pub mod call;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod engine;
+pub mod health;
 pub mod media;
 pub mod net;
 pub mod numbers;
