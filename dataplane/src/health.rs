@@ -21,8 +21,9 @@ use crate::time::Ms;
 /// `[health]`: how destinations are probed and judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
-    /// Probe every destination this often (ms); 0 turns probing off (INVITE
-    /// failures still count).
+    /// Probe every destination this often (ms); 0 turns health off: no
+    /// probes, and INVITE failures do not count either, since no probe
+    /// could bring a destination back up.
     pub interval: Ms,
     /// A probe unanswered this long (ms) is a failure.
     pub timeout: Ms,
@@ -35,6 +36,17 @@ pub struct HealthConfig {
     /// Probe carriers with mask 32 too (they are never skipped by routing,
     /// which sends an outbound call to its tenant's or host carrier).
     pub probe_carriers: bool,
+}
+
+impl HealthConfig {
+    /// Probing off: every destination stays up, INVITE failures included
+    /// (nothing could bring a destination back up).
+    pub fn off() -> HealthConfig {
+        HealthConfig {
+            interval: 0,
+            ..HealthConfig::default()
+        }
+    }
 }
 
 impl Default for HealthConfig {
@@ -86,6 +98,15 @@ impl AdminState {
     pub fn parse(name: &str) -> Option<AdminState> {
         AdminState::ALL.into_iter().find(|s| s.name() == name)
     }
+}
+
+/// What the control plane asks of the engine's health table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCmd {
+    /// Probe this destination now (`sbcctl dispatcher ping`).
+    Probe(SocketAddrV4),
+    /// Set its state (`sbcctl dispatcher set-state`).
+    SetState(SocketAddrV4, AdminState),
 }
 
 /// Why a probe or call attempt counted as a failure or success.
@@ -351,6 +372,9 @@ impl HealthTable {
 
     fn judge(&mut self, addr: SocketAddrV4, outcome: Outcome, now: Ms) {
         let cfg = &self.cfg;
+        if cfg.interval == 0 {
+            return;
+        }
         let Some(d) = self.dests.get_mut(&addr) else {
             return;
         };
@@ -500,6 +524,21 @@ mod tests {
             reports.iter().any(|r| r.reason == "set disabled"),
             "{reports:?}"
         );
+    }
+
+    #[test]
+    fn with_probing_off_nothing_goes_down() {
+        let mut t = HealthTable::new(HealthConfig::off());
+        let gw = addr("203.0.113.10:5060");
+        t.set_destinations([gw], 0);
+        let mut out = Vec::new();
+        t.due(0, &mut out);
+        assert!(out.is_empty());
+        for n in 0..5 {
+            t.invite_failed(gw, 503, n);
+        }
+        assert!(t.usable(gw));
+        assert_eq!(t.next_event(), None);
     }
 
     #[test]

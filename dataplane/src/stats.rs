@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 
 use crate::call::{CallEvent, CallRecord};
+use crate::health::HealthReport;
 use crate::net::Reason;
 use crate::side::BySide;
 
@@ -108,6 +109,17 @@ pub struct EngineStats {
     pub transactions: Counter,
     /// Version of the routing snapshot the engine uses (gauge).
     pub snapshot_version: Counter,
+    /// Health probes (SIP OPTIONS) sent to gateways and host carriers.
+    pub probes_sent: Counter,
+    /// Final answers to them.
+    pub probe_answers: Counter,
+    /// New calls refused because every gateway they could go to was down.
+    pub calls_no_gateway_up: Counter,
+    /// Health reports (probe results, changes of state) for the control
+    /// plane (4,096 deep).
+    pub health_reports: ArrayQueue<HealthReport>,
+    /// Reports lost to a full `health_reports` ring.
+    pub health_reports_dropped: Counter,
 }
 
 impl Default for EngineStats {
@@ -142,6 +154,11 @@ impl Default for EngineStats {
             dialogs: Counter::default(),
             transactions: Counter::default(),
             snapshot_version: Counter::default(),
+            probes_sent: Counter::default(),
+            probe_answers: Counter::default(),
+            calls_no_gateway_up: Counter::default(),
+            health_reports: ArrayQueue::new(4_096),
+            health_reports_dropped: Counter::default(),
         }
     }
 }
@@ -156,7 +173,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 23] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 26] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -181,6 +198,9 @@ impl EngineStats {
             ("refreshes_answered", &self.refreshes_answered),
             ("sessions_expired", &self.sessions_expired),
             ("info_dtmf", &self.info_dtmf),
+            ("probes_sent", &self.probes_sent),
+            ("probe_answers", &self.probe_answers),
+            ("calls_no_gateway_up", &self.calls_no_gateway_up),
         ]
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::health::HealthConfig;
 use crate::media::offer::{Codec, DEFAULT_CODECS};
 use crate::side::{BySide, Side};
 use crate::time::Ms;
@@ -35,6 +36,8 @@ pub struct EngineConfig {
     /// delayed offer, when the call's tenant names none (`[routing]
     /// offer_codecs`; default [`DEFAULT_CODECS`]).
     pub offer_codecs: Vec<Codec>,
+    /// How gateways (and host carriers) are probed and judged (`[health]`).
+    pub health: HealthConfig,
 }
 
 /// Where the media relay listens on each side.
@@ -64,7 +67,8 @@ impl MediaSettings {
 
 impl EngineConfig {
     /// Settings with our SIP addresses and every default: T1 500 ms, T2 4 s,
-    /// Timer C 180 s, [`Policy::default`], no media relay, [`DEFAULT_CODECS`].
+    /// Timer C 180 s, [`Policy::default`], no media relay, [`DEFAULT_CODECS`],
+    /// no health probing ([`HealthConfig::off`]).
     pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
         EngineConfig {
             sip: BySide::new(private, public),
@@ -76,6 +80,7 @@ impl EngineConfig {
             media: None,
             strip_isup: false,
             offer_codecs: DEFAULT_CODECS.to_vec(),
+            health: HealthConfig::off(),
         }
     }
 

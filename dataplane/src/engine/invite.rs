@@ -81,7 +81,33 @@ impl SipEngine {
                 ..
             } => (tenant_id, user, candidates, caller_user),
         };
+        // Gateways that are down are skipped (Kamailio's dispatcher): a
+        // group all down goes on to the backup group at once.
+        let candidates: Vec<Target> = if side == Side::Private {
+            candidates
+                .into_iter()
+                .filter(|t| self.health.usable(t.addr))
+                .collect()
+        } else {
+            candidates
+        };
         let Some(target) = candidates.first().cloned() else {
+            self.stats.calls_no_gateway_up.inc();
+            self.stats.calls_rejected.inc();
+            self.emit(tenant_id.as_deref(), CallResult::Rejected);
+            let tag = self.next_u64();
+            out.push(Outgoing {
+                side,
+                dst: src,
+                data: local_response(
+                    msg,
+                    src,
+                    503,
+                    "Service Unavailable - no gateway up",
+                    tag,
+                    b"Retry-After: 1\r\n",
+                ),
+            });
             return;
         };
         if let Some(tid) = &tenant_id {

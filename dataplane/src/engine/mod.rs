@@ -22,6 +22,7 @@ mod ids;
 mod invite;
 mod local;
 mod media;
+mod probe;
 mod request;
 mod response;
 mod rewrite;
@@ -34,9 +35,10 @@ pub use config::{EngineConfig, MediaSettings, Policy};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
+use crate::health::HealthTable;
 use crate::media::{MediaCmd, PortPairs};
 use crate::rng;
 use crate::routing::RouteSnapshot;
@@ -110,6 +112,13 @@ pub struct SipEngine {
     /// caller Call-ID) -> (our Call-ID toward the challenger, until when it
     /// is kept), so the INVITE re-sent with credentials reuses it.
     challenged: HashMap<CallKey, (Vec<u8>, Ms)>,
+    /// The health of the gateways (and host carriers): routing skips the
+    /// ones down.
+    health: HealthTable,
+    /// Probes in flight, by probe number.
+    probes: HashMap<u64, probe::Probe>,
+    /// The side each probed destination is probed from.
+    probe_sides: HashMap<SocketAddrV4, Side>,
 }
 
 impl SipEngine {
@@ -127,7 +136,8 @@ impl SipEngine {
         let ports = cfg
             .media
             .map(|m| m.ports.map(|(min, max)| PortPairs::new(min, max)));
-        SipEngine {
+        let health = HealthTable::new(cfg.health.clone());
+        let mut engine = SipEngine {
             cfg,
             snapshot,
             stats,
@@ -146,13 +156,19 @@ impl SipEngine {
             now: 0,
             next_call: 1,
             challenged: HashMap::new(),
-        }
+            health,
+            probes: HashMap::new(),
+            probe_sides: HashMap::new(),
+        };
+        engine.probe_destinations();
+        engine
     }
 
     /// Swaps in a new routing snapshot; calls in progress keep their legs.
     pub fn set_snapshot(&mut self, snapshot: Arc<RouteSnapshot>) {
         self.stats.snapshot_version.set(snapshot.version);
         self.snapshot = snapshot;
+        self.probe_destinations();
     }
 
     /// The routing snapshot in force.
@@ -183,11 +199,12 @@ impl SipEngine {
         })
     }
 
-    /// The earliest pending timer.
+    /// The earliest pending timer (health probes included).
     pub fn next_timer(&self) -> Option<Ms> {
         [&self.timers, &self.dialog_timers]
             .into_iter()
             .filter_map(|h| h.peek().map(|Reverse((t, _, _))| *t))
+            .chain(self.next_probe_event())
             .min()
     }
 
@@ -246,6 +263,7 @@ impl SipEngine {
             self.service(Id { idx, gen }, now, out);
         }
         self.dialog_tick(now, out);
+        self.probe_tick(now, out);
         self.stats.tx_messages.add((out.len() - before) as u64);
     }
 

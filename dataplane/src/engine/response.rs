@@ -28,6 +28,9 @@ impl SipEngine {
         let StartLine::Response { code, .. } = msg.start else {
             return;
         };
+        if msg.cseq.method == Method::Options && self.on_probe_answer(rx) {
+            return;
+        }
         let Some((id, attempt)) = msg.via.branch.and_then(|b| self.parse_branch(b)) else {
             self.stats.stray_responses.inc();
             return;
@@ -117,6 +120,10 @@ impl SipEngine {
                             return;
                         };
                         t.accept(now, self.cfg.t1);
+                        if t.initial {
+                            let dest = t.dest_addr;
+                            self.invite_outcome(dest, None, now);
+                        }
                         self.learn_from_response(id, src, msg);
                         self.settle_offers(id, msg, true);
                         self.answered(id, now);
@@ -165,6 +172,15 @@ impl SipEngine {
                         && t.initial
                         && t.cancel == CancelState::None
                         && self.cfg.policy.failover_codes.contains(&code);
+                    if t.phase == Phase::Proceeding && t.initial {
+                        // A failover code counts against the gateway's
+                        // health; any other final answer shows it takes calls.
+                        let dest = t.dest_addr;
+                        self.invite_outcome(dest, failover.then_some(code), now);
+                    }
+                    let Some(t) = self.txns.get_mut(id) else {
+                        return;
+                    };
                     if failover {
                         // Serial failover; when nothing is left the caller gets our 503.
                         if !self.try_next(id, now, out) {

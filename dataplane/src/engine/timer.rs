@@ -104,6 +104,14 @@ impl SipEngine {
             return self.remove_txn(id);
         }
         let cancelled = t.cancel != CancelState::None;
+        if !cancelled && t.initial {
+            // No answer from the gateway: a failure of its health.
+            let dest = t.dest_addr;
+            self.invite_outcome(dest, Some(408), now);
+        }
+        let Some(t) = self.txns.get(id) else {
+            return;
+        };
         let tried = t
             .route
             .as_ref()

@@ -4,6 +4,7 @@
 //! failover and limits (`routing`), media anchoring (`media`), and the
 //! RFC 4475 torture messages (`rfc4475`).
 
+mod health;
 mod media;
 mod rfc4475;
 mod routing;
