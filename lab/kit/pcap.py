@@ -22,7 +22,10 @@ class Capture:
     def __init__(self, ns: str, iface: str, path: Path, filter: str | None = "udp"):
         self.path = path
         self._log = open(str(path) + ".log", "wb")
-        argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-Z", "root", "-w", path]
+        # --immediate-mode: libpcap hands each packet over at once; in block
+        # mode a partly filled block (the last ~1 s) is lost on SIGINT.
+        argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "--immediate-mode", "-Z", "root",
+                "-w", path]
         if filter:
             argv.append(filter)
         self.proc = spawn(nsexec(ns, argv), stdout=subprocess.DEVNULL, stderr=self._log)
