@@ -45,6 +45,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.dataplane.backend.name(),
         first.clone(),
         cfg.api.token.clone(),
+    )
+    .with_health(
+        {
+            let backend = backend.clone();
+            Arc::new(move |cmd| backend.health(cmd))
+        },
+        cfg.health.interval_s,
+        cfg.health.timeout_ms,
     );
     // Keep the engine's call-outcome ring drained.
     let drainer = state.clone();
@@ -53,6 +61,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         loop {
             every.tick().await;
             drainer.drain_call_events();
+            drainer.drain_health_reports();
         }
     });
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)

@@ -192,6 +192,31 @@ pub(super) mod de {
         }
     }
 
+    /// A JSON integer that fits `i64`, or null for none.
+    pub(in crate::api) fn opt_int<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<i64>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| D::Error::custom("must be an integer")),
+        }
+    }
+
+    /// A gateway state's name: `active`, `inactive` or `disabled`.
+    pub(in crate::api) fn admin_state<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<sbc_dataplane::health::AdminState, D::Error> {
+        use sbc_dataplane::health::AdminState;
+        let name = text(d)?;
+        AdminState::parse(&name).ok_or_else(|| {
+            let known: Vec<&str> = AdminState::ALL.iter().map(|s| s.name()).collect();
+            D::Error::custom(format!("unknown state {name:?} ({})", known.join(", ")))
+        })
+    }
+
     /// A JSON string, trimmed, or null for none.
     pub(in crate::api) fn opt_text<'de, D: Deserializer<'de>>(
         d: D,

@@ -13,6 +13,7 @@
 //! endpoint) or 503 (the provisioning database is unavailable).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use sbc_dataplane::call::CallRecord;
+use sbc_dataplane::health::{HealthCmd, HealthReport};
 use sbc_dataplane::routing::RouteSnapshot;
 use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
 use serde::de::DeserializeOwned;
@@ -32,6 +34,7 @@ use serde::Serialize;
 use crate::provisioning::{DbError, Provisioning};
 
 mod body;
+mod dispatcher;
 pub mod model;
 mod provisioning;
 mod route;
@@ -70,6 +73,30 @@ pub struct AppState {
     pub records: Arc<Mutex<VecDeque<CallRecord>>>,
     /// Bearer token every request must carry, when set.
     pub token: Option<Arc<str>>,
+    /// The engine's latest health report of each gateway (and probed
+    /// carrier).
+    pub health: Arc<Mutex<BTreeMap<SocketAddrV4, HealthEntry>>>,
+    /// Hands an operator's health request to the engine; `false` when it
+    /// cannot take it now.
+    pub health_cmd: HealthSender,
+    /// `[health] interval_s` (0: probing off), for the `P` flag.
+    pub health_interval_s: u32,
+    /// `[health] timeout_ms`: how long a ping request waits for answers.
+    pub health_timeout_ms: u64,
+}
+
+/// Hands a health request to the engine (the running backend, or a test's).
+pub type HealthSender = Arc<dyn Fn(HealthCmd) -> bool + Send + Sync>;
+
+/// The engine's latest report of one destination, as the API keeps it.
+#[derive(Debug, Clone)]
+pub struct HealthEntry {
+    /// The report.
+    pub report: HealthReport,
+    /// Reports of it seen so far (one per probe result or change).
+    pub results: u64,
+    /// When its `up` last changed (or it was first reported).
+    pub changed: Instant,
 }
 
 /// The data plane's counters the API reports.
@@ -107,6 +134,55 @@ impl AppState {
             calls: Arc::new(Mutex::new(BTreeMap::new())),
             records: Arc::new(Mutex::new(VecDeque::with_capacity(KEEP_RECORDS))),
             token: token.map(Arc::from),
+            health: Arc::new(Mutex::new(BTreeMap::new())),
+            health_cmd: Arc::new(|_| false),
+            health_interval_s: 0,
+            health_timeout_ms: 2_000,
+        }
+    }
+
+    /// The same state with the engine's health requests going to `cmd`,
+    /// probing every `interval_s` (0: off) with `timeout_ms` per probe.
+    pub fn with_health(self, cmd: HealthSender, interval_s: u32, timeout_ms: u64) -> AppState {
+        AppState {
+            health_cmd: cmd,
+            health_interval_s: interval_s,
+            health_timeout_ms: timeout_ms,
+            ..self
+        }
+    }
+
+    /// Moves the engine's health reports into the latest one per
+    /// destination.
+    pub fn drain_health_reports(&self) {
+        let Ok(mut health) = self.health.lock() else {
+            return;
+        };
+        while let Some(r) = self.stats.engine.health_reports.pop() {
+            let now = Instant::now();
+            match health.get_mut(&r.addr) {
+                Some(e) => {
+                    if e.report.up != r.up {
+                        e.changed = now;
+                        tracing::info!(
+                            gateway = %r.addr, up = r.up, reason = %r.reason,
+                            "destination {}", if r.up { "up" } else { "down" }
+                        );
+                    }
+                    e.report = r;
+                    e.results += 1;
+                }
+                None => {
+                    health.insert(
+                        r.addr,
+                        HealthEntry {
+                            report: r,
+                            results: 1,
+                            changed: now,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -237,6 +313,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/route"),
     ("get", "/api/v1/stats/calls"),
     ("get", "/api/v1/calls"),
+    ("get", "/api/v1/dispatcher"),
+    ("post", "/api/v1/dispatcher/ping"),
+    ("post", "/api/v1/dispatcher/state"),
 ];
 
 /// The OpenAPI 3 document served at `/api/v1/openapi.json`.
@@ -251,6 +330,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/route", post(route))
         .route("/api/v1/stats/calls", get(call_stats))
         .route("/api/v1/calls", get(recent_calls))
+        .route("/api/v1/dispatcher", get(dispatcher::list))
+        .route("/api/v1/dispatcher/ping", post(dispatcher::ping))
+        .route("/api/v1/dispatcher/state", post(dispatcher::set_state))
         .route("/api/v1/carriers", get(list_carriers).post(add_carrier))
         .route("/api/v1/carriers/{id}", delete(delete_carrier))
         .route("/api/v1/gateways", get(list_gateways).post(add_gateway))

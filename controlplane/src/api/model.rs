@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use sbc_dataplane::health::AdminState;
 use sbc_dataplane::media::offer::{codecs_text, parse_codecs};
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::{self, Profile};
@@ -400,6 +401,102 @@ pub struct CallStats {
     pub totals: BTreeMap<String, u64>,
 }
 
+/// `POST /api/v1/dispatcher/ping`: the group to probe now (default null:
+/// every gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingRequest {
+    /// Dispatcher group, 1..=2147483647; null or absent: all.
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub group: Option<i64>,
+}
+
+impl Validate for PingRequest {
+    fn validate(&self) -> Result<(), FieldError> {
+        match self.group {
+            Some(g) => in_range("group", g, 1, MAX_GROUP),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `POST /api/v1/dispatcher/state`: an operator's setting for one gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateRequest {
+    /// The gateway's id (required).
+    #[serde(deserialize_with = "de::int")]
+    pub id: i64,
+    /// `active` (up now; probed), `inactive` (down now; probes may bring it
+    /// back) or `disabled` (never probed or used) (required).
+    #[serde(
+        deserialize_with = "de::admin_state",
+        serialize_with = "admin_state_name"
+    )]
+    pub state: AdminState,
+}
+
+fn admin_state_name<S: Serializer>(s: &AdminState, ser: S) -> Result<S::Ok, S::Error> {
+    s.name().serialize(ser)
+}
+
+impl Validate for StateRequest {
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
+}
+
+/// `GET /api/v1/dispatcher` and the answers of ping and state: the
+/// gateways with their health, as Kamailio's `dispatcher.list` shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatcherList {
+    /// Whether the SBC probes (`[health] interval_s` > 0).
+    pub probing: bool,
+    /// Gateways up.
+    pub up: u64,
+    /// Gateways down (inactive, disabled).
+    pub down: u64,
+    /// Every gateway by group, priority (highest first), id.
+    pub destinations: Vec<Destination>,
+}
+
+/// One gateway and its health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Destination {
+    /// The gateway's id.
+    pub id: i64,
+    /// Its dispatcher group (Kamailio's set).
+    pub group: i64,
+    /// Its destination URI.
+    pub uri: String,
+    /// Kamailio's flags: `A` active, `I` inactive, `D` disabled, `T` trying
+    /// (failures counted, still up); then `P` probing or `X` not.
+    pub flags: String,
+    /// `up` (routing uses it) or `down`.
+    pub state: String,
+    /// The operator's setting: `active`, `inactive` or `disabled`.
+    pub admin: String,
+    /// Its priority (higher first).
+    pub priority: i64,
+    /// Its weight.
+    pub weight: i64,
+    /// Round trip of the last answered probe, ms.
+    pub latency_last_ms: Option<u64>,
+    /// Mean round trip of the answered probes, ms.
+    pub latency_avg_ms: Option<f64>,
+    /// Failures counted toward down now.
+    pub failures: u32,
+    /// Why it is in its state: `OPTIONS 200`, `OPTIONS timeout`, `INVITE
+    /// 503`, `set disabled`, `new`, or `not probed yet`.
+    pub reason: String,
+    /// Seconds since its state last changed (null before any report).
+    pub since_s: Option<u64>,
+    /// Probes sent to it.
+    pub probes: u64,
+    /// Probes that failed.
+    pub probe_failures: u64,
+}
+
 /// `GET /api/v1/calls?limit=N`: how many of the latest finished calls to
 /// show, 1..=[`KEEP_RECORDS`] (default 100).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,12 +623,25 @@ pub struct Status {
     pub database: DatabaseState,
     /// `sqlite`, `mysql` or `postgres`.
     pub database_kind: String,
+    /// Gateways up and down (`GET /api/v1/dispatcher` has each one).
+    pub gateways: GatewayHealth,
     /// SIP engine counters by name.
     pub sip: BTreeMap<String, u64>,
     /// Media relay counters by name.
     pub media: BTreeMap<String, u64>,
     /// I/O counters, with each port's.
     pub io: IoStatus,
+}
+
+/// The `gateways` object of [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayHealth {
+    /// Whether the SBC probes them (`[health] interval_s` > 0).
+    pub probing: bool,
+    /// Gateways routing uses.
+    pub up: u64,
+    /// Gateways down or disabled.
+    pub down: u64,
 }
 
 /// How many rows the routing snapshot holds.

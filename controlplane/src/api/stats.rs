@@ -9,8 +9,8 @@ use sbc_dataplane::call::{self, RtpSummary};
 use sbc_dataplane::stats::Counter;
 
 use super::model::{
-    CallList, CallRecord, CallStats, CallsQuery, DatabaseState, Direction, IoStatus, MediaFigures,
-    PortStatus, Provisioned, RtpFigures, Status,
+    CallList, CallRecord, CallStats, CallsQuery, DatabaseState, Direction, GatewayHealth, IoStatus,
+    MediaFigures, PortStatus, Provisioned, RtpFigures, Status,
 };
 use super::{ApiError, ApiJson, AppState};
 
@@ -113,6 +113,8 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
             .collect(),
     };
     let (snap, built) = s.snapshot();
+    s.drain_health_reports();
+    let health = super::dispatcher::destinations(&s, &snap, None);
     let db_up = tokio::time::timeout(Duration::from_secs(1), s.db.ping())
         .await
         .unwrap_or(false);
@@ -134,6 +136,11 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
             DatabaseState::Unavailable
         },
         database_kind: s.db.dialect().name().to_string(),
+        gateways: GatewayHealth {
+            probing: health.probing,
+            up: health.up,
+            down: health.down,
+        },
         sip: counters(&e.sip_counters()),
         media: counters(&s.stats.media.counters()),
         io,

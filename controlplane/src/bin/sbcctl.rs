@@ -18,9 +18,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sbc_controlplane::api::model::{
-    self, Action, CallList, CallRecord, CallStats, CallsQuery, CarrierIn, CarrierRow, Direction,
-    ErrorBody, GatewayIn, GatewayRow, RouteDecision, RouteQuery, Status, TenantIn, TenantRow,
+    self, Action, CallList, CallRecord, CallStats, CallsQuery, CarrierIn, CarrierRow, Destination,
+    Direction, DispatcherList, ErrorBody, GatewayIn, GatewayRow, PingRequest, RouteDecision,
+    RouteQuery, StateRequest, Status, TenantIn, TenantRow,
 };
+use sbc_dataplane::health::AdminState;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -110,6 +112,12 @@ enum Command {
     },
     /// SBC status.
     Status,
+    /// Gateway health, as Kamailio's dispatcher.list / dispatcher.ping /
+    /// dispatcher.set_state.
+    Dispatcher {
+        #[command(subcommand)]
+        command: DispatcherCommand,
+    },
     /// Is the SBC's API answering?
     Ping,
     /// The routing decision for an INVITE: route SOURCE_IP TO [--from URI] [--header NAME=VALUE]...
@@ -122,6 +130,20 @@ enum Command {
         #[arg(long)]
         from: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DispatcherCommand {
+    /// Every gateway: group, URI, flags (A active, I inactive, D disabled,
+    /// T trying; P probing, X not), priority, weight, latency, state.
+    List,
+    /// ping [GROUP]: probe the group's gateways (all without GROUP) now and
+    /// print what they answered.
+    Ping { group: Option<i64> },
+    /// set-state ID active|inactive|disabled: active brings a gateway up now,
+    /// inactive takes it down (probes may bring it back), disabled takes it
+    /// out of probing and routing.
+    SetState { id: i64, state: String },
 }
 
 /// Why a command failed.
@@ -308,6 +330,39 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Status => print_json(&c.get("/api/v1/status")?),
+        Command::Dispatcher { command } => {
+            let v = match command {
+                DispatcherCommand::List => c.get("/api/v1/dispatcher")?,
+                DispatcherCommand::Ping { group } => c.call(
+                    "POST",
+                    "/api/v1/dispatcher/ping",
+                    Some(&PingRequest { group: *group }),
+                )?,
+                DispatcherCommand::SetState { id, state } => {
+                    let state = AdminState::parse(state).ok_or_else(|| {
+                        let known: Vec<&str> = AdminState::ALL.iter().map(|s| s.name()).collect();
+                        Failure::Refused(format!(
+                            "field `state`: unknown state {state:?} ({})",
+                            known.join(", ")
+                        ))
+                    })?;
+                    c.call(
+                        "POST",
+                        "/api/v1/dispatcher/state",
+                        Some(&StateRequest { id: *id, state }),
+                    )?
+                }
+            };
+            if cli.json {
+                return print_json(&v);
+            }
+            let list: DispatcherList = typed(v)?;
+            print_table(&list.destinations);
+            if !list.probing {
+                println!("(probing is off: [health] interval_s = 0)");
+            }
+            Ok(())
+        }
         Command::Ping => {
             let v = c.get("/api/v1/status")?;
             if cli.json {
@@ -415,6 +470,40 @@ fn direction(d: Direction) -> &'static str {
 trait TableRow {
     const COLUMNS: &'static [&'static str];
     fn cells(&self) -> Vec<String>;
+}
+
+impl TableRow for Destination {
+    const COLUMNS: &'static [&'static str] = &[
+        "set",
+        "id",
+        "uri",
+        "flags",
+        "priority",
+        "weight",
+        "latency_ms",
+        "state",
+        "since_s",
+        "reason",
+    ];
+    /// Latency: the mean of the answered probes, then the last (`avg/last`).
+    fn cells(&self) -> Vec<String> {
+        let latency = match (self.latency_avg_ms, self.latency_last_ms) {
+            (Some(avg), Some(last)) => format!("{avg:.1}/{last}"),
+            _ => "-".to_string(),
+        };
+        vec![
+            self.group.to_string(),
+            self.id.to_string(),
+            self.uri.clone(),
+            self.flags.clone(),
+            self.priority.to_string(),
+            self.weight.to_string(),
+            latency,
+            self.state.clone(),
+            or_dash(self.since_s),
+            self.reason.clone(),
+        ]
+    }
 }
 
 impl TableRow for GatewayRow {

@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 
 use sbc_dataplane::engine::Policy;
+use sbc_dataplane::health::HealthConfig;
 use sbc_dataplane::media::offer::{parse_codecs, Codec, DEFAULT_CODECS};
 use sbc_dataplane::routing::Profile;
 use sbc_dataplane::{EngineConfig, Ms};
@@ -88,6 +89,82 @@ pub struct Config {
     /// `[routing]`.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// `[health]`.
+    #[serde(default)]
+    pub health: HealthSection,
+}
+
+/// `[health]`: gateway health with Kamailio dispatcher semantics (SIP
+/// OPTIONS from our public address; `ds_ping_interval`,
+/// `ds_probing_threshold`, `ds_inactive_threshold`, `ds_ping_reply_codes`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    /// Seconds between probes of each gateway; 0 turns health off (no
+    /// probes, and failed INVITEs take nothing down). Default 10.
+    #[serde(default = "default_health_interval")]
+    pub interval_s: u32,
+    /// A probe unanswered this long (ms) fails, 100..=60,000. Default 2,000.
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: u64,
+    /// Failures in a row (probes, or INVITEs timing out or answered with a
+    /// failover code) that take a gateway down, at least 1. Default 3.
+    #[serde(default = "default_failures_down")]
+    pub failures_down: u32,
+    /// Answered probes in a row that bring it back up, at least 1. Default 2.
+    #[serde(default = "default_successes_up")]
+    pub successes_up: u32,
+    /// Final answers to OPTIONS other than 2xx that still count as alive,
+    /// each 300..=699. Default 404, 405, 501.
+    #[serde(default = "default_ok_codes")]
+    pub ok_codes: Vec<u16>,
+    /// Probe the carriers with mask 32 too (from the private address); they
+    /// are shown, never skipped. Default false.
+    #[serde(default)]
+    pub probe_carriers: bool,
+}
+
+fn default_health_interval() -> u32 {
+    (HealthConfig::default().interval / 1000) as u32
+}
+fn default_health_timeout() -> u64 {
+    HealthConfig::default().timeout
+}
+fn default_failures_down() -> u32 {
+    HealthConfig::default().failures_down
+}
+fn default_successes_up() -> u32 {
+    HealthConfig::default().successes_up
+}
+fn default_ok_codes() -> Vec<u16> {
+    HealthConfig::default().ok_codes
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            interval_s: default_health_interval(),
+            timeout_ms: default_health_timeout(),
+            failures_down: default_failures_down(),
+            successes_up: default_successes_up(),
+            ok_codes: default_ok_codes(),
+            probe_carriers: false,
+        }
+    }
+}
+
+impl HealthSection {
+    /// The engine's health settings.
+    pub fn health_config(&self) -> HealthConfig {
+        HealthConfig {
+            interval: Ms::from(self.interval_s) * 1000,
+            timeout: self.timeout_ms,
+            failures_down: self.failures_down,
+            successes_up: self.successes_up,
+            ok_codes: self.ok_codes.clone(),
+            probe_carriers: self.probe_carriers,
+        }
+    }
 }
 
 /// The routing policy knobs (Kamailio's dispatcher / permissions settings).
@@ -462,6 +539,26 @@ impl Config {
                 "must be a 4xx, 5xx or 6xx code",
             ));
         }
+        if !(100..=60_000).contains(&cfg.health.timeout_ms) {
+            return Err(invalid("health.timeout_ms", "must be 100..=60000"));
+        }
+        if cfg.health.failures_down == 0 {
+            return Err(invalid("health.failures_down", "must be at least 1"));
+        }
+        if cfg.health.successes_up == 0 {
+            return Err(invalid("health.successes_up", "must be at least 1"));
+        }
+        if let Some(c) = cfg
+            .health
+            .ok_codes
+            .iter()
+            .find(|c| !(300..=699).contains(*c))
+        {
+            return Err(invalid(
+                "health.ok_codes",
+                &format!("{c} is not a final non-2xx code (300..=699)"),
+            ));
+        }
         if cfg.routing.failover_timeout_ms == 0 {
             return Err(invalid("routing.failover_timeout_ms", "must be at least 1"));
         }
@@ -518,6 +615,12 @@ retry_after_s = 2
 unknown_source = "drop"
 default_profile = "livekit"
 offer_codecs = "PCMA, telephone-event"
+[health]
+interval_s = 5
+timeout_ms = 1500
+failures_down = 2
+successes_up = 1
+ok_codes = [404, 405, 501, 403]
 "#;
 
     #[test]
@@ -565,6 +668,40 @@ offer_codecs = "PCMA, telephone-event"
             e.contains("offer_codecs") && e.contains("unknown codec \"G.711\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn health_settings_are_read_checked_and_defaulted() {
+        let c = Config::parse(FULL, "t.toml").unwrap();
+        let h = c.engine_config(1).health;
+        assert_eq!(
+            (h.interval, h.timeout, h.failures_down, h.successes_up),
+            (5_000, 1_500, 2, 1)
+        );
+        assert_eq!(h.ok_codes, [404, 405, 501, 403]);
+        let minimal = FULL.split("[health]").next().unwrap();
+        let h = Config::parse(minimal, "t.toml")
+            .unwrap()
+            .health
+            .health_config();
+        assert_eq!(h, HealthConfig::default());
+        for (from, to, key) in [
+            ("timeout_ms = 1500", "timeout_ms = 10", "health.timeout_ms"),
+            (
+                "failures_down = 2",
+                "failures_down = 0",
+                "health.failures_down",
+            ),
+            (
+                "successes_up = 1",
+                "successes_up = 0",
+                "health.successes_up",
+            ),
+            ("501, 403]", "501, 200]", "health.ok_codes"),
+        ] {
+            let e = Config::parse(&FULL.replace(from, to), "t.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 
     #[test]

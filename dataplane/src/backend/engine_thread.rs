@@ -66,11 +66,15 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     let start = Instant::now();
     let mut out: Vec<Outgoing> = Vec::with_capacity(256);
     let mut skipped_ticks = 0u32;
+    let mut health = Vec::new();
     while !quit.load(Ordering::Relaxed) {
         while let Some(s) = snapshots.pop() {
             engine.set_snapshot(s);
         }
         let now = start.elapsed().as_millis() as u64;
+        while let Some(cmd) = shared.health_cmds.pop() {
+            engine.health_command(now, cmd, &mut out);
+        }
         let mut handled = 0;
         let mut drained = false;
         while handled < MAX_PER_TURN {
@@ -98,6 +102,12 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             skipped_ticks = 0;
         } else {
             skipped_ticks += 1;
+        }
+        engine.take_health_reports(&mut health);
+        for r in health.drain(..) {
+            if shared.engine.health_reports.push(r).is_err() {
+                shared.engine.health_reports_dropped.inc();
+            }
         }
         // Streams first, then the SIP that announces them: the relay is
         // ready before a peer can send to a port it just learned.

@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_queue::ArrayQueue;
 
 use crate::engine::Outgoing;
+use crate::health::HealthCmd;
 use crate::media::MediaCmd;
 use crate::routing::RouteSnapshot;
 use crate::side::Side;
@@ -81,6 +82,8 @@ pub struct Shared {
     pub(crate) media_cmds: ArrayQueue<MediaCmd>,
     /// Streams the relay found silent for the media timeout: (side, port).
     pub(crate) media_idle: ArrayQueue<(Side, u16)>,
+    /// Operators' health requests toward the engine (probe now, set state).
+    pub(crate) health_cmds: ArrayQueue<HealthCmd>,
     /// The engine thread, for the packet threads to wake it.
     pub(crate) engine_waker: std::sync::OnceLock<thread::Thread>,
     /// The engine's output, for a backend that sends from a poll loop.
@@ -103,6 +106,7 @@ impl Shared {
             snapshots: ArrayQueue::new(4),
             media_cmds: ArrayQueue::new(MEDIA_RING),
             media_idle: ArrayQueue::new(MEDIA_RING),
+            health_cmds: ArrayQueue::new(1_024),
             engine_waker: std::sync::OnceLock::new(),
             tx_ring: ArrayQueue::new(ring_size.max(BATCH)),
             io: Arc::default(),
@@ -177,6 +181,14 @@ impl Dataplane {
     pub fn publish(&self, snapshot: Arc<RouteSnapshot>) {
         let _ = self.shared.snapshots.force_push(snapshot);
         self.engine_thread.unpark();
+    }
+
+    /// Hands an operator's health request (probe a gateway now, set its
+    /// state) to the engine; `false` when 1,024 are already waiting.
+    pub fn health(&self, cmd: HealthCmd) -> bool {
+        let queued = self.shared.health_cmds.push(cmd).is_ok();
+        self.engine_thread.unpark();
+        queued
     }
 
     /// Stops both threads and waits for them (once; later calls return at once).

@@ -1,0 +1,268 @@
+//! Gateway health end to end on loopback: the real `sbc` (socket backend)
+//! probes a gateway that answers OPTIONS (a UDP responder in this test) and
+//! one where nothing listens, and `sbcctl dispatcher list | ping | set-state`
+//! shows and changes what it found.
+
+use std::net::UdpSocket;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `sbc` process, killed when dropped.
+struct Sbc(Child);
+
+impl Drop for Sbc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Answers every OPTIONS on `sock` with `code`, copying Via, From, To (a
+/// tag added), Call-ID and CSeq; counts them.
+fn responder(sock: UdpSocket, code: u16, seen: Arc<AtomicU32>, stop: Arc<AtomicBool>) {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, src)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("OPTIONS ") {
+            continue;
+        }
+        seen.fetch_add(1, Ordering::Relaxed);
+        let mut resp = format!("SIP/2.0 {code} Whatever\r\n");
+        for line in text.split("\r\n") {
+            let name = line.split(':').next().unwrap_or("");
+            if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
+                resp.push_str(line);
+                resp.push_str("\r\n");
+            } else if name == "To" {
+                resp.push_str(line);
+                resp.push_str(";tag=gw\r\n");
+            }
+        }
+        resp.push_str("Content-Length: 0\r\n\r\n");
+        let _ = sock.send_to(resp.as_bytes(), src);
+    }
+}
+
+fn sbcctl(api: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sbcctl"))
+        .arg("--api")
+        .arg(api)
+        .args(args)
+        .env_remove("SBC_API_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn dispatcher(api: &str) -> Value {
+    let (code, out, err) = sbcctl(api, &["--json", "dispatcher", "list"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The destination of `list` whose URI is `uri`.
+fn dest<'a>(list: &'a Value, uri: &str) -> &'a Value {
+    list["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["uri"] == uri)
+        .unwrap_or_else(|| panic!("{uri} not in {list}"))
+}
+
+fn wait_for(what: &str, api: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = dispatcher(api);
+        if ok(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}: {list:#}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn gateways_are_probed_judged_listed_pinged_and_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public, api_port) = (free_udp_port(), free_udp_port(), free_tcp_port());
+    let live = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let live_uri = format!("sip:{}", live.local_addr().unwrap());
+    let dead_uri = format!("sip:127.0.0.1:{}", free_udp_port());
+    let config = dir.path().join("sbc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
+             [media]\nport_min = 41000\nport_max = 41100\n\
+             [database]\nurl = \"sqlite://{}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [health]\ninterval_s = 1\ntimeout_ms = 300\nfailures_down = 2\nsuccesses_up = 1\n",
+            dir.path().join("sbc.db").display()
+        ),
+    )
+    .unwrap();
+    let _sbc = Sbc(Command::new(env!("CARGO_BIN_EXE_sbc"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap());
+    let api = format!("http://127.0.0.1:{api_port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sbcctl(&api, &["ping"]).0 != 0 {
+        assert!(Instant::now() < deadline, "the sbc did not start");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (seen, stop) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let responder_thread = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        thread::spawn(move || responder(live, 200, seen, stop))
+    };
+    for (uri, prio) in [(&live_uri, "10"), (&dead_uri, "20")] {
+        let (code, _, err) = sbcctl(&api, &["add-gateway", "1", uri, "gw", prio, "1"]);
+        assert_eq!(code, 0, "{err}");
+    }
+
+    // The silent one goes down after two timeouts; the live one stays up
+    // with a latency.
+    let list = wait_for("the dead gateway down", &api, |l| {
+        dest(l, &dead_uri)["state"] == "down" && dest(l, &live_uri)["latency_last_ms"].is_number()
+    });
+    assert_eq!(list["probing"], true);
+    assert_eq!(
+        (list["up"].as_u64(), list["down"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let dead = dest(&list, &dead_uri);
+    assert_eq!(
+        (dead["flags"].as_str(), dead["reason"].as_str()),
+        (Some("IP"), Some("OPTIONS timeout"))
+    );
+    let live_dest = dest(&list, &live_uri);
+    assert_eq!(live_dest["flags"], "AP");
+    assert_eq!(live_dest["reason"], "OPTIONS 200");
+    assert!(seen.load(Ordering::Relaxed) >= 1);
+    // The status counts them.
+    let (_, out, _) = sbcctl(&api, &["--json", "status"]);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["gateways"]["up"], 1, "{status}");
+    assert_eq!(status["gateways"]["down"], 1, "{status}");
+    assert!(
+        status["sip"]["probes_sent"].as_u64().unwrap() >= 3,
+        "{status}"
+    );
+
+    // The table, Kamailio's columns.
+    let (code, out, err) = sbcctl(&api, &["dispatcher", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.split_whitespace().eq([
+            "set",
+            "id",
+            "uri",
+            "flags",
+            "priority",
+            "weight",
+            "latency_ms",
+            "state",
+            "since_s",
+            "reason"
+        ]),
+        "{out}"
+    );
+    // Higher priority first: the dead one (20) is listed first.
+    assert!(out.lines().nth(1).unwrap().contains(&dead_uri), "{out}");
+
+    // Ping now: the live one answers at once.
+    let before = seen.load(Ordering::Relaxed);
+    let (code, out, err) = sbcctl(&api, &["--json", "dispatcher", "ping", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let pinged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        pinged["destinations"].as_array().unwrap().len(),
+        2,
+        "{pinged}"
+    );
+    assert!(
+        seen.load(Ordering::Relaxed) > before,
+        "the ping reached the gateway"
+    );
+    let (code, _, err) = sbcctl(&api, &["dispatcher", "ping", "7"]);
+    assert_eq!(
+        (code, err.trim()),
+        (1, "sbcctl: 404: field `group`: no gateway in that group")
+    );
+
+    // Maintenance: disabled is neither probed nor used.
+    let live_id = dest(&list, &live_uri)["id"].as_i64().unwrap().to_string();
+    let (code, out, err) = sbcctl(
+        &api,
+        &["--json", "dispatcher", "set-state", &live_id, "disabled"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let set: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(set["destinations"][0]["flags"], "DX", "{set}");
+    assert_eq!(set["destinations"][0]["reason"], "set disabled", "{set}");
+    thread::sleep(Duration::from_millis(300));
+    let quiet = seen.load(Ordering::Relaxed);
+    thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        quiet,
+        "a disabled gateway is not probed"
+    );
+    let (code, _, err) = sbcctl(&api, &["dispatcher", "set-state", &live_id, "on"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "sbcctl: field `state`: unknown state \"on\" (active, inactive, disabled)"
+    );
+    let (code, _, err) = sbcctl(&api, &["dispatcher", "set-state", "999", "active"]);
+    assert_eq!(
+        (code, err.trim()),
+        (1, "sbcctl: 404: field `id`: no gateway 999")
+    );
+    // Back to active: up now, and probed again.
+    let (code, _, err) = sbcctl(&api, &["dispatcher", "set-state", &live_id, "active"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("the live gateway probed again", &api, |l| {
+        dest(l, &live_uri)["state"] == "up" && seen.load(Ordering::Relaxed) > quiet
+    });
+    stop.store(true, Ordering::Relaxed);
+    responder_thread.join().unwrap();
+}
