@@ -238,6 +238,11 @@ impl HealthTable {
             .is_none_or(|d| d.report.up && d.report.admin != AdminState::Disabled)
     }
 
+    /// Whether an operator disabled `addr` (never probed, never used).
+    pub fn disabled(&self, addr: SocketAddrV4) -> bool {
+        self.admin.get(&addr) == Some(&AdminState::Disabled)
+    }
+
     /// Probes to send now: `(destination, probe number)` for each one whose
     /// time has come and that has none in flight; each is then in flight
     /// until [`HealthTable::answered`] or its timeout ([`HealthTable::expire`]).

@@ -113,7 +113,8 @@ pub struct EngineStats {
     pub probes_sent: Counter,
     /// Final answers to them.
     pub probe_answers: Counter,
-    /// New calls refused because every gateway they could go to was down.
+    /// New calls none of whose gateways was up: tried in order anyway (the
+    /// disabled ones left out).
     pub calls_no_gateway_up: Counter,
     /// Health reports (probe results, changes of state) for the control
     /// plane (4,096 deep).

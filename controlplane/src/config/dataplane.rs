@@ -119,9 +119,6 @@ public  = "203.0.113.50:5080"
         let mut want = EngineConfig::new(c.sip.private, c.sip.public);
         want.seed = 7;
         want.media = got.media;
-        // The one default that differs: the SBC probes its gateways, a bare
-        // engine (tests, benches) does not.
-        want.health = sbc_dataplane::health::HealthConfig::default();
         // Every field, the policy's included (neither type is PartialEq).
         assert_eq!(format!("{got:?}"), format!("{want:?}"));
         assert_eq!(c.routing.unknown_source, UnknownSource::Reject);

@@ -100,8 +100,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSection {
-    /// Seconds between probes of each gateway; 0 turns health off (no
-    /// probes, and failed INVITEs take nothing down). Default 10.
+    /// Seconds between probes of each gateway (10 is usual); 0 turns health
+    /// off: no probes, and failed INVITEs take nothing down. Default 0, as
+    /// Kamailio's `ds_ping_interval`: a gateway that does not answer OPTIONS
+    /// (some drop them; a sipp UAS counts them as failed calls) would be
+    /// taken for dead.
     #[serde(default = "default_health_interval")]
     pub interval_s: u32,
     /// A probe unanswered this long (ms) fails, 100..=60,000. Default 2,000.
@@ -125,7 +128,7 @@ pub struct HealthSection {
 }
 
 fn default_health_interval() -> u32 {
-    (HealthConfig::default().interval / 1000) as u32
+    (HealthConfig::off().interval / 1000) as u32
 }
 fn default_health_timeout() -> u64 {
     HealthConfig::default().timeout
@@ -684,7 +687,7 @@ ok_codes = [404, 405, 501, 403]
             .unwrap()
             .health
             .health_config();
-        assert_eq!(h, HealthConfig::default());
+        assert_eq!(h, HealthConfig::off());
         for (from, to, key) in [
             ("timeout_ms = 1500", "timeout_ms = 10", "health.timeout_ms"),
             (

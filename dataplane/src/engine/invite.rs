@@ -82,17 +82,24 @@ impl SipEngine {
             } => (tenant_id, user, candidates, caller_user),
         };
         // Gateways that are down are skipped (Kamailio's dispatcher): a
-        // group all down goes on to the backup group at once.
+        // group all down goes on to the backup group at once. When none is
+        // up the call still tries them in order (a probe can be wrong: some
+        // gateways drop OPTIONS), all but the disabled ones.
         let candidates: Vec<Target> = if side == Side::Private {
-            candidates
+            let (up, down): (Vec<Target>, Vec<Target>) = candidates
                 .into_iter()
-                .filter(|t| self.health.usable(t.addr))
-                .collect()
+                .filter(|t| !self.health.disabled(t.addr))
+                .partition(|t| self.health.usable(t.addr));
+            if up.is_empty() && !down.is_empty() {
+                self.stats.calls_no_gateway_up.inc();
+                down
+            } else {
+                up
+            }
         } else {
             candidates
         };
         let Some(target) = candidates.first().cloned() else {
-            self.stats.calls_no_gateway_up.inc();
             self.stats.calls_rejected.inc();
             self.emit(tenant_id.as_deref(), CallResult::Rejected);
             let tag = self.next_u64();
@@ -103,7 +110,7 @@ impl SipEngine {
                     msg,
                     src,
                     503,
-                    "Service Unavailable - no gateway up",
+                    "Service Unavailable - every gateway disabled",
                     tag,
                     b"Retry-After: 1\r\n",
                 ),

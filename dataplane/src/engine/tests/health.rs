@@ -107,17 +107,30 @@ fn silent_gateways_are_skipped_and_a_dead_group_goes_to_the_backup() {
         &mut out,
     );
     assert_eq!(invite_goes_to(&mut peers, "h2"), Some(g12));
-    // The backup too: 503 at once, no INVITE anywhere.
+    // The backup down too: nothing is up, so the call tries the ones down
+    // in order (a probe can be wrong), never the disabled one.
     peers.engine.health_command(
         peers.now,
         HealthCmd::SetState(v4(g12), AdminState::Inactive),
         &mut out,
     );
-    let sent = peers.send(Side::Private, CARRIER, &invite("h3", "h3"));
+    assert_eq!(invite_goes_to(&mut peers, "h3"), Some(g10));
+    assert_eq!(peers.stats.calls_no_gateway_up.get(), 1);
+    // Every one disabled: 503 at once, no INVITE anywhere.
+    for g in [g10, g12] {
+        let cmd = HealthCmd::SetState(v4(g), AdminState::Disabled);
+        peers.engine.health_command(peers.now, cmd, &mut out);
+    }
+    let sent = peers.send(Side::Private, CARRIER, &invite("h5", "h5"));
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(status(&sent[0].2), 503);
-    assert!(sent[0].2.contains("no gateway up"), "{}", sent[0].2);
-    assert_eq!(peers.stats.calls_no_gateway_up.get(), 1);
+    assert!(
+        sent[0].2.contains("every gateway disabled"),
+        "{}",
+        sent[0].2
+    );
+    let cmd = HealthCmd::SetState(v4(g10), AdminState::Inactive);
+    peers.engine.health_command(peers.now, cmd, &mut out);
     // .10 answers again: up after one success.
     let probes = options(&peers.advance(10));
     let p10 = probes.iter().find(|(to, _)| *to == g10).unwrap();
