@@ -10,5 +10,6 @@
 
 pub mod api;
 pub mod config;
+pub mod metrics;
 pub mod provisioning;
 pub mod run;

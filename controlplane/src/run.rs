@@ -1,6 +1,8 @@
 //! `sbc run`: start the data plane, the API, and wait for a signal.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sbc_dataplane::backend::socket;
@@ -10,6 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState, Counters};
 use crate::config::{BackendKind, Config};
+use crate::metrics::Metrics;
 use crate::provisioning::Provisioning;
 
 /// Runs the SBC until SIGINT or SIGTERM.
@@ -53,16 +56,39 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         },
         cfg.health.interval_s,
         cfg.health.timeout_ms,
-    );
-    // Keep the engine's call-outcome ring drained.
+    )
+    .with_metric_tenants(cfg.metrics.max_tenants);
+    let db_up = Arc::new(AtomicBool::new(true));
+    let metrics = Arc::new(Metrics::new(&state, db_up.clone()));
+    // Keep the engine's rings drained, and the database state current.
     let drainer = state.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+        let mut n = 0u32;
         loop {
             every.tick().await;
             drainer.drain_call_events();
             drainer.drain_health_reports();
+            if n.is_multiple_of(20) {
+                let up = tokio::time::timeout(Duration::from_secs(1), drainer.db.ping())
+                    .await
+                    .unwrap_or(false);
+                db_up.store(up, Ordering::Relaxed);
+            }
+            n = n.wrapping_add(1);
         }
+    });
+    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding /metrics on metrics.listen = {}",
+                cfg.metrics.listen
+            )
+        })?;
+    tracing::info!(listen = %cfg.metrics.listen, "Prometheus metrics at /metrics");
+    tokio::spawn(async move {
+        let _ = axum::serve(metrics_listener, metrics_router(metrics)).await;
     });
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
@@ -76,6 +102,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     backend.stop();
     db.close().await;
     Ok(())
+}
+
+/// `GET /metrics` (Prometheus text format 0.0.4); anything else 404.
+pub fn metrics_router(metrics: Arc<Metrics>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    )
 }
 
 #[cfg(feature = "dpdk")]

@@ -640,6 +640,7 @@ async fn call_stats_count_engine_events_by_tenant() {
             .call_events
             .push(CallEvent {
                 tenant: t.map(str::to_string),
+                caller_side: None,
                 result: r,
             })
             .unwrap();

@@ -116,6 +116,7 @@ fn wait_for(what: &str, api: &str, ok: impl Fn(&Value) -> bool) -> Value {
 fn gateways_are_probed_judged_listed_pinged_and_set() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public, api_port) = (free_udp_port(), free_udp_port(), free_tcp_port());
+    let metrics_port = free_tcp_port();
     let live = UdpSocket::bind("127.0.0.1:0").unwrap();
     let live_uri = format!("sip:{}", live.local_addr().unwrap());
     let dead_uri = format!("sip:127.0.0.1:{}", free_udp_port());
@@ -127,6 +128,7 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
              [media]\nport_min = 41000\nport_max = 41100\n\
              [database]\nurl = \"sqlite://{}\"\n\
              [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [health]\ninterval_s = 1\ntimeout_ms = 300\nfailures_down = 2\nsuccesses_up = 1\n",
             dir.path().join("sbc.db").display()
         ),
@@ -185,6 +187,56 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
         status["sip"]["probes_sent"].as_u64().unwrap() >= 3,
         "{status}"
     );
+
+    // Prometheus: the text format parses; the gateways, probes and build info are there.
+    let text = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, label: Option<(&str, &str)>| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let (live_id, dead_id) = (
+        dest(&list, &live_uri)["id"].to_string(),
+        dest(&list, &dead_uri)["id"].to_string(),
+    );
+    assert_eq!(
+        value("sbc_gateway_up", Some(("gateway", &live_id))),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("sbc_gateway_up", Some(("gateway", &dead_id))),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(value(
+        "sbc_gateway_probe_latency_seconds",
+        Some(("gateway", &live_id))
+    )
+    .is_some());
+    assert!(
+        value("sbc_sip_probes_sent_total", None).unwrap() >= 3.0,
+        "{text}"
+    );
+    assert_eq!(value("sbc_calls_up", None), Some(0.0), "{text}");
+    assert_eq!(value("sbc_database_up", None), Some(1.0), "{text}");
+    assert!(
+        text.contains("sbc_build_info{version=\"") && text.contains("backend=\"socket\"}"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE sbc_calls counter"), "{text}");
 
     // The table, Kamailio's columns.
     let (code, out, err) = sbcctl(&api, &["dispatcher", "list"]);

@@ -51,6 +51,9 @@ impl CallResult {
 pub struct CallEvent {
     /// The tenant the call was routed for; `None` when routing identified none.
     pub tenant: Option<String>,
+    /// The side the caller's INVITE arrived on (private: an inbound call
+    /// from a carrier).
+    pub caller_side: Option<Side>,
     /// How the attempt ended.
     pub result: CallResult,
 }

@@ -17,9 +17,7 @@ use super::{ApiError, ApiJson, AppState, HealthEntry};
 
 /// `GET /api/v1/dispatcher`: every gateway with its health.
 pub(super) async fn list(State(s): State<AppState>) -> ApiJson<DispatcherList> {
-    s.drain_health_reports();
-    let (snap, _) = s.snapshot();
-    ApiJson(destinations(&s, &snap, None))
+    ApiJson(s.dispatcher())
 }
 
 /// `POST /api/v1/dispatcher/ping {"group": N}` (no group: all): probes the

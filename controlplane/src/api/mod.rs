@@ -31,6 +31,7 @@ use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::metrics::CallMetrics;
 use crate::provisioning::{DbError, Provisioning};
 
 mod body;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub health_interval_s: u32,
     /// `[health] timeout_ms`: how long a ping request waits for answers.
     pub health_timeout_ms: u64,
+    /// The Prometheus call metrics, fed as the engine's rings are drained.
+    pub call_metrics: Arc<CallMetrics>,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
@@ -138,7 +141,25 @@ impl AppState {
             health_cmd: Arc::new(|_| false),
             health_interval_s: 0,
             health_timeout_ms: 2_000,
+            call_metrics: CallMetrics::new(100),
         }
+    }
+
+    /// The same state with at most `max_tenants` tenant labels in the call
+    /// metrics (`[metrics] max_tenants`).
+    pub fn with_metric_tenants(self, max_tenants: usize) -> AppState {
+        AppState {
+            call_metrics: CallMetrics::new(max_tenants),
+            ..self
+        }
+    }
+
+    /// Every gateway of the snapshot in force with its health, the health
+    /// reports drained first (`GET /api/v1/dispatcher`).
+    pub fn dispatcher(&self) -> model::DispatcherList {
+        self.drain_health_reports();
+        let (snap, _) = self.snapshot();
+        dispatcher::destinations(self, &snap, None)
     }
 
     /// The same state with the engine's health requests going to `cmd`,
@@ -191,6 +212,7 @@ impl AppState {
     pub fn drain_call_events(&self) {
         if let Ok(mut counts) = self.calls.lock() {
             while let Some(e) = self.stats.engine.call_events.pop() {
+                self.call_metrics.event(&e);
                 let tenant = e.tenant.unwrap_or_else(|| "-".to_string());
                 *counts
                     .entry(tenant)
@@ -201,6 +223,7 @@ impl AppState {
         }
         if let Ok(mut records) = self.records.lock() {
             while let Some(r) = self.stats.engine.call_records.pop() {
+                self.call_metrics.record(&r);
                 if records.len() == KEEP_RECORDS {
                     records.pop_front();
                 }

@@ -113,8 +113,7 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
             .collect(),
     };
     let (snap, built) = s.snapshot();
-    s.drain_health_reports();
-    let health = super::dispatcher::destinations(&s, &snap, None);
+    let health = s.dispatcher();
     let db_up = tokio::time::timeout(Duration::from_secs(1), s.db.ping())
         .await
         .unwrap_or(false);

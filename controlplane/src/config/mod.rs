@@ -449,18 +449,31 @@ impl Default for ApiConfig {
     }
 }
 
-/// `[metrics]`: where the coming Prometheus endpoint listens.
+/// `[metrics]`: the Prometheus endpoint (`GET /metrics`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Default 0.0.0.0:9494.
+    /// Where it listens. Default 0.0.0.0:9494.
+    #[serde(default = "default_metrics_listen")]
     pub listen: SocketAddr,
+    /// Tenants labelled by id in `sbc_calls_total` (the first seen); the
+    /// others are counted as `tenant="other"`, 1..=10,000. Default 100.
+    #[serde(default = "default_max_tenants")]
+    pub max_tenants: usize,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9494))
+}
+fn default_max_tenants() -> usize {
+    100
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 9494)),
+            listen: default_metrics_listen(),
+            max_tenants: default_max_tenants(),
         }
     }
 }
@@ -561,6 +574,9 @@ impl Config {
                 "health.ok_codes",
                 &format!("{c} is not a final non-2xx code (300..=699)"),
             ));
+        }
+        if !(1..=10_000).contains(&cfg.metrics.max_tenants) {
+            return Err(invalid("metrics.max_tenants", "must be 1..=10000"));
         }
         if cfg.routing.failover_timeout_ms == 0 {
             return Err(invalid("routing.failover_timeout_ms", "must be at least 1"));

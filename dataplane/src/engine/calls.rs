@@ -20,8 +20,8 @@ impl SipEngine {
             if d.confirm(now) {
                 self.stats.calls_answered.inc();
                 self.stats.calls_up.inc();
-                let tenant = d.tenant_id.clone();
-                self.emit(tenant.as_deref(), CallResult::Answered);
+                let (tenant, side) = (d.tenant_id.clone(), d.caller.side);
+                self.emit(tenant.as_deref(), side, CallResult::Answered);
             }
         }
     }
@@ -70,17 +70,18 @@ impl SipEngine {
             if result == CallResult::Failed {
                 self.stats.calls_failed.inc();
             }
-            self.emit(d.tenant_id.as_deref(), result);
+            self.emit(d.tenant_id.as_deref(), d.caller.side, result);
         }
         self.stats.dialogs.set(self.dialogs.len() as u64);
     }
 
-    pub(super) fn emit(&self, tenant: Option<&str>, result: CallResult) {
+    pub(super) fn emit(&self, tenant: Option<&str>, caller_side: Side, result: CallResult) {
         if self
             .stats
             .call_events
             .push(CallEvent {
                 tenant: tenant.map(str::to_string),
+                caller_side: Some(caller_side),
                 result,
             })
             .is_err()

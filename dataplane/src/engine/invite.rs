@@ -61,7 +61,7 @@ impl SipEngine {
         let (tenant_id, user, candidates, caller_user) = match decision {
             Decision::Reject { code, reason } => {
                 self.stats.calls_rejected.inc();
-                self.emit(None, CallResult::Rejected);
+                self.emit(None, side, CallResult::Rejected);
                 if code == 403 && self.cfg.policy.drop_unknown_sources {
                     return;
                 }
@@ -101,7 +101,7 @@ impl SipEngine {
         };
         let Some(target) = candidates.first().cloned() else {
             self.stats.calls_rejected.inc();
-            self.emit(tenant_id.as_deref(), CallResult::Rejected);
+            self.emit(tenant_id.as_deref(), side, CallResult::Rejected);
             let tag = self.next_u64();
             out.push(Outgoing {
                 side,
@@ -120,7 +120,7 @@ impl SipEngine {
         if let Some(tid) = &tenant_id {
             if !self.admit(tid, now) {
                 self.stats.calls_limited.inc();
-                self.emit(Some(tid.as_str()), CallResult::LimitExceeded);
+                self.emit(Some(tid.as_str()), side, CallResult::LimitExceeded);
                 let code = self.cfg.policy.limit_code;
                 let extra = format!("Retry-After: {}\r\n", self.cfg.policy.retry_after_s);
                 let tag = self.next_u64();

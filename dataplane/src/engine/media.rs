@@ -360,8 +360,14 @@ impl SipEngine {
             self.send_bye(did, to, b"SIP;cause=408;text=\"media timeout\"", out);
         }
         self.stats.media_timeouts.inc();
-        let tenant = self.dialogs.get(did).and_then(|d| d.tenant_id.clone());
-        self.emit(tenant.as_deref(), CallResult::MediaTimeout);
+        let Some((tenant, side)) = self
+            .dialogs
+            .get(did)
+            .map(|d| (d.tenant_id.clone(), d.caller.side))
+        else {
+            return;
+        };
+        self.emit(tenant.as_deref(), side, CallResult::MediaTimeout);
         self.end_dialog(did, Some(CallResult::MediaTimeout));
     }
 
