@@ -312,21 +312,26 @@ impl Collector for Live {
             up.metric_type(),
         )?)?;
         encode_list(&mut encoder, "sip", &self.counters.engine.sip_counters())?;
-        encode_list(&mut encoder, "io", &self.counters.io.counters())?;
+        // The counters of the backend in use, as the status shows them.
+        let dpdk = self.state.backend == "dpdk";
+        encode_list(&mut encoder, "io", &self.counters.io.counters_of(dpdk))?;
         encode_list(&mut encoder, "media", &self.counters.media.counters())?;
-        // Each DPDK port's driver counters, by side (zero on sockets).
-        let ports: Vec<(Side, Vec<(&'static str, u64)>)> = self
-            .counters
-            .io
-            .ports
-            .iter()
-            .map(|(side, p)| {
-                (
-                    side,
-                    p.counters().iter().map(|(n, c)| (*n, c.get())).collect(),
-                )
-            })
-            .collect();
+        // Each DPDK port's driver counters, by side.
+        let ports: Vec<(Side, Vec<(&'static str, u64)>)> = if dpdk {
+            self.counters
+                .io
+                .ports
+                .iter()
+                .map(|(side, p)| {
+                    (
+                        side,
+                        p.counters().iter().map(|(n, c)| (*n, c.get())).collect(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         if let Some((_, first)) = ports.first() {
             for (i, (name, _)) in first.iter().enumerate() {
                 let full = format!("sbc_port_{name}");

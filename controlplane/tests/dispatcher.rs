@@ -179,6 +179,18 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
     assert_eq!(live_dest["reason"], "OPTIONS 200");
     assert!(seen.load(Ordering::Relaxed) >= 1);
     // The status counts them.
+    let (code, text, err) = sbcctl(&api, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "(socket backend), up ",
+        "calls: 0 up; 0 since start",
+        "gateways: 1 up, 1 down\n",
+        "database: sqlite ok",
+        "provisioned: 0 carriers, 2 gateways, 0 tenants",
+        "drops and errors: none",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
     let (_, out, _) = sbcctl(&api, &["--json", "status"]);
     let status: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["gateways"]["up"], 1, "{status}");

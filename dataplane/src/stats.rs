@@ -258,6 +258,24 @@ impl IoStats {
         }
     }
 
+    /// The counters of the backend in use: all of them for DPDK (which does
+    /// L2/L3 itself), for sockets only those the socket backend counts
+    /// (the kernel does ARP, ICMP, checksums and fragments there).
+    pub fn counters_of(&self, dpdk: bool) -> Vec<(&'static str, &Counter)> {
+        const SOCKET: &[&str] = &[
+            "rx_packets",
+            "tx_packets",
+            "rx_ring_full",
+            "rx_truncated",
+            "tx_errors",
+            "tx_fragmented",
+        ];
+        self.counters()
+            .into_iter()
+            .filter(|(name, _)| dpdk || SOCKET.contains(name))
+            .collect()
+    }
+
     /// The counters as `GET /api/v1/status` names them under `io` (ports
     /// apart): the one list of them.
     pub fn counters(&self) -> [(&'static str, &Counter); 18] {

@@ -659,11 +659,13 @@ pub struct Provisioned {
 /// `ports`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IoStatus {
-    /// Counter name → value (`dropped_bad_checksum`, `reassembled`, ...).
+    /// Counter name → value, only the backend in use's (`rx_packets`,
+    /// `tx_errors`, ...; DPDK adds its L2/L3 ones: `dropped_bad_checksum`,
+    /// `reassembled`, `polls`, ...).
     #[serde(flatten)]
     pub counters: BTreeMap<String, u64>,
-    /// Each port's counters, private side first (empty on the socket backend
-    /// until it has ports to report).
+    /// Each DPDK port's driver counters, private side first; empty on the
+    /// socket backend, which has none.
     pub ports: Vec<PortStatus>,
 }
 

@@ -99,18 +99,24 @@ fn counters(list: &[(&'static str, &Counter)]) -> BTreeMap<String, u64> {
 /// database state, and every counter.
 pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
     let e = &s.stats.engine;
+    // Only the counters of the backend in use (the socket backend has no
+    // L2/L3 work and no DPDK ports; DPDK has no relay sockets).
+    let dpdk = s.backend == "dpdk";
     let io = IoStatus {
-        counters: counters(&s.stats.io.counters()),
-        ports: s
-            .stats
-            .io
-            .ports
-            .iter()
-            .map(|(side, p)| PortStatus {
-                side: side.name().to_string(),
-                counters: counters(&p.counters()),
-            })
-            .collect(),
+        counters: counters(&s.stats.io.counters_of(dpdk)),
+        ports: if dpdk {
+            s.stats
+                .io
+                .ports
+                .iter()
+                .map(|(side, p)| PortStatus {
+                    side: side.name().to_string(),
+                    counters: counters(&p.counters()),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let (snap, built) = s.snapshot();
     let health = s.dispatcher();

@@ -110,7 +110,8 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// SBC status.
+    /// SBC status: version, backend, uptime, calls, gateways, database,
+    /// snapshot, the largest drop counters (`--json`: the API's document).
     Status,
     /// Gateway health, as Kamailio's dispatcher.list / dispatcher.ping /
     /// dispatcher.set_state.
@@ -329,7 +330,14 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             print_table(&typed::<CallList>(v)?.calls);
             Ok(())
         }
-        Command::Status => print_json(&c.get("/api/v1/status")?),
+        Command::Status => {
+            let v = c.get("/api/v1/status")?;
+            if cli.json {
+                return print_json(&v);
+            }
+            print!("{}", status_text(&typed(v)?));
+            Ok(())
+        }
         Command::Dispatcher { command } => {
             let v = match command {
                 DispatcherCommand::List => c.get("/api/v1/dispatcher")?,
@@ -464,6 +472,85 @@ fn direction(d: Direction) -> &'static str {
         Direction::Inbound => "inbound",
         Direction::Outbound => "outbound",
     }
+}
+
+/// `sbcctl status` for a person: a few lines instead of the JSON.
+fn status_text(s: &Status) -> String {
+    let up = s.uptime_s;
+    let sip = |k: &str| s.sip.get(k).copied().unwrap_or(0);
+    let mut out = format!(
+        "sbc {} ({} backend), up {}d {:02}h {:02}m {:02}s\n",
+        s.version,
+        s.backend,
+        up / 86_400,
+        up / 3_600 % 24,
+        up / 60 % 60,
+        up % 60
+    );
+    out += &format!(
+        "calls: {} up; {} since start: {} answered, {} failed, {} rejected, {} over limits\n",
+        s.calls_up,
+        sip("calls_total") + sip("calls_rejected") + sip("calls_limited"),
+        sip("calls_answered"),
+        sip("calls_failed"),
+        sip("calls_rejected"),
+        sip("calls_limited"),
+    );
+    out += &format!(
+        "gateways: {} up, {} down{}\n",
+        s.gateways.up,
+        s.gateways.down,
+        if s.gateways.probing {
+            ""
+        } else {
+            " (probing off: [health] interval_s = 0)"
+        }
+    );
+    let db = match s.database {
+        model::DatabaseState::Ok => "ok",
+        model::DatabaseState::Unavailable => "UNAVAILABLE (routing from the last snapshot)",
+    };
+    out += &format!("database: {} {db}\n", s.database_kind);
+    out += &format!(
+        "provisioned: {} carriers, {} gateways, {} tenants (snapshot {}, built {} s ago)\n",
+        s.provisioned.carriers,
+        s.provisioned.gateways,
+        s.provisioned.tenants,
+        s.snapshot_version,
+        s.snapshot_age_ms / 1000
+    );
+    // The largest drop and error counters of every group.
+    let mut drops: Vec<(String, u64)> =
+        [("sip", &s.sip), ("media", &s.media), ("io", &s.io.counters)]
+            .into_iter()
+            .flat_map(|(group, map)| {
+                map.iter()
+                    .filter(|(k, v)| {
+                        **v > 0
+                            && (k.starts_with("dropped")
+                                || k.ends_with("errors")
+                                || k.ends_with("_full")
+                                || k.ends_with("timeouts")
+                                || k.ends_with("_dropped"))
+                    })
+                    .map(move |(k, v)| (format!("{group}.{k}"), *v))
+            })
+            .collect();
+    drops.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let top: Vec<String> = drops
+        .iter()
+        .take(5)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    out += &format!(
+        "drops and errors: {}\n",
+        if top.is_empty() {
+            "none".to_string()
+        } else {
+            top.join(", ")
+        }
+    );
+    out
 }
 
 /// A row of a table: its column names and its cells.
