@@ -701,6 +701,13 @@ async fn finished_calls_are_listed_newest_first_with_their_media() {
             callee_call_id: format!("g{call}"),
             setup_ms: Some(12),
             duration_ms: 4000,
+            started_ms: 1000 * call,
+            ended_ms: 1000 * call + 4012,
+            caller_addr: "10.0.1.10:5060".parse().unwrap(),
+            callee_addr: "203.0.113.10:5060".parse().unwrap(),
+            final_code: 200,
+            ended_by: Some(sbc_dataplane::call::EndedBy::Caller),
+            attempts: 1,
             media: vec![MediaLine {
                 from_caller: figures(200),
                 from_callee: figures(199),

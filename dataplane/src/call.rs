@@ -6,6 +6,8 @@
 //! each media line's RTP figures when it releases the call's streams, and the
 //! control plane reads them from the engine statistics rings.
 
+use std::net::SocketAddr;
+
 use crate::side::Side;
 use crate::time::Ms;
 
@@ -82,6 +84,29 @@ pub struct MediaLine {
     pub from_callee: RtpSummary,
 }
 
+/// Who ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndedBy {
+    /// The caller: its BYE or CANCEL.
+    Caller,
+    /// The callee: its BYE, or a final failure answer to the INVITE.
+    Callee,
+    /// The SBC itself: a media timeout, an expired session, an answer it
+    /// could not anchor, no answer in time, no gateway left.
+    Sbc,
+}
+
+impl EndedBy {
+    /// `caller`, `callee` or `sbc`, as call records and the API name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndedBy::Caller => "caller",
+            EndedBy::Callee => "callee",
+            EndedBy::Sbc => "sbc",
+        }
+    }
+}
+
 /// One finished call (a dialog): who, how it ended, how long, and its media.
 /// The engine writes all but `media`, which the relay fills when it removes
 /// the call's streams; the record then goes to the control plane.
@@ -104,6 +129,23 @@ pub struct CallRecord {
     pub setup_ms: Option<Ms>,
     /// Time from the 2xx to the end (0 if never answered).
     pub duration_ms: Ms,
+    /// Engine time of the INVITE (ms since the engine started: the control
+    /// plane turns it into wall-clock time with `EngineStats::epoch_unix_ms`).
+    pub started_ms: Ms,
+    /// Engine time of the end.
+    pub ended_ms: Ms,
+    /// The caller's address (a carrier's for an inbound call).
+    pub caller_addr: SocketAddr,
+    /// The address of the callee leg: the last gateway (or carrier) the
+    /// INVITE went to.
+    pub callee_addr: SocketAddr,
+    /// The final status the caller got for its INVITE: 200 when answered;
+    /// 0 when none was sent (the caller gave up first).
+    pub final_code: u16,
+    /// Who ended the call; `None` when unknown.
+    pub ended_by: Option<EndedBy>,
+    /// INVITEs sent toward the callee side: 1, plus one per failover.
+    pub attempts: u32,
     /// One entry per relayed media line (`m=` line with a port), in SDP order; empty when no media
     /// was relayed.
     pub media: Vec<MediaLine>,

@@ -109,6 +109,9 @@ pub struct EngineStats {
     pub transactions: Counter,
     /// Version of the routing snapshot the engine uses (gauge).
     pub snapshot_version: Counter,
+    /// Wall-clock time (ms since the Unix epoch) of engine time 0: a call
+    /// record's `started_ms` plus this is when its INVITE arrived.
+    pub epoch_unix_ms: Counter,
     /// Health probes (SIP OPTIONS) sent to gateways and host carriers.
     pub probes_sent: Counter,
     /// Final answers to them.
@@ -155,6 +158,7 @@ impl Default for EngineStats {
             dialogs: Counter::default(),
             transactions: Counter::default(),
             snapshot_version: Counter::default(),
+            epoch_unix_ms: Counter::default(),
             probes_sent: Counter::default(),
             probe_answers: Counter::default(),
             calls_no_gateway_up: Counter::default(),

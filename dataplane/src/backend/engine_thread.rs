@@ -64,6 +64,10 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     );
     let mut media_cmds: Vec<MediaCmd> = Vec::new();
     let start = Instant::now();
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    shared.engine.epoch_unix_ms.set(epoch);
     let mut out: Vec<Outgoing> = Vec::with_capacity(256);
     let mut skipped_ticks = 0u32;
     let mut health = Vec::new();

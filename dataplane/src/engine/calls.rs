@@ -4,9 +4,10 @@
 //! so its INVITE re-sent with credentials keeps our leg's Call-ID.
 
 use super::dialog::DialogState;
+use super::dialog::LegRef;
 use super::slab::Id;
 use super::{Ms, SipEngine};
-use crate::call::{CallEvent, CallRecord, CallResult};
+use crate::call::{CallEvent, CallRecord, CallResult, EndedBy};
 use crate::side::Side;
 use crate::sip::SipMessage;
 
@@ -18,11 +19,40 @@ impl SipEngine {
         }
         if let Some(d) = self.dialogs.get_mut(t.dialog) {
             if d.confirm(now) {
+                d.final_code = 200;
                 self.stats.calls_answered.inc();
                 self.stats.calls_up.inc();
                 let (tenant, side) = (d.tenant_id.clone(), d.caller.side);
                 self.emit(tenant.as_deref(), side, CallResult::Answered);
             }
+        }
+    }
+
+    /// Notes on the dialog of transaction `id` the final status its caller
+    /// got (an initial INVITE) or who ended it (a BYE), for its record.
+    pub(super) fn note_end(&mut self, id: Id, code: u16) {
+        let Some(t) = self.txns.get(id) else { return };
+        let (did, initial, bye, orig) = (t.dialog, t.initial, t.bye, t.orig);
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        if initial && d.final_code == 0 {
+            d.final_code = code;
+        }
+        let by_leg = match orig {
+            LegRef::Caller => EndedBy::Caller,
+            LegRef::Callee => EndedBy::Callee,
+        };
+        if bye && d.ended_by.is_none() {
+            d.ended_by = Some(by_leg);
+        }
+    }
+
+    /// Notes that the SBC itself ends dialog `did` (a timeout, an
+    /// unanchorable answer), unless someone already did.
+    pub(super) fn ended_here(&mut self, did: Id) {
+        if let Some(d) = self.dialogs.get_mut(did) {
+            d.ended_by.get_or_insert(EndedBy::Sbc);
         }
     }
 
@@ -58,6 +88,13 @@ impl SipEngine {
             callee_call_id: String::from_utf8_lossy(&d.callee.call_id).into_owned(),
             setup_ms: d.answered.map(|a| a.saturating_sub(d.started)),
             duration_ms: d.answered.map_or(0, |a| self.now.saturating_sub(a)),
+            started_ms: d.started,
+            ended_ms: self.now,
+            caller_addr: d.caller.peer,
+            callee_addr: d.callee.peer,
+            final_code: d.final_code,
+            ended_by: d.ended_by,
+            attempts: d.attempts,
             media: Vec::with_capacity(d.media.len()),
         };
         self.release_media(&d, record);

@@ -11,6 +11,7 @@ use super::local::raw_line;
 use super::rewrite::{first_contact_uri, without_tag};
 use super::shield::SessionTimer;
 use super::slab::Id;
+use crate::call::EndedBy;
 use crate::media::sdp::Direction;
 use crate::routing::Profile;
 use crate::side::Side;
@@ -192,6 +193,12 @@ pub struct Dialog {
     pub started: Ms,
     pub answered: Option<Ms>,
     pub tenant_id: Option<String>,
+    /// The final status the caller got for its INVITE (0 until then).
+    pub final_code: u16,
+    /// Who ended the call ([`crate::call::CallRecord::ended_by`]).
+    pub ended_by: Option<EndedBy>,
+    /// Gateways (or carriers) the INVITE was sent to, failovers included.
+    pub attempts: u32,
     /// Per SDP media line: our RTP port on the caller's side and on the
     /// callee's side (RTCP is the next port; `[0, 0]`: not relayed).
     pub media: Vec<[u16; 2]>,
@@ -269,6 +276,9 @@ impl Dialog {
             started: now,
             answered: None,
             tenant_id,
+            final_code: 0,
+            ended_by: None,
+            attempts: 1,
             media: Vec::new(),
             held: Vec::new(),
             offers: (None, None),

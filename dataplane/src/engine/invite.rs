@@ -294,6 +294,7 @@ impl SipEngine {
             d.callee.route_set.clear();
             d.callee.peer = SocketAddr::V4(target.addr);
             d.profile = target.profile;
+            d.attempts += 1;
         }
         let branch = self.branch_for(id, next);
         let Some(r) = self.rewrite_request(&msg, did, LegRef::Caller, &branch, source) else {

@@ -368,6 +368,7 @@ impl SipEngine {
             return;
         };
         self.emit(tenant.as_deref(), side, CallResult::MediaTimeout);
+        self.ended_here(did);
         self.end_dialog(did, Some(CallResult::MediaTimeout));
     }
 

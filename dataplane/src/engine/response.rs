@@ -11,7 +11,7 @@ use super::rewrite::{first_contact_uri, is_our_uri, our_contact, record_route, w
 use super::slab::Id;
 use super::txn::{CancelState, Outbound, Phase, Timer};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine};
-use crate::call::CallResult;
+use crate::call::{CallResult, EndedBy};
 use crate::media::sdp::SdpError;
 use crate::sip::build::{reason, Builder};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
@@ -193,7 +193,7 @@ impl SipEngine {
                         self.provisionals_done(id);
                         self.settle_offers(id, msg, false);
                         let Some(t) = self.txns.get(id) else { return };
-                        let initial = t.initial;
+                        let (initial, did_of) = (t.initial, t.dialog);
                         let cancelled = t.cancel != CancelState::None;
                         self.relay_final(id, msg, code, out);
                         if initial {
@@ -204,6 +204,14 @@ impl SipEngine {
                             };
                             if matches!(code, 401 | 407) {
                                 self.remember_challenge(id, now);
+                            }
+                            self.note_end(id, if code == 503 { 500 } else { code });
+                            if let Some(d) = self.dialogs.get_mut(did_of) {
+                                d.ended_by.get_or_insert(if cancelled {
+                                    EndedBy::Caller
+                                } else {
+                                    EndedBy::Callee
+                                });
                             }
                             self.end_dialog_of(id, Some(result));
                         }
@@ -241,6 +249,7 @@ impl SipEngine {
             }
         }
         if msg.cseq.method == Method::Bye {
+            self.note_end(id, code);
             self.end_dialog_of(id, None);
         }
     }
@@ -275,6 +284,7 @@ impl SipEngine {
         if invite || confirmed {
             self.send_bye(did, orig.other(), reason, out);
         }
+        self.ended_here(did);
         let warning = format!("Warning: 399 sbc \"{}\"\r\n", e.text());
         self.fail_txn(id, now, 502, warning.as_bytes(), out);
         if !initial && confirmed {

@@ -560,6 +560,7 @@ impl SipEngine {
                 for to in [LegRef::Caller, LegRef::Callee] {
                     self.send_bye(did, to, reason, out);
                 }
+                self.ended_here(did);
                 self.end_dialog(did, None);
             } else {
                 // UPDATE when the carrier allows it, else a re-INVITE with

@@ -165,6 +165,22 @@ impl SipEngine {
         });
         t.last_response = Some(resp);
         t.complete(now, t1);
+        let (initial, did) = (t.initial, t.dialog);
+        self.note_end(id, code);
+        if initial {
+            // Our own final answer: the caller cancelled (487), or the SBC
+            // gave up (no answer, no gateway left, an answer it refused).
+            if code == 487 {
+                if let Some(d) = self.dialogs.get_mut(did) {
+                    d.ended_by.get_or_insert(crate::call::EndedBy::Caller);
+                }
+            } else {
+                self.ended_here(did);
+            }
+        }
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
         if t.initial {
             self.end_dialog_of(
                 id,

@@ -3,6 +3,7 @@
 //! tenant prefixes.
 
 use super::*;
+use crate::call::EndedBy;
 
 fn invites_to(sent: &[(Side, SocketAddr, String)]) -> Vec<SocketAddr> {
     sent.iter()
@@ -221,5 +222,86 @@ fn numbers_reach_the_gateway_in_the_tenants_form() {
             .unwrap()
             .starts_with("\"+14155550000\" <sip:+14155550000@203.0.113.50>;tag="),
         "{fwd}"
+    );
+}
+
+#[test]
+fn call_records_say_who_ended_the_call_how_and_after_how_many_tries() {
+    let mut peers = Peers::with(snapshot_multi(100, 100), Policy::default());
+    peers.advance(1_000);
+    let sent = peers.send(Side::Private, CARRIER, &invite("r1", "r1"));
+    let first = sent[1].2.clone();
+    // .10 answers 503: failed over to .11, which answers 200.
+    let sent = peers.send(Side::Public, GATEWAY, &answer(&first, 503, "x", false));
+    let second = sent
+        .iter()
+        .find(|s| s.2.starts_with("INVITE"))
+        .unwrap()
+        .2
+        .clone();
+    peers.advance(250);
+    peers.send(
+        Side::Public,
+        "203.0.113.11:5060",
+        &answer(&second, 200, "g2", false),
+    );
+    peers.advance(2_000);
+    // The carrier hangs up.
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@10.0.0.100:5060",
+        "r1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=g2",
+        "rb1",
+        2,
+    );
+    let out = peers.send(Side::Private, CARRIER, &bye);
+    let fwd = &out.iter().find(|s| s.2.starts_with("BYE")).unwrap().2;
+    peers.send(
+        Side::Public,
+        "203.0.113.11:5060",
+        &answer(fwd, 200, "g2", false),
+    );
+    let r = peers.stats.call_records.pop().expect("a record");
+    assert_eq!(
+        (r.final_code, r.ended_by, r.attempts),
+        (200, Some(EndedBy::Caller), 2)
+    );
+    assert_eq!(r.caller_addr, addr(CARRIER));
+    assert_eq!(r.callee_addr, addr("203.0.113.11:5060"));
+    assert_eq!(
+        (r.started_ms, r.setup_ms, r.duration_ms),
+        (1_000, Some(250), 2_000)
+    );
+    assert_eq!(r.ended_ms, 3_250);
+    // A call the gateway refuses: its code, the callee's doing.
+    let sent = peers.send(Side::Private, CARRIER, &invite("r2", "r2"));
+    let req = sent[1].2.clone();
+    peers.send(Side::Public, GATEWAY, &answer(&req, 486, "x", false));
+    let r = peers.stats.call_records.pop().expect("a record");
+    assert_eq!(
+        (r.final_code, r.ended_by, r.attempts),
+        (486, Some(EndedBy::Callee), 1)
+    );
+    // Every gateway answers 503: our 503, the SBC's doing, three tries.
+    let mut sent = peers.send(Side::Private, CARRIER, &invite("r3", "r3"));
+    for gw in [
+        "203.0.113.10:5060",
+        "203.0.113.11:5060",
+        "203.0.113.12:5060",
+    ] {
+        let req = sent
+            .iter()
+            .find(|s| s.2.starts_with("INVITE"))
+            .unwrap()
+            .2
+            .clone();
+        sent = peers.send(Side::Public, gw, &answer(&req, 503, "x", false));
+    }
+    let r = peers.stats.call_records.pop().expect("a record");
+    assert_eq!(
+        (r.final_code, r.ended_by, r.attempts),
+        (503, Some(EndedBy::Sbc), 3)
     );
 }

@@ -389,6 +389,13 @@ fn release_removes_both_streams_and_fills_the_record() {
         callee_call_id: String::new(),
         setup_ms: Some(10),
         duration_ms: 1000,
+        started_ms: 0,
+        ended_ms: 1010,
+        caller_addr: "10.0.1.10:5060".parse().unwrap(),
+        callee_addr: "203.0.113.10:5060".parse().unwrap(),
+        final_code: 200,
+        ended_by: None,
+        attempts: 1,
         media: Vec::new(),
     };
     let mut gone = Vec::new();
