@@ -267,8 +267,13 @@ impl Provisioning {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
+    /// The connection pool (the CDR store shares it).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// `?` placeholders in the dialect's form (`$1`, `$2`... for PostgreSQL).
-    fn sql(&self, q: &str) -> String {
+    pub(crate) fn sql(&self, q: &str) -> String {
         if self.dialect != Dialect::Postgres {
             return q.to_string();
         }

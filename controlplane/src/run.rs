@@ -11,6 +11,7 @@ use sbc_dataplane::EngineConfig;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState, Counters};
+use crate::cdr::CdrWriter;
 use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::provisioning::Provisioning;
@@ -58,6 +59,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.health.timeout_ms,
     )
     .with_metric_tenants(cfg.metrics.max_tenants);
+    let state = if cfg.cdr.enabled {
+        state.with_cdrs(CdrWriter::start(db.clone(), cfg.cdr.keep_days))
+    } else {
+        state
+    };
     let db_up = Arc::new(AtomicBool::new(true));
     let metrics = Arc::new(Metrics::new(&state, db_up.clone()));
     // Keep the engine's rings drained, and the database state current.

@@ -1263,3 +1263,103 @@ fn openapi_ranges_are_the_validation_ranges() {
         json!({"tenant_id": "t", "source_ip": "10.0.0.1", "max_cps": 1, "max_concurrent": 1}),
     );
 }
+
+#[tokio::test]
+async fn finished_calls_become_cdrs_and_window_statistics() {
+    use sbc_controlplane::cdr::CdrWriter;
+    use sbc_dataplane::call::{CallRecord, CallResult, EndedBy};
+    use sbc_dataplane::Side;
+    let mut api = api_with(None).await;
+    api.state = api
+        .state
+        .clone()
+        .with_cdrs(CdrWriter::start(api.state.db.clone(), 30));
+    api.app = router(api.state.clone());
+    let epoch = sbc_controlplane::cdr::now_ms() as u64 - 60_000;
+    api.state.stats.engine.epoch_unix_ms.set(epoch);
+    for (call, code) in [(1u64, 200u16), (2, 200), (3, 486)] {
+        api.state.stats.engine.record(CallRecord {
+            call,
+            tenant: Some("acme".into()),
+            result: if code == 200 {
+                CallResult::Answered
+            } else {
+                CallResult::Failed
+            },
+            caller_side: Side::Private,
+            caller_call_id: format!("c{call}"),
+            callee_call_id: format!("g{call}"),
+            setup_ms: (code == 200).then_some(300),
+            duration_ms: if code == 200 { 20_000 } else { 0 },
+            started_ms: 1_000 * call,
+            ended_ms: 1_000 * call + 20_300,
+            caller_addr: "10.0.1.10:5060".parse().unwrap(),
+            callee_addr: "203.0.113.10:5060".parse().unwrap(),
+            final_code: code,
+            ended_by: Some(if code == 200 {
+                EndedBy::Caller
+            } else {
+                EndedBy::Callee
+            }),
+            attempts: 1,
+            media: Vec::new(),
+        });
+    }
+    // Drained by the first request; written within a second.
+    let (code, _) = api.call("GET", "/api/v1/stats/calls", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let mut cdrs = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        cdrs = api
+            .call("GET", "/api/v1/cdrs?tenant=acme&since=1h", "")
+            .await
+            .1;
+        if cdrs["cdrs"].as_array().is_some_and(|a| a.len() == 3) {
+            break;
+        }
+    }
+    let rows = cdrs["cdrs"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{cdrs}");
+    assert_eq!(rows[0]["caller_call_id"], "c3", "newest first");
+    assert_eq!(rows[0]["final_code"], 486);
+    assert_eq!(rows[0]["reason"], "Busy Here");
+    assert_eq!(rows[0]["ended_by"], "callee");
+    assert_eq!(rows[2]["start_ms"], epoch + 1_000);
+    assert_eq!(rows[2]["answer_ms"], epoch + 1_300);
+    let (code, s) = api.call("GET", "/api/v1/stats/calls?since=15m", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let acme = &s["window"]["by_tenant"]["acme"];
+    assert_eq!(
+        (acme["attempts"].as_u64(), acme["answered"].as_u64()),
+        (Some(3), Some(2)),
+        "{s}"
+    );
+    assert_eq!(acme["acd_s"], 20.0);
+    assert_eq!(acme["top_failures"][0]["code"], 486);
+    assert_eq!(
+        s["window"]["by_gateway"]["203.0.113.10:5060"]["attempts"],
+        3
+    );
+    for (uri, want) in [
+        (
+            "/api/v1/stats/calls?since=soon",
+            "field `since`: \"soon\" is not a window",
+        ),
+        (
+            "/api/v1/cdrs?limit=0",
+            "field `limit`: must be a number from 1 to 1000",
+        ),
+        (
+            "/api/v1/cdrs?tenantid=a",
+            "field `tenantid`: unknown query parameter",
+        ),
+    ] {
+        let (code, body) = api.call("GET", uri, "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with(want),
+            "{uri}: {body}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use sbc_controlplane::cdr::{CdrQuery, CdrRow};
 use sbc_controlplane::provisioning::{DbError, Dialect, GatewayRow, Provisioning, TenantRow};
 use sbc_dataplane::media::Codec;
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
@@ -272,6 +273,115 @@ async fn a_stored_profile_the_snapshot_does_not_know_is_a_corrupt_row() {
             ),
             other => panic!("{url}: {other:?}"),
         }
+        db.close().await;
+    }
+}
+
+/// A CDR of `tenant` through gateway `gw` that started at `start` (ms),
+/// answered after 100 ms for `secs` s, or refused with `code`.
+fn cdr(tenant: Option<&str>, gw: &str, start: i64, answer: Option<i64>, code: i64) -> CdrRow {
+    CdrRow {
+        id: 0,
+        caller_call_id: format!("c{start}"),
+        callee_call_id: format!("g{start}"),
+        tenant_id: tenant.map(str::to_string),
+        direction: "inbound".into(),
+        caller_addr: "10.0.1.10:5060".into(),
+        callee_addr: gw.into(),
+        start_ms: start,
+        answer_ms: answer.map(|_| start + 100),
+        end_ms: start + 100 + answer.unwrap_or(0) * 1000,
+        result: if answer.is_some() {
+            "answered"
+        } else {
+            "failed"
+        }
+        .into(),
+        final_code: code,
+        reason: "x".into(),
+        ended_by: Some("caller".into()),
+        attempts: 1,
+        caller_packets: 500,
+        caller_bytes: 86_000,
+        caller_lost: 2,
+        caller_jitter_ms: 1.5,
+        callee_packets: 499,
+        callee_bytes: 85_828,
+        callee_lost: 0,
+        callee_jitter_ms: 0.25,
+    }
+}
+
+#[tokio::test]
+async fn cdrs_are_stored_listed_summed_and_purged() {
+    let (urls, _dir) = databases().await;
+    for url in urls {
+        let db = Provisioning::open(&url).await.unwrap();
+        eprintln!("backend: {}", db.dialect().name());
+        let now = 1_800_000_000_000i64;
+        let rows = [
+            cdr(
+                Some("acme"),
+                "203.0.113.10:5060",
+                now - 10_000,
+                Some(30),
+                200,
+            ),
+            cdr(
+                Some("acme"),
+                "203.0.113.10:5060",
+                now - 9_000,
+                Some(10),
+                200,
+            ),
+            cdr(Some("acme"), "203.0.113.11:5060", now - 8_000, None, 486),
+            cdr(None, "203.0.113.11:5060", now - 7_000, None, 503),
+            cdr(
+                Some("acme"),
+                "203.0.113.10:5060",
+                now - 7_200_000,
+                Some(60),
+                200,
+            ),
+        ];
+        db.insert_cdrs(&rows).await.unwrap();
+        // Newest first, by tenant, window and limit; every field back as written.
+        let q = |tenant: Option<&str>, since_ms, limit| CdrQuery {
+            tenant: tenant.map(str::to_string),
+            since_ms,
+            limit,
+        };
+        let got = db.cdrs(&q(None, now - 3_600_000, 100)).await.unwrap();
+        assert_eq!(got.len(), 4, "{url}");
+        assert!(got[0].id > 0);
+        assert_eq!(
+            CdrRow {
+                id: 0,
+                ..got[0].clone()
+            },
+            rows[3],
+            "{url}"
+        );
+        assert_eq!(got[3].caller_jitter_ms, 1.5);
+        let acme = db.cdrs(&q(Some("acme"), 0, 2)).await.unwrap();
+        assert_eq!(
+            acme.iter().map(|r| r.start_ms).collect::<Vec<_>>(),
+            [now - 8_000, now - 9_000],
+            "{url}"
+        );
+        // The last hour: ASR, ACD, setup and failures per tenant and gateway.
+        let w = db.cdr_stats(now - 3_600_000).await.unwrap();
+        let a = &w.by_tenant["acme"];
+        assert_eq!((a.attempts, a.answered), (3, 2), "{url}");
+        assert!((a.asr - 2.0 / 3.0).abs() < 1e-9 && (a.acd_s - 20.0).abs() < 1e-9);
+        assert!((a.setup_avg_ms - 100.0).abs() < 1e-9);
+        assert_eq!(a.top_failures[0].code, 486);
+        assert_eq!(w.by_tenant["-"].top_failures[0].code, 503);
+        let g11 = &w.by_gateway["203.0.113.11:5060"];
+        assert_eq!((g11.attempts, g11.answered, g11.asr), (2, 0, 0.0), "{url}");
+        // Retention.
+        assert_eq!(db.purge_cdrs(now - 3_600_000).await.unwrap(), 1, "{url}");
+        assert_eq!(db.cdrs(&q(None, 0, 100)).await.unwrap().len(), 4, "{url}");
         db.close().await;
     }
 }

@@ -31,6 +31,7 @@ use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::cdr::{CdrRow, CdrWriter};
 use crate::metrics::CallMetrics;
 use crate::provisioning::{DbError, Provisioning};
 
@@ -86,6 +87,9 @@ pub struct AppState {
     pub health_timeout_ms: u64,
     /// The Prometheus call metrics, fed as the engine's rings are drained.
     pub call_metrics: Arc<CallMetrics>,
+    /// Where finished calls go to be stored as CDRs (`None`: `[cdr]
+    /// enabled = false`).
+    pub cdr: Option<CdrWriter>,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
@@ -142,6 +146,15 @@ impl AppState {
             health_interval_s: 0,
             health_timeout_ms: 2_000,
             call_metrics: CallMetrics::new(100),
+            cdr: None,
+        }
+    }
+
+    /// The same state writing a CDR of every finished call to `writer`.
+    pub fn with_cdrs(self, writer: CdrWriter) -> AppState {
+        AppState {
+            cdr: Some(writer),
+            ..self
         }
     }
 
@@ -222,8 +235,12 @@ impl AppState {
             }
         }
         if let Ok(mut records) = self.records.lock() {
+            let epoch = self.stats.engine.epoch_unix_ms.get();
             while let Some(r) = self.stats.engine.call_records.pop() {
                 self.call_metrics.record(&r);
+                if let Some(cdr) = &self.cdr {
+                    cdr.push(CdrRow::from_record(&r, epoch));
+                }
                 if records.len() == KEEP_RECORDS {
                     records.pop_front();
                 }
@@ -336,6 +353,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/route"),
     ("get", "/api/v1/stats/calls"),
     ("get", "/api/v1/calls"),
+    ("get", "/api/v1/cdrs"),
     ("get", "/api/v1/dispatcher"),
     ("post", "/api/v1/dispatcher/ping"),
     ("post", "/api/v1/dispatcher/state"),
@@ -353,6 +371,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/route", post(route))
         .route("/api/v1/stats/calls", get(call_stats))
         .route("/api/v1/calls", get(recent_calls))
+        .route("/api/v1/cdrs", get(self::stats::cdrs))
         .route("/api/v1/dispatcher", get(dispatcher::list))
         .route("/api/v1/dispatcher/ping", post(dispatcher::ping))
         .route("/api/v1/dispatcher/state", post(dispatcher::set_state))

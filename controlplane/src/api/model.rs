@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use sbc_dataplane::health::AdminState;
+
+pub use crate::cdr::{CdrRow, FailureCount, WindowFigures};
 use sbc_dataplane::media::offer::{codecs_text, parse_codecs};
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
 use sbc_dataplane::routing::{self, Profile};
@@ -389,7 +391,7 @@ pub struct RouteDecision {
 /// The answer of `GET /api/v1/stats/calls`: finished call outcomes since
 /// start. Results are `answered`, `failed`, `cancelled`, `rejected`,
 /// `limit_exceeded` and `media_timeout`; a result not seen yet is absent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallStats {
     /// Seconds since the SBC started.
     pub since_s: u64,
@@ -399,6 +401,28 @@ pub struct CallStats {
     pub by_tenant: BTreeMap<String, BTreeMap<String, u64>>,
     /// Result → count, over all tenants.
     pub totals: BTreeMap<String, u64>,
+    /// From the CDRs over `?since=` (default 1h); null when CDRs are off.
+    #[serde(default)]
+    pub window: Option<CallWindow>,
+}
+
+/// The `window` of [`CallStats`]: ASR, ACD, setup time and failure codes
+/// per tenant and per gateway of the calls that started in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallWindow {
+    /// Its length, seconds.
+    pub since_s: u64,
+    /// By tenant (`-`: none).
+    pub by_tenant: BTreeMap<String, WindowFigures>,
+    /// By gateway address (`ip:port`).
+    pub by_gateway: BTreeMap<String, WindowFigures>,
+}
+
+/// The answer of `GET /api/v1/cdrs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CdrList {
+    /// Newest first.
+    pub cdrs: Vec<CdrRow>,
 }
 
 /// `POST /api/v1/dispatcher/ping`: the group to probe now (default null:

@@ -12,11 +12,37 @@ use super::model::{
     CallList, CallRecord, CallStats, CallsQuery, DatabaseState, Direction, GatewayHealth, IoStatus,
     MediaFigures, PortStatus, Provisioned, RtpFigures, Status,
 };
+use super::model::{CallWindow, CdrList, FieldError};
 use super::{ApiError, ApiJson, AppState};
+use crate::cdr::{now_ms, parse_window, CdrQuery};
 
-/// `GET /api/v1/stats/calls`: outcomes by tenant and result since start.
-pub(super) async fn call_stats(State(s): State<AppState>) -> ApiJson<CallStats> {
+/// `GET /api/v1/stats/calls?since=1h`: outcomes by tenant and result since
+/// start, and, from the CDRs, ASR, ACD, setup time and failure codes per
+/// tenant and per gateway over the window (default 1h; `window` is null
+/// when CDRs are off).
+pub(super) async fn call_stats(
+    State(s): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<ApiJson<CallStats>, ApiError> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "since") {
+        return Err(FieldError::new(k.as_str(), "unknown query parameter").into());
+    }
+    let window_ms = match q.get("since") {
+        Some(w) => parse_window(w).map_err(|m| FieldError::new("since", m))?,
+        None => 3_600_000,
+    };
     s.drain_call_events();
+    let window = match &s.cdr {
+        Some(_) => {
+            let stats = s.db.cdr_stats(now_ms() - window_ms).await?;
+            Some(CallWindow {
+                since_s: (window_ms / 1000) as u64,
+                by_tenant: stats.by_tenant,
+                by_gateway: stats.by_gateway,
+            })
+        }
+        None => None,
+    };
     let counts = s.calls.lock().map(|c| c.clone()).unwrap_or_default();
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_tenant = BTreeMap::new();
@@ -27,12 +53,46 @@ pub(super) async fn call_stats(State(s): State<AppState>) -> ApiJson<CallStats> 
         }
         by_tenant.insert(tenant, per);
     }
-    ApiJson(CallStats {
+    Ok(ApiJson(CallStats {
         since_s: s.started.elapsed().as_secs(),
         calls_up: s.stats.engine.calls_up.get(),
         by_tenant,
         totals,
-    })
+        window,
+    }))
+}
+
+/// `GET /api/v1/cdrs?tenant=T&since=1h&limit=N`: stored call records,
+/// newest first (default: every tenant, the last 24 h, 100; limit 1..=1000).
+pub(super) async fn cdrs(
+    State(s): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<ApiJson<CdrList>, ApiError> {
+    if let Some(k) = q
+        .keys()
+        .find(|k| !["tenant", "since", "limit"].contains(&k.as_str()))
+    {
+        return Err(FieldError::new(k.as_str(), "unknown query parameter").into());
+    }
+    let since = match q.get("since") {
+        Some(w) => parse_window(w).map_err(|m| FieldError::new("since", m))?,
+        None => 86_400_000,
+    };
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(FieldError::new("limit", "must be a number from 1 to 1000").into()),
+        },
+    };
+    let query = CdrQuery {
+        tenant: q.get("tenant").cloned(),
+        since_ms: now_ms() - since,
+        limit,
+    };
+    Ok(ApiJson(CdrList {
+        cdrs: s.db.cdrs(&query).await?,
+    }))
 }
 
 /// `GET /api/v1/calls?limit=N`: the latest finished calls, newest first,

@@ -18,9 +18,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sbc_controlplane::api::model::{
-    self, Action, CallList, CallRecord, CallStats, CallsQuery, CarrierIn, CarrierRow, Destination,
-    Direction, DispatcherList, ErrorBody, GatewayIn, GatewayRow, PingRequest, RouteDecision,
-    RouteQuery, StateRequest, Status, TenantIn, TenantRow,
+    self, Action, CallList, CallRecord, CallStats, CallsQuery, CarrierIn, CarrierRow, CdrList,
+    CdrRow, Destination, Direction, DispatcherList, ErrorBody, GatewayIn, GatewayRow, PingRequest,
+    RouteDecision, RouteQuery, StateRequest, Status, TenantIn, TenantRow, WindowFigures,
 };
 use sbc_dataplane::health::AdminState;
 use serde::de::DeserializeOwned;
@@ -103,8 +103,25 @@ enum Command {
     ListCarriers,
     /// Remove a carrier by id.
     RemoveCarrier { id: i64 },
-    /// Call statistics by tenant.
-    Stats,
+    /// Call statistics: outcomes by tenant since start, and per tenant and
+    /// gateway over the last --since (ASR, ACD, setup, top failure codes),
+    /// as `kamctl-sbc.sh stats` showed recent failures.
+    Stats {
+        /// The window, e.g. 15m, 1h, 1d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+    },
+    /// Stored call records (CDRs), newest first.
+    Cdrs {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Calls that started in the last ..., e.g. 1h.
+        #[arg(long, default_value = "1d")]
+        since: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// The latest finished calls with their RTP figures (sums over media lines).
     Calls {
         #[arg(long, default_value_t = 20)]
@@ -310,15 +327,44 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
         }
         Command::ListCarriers => show_rows::<CarrierRow>(cli, c.get("/api/v1/carriers")?),
         Command::RemoveCarrier { id } => removed(cli, c, &format!("/api/v1/carriers/{id}")),
-        Command::Stats => {
-            let v = c.get("/api/v1/stats/calls")?;
+        Command::Stats { since } => {
+            let v = c.get(&format!("/api/v1/stats/calls?since={}", query_value(since)))?;
             if cli.json {
                 return print_json(&v);
             }
             let stats: CallStats = typed(v)?;
-            println!("calls up: {}   since: {} s", stats.calls_up, stats.since_s);
+            println!(
+                "calls up: {}   since start: {} s",
+                stats.calls_up, stats.since_s
+            );
             let rows: Vec<TenantCounts> = stats.by_tenant.iter().map(TenantCounts).collect();
             print_table(&rows);
+            match &stats.window {
+                None => println!("\n(no CDRs: [cdr] enabled = false)"),
+                Some(w) => {
+                    for (what, map) in [("tenant", &w.by_tenant), ("gateway", &w.by_gateway)] {
+                        println!("\nlast {since} by {what}:");
+                        let rows: Vec<Window> = map.iter().map(|(k, f)| Window(k, f)).collect();
+                        print_table(&rows);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Cdrs {
+            tenant,
+            since,
+            limit,
+        } => {
+            let mut path = format!("/api/v1/cdrs?since={}&limit={limit}", query_value(since));
+            if let Some(t) = tenant {
+                path += &format!("&tenant={}", query_value(t));
+            }
+            let v = c.get(&path)?;
+            if cli.json {
+                return print_json(&v);
+            }
+            print_table(&typed::<CdrList>(v)?.cdrs);
             Ok(())
         }
         Command::Calls { limit } => {
@@ -471,6 +517,92 @@ fn direction(d: Direction) -> &'static str {
     match d {
         Direction::Inbound => "inbound",
         Direction::Outbound => "outbound",
+    }
+}
+
+/// A query string value: only letters, digits and `-._~` pass as they are
+/// (RFC 3986 unreserved), anything else percent-encoded.
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// One tenant's or gateway's figures over the window.
+struct Window<'a>(&'a String, &'a WindowFigures);
+
+impl TableRow for Window<'_> {
+    const COLUMNS: &'static [&'static str] = &[
+        "name",
+        "attempts",
+        "answered",
+        "asr",
+        "acd_s",
+        "setup_ms",
+        "top_failures",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let f = self.1;
+        let top: Vec<String> = f
+            .top_failures
+            .iter()
+            .map(|x| format!("{}x{}", x.code, x.count))
+            .collect();
+        vec![
+            self.0.clone(),
+            f.attempts.to_string(),
+            f.answered.to_string(),
+            format!("{:.1}%", f.asr * 100.0),
+            format!("{:.1}", f.acd_s),
+            format!("{:.0}", f.setup_avg_ms),
+            if top.is_empty() {
+                "-".into()
+            } else {
+                top.join(",")
+            },
+        ]
+    }
+}
+
+impl TableRow for CdrRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "start_utc",
+        "tenant",
+        "dir",
+        "result",
+        "code",
+        "ended_by",
+        "tries",
+        "setup_ms",
+        "duration_s",
+        "gateway",
+        "caller_call_id",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let start = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(self.start_ms).unwrap_or(0));
+        vec![
+            humantime::format_rfc3339_seconds(start).to_string(),
+            or_dash(self.tenant_id.as_ref()),
+            self.direction.clone(),
+            self.result.clone(),
+            self.final_code.to_string(),
+            or_dash(self.ended_by.as_ref()),
+            self.attempts.to_string(),
+            or_dash(self.answer_ms.map(|a| a - self.start_ms)),
+            format!(
+                "{:.1}",
+                self.answer_ms.map_or(0, |a| self.end_ms - a) as f64 / 1000.0
+            ),
+            self.gateway().to_string(),
+            self.caller_call_id.clone(),
+        ]
     }
 }
 

@@ -92,6 +92,38 @@ pub struct Config {
     /// `[health]`.
     #[serde(default)]
     pub health: HealthSection,
+    /// `[cdr]`.
+    #[serde(default)]
+    pub cdr: CdrConfig,
+}
+
+/// `[cdr]`: call detail records in the provisioning database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdrConfig {
+    /// Write one row per call to table `cdrs`. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Delete rows of calls older than this many days (checked hourly);
+    /// 0 keeps them all. Default 30.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_keep_days() -> u32 {
+    30
+}
+
+impl Default for CdrConfig {
+    fn default() -> Self {
+        CdrConfig {
+            enabled: true,
+            keep_days: default_keep_days(),
+        }
+    }
 }
 
 /// `[health]`: gateway health with Kamailio dispatcher semantics (SIP
