@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod calllog;
 pub mod cdr;
 pub mod config;
 pub mod metrics;

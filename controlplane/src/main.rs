@@ -33,14 +33,6 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     let (Command::Run { config } | Command::CheckConfig { config }) = &cli.command;
     let cfg = match Config::load(config) {
@@ -54,6 +46,7 @@ fn main() -> std::process::ExitCode {
         println!("{}: ok", config.display());
         return std::process::ExitCode::SUCCESS;
     }
+    cfg.log.install();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

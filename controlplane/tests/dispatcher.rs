@@ -129,15 +129,18 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
              [database]\nurl = \"sqlite://{}\"\n\
              [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-             [health]\ninterval_s = 1\ntimeout_ms = 300\nfailures_down = 2\nsuccesses_up = 1\n",
+             [health]\ninterval_s = 1\ntimeout_ms = 300\nfailures_down = 2\nsuccesses_up = 1\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n",
             dir.path().join("sbc.db").display()
         ),
     )
     .unwrap();
-    let _sbc = Sbc(Command::new(env!("CARGO_BIN_EXE_sbc"))
+    let log = dir.path().join("sbc.log");
+    let sbc = Sbc(Command::new(env!("CARGO_BIN_EXE_sbc"))
         .args(["run", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap());
     let api = format!("http://127.0.0.1:{api_port}");
@@ -329,4 +332,21 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
     });
     stop.store(true, Ordering::Relaxed);
     responder_thread.join().unwrap();
+    // [log] format = "json": every line is one JSON object; the gateway
+    // going down was logged with its address and reason.
+    drop(sbc);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let dead_addr = dead_uri.trim_start_matches("sip:");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "destination down"
+                && l["fields"]["gateway"] == dead_addr
+                && l["fields"]["reason"] == "OPTIONS timeout"),
+        "{text}"
+    );
 }

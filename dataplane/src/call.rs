@@ -84,6 +84,44 @@ pub struct MediaLine {
     pub from_callee: RtpSummary,
 }
 
+/// A step of a call's life for the log (one line each): the control plane
+/// writes them with `tracing`, and the end from the [`CallRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallStep {
+    /// A new call was routed: its INVITE goes to `to`.
+    Routed {
+        /// The engine's call number.
+        call: u64,
+        /// The caller's Call-ID.
+        call_id: String,
+        /// The tenant identified, if any.
+        tenant: Option<String>,
+        /// The side the caller is on.
+        caller_side: Side,
+        /// Where the INVITE goes first.
+        to: SocketAddr,
+    },
+    /// The INVITE moves on from `from` (it answered `code`; 408: no answer
+    /// in time) to `to`.
+    FailedOver {
+        /// The engine's call number.
+        call: u64,
+        /// The destination given up.
+        from: SocketAddr,
+        /// Its answer, 408 for none.
+        code: u16,
+        /// The next destination.
+        to: SocketAddr,
+    },
+    /// The callee answered after `setup_ms`.
+    Answered {
+        /// The engine's call number.
+        call: u64,
+        /// Time from the INVITE to the 2xx.
+        setup_ms: Ms,
+    },
+}
+
 /// Who ended a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndedBy {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::call::{CallEvent, CallRecord};
+use crate::call::{CallEvent, CallRecord, CallStep};
 use crate::health::HealthReport;
 use crate::net::Reason;
 use crate::side::BySide;
@@ -119,6 +119,11 @@ pub struct EngineStats {
     /// New calls none of whose gateways was up: tried in order anyway (the
     /// disabled ones left out).
     pub calls_no_gateway_up: Counter,
+    /// Steps of calls for the log (routed, failed over, answered; 65,536
+    /// deep).
+    pub call_steps: ArrayQueue<CallStep>,
+    /// Steps lost to a full `call_steps` ring.
+    pub call_steps_dropped: Counter,
     /// Health reports (probe results, changes of state) for the control
     /// plane (4,096 deep).
     pub health_reports: ArrayQueue<HealthReport>,
@@ -162,6 +167,8 @@ impl Default for EngineStats {
             probes_sent: Counter::default(),
             probe_answers: Counter::default(),
             calls_no_gateway_up: Counter::default(),
+            call_steps: ArrayQueue::new(65_536),
+            call_steps_dropped: Counter::default(),
             health_reports: ArrayQueue::new(4_096),
             health_reports_dropped: Counter::default(),
         }
@@ -169,6 +176,14 @@ impl Default for EngineStats {
 }
 
 impl EngineStats {
+    /// Hands a step of a call to the control plane's log (counted if the
+    /// ring is full).
+    pub fn step(&self, step: CallStep) {
+        if self.call_steps.push(step).is_err() {
+            self.call_steps_dropped.inc();
+        }
+    }
+
     /// Hands a finished call to the control plane (counted if the ring is full).
     pub fn record(&self, record: CallRecord) {
         if self.call_records.push(record).is_err() {

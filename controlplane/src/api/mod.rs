@@ -223,6 +223,9 @@ impl AppState {
     /// Moves the engine's call outcomes into the per-tenant counts and its
     /// finished calls into the list of the latest ones.
     pub fn drain_call_events(&self) {
+        while let Some(step) = self.stats.engine.call_steps.pop() {
+            crate::calllog::step(&step);
+        }
         if let Ok(mut counts) = self.calls.lock() {
             while let Some(e) = self.stats.engine.call_events.pop() {
                 self.call_metrics.event(&e);
@@ -238,6 +241,7 @@ impl AppState {
             let epoch = self.stats.engine.epoch_unix_ms.get();
             while let Some(r) = self.stats.engine.call_records.pop() {
                 self.call_metrics.record(&r);
+                crate::calllog::ended(&r);
                 if let Some(cdr) = &self.cdr {
                     cdr.push(CdrRow::from_record(&r, epoch));
                 }

@@ -95,6 +95,66 @@ pub struct Config {
     /// `[cdr]`.
     #[serde(default)]
     pub cdr: CdrConfig,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: the SBC's log on stderr.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"text"` (one line per event) or `"json"` (one JSON object per
+    /// line, for log shippers). Default text.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter: a level (`error`, `warn`, `info`, `debug`,
+    /// `trace`) or directives (`info,sbc::call=warn`); `RUST_LOG`, when
+    /// set, wins. Default `info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Installs the global `tracing` subscriber: `RUST_LOG` if set, else
+    /// `level`; text or JSON lines on stderr.
+    pub fn install(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&self.level));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.format {
+            LogFormat::Text => builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init(),
+            LogFormat::Json => builder.json().with_current_span(false).init(),
+        }
+    }
 }
 
 /// `[cdr]`: call detail records in the provisioning database.
@@ -610,6 +670,9 @@ impl Config {
         if !(1..=10_000).contains(&cfg.metrics.max_tenants) {
             return Err(invalid("metrics.max_tenants", "must be 1..=10000"));
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&cfg.log.level) {
+            return Err(invalid("log.level", &format!("not a tracing filter: {e}")));
+        }
         if cfg.routing.failover_timeout_ms == 0 {
             return Err(invalid("routing.failover_timeout_ms", "must be at least 1"));
         }
@@ -753,6 +816,25 @@ ok_codes = [404, 405, 501, 403]
             let e = Config::parse(&FULL.replace(from, to), "t.toml").unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn the_log_format_and_level_are_read_and_checked() {
+        let c = Config::parse(
+            &format!("{FULL}[log]\nformat = \"json\"\nlevel = \"info,sbc::call=warn\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(
+            Config::parse(FULL, "t.toml").unwrap().log.format,
+            LogFormat::Text
+        );
+        let e = Config::parse(&format!("{FULL}[log]\nformat = \"xml\"\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("xml"), "{e}");
+        let e =
+            Config::parse(&format!("{FULL}[log]\nlevel = \"info,=[\"\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("log.level"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::dialog::DialogState;
 use super::dialog::LegRef;
 use super::slab::Id;
 use super::{Ms, SipEngine};
-use crate::call::{CallEvent, CallRecord, CallResult, EndedBy};
+use crate::call::{CallEvent, CallRecord, CallResult, CallStep, EndedBy};
 use crate::side::Side;
 use crate::sip::SipMessage;
 
@@ -20,6 +20,10 @@ impl SipEngine {
         if let Some(d) = self.dialogs.get_mut(t.dialog) {
             if d.confirm(now) {
                 d.final_code = 200;
+                self.stats.step(CallStep::Answered {
+                    call: d.call,
+                    setup_ms: now.saturating_sub(d.started),
+                });
                 self.stats.calls_answered.inc();
                 self.stats.calls_up.inc();
                 let (tenant, side) = (d.tenant_id.clone(), d.caller.side);

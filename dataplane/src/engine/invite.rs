@@ -11,7 +11,7 @@ use super::rewrite::party_for;
 use super::slab::Id;
 use super::txn::{CancelState, Timer};
 use super::{ipv4_of, Incoming, Ms, Outgoing, SipEngine, TENANT_HEADER};
-use crate::call::CallResult;
+use crate::call::{CallResult, CallStep};
 use crate::routing::Profile;
 use crate::routing::{Decision, RouteRequest, Target};
 use crate::side::Side;
@@ -193,6 +193,15 @@ impl SipEngine {
         }
         self.stats.calls_total.inc();
         self.stats.dialogs.set(self.dialogs.len() as u64);
+        if let Some(d) = self.dialogs.get(did) {
+            self.stats.step(CallStep::Routed {
+                call: d.call,
+                call_id: String::from_utf8_lossy(msg.call_id).into_owned(),
+                tenant: d.tenant_id.clone(),
+                caller_side: side,
+                to: SocketAddr::V4(target.addr),
+            });
+        }
 
         // 100 Trying at once, then the INVITE toward the far side.
         let trying = local_response(msg, src, 100, reason(100), 0, b"");
@@ -264,9 +273,16 @@ impl SipEngine {
         (ruri, party)
     }
 
-    /// Fails over to the next candidate of an initial INVITE; `false` when
-    /// none is left.
-    pub(super) fn try_next(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) -> bool {
+    /// Fails over to the next candidate of an initial INVITE, the current
+    /// one having answered `failed_with` (408: nothing in time); `false`
+    /// when none is left.
+    pub(super) fn try_next(
+        &mut self,
+        id: Id,
+        now: Ms,
+        failed_with: u16,
+        out: &mut Vec<Outgoing>,
+    ) -> bool {
         let Some(t) = self.txns.get_mut(id) else {
             return false;
         };
@@ -289,6 +305,12 @@ impl SipEngine {
         };
         let (ruri, party) = self.callee_for(&msg, &user, &target, dest_side, source);
         if let Some(d) = self.dialogs.get_mut(did) {
+            self.stats.step(CallStep::FailedOver {
+                call: d.call,
+                from: d.callee.peer,
+                code: failed_with,
+                to: SocketAddr::V4(target.addr),
+            });
             d.callee.remote_target = ruri;
             d.callee.callee = party;
             d.callee.route_set.clear();

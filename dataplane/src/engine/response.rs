@@ -183,7 +183,7 @@ impl SipEngine {
                     };
                     if failover {
                         // Serial failover; when nothing is left the caller gets our 503.
-                        if !self.try_next(id, now, out) {
+                        if !self.try_next(id, now, code, out) {
                             self.fail_txn(id, now, 503, b"", out);
                         }
                         return;

@@ -116,7 +116,7 @@ impl SipEngine {
             .route
             .as_ref()
             .map_or(1, |r| r.candidates.len().min(r.attempt as usize + 2));
-        if !cancelled && t.initial && self.try_next(id, now, out) {
+        if !cancelled && t.initial && self.try_next(id, now, 408, out) {
             return;
         }
         let code = if cancelled {

@@ -3,7 +3,7 @@
 //! tenant prefixes.
 
 use super::*;
-use crate::call::EndedBy;
+use crate::call::{CallStep, EndedBy};
 
 fn invites_to(sent: &[(Side, SocketAddr, String)]) -> Vec<SocketAddr> {
     sent.iter()
@@ -267,6 +267,30 @@ fn call_records_say_who_ended_the_call_how_and_after_how_many_tries() {
     assert_eq!(
         (r.final_code, r.ended_by, r.attempts),
         (200, Some(EndedBy::Caller), 2)
+    );
+    // Its steps for the log: routed to .10, failed over to .11 on 503, answered.
+    let steps: Vec<CallStep> = std::iter::from_fn(|| peers.stats.call_steps.pop()).collect();
+    assert_eq!(
+        steps,
+        [
+            CallStep::Routed {
+                call: r.call,
+                call_id: "r1@10.0.1.10".into(),
+                tenant: None,
+                caller_side: Side::Private,
+                to: addr("203.0.113.10:5060"),
+            },
+            CallStep::FailedOver {
+                call: r.call,
+                from: addr("203.0.113.10:5060"),
+                code: 503,
+                to: addr("203.0.113.11:5060"),
+            },
+            CallStep::Answered {
+                call: r.call,
+                setup_ms: 250,
+            },
+        ]
     );
     assert_eq!(r.caller_addr, addr(CARRIER));
     assert_eq!(r.callee_addr, addr("203.0.113.11:5060"));
