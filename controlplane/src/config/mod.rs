@@ -21,6 +21,7 @@ use serde::{Deserialize, Deserializer};
 use crate::provisioning::profile_named;
 
 mod dataplane;
+pub mod env;
 
 pub use dataplane::RING_SIZE;
 
@@ -51,6 +52,14 @@ pub enum ConfigError {
         path: String,
         /// The key, dotted (`media.port_min`).
         key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An `SBC_*` variable whose value does not read as its key's kind.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
         /// What is wrong with it.
         message: String,
     },
@@ -578,16 +587,35 @@ impl Config {
             path: p.clone(),
             source,
         })?;
-        Config::parse(&text, &p)
+        Config::parse_with_env(&text, &p, |name| std::env::var(name).ok())
     }
 
     /// Parses and checks a configuration; `path` names it in errors. Every
     /// error names the key at fault.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        Config::parse_with_env(text, path, |_| None)
+    }
+
+    /// [`Config::parse`] with the keys of the `SBC_*` variables `get`
+    /// returns set over the file's ([`env::VARIABLES`]).
+    pub fn parse_with_env(
+        text: &str,
+        path: &str,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let parse = |source| ConfigError::Parse {
             path: path.into(),
             source,
-        })?;
+        };
+        let mut doc: toml::Table = toml::from_str(text).map_err(parse)?;
+        let set = env::apply(&mut doc, get)
+            .map_err(|(name, message)| ConfigError::Env { name, message })?;
+        // From the text when no variable is set: errors then show the line.
+        let cfg: Config = if set == 0 {
+            toml::from_str(text).map_err(parse)?
+        } else {
+            Config::deserialize(toml::Value::Table(doc)).map_err(parse)?
+        };
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: path.into(),
             key,
@@ -835,6 +863,85 @@ ok_codes = [404, 405, 501, 403]
         let e =
             Config::parse(&format!("{FULL}[log]\nlevel = \"info,=[\"\n"), "t.toml").unwrap_err();
         assert!(e.to_string().contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        use std::collections::HashMap;
+        let vars: HashMap<&str, &str> = [
+            ("SBC_DATABASE_URL", "mysql://sbc:s3cret@db/sbc"),
+            ("SBC_API_TOKEN", "12345"),
+            ("SBC_HEALTH_INTERVAL_S", "10"),
+            ("SBC_ROUTING_FAILOVER_CODES", "408, 503"),
+            ("SBC_SIP_STRIP_ISUP", "true"),
+            ("SBC_DATAPLANE_DPDK_EAL_ARGS", "--no-huge -m 256"),
+            ("SBC_LOG_FORMAT", "json"),
+        ]
+        .into();
+        let c =
+            Config::parse_with_env(FULL, "t.toml", |n| vars.get(n).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.database.url, "mysql://sbc:s3cret@db/sbc");
+        assert_eq!(c.api.token.as_deref(), Some("12345"));
+        assert_eq!(c.health.interval_s, 10);
+        assert_eq!(c.routing.failover_codes, [408, 503]);
+        assert!(c.sip.strip_isup);
+        assert_eq!(
+            c.dataplane.dpdk.unwrap().eal_args,
+            ["--no-huge", "-m", "256"]
+        );
+        assert_eq!(c.log.format, LogFormat::Json);
+        // [sip] itself may come from the environment.
+        let only = |n: &str| match n {
+            "SBC_SIP_PRIVATE" => Some("10.0.0.100:5060".to_string()),
+            "SBC_SIP_PUBLIC" => Some("203.0.113.50:5080".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            Config::parse_with_env("", "t.toml", only)
+                .unwrap()
+                .sip
+                .public
+                .port(),
+            5080
+        );
+        // A value that does not read names its variable; a wrong one its key.
+        let bad = |n: &str| (n == "SBC_HEALTH_INTERVAL_S").then(|| "often".to_string());
+        let e = Config::parse_with_env(FULL, "t.toml", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SBC_HEALTH_INTERVAL_S") && e.contains("\"often\" is not an integer"),
+            "{e}"
+        );
+        let bad = |n: &str| (n == "SBC_ROUTING_LIMIT_CODE").then(|| "200".to_string());
+        let e = Config::parse_with_env(FULL, "t.toml", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("routing.limit_code"), "{e}");
+        // Every key the full example sets has its variable.
+        let doc: toml::Table = toml::from_str(FULL).unwrap();
+        for (section, keys) in &doc {
+            let toml::Value::Table(keys) = keys else {
+                continue;
+            };
+            for (key, v) in keys {
+                if let toml::Value::Table(inner) = v {
+                    for k in inner.keys() {
+                        let dotted = format!("{section}.{key}.{k}");
+                        assert!(
+                            env::VARIABLES.iter().any(|(_, d, _)| *d == dotted),
+                            "{dotted}"
+                        );
+                    }
+                    continue;
+                }
+                let dotted = format!("{section}.{key}");
+                assert!(
+                    env::VARIABLES.iter().any(|(_, d, _)| *d == dotted),
+                    "{dotted}"
+                );
+            }
+        }
     }
 
     #[test]
