@@ -20,6 +20,7 @@ pub fn step(s: &CallStep) {
             call,
             call_id,
             tenant,
+            callee_call_id: _,
             caller_side,
             to,
         } => tracing::info!(

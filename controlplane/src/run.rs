@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::api::{self, AppState, Counters};
 use crate::cdr::CdrWriter;
 use crate::config::{BackendKind, Config};
+use crate::hep::CaptureHub;
 use crate::metrics::Metrics;
 use crate::provisioning::Provisioning;
 
@@ -59,6 +60,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.health.timeout_ms,
     )
     .with_metric_tenants(cfg.metrics.max_tenants);
+    let hep = cfg.hep.target();
+    if let Some(t) = &hep {
+        tracing::info!(collector = %t.collector, node_id = t.node_id, "SIP capture to HEP");
+    }
+    let state = state.with_capture(CaptureHub::start(backend.stats.clone(), hep));
     let state = if cfg.cdr.enabled {
         state.with_cdrs(CdrWriter::start(db.clone(), cfg.cdr.keep_days))
     } else {

@@ -117,6 +117,10 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public, api_port) = (free_udp_port(), free_udp_port(), free_tcp_port());
     let metrics_port = free_tcp_port();
+    let hep = UdpSocket::bind("127.0.0.1:0").unwrap();
+    hep.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let hep_addr = hep.local_addr().unwrap();
     let live = UdpSocket::bind("127.0.0.1:0").unwrap();
     let live_uri = format!("sip:{}", live.local_addr().unwrap());
     let dead_uri = format!("sip:127.0.0.1:{}", free_udp_port());
@@ -130,7 +134,8 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
              [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [health]\ninterval_s = 1\ntimeout_ms = 300\nfailures_down = 2\nsuccesses_up = 1\n\
-             [log]\nformat = \"json\"\nlevel = \"info\"\n",
+             [log]\nformat = \"json\"\nlevel = \"info\"\n\
+             [hep]\ncollector = \"{hep_addr}\"\nnode_id = 77\npassword = \"pw\"\n",
             dir.path().join("sbc.db").display()
         ),
     )
@@ -252,6 +257,53 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
         "{text}"
     );
     assert!(text.contains("# TYPE sbc_calls counter"), "{text}");
+
+    // HEP: the probes and their answers reached the collector, with our
+    // public address, the node id, the password and the Call-ID.
+    let mut hep_msgs = Vec::new();
+    let mut buf = [0u8; 65_535];
+    while let Ok(n) = hep.recv(&mut buf) {
+        hep_msgs.push(sbc_controlplane::hep::decode(&buf[..n]).expect("HEP v3"));
+        if hep_msgs.len() > 50 {
+            break;
+        }
+    }
+    let probe = hep_msgs
+        .iter()
+        .find(|m| m.payload.starts_with(b"OPTIONS ") && m.dst.to_string() == live_uri[4..])
+        .unwrap_or_else(|| panic!("no probe in {} HEP messages", hep_msgs.len()));
+    assert_eq!((probe.proto, probe.node_id), (1, 77));
+    assert_eq!(probe.src.to_string(), format!("127.0.0.1:{public}"));
+    assert_eq!(probe.password.as_deref(), Some("pw"));
+    assert_eq!(
+        probe.correlation,
+        sbc_controlplane::hep::call_id_of(&probe.payload)
+    );
+    assert!(probe.ts_us > 1_600_000_000_000_000);
+    assert!(hep_msgs
+        .iter()
+        .any(|m| m.payload.starts_with(b"SIP/2.0 200") && m.src.to_string() == live_uri[4..]));
+    // A pcap of 2 s: the probes and answers of that time.
+    let out = Command::new(env!("CARGO_BIN_EXE_sbcctl"))
+        .args(["--api", &api, "capture", "--seconds", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pcap = out.stdout;
+    assert_eq!(&pcap[..4], &0xa1b2_c3d4u32.to_le_bytes());
+    assert!(
+        pcap.windows(8).any(|w| w == b"OPTIONS "),
+        "{} bytes",
+        pcap.len()
+    );
+    assert!(pcap.windows(11).any(|w| w == b"SIP/2.0 200"));
+    let (code, _, err) = sbcctl(&api, &["capture", "--seconds", "1", "--filter", "rtp"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("field `filter`"), "{err}");
 
     // The table, Kamailio's columns.
     let (code, out, err) = sbcctl(&api, &["dispatcher", "list"]);

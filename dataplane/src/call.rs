@@ -94,6 +94,8 @@ pub enum CallStep {
         call: u64,
         /// The caller's Call-ID.
         call_id: String,
+        /// Our leg's Call-ID toward the callee.
+        callee_call_id: String,
         /// The tenant identified, if any.
         tenant: Option<String>,
         /// The side the caller is on.
@@ -120,6 +122,20 @@ pub enum CallStep {
         /// Time from the INVITE to the 2xx.
         setup_ms: Ms,
     },
+}
+
+/// One SIP datagram as it crossed the wire, for HEP and pcap capture:
+/// copied on the engine thread only while capture is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipCapture {
+    /// When it was received or sent, µs since the Unix epoch.
+    pub ts_us: u64,
+    /// Its source (ours for what we sent).
+    pub src: SocketAddr,
+    /// Its destination (ours for what we received).
+    pub dst: SocketAddr,
+    /// The UDP payload.
+    pub data: Vec<u8>,
 }
 
 /// Who ended a call.

@@ -3,11 +3,12 @@
 //! Each group lists its counters once with their API names, so the status
 //! endpoint and metrics read the same list.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::call::{CallEvent, CallRecord, CallStep};
+use crate::call::{CallEvent, CallRecord, CallStep, SipCapture};
 use crate::health::HealthReport;
 use crate::net::Reason;
 use crate::side::BySide;
@@ -124,6 +125,13 @@ pub struct EngineStats {
     pub call_steps: ArrayQueue<CallStep>,
     /// Steps lost to a full `call_steps` ring.
     pub call_steps_dropped: Counter,
+    /// Whether the engine thread copies every SIP datagram into
+    /// `sip_capture` (HEP export, a pcap capture running).
+    pub capture_on: std::sync::atomic::AtomicBool,
+    /// SIP datagrams in and out, while `capture_on` (16,384 deep).
+    pub sip_capture: ArrayQueue<SipCapture>,
+    /// Captured datagrams lost to a full `sip_capture` ring.
+    pub capture_dropped: Counter,
     /// Health reports (probe results, changes of state) for the control
     /// plane (4,096 deep).
     pub health_reports: ArrayQueue<HealthReport>,
@@ -167,6 +175,9 @@ impl Default for EngineStats {
             probes_sent: Counter::default(),
             probe_answers: Counter::default(),
             calls_no_gateway_up: Counter::default(),
+            capture_on: std::sync::atomic::AtomicBool::new(false),
+            sip_capture: ArrayQueue::new(16_384),
+            capture_dropped: Counter::default(),
             call_steps: ArrayQueue::new(65_536),
             call_steps_dropped: Counter::default(),
             health_reports: ArrayQueue::new(4_096),
@@ -176,6 +187,26 @@ impl Default for EngineStats {
 }
 
 impl EngineStats {
+    /// Copies one SIP datagram for capture when capture is on (counted if
+    /// the ring is full).
+    pub fn capture(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+        if !self.capture_on.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let ts_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let c = SipCapture {
+            ts_us,
+            src,
+            dst,
+            data: data.to_vec(),
+        };
+        if self.sip_capture.push(c).is_err() {
+            self.capture_dropped.inc();
+        }
+    }
+
     /// Hands a step of a call to the control plane's log (counted if the
     /// ring is full).
     pub fn step(&self, step: CallStep) {

@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cdr::{CdrRow, CdrWriter};
+use crate::hep::CaptureHub;
 use crate::metrics::CallMetrics;
 use crate::provisioning::{DbError, Provisioning};
 
@@ -90,6 +91,9 @@ pub struct AppState {
     /// Where finished calls go to be stored as CDRs (`None`: `[cdr]
     /// enabled = false`).
     pub cdr: Option<CdrWriter>,
+    /// SIP capture: HEP to Homer, pcap on request (`None` in tests that
+    /// run no engine).
+    pub capture: Option<CaptureHub>,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
@@ -147,6 +151,15 @@ impl AppState {
             health_timeout_ms: 2_000,
             call_metrics: CallMetrics::new(100),
             cdr: None,
+            capture: None,
+        }
+    }
+
+    /// The same state with SIP capture (HEP and pcap) through `hub`.
+    pub fn with_capture(self, hub: CaptureHub) -> AppState {
+        AppState {
+            capture: Some(hub),
+            ..self
         }
     }
 
@@ -225,6 +238,17 @@ impl AppState {
     pub fn drain_call_events(&self) {
         while let Some(step) = self.stats.engine.call_steps.pop() {
             crate::calllog::step(&step);
+            if let (
+                Some(hub),
+                sbc_dataplane::call::CallStep::Routed {
+                    call_id,
+                    callee_call_id,
+                    ..
+                },
+            ) = (&self.capture, &step)
+            {
+                hub.learn(callee_call_id.clone(), call_id.clone());
+            }
         }
         if let Ok(mut counts) = self.calls.lock() {
             while let Some(e) = self.stats.engine.call_events.pop() {
@@ -242,6 +266,9 @@ impl AppState {
             while let Some(r) = self.stats.engine.call_records.pop() {
                 self.call_metrics.record(&r);
                 crate::calllog::ended(&r);
+                if let Some(hub) = &self.capture {
+                    hub.ended(&r);
+                }
                 if let Some(cdr) = &self.cdr {
                     cdr.push(CdrRow::from_record(&r, epoch));
                 }
@@ -358,6 +385,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/stats/calls"),
     ("get", "/api/v1/calls"),
     ("get", "/api/v1/cdrs"),
+    ("get", "/api/v1/capture"),
     ("get", "/api/v1/dispatcher"),
     ("post", "/api/v1/dispatcher/ping"),
     ("post", "/api/v1/dispatcher/state"),
@@ -376,6 +404,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stats/calls", get(call_stats))
         .route("/api/v1/calls", get(recent_calls))
         .route("/api/v1/cdrs", get(self::stats::cdrs))
+        .route("/api/v1/capture", get(self::stats::capture))
         .route("/api/v1/dispatcher", get(dispatcher::list))
         .route("/api/v1/dispatcher/ping", post(dispatcher::ping))
         .route("/api/v1/dispatcher/state", post(dispatcher::set_state))

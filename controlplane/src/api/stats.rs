@@ -211,3 +211,55 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
         io,
     })
 }
+
+/// `GET /api/v1/capture?seconds=N&filter=sip`: every SIP datagram in and
+/// out on both sides for N seconds (1..=300, default 10), as a pcap file
+/// (Ethernet, microsecond stamps) for tshark, Wireshark or sngrep. Only
+/// SIP: RTP is relayed on the packet path, which this capture does not
+/// copy.
+pub(super) async fn capture(
+    State(s): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if let Some(k) = q
+        .keys()
+        .find(|k| !["seconds", "filter"].contains(&k.as_str()))
+    {
+        return Err(FieldError::new(k.as_str(), "unknown query parameter").into());
+    }
+    let seconds = match q.get("seconds") {
+        None => 10,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=300).contains(&n) => n,
+            _ => return Err(FieldError::new("seconds", "must be a number from 1 to 300").into()),
+        },
+    };
+    match q.get("filter").map(String::as_str) {
+        None | Some("sip") => {}
+        Some(other) => {
+            return Err(FieldError::new(
+                "filter",
+                format!(
+                    "{other:?}: only \"sip\" (RTP is relayed on the packet path, which this capture does not copy)"
+                ),
+            )
+            .into())
+        }
+    }
+    let Some(hub) = &s.capture else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "capture is not running in this process",
+        ));
+    };
+    let pcap = hub.pcap(seconds).await;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/vnd.tcpdump.pcap",
+        )],
+        pcap,
+    )
+        .into_response())
+}

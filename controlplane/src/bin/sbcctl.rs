@@ -138,6 +138,16 @@ enum Command {
     },
     /// Is the SBC's API answering?
     Ping,
+    /// capture --seconds N [--filter sip] > calls.pcap: every SIP datagram
+    /// in and out for N seconds as a pcap file (tshark, Wireshark, sngrep
+    /// -I); works on the DPDK backend too, where tcpdump sees nothing.
+    Capture {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Only `sip` for now.
+        #[arg(long, default_value = "sip")]
+        filter: String,
+    },
     /// The routing decision for an INVITE: route SOURCE_IP TO [--from URI] [--header NAME=VALUE]...
     Route {
         source_ip: String,
@@ -215,6 +225,31 @@ impl Client {
     /// A GET.
     fn get(&self, path: &str) -> Result<Value, Failure> {
         self.call("GET", path, None::<&()>)
+    }
+
+    /// A GET whose answer is bytes (a pcap file), waiting up to `wait`.
+    fn get_bytes(&self, path: &str, wait: std::time::Duration) -> Result<Vec<u8>, Failure> {
+        let url = format!("{}{}", self.base.trim_end_matches('/'), path);
+        let mut req = self.agent.get(&url).timeout(wait);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes)
+                    .map_err(|e| Failure::Unreachable(format!("reading {url}: {e}")))?;
+                Ok(bytes)
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let msg = r
+                    .into_json::<ErrorBody>()
+                    .map(|b| b.error)
+                    .unwrap_or_default();
+                Err(Failure::Refused(format!("{code}: {msg}")))
+            }
+            Err(e) => Err(Failure::Unreachable(format!("cannot reach {url}: {e}"))),
+        }
     }
 }
 
@@ -416,6 +451,15 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                 println!("(probing is off: [health] interval_s = 0)");
             }
             Ok(())
+        }
+        Command::Capture { seconds, filter } => {
+            let path = format!(
+                "/api/v1/capture?seconds={seconds}&filter={}",
+                query_value(filter)
+            );
+            let pcap = c.get_bytes(&path, std::time::Duration::from_secs(seconds + 10))?;
+            std::io::Write::write_all(&mut std::io::stdout(), &pcap)
+                .map_err(|e| Failure::Refused(format!("writing the capture: {e}")))
         }
         Command::Ping => {
             let v = c.get("/api/v1/status")?;

@@ -107,6 +107,38 @@ pub struct Config {
     /// `[log]`.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[hep]`.
+    #[serde(default)]
+    pub hep: HepConfig,
+}
+
+/// `[hep]`: SIP capture to a Homer collector (HEP v3 over UDP).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HepConfig {
+    /// The collector, `ip:port` (Homer/heplify-server listen on 9060);
+    /// absent: no HEP.
+    pub collector: Option<SocketAddr>,
+    /// Our capture agent id. Default 2001.
+    #[serde(default = "default_node_id")]
+    pub node_id: u32,
+    /// The collector's password (HEP auth key), if it wants one.
+    pub password: Option<String>,
+}
+
+fn default_node_id() -> u32 {
+    2001
+}
+
+impl HepConfig {
+    /// Where HEP goes, when a collector is set.
+    pub fn target(&self) -> Option<crate::hep::HepTarget> {
+        Some(crate::hep::HepTarget {
+            collector: self.collector?,
+            node_id: self.node_id,
+            password: self.password.clone(),
+        })
+    }
 }
 
 /// `[log]`: the SBC's log on stderr.

@@ -3,6 +3,7 @@
 //! commands to the relay before the SIP that announces them, and gives its
 //! output to the backend's [`EngineIo`].
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -86,13 +87,11 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 drained = true;
                 break;
             };
-            engine.handle(
-                now,
-                d.side,
-                d.src,
-                d.buf.get(..d.len).unwrap_or_default(),
-                &mut out,
-            );
+            let bytes = d.buf.get(..d.len).unwrap_or_default();
+            shared
+                .engine
+                .capture(d.src, SocketAddr::V4(engine.sip_addr(d.side)), bytes);
+            engine.handle(now, d.side, d.src, bytes, &mut out);
             let _ = free.push(d.buf);
             handled += 1;
         }
@@ -125,6 +124,11 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             io.media_changed();
         }
         if !out.is_empty() {
+            for o in &out {
+                shared
+                    .engine
+                    .capture(SocketAddr::V4(engine.sip_addr(o.side)), o.dst, &o.data);
+            }
             io.send(&mut out);
             out.clear();
         }

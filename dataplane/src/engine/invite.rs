@@ -197,6 +197,7 @@ impl SipEngine {
             self.stats.step(CallStep::Routed {
                 call: d.call,
                 call_id: String::from_utf8_lossy(msg.call_id).into_owned(),
+                callee_call_id: String::from_utf8_lossy(&d.callee.call_id).into_owned(),
                 tenant: d.tenant_id.clone(),
                 caller_side: side,
                 to: SocketAddr::V4(target.addr),

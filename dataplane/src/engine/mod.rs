@@ -171,6 +171,11 @@ impl SipEngine {
         self.probe_destinations();
     }
 
+    /// Our SIP address on `side`.
+    pub fn sip_addr(&self, side: Side) -> SocketAddrV4 {
+        self.cfg.addr(side)
+    }
+
     /// The routing snapshot in force.
     pub fn snapshot(&self) -> &Arc<RouteSnapshot> {
         &self.snapshot

@@ -270,12 +270,17 @@ fn call_records_say_who_ended_the_call_how_and_after_how_many_tries() {
     );
     // Its steps for the log: routed to .10, failed over to .11 on 503, answered.
     let steps: Vec<CallStep> = std::iter::from_fn(|| peers.stats.call_steps.pop()).collect();
+    let Some(CallStep::Routed { callee_call_id, .. }) = steps.first() else {
+        panic!("{steps:?}")
+    };
+    assert_eq!(callee_call_id, &r.callee_call_id);
     assert_eq!(
         steps,
         [
             CallStep::Routed {
                 call: r.call,
                 call_id: "r1@10.0.1.10".into(),
+                callee_call_id: r.callee_call_id.clone(),
                 tenant: None,
                 caller_side: Side::Private,
                 to: addr("203.0.113.10:5060"),

@@ -1,0 +1,385 @@
+//! SIP capture: HEP v3 to a Homer collector, and pcap files on demand.
+//!
+//! The engine thread copies every SIP datagram it receives or sends into a
+//! bounded ring while capture is on (`EngineStats::capture_on`; a full ring
+//! is a counted drop). One task here ([`CaptureHub`]) drains it every 20 ms
+//! and hands each datagram to the HEP sender and to the pcap captures
+//! running (`GET /api/v1/capture`), never from the packet path.
+//!
+//! HEP v3 (HEP/EEP, as sipcapture's Homer, heplify and rtpengine speak it):
+//! `HEP3`, the total length (u16), then chunks of vendor 0, type (u16),
+//! length (u16, its 6-byte header included) and value: IP family (1),
+//! protocol UDP (2), IPv4 source and destination (3, 4), ports (7, 8),
+//! time in seconds and microseconds (9, 10), protocol type (11: 1 SIP, 100
+//! a JSON log line), capture agent id (12), auth key (14, the password),
+//! payload (15) and correlation id (17). Both legs of a call carry the
+//! caller's Call-ID as correlation id, so Homer shows them as one call; each
+//! call's end adds a JSON media quality report (type 100) correlated the same
+//! way, as rtpengine's `--homer` does.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sbc_dataplane::call::{CallRecord, SipCapture};
+use sbc_dataplane::net::pcap::{pcap_records, udp_frame};
+use sbc_dataplane::stats::EngineStats;
+use tokio::sync::mpsc;
+
+/// HEP protocol type of a SIP payload.
+pub const PROTO_SIP: u8 = 1;
+/// HEP protocol type of a JSON log line (the per-call media report).
+pub const PROTO_LOG: u8 = 100;
+
+/// One HEP v3 message's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HepMessage {
+    /// Where the payload came from.
+    pub src: SocketAddrV4,
+    /// Where it went.
+    pub dst: SocketAddrV4,
+    /// When, µs since the Unix epoch.
+    pub ts_us: u64,
+    /// [`PROTO_SIP`] or [`PROTO_LOG`].
+    pub proto: u8,
+    /// The capture agent (`[hep] node_id`).
+    pub node_id: u32,
+    /// The collector's password (`[hep] password`), if any.
+    pub password: Option<String>,
+    /// The call the message belongs to (the caller's Call-ID).
+    pub correlation: Option<String>,
+    /// The SIP message, or the JSON report.
+    pub payload: Vec<u8>,
+}
+
+fn chunk(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&((value.len() + 6) as u16).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// The HEP v3 bytes of `m`; `None` when it would not fit the u16 length.
+pub fn encode(m: &HepMessage) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(m.payload.len() + 128);
+    out.extend_from_slice(b"HEP3\0\0");
+    chunk(&mut out, 1, &[2]);
+    chunk(&mut out, 2, &[17]);
+    chunk(&mut out, 3, &m.src.ip().octets());
+    chunk(&mut out, 4, &m.dst.ip().octets());
+    chunk(&mut out, 7, &m.src.port().to_be_bytes());
+    chunk(&mut out, 8, &m.dst.port().to_be_bytes());
+    chunk(&mut out, 9, &((m.ts_us / 1_000_000) as u32).to_be_bytes());
+    chunk(&mut out, 10, &((m.ts_us % 1_000_000) as u32).to_be_bytes());
+    chunk(&mut out, 11, &[m.proto]);
+    chunk(&mut out, 12, &m.node_id.to_be_bytes());
+    if let Some(p) = &m.password {
+        chunk(&mut out, 14, p.as_bytes());
+    }
+    chunk(&mut out, 15, &m.payload);
+    if let Some(c) = &m.correlation {
+        chunk(&mut out, 17, c.as_bytes());
+    }
+    let len = u16::try_from(out.len()).ok()?;
+    out.get_mut(4..6)?.copy_from_slice(&len.to_be_bytes());
+    Some(out)
+}
+
+/// Reads HEP v3 bytes back (the chunks [`encode`] writes; others are
+/// skipped); `None` for anything malformed.
+pub fn decode(b: &[u8]) -> Option<HepMessage> {
+    if b.get(..4)? != b"HEP3" {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([*b.get(4)?, *b.get(5)?]));
+    let body = b.get(6..total)?;
+    let mut m = HepMessage {
+        src: SocketAddrV4::new([0, 0, 0, 0].into(), 0),
+        dst: SocketAddrV4::new([0, 0, 0, 0].into(), 0),
+        ts_us: 0,
+        proto: 0,
+        node_id: 0,
+        password: None,
+        correlation: None,
+        payload: Vec::new(),
+    };
+    let mut at = 0;
+    while at < body.len() {
+        let h = body.get(at..at + 6)?;
+        let kind = u16::from_be_bytes([h[2], h[3]]);
+        let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+        let v = body.get(at + 6..at + len.max(6))?;
+        let u32_of = |v: &[u8]| Some(u32::from_be_bytes(v.try_into().ok()?));
+        let u16_of = |v: &[u8]| Some(u16::from_be_bytes(v.try_into().ok()?));
+        let ip_of = |v: &[u8]| Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?));
+        match kind {
+            3 => m.src.set_ip(ip_of(v)?),
+            4 => m.dst.set_ip(ip_of(v)?),
+            7 => m.src.set_port(u16_of(v)?),
+            8 => m.dst.set_port(u16_of(v)?),
+            9 => m.ts_us += u64::from(u32_of(v)?) * 1_000_000,
+            10 => m.ts_us += u64::from(u32_of(v)?),
+            11 => m.proto = *v.first()?,
+            12 => m.node_id = u32_of(v)?,
+            14 => m.password = Some(String::from_utf8_lossy(v).into_owned()),
+            15 => m.payload = v.to_vec(),
+            17 => m.correlation = Some(String::from_utf8_lossy(v).into_owned()),
+            _ => {}
+        }
+        at += len.max(6);
+    }
+    Some(m)
+}
+
+/// The Call-ID of a SIP message (`Call-ID:` or its compact form `i:`).
+pub fn call_id_of(sip: &[u8]) -> Option<String> {
+    let head = sip
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(sip, |end| &sip[..end]);
+    head.split(|&b| b == b'\n').find_map(|line| {
+        let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
+            .then(|| value.trim().to_string())
+    })
+}
+
+/// `[hep]`: where and how HEP goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HepTarget {
+    /// The collector, UDP.
+    pub collector: SocketAddr,
+    /// Our capture agent id.
+    pub node_id: u32,
+    /// The collector's password, if any.
+    pub password: Option<String>,
+}
+
+/// A pcap capture in progress: the frames it got so far.
+type Taps = Arc<Mutex<Vec<mpsc::UnboundedSender<SipCapture>>>>;
+
+/// Drains the engine's capture ring and feeds HEP and the pcap captures.
+#[derive(Debug, Clone)]
+pub struct CaptureHub {
+    stats: Arc<EngineStats>,
+    taps: Taps,
+    hep: bool,
+    /// HEP messages sent.
+    pub hep_sent: Arc<std::sync::atomic::AtomicU64>,
+    reports: mpsc::UnboundedSender<CallRecord>,
+    legs: mpsc::UnboundedSender<(String, String)>,
+}
+
+impl CaptureHub {
+    /// Starts the hub's task; with `hep` set, capture is on from now on and
+    /// every SIP datagram (and each call's end) goes to the collector.
+    pub fn start(stats: Arc<EngineStats>, hep: Option<HepTarget>) -> CaptureHub {
+        let (reports, mut report_rx) = mpsc::unbounded_channel::<CallRecord>();
+        let (legs_tx, mut legs_rx) = mpsc::unbounded_channel::<(String, String)>();
+        let hub = CaptureHub {
+            stats: stats.clone(),
+            taps: Arc::default(),
+            hep: hep.is_some(),
+            hep_sent: Arc::default(),
+            reports,
+            legs: legs_tx,
+        };
+        if hep.is_some() {
+            stats.capture_on.store(true, Ordering::Relaxed);
+        }
+        let (taps, sent) = (hub.taps.clone(), hub.hep_sent.clone());
+        tokio::spawn(async move {
+            let socket = match &hep {
+                Some(t) => {
+                    let bind: SocketAddr = if t.collector.is_ipv4() {
+                        ([0, 0, 0, 0], 0).into()
+                    } else {
+                        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                    };
+                    match tokio::net::UdpSocket::bind(bind).await {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "HEP socket not bound");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            // Our leg's Call-ID -> the caller's, for correlation.
+            let mut legs: HashMap<String, String> = HashMap::new();
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                every.tick().await;
+                // Legs first: a call's step is pushed before its INVITE goes out.
+                while let Ok((ours, caller)) = legs_rx.try_recv() {
+                    legs.insert(ours, caller);
+                }
+                while let Some(c) = stats.sip_capture.pop() {
+                    if let Ok(mut t) = taps.lock() {
+                        t.retain(|tap| tap.send(c.clone()).is_ok());
+                    }
+                    let (Some(t), Some(sock)) = (&hep, &socket) else {
+                        continue;
+                    };
+                    let call_id = call_id_of(&c.data);
+                    let correlation = call_id
+                        .as_ref()
+                        .map(|id| legs.get(id).cloned().unwrap_or_else(|| id.clone()));
+                    let m = HepMessage {
+                        src: v4(c.src),
+                        dst: v4(c.dst),
+                        ts_us: c.ts_us,
+                        proto: PROTO_SIP,
+                        node_id: t.node_id,
+                        password: t.password.clone(),
+                        correlation,
+                        payload: c.data,
+                    };
+                    if let Some(bytes) = encode(&m) {
+                        if sock.send_to(&bytes, t.collector).await.is_ok() {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                while let Ok(r) = report_rx.try_recv() {
+                    legs.remove(&r.callee_call_id);
+                    let (Some(t), Some(sock)) = (&hep, &socket) else {
+                        continue;
+                    };
+                    if let Some(bytes) = encode(&report(&r, t)) {
+                        if sock.send_to(&bytes, t.collector).await.is_ok() {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        hub
+    }
+
+    /// A call routed: its leg toward the callee (`ours`) correlates with the
+    /// caller's Call-ID.
+    pub fn learn(&self, ours: String, caller: String) {
+        if self.hep {
+            let _ = self.legs.send((ours, caller));
+        }
+    }
+
+    /// A call ended: its media quality report goes to the collector.
+    pub fn ended(&self, r: &CallRecord) {
+        if self.hep {
+            let _ = self.reports.send(r.clone());
+        }
+    }
+
+    /// Captures SIP for `seconds` and returns it as a pcap file.
+    pub async fn pcap(&self, seconds: u64) -> Vec<u8> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if let Ok(mut t) = self.taps.lock() {
+            t.push(tx);
+        }
+        self.stats.capture_on.store(true, Ordering::Relaxed);
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        while let Ok(Some(c)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            if let Some(f) = udp_frame(v4(c.src), v4(c.dst), &c.data) {
+                frames.push((c.ts_us, f));
+            }
+        }
+        drop(rx);
+        let others = self.taps.lock().is_ok_and(|mut t| {
+            t.retain(|tap| !tap.is_closed());
+            !t.is_empty()
+        });
+        if !self.hep && !others {
+            self.stats.capture_on.store(false, Ordering::Relaxed);
+        }
+        pcap_records(frames)
+    }
+}
+
+fn v4(a: SocketAddr) -> SocketAddrV4 {
+    match a {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => SocketAddrV4::new([0, 0, 0, 0].into(), a.port()),
+    }
+}
+
+/// The media quality report of a finished call (a JSON log line for
+/// Homer, correlated with the caller's Call-ID).
+fn report(r: &CallRecord, t: &HepTarget) -> HepMessage {
+    let dir = |x: &sbc_dataplane::call::RtpSummary| {
+        serde_json::json!({
+            "packets": x.packets, "bytes": x.bytes, "lost": x.lost,
+            "jitter_ms": x.jitter_ms, "dtmf_events": x.dtmf_events,
+        })
+    };
+    let lines: Vec<_> = r
+        .media
+        .iter()
+        .map(|m| serde_json::json!({"from_caller": dir(&m.from_caller), "from_callee": dir(&m.from_callee)}))
+        .collect();
+    let json = serde_json::json!({
+        "type": "sbc_call_report",
+        "call_id": r.caller_call_id,
+        "callee_call_id": r.callee_call_id,
+        "tenant": r.tenant,
+        "result": r.result.name(),
+        "final_code": r.final_code,
+        "ended_by": r.ended_by.map(|e| e.name()),
+        "setup_ms": r.setup_ms,
+        "duration_ms": r.duration_ms,
+        "media": lines,
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    HepMessage {
+        src: v4(r.caller_addr),
+        dst: v4(r.callee_addr),
+        ts_us: now,
+        proto: PROTO_LOG,
+        node_id: t.node_id,
+        password: t.password.clone(),
+        correlation: Some(r.caller_call_id.clone()),
+        payload: json.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hep_round_trips_and_has_the_layout_homer_reads() {
+        let m = HepMessage {
+            src: "10.0.1.10:5060".parse().unwrap(),
+            dst: "10.0.0.100:5060".parse().unwrap(),
+            ts_us: 1_700_000_000_123_456,
+            proto: PROTO_SIP,
+            node_id: 2001,
+            password: Some("myHep".into()),
+            correlation: Some("abc@10.0.1.10".into()),
+            payload: b"INVITE sip:x SIP/2.0\r\nCall-ID: abc@10.0.1.10\r\n\r\n".to_vec(),
+        };
+        let b = encode(&m).unwrap();
+        assert_eq!(&b[..4], b"HEP3");
+        assert_eq!(usize::from(u16::from_be_bytes([b[4], b[5]])), b.len());
+        // The first chunk: vendor 0, type 1 (IP family), length 7, IPv4.
+        assert_eq!(&b[6..13], &[0, 0, 0, 1, 0, 7, 2]);
+        assert_eq!(decode(&b), Some(m.clone()));
+        // The same bytes again from what was read.
+        assert_eq!(encode(&decode(&b).unwrap()).unwrap(), b);
+        assert_eq!(decode(&b[..20]), None);
+        assert_eq!(call_id_of(&m.payload).as_deref(), Some("abc@10.0.1.10"));
+        assert_eq!(
+            call_id_of(b"BYE sip:x SIP/2.0\r\ni: short@h\r\n\r\nbody Call-ID: no").as_deref(),
+            Some("short@h")
+        );
+    }
+}
