@@ -7,8 +7,9 @@ standard library only, no kit imports). The tests run it inside a lab namespace 
 and read the one JSON object it prints at the end: every SIP message it sent and received
 (`sip`: time, direction, peer address, the bytes base64-encoded), every RTP packet it sent and
 received (`rtp_tx`/`rtp_rx`: time, local port, remote address, SSRC, sequence number), the times
-of the flow's steps (`marks`) and `error` (null when the flow went through). They also import
-its parsers (Msg, multipart_parts) and ISUP bodies to read what the captures show.
+of the flow's steps (`marks`), what the flow recorded besides (`notes`) and `error` (null when the
+flow went through). They also import its parsers (Msg, multipart_parts) and ISUP bodies to read
+what the captures show.
 
 Flows:
   port-move      UAC of an inbound call (to --to): INVITE offering m=audio P (--port); RTP from
@@ -31,6 +32,16 @@ Flows:
                  INFO per item of --info (`relay:DIGIT:MS`: application/dtmf-relay with
                  Signal=DIGIT and Duration=MS; `dtmf:DIGIT`: application/dtmf), each sent once the
                  previous one was answered and --gap s have passed; --after s later BYE.
+  everything     UAC of an inbound call combining what a carrier may use and LiveKit lacks: an
+                 INVITE without SDP with Supported: timer, 100rel, Require: 100rel,
+                 Session-Expires: 90;refresher=uac, Min-SE: 90 and an Allow with UPDATE, INFO and
+                 PRACK; every reliable provisional PRACKed (as 100rel); the 200's offer answered in
+                 the ACK (m=audio P); then for --hold s RTP from P, a bodiless UPDATE (Supported:
+                 timer, Session-Expires: 90;refresher=uac) every --refresh s and an INFO
+                 application/dtmf-relay (Signal=1, 2, ..., 9, 0, 1, ...; Duration=160) every
+                 --dtmf-every s, counted from the ACK; BYE. Any answer but 200, or a BYE from the
+                 other side before ours, is a failure. `notes` has the Session-Expires of the
+                 INVITE's 200 and of each UPDATE's, and the digits sent.
 With --update, port-move moves its port with an UPDATE (its SDP) instead of a re-INVITE.
 
 RTP is PCMA, 20 ms, 172-byte packets. SIP over UDP with the RFC 3261 timers A/E (500 ms doubling).
@@ -220,6 +231,7 @@ class Peer:
         self.rtp_tx: list[list] = []
         self.rtp_rx: list[list] = []
         self.marks: dict[str, float] = {}
+        self.notes: dict = {}                   # what a flow recorded for the test (JSON)
         self.acks: dict[tuple, tuple[bytes, tuple]] = {}   # (call-id, cseq) of a 2xx -> our ACK
         self.answers: dict[tuple, tuple[bytes, tuple]] = {}  # (call-id, cseq) -> our last response
 
@@ -547,10 +559,13 @@ def end_call(peer: Peer, dlg: Dialog) -> None:
     peer.poll(time.monotonic() + 0.3)
 
 
-def flow_100rel(a, peer: Peer) -> None:
-    dlg = Dialog(peer, hostport(a.to), a.number)
-    data, cseq = dlg.request("INVITE", make_sdp(a.ip, a.port).encode(), "application/sdp",
-                             ["Require: 100rel", "Supported: 100rel"])
+def invite_reliably(a, peer: Peer, dlg: Dialog, body: bytes, ctype: str | None,
+                    extra: list[str]) -> tuple[Msg, int]:
+    """Send the INVITE (resent on timers A/E until a provisional), PRACK every reliable provisional
+    (Require: 100rel, RSeq) with RAck: rseq cseq INVITE - the first one a.prack_delay s after it
+    arrived, the others at once - each PRACK answered 200 (else Failure); returns the final response
+    to the INVITE (not ACKed yet) and the INVITE's CSeq number."""
+    data, cseq = dlg.request("INVITE", body, ctype, extra)
     peer.mark("invite")
     peer.send_sip(data, dlg.to)
     interval, resend = T1, time.monotonic() + T1
@@ -596,14 +611,27 @@ def flow_100rel(a, peer: Peer) -> None:
             if n not in pracked and n not in due:
                 delay = a.prack_delay if not pracked and not due else 0.0
                 due[n] = (time.monotonic() + delay, m)
-    if final.code != 200:
-        raise Failure(f"INVITE: final response {final.first}")
-    peer.mark("answered")
+    return final, cseq
+
+
+def ack_2xx(peer: Peer, dlg: Dialog, final: Msg, cseq: int, body: bytes = b"") -> None:
+    """Take the dialog from the 2xx `final` and ACK it (with `body`, an SDP answer, if any); the
+    ACK is sent again for a retransmitted 2xx."""
     dlg.answered(final)
-    ack, _ = dlg.request("ACK", cseq=cseq)
+    ack, _ = dlg.request("ACK", body, "application/sdp" if body else None, cseq=cseq)
     hop = dlg.next_hop()
     peer.send_sip(ack, hop)
     peer.acks[(dlg.call_id, cseq)] = (ack, hop)
+
+
+def flow_100rel(a, peer: Peer) -> None:
+    dlg = Dialog(peer, hostport(a.to), a.number)
+    final, cseq = invite_reliably(a, peer, dlg, make_sdp(a.ip, a.port).encode(), "application/sdp",
+                                  ["Require: 100rel", "Supported: 100rel"])
+    if final.code != 200:
+        raise Failure(f"INVITE: final response {final.first}")
+    peer.mark("answered")
+    ack_2xx(peer, dlg, final, cseq)
     media = sdp_addr(final.sdp())
     if media is None:
         raise Failure("the 200 to the INVITE has no usable SDP")
@@ -668,6 +696,76 @@ def flow_info_dtmf(a, peer: Peer) -> None:
     end_call(peer, dlg)
 
 
+EVERYTHING_HEADERS = ["Supported: timer, 100rel", "Require: 100rel",
+                      "Session-Expires: 90;refresher=uac", "Min-SE: 90",
+                      "Allow: INVITE, ACK, BYE, CANCEL, UPDATE, INFO, PRACK"]
+DIGITS = "1234567890"
+
+
+def ended_by_them(peer: Peer, dlg: Dialog) -> None:
+    """Failure if the other side ended the call: a BYE of our dialog in the inbox (Peer answered it
+    200 already)."""
+    for m, _ in peer.inbox:
+        if not m.is_response and m.method == "BYE" and m.call_id == dlg.call_id:
+            raise Failure(f"the SBC sent BYE (CSeq {m.header('CSeq')}, Reason: {m.header('Reason')}) "
+                          f"{time.time() - peer.marks.get('ack', time.time()):.1f} s after our ACK")
+
+
+def flow_everything(a, peer: Peer) -> None:
+    dlg = Dialog(peer, hostport(a.to), a.number)
+    final, cseq = invite_reliably(a, peer, dlg, b"", None, EVERYTHING_HEADERS)
+    if final.code != 200:
+        raise Failure(f"INVITE without SDP: final response {final.first}")
+    peer.mark("answered")
+    media = sdp_addr(final.sdp())
+    ack_2xx(peer, dlg, final, cseq, make_sdp(a.ip, a.port).encode() if media else b"")
+    peer.mark("ack")
+    peer.notes["invite_session_expires"] = final.header("Session-Expires", "x")
+    if media is None:
+        end_call(peer, dlg)
+        raise Failure("the 200 to the INVITE without SDP carries no offer")
+    peer.sending = Rtp(a.port, media, 0x00C0FFEE)
+    t0 = time.monotonic()
+    # The refreshes and the digits on one timeline from the ACK (a refresh first when both are due).
+    steps = sorted([(k * a.refresh, 0, "update", k - 1)
+                    for k in range(1, int(a.hold / a.refresh) + 1) if k * a.refresh < a.hold]
+                   + [(k * a.dtmf_every, 1, "info", k - 1)
+                      for k in range(1, int(a.hold / a.dtmf_every) + 1) if k * a.dtmf_every < a.hold])
+    peer.notes.update(update_session_expires=[], digits=[])
+    try:
+        for at, _, kind, i in steps + [(a.hold, 2, "end", 0)]:
+            while time.monotonic() < t0 + at:
+                peer.poll(min(t0 + at, time.monotonic() + 0.5))
+                ended_by_them(peer, dlg)
+            if kind == "end":
+                break
+            if kind == "update":
+                data, n = dlg.request("UPDATE", extra=["Supported: timer",
+                                                       "Session-Expires: 90;refresher=uac"])
+            else:
+                digit = DIGITS[i % len(DIGITS)]
+                data, n = dlg.request("INFO", f"Signal={digit}\r\nDuration=160\r\n".encode(),
+                                      "application/dtmf-relay")
+            peer.mark(f"{kind}{i}")
+            r = peer.transact(data, dlg.next_hop(), dlg.call_id, n, timeout=8.0)
+            peer.mark(f"{kind}{i}_answered")
+            what = f"{kind.upper()} {i + 1} (CSeq {n}, {time.monotonic() - t0:.1f} s after the ACK)"
+            if r is None or r.code != 200:
+                raise Failure(f"{what}: final response {r.first if r else 'none'}")
+            if kind == "update":
+                peer.notes["update_session_expires"].append(r.header("Session-Expires", "x"))
+            else:
+                peer.notes["digits"].append(digit)
+            ended_by_them(peer, dlg)
+    except Failure:
+        try:                                    # leave no call behind (its BYE may well get 481)
+            end_call(peer, dlg)
+        except Failure:
+            pass
+        raise
+    end_call(peer, dlg)
+
+
 class Failure(Exception):
     pass
 
@@ -679,7 +777,8 @@ def hostport(s: str) -> tuple[str, int]:
 
 FLOWS = {"port-move": flow_port_move, "multipart-uac": flow_multipart_uac,
          "multipart-uas": flow_multipart_uas, "100rel": flow_100rel,
-         "delayed-offer": flow_delayed_offer, "info-dtmf": flow_info_dtmf}
+         "delayed-offer": flow_delayed_offer, "info-dtmf": flow_info_dtmf,
+         "everything": flow_everything}
 
 
 def main() -> int:
@@ -695,9 +794,12 @@ def main() -> int:
     ap.add_argument("--wait", type=float, default=15.0, help="UAS: s to wait for the INVITE, the BYE")
     ap.add_argument("--update", action="store_true", help="port-move: move with UPDATE, not re-INVITE")
     ap.add_argument("--prack-delay", type=float, default=0.0,
-                    help="100rel: s before the PRACK of the first reliable provisional")
+                    help="100rel, everything: s before the PRACK of the first reliable provisional")
     ap.add_argument("--info", default="relay:1:160", help="info-dtmf: the INFOs, comma-separated")
     ap.add_argument("--gap", type=float, default=0.3, help="info-dtmf: s between INFOs")
+    ap.add_argument("--hold", type=float, default=100.0, help="everything: s from the ACK to the BYE")
+    ap.add_argument("--refresh", type=float, default=30.0, help="everything: s between UPDATE refreshes")
+    ap.add_argument("--dtmf-every", type=float, default=20.0, help="everything: s between INFO digits")
     a = ap.parse_args()
     ports = [a.port, a.port + 2] if a.flow == "port-move" else [a.port]
     peer = Peer(a.ip, a.sip_port, ports)
@@ -707,8 +809,8 @@ def main() -> int:
         FLOWS[a.flow](a, peer)
     except Failure as e:
         err = str(e)
-    print(json.dumps({"flow": a.flow, "error": err, "marks": peer.marks, "sip": peer.log_sip,
-                      "rtp_tx": peer.rtp_tx, "rtp_rx": peer.rtp_rx}), flush=True)
+    print(json.dumps({"flow": a.flow, "error": err, "marks": peer.marks, "notes": peer.notes,
+                      "sip": peer.log_sip, "rtp_tx": peer.rtp_tx, "rtp_rx": peer.rtp_rx}), flush=True)
     return 0 if err is None else 1
 
 

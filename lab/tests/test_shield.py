@@ -14,22 +14,30 @@ both SBC interfaces:
   lk_100rel                    a carrier requiring 100rel gets the gateway's provisionals as reliable
                                ones of the SBC's (RSeq 1, 2, resent until PRACKed, PRACKs answered
                                200 at the edge); the gateway sees neither 100rel nor PRACK
-  lk_delayed_offer             an INVITE without SDP reaches the gateway with the SBC's offer; the
+  lk_delayed_offer             an INVITE without SDP reaches the gateway with the SBC's offer (the
+                               tenant's codecs); the
                                carrier's answer in its ACK stops at the SBC; audio both ways
   lk_info_dtmf                 INFO DTMF (dtmf-relay, dtmf) answered 200 at the edge and sent to the
                                gateway as RFC 4733 telephone events (decoded from the pub0 capture)
+  lk_dtmf_payload_types        RFC 4733 events leave in the receiver's payload type (carrier 101,
+                               gateway 96), both ways
   lk_update_to_reinvite        an UPDATE moving the carrier's media port reaches the gateway as a
                                re-INVITE; the audio follows the move
   lk_numbers_e164              a tenant's e164 number rules on the Request-URI, To and From users
+  lk_carrier_everything        the issue's "done when": a carrier using session timers, UPDATE, INFO
+                               DTMF, 100rel and delayed offer at once completes a long call
+                               (SBC_LAB_LONG_CALL_S, default 100 s; 900 for 15 minutes) with audio
+                               both ways and every digit, through the gateway that supports none
 
 The gateway stand-in is sipp lab/sipp/lk_uas.xml, which answers as LiveKit does (re-INVITEs 200
 a=sendrecv, UPDATE 405, INFO 501), or lk_uas_100rel.xml (rings 180 and 183 without 100rel) and
 lk_uas_offer.xml (488 to an INVITE without SDP); the carriers are lab/sipp/lk_uac_*.xml, and
-kit/uapeer.py (flows 100rel, delayed-offer, info-dtmf, port-move --update) where sipp cannot play
-the flow."""
+kit/uapeer.py (flows 100rel, delayed-offer, info-dtmf, port-move --update, everything) where sipp
+cannot play the flow."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import struct
 import threading
@@ -44,6 +52,7 @@ from kit.media import (CARRIER_LEG, GW_LEG, PCAP_PACKETS, RtpRun, check_anchored
                        crossing, rtp_call, wait_media_idle)
 from kit.pcap import Capture, rtp_flow, rtp_packets
 from kit.provisioning import Provisioned, gw, tenant
+from kit.paths import SIPP_DIR, sipp_pcap
 from kit.registry import lab_test
 from kit.sip import SipMsg, received_invites, sipp_messages
 from kit.sipp import Uas, run_uac
@@ -671,14 +680,16 @@ def lk_100rel(ctx: Ctx):
 def lk_delayed_offer(ctx: Ctx):
     """Gateway .10 with profile livekit; its stand-in (lk_uas_offer) answers an INVITE without SDP
     with 488, as LiveKit wants an offer. The carrier (uapeer delayed-offer) sends an INVITE without
-    a body. Required: the gateway gets an INVITE with the SBC's offer (c= and o= 203.0.113.50, an
-    even relay port, m=audio ... 0 8 9 101 with PCMU, PCMA, G722 and telephone-event/8000), sends
+    a body; its tenant (by source) has offer_codecs "pcma,PCMU,telephone-event". Required: the
+    gateway gets an INVITE with the SBC's offer (c= and o= 203.0.113.50, an even relay port,
+    m=audio ... 8 0 101 with PCMA, PCMU and telephone-event/8000: the tenant's codecs), sends
     no 488 and answers 200; the carrier's 200 carries an offer (c=10.0.0.100, an even relay port)
     which it answers in its ACK; the ACK the gateway gets has no body; 2 s of the carrier's RTP
     cross to the gateway and its echo back to the carrier (captures on both interfaces, >= 95 %)."""
     name = "lk_delayed_offer"
     d = ctx.tdir(name)
-    with Provisioned(ctx, gateways=LIVEKIT):
+    codecs = tenant("lk-codecs", CARRIER_IP, 1, offer_codecs="pcma,PCMU,telephone-event")
+    with Provisioned(ctx, gateways=LIVEKIT, tenants=[codecs]):
         wait_media_idle(ctx)
         caps = captures(d)
         try:
@@ -707,12 +718,13 @@ def lk_delayed_offer(ctx: Ctx):
         g = g_inv[0]
         s = sdp_fields(g.body)
         pb = s["port"]
-        want_map = {"0": "PCMU/8000", "8": "PCMA/8000", "9": "G722/8000", "101": "telephone-event/8000"}
+        want_map = {"8": "PCMA/8000", "0": "PCMU/8000", "101": "telephone-event/8000"}
         if (g.header("Content-Type") or "").lower() != "application/sdp" or s["c"] != SBC_PUB_IP \
-                or s["o"] != SBC_PUB_IP or not relay_port_ok(s["port"]) or s["pts"] != ["0", "8", "9", "101"] \
-                or any(s["rtpmap"].get(k) != v for k, v in want_map.items()):
-            problems.append(f"the INVITE the gateway got does not carry the SBC's offer (c=/o= "
-                            f"{SBC_PUB_IP}, an even relay port, 0 8 9 101 with {want_map}):\n{head_of(g, 60)}")
+                or s["o"] != SBC_PUB_IP or not relay_port_ok(s["port"]) or s["pts"] != ["8", "0", "101"] \
+                or s["rtpmap"] != want_map:
+            problems.append(f"the INVITE the gateway got does not carry the SBC's offer of the tenant's "
+                            f"codecs (c=/o= {SBC_PUB_IP}, an even relay port, 8 0 101 with {want_map}):\n"
+                            f"{head_of(g, 60)}")
     ok = next((m for _, w, m in msgs if w == "received" and m.is_response and m.code == 200
                and m.cseq[1] == "INVITE"), None)
     pa = None
@@ -877,6 +889,75 @@ def lk_info_dtmf(ctx: Ctx):
           f"seq {seqs[0]}..{seqs[-1]}; info_dtmf +{di}, dtmf_injected +{dm})", flush=True)
 
 
+
+@lab_test
+def lk_dtmf_payload_types(ctx: Ctx):
+    """Gateway .10 with profile livekit; its stand-in (lk_uas with telephone-event as payload
+    type 96 in its SDP, -rtp_echo) and a carrier (sipp cf_uac_rtp) whose SDP has telephone-event
+    as 101, playing sip-tester's dtmf_2833_1.pcap (one RFC 4733 event, digit 1: 10 packets in pt
+    101, the marker on the first). Required (captures on both interfaces): the 10 packets reach
+    the gateway in pt 96, the marker on the first only, event code 1, the rest of each packet
+    byte-exact; the gateway's echo (in its 96) reaches the carrier in pt 101; nothing in the other
+    side's number crosses."""
+    name = "lk_dtmf_payload_types"
+    d = ctx.tdir(name)
+    pcap = sipp_pcap("dtmf_2833_1.pcap")
+    check(pcap.exists(), f"{pcap} not found (sip-tester ships it)")
+    (d / "cf_audio.pcap").write_bytes(pcap.read_bytes())
+    uas_scen = d / "lk_uas_te96.xml"
+    uas_scen.write_text((SIPP_DIR / "lk_uas.xml").read_text()
+                        .replace("RTP/AVP 8 101", "RTP/AVP 8 96")
+                        .replace("a=rtpmap:101 ", "a=rtpmap:96 ").replace("a=fmtp:101 ", "a=fmtp:96 "))
+    with Provisioned(ctx, gateways=LIVEKIT):
+        wait_media_idle(ctx)
+        caps = captures(d)
+        try:
+            with Uas("gw", str(uas_scen), GW1_IP, 5060, d, "uas",
+                     extra=["-rtp_echo", "-mp", str(SIPP_MEDIA_PORT)]) as uas:
+                r = run_uac("carrier", "cf_uac_rtp", CARRIER_IP, 5060, SBC_PRIV, d, "uac", calls=1,
+                            rate=1, duration_ms=1500, timeout_s=20, extra=["-mp", str(SIPP_MEDIA_PORT)])
+                ur = uas.stop()
+        finally:
+            for c in caps.values():
+                c.stop()
+    problems: list[str] = []
+    if not r.ok(1):
+        problems.append(f"carrier: {r.summary()}\n{tail_if(r.files.get('errors'))}")
+    if not ur.ok(1):
+        problems.append(f"gateway stand-in: {ur.summary()}")
+    sent = [p for p in rtp_packets(caps["priv0"].path) if (p.src, p.sport) == (CARRIER_IP, SIPP_MEDIA_PORT)]
+    pub = rtp_packets(caps["pub0"].path)
+    at_gw = [p for p in pub if p.src == SBC_PUB_IP and (p.dst, p.dport) == (GW1_IP, SIPP_MEDIA_PORT)]
+    echo = [p for p in pub if (p.src, p.sport) == (GW1_IP, SIPP_MEDIA_PORT) and p.dst == SBC_PUB_IP]
+    home = [p for p in rtp_packets(caps["priv0"].path)
+            if p.src == SBC_PRIV_IP and (p.dst, p.dport) == (CARRIER_IP, SIPP_MEDIA_PORT)]
+
+    def show(ps) -> str:
+        return " ".join(f"{p.pt}{'M' if p.payload[1] >> 7 else ''}" for p in ps) or "(none)"
+    if len(sent) != 10 or any(p.pt != 101 for p in sent):
+        problems.append(f"the carrier sent {len(sent)} packets, pts {show(sent)} (want 10 in 101)")
+    by_key = {p.key: p for p in at_gw}
+    crossed = [(p, by_key[p.key]) for p in sent if p.key in by_key]
+    if len(crossed) != len(sent) or any(q.pt != 96 for _, q in crossed):
+        problems.append(f"at the gateway: {len(crossed)} of the carrier's {len(sent)} packets, pts "
+                        f"{show([q for _, q in crossed])} (want all, in 96)")
+    markers = [q.payload[1] >> 7 for _, q in crossed]
+    if markers and markers != [1] + [0] * (len(markers) - 1):
+        problems.append(f"markers at the gateway {markers} (want the first only)")
+    changed = [q.seq for p, q in crossed if q.payload[12:] != p.payload[12:] or q.payload[2:12] != p.payload[2:12]]
+    if changed:
+        problems.append(f"packets {changed} changed beyond the payload type")
+    if any(p.pt != 96 for p in echo):
+        problems.append(f"the gateway's echo left it in pts {show(echo)} (want 96)")
+    echo_keys = {p.key for p in echo}
+    back = [p for p in home if p.key in echo_keys]
+    if not echo or len(back) < len(echo) or any(p.pt != 101 for p in back):
+        problems.append(f"the gateway's echo ({len(echo)} packets) reached the carrier as {len(back)} "
+                        f"packets, pts {show(back)} (want all, in 101)")
+    check(not problems, "\n".join(problems) + f"\n(traces and captures in {d})")
+    print(f"  (carrier 101 -> gateway {show([q for _, q in crossed])}; echo 96 -> carrier "
+          f"{show(back)})", flush=True)
+
 @lab_test
 def lk_update_to_reinvite(ctx: Ctx):
     """Gateway .10 with profile livekit; its stand-in (lk_uas) answers UPDATE 405 as LiveKit does
@@ -1013,3 +1094,267 @@ def lk_numbers_e164(ctx: Ctx):
     check(not problems, "\n".join(problems) + f"\n(traces in {d})")
     print(f"  (route API: user {want_called}, caller_user {want_caller}; the gateway got "
           f"{inv[0].first_line}, To {inv[0].header('To')}, From {inv[0].header('From')})", flush=True)
+
+
+# --- (f) all of it in one long call ---------------------------------------------------------------
+
+LONG_CALL_S = 100.0       # default call length (SBC_LAB_LONG_CALL_S): longer than one 90 s interval
+EVERYTHING_REFRESH_S, EVERYTHING_DTMF_S = 30.0, 20.0
+# The gateway's 180: lk_uas rings (without 100rel, as LiveKit does) 1 s before its 200.
+RING = """  <send>
+    <![CDATA[
+
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="1000"/>
+"""
+ANSWER_AT = '  <send retrans="500">'          # lk_uas.xml: the first one is the call's 200
+
+
+def max_gap(times: list[float], start: float, end: float) -> tuple[float, float]:
+    """The longest stretch of [start, end] with none of `times` in it: (length, where it began)."""
+    edges = [start] + sorted(t for t in times if start <= t <= end) + [end]
+    return max(((b - a, a) for a, b in zip(edges, edges[1:])), default=(0.0, start))
+
+
+@lab_test
+def lk_carrier_everything(ctx: Ctx):
+    """The issue's "done when": a carrier using session timers, UPDATE, INFO DTMF, 100rel and
+    delayed offer completes a long call with audio and digits through a gateway that supports none
+    of them. Gateway .10 with profile livekit; its stand-in is lk_uas (UPDATE 405, INFO 501, no
+    100rel, no PRACK; -rtp_echo) made to ring: 180 without 100rel 1 s before its 200. The carrier
+    (uapeer everything) sends an INVITE without SDP with Supported: timer, 100rel, Require: 100rel,
+    Session-Expires: 90;refresher=uac, Min-SE: 90, Allow: ... UPDATE, INFO, PRACK; PRACKs each
+    reliable provisional; answers the 200's offer in its ACK; then, for SBC_LAB_LONG_CALL_S s
+    (default 100, longer than the 90 s interval; 900 for the real 15-minute call), sends RTP every
+    20 ms, a bodiless UPDATE (Session-Expires: 90;refresher=uac) every 30 s and an INFO
+    application/dtmf-relay (Signal=1..9, 0, ...; Duration=160) every 20 s; then BYE.
+
+    Required: the flow went through; the carrier's 180 reliable (RSeq 1) and each PRACK answered
+    200; its 200 with Session-Expires: 90;refresher=uac; every UPDATE and INFO answered 200 by the
+    SBC (the UPDATEs' with Session-Expires: 90;refresher=uac); the carrier got no request (no BYE)
+    from the SBC; the gateway got an INVITE with an SDP offer and no timer/100rel/Session-Expires/
+    Min-SE, a bodiless ACK, no UPDATE/INFO/PRACK (only INVITE, ACK, BYE) and its BYE only after the
+    carrier's; >= 95 % of the carrier's RTP came back (the gateway's echo) with no gap over 2 s from
+    the first packet sent to the last; each INFO's digit reached the gateway, in order, as an RFC
+    4733 event in the gateway's telephone-event payload type from the call's relay port (pub0
+    captured with a filter: only short datagrams from the SBC to the gateway); status
+    sip.refreshes_answered + the UPDATEs, sip.info_dtmf + the INFOs, sip.sessions_expired + 0,
+    media.dtmf_injected + the event packets captured."""
+    name = "lk_carrier_everything"
+    d = ctx.tdir(name)
+    hold = float(os.environ.get("SBC_LAB_LONG_CALL_S") or LONG_CALL_S)
+    n_upd = len([k for k in range(1, int(hold / EVERYTHING_REFRESH_S) + 1) if k * EVERYTHING_REFRESH_S < hold])
+    n_info = len([k for k in range(1, int(hold / EVERYTHING_DTMF_S) + 1) if k * EVERYTHING_DTMF_S < hold])
+    text = (SIPP_DIR / "lk_uas.xml").read_text()
+    check(ANSWER_AT in text, f"lab/sipp/lk_uas.xml has no {ANSWER_AT.strip()!r} to ring before")
+    uas_scen = d / "lk_uas_ring.xml"
+    uas_scen.write_text(text.replace(ANSWER_AT, RING + ANSWER_AT, 1))
+    # Only the telephone events (16-byte RTP: UDP length 24) and whatever else is that short.
+    dtmf_filter = f"udp and src host {SBC_PUB_IP} and dst host {GW1_IP} and udp[4:2] < 64"
+    t_begin = time.monotonic()
+    with Provisioned(ctx, gateways=LIVEKIT):
+        wait_media_idle(ctx)
+        s0, m0 = sip_counters(ctx), ctx.api.media()
+        cap = Capture("sbc", "pub0", d / "pub0_short.pcap", filter=dtmf_filter)
+        try:
+            with Uas("gw", str(uas_scen), GW1_IP, 5060, d, "uas",
+                     extra=["-rtp_echo", "-mp", str(SIPP_MEDIA_PORT)]) as uas:
+                peer = PeerRun(ctx, d, "carrier", "carrier", "everything",
+                               ["--ip", CARRIER_IP, "--port", str(SIPP_MEDIA_PORT), "--to", SBC_PRIV,
+                                "--hold", str(hold), "--refresh", str(EVERYTHING_REFRESH_S),
+                                "--dtmf-every", str(EVERYTHING_DTMF_S)])
+                res = peer.result(hold + 60)
+                ur = uas.stop()
+        finally:
+            cap.stop()
+        m1 = wait_media_idle(ctx, int(m0["streams"]))
+        s1 = sip_counters(ctx)
+    problems: list[str] = []
+    if res.get("error"):
+        problems.append(f"the carrier's flow failed: {res['error']}")
+    if ur.failed or ur.successful < 1:
+        problems.append(f"gateway stand-in: {ur.summary()}\n{tail_if(ur.files.get('errors'))}")
+    msgs, marks, notes = peer_msgs(res), res.get("marks", {}), res.get("notes", {})
+    t_ack = marks.get("ack") or marks.get("answered") or marks.get("invite") or 0.0
+
+    def at(t: float) -> str:
+        return f"{t - t_ack:+.1f} s"
+
+    def firsts(direction: str, method: str) -> list[tuple[float, Msg]]:
+        seen, out = set(), []
+        for t, w, m in msgs:
+            if w == direction and m.method == method and m.cseq not in seen:
+                seen.add(m.cseq)
+                out.append((t, m))
+        return out
+
+    def answer(req: Msg) -> tuple[float, Msg] | None:
+        return next(((t, m) for t, w, m in msgs if w == "received" and m.is_response and m.code >= 200
+                     and m.cseq == req.cseq), None)
+
+    # --- the carrier's side: 100rel, the session timer, UPDATE and INFO answered at the edge.
+    invs = firsts("sent", "INVITE")
+    check(bool(invs), f"the carrier sent no INVITE: {res.get('error')} (output {peer.out})")
+    inv = invs[0][1]
+    if inv.body:
+        problems.append(f"the carrier's INVITE has a body (want none: delayed offer):\n{peer_text(inv)}")
+    provs = [(t, m) for t, w, m in msgs if w == "received" and m.is_response and m.cseq == inv.cseq
+             and 100 < m.code < 200]
+    reliable = [(t, m) for t, m in provs if "100rel" in tokens(m.all("Require"))]
+    pracks = firsts("sent", "PRACK")
+    prack_answers = [(p, answer(p)) for _, p in pracks]
+    if not reliable or reliable[0][1].all("RSeq") != ["1"]:
+        got = [f"{m.first} Require {m.all('Require')} RSeq {m.all('RSeq')}" for _, m in provs]
+        problems.append(f"the carrier got provisionals {got} (want the gateway's 180 as a reliable one, "
+                        f"Require: 100rel, RSeq: 1)")
+    if not pracks or any(a is None or a[1].code != 200 for _, a in prack_answers):
+        problems.append(f"the carrier's PRACKs (RAck {[p.header('RAck') for _, p in pracks]}) got "
+                        f"{[a[1].first if a else 'no answer' for _, a in prack_answers]} (want one per "
+                        f"reliable provisional, each 200)")
+    ok = answer(inv)
+    if ok is None or ok[1].code != 200:
+        problems.append(f"the carrier's INVITE got {ok[1].first if ok else 'no final response'}")
+    elif ok[1].all("Session-Expires", "x") != [SE] or "timer" not in tokens(ok[1].all("Require")):
+        problems.append(f"the carrier's 200 has Session-Expires {ok[1].all('Session-Expires', 'x')}, "
+                        f"Require {ok[1].all('Require')} (want {SE!r} and timer):\n{peer_text(ok[1])}")
+    updates = [(t, m, answer(m)) for t, m in firsts("sent", "UPDATE")]
+    infos = [(t, m, answer(m)) for t, m in firsts("sent", "INFO")]
+
+    def listing(items) -> str:
+        return ", ".join(f"{at(t)} CSeq {m.cseq[0]}: {a[1].first.split(' ', 1)[1] if a else 'no answer'}"
+                         + (f" (+{(a[0] - t) * 1000:.0f} ms, Session-Expires {a[1].header('Session-Expires', 'x')})"
+                            if a and m.method == "UPDATE" else "")
+                         for t, m, a in items) or "(none)"
+    upd_desc = f"UPDATEs after the ACK: {listing(updates)}"
+    info_desc = f"INFOs after the ACK: {listing(infos)}"
+    if len(updates) != n_upd or any(a is None or a[1].code != 200 or a[1].all("Session-Expires", "x") != [SE]
+                                    for _, _, a in updates):
+        problems.append(f"{upd_desc} (want {n_upd}, each 200 with Session-Expires {SE!r})")
+    digits = notes.get("digits", [])
+    if len(infos) != n_info or any(a is None or a[1].code != 200 for _, _, a in infos):
+        problems.append(f"{info_desc} (want {n_info}, each 200)")
+    got_reqs = [(t, m) for t, w, m in msgs if w == "received" and not m.is_response]
+    if got_reqs:
+        problems.append("the carrier received requests from the SBC: "
+                        + "; ".join(f"{at(t)} {m.first} (Reason: {m.header('Reason')})" for t, m in got_reqs))
+    byes = firsts("sent", "BYE")
+    bye_ok = answer(byes[0][1]) if byes else None
+    if not byes or bye_ok is None or bye_ok[1].code != 200:
+        got = bye_ok[1].first if bye_ok else "no answer"
+        problems.append(f"the carrier's BYE {f'got {got}' if byes else 'was never sent'}")
+    elif byes[0][0] - t_ack < hold - 1:
+        problems.append(f"the carrier's BYE left {byes[0][0] - t_ack:.1f} s after its ACK (want {hold:.0f})")
+
+    # --- the gateway's side: an offer, nothing of timer/100rel, no UPDATE/INFO/PRACK, not cut.
+    gwm = sipp_messages(ur.files.get("messages"))
+    g_inv = received_invites_of(gwm)
+    check(len(g_inv) == 1, "\n".join(problems) + f"\nthe gateway got {len(g_inv)} initial INVITEs "
+          f"(want 1; traces in {d})")
+    g = g_inv[0]
+    s = sdp_fields(g.body)
+    pb = s["port"]
+    if (g.header("Content-Type") or "").lower() != "application/sdp" or s["c"] != SBC_PUB_IP \
+            or not relay_port_ok(pb) or not s["pts"]:
+        problems.append(f"the gateway's INVITE carries no SDP offer of the SBC's ({SBC_PUB_IP}, an even "
+                        f"relay port):\n{head_of(g, 60)}")
+    left = timer_headers(g) + [f"{n}: {', '.join(g.headers(n))}" for n in ("Require", "Supported")
+                               if "100rel" in tokens(g.headers(n))] + [f"RSeq: {v}" for v in g.headers("RSeq")]
+    if left:
+        problems.append(f"the gateway's INVITE carries {left}:\n{head_of(g)}")
+    g_reqs = requests(gwm, "received", g.call_id)
+    g_got = [f"{method_of(m)} {at(m.ts)}" for m in g_reqs]
+    if any(method_of(m) in ("UPDATE", "INFO", "PRACK") for m in g_reqs) \
+            or sorted(method_of(m) for m in g_reqs) != ["ACK", "BYE", "INVITE"]:
+        problems.append(f"the gateway received {g_got} (want only the INVITE, its ACK and the BYE: no "
+                        f"UPDATE, INFO, PRACK)")
+    g_ack = [m for m in g_reqs if m.is_request("ACK")]
+    if g_ack and (g_ack[0].body.strip() or g_ack[0].header("Content-Type")):
+        problems.append(f"the ACK the gateway got has a body (the carrier's answer stops at the SBC):\n"
+                        f"{head_of(g_ack[0])}")
+    g_byes = [m for m in g_reqs if m.is_request("BYE")]
+    if byes and g_byes and g_byes[0].ts < byes[0][0] - 0.05:
+        problems.append(f"the gateway got a BYE {at(g_byes[0].ts)} after the carrier's ACK, before the "
+                        f"carrier's own ({at(byes[0][0])}), Reason {g_byes[0].header('Reason')!r}: the "
+                        f"SBC cut the call:\n{head_of(g_byes[0])}")
+    gw_ok = next((m for m in gwm if m.direction == "sent" and m.is_response(200, "INVITE") and m.sdp), None)
+    pt = telephone_event_pt(gw_ok.body) if gw_ok else None
+
+    # --- audio: the carrier's RTP came back through the gateway's echo, all along.
+    tx = [x for x in res.get("rtp_tx", []) if x[3] == CARRIER_SSRC]
+    rx = [x for x in res.get("rtp_rx", []) if x[3] == CARRIER_SSRC]
+    back = {x[4] for x in rx} & {x[4] for x in tx}
+    gap, gap_at = max_gap([x[0] for x in rx], tx[0][0], tx[-1][0]) if tx else (float("inf"), t_ack)
+    share = len(back) / len(tx) if tx else 0.0
+    audio = (f"the carrier sent {len(tx)} RTP packets ({tx[-1][0] - tx[0][0]:.1f} s), {len(back)} came back "
+             f"({share:.1%}), longest stretch with none coming back {gap:.2f} s from {at(gap_at)}"
+             if tx else "the carrier sent no RTP")
+    if len(tx) < 40 * hold or share < 0.95:
+        problems.append(f"audio: {audio} (want >= 95 % back)")
+    if gap > 2.0:
+        problems.append(f"audio: {audio} (want no gap over 2 s)")
+
+    # --- the digits at the gateway, as RFC 4733 events (pub0, short datagrams only).
+    short = rtp_flow(rtp_packets(cap.path), (SBC_PUB_IP, None), (GW1_IP, None))
+    events: list[list] = []
+    for p in (p for p in short if p.pt == pt):
+        ts = struct.unpack("!I", p.payload[4:8])[0]
+        if not events or events[-1][0] != ts:
+            events.append([ts, []])
+        events[-1][1].append(p)
+    codes = [ps[0].payload[12] if len(ps[0].payload) >= 16 else None for _, ps in events]
+    want_codes = [int(x) for x in digits]
+    others = sorted({p.pt for p in short if p.pt != pt})
+    ev_desc = (f"digits sent {''.join(digits) or '(none)'}; events at the gateway in pt {pt}: "
+               f"{''.join('?' if c is None else str(c) if c < 10 else f'<{c}>' for c in codes) or '(none)'} "
+               f"({len(events)} events, {sum(len(ps) for _, ps in events)} packets"
+               f"{f'; short packets in other pts {others}' if others else ''})")
+    if pt is None:
+        problems.append(f"the gateway's 200 names no telephone-event payload type:\n{head_of(gw_ok)}")
+    elif codes != want_codes:
+        problems.append(f"DTMF: {ev_desc} (want one event per INFO, in order)")
+    bad_ev = []
+    info_sent = [t for t, _, _ in infos]
+    for i, (ts, ps) in enumerate(events):
+        if any(len(p.payload) < 16 or p.payload[12] != ps[0].payload[12] for p in ps):
+            bad_ev.append(f"event {i + 1}: packets with different event codes")
+        if any((p.sport, p.dport) != (pb, SIPP_MEDIA_PORT) for p in ps):
+            bad_ev.append(f"event {i + 1}: from {ps[0].sport} to {ps[0].dport} (want from the relay port "
+                          f"{pb} to the gateway's {SIPP_MEDIA_PORT})")
+        if i < len(info_sent) and ps[0].ts < info_sent[i] - 0.05:
+            bad_ev.append(f"event {i + 1} left {info_sent[i] - ps[0].ts:.2f} s before its INFO was sent")
+    if bad_ev:
+        problems.append("DTMF: " + "; ".join(bad_ev[:10]))
+
+    # --- the status counters.
+    counted = {}
+    n_pkts = sum(len(ps) for _, ps in events)
+    for group, before, after, key, want in (("sip", s0, s1, "refreshes_answered", len(updates)),
+                                            ("sip", s0, s1, "info_dtmf", len(infos)),
+                                            ("sip", s0, s1, "sessions_expired", 0),
+                                            ("media", m0, m1, "dtmf_injected", n_pkts)):
+        if key not in after:
+            problems.append(f"status {group} has no {key}: {sorted(after)}")
+            continue
+        counted[key] = int(after[key]) - int(before.get(key, 0))
+        if counted[key] != want:
+            problems.append(f"status {group}.{key} went up by {counted[key]} (want {want})")
+    check(not problems, "\n".join(problems) + f"\n--- {upd_desc}\n--- {info_desc}\n--- audio: {audio}\n"
+          f"--- DTMF: {ev_desc}\n--- the gateway received {g_got}\n(peer output, traces and the "
+          f"capture in {d}; SBC log in {ctx.out})")
+    print(f"  ({hold:.0f} s call, {time.monotonic() - t_begin:.0f} s in all: reliable 180 PRACKed "
+          f"({[a[1].code for _, a in prack_answers]}); {len(updates)} UPDATE refreshes answered 200 by "
+          f"the SBC (Session-Expires {sorted({a[1].header('Session-Expires', 'x') for _, _, a in updates})}); "
+          f"{len(infos)} INFO digits {''.join(digits)} -> {len(events)} RFC 4733 events in pt {pt} "
+          f"({n_pkts} packets) in order; audio: {audio}; the gateway received {[method_of(m) for m in g_reqs]}; "
+          f"counters {counted})", flush=True)
