@@ -1,6 +1,6 @@
 """The SBC process inside ns sbc: its config (the lab's addresses, the backend, the database,
-extra [routing] and [media] keys), start (ready once the API and SIP answer), restart, stop, its
-log, and its CPU time and memory."""
+extra [routing], [media] and [health] keys), start (ready once the API and SIP answer), restart,
+stop, its log, and its CPU time and memory."""
 from __future__ import annotations
 
 import atexit
@@ -65,7 +65,8 @@ def toml_value(v) -> str:
 
 class Sbc:
     """The SBC inside ns sbc. `routing` becomes the config's [routing] table (None: no table, the
-    SBC's defaults). The database (`db_url`; default a SQLite file in a temporary directory)
+    SBC's defaults); write_config's and restart()'s `health` its [health] table the same way (None:
+    no table, probing off). The database (`db_url`; default a SQLite file in a temporary directory)
     survives restart(). `backend`: "socket" or "dpdk" (default: netns.default_backend())."""
 
     def __init__(self, binary: str | Path, out_dir: Path, rust_log: str = "info",
@@ -83,8 +84,10 @@ class Sbc:
         atexit.register(shutil.rmtree, self.tmp, True)
         self.write_config(routing)
 
-    def write_config(self, routing: dict | None, media: dict | None = None) -> None:
+    def write_config(self, routing: dict | None, media: dict | None = None,
+                     health: dict | None = None) -> None:
         self.routing = dict(routing) if routing else None
+        self.health = dict(health) if health else None
         media_extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in (media or {}).items())
         dataplane = DPDK_DATAPLANE if self.backend == "dpdk" else '[dataplane]\nbackend = "socket"\n'
         text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
@@ -92,17 +95,21 @@ class Sbc:
                                       dataplane=dataplane)
         if self.routing:
             text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
+        if self.health:
+            text += "[health]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.health.items())
         self.config.write_text(text)
         shutil.copy(self.config, self.out_dir / "sbc.toml")
 
     def restart(self, routing: dict | None = None, api_timeout: float = 10.0,
-                media: dict | None = None) -> None:
-        """Stop, rewrite the config with `routing` and extra [media] keys `media` (both None: keep
-        the current config), start again. Provisioning survives (same database); counters and
+                media: dict | None = None, health: dict | None = None) -> None:
+        """Stop, rewrite the config with `routing`, extra [media] keys `media` and the [health]
+        table `health` (all None: keep the current config; `routing` or `health` None keeps its
+        table, {} drops it), start again. Provisioning survives (same database); counters and
         live calls do not."""
         self.stop()
-        if routing is not None or media is not None:
-            self.write_config(routing if routing is not None else self.routing, media)
+        if routing is not None or media is not None or health is not None:
+            self.write_config(routing if routing is not None else self.routing, media,
+                              health if health is not None else self.health)
         self.start(api_timeout)
 
     def start(self, api_timeout: float = 10.0) -> None:
