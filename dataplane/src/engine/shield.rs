@@ -684,8 +684,9 @@ impl SipEngine {
     }
 
     /// A PRACK from the carrier of a shielded dialog: answered here (200
-    /// when its `RAck` names the provisional waiting for it, else 481, RFC
-    /// 3262 section 3), and the next queued provisional sent. `true` when
+    /// when its `RAck` names a reliable provisional we sent, also after the
+    /// final answer; else 481, RFC 3262 section 3), and, for the one
+    /// waiting, the next queued provisional sent. `true` when
     /// it was ours to answer.
     fn answer_prack(&mut self, rx: &Incoming<'_, '_>, did: Id, out: &mut Vec<Outgoing>) -> bool {
         let Incoming { side, src, msg, .. } = *rx;
@@ -696,8 +697,10 @@ impl SipEngine {
         let rack = value(msg, "RAck", "")
             .and_then(|v| grammar::split_lws(v).next().and_then(grammar::parse_u32));
         let matches = r.unacked.is_some() && rack == Some(r.rseq);
-        let repeated = rack.is_some_and(|n| n != 0 && n <= r.acked);
-        let code = if matches || repeated { 200 } else { 481 };
+        // One we sent: a repeat (our 200 lost), or a late one that comes
+        // after the final answer stopped the resending.
+        let sent = rack.is_some_and(|n| n != 0 && n <= r.rseq);
+        let code = if matches || sent { 200 } else { 481 };
         if matches {
             r.acked = r.rseq;
             let to = r.unacked.take().map(|(_, s, d)| (s, d));

@@ -574,11 +574,18 @@ fn a_carrier_requiring_100rel_gets_reliable_provisionals_from_us() {
     assert!(r183.contains("m=audio 10000 "), "{r183}");
     assert_eq!(status(&out[1].2), 200);
     assert_eq!(header(&out[1].2, "CSeq"), Some("2 PRACK"));
-    // The 200 to the INVITE ends the resending.
+    // The 200 to the INVITE ends the resending of the 183.
     let ok = with_body(&answer(&fwd, 200, "gw1", false), GW_SDP);
     let back = peers.send(Side::Public, GATEWAY, &ok);
     assert_eq!(status(&back[0].2), 200);
     assert!(peers.advance(10_000).is_empty(), "nothing resent");
+    // Its PRACK, late (after the 200), still gets 200 (RFC 3262 3: the
+    // provisional was sent and is acknowledged now); one for an RSeq never
+    // sent gets 481.
+    let out = peers.send(Side::Private, CARRIER, &prack("p2", 2));
+    assert_eq!((out.len(), status(&out[0].2)), (1, 200), "{out:?}");
+    let out = peers.send(Side::Private, CARRIER, &prack("p3", 3));
+    assert_eq!(status(&out[0].2), 481, "{out:?}");
 }
 
 #[test]
