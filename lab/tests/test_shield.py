@@ -760,7 +760,7 @@ def lk_delayed_offer(ctx: Ctx):
             f"captures in {d}")
     check(len(sent) >= 80 and fwd >= 0.95 * len(sent), f"the carrier's audio did not cross: {desc}")
     check(len(back) >= 0.9 * fwd and bwd >= 0.95 * len(back), f"the gateway's audio did not cross: {desc}")
-    print(f"  (the gateway got the SBC's offer 0 8 9 101 on {SBC_PUB_IP}:{pb}, the carrier the "
+    print(f"  (the gateway got the SBC's offer of the tenant's codecs, 8 0 101, on {SBC_PUB_IP}:{pb}, the carrier the "
           f"anchored answer as an offer on {SBC_PRIV_IP}:{pa}, ACK without body at the gateway; {desc})",
           flush=True)
 
