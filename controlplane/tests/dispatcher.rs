@@ -305,6 +305,17 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
     assert_eq!(code, 1);
     assert!(err.contains("field `filter`"), "{err}");
 
+    // No call in progress: the engine and the relay both answer.
+    let (code, out, err) = sbcctl(&api, &["calls", "--active", "--count"]);
+    assert_eq!((code, out.trim()), (0, "0"), "{err}");
+    let (_, out, _) = sbcctl(&api, &["--json", "calls", "--active"]);
+    let active: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&active["count"], &active["media"]),
+        (&serde_json::json!(0), &serde_json::json!(true)),
+        "{active}"
+    );
+
     // The table, Kamailio's columns.
     let (code, out, err) = sbcctl(&api, &["dispatcher", "list"]);
     assert_eq!(code, 0, "{err}");

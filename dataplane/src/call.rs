@@ -138,6 +138,42 @@ pub struct SipCapture {
     pub data: Vec<u8>,
 }
 
+/// A call in progress as `GET /api/v1/calls/active` shows it (the
+/// engine's part; the relay adds the RTP figures by port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCall {
+    /// The engine's call number.
+    pub call: u64,
+    /// The tenant, if any.
+    pub tenant: Option<String>,
+    /// The side the caller is on.
+    pub caller_side: Side,
+    /// The caller's Call-ID.
+    pub call_id: String,
+    /// The caller's address.
+    pub caller_addr: SocketAddr,
+    /// The callee leg's address (the gateway of an inbound call).
+    pub callee_addr: SocketAddr,
+    /// Answered (a 2xx seen) or still ringing.
+    pub answered: bool,
+    /// Engine time of its INVITE (ms).
+    pub started_ms: Ms,
+    /// Our relay ports per media line: the caller's side, the callee's.
+    pub ports: Vec<[u16; 2]>,
+}
+
+/// What one stream's two ends received so far, by the caller-side port of
+/// its RTP (`RelayTable::figures`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveMedia {
+    /// The side of the caller's end.
+    pub side: Side,
+    /// Our RTP port there.
+    pub port: u16,
+    /// What the caller sent and what the callee sent.
+    pub line: MediaLine,
+}
+
 /// Who ended a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndedBy {

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::call::{CallEvent, CallRecord, CallStep, SipCapture};
+use crate::call::{ActiveCall, CallEvent, CallRecord, CallStep, LiveMedia, SipCapture};
 use crate::health::HealthReport;
 use crate::net::Reason;
 use crate::side::BySide;
+use crate::time::Ms;
 
 /// One monotonically increasing (or gauge) counter.
 #[derive(Debug, Default)]
@@ -125,6 +126,16 @@ pub struct EngineStats {
     pub call_steps: ArrayQueue<CallStep>,
     /// Steps lost to a full `call_steps` ring.
     pub call_steps_dropped: Counter,
+    /// Set by the control plane to ask the engine for its calls in
+    /// progress (`active_calls`), cleared by the engine.
+    pub active_wanted: std::sync::atomic::AtomicBool,
+    /// The engine's answer: its calls in progress (the latest only).
+    pub active_calls: ArrayQueue<(Ms, Vec<ActiveCall>)>,
+    /// Set to ask the relay for what its streams received so far
+    /// (`live_media`), cleared by the relay at its next once-a-second scan.
+    pub media_wanted: std::sync::atomic::AtomicBool,
+    /// The relay's answer (the latest only).
+    pub live_media: ArrayQueue<Vec<LiveMedia>>,
     /// Whether the engine thread copies every SIP datagram into
     /// `sip_capture` (HEP export, a pcap capture running).
     pub capture_on: std::sync::atomic::AtomicBool,
@@ -175,6 +186,10 @@ impl Default for EngineStats {
             probes_sent: Counter::default(),
             probe_answers: Counter::default(),
             calls_no_gateway_up: Counter::default(),
+            active_wanted: std::sync::atomic::AtomicBool::new(false),
+            active_calls: ArrayQueue::new(1),
+            media_wanted: std::sync::atomic::AtomicBool::new(false),
+            live_media: ArrayQueue::new(1),
             capture_on: std::sync::atomic::AtomicBool::new(false),
             sip_capture: ArrayQueue::new(16_384),
             capture_dropped: Counter::default(),
@@ -204,6 +219,17 @@ impl EngineStats {
         };
         if self.sip_capture.push(c).is_err() {
             self.capture_dropped.inc();
+        }
+    }
+
+    /// The relay's answer to `media_wanted`, when it was asked: its
+    /// streams' figures so far.
+    pub fn answer_media(&self, table: &crate::media::RelayTable) {
+        if self
+            .media_wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            let _ = self.live_media.force_push(table.figures());
         }
     }
 

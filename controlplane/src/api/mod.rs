@@ -384,6 +384,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/route"),
     ("get", "/api/v1/stats/calls"),
     ("get", "/api/v1/calls"),
+    ("get", "/api/v1/calls/active"),
     ("get", "/api/v1/cdrs"),
     ("get", "/api/v1/capture"),
     ("get", "/api/v1/dispatcher"),
@@ -403,6 +404,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/route", post(route))
         .route("/api/v1/stats/calls", get(call_stats))
         .route("/api/v1/calls", get(recent_calls))
+        .route("/api/v1/calls/active", get(self::stats::active_calls))
         .route("/api/v1/cdrs", get(self::stats::cdrs))
         .route("/api/v1/capture", get(self::stats::capture))
         .route("/api/v1/dispatcher", get(dispatcher::list))

@@ -418,6 +418,45 @@ pub struct CallWindow {
     pub by_gateway: BTreeMap<String, WindowFigures>,
 }
 
+/// The answer of `GET /api/v1/calls/active`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveList {
+    /// Calls in progress (`calls.len()`, as rtpengine's `list numsessions`).
+    pub count: u64,
+    /// Whether the RTP figures are in (the relay answered in time).
+    pub media: bool,
+    /// Oldest first.
+    pub calls: Vec<ActiveCallView>,
+}
+
+/// One call in progress, as `kamcmd dlg.list` and `rtpengine-ctl list
+/// sessions` showed it together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveCallView {
+    /// The SBC's call number.
+    pub call: u64,
+    /// The tenant, if any.
+    pub tenant: Option<String>,
+    /// `inbound` or `outbound`.
+    pub direction: Direction,
+    /// The caller's Call-ID.
+    pub call_id: String,
+    /// The caller's address, `ip:port`.
+    pub caller_addr: String,
+    /// The callee leg's address (the gateway of an inbound call).
+    pub callee_addr: String,
+    /// `ringing` or `answered`.
+    pub state: String,
+    /// Seconds since its INVITE.
+    pub age_s: f64,
+    /// Our relay ports per media line: `[caller side, callee side]`.
+    pub ports: Vec<[u16; 2]>,
+    /// RTP from the caller so far (all media lines).
+    pub from_caller: RtpFigures,
+    /// RTP from the callee so far.
+    pub from_callee: RtpFigures,
+}
+
 /// The answer of `GET /api/v1/cdrs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CdrList {

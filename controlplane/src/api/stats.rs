@@ -8,11 +8,11 @@ use axum::extract::{Query, State};
 use sbc_dataplane::call::{self, RtpSummary};
 use sbc_dataplane::stats::Counter;
 
+use super::model::{ActiveCallView, ActiveList, CallWindow, CdrList, FieldError};
 use super::model::{
     CallList, CallRecord, CallStats, CallsQuery, DatabaseState, Direction, GatewayHealth, IoStatus,
     MediaFigures, PortStatus, Provisioned, RtpFigures, Status,
 };
-use super::model::{CallWindow, CdrList, FieldError};
 use super::{ApiError, ApiJson, AppState};
 use crate::cdr::{now_ms, parse_window, CdrQuery};
 
@@ -262,4 +262,86 @@ pub(super) async fn capture(
         pcap,
     )
         .into_response())
+}
+
+/// `GET /api/v1/calls/active`: the calls in progress with what their media
+/// carried so far. The engine lists its dialogs and the relay its streams'
+/// figures when asked (the relay at its next once-a-second scan), so the
+/// answer takes up to about a second; `media` is false when the relay did
+/// not answer in time (figures then zero).
+pub(super) async fn active_calls(
+    State(s): State<AppState>,
+) -> Result<ApiJson<ActiveList>, ApiError> {
+    use std::sync::atomic::Ordering;
+    let e = &s.stats.engine;
+    while e.active_calls.pop().is_some() {}
+    while e.live_media.pop().is_some() {}
+    e.media_wanted.store(true, Ordering::Relaxed);
+    e.active_wanted.store(true, Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1_500);
+    let mut calls = None;
+    let mut media = None;
+    while tokio::time::Instant::now() < deadline && (calls.is_none() || media.is_none()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if calls.is_none() {
+            calls = e.active_calls.pop();
+        }
+        if media.is_none() {
+            media = e.live_media.pop();
+        }
+    }
+    e.media_wanted.store(false, Ordering::Relaxed);
+    let Some((now, calls)) = calls else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the SIP engine did not answer",
+        ));
+    };
+    let have_media = media.is_some();
+    let by_port: BTreeMap<(sbc_dataplane::Side, u16), call::MediaLine> = media
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| ((m.side, m.port), m.line))
+        .collect();
+    let mut list: Vec<ActiveCallView> = calls
+        .into_iter()
+        .map(|c| {
+            let lines: Vec<call::MediaLine> = c
+                .ports
+                .iter()
+                .filter_map(|p| by_port.get(&(c.caller_side, p[0])).copied())
+                .collect();
+            let sum = |pick: fn(&call::MediaLine) -> RtpSummary| {
+                let mut t = RtpSummary::default();
+                for l in &lines {
+                    let x = pick(l);
+                    t.packets += x.packets;
+                    t.bytes += x.bytes;
+                    t.lost += x.lost;
+                    t.jitter_ms = t.jitter_ms.max(x.jitter_ms);
+                    t.dtmf_events += x.dtmf_events;
+                }
+                RtpFigures::from(&t)
+            };
+            ActiveCallView {
+                call: c.call,
+                tenant: c.tenant.clone(),
+                direction: Direction::of(c.caller_side),
+                call_id: c.call_id.clone(),
+                caller_addr: c.caller_addr.to_string(),
+                callee_addr: c.callee_addr.to_string(),
+                state: if c.answered { "answered" } else { "ringing" }.to_string(),
+                age_s: now.saturating_sub(c.started_ms) as f64 / 1000.0,
+                ports: c.ports.clone(),
+                from_caller: sum(|l| l.from_caller),
+                from_callee: sum(|l| l.from_callee),
+            }
+        })
+        .collect();
+    list.sort_by_key(|c| c.call);
+    Ok(ApiJson(ActiveList {
+        count: list.len() as u64,
+        media: have_media,
+        calls: list,
+    }))
 }

@@ -18,9 +18,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sbc_controlplane::api::model::{
-    self, Action, CallList, CallRecord, CallStats, CallsQuery, CarrierIn, CarrierRow, CdrList,
-    CdrRow, Destination, Direction, DispatcherList, ErrorBody, GatewayIn, GatewayRow, PingRequest,
-    RouteDecision, RouteQuery, StateRequest, Status, TenantIn, TenantRow, WindowFigures,
+    self, Action, ActiveCallView, ActiveList, CallList, CallRecord, CallStats, CallsQuery,
+    CarrierIn, CarrierRow, CdrList, CdrRow, Destination, Direction, DispatcherList, ErrorBody,
+    GatewayIn, GatewayRow, PingRequest, RouteDecision, RouteQuery, StateRequest, Status, TenantIn,
+    TenantRow, WindowFigures,
 };
 use sbc_dataplane::health::AdminState;
 use serde::de::DeserializeOwned;
@@ -126,6 +127,14 @@ enum Command {
     Calls {
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// The calls in progress instead (tenant, direction, gateway,
+        /// state, age, relay ports, RTP so far each way), as `kamcmd
+        /// dlg.list` and `rtpengine-ctl list sessions` gave them.
+        #[arg(long)]
+        active: bool,
+        /// With --active: only how many (`rtpengine-ctl list numsessions`).
+        #[arg(long, requires = "active")]
+        count: bool,
     },
     /// SBC status: version, backend, uptime, calls, gateways, database,
     /// snapshot, the largest drop counters (`--json`: the API's document).
@@ -402,7 +411,27 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             print_table(&typed::<CdrList>(v)?.cdrs);
             Ok(())
         }
-        Command::Calls { limit } => {
+        Command::Calls {
+            active: true,
+            count,
+            ..
+        } => {
+            let v = c.get("/api/v1/calls/active")?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let list: ActiveList = typed(v)?;
+            if *count {
+                println!("{}", list.count);
+            } else {
+                print_table(&list.calls);
+                if !list.media {
+                    println!("(the relay did not answer in time: RTP figures missing)");
+                }
+            }
+            Ok(())
+        }
+        Command::Calls { limit, .. } => {
             let query = CallsQuery { limit: *limit };
             let v = c.get(&format!("/api/v1/calls?{}", query.to_query()))?;
             if cli.json {
@@ -857,6 +886,49 @@ impl TableRow for TenantCounts<'_> {
 }
 
 /// A finished call, its RTP packets summed over its media lines.
+impl TableRow for ActiveCallView {
+    const COLUMNS: &'static [&'static str] = &[
+        "call",
+        "tenant",
+        "direction",
+        "state",
+        "age_s",
+        "gateway",
+        "ports",
+        "rtp_in",
+        "lost_in",
+        "rtp_out",
+        "lost_out",
+        "call_id",
+    ];
+    /// `in`: from the caller; `out`: from the callee.
+    fn cells(&self) -> Vec<String> {
+        let gateway = match self.direction {
+            Direction::Inbound => &self.callee_addr,
+            Direction::Outbound => &self.caller_addr,
+        };
+        let ports: Vec<String> = self.ports.iter().map(|[a, b]| format!("{a}/{b}")).collect();
+        vec![
+            self.call.to_string(),
+            or_dash(self.tenant.as_ref()),
+            direction(self.direction).to_string(),
+            self.state.clone(),
+            format!("{:.0}", self.age_s),
+            gateway.clone(),
+            if ports.is_empty() {
+                "-".into()
+            } else {
+                ports.join(",")
+            },
+            self.from_caller.packets.to_string(),
+            self.from_caller.lost.to_string(),
+            self.from_callee.packets.to_string(),
+            self.from_callee.lost.to_string(),
+            self.call_id.clone(),
+        ]
+    }
+}
+
 impl TableRow for CallRecord {
     const COLUMNS: &'static [&'static str] = &[
         "call",

@@ -77,6 +77,12 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             engine.set_snapshot(s);
         }
         let now = start.elapsed().as_millis() as u64;
+        if shared.engine.active_wanted.swap(false, Ordering::Relaxed) {
+            let _ = shared
+                .engine
+                .active_calls
+                .force_push((now, engine.active_calls()));
+        }
         while let Some(cmd) = shared.health_cmds.pop() {
             engine.health_command(now, cmd, &mut out);
         }

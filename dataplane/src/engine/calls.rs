@@ -7,7 +7,7 @@ use super::dialog::DialogState;
 use super::dialog::LegRef;
 use super::slab::Id;
 use super::{Ms, SipEngine};
-use crate::call::{CallEvent, CallRecord, CallResult, CallStep, EndedBy};
+use crate::call::{ActiveCall, CallEvent, CallRecord, CallResult, CallStep, EndedBy};
 use crate::side::Side;
 use crate::sip::SipMessage;
 
@@ -30,6 +30,24 @@ impl SipEngine {
                 self.emit(tenant.as_deref(), side, CallResult::Answered);
             }
         }
+    }
+
+    /// Every call in progress, for `GET /api/v1/calls/active`.
+    pub fn active_calls(&self) -> Vec<ActiveCall> {
+        self.dialogs
+            .iter()
+            .map(|d| ActiveCall {
+                call: d.call,
+                tenant: d.tenant_id.clone(),
+                caller_side: d.caller.side,
+                call_id: String::from_utf8_lossy(&d.caller.call_id).into_owned(),
+                caller_addr: d.caller.peer,
+                callee_addr: d.callee.peer,
+                answered: d.state == DialogState::Confirmed,
+                started_ms: d.started,
+                ports: d.media.clone(),
+            })
+            .collect()
     }
 
     /// Notes on the dialog of transaction `id` the final status its caller

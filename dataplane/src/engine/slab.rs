@@ -95,6 +95,11 @@ impl<T> Slab<T> {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// Every value held, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|s| s.val.as_ref())
+    }
 }
 
 #[cfg(test)]

@@ -391,6 +391,28 @@ impl RelayTable {
         Some((end.lane, end.destination()?))
     }
 
+    /// What each RTP stream received so far, by the port of its first end
+    /// (the caller's, as the engine installs them): for the live calls
+    /// list, built only when asked.
+    pub fn figures(&self) -> Vec<crate::call::LiveMedia> {
+        self.streams
+            .iter()
+            .flatten()
+            .filter(|s| !s.rtcp)
+            .map(|s| {
+                let [a, b] = &s.ends;
+                crate::call::LiveMedia {
+                    side: a.side,
+                    port: a.port,
+                    line: MediaLine {
+                        from_caller: a.rx.summary(),
+                        from_callee: b.rx.summary(),
+                    },
+                }
+            })
+            .collect()
+    }
+
     /// Installed streams (RTP and RTCP each count one).
     pub fn len(&self) -> usize {
         self.streams.len() - self.free.len()

@@ -411,6 +411,7 @@ impl Poller {
     /// Once a second: silent streams to the engine, relay counters out.
     fn scan(&mut self, now: Ms) {
         let shared = &self.shared;
+        shared.engine.answer_media(&self.table);
         let mut reported = false;
         self.table.idle(now, self.media_timeout, |side, port| {
             if shared.media_idle.push((side, port)).is_err() {

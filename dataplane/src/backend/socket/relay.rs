@@ -91,6 +91,7 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventF
         let now = start.elapsed().as_millis() as u64;
         if now >= next_scan {
             next_scan = now + 1_000;
+            shared.engine.answer_media(&table);
             let mut reported = false;
             table.idle(now, settings.timeout, |side, port| {
                 if shared.media_idle.push((side, port)).is_err() {
