@@ -15,9 +15,10 @@ lab-out/tests-<timestamp>/ (lab-out/tests-latest points at the newest run).
 
 The tests are the functions decorated @lab_test in lab/tests/test_<feature>.py; each stands
 alone, so any --only selection runs as it would in the whole suite. A new test is a new such
-function; kit/registry.py says in what order they run. `--files api,routing` runs the tests of
-lab/tests/test_api.py and test_routing.py only (CI runs those again on MariaDB and PostgreSQL: the
-other files do not touch provisioning, so repeating them there would only repeat coverage).
+function; kit/registry.py says in what order they run. `--files api,routing,operations` runs the
+tests of lab/tests/test_api.py, test_routing.py and test_operations.py only (CI runs those again on
+MariaDB and PostgreSQL: they provision, or write CDRs, through the database; the other files would
+only repeat their coverage there).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-//! Prometheus metrics on `[metrics] listen` (`GET /metrics`, text format
-//! 0.0.4 as written by prometheus-client).
+//! Prometheus metrics on `[metrics] listen` (`GET /metrics`, OpenMetrics 1.0
+//! text as written by prometheus-client, served with its content type).
 //!
 //! Two kinds:
 //! - **Read at scrape time** ([`Live`], a prometheus-client `Collector`):

@@ -116,7 +116,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `GET /metrics` (Prometheus text format 0.0.4); anything else 404.
+/// `GET /metrics` (OpenMetrics 1.0 text, which Prometheus scrapes and
+/// `promtool` reads); anything else 404.
 pub fn metrics_router(metrics: Arc<Metrics>) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
@@ -126,7 +127,7 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> axum::Router {
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
                     metrics.encode(),
                 )
