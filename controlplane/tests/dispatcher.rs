@@ -3,6 +3,8 @@
 //! one where nothing listens, and `sbcctl dispatcher list | ping | set-state`
 //! shows and changes what it found.
 
+mod common;
+use common::sbcctl;
 use std::net::UdpSocket;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -67,21 +69,6 @@ fn responder(sock: UdpSocket, code: u16, seen: Arc<AtomicU32>, stop: Arc<AtomicB
         resp.push_str("Content-Length: 0\r\n\r\n");
         let _ = sock.send_to(resp.as_bytes(), src);
     }
-}
-
-fn sbcctl(api: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sbcctl"))
-        .arg("--api")
-        .arg(api)
-        .args(args)
-        .env_remove("SBC_API_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn dispatcher(api: &str) -> Value {

@@ -1,5 +1,7 @@
 //! `sbcctl` against a real API server on loopback.
 
+mod common;
+use common::sbcctl;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -31,21 +33,6 @@ fn serve(token: Option<&str>) -> (String, tempfile::TempDir, tokio::runtime::Run
         addr
     });
     (format!("http://{addr}"), dir, rt)
-}
-
-fn sbcctl(api: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sbcctl"))
-        .arg("--api")
-        .arg(api)
-        .args(args)
-        .env_remove("SBC_API_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -198,16 +198,21 @@ struct Client {
 }
 
 impl Client {
-    /// Sends a request with an optional JSON body; the answer's JSON (null
-    /// for 204 No Content).
-    fn call(
+    /// Sends a request (an optional JSON body, an optional timeout) and
+    /// gives the answer when it is a 2xx; a refusal carries the API's
+    /// message, a failure to connect says so.
+    fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<&impl Serialize>,
-    ) -> Result<Value, Failure> {
+        wait: Option<std::time::Duration>,
+    ) -> Result<(String, ureq::Response), Failure> {
         let url = format!("{}{}", self.base.trim_end_matches('/'), path);
         let mut req = self.agent.request(method, &url);
+        if let Some(w) = wait {
+            req = req.timeout(w);
+        }
         if let Some(t) = &self.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
@@ -216,10 +221,7 @@ impl Client {
             None => req.call(),
         };
         match resp {
-            Ok(r) if r.status() == 204 => Ok(Value::Null),
-            Ok(r) => r
-                .into_json()
-                .map_err(|e| Failure::Refused(format!("bad answer from {url}: {e}"))),
+            Ok(r) => Ok((url, r)),
             Err(ureq::Error::Status(code, r)) => {
                 let msg = r
                     .into_json::<ErrorBody>()
@@ -229,6 +231,22 @@ impl Client {
             }
             Err(e) => Err(Failure::Unreachable(format!("cannot reach {url}: {e}"))),
         }
+    }
+
+    /// Sends a request with an optional JSON body; the answer's JSON (null
+    /// for 204 No Content).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Value, Failure> {
+        let (url, r) = self.send(method, path, body, None)?;
+        if r.status() == 204 {
+            return Ok(Value::Null);
+        }
+        r.into_json()
+            .map_err(|e| Failure::Refused(format!("bad answer from {url}: {e}")))
     }
 
     /// A GET.
@@ -238,27 +256,11 @@ impl Client {
 
     /// A GET whose answer is bytes (a pcap file), waiting up to `wait`.
     fn get_bytes(&self, path: &str, wait: std::time::Duration) -> Result<Vec<u8>, Failure> {
-        let url = format!("{}{}", self.base.trim_end_matches('/'), path);
-        let mut req = self.agent.get(&url).timeout(wait);
-        if let Some(t) = &self.token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        match req.call() {
-            Ok(r) => {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes)
-                    .map_err(|e| Failure::Unreachable(format!("reading {url}: {e}")))?;
-                Ok(bytes)
-            }
-            Err(ureq::Error::Status(code, r)) => {
-                let msg = r
-                    .into_json::<ErrorBody>()
-                    .map(|b| b.error)
-                    .unwrap_or_default();
-                Err(Failure::Refused(format!("{code}: {msg}")))
-            }
-            Err(e) => Err(Failure::Unreachable(format!("cannot reach {url}: {e}"))),
-        }
+        let (url, r) = self.send("GET", path, None::<&()>, Some(wait))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes)
+            .map_err(|e| Failure::Unreachable(format!("reading {url}: {e}")))?;
+        Ok(bytes)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test crate uses some).
+#![allow(dead_code)]
 
 /// Creates a uniquely named database on `server` and returns its URL.
 pub async fn fresh_database(server: &str) -> String {
@@ -28,4 +29,21 @@ pub async fn fresh_database(server: &str) -> String {
         .await
         .unwrap();
     format!("{server}/{name}")
+}
+
+/// Runs `sbcctl --api <api> <args>` without a token in the environment:
+/// its exit code, stdout and stderr.
+pub fn sbcctl(api: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sbcctl"))
+        .arg("--api")
+        .arg(api)
+        .args(args)
+        .env_remove("SBC_API_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
