@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use sbc_dataplane::call::{CallRecord, SipCapture};
 use sbc_dataplane::net::pcap::{pcap_records, udp_frame};
-use sbc_dataplane::stats::EngineStats;
+use sbc_dataplane::stats::{EngineStats, MEDIA_CAPTURE_BUF};
 use tokio::sync::mpsc;
 
 /// HEP protocol type of a SIP payload.
@@ -159,8 +159,39 @@ pub struct HepTarget {
     pub password: Option<String>,
 }
 
-/// A pcap capture in progress: the frames it got so far.
-type Taps = Arc<Mutex<Vec<mpsc::UnboundedSender<SipCapture>>>>;
+/// What a pcap capture wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// SIP only.
+    Sip,
+    /// Relayed media only (RTP and RTCP).
+    Rtp,
+    /// Both.
+    All,
+}
+
+impl Filter {
+    /// The filter called `name` (`sip`, `rtp`, `all`).
+    pub fn parse(name: &str) -> Option<Filter> {
+        match name {
+            "sip" => Some(Filter::Sip),
+            "rtp" => Some(Filter::Rtp),
+            "all" => Some(Filter::All),
+            _ => None,
+        }
+    }
+
+    fn sip(self) -> bool {
+        self != Filter::Rtp
+    }
+
+    fn media(self) -> bool {
+        self != Filter::Sip
+    }
+}
+
+/// The pcap captures in progress: what each wants, and where it goes.
+type Taps = Arc<Mutex<Vec<(Filter, mpsc::UnboundedSender<SipCapture>)>>>;
 
 /// Drains the engine's capture ring and feeds HEP and the pcap captures.
 #[derive(Debug, Clone)]
@@ -219,9 +250,17 @@ impl CaptureHub {
                 while let Ok((ours, caller)) = legs_rx.try_recv() {
                     legs.insert(ours, caller);
                 }
+                // Media copies go to the captures that want them, and their
+                // buffers back to the relay's pool.
+                while let Some(c) = stats.media_capture.pop() {
+                    if let Ok(mut t) = taps.lock() {
+                        t.retain(|(f, tap)| !f.media() || tap.send(c.clone()).is_ok());
+                    }
+                    let _ = stats.media_pool.push(c.data);
+                }
                 while let Some(c) = stats.sip_capture.pop() {
                     if let Ok(mut t) = taps.lock() {
-                        t.retain(|tap| tap.send(c.clone()).is_ok());
+                        t.retain(|(f, tap)| !f.sip() || tap.send(c.clone()).is_ok());
                     }
                     let (Some(t), Some(sock)) = (&hep, &socket) else {
                         continue;
@@ -277,13 +316,26 @@ impl CaptureHub {
         }
     }
 
-    /// Captures SIP for `seconds` and returns it as a pcap file.
-    pub async fn pcap(&self, seconds: u64) -> Vec<u8> {
+    /// Captures what `filter` names for `seconds` and returns it as a pcap
+    /// file. Media needs the relay's buffer pool filled first (8,192
+    /// buffers; a packet finding none is a counted drop).
+    pub async fn pcap(&self, seconds: u64, filter: Filter) -> Vec<u8> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         if let Ok(mut t) = self.taps.lock() {
-            t.push(tx);
+            t.push((filter, tx));
         }
-        self.stats.capture_on.store(true, Ordering::Relaxed);
+        if filter.sip() {
+            self.stats.capture_on.store(true, Ordering::Relaxed);
+        }
+        if filter.media() {
+            while self
+                .stats
+                .media_pool
+                .push(Vec::with_capacity(MEDIA_CAPTURE_BUF))
+                .is_ok()
+            {}
+            self.stats.media_capture_on.store(true, Ordering::Relaxed);
+        }
         let mut frames = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
         while let Ok(Some(c)) = tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -292,13 +344,20 @@ impl CaptureHub {
             }
         }
         drop(rx);
-        let others = self.taps.lock().is_ok_and(|mut t| {
-            t.retain(|tap| !tap.is_closed());
-            !t.is_empty()
+        let (sip, media) = self.taps.lock().map_or((false, false), |mut t| {
+            t.retain(|(_, tap)| !tap.is_closed());
+            (
+                t.iter().any(|(f, _)| f.sip()),
+                t.iter().any(|(f, _)| f.media()),
+            )
         });
-        if !self.hep && !others {
+        if !self.hep && !sip {
             self.stats.capture_on.store(false, Ordering::Relaxed);
         }
+        if !media {
+            self.stats.media_capture_on.store(false, Ordering::Relaxed);
+        }
+        frames.sort_by_key(|(ts, _)| *ts);
         pcap_records(frames)
     }
 }

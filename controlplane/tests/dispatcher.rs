@@ -288,9 +288,12 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
         pcap.len()
     );
     assert!(pcap.windows(11).any(|w| w == b"SIP/2.0 200"));
-    let (code, _, err) = sbcctl(&api, &["capture", "--seconds", "1", "--filter", "rtp"]);
+    let (code, _, err) = sbcctl(&api, &["capture", "--seconds", "1", "--filter", "video"]);
     assert_eq!(code, 1);
-    assert!(err.contains("field `filter`"), "{err}");
+    assert!(
+        err.contains("field `filter`: \"video\" is not sip, rtp or all"),
+        "{err}"
+    );
 
     // No call in progress: the engine and the relay both answer.
     let (code, out, err) = sbcctl(&api, &["calls", "--active", "--count"]);

@@ -3,7 +3,7 @@
 //! Each group lists its counters once with their API names, so the status
 //! endpoint and metrics read the same list.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
@@ -43,6 +43,11 @@ impl Counter {
         self.0.load(Ordering::Relaxed)
     }
 }
+
+/// Media packets a capture can hold in flight (and pool buffers).
+pub const MEDIA_CAPTURE: usize = 8_192;
+/// The size of a media capture buffer: a whole Ethernet-MTU datagram.
+pub const MEDIA_CAPTURE_BUF: usize = 1_600;
 
 /// SIP engine counters, and the rings of call outcomes and records.
 #[derive(Debug)]
@@ -143,6 +148,15 @@ pub struct EngineStats {
     pub sip_capture: ArrayQueue<SipCapture>,
     /// Captured datagrams lost to a full `sip_capture` ring.
     pub capture_dropped: Counter,
+    /// Whether the relay copies every media packet it relays into
+    /// `media_capture` (a pcap capture of RTP running).
+    pub media_capture_on: std::sync::atomic::AtomicBool,
+    /// Media packets in and out while `media_capture_on`, in buffers taken
+    /// from `media_pool` (the relay allocates nothing).
+    pub media_capture: ArrayQueue<SipCapture>,
+    /// Empty buffers for `media_capture` (1,600 bytes each), filled by the
+    /// control plane when a capture starts and given back after use.
+    pub media_pool: ArrayQueue<Vec<u8>>,
     /// Health reports (probe results, changes of state) for the control
     /// plane (4,096 deep).
     pub health_reports: ArrayQueue<HealthReport>,
@@ -191,6 +205,9 @@ impl Default for EngineStats {
             media_wanted: std::sync::atomic::AtomicBool::new(false),
             live_media: ArrayQueue::new(1),
             capture_on: std::sync::atomic::AtomicBool::new(false),
+            media_capture_on: std::sync::atomic::AtomicBool::new(false),
+            media_capture: ArrayQueue::new(MEDIA_CAPTURE),
+            media_pool: ArrayQueue::new(MEDIA_CAPTURE),
             sip_capture: ArrayQueue::new(16_384),
             capture_dropped: Counter::default(),
             call_steps: ArrayQueue::new(65_536),
@@ -230,6 +247,38 @@ impl EngineStats {
             .swap(false, std::sync::atomic::Ordering::Relaxed)
         {
             let _ = self.live_media.force_push(table.figures());
+        }
+    }
+
+    /// Copies one relayed media packet for a capture when one is running:
+    /// into a pooled buffer, never allocating (a packet that finds no free
+    /// buffer or no room in the ring is counted in `capture_dropped`).
+    pub fn capture_media(&self, src: SocketAddrV4, dst: SocketAddrV4, pkt: &[u8]) {
+        if !self
+            .media_capture_on
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let Some(mut data) = self.media_pool.pop() else {
+            self.capture_dropped.inc();
+            return;
+        };
+        data.clear();
+        let n = pkt.len().min(data.capacity());
+        data.extend_from_slice(pkt.get(..n).unwrap_or_default());
+        let ts_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let c = SipCapture {
+            ts_us,
+            src: SocketAddr::V4(src),
+            dst: SocketAddr::V4(dst),
+            data,
+        };
+        if let Err(c) = self.media_capture.push(c) {
+            self.capture_dropped.inc();
+            let _ = self.media_pool.push(c.data);
         }
     }
 
@@ -455,5 +504,37 @@ impl MediaStats {
             ("commands_dropped", &self.commands_dropped),
             ("dtmf_injected", &self.dtmf_injected),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_is_captured_into_pooled_buffers_only_while_asked() {
+        let s = EngineStats::default();
+        let (a, b) = (
+            "10.0.1.10:40000".parse().unwrap(),
+            "10.0.0.100:10000".parse().unwrap(),
+        );
+        s.capture_media(a, b, b"rtp");
+        assert!(s.media_capture.is_empty(), "off: nothing copied");
+        s.media_capture_on.store(true, Ordering::Relaxed);
+        let _ = s.media_pool.push(Vec::with_capacity(MEDIA_CAPTURE_BUF));
+        s.capture_media(a, b, b"first");
+        s.capture_media(a, b, b"second");
+        let c = s.media_capture.pop().unwrap();
+        assert_eq!(
+            (c.src, c.dst, c.data.as_slice()),
+            (SocketAddr::V4(a), SocketAddr::V4(b), &b"first"[..])
+        );
+        assert_eq!(
+            c.data.capacity(),
+            MEDIA_CAPTURE_BUF,
+            "the pooled buffer, not a new one"
+        );
+        assert!(s.media_capture.is_empty());
+        assert_eq!(s.capture_dropped.get(), 1, "no buffer left for the second");
     }
 }

@@ -15,6 +15,7 @@ use super::model::{
 };
 use super::{ApiError, ApiJson, AppState};
 use crate::cdr::{now_ms, parse_window, CdrQuery};
+use crate::hep::Filter;
 
 /// `GET /api/v1/stats/calls?since=1h`: outcomes by tenant and result since
 /// start, and, from the CDRs, ASR, ACD, setup time and failure codes per
@@ -212,11 +213,11 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
     })
 }
 
-/// `GET /api/v1/capture?seconds=N&filter=sip`: every SIP datagram in and
-/// out on both sides for N seconds (1..=300, default 10), as a pcap file
-/// (Ethernet, microsecond stamps) for tshark, Wireshark or sngrep. Only
-/// SIP: RTP is relayed on the packet path, which this capture does not
-/// copy.
+/// `GET /api/v1/capture?seconds=N&filter=sip|rtp|all`: every SIP datagram
+/// in and out on both sides (`sip`, the default), every relayed media packet
+/// as it arrived and as it left (`rtp`: RTP and RTCP), or both, for N
+/// seconds (1..=300, default 10), as a pcap file (Ethernet, microsecond
+/// stamps) for tshark, Wireshark or sngrep.
 pub(super) async fn capture(
     State(s): State<AppState>,
     Query(q): Query<BTreeMap<String, String>>,
@@ -235,25 +236,18 @@ pub(super) async fn capture(
             _ => return Err(FieldError::new("seconds", "must be a number from 1 to 300").into()),
         },
     };
-    match q.get("filter").map(String::as_str) {
-        None | Some("sip") => {}
-        Some(other) => {
-            return Err(FieldError::new(
-                "filter",
-                format!(
-                    "{other:?}: only \"sip\" (RTP is relayed on the packet path, which this capture does not copy)"
-                ),
-            )
-            .into())
-        }
-    }
+    let filter = match q.get("filter") {
+        None => Filter::Sip,
+        Some(name) => Filter::parse(name)
+            .ok_or_else(|| FieldError::new("filter", format!("{name:?} is not sip, rtp or all")))?,
+    };
     let Some(hub) = &s.capture else {
         return Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "capture is not running in this process",
         ));
     };
-    let pcap = hub.pcap(seconds).await;
+    let pcap = hub.pcap(seconds, filter).await;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -147,13 +147,14 @@ enum Command {
     },
     /// Is the SBC's API answering?
     Ping,
-    /// capture --seconds N [--filter sip] > calls.pcap: every SIP datagram
-    /// in and out for N seconds as a pcap file (tshark, Wireshark, sngrep
-    /// -I); works on the DPDK backend too, where tcpdump sees nothing.
+    /// capture --seconds N [--filter sip|rtp|all] > calls.pcap: SIP in and
+    /// out, relayed media, or both, for N seconds as a pcap file (tshark,
+    /// Wireshark, sngrep -I); works on the DPDK backend too, where tcpdump
+    /// sees nothing.
     Capture {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Only `sip` for now.
+        /// `sip`, `rtp` (RTP and RTCP the relay forwards) or `all`.
         #[arg(long, default_value = "sip")]
         filter: String,
     },

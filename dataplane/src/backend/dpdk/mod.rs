@@ -365,6 +365,11 @@ impl Poller {
                     let os = &self.sides[out];
                     let ip = os.ips.get(usize::from(out_lane)).copied().unwrap_or(os.ip);
                     let from = SocketAddrV4::new(ip, port);
+                    if let Some(pkt) = m.data().get(off..off + len) {
+                        let engine = &self.shared.engine;
+                        engine.capture_media(src, dst, pkt);
+                        engine.capture_media(from, to, pkt);
+                    }
                     if net::readdress(m.data_mut(), os.mac, dmac, from, to) {
                         self.push(out, m, io);
                     }
