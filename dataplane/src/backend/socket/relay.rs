@@ -163,7 +163,9 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventF
                     {
                         let ours = |s: Side, p: u16| SocketAddrV4::new(settings.ip[s], p);
                         shared.engine.capture_media(src, ours(side, port), pkt);
-                        shared.engine.capture_media(ours(out_side, out_port), to, pkt);
+                        shared
+                            .engine
+                            .capture_media(ours(out_side, out_port), to, pkt);
                         let out = (out_side, out_port);
                         if from.is_some_and(|f| f != out) {
                             send_batch(&sockets, from, &mut tx_headers, &bufs, &mut tx, stats);
