@@ -20,12 +20,13 @@ pub fn step(s: &CallStep) {
             call,
             call_id,
             tenant,
-            callee_call_id: _,
+            callee_call_id,
             caller_side,
             to,
         } => tracing::info!(
             target: "sbc::call",
-            call, call_id = %call_id, tenant = tenant.as_deref().unwrap_or("-"),
+            call, call_id = %call_id, callee_call_id = %callee_call_id,
+            tenant = tenant.as_deref().unwrap_or("-"),
             direction = direction(*caller_side), gateway = %to,
             "call routed"
         ),

@@ -13,11 +13,11 @@
 //! time in seconds and microseconds (9, 10), protocol type (11: 1 SIP, 100
 //! a JSON log line), capture agent id (12), auth key (14, the password),
 //! payload (15) and correlation id (17). Both legs of a call carry the
-//! caller's Call-ID as correlation id, so Homer shows them as one call; each
+//! caller's Call-ID as correlation id (the engine names it as it copies
+//! each message), so Homer shows them as one call; each
 //! call's end adds a JSON media quality report (type 100) correlated the same
 //! way, as rtpengine's `--homer` does.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -202,7 +202,6 @@ pub struct CaptureHub {
     /// HEP messages sent.
     pub hep_sent: Arc<std::sync::atomic::AtomicU64>,
     reports: mpsc::UnboundedSender<CallRecord>,
-    legs: mpsc::UnboundedSender<(String, String)>,
 }
 
 impl CaptureHub {
@@ -210,14 +209,12 @@ impl CaptureHub {
     /// every SIP datagram (and each call's end) goes to the collector.
     pub fn start(stats: Arc<EngineStats>, hep: Option<HepTarget>) -> CaptureHub {
         let (reports, mut report_rx) = mpsc::unbounded_channel::<CallRecord>();
-        let (legs_tx, mut legs_rx) = mpsc::unbounded_channel::<(String, String)>();
         let hub = CaptureHub {
             stats: stats.clone(),
             taps: Arc::default(),
             hep: hep.is_some(),
             hep_sent: Arc::default(),
             reports,
-            legs: legs_tx,
         };
         if hep.is_some() {
             stats.capture_on.store(true, Ordering::Relaxed);
@@ -241,15 +238,9 @@ impl CaptureHub {
                 }
                 None => None,
             };
-            // Our leg's Call-ID -> the caller's, for correlation.
-            let mut legs: HashMap<String, String> = HashMap::new();
             let mut every = tokio::time::interval(Duration::from_millis(20));
             loop {
                 every.tick().await;
-                // Legs first: a call's step is pushed before its INVITE goes out.
-                while let Ok((ours, caller)) = legs_rx.try_recv() {
-                    legs.insert(ours, caller);
-                }
                 // Media copies go to the captures that want them, and their
                 // buffers back to the relay's pool.
                 while let Some(c) = stats.media_capture.pop() {
@@ -265,10 +256,8 @@ impl CaptureHub {
                     let (Some(t), Some(sock)) = (&hep, &socket) else {
                         continue;
                     };
-                    let call_id = call_id_of(&c.data);
-                    let correlation = call_id
-                        .as_ref()
-                        .map(|id| legs.get(id).cloned().unwrap_or_else(|| id.clone()));
+                    // The engine named the caller leg's Call-ID as it copied.
+                    let correlation = c.correlation.clone().or_else(|| call_id_of(&c.data));
                     let m = HepMessage {
                         src: v4(c.src),
                         dst: v4(c.dst),
@@ -286,7 +275,6 @@ impl CaptureHub {
                     }
                 }
                 while let Ok(r) = report_rx.try_recv() {
-                    legs.remove(&r.callee_call_id);
                     let (Some(t), Some(sock)) = (&hep, &socket) else {
                         continue;
                     };
@@ -299,14 +287,6 @@ impl CaptureHub {
             }
         });
         hub
-    }
-
-    /// A call routed: its leg toward the callee (`ours`) correlates with the
-    /// caller's Call-ID.
-    pub fn learn(&self, ours: String, caller: String) {
-        if self.hep {
-            let _ = self.legs.send((ours, caller));
-        }
     }
 
     /// A call ended: its media quality report goes to the collector.

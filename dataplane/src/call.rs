@@ -136,6 +136,9 @@ pub struct SipCapture {
     pub dst: SocketAddr,
     /// The UDP payload.
     pub data: Vec<u8>,
+    /// For SIP: the Call-ID of the call's caller leg, the same for the
+    /// messages of both legs (HEP's correlation id); `None` for media.
+    pub correlation: Option<String>,
 }
 
 /// A call in progress as `GET /api/v1/calls/active` shows it (the

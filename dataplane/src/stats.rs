@@ -221,7 +221,13 @@ impl Default for EngineStats {
 impl EngineStats {
     /// Copies one SIP datagram for capture when capture is on (counted if
     /// the ring is full).
-    pub fn capture(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+    pub fn capture(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: &[u8],
+        correlation: Option<String>,
+    ) {
         if !self.capture_on.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
@@ -233,6 +239,7 @@ impl EngineStats {
             src,
             dst,
             data: data.to_vec(),
+            correlation,
         };
         if self.sip_capture.push(c).is_err() {
             self.capture_dropped.inc();
@@ -275,6 +282,7 @@ impl EngineStats {
             src: SocketAddr::V4(src),
             dst: SocketAddr::V4(dst),
             data,
+            correlation: None,
         };
         if let Err(c) = self.media_capture.push(c) {
             self.capture_dropped.inc();

@@ -238,17 +238,6 @@ impl AppState {
     pub fn drain_call_events(&self) {
         while let Some(step) = self.stats.engine.call_steps.pop() {
             crate::calllog::step(&step);
-            if let (
-                Some(hub),
-                sbc_dataplane::call::CallStep::Routed {
-                    call_id,
-                    callee_call_id,
-                    ..
-                },
-            ) = (&self.capture, &step)
-            {
-                hub.learn(callee_call_id.clone(), call_id.clone());
-            }
         }
         if let Ok(mut counts) = self.calls.lock() {
             while let Some(e) = self.stats.engine.call_events.pop() {

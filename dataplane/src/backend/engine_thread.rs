@@ -94,9 +94,11 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 break;
             };
             let bytes = d.buf.get(..d.len).unwrap_or_default();
-            shared
-                .engine
-                .capture(d.src, SocketAddr::V4(engine.sip_addr(d.side)), bytes);
+            if shared.engine.capture_on.load(Ordering::Relaxed) {
+                let ours = SocketAddr::V4(engine.sip_addr(d.side));
+                let caller = engine.caller_call_id(d.side, bytes);
+                shared.engine.capture(d.src, ours, bytes, caller);
+            }
             engine.handle(now, d.side, d.src, bytes, &mut out);
             let _ = free.push(d.buf);
             handled += 1;
@@ -130,10 +132,12 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             io.media_changed();
         }
         if !out.is_empty() {
-            for o in &out {
-                shared
-                    .engine
-                    .capture(SocketAddr::V4(engine.sip_addr(o.side)), o.dst, &o.data);
+            if shared.engine.capture_on.load(Ordering::Relaxed) {
+                for o in &out {
+                    let ours = SocketAddr::V4(engine.sip_addr(o.side));
+                    let caller = engine.caller_call_id(o.side, &o.data);
+                    shared.engine.capture(ours, o.dst, &o.data, caller);
+                }
             }
             io.send(&mut out);
             out.clear();

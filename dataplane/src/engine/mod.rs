@@ -176,6 +176,20 @@ impl SipEngine {
         self.cfg.addr(side)
     }
 
+    /// The Call-ID of the caller's leg of the call a SIP message on `side`
+    /// belongs to (its own Call-ID when it is the caller's leg or no call
+    /// of ours): the correlation id of SIP capture. `None` when it does not
+    /// parse. For capture only: it parses the message again.
+    pub fn caller_call_id(&self, side: Side, bytes: &[u8]) -> Option<String> {
+        let msg = SipMessage::parse(bytes).ok()?;
+        let caller = self
+            .dialog_index
+            .get(&(side, Box::from(msg.call_id)))
+            .and_then(|&did| self.dialogs.get(did))
+            .map_or(msg.call_id, |d| d.caller.call_id.as_slice());
+        Some(String::from_utf8_lossy(caller).into_owned())
+    }
+
     /// The routing snapshot in force.
     pub fn snapshot(&self) -> &Arc<RouteSnapshot> {
         &self.snapshot

@@ -232,6 +232,14 @@ fn call_records_say_who_ended_the_call_how_and_after_how_many_tries() {
     let sent = peers.send(Side::Private, CARRIER, &invite("r1", "r1"));
     let first = sent[1].2.clone();
     // .10 answers 503: failed over to .11, which answers 200.
+    // Capture names the caller's Call-ID for our leg's messages too.
+    assert_eq!(
+        peers
+            .engine
+            .caller_call_id(Side::Public, first.as_bytes())
+            .as_deref(),
+        Some("r1@10.0.1.10")
+    );
     let sent = peers.send(Side::Public, GATEWAY, &answer(&first, 503, "x", false));
     let second = sent
         .iter()
