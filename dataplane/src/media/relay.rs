@@ -107,17 +107,19 @@ impl End {
     /// left it off (RFC 4733 section 2.5.1.3; receivers such as LiveKit lose
     /// digits without it); every packet of it leaves with the receiver's
     /// payload type when the two sides negotiated different numbers.
-    fn take_event(&mut self, pkt: &mut [u8], to: Option<u8>) {
+    fn take_event(&mut self, pkt: &mut [u8], receiver: &End) {
         let (Some(pt), Some(&mpt)) = (self.telephone_event, pkt.get(1)) else {
             return;
         };
-        let Some(&[t0, t1, t2, t3]) = pkt.get(4..8) else {
-            return;
-        };
         let got = mpt & 0x7f;
+        // Audio leaves here: the receiver's end is read for events only.
+        let to = receiver.telephone_event;
         if got != pt && Some(got) != to {
             return;
         }
+        let Some(&[t0, t1, t2, t3]) = pkt.get(4..8) else {
+            return;
+        };
         let ts = u32::from_be_bytes([t0, t1, t2, t3]);
         let mut out = mpt;
         if self.rx.dtmf_events == 0 || self.rx.last_event != ts {
@@ -475,23 +477,17 @@ impl RelayTable {
             .iter()
             .position(|e| e.side == side && e.lane == lane && e.port == port)
             .unwrap_or(0);
-        let other = 1 - this;
-        let to_event = stream.ends.get(other).and_then(|e| e.telephone_event);
-        let Some(end) = stream.ends.get_mut(this) else {
-            return Verdict::Drop(DropReason::UnknownPort);
-        };
+        let [a, b] = &mut stream.ends;
+        let (end, out) = if this == 0 { (a, &*b) } else { (b, &*a) };
         if !end.accepts(src) {
             return Verdict::Drop(DropReason::WrongSource);
         }
         if !stream.rtcp {
             // 8 kHz clock: audio's usual rate; jitter is indicative for others.
             end.rx.update(pkt, (now_ms * 8) as i64);
-            end.take_event(pkt, to_event);
+            end.take_event(pkt, out);
         }
         stream.last_active = now_ms;
-        let Some(out) = stream.ends.get(other) else {
-            return Verdict::Drop(DropReason::NoDestination);
-        };
         match out.destination() {
             Some(to) => Verdict::Relay {
                 side: out.side,
