@@ -178,3 +178,46 @@ fn gateways_that_fail_invites_are_taken_out() {
         Some(addr("203.0.113.11:5060"))
     );
 }
+
+#[test]
+fn host_carriers_are_probed_from_the_private_side_when_asked() {
+    let mut snap = snapshot_multi(100, 100);
+    snap.carriers.push(crate::routing::Carrier {
+        id: 2,
+        ip: Ipv4Addr::new(10, 0, 1, 10),
+        mask: 32,
+        name: "host".into(),
+        group: 1,
+    });
+    let mut cfg = EngineConfig::new(
+        "10.0.0.100:5060".parse().unwrap(),
+        "203.0.113.50:5080".parse().unwrap(),
+    );
+    cfg.health = HealthConfig {
+        probe_carriers: true,
+        ..HealthConfig::default()
+    };
+    let stats = Arc::new(EngineStats::default());
+    let mut peers = Peers {
+        engine: SipEngine::new(cfg, Arc::new(snap), stats.clone()),
+        stats,
+        now: 0,
+        out: Vec::new(),
+    };
+    let sent = peers.advance(10);
+    let to_carrier: Vec<_> = sent
+        .iter()
+        .filter(|s| s.2.starts_with("OPTIONS ") && s.1 == addr("10.0.1.10:5060"))
+        .collect();
+    assert_eq!(to_carrier.len(), 1, "{sent:?}");
+    assert_eq!(to_carrier[0].0, Side::Private);
+    assert!(
+        to_carrier[0]
+            .2
+            .contains("Via: SIP/2.0/UDP 10.0.0.100:5060;"),
+        "{}",
+        to_carrier[0].2
+    );
+    // Only the host carrier (mask 32), not the /24.
+    assert_eq!(sent.iter().filter(|s| s.0 == Side::Private).count(), 1);
+}
