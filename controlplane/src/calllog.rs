@@ -6,11 +6,9 @@
 use sbc_dataplane::call::{CallRecord, CallStep};
 use sbc_dataplane::Side;
 
+/// `inbound` or `outbound` for a call whose caller is on `side`.
 fn direction(side: Side) -> &'static str {
-    match side {
-        Side::Private => "inbound",
-        Side::Public => "outbound",
-    }
+    crate::api::model::Direction::of(side).name()
 }
 
 /// Logs one step of a call.

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use sbc_dataplane::call::{CallRecord, RtpSummary};
 use sbc_dataplane::sip::build::reason;
-use sbc_dataplane::Side;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tokio::sync::mpsc;
@@ -97,11 +96,9 @@ impl CdrRow {
             caller_call_id: r.caller_call_id.clone(),
             callee_call_id: r.callee_call_id.clone(),
             tenant_id: r.tenant.clone(),
-            direction: match r.caller_side {
-                Side::Private => "inbound",
-                Side::Public => "outbound",
-            }
-            .to_string(),
+            direction: crate::api::model::Direction::of(r.caller_side)
+                .name()
+                .to_string(),
             caller_addr: r.caller_addr.to_string(),
             callee_addr: r.callee_addr.to_string(),
             start_ms: at(r.started_ms),

@@ -99,11 +99,9 @@ pub struct CallMetrics {
     tenants: Mutex<BTreeSet<String>>,
 }
 
-fn direction(caller: Side) -> &'static str {
-    match caller {
-        Side::Private => "inbound",
-        Side::Public => "outbound",
-    }
+/// `inbound` or `outbound` for a call whose caller is on `side`.
+fn direction(side: Side) -> &'static str {
+    crate::api::model::Direction::of(side).name()
 }
 
 impl CallMetrics {

@@ -350,6 +350,14 @@ impl Direction {
             Side::Public => Direction::Outbound,
         }
     }
+
+    /// `inbound` or `outbound`, as the JSON, CDRs, metrics and logs write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
 }
 
 /// The answer of `POST /api/v1/route` (OpenAPI `RouteDecision`): what the
