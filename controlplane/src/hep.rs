@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sbc_dataplane::call::{CallRecord, SipCapture};
+use sbc_dataplane::call::{CallRecord, Captured};
 use sbc_dataplane::net::pcap::{pcap_records, udp_frame};
 use sbc_dataplane::stats::{EngineStats, MEDIA_CAPTURE_BUF};
 use tokio::sync::mpsc;
@@ -191,7 +191,7 @@ impl Filter {
 }
 
 /// The pcap captures in progress: what each wants, and where it goes.
-type Taps = Arc<Mutex<Vec<(Filter, mpsc::UnboundedSender<SipCapture>)>>>;
+type Taps = Arc<Mutex<Vec<(Filter, mpsc::UnboundedSender<Captured>)>>>;
 
 /// Drains the engine's capture ring and feeds HEP and the pcap captures.
 #[derive(Debug, Clone)]

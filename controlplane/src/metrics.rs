@@ -36,7 +36,7 @@ use sbc_dataplane::call::{CallEvent, CallRecord, RtpSummary};
 use sbc_dataplane::stats::Counter as AtomicCounter;
 use sbc_dataplane::Side;
 
-use crate::api::{AppState, Counters};
+use crate::api::AppState;
 
 /// Counters of the status lists that are gauges (a level, not a count).
 const GAUGES: &[&str] = &[
@@ -251,7 +251,6 @@ impl Metrics {
             ]),
         );
         registry.register_collector(Box::new(Live {
-            counters: state.stats.clone(),
             state: state.clone(),
             db_up,
         }));
@@ -272,7 +271,6 @@ impl Metrics {
 /// What is read at scrape time.
 #[derive(Debug)]
 struct Live {
-    counters: Counters,
     state: AppState,
     db_up: Arc<AtomicBool>,
 }
@@ -302,21 +300,22 @@ fn encode_list(
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let up = ConstGauge::new(self.counters.engine.calls_up.get() as i64);
+        let up = ConstGauge::new(self.state.stats.engine.calls_up.get() as i64);
         up.encode(encoder.encode_descriptor(
             "sbc_calls_up",
             "Answered calls in progress",
             None,
             up.metric_type(),
         )?)?;
-        encode_list(&mut encoder, "sip", &self.counters.engine.sip_counters())?;
+        encode_list(&mut encoder, "sip", &self.state.stats.engine.sip_counters())?;
         // The counters of the backend in use, as the status shows them.
         let dpdk = self.state.backend == "dpdk";
-        encode_list(&mut encoder, "io", &self.counters.io.counters_of(dpdk))?;
-        encode_list(&mut encoder, "media", &self.counters.media.counters())?;
+        encode_list(&mut encoder, "io", &self.state.stats.io.counters_of(dpdk))?;
+        encode_list(&mut encoder, "media", &self.state.stats.media.counters())?;
         // Each DPDK port's driver counters, by side.
         let ports: Vec<(Side, Vec<(&'static str, u64)>)> = if dpdk {
-            self.counters
+            self.state
+                .stats
                 .io
                 .ports
                 .iter()

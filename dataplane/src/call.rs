@@ -124,10 +124,11 @@ pub enum CallStep {
     },
 }
 
-/// One SIP datagram as it crossed the wire, for HEP and pcap capture:
-/// copied on the engine thread only while capture is on.
+/// One datagram as it crossed the wire, for HEP and pcap capture: SIP
+/// copied on the engine thread, relayed media by the relay, only while a
+/// capture is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SipCapture {
+pub struct Captured {
     /// When it was received or sent, µs since the Unix epoch.
     pub ts_us: u64,
     /// Its source (ours for what we sent).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::call::{ActiveCall, CallEvent, CallRecord, CallStep, LiveMedia, SipCapture};
+use crate::call::{ActiveCall, CallEvent, CallRecord, CallStep, Captured, LiveMedia};
 use crate::health::HealthReport;
 use crate::net::Reason;
 use crate::side::BySide;
@@ -145,7 +145,7 @@ pub struct EngineStats {
     /// `sip_capture` (HEP export, a pcap capture running).
     pub capture_on: std::sync::atomic::AtomicBool,
     /// SIP datagrams in and out, while `capture_on` (16,384 deep).
-    pub sip_capture: ArrayQueue<SipCapture>,
+    pub sip_capture: ArrayQueue<Captured>,
     /// Captured datagrams lost to a full `sip_capture` ring.
     pub capture_dropped: Counter,
     /// Whether the relay copies every media packet it relays into
@@ -153,7 +153,7 @@ pub struct EngineStats {
     pub media_capture_on: std::sync::atomic::AtomicBool,
     /// Media packets in and out while `media_capture_on`, in buffers taken
     /// from `media_pool` (the relay allocates nothing).
-    pub media_capture: ArrayQueue<SipCapture>,
+    pub media_capture: ArrayQueue<Captured>,
     /// Empty buffers for `media_capture` (1,600 bytes each), filled by the
     /// control plane when a capture starts and given back after use.
     pub media_pool: ArrayQueue<Vec<u8>>,
@@ -234,7 +234,7 @@ impl EngineStats {
         let ts_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let c = SipCapture {
+        let c = Captured {
             ts_us,
             src,
             dst,
@@ -277,7 +277,7 @@ impl EngineStats {
         let ts_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let c = SipCapture {
+        let c = Captured {
             ts_us,
             src: SocketAddr::V4(src),
             dst: SocketAddr::V4(dst),
