@@ -307,7 +307,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 26] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 29] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -335,6 +335,9 @@ impl EngineStats {
             ("probes_sent", &self.probes_sent),
             ("probe_answers", &self.probe_answers),
             ("calls_no_gateway_up", &self.calls_no_gateway_up),
+            ("call_steps_dropped", &self.call_steps_dropped),
+            ("health_reports_dropped", &self.health_reports_dropped),
+            ("capture_dropped", &self.capture_dropped),
         ]
     }
 }
