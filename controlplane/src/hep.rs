@@ -16,20 +16,27 @@
 //! caller's Call-ID as correlation id (the engine names it as it copies
 //! each message), so Homer shows them as one call; each
 //! call's end adds a JSON media quality report (type 100) correlated the same
-//! way, as rtpengine's `--homer` does.
+//! way, as rtpengine's `--homer` does. The RTCP the relay receives goes as
+//! type 5 in Homer's JSON form (`rtcp_message`), correlated through the
+//! relay ports the engine names for each call (`EngineStats::media_calls`).
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sbc_dataplane::call::{CallRecord, Captured};
+use sbc_dataplane::call::{CallRecord, Captured, RtcpCopy};
+use sbc_dataplane::media::rtcp;
 use sbc_dataplane::net::pcap::{pcap_records, udp_frame};
+use sbc_dataplane::side::Side;
 use sbc_dataplane::stats::{EngineStats, MEDIA_CAPTURE_BUF};
 use tokio::sync::mpsc;
 
 /// HEP protocol type of a SIP payload.
 pub const PROTO_SIP: u8 = 1;
+/// HEP protocol type of an RTCP report, sent as Homer's JSON form of it.
+pub const PROTO_RTCP: u8 = 5;
 /// HEP protocol type of a JSON log line (the per-call media report).
 pub const PROTO_LOG: u8 = 100;
 
@@ -218,6 +225,7 @@ impl CaptureHub {
         };
         if hep.is_some() {
             stats.capture_on.store(true, Ordering::Relaxed);
+            stats.rtcp_on.store(true, Ordering::Relaxed);
         }
         let (taps, sent) = (hub.taps.clone(), hub.hep_sent.clone());
         tokio::spawn(async move {
@@ -239,8 +247,32 @@ impl CaptureHub {
                 None => None,
             };
             let mut every = tokio::time::interval(Duration::from_millis(20));
+            // Our relay ports (side, RTP port) -> the Call-ID of their call;
+            // a port's next call replaces the entry, so it stays within the
+            // port range.
+            let mut calls: HashMap<(Side, u16), String> = HashMap::new();
             loop {
                 every.tick().await;
+                while let Some(m) = stats.media_calls.pop() {
+                    for p in m.ports {
+                        calls.insert(p, m.call_id.clone());
+                    }
+                }
+                while let Some(c) = stats.rtcp_copies.pop() {
+                    let (Some(t), Some(sock)) = (&hep, &socket) else {
+                        continue;
+                    };
+                    // RTCP arrives at RTP + 1 (even RTP ports), or with rtcp-mux at the RTP port.
+                    let correlation = calls.get(&(c.side, c.port & !1)).cloned();
+                    let Some(m) = rtcp_message(&c, correlation, t) else {
+                        continue;
+                    };
+                    if let Some(bytes) = encode(&m) {
+                        if sock.send_to(&bytes, t.collector).await.is_ok() {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 // Media copies go to the captures that want them, and their
                 // buffers back to the relay's pool.
                 while let Some(c) = stats.media_capture.pop() {
@@ -349,6 +381,52 @@ fn v4(a: SocketAddr) -> SocketAddrV4 {
     }
 }
 
+/// An RTCP packet as Homer stores it (HEP type 5): the JSON captagent and
+/// rtpengine send, `ssrc`, `type`, `report_count`, `report_blocks`,
+/// `sender_information` (for an SR) and `sdes_ssrc`, correlated with the
+/// caller's Call-ID. `None` for a compound packet without SR or RR.
+fn rtcp_message(c: &RtcpCopy, correlation: Option<String>, t: &HepTarget) -> Option<HepMessage> {
+    let r = rtcp::report(c.data.get(..usize::from(c.len))?)?;
+    let blocks: Vec<_> = r
+        .blocks
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "source_ssrc": b.source_ssrc, "fraction_lost": b.fraction_lost,
+                "packets_lost": b.packets_lost, "highest_seq_no": b.highest_seq_no,
+                "ia_jitter": b.ia_jitter, "lsr": b.lsr, "dlsr": b.dlsr,
+            })
+        })
+        .collect();
+    let mut json = serde_json::json!({
+        "ssrc": r.ssrc,
+        "type": r.packet_type,
+        "report_count": r.blocks.len(),
+        "report_blocks": blocks,
+        "sdes_ssrc": r.sdes_ssrc.unwrap_or(r.ssrc),
+    });
+    if let Some(s) = r.sender {
+        json["sender_information"] = serde_json::json!({
+            "ntp_timestamp_sec": s.ntp_sec,
+            // The NTP fraction (1/2^32 s) in microseconds.
+            "ntp_timestamp_usec": (u64::from(s.ntp_frac) * 1_000_000) >> 32,
+            "rtp_timestamp": s.rtp_timestamp,
+            "packets": s.packets,
+            "octets": s.octets,
+        });
+    }
+    Some(HepMessage {
+        src: c.src,
+        dst: c.dst,
+        ts_us: c.ts_us,
+        proto: PROTO_RTCP,
+        node_id: t.node_id,
+        password: t.password.clone(),
+        correlation,
+        payload: json.to_string().into_bytes(),
+    })
+}
+
 /// The media quality report of a finished call (a JSON log line for
 /// Homer, correlated with the caller's Call-ID).
 fn report(r: &CallRecord, t: &HepTarget) -> HepMessage {
@@ -393,6 +471,55 @@ fn report(r: &CallRecord, t: &HepTarget) -> HepMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rtcp_report_goes_as_homers_json_with_the_call_id() {
+        // An RR from the carrier with one block, then an SDES.
+        let mut pkt = vec![0x81, 201, 0, 7, 0, 0, 0, 7];
+        for w in [9u32, (3 << 24) | 5, 1_000, 40, 0, 0] {
+            pkt.extend_from_slice(&w.to_be_bytes());
+        }
+        pkt.extend_from_slice(&[0x81, 202, 0, 1, 0, 0, 0, 7]);
+        let mut data = [0; sbc_dataplane::call::RTCP_COPY];
+        data[..pkt.len()].copy_from_slice(&pkt);
+        let c = RtcpCopy {
+            ts_us: 5,
+            side: Side::Private,
+            port: 20_001,
+            src: "10.0.1.10:30001".parse().unwrap(),
+            dst: "10.0.0.100:20001".parse().unwrap(),
+            len: pkt.len() as u16,
+            data,
+        };
+        let t = HepTarget {
+            collector: "10.0.0.5:9060".parse().unwrap(),
+            node_id: 3,
+            password: None,
+        };
+        let m = rtcp_message(&c, Some("a@b".into()), &t).unwrap();
+        assert_eq!(
+            (m.proto, m.ts_us, m.src, m.dst),
+            (PROTO_RTCP, 5, c.src, c.dst)
+        );
+        assert_eq!(m.correlation.as_deref(), Some("a@b"));
+        let j: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(j["type"], 201);
+        assert_eq!(j["ssrc"], 7);
+        assert_eq!(j["report_count"], 1);
+        assert_eq!(j["sdes_ssrc"], 7);
+        assert_eq!(j["report_blocks"][0]["source_ssrc"], 9);
+        assert_eq!(j["report_blocks"][0]["fraction_lost"], 3);
+        assert_eq!(j["report_blocks"][0]["packets_lost"], 5);
+        assert_eq!(j["report_blocks"][0]["ia_jitter"], 40);
+        assert!(j.get("sender_information").is_none());
+        // RTP is no report.
+        let rtp = RtcpCopy {
+            len: 12,
+            data: [0x80; sbc_dataplane::call::RTCP_COPY],
+            ..c
+        };
+        assert!(rtcp_message(&rtp, None, &t).is_none());
+    }
 
     #[test]
     fn hep_round_trips_and_has_the_layout_homer_reads() {

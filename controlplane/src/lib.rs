@@ -16,3 +16,4 @@ pub mod hep;
 pub mod metrics;
 pub mod provisioning;
 pub mod run;
+pub mod threads;

@@ -372,6 +372,37 @@ impl Collector for Live {
                 ConstGauge::new(ms as f64 / 1000.0).encode(latency.encode_family(&labels)?)?;
             }
         }
+        // How full the rings between threads are (their drops are counted
+        // under sip and io).
+        let rings = self.state.stats.rings();
+        let mut used = encoder.encode_descriptor(
+            "sbc_ring_entries",
+            "Entries waiting in a ring between threads now",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for r in &rings {
+            ConstGauge::new(r.len as i64).encode(used.encode_family(&[("ring", r.name)])?)?;
+        }
+        let mut size = encoder.encode_descriptor(
+            "sbc_ring_capacity_entries",
+            "Entries a ring between threads holds at most",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for r in &rings {
+            ConstGauge::new(r.capacity as i64).encode(size.encode_family(&[("ring", r.name)])?)?;
+        }
+        // CPU per kind of thread: its rate is the thread's busy ratio.
+        let mut cpu = encoder.encode_descriptor(
+            "sbc_thread_cpu_seconds",
+            "CPU time (user + system) of the process's threads, by thread name",
+            Some(&prometheus_client::registry::Unit::Seconds),
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (name, seconds) in crate::threads::cpu_seconds() {
+            ConstCounter::new(seconds).encode(cpu.encode_family(&[("thread", name.as_str())])?)?;
+        }
         let db = ConstGauge::new(i64::from(self.db_up.load(Ordering::Relaxed)));
         db.encode(encoder.encode_descriptor(
             "sbc_database_up",

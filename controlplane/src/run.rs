@@ -46,6 +46,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             engine: backend.stats.clone(),
             io: backend.io(),
             media: backend.media(),
+            backend: Some(backend.clone()),
         },
         cfg.dataplane.backend.name(),
         first.clone(),

@@ -124,6 +124,43 @@ pub enum CallStep {
     },
 }
 
+/// Bytes of an RTCP packet kept for capture ([`RtcpCopy`]); the rest of a
+/// longer compound packet is left out.
+pub const RTCP_COPY: usize = 512;
+
+/// An RTCP packet the relay received, copied for HEP while a collector is
+/// set (`EngineStats::rtcp_on`), in a fixed buffer: the relay allocates
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcpCopy {
+    /// When it was received, µs since the Unix epoch.
+    pub ts_us: u64,
+    /// The side it arrived on.
+    pub side: Side,
+    /// Our port it arrived at (RTP + 1, or the RTP port itself with
+    /// rtcp-mux).
+    pub port: u16,
+    /// Its sender.
+    pub src: std::net::SocketAddrV4,
+    /// Our address it arrived at.
+    pub dst: std::net::SocketAddrV4,
+    /// How many bytes of `data` are the packet.
+    pub len: u16,
+    /// The packet's first [`RTCP_COPY`] bytes.
+    pub data: [u8; RTCP_COPY],
+}
+
+/// Which call a media line's relay ports belong to, for correlating its
+/// RTCP with the call's SIP in Homer: sent by the engine when it opens the
+/// ports, while `EngineStats::rtcp_on`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaCall {
+    /// Our RTP port on each side: the caller's end, the callee's.
+    pub ports: [(Side, u16); 2],
+    /// The Call-ID of the caller's leg (HEP's correlation id of the call).
+    pub call_id: String,
+}
+
 /// One datagram as it crossed the wire, for HEP and pcap capture: SIP
 /// copied on the engine thread, relayed media by the relay, only while a
 /// capture is on.

@@ -8,11 +8,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::call::{ActiveCall, CallEvent, CallRecord, CallStep, Captured, LiveMedia};
+use crate::call::{
+    ActiveCall, CallEvent, CallRecord, CallStep, Captured, LiveMedia, MediaCall, RtcpCopy,
+    RTCP_COPY,
+};
 use crate::health::HealthReport;
 use crate::net::Reason;
 use crate::side::BySide;
 use crate::time::Ms;
+
+/// How full one of the bounded rings between threads is now, for
+/// `GET /api/v1/status` and `sbc_ring_*` metrics (a full ring is a counted
+/// drop; a ring near full says a consumer falls behind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingFill {
+    /// The ring's name (`rx`, `media_cmds`, `call_events`, ...).
+    pub name: &'static str,
+    /// Entries in it now.
+    pub len: usize,
+    /// Entries it holds at most.
+    pub capacity: usize,
+}
+
+impl RingFill {
+    /// The fill of `ring` under `name`.
+    pub fn of<T>(name: &'static str, ring: &ArrayQueue<T>) -> RingFill {
+        RingFill {
+            name,
+            len: ring.len(),
+            capacity: ring.capacity(),
+        }
+    }
+}
 
 /// One monotonically increasing (or gauge) counter.
 #[derive(Debug, Default)]
@@ -157,6 +184,14 @@ pub struct EngineStats {
     /// Empty buffers for `media_capture` (1,600 bytes each), filled by the
     /// control plane when a capture starts and given back after use.
     pub media_pool: ArrayQueue<Vec<u8>>,
+    /// Whether the relay copies the RTCP it receives into `rtcp_copies` and
+    /// the engine names each call's relay ports in `media_calls` (a HEP
+    /// collector is set).
+    pub rtcp_on: std::sync::atomic::AtomicBool,
+    /// RTCP packets received, while `rtcp_on` (1,024 deep).
+    pub rtcp_copies: ArrayQueue<RtcpCopy>,
+    /// The calls of new relay ports, while `rtcp_on` (4,096 deep).
+    pub media_calls: ArrayQueue<MediaCall>,
     /// Health reports (probe results, changes of state) for the control
     /// plane (4,096 deep).
     pub health_reports: ArrayQueue<HealthReport>,
@@ -212,6 +247,9 @@ impl Default for EngineStats {
             capture_dropped: Counter::default(),
             call_steps: ArrayQueue::new(65_536),
             call_steps_dropped: Counter::default(),
+            rtcp_on: std::sync::atomic::AtomicBool::new(false),
+            rtcp_copies: ArrayQueue::new(1_024),
+            media_calls: ArrayQueue::new(4_096),
             health_reports: ArrayQueue::new(4_096),
             health_reports_dropped: Counter::default(),
         }
@@ -290,6 +328,73 @@ impl EngineStats {
         }
     }
 
+    /// Copies an RTCP packet the relay received at our `port` on `side`
+    /// for HEP, while `rtcp_on`; RTP and anything else is left alone (one
+    /// relaxed load when off, no allocation; counted in `capture_dropped`
+    /// when the ring is full).
+    pub fn capture_rtcp(
+        &self,
+        side: crate::side::Side,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        pkt: &[u8],
+    ) {
+        if !self.rtcp_on.load(std::sync::atomic::Ordering::Relaxed)
+            || !crate::media::rtcp::is_rtcp(pkt)
+        {
+            return;
+        }
+        let n = pkt.len().min(RTCP_COPY);
+        let mut data = [0; RTCP_COPY];
+        if let (Some(to), Some(from)) = (data.get_mut(..n), pkt.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        let ts_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let copy = RtcpCopy {
+            ts_us,
+            side,
+            port: dst.port(),
+            src,
+            dst,
+            len: n as u16,
+            data,
+        };
+        if self.rtcp_copies.push(copy).is_err() {
+            self.capture_dropped.inc();
+        }
+    }
+
+    /// Names the call of a media line's relay ports for RTCP correlation,
+    /// while `rtcp_on` (counted in `capture_dropped` when the ring is full).
+    pub fn media_call(&self, ports: [(crate::side::Side, u16); 2], call_id: &[u8]) {
+        if !self.rtcp_on.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let call = MediaCall {
+            ports,
+            call_id: String::from_utf8_lossy(call_id).into_owned(),
+        };
+        if self.media_calls.push(call).is_err() {
+            self.capture_dropped.inc();
+        }
+    }
+
+    /// How full the engine's rings toward the control plane are.
+    pub fn rings(&self) -> Vec<RingFill> {
+        vec![
+            RingFill::of("call_events", &self.call_events),
+            RingFill::of("call_records", &self.call_records),
+            RingFill::of("call_steps", &self.call_steps),
+            RingFill::of("health_reports", &self.health_reports),
+            RingFill::of("sip_capture", &self.sip_capture),
+            RingFill::of("media_capture", &self.media_capture),
+            RingFill::of("rtcp_copies", &self.rtcp_copies),
+            RingFill::of("media_calls", &self.media_calls),
+        ]
+    }
+
     /// Hands a step of a call to the control plane's log (counted if the
     /// ring is full).
     pub fn step(&self, step: CallStep) {
@@ -307,7 +412,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 29] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 31] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -335,6 +440,8 @@ impl EngineStats {
             ("probes_sent", &self.probes_sent),
             ("probe_answers", &self.probe_answers),
             ("calls_no_gateway_up", &self.calls_no_gateway_up),
+            ("call_events_dropped", &self.call_events_dropped),
+            ("call_records_dropped", &self.call_records_dropped),
             ("call_steps_dropped", &self.call_steps_dropped),
             ("health_reports_dropped", &self.health_reports_dropped),
             ("capture_dropped", &self.capture_dropped),

@@ -24,10 +24,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use sbc_dataplane::backend::Dataplane;
 use sbc_dataplane::call::CallRecord;
 use sbc_dataplane::health::{HealthCmd, HealthReport};
 use sbc_dataplane::routing::RouteSnapshot;
-use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats};
+use sbc_dataplane::stats::{EngineStats, IoStats, MediaStats, RingFill};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -119,6 +120,19 @@ pub struct Counters {
     pub io: Arc<IoStats>,
     /// The media relay's.
     pub media: Arc<MediaStats>,
+    /// The running backend, for how full its rings are (`None` in tests
+    /// that run no engine: only the engine rings of `engine` are shown).
+    pub backend: Option<Arc<Dataplane>>,
+}
+
+impl Counters {
+    /// How full each ring between the threads is now.
+    pub fn rings(&self) -> Vec<RingFill> {
+        match &self.backend {
+            Some(b) => b.rings(),
+            None => self.engine.rings(),
+        }
+    }
 }
 
 /// tenant ("-" for none) → result → count.

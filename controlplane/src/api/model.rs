@@ -674,7 +674,7 @@ pub enum DatabaseState {
 /// The answer of `GET /api/v1/status`. Counters are named as the data plane
 /// lists them (`EngineStats::sip_counters`, `MediaStats::counters`,
 /// `IoStats::counters`, `PortCounters::counters`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// The SBC's version.
     pub version: String,
@@ -702,6 +702,20 @@ pub struct Status {
     pub media: BTreeMap<String, u64>,
     /// I/O counters, with each port's.
     pub io: IoStatus,
+    /// How full each ring between threads is now, by name.
+    pub rings: BTreeMap<String, RingStatus>,
+    /// CPU seconds used so far by each kind of thread, by thread name
+    /// (`sip-engine`, `media-relay`, `sip-rx`, `tokio-runtime-w`, ...).
+    pub threads_cpu_s: BTreeMap<String, f64>,
+}
+
+/// One ring of [`Status::rings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingStatus {
+    /// Entries in it now.
+    pub len: u64,
+    /// Entries it holds at most.
+    pub capacity: u64,
 }
 
 /// The `gateways` object of [`Status`].

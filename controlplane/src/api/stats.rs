@@ -11,7 +11,7 @@ use sbc_dataplane::stats::Counter;
 use super::model::{ActiveCallView, ActiveList, CallWindow, CdrList, FieldError};
 use super::model::{
     CallList, CallRecord, CallStats, CallsQuery, DatabaseState, Direction, GatewayHealth, IoStatus,
-    MediaFigures, PortStatus, Provisioned, RtpFigures, Status,
+    MediaFigures, PortStatus, Provisioned, RingStatus, RtpFigures, Status,
 };
 use super::{ApiError, ApiJson, AppState};
 use crate::cdr::{now_ms, parse_window, CdrQuery};
@@ -210,6 +210,19 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
         sip: counters(&e.sip_counters()),
         media: counters(&s.stats.media.counters()),
         io,
+        rings: s
+            .stats
+            .rings()
+            .iter()
+            .map(|r| {
+                let fill = RingStatus {
+                    len: r.len as u64,
+                    capacity: r.capacity as u64,
+                };
+                (r.name.to_string(), fill)
+            })
+            .collect(),
+        threads_cpu_s: crate::threads::cpu_seconds(),
     })
 }
 

@@ -176,6 +176,26 @@ impl Dataplane {
         self.shared.media.clone()
     }
 
+    /// How full each ring between the threads is now: the backend's
+    /// (`rx` toward the engine, `tx` from it on DPDK, `media_cmds`,
+    /// `media_idle`, `health_cmds`) and the engine's toward the control
+    /// plane ([`EngineStats::rings`](crate::stats::EngineStats::rings)).
+    pub fn rings(&self) -> Vec<crate::stats::RingFill> {
+        use crate::stats::RingFill;
+        let s = &self.shared;
+        let mut rings = vec![RingFill::of("rx", &s.rx_ring)];
+        if self.name == "dpdk" {
+            rings.push(RingFill::of("tx", &s.tx_ring));
+        }
+        rings.extend([
+            RingFill::of("media_cmds", &s.media_cmds),
+            RingFill::of("media_idle", &s.media_idle),
+            RingFill::of("health_cmds", &s.health_cmds),
+        ]);
+        rings.extend(self.stats.rings());
+        rings
+    }
+
     /// Hands a new routing snapshot to the engine (the oldest queued one is
     /// dropped if the engine has not caught up: only the newest matters).
     pub fn publish(&self, snapshot: Arc<RouteSnapshot>) {

@@ -159,6 +159,10 @@ impl SipEngine {
                     }));
                 }
                 self.media_index.insert((caller_side, pair[0]), did);
+                self.stats.media_call(
+                    [(caller_side, pair[0]), (callee_side, pair[1])],
+                    &d.caller.call_id,
+                );
             }
             d.media.push(pair);
             d.held.push(([false; 2], None));

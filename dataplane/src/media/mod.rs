@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod offer;
 pub mod ports;
 pub mod relay;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 

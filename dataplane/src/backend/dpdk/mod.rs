@@ -368,6 +368,7 @@ impl Poller {
                     if let Some(pkt) = m.data().get(off..off + len) {
                         let engine = &self.shared.engine;
                         engine.capture_media(src, dst, pkt);
+                        engine.capture_rtcp(side, src, dst, pkt);
                         engine.capture_media(from, to, pkt);
                     }
                     if net::readdress(m.data_mut(), os.mac, dmac, from, to) {

@@ -163,6 +163,7 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventF
                     {
                         let ours = |s: Side, p: u16| SocketAddrV4::new(settings.ip[s], p);
                         shared.engine.capture_media(src, ours(side, port), pkt);
+                        shared.engine.capture_rtcp(side, src, ours(side, port), pkt);
                         shared
                             .engine
                             .capture_media(ours(out_side, out_port), to, pkt);
