@@ -395,7 +395,7 @@ impl Collector for Live {
         }
         // CPU per kind of thread: its rate is the thread's busy ratio.
         let mut cpu = encoder.encode_descriptor(
-            "sbc_thread_cpu_seconds",
+            "sbc_thread_cpu",
             "CPU time (user + system) of the process's threads, by thread name",
             Some(&prometheus_client::registry::Unit::Seconds),
             prometheus_client::metrics::MetricType::Counter,

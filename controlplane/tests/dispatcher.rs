@@ -244,6 +244,55 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
         "{text}"
     );
     assert!(text.contains("# TYPE sbc_calls counter"), "{text}");
+    // Ring fill and CPU per thread, as the status shows them.
+    assert_eq!(value("sbc_ring_entries", Some(("ring", "rx"))), Some(0.0));
+    assert!(value("sbc_ring_capacity_entries", Some(("ring", "media_cmds"))).unwrap() > 0.0);
+    assert!(value(
+        "sbc_thread_cpu_seconds_total",
+        Some(("thread", "sip-engine"))
+    )
+    .is_some());
+    assert!(status["rings"]["call_events"]["capacity"].as_u64().unwrap() > 0);
+    assert!(
+        status["threads_cpu_s"]["sip-engine"].as_f64().is_some(),
+        "{status}"
+    );
+    // Every metric the Grafana dashboard graphs is one we export.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/dashboards/sbc.json"
+    ))
+    .unwrap();
+    let mut graphed = std::collections::BTreeSet::new();
+    for (at, _) in dashboard.match_indices("sbc_") {
+        let name: String = dashboard[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        graphed.insert(name);
+    }
+    // The DPDK backend's own L2/L3 counters are not exported on sockets.
+    let io = sbc_dataplane::stats::IoStats::default();
+    let socket: Vec<_> = io.counters_of(false).iter().map(|(n, _)| *n).collect();
+    let dpdk_only: Vec<String> = io
+        .counters_of(true)
+        .iter()
+        .filter(|(n, _)| !socket.contains(n))
+        .map(|(n, _)| format!("sbc_io_{n}_total"))
+        .collect();
+    for name in graphed
+        .iter()
+        .filter(|n| !n.ends_with('_') && !dpdk_only.contains(n))
+    {
+        let family = ["_total", "_bucket", "_count", "_sum", "_info"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "the dashboard graphs {name}, which /metrics lacks"
+        );
+    }
 
     // HEP: the probes and their answers reached the collector, with our
     // public address, the node id, the password and the Call-ID.
