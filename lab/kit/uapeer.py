@@ -6,12 +6,16 @@ standard library only, no kit imports). The tests run it inside a lab namespace 
 
 and read the one JSON object it prints at the end: every SIP message it sent and received
 (`sip`: time, direction, peer address, the bytes base64-encoded), every RTP packet it sent and
-received (`rtp_tx`/`rtp_rx`: time, local port, remote address, SSRC, sequence number), the times
-of the flow's steps (`marks`), what the flow recorded besides (`notes`) and `error` (null when the
-flow went through). They also import its parsers (Msg, multipart_parts) and ISUP bodies to read
-what the captures show.
+received (`rtp_tx`/`rtp_rx`: time, local port, remote address, SSRC, sequence number), the RTCP
+it sent with --rtcp (`rtcp_tx`: time, local port, remote address and the fields of each compound)
+and what arrived on its RTCP port (`rtcp_rx`: time, local port, remote address, packet type,
+SSRC, the bytes in hex), the times of the flow's steps (`marks`), what the flow recorded besides
+(`notes`) and `error` (null when the flow went through). They also import its parsers (Msg,
+multipart_parts), ISUP bodies and RTCP builder (rtcp_compound) to read what the captures show and
+to send RTCP of their own.
 
 Flows:
+  call           UAC of a plain inbound call (SDP, m=audio P): RTP from P for --after s; BYE.
   port-move      UAC of an inbound call (to --to): INVITE offering m=audio P (--port); RTP from
                  P; after --before s a re-INVITE whose SDP only moves the port to P+2; RTP keeps
                  coming from P until the 200 arrives, then (new SSRC) from P+2; after --after s BYE.
@@ -43,6 +47,12 @@ Flows:
                  other side before ours, is a failure. `notes` has the Session-Expires of the
                  INVITE's 200 and of each UPDATE's, and the digits sent.
 With --update, port-move moves its port with an UPDATE (its SDP) instead of a re-INVITE.
+With --rtcp N, call and info-dtmf also send N RTCP compounds (RFC 3550 6.4: an SR with one report
+block, then an SDES with a CNAME), one a second from the answer on, from P+1 to the answer's port
++1; the SR's sender information is that of our RTP (NTP time now, the RTP timestamp and packet
+and payload octet counts so far), its block is about the SSRC we last received RTP from with the
+highest sequence number we received, and its loss, jitter, LSR and DLSR figures are made up,
+non-zero and different in each packet (so that a capture of one can be told from another).
 
 RTP is PCMA, 20 ms, 172-byte packets. SIP over UDP with the RFC 3261 timers A/E (500 ms doubling).
 """
@@ -209,6 +219,40 @@ def multipart_body(sdp: str, isup: bytes) -> bytes:
          "\r\n").encode() + isup + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
+NTP_EPOCH = 2208988800                  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def rtcp_compound(ssrc: int, sender: dict | None, blocks: list[dict], cname: str) -> bytes:
+    """An RTCP compound packet (RFC 3550 6.4): an SR (`sender`: ntp_sec, ntp_frac, rtp_timestamp,
+    packets, octets) or, without sender, an RR, carrying `blocks` (source_ssrc, fraction_lost,
+    packets_lost - 24-bit signed -, highest_seq_no, ia_jitter, lsr, dlsr), then an SDES with one
+    chunk: our SSRC and its CNAME."""
+    body = struct.pack("!I", ssrc)
+    if sender is not None:
+        body += struct.pack("!IIIII", sender["ntp_sec"], sender["ntp_frac"], sender["rtp_timestamp"],
+                            sender["packets"], sender["octets"])
+    for b in blocks:
+        body += struct.pack("!IIIIII", b["source_ssrc"],
+                            (b["fraction_lost"] << 24) | (b["packets_lost"] & 0xFFFFFF),
+                            b["highest_seq_no"], b["ia_jitter"], b["lsr"], b["dlsr"])
+    pt = 200 if sender is not None else 201
+    report = struct.pack("!BBH", 0x80 | len(blocks), pt, len(body) // 4) + body
+    name = cname.encode()
+    chunk = struct.pack("!IBB", ssrc, 1, len(name)) + name + b"\0"     # CNAME, end of items
+    chunk += b"\0" * (-len(chunk) % 4)
+    sdes = struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
+    return report + sdes
+
+
+class Rtcp:
+    """The RTCP we send with --rtcp: `left` compounds from local `port` to `dst`, one every
+    second."""
+
+    def __init__(self, port: int, dst: tuple[str, int], left: int, rtp_port: int):
+        self.port, self.dst, self.left, self.rtp_port = port, dst, left, rtp_port
+        self.next = time.monotonic() + 1.0
+
+
 class Rtp:
     """One RTP flow we send: from local `port` to `dst`, PCMA every 20 ms."""
 
@@ -225,11 +269,15 @@ class Peer:
         self.rtp = {p: self._udp(ip, p) for p in rtp_ports}
         self.by_sock = {s: p for p, s in self.rtp.items()}
         self.sending: Rtp | None = None
+        self.rtcp: Rtcp | None = None           # what --rtcp still has to send
+        self.rtcp_ports: set[int] = set()       # our sockets that take RTCP (not RTP)
         self.echo = False
         self.inbox: list[tuple[Msg, tuple]] = []
         self.log_sip: list[dict] = []
         self.rtp_tx: list[list] = []
         self.rtp_rx: list[list] = []
+        self.rtcp_tx: list[dict] = []
+        self.rtcp_rx: list[list] = []
         self.marks: dict[str, float] = {}
         self.notes: dict = {}                   # what a flow recorded for the test (JSON)
         self.acks: dict[tuple, tuple[bytes, tuple]] = {}   # (call-id, cseq) of a 2xx -> our ACK
@@ -250,7 +298,7 @@ class Peer:
         self.log_sip.append({"t": time.time(), "dir": "sent", "peer": f"{dst[0]}:{dst[1]}",
                              "b64": base64.b64encode(data).decode()})
 
-    # The loop: SIP in, RTP in (echoed when asked), RTP out on time.
+    # The loop: SIP in, RTP in (echoed when asked), RTP and RTCP out on time.
     def poll(self, until: float) -> None:
         """Serve sockets until monotonic time `until`."""
         socks = [self.sip] + list(self.rtp.values())
@@ -259,9 +307,14 @@ class Peer:
             if self.sending and now >= self.sending.next:
                 self._send_rtp()
                 continue
+            if self.rtcp and self.rtcp.left and now >= self.rtcp.next:
+                self._send_rtcp()
+                continue
             if now >= until:
                 return
             wake = until if not self.sending else min(until, self.sending.next)
+            if self.rtcp and self.rtcp.left:
+                wake = min(wake, self.rtcp.next)
             ready, _, _ = select.select(socks, [], [], max(0.0, wake - now))
             for s in ready:
                 try:
@@ -285,7 +338,39 @@ class Peer:
         r.seq += 1
         r.next += 0.02
 
+    def _send_rtcp(self) -> None:
+        c, r = self.rtcp, self.sending
+        c.left -= 1
+        c.next += 1.0
+        i = len(self.rtcp_tx) + 1
+        ssrc = r.ssrc if r else 0x00C0FFEE
+        packets = r.seq if r else 0
+        ntp = time.time() + NTP_EPOCH
+        sender = {"ntp_sec": int(ntp) & 0xFFFFFFFF, "ntp_frac": int((ntp % 1) * 2 ** 32) & 0xFFFFFFFF,
+                  "rtp_timestamp": (packets * 160) & 0xFFFFFFFF, "packets": packets,
+                  "octets": 160 * packets}
+        rx = [x for x in self.rtp_rx if x[1] == c.rtp_port]
+        block = {"source_ssrc": rx[-1][3] if rx else 0,
+                 "fraction_lost": (16 * i + 1) & 0xFF, "packets_lost": 100 * i + 7,
+                 "highest_seq_no": max((x[4] for x in rx), default=0),
+                 "ia_jitter": 160 + i, "lsr": 0x12340000 + i, "dlsr": 0x8000 * i}
+        cname = f"carrier@{self.ip}"
+        pkt = rtcp_compound(ssrc, sender, [block], cname)
+        try:
+            self.rtp[c.port].sendto(pkt, c.dst)
+        except OSError:
+            pass
+        self.rtcp_tx.append({"t": time.time(), "port": c.port, "dst": f"{c.dst[0]}:{c.dst[1]}",
+                             "type": 200, "ssrc": ssrc, "sender_information": sender,
+                             "report_blocks": [block], "sdes_ssrc": ssrc, "cname": cname,
+                             "hex": pkt.hex()})
+
     def _on_rtp(self, port: int, data: bytes, src: tuple) -> None:
+        if port in self.rtcp_ports:
+            ssrc = struct.unpack("!I", data[4:8])[0] if len(data) >= 8 else None
+            self.rtcp_rx.append([time.time(), port, f"{src[0]}:{src[1]}",
+                                 data[1] if len(data) > 1 else None, ssrc, data.hex()])
+            return
         if len(data) < 12 or data[0] >> 6 != 2:
             return
         seq, = struct.unpack("!H", data[2:4])
@@ -547,11 +632,14 @@ def start_call(a, peer: Peer, extra: list[str] = ()) -> tuple[Dialog, tuple[str,
     if media is None:
         raise Failure("the 200 to the INVITE has no usable SDP")
     peer.sending = Rtp(a.port, media, 0x00C0FFEE)
+    if a.rtcp:
+        peer.rtcp = Rtcp(a.port + 1, (media[0], media[1] + 1), a.rtcp, a.port)
     return dlg, media
 
 
 def end_call(peer: Peer, dlg: Dialog) -> None:
     peer.sending = None
+    peer.rtcp = None
     peer.mark("bye")
     fin = dlg.bye()
     if fin is None or fin.code != 200:
@@ -661,6 +749,12 @@ def flow_delayed_offer(a, peer: Peer) -> None:
         end_call(peer, dlg)
         raise Failure("the 200 to the INVITE without SDP carries no offer")
     peer.sending = Rtp(a.port, media, 0x00C0FFEE)
+    peer.poll(time.monotonic() + a.after)
+    end_call(peer, dlg)
+
+
+def flow_call(a, peer: Peer) -> None:
+    dlg, _ = start_call(a, peer)
     peer.poll(time.monotonic() + a.after)
     end_call(peer, dlg)
 
@@ -775,7 +869,7 @@ def hostport(s: str) -> tuple[str, int]:
     return h, int(p)
 
 
-FLOWS = {"port-move": flow_port_move, "multipart-uac": flow_multipart_uac,
+FLOWS = {"call": flow_call, "port-move": flow_port_move, "multipart-uac": flow_multipart_uac,
          "multipart-uas": flow_multipart_uas, "100rel": flow_100rel,
          "delayed-offer": flow_delayed_offer, "info-dtmf": flow_info_dtmf,
          "everything": flow_everything}
@@ -800,9 +894,17 @@ def main() -> int:
     ap.add_argument("--hold", type=float, default=100.0, help="everything: s from the ACK to the BYE")
     ap.add_argument("--refresh", type=float, default=30.0, help="everything: s between UPDATE refreshes")
     ap.add_argument("--dtmf-every", type=float, default=20.0, help="everything: s between INFO digits")
+    ap.add_argument("--rtcp", type=int, default=0,
+                    help="call, info-dtmf: RTCP compounds (SR + SDES) to send from P+1, one a second")
     a = ap.parse_args()
+    if a.rtcp and a.flow not in ("call", "info-dtmf"):
+        ap.error("--rtcp: only the flows call and info-dtmf send RTCP")
     ports = [a.port, a.port + 2] if a.flow == "port-move" else [a.port]
+    if a.rtcp:
+        ports.append(a.port + 1)
     peer = Peer(a.ip, a.sip_port, ports)
+    if a.rtcp:
+        peer.rtcp_ports.add(a.port + 1)
     print(json.dumps({"ready": True}), flush=True)
     err = None
     try:
@@ -810,7 +912,8 @@ def main() -> int:
     except Failure as e:
         err = str(e)
     print(json.dumps({"flow": a.flow, "error": err, "marks": peer.marks, "notes": peer.notes,
-                      "sip": peer.log_sip, "rtp_tx": peer.rtp_tx, "rtp_rx": peer.rtp_rx}), flush=True)
+                      "sip": peer.log_sip, "rtp_tx": peer.rtp_tx, "rtp_rx": peer.rtp_rx,
+                      "rtcp_tx": peer.rtcp_tx, "rtcp_rx": peer.rtcp_rx}), flush=True)
     return 0 if err is None else 1
 
 

@@ -21,6 +21,26 @@ the caller's From tag, which the SBC passes on.
                            (type sbc_call_report) per call with that correlation id and call_id,
                            result "answered", sent after the call's BYE. The SBC is restarted
                            without [hep] at the end.
+  cap_hep_rtcp             the same [hep] restart; one inbound call (the carrier is kit/uapeer.py
+                           `call --rtcp 3`, RTP from 10.0.1.10:6000; the gateway uas_call
+                           -rtp_echo) in which the carrier sends 3 RTCP compounds (SR with one
+                           report block + SDES CNAME), one a second, from :6001 to the SBC's port
+                           of the 200's SDP + 1, and a receiver of the test's on 203.0.113.10:6001
+                           answers each SR the SBC relays with an RR (one block, cumulative loss
+                           negative) + SDES. Each of the 6 has exactly one HEP packet of type 5
+                           (proto 17, node 77, auth "pw", stamped between its sending and the
+                           collector's receipt) whose src is the sender's address:port and dst
+                           the SBC's address:port it arrived at (10.0.0.100 resp. 203.0.113.50,
+                           the relay port of that side's SDP + 1), correlated with the carrier's
+                           Call-ID, and whose JSON (Homer's RTCP form) has the sent ssrc, type,
+                           report_count, report block fields, sdes_ssrc and, for an SR only,
+                           sender_information (NTP seconds and µs, RTP timestamp, packets,
+                           octets); there is no other type-5 packet, none that is not JSON, no
+                           HEP packet on an RTP port or with an RTP/RTCP packet as payload and no
+                           type but 1, 5 and 100; every SIP message of the call the peers traced
+                           has its HEP packet, all correlated with the same Call-ID; the relay
+                           carried the SRs to the gateway and the RRs to the carrier. The SBC is
+                           restarted without [hep] at the end.
   cap_pcap_opens_in_tshark `sbcctl capture --seconds 5 > capture.pcap` inside ns sbc while 10
                            calls are made: a classic µs pcap with Ethernet link type that tshark
                            reads; the SIP messages tshark lists (method or status code, IP
@@ -47,7 +67,9 @@ import subprocess
 import sys
 import threading
 import time
+from base64 import b64decode
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,12 +78,14 @@ from kit.calls import run_calls, tail_if, wait_calls_down
 from kit.ctx import Ctx, check
 from kit.media import wait_media_idle
 from kit.netns import wait_udp_listen
-from kit.paths import sipp_pcap
+from kit.paths import LAB, sipp_pcap
 from kit.pcap import read_pcap_udp
 from kit.proc import nsexec, spawn, stop_process, tail
 from kit.registry import lab_test
 from kit.sip import sipp_messages
 from kit.sipp import SippResult, Uas, run_uac
+from kit.uapeer import Msg, sdp_addr
+from tests.test_carrier_flows import PeerRun
 
 CARRIER = (CARRIER_IP, 5060)
 GATEWAY = (GW1_IP, 5060)
@@ -72,10 +96,14 @@ HEP_NODE, HEP_PASSWORD = 77, "pw"
 HEP_CALLS, HEP_RATE = 100, 25
 PCAP_CALLS, PCAP_SECONDS = 10, 5
 LIVE_CALLS, LIVE_HOLD_MS = 5, 8000
+RTCP_SENT = 3                           # cap_hep_rtcp: the carrier's SRs, one a second
+GW_RTCP_PORT = SIPP_MEDIA_PORT + 1      # the gateway's RTCP port (its SDP's m=audio port + 1)
 
 # HEP v3 chunk types (vendor 0) the SBC sends.
 HEP_FAMILY, HEP_PROTO, HEP_SRC4, HEP_DST4, HEP_SPORT, HEP_DPORT = 1, 2, 3, 4, 7, 8
 HEP_TS_S, HEP_TS_US, HEP_PTYPE, HEP_NODE_ID, HEP_AUTH, HEP_PAYLOAD, HEP_CORR = 9, 10, 11, 12, 14, 15, 17
+# Its payload types (chunk 11): SIP, RTCP as JSON, a JSON log (the call report).
+PTYPE_SIP, PTYPE_RTCP, PTYPE_LOG = 1, 5, 100
 HEP_REQUIRED = (HEP_FAMILY, HEP_PROTO, HEP_SRC4, HEP_DST4, HEP_SPORT, HEP_DPORT, HEP_TS_S, HEP_TS_US,
                 HEP_PTYPE, HEP_NODE_ID, HEP_AUTH, HEP_PAYLOAD, HEP_CORR)
 
@@ -100,6 +128,45 @@ with open(out, "wb") as f:
             continue
         f.write(struct.pack("!dI", time.time(), len(data)) + data)
         f.flush()
+"""
+
+# cap_hep_rtcp's gateway RTCP (in ns gw, on GW1_IP:GW_RTCP_PORT): each SR that arrives is answered
+# at once, to where it came from, with an RR (one block about the SR's sender: LSR its NTP time's
+# middle 32 bits, DLSR the time it was held; loss, jitter and highest sequence number made up,
+# the cumulative loss negative as duplicates make it) + SDES CNAME. One JSON line per packet
+# received ({"rx": ...}) and sent ({"tx": ...}, the fields as uapeer's rtcp_tx has them).
+GW_RTCP = r"""
+import json, signal, socket, struct, sys, time
+sys.path.insert(0, sys.argv[1])
+from uapeer import rtcp_compound
+ip, port = sys.argv[2], int(sys.argv[3])
+SSRC, CNAME = 0x6A7E0001, f"gw@{ip}"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((ip, port))
+s.settimeout(0.1)
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+n = 0
+while not stop:
+    try:
+        data, src = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    t = time.time()
+    print(json.dumps({"rx": {"t": t, "src": f"{src[0]}:{src[1]}", "hex": data.hex()}}), flush=True)
+    if len(data) < 28 or data[0] >> 6 != 2 or data[1] != 200:
+        continue
+    n += 1
+    sender, ntp_sec, ntp_frac = struct.unpack("!III", data[4:16])
+    block = {"source_ssrc": sender, "fraction_lost": 0, "packets_lost": -n,
+             "highest_seq_no": 0x10000 + 50 * n, "ia_jitter": 20 * n + 3,
+             "lsr": ((ntp_sec & 0xFFFF) << 16) | (ntp_frac >> 16),
+             "dlsr": int((time.time() - t) * 65536)}
+    pkt = rtcp_compound(SSRC, None, [block], CNAME)
+    s.sendto(pkt, src)
+    print(json.dumps({"tx": {"t": time.time(), "port": port, "dst": f"{src[0]}:{src[1]}", "type": 201,
+                             "ssrc": SSRC, "report_blocks": [block], "sdes_ssrc": SSRC,
+                             "cname": CNAME, "hex": pkt.hex()}}), flush=True)
 """
 
 
@@ -300,6 +367,28 @@ class HepSink:
         return out
 
 
+@contextmanager
+def hep_collecting(ctx: Ctx, d: Path):
+    """A HepSink in ns sbc and the SBC restarted with [hep] collector = it, node_id HEP_NODE,
+    password HEP_PASSWORD (the config copied to d/sbc.toml); yields the sink, whose stop() gives
+    what it got. Afterwards the sink is stopped (if the test did not) and the SBC restarted with
+    its config as it was."""
+    orig = ctx.sbc.config.read_text()
+    sink = None
+    try:
+        sink = HepSink(d)   # before the SBC starts sending: no ICMP refusal for its socket
+        ctx.sbc.config.write_text(orig + f'[hep]\ncollector = "{HEP_COLLECTOR[0]}:{HEP_COLLECTOR[1]}"\n'
+                                         f'node_id = {HEP_NODE}\npassword = "{HEP_PASSWORD}"\n')
+        shutil.copy(ctx.sbc.config, d / "sbc.toml")
+        ctx.sbc.restart()
+        yield sink
+    finally:
+        if sink is not None and sink.proc.poll() is None:
+            sink.stop()
+        ctx.sbc.config.write_text(orig)
+        ctx.sbc.restart()
+
+
 def sbcctl_argv(ctx: Ctx, *args: str) -> list[str]:
     p = ctx.sbc.binary.with_name("sbcctl")
     check(p.exists(), f"no sbcctl next to the sbc under test ({p}): cargo builds both into the same "
@@ -331,26 +420,14 @@ def cap_hep_every_message(ctx: Ctx):
     sbc_call_report per call (result answered) after its BYE. The SBC restarts without [hep]."""
     name = "cap_hep_every_message"
     d = ctx.tdir(name)
-    orig = ctx.sbc.config.read_text()
-    sink = None
-    try:
-        sink = HepSink(d)   # before the SBC starts sending: no ICMP refusal for its socket
-        ctx.sbc.config.write_text(orig + f'[hep]\ncollector = "{HEP_COLLECTOR[0]}:{HEP_COLLECTOR[1]}"\n'
-                                         f'node_id = {HEP_NODE}\npassword = "{HEP_PASSWORD}"\n')
-        shutil.copy(ctx.sbc.config, d / "sbc.toml")
-        ctx.sbc.restart()
+    with hep_collecting(ctx, d) as sink:
         t0 = time.time()
         r, res = run_calls(ctx, name, uas={GW1_IP: "uas_simple"}, calls=HEP_CALLS, rate=HEP_RATE,
                            duration_ms=200, timeout_s=40)
         ur = res[GW1_IP]
         time.sleep(1.0)     # the last reports (HEP leaves the control plane a few ms late)
         t1 = time.time()
-        got_raw, sink = sink.stop(), None
-    finally:
-        if sink is not None:
-            sink.stop()
-        ctx.sbc.config.write_text(orig)
-        ctx.sbc.restart()
+        got_raw = sink.stop()
     calls_ok(r, ur, HEP_CALLS)
     check_hep(d, r, ur, got_raw, t0, t1)
 
@@ -456,6 +533,212 @@ def check_hep(d: Path, r: SippResult, ur: SippResult, got_raw: list, t0: float, 
         bye = by_call.get(cid, {}).get("priv in BYE")
         check(bye is not None and w.ts >= bye,
               f"call report of {cid} stamped {w.ts:.6f}, before the call's BYE ({bye})")
+
+
+def rtcp_json_diff(got, sent: dict) -> list[str]:
+    """How the JSON of a type-5 HEP packet differs from the Homer form of the RTCP compound
+    `sent` (a uapeer rtcp_tx entry or GW_RTCP's tx): [] when it reports that packet."""
+    if not isinstance(got, dict):
+        return [f"not a JSON object: {json.dumps(got)[:200]}"]
+    out = []
+    want = {"ssrc": sent["ssrc"], "type": sent["type"], "report_count": len(sent["report_blocks"]),
+            "sdes_ssrc": sent["sdes_ssrc"]}
+    out += [f"{k} {got.get(k)!r} (sent {v!r})" for k, v in want.items() if got.get(k) != v]
+    blocks = got.get("report_blocks")
+    if not isinstance(blocks, list) or len(blocks) != len(sent["report_blocks"]):
+        out.append(f"report_blocks {json.dumps(blocks)[:300]} (sent {len(sent['report_blocks'])})")
+    else:
+        for i, (g, w) in enumerate(zip(blocks, sent["report_blocks"])):
+            g = g if isinstance(g, dict) else {}
+            out += [f"report_blocks[{i}].{k} {g.get(k)!r} (sent {v!r})" for k, v in w.items() if g.get(k) != v]
+    si = got.get("sender_information")
+    if sent["type"] != 200:
+        if si is not None:
+            out.append(f"sender_information {json.dumps(si)} in the JSON of an RR")
+    elif not isinstance(si, dict):
+        out.append(f"sender_information {si!r} (an SR's: want its NTP time, RTP timestamp, counts)")
+    else:
+        s = sent["sender_information"]
+        want_si = {"ntp_timestamp_sec": s["ntp_sec"], "rtp_timestamp": s["rtp_timestamp"],
+                   "packets": s["packets"], "octets": s["octets"]}
+        out += [f"sender_information.{k} {si.get(k)!r} (sent {v!r})" for k, v in want_si.items()
+                if si.get(k) != v]
+        usec = s["ntp_frac"] * 1_000_000 / 2 ** 32      # the NTP fraction in µs
+        u = si.get("ntp_timestamp_usec")
+        if not isinstance(u, int) or abs(u - usec) > 1:
+            out.append(f"sender_information.ntp_timestamp_usec {u!r} (sent NTP fraction "
+                       f"{s['ntp_frac']:#010x} = {usec:.1f} µs)")
+    return out
+
+
+def addr(s: str) -> tuple[str, int]:
+    ip, _, port = s.rpartition(":")
+    return ip, int(port)
+
+
+@lab_test(restarts_sbc=True)
+def cap_hep_rtcp(ctx: Ctx):
+    """[hep] as cap_hep_every_message; one inbound call in which the carrier (uapeer call --rtcp)
+    sends 3 SR + SDES compounds from :6001 to the SBC's answer port + 1 and the gateway answers
+    each SR the SBC relays with an RR + SDES from :6001: each of the 6 has exactly one type-5 HEP
+    packet, src its sender, dst the SBC's address and port it arrived at, correlated with the
+    carrier's Call-ID like the call's SIP, its JSON (Homer's RTCP form) the fields sent; no other
+    type-5 packet, none not JSON, no RTP (nor raw RTCP) as HEP. The SBC restarts without [hep]."""
+    name = "cap_hep_rtcp"
+    d = ctx.tdir(name)
+    p = SIPP_MEDIA_PORT                 # the carrier's RTP port; RTCP from p + 1
+    out = d / "gw_rtcp.jsonl"
+    with hep_collecting(ctx, d) as sink:
+        wait_media_idle(ctx)
+        script = d / "gw_rtcp.py"
+        script.write_text(GW_RTCP)
+        with open(out, "wb") as f:
+            gw = spawn(nsexec("gw", [sys.executable, script, LAB / "kit", GW1_IP, GW_RTCP_PORT]),
+                       stdout=f, stderr=subprocess.STDOUT)
+        try:
+            check(wait_udp_listen("gw", GW1_IP, GW_RTCP_PORT, 5.0),
+                  f"the gateway's RTCP receiver did not bind {GW1_IP}:{GW_RTCP_PORT}:\n{tail(out, 10)}")
+            t0 = time.time()
+            with Uas("gw", "uas_call", GW1_IP, 5060, d, "uas", extra=["-rtp_echo", "-mp", str(p)]) as uas:
+                peer = PeerRun(ctx, d, "carrier", "carrier", "call",
+                               ["--ip", CARRIER_IP, "--port", str(p), "--to", SBC_PRIV,
+                                "--after", str(RTCP_SENT + 1.5), "--rtcp", str(RTCP_SENT)])
+                res = peer.result(30)
+                ur = uas.stop()
+            time.sleep(1.0)     # the last HEP packets (they leave the control plane a few ms late)
+            t1 = time.time()
+        finally:
+            stop_process(gw)
+        got_raw = sink.stop()
+    check(res.get("error") is None, f"the carrier's flow failed: {res.get('error')} (output {peer.out})")
+    check(ur.successful == 1 and ur.failed == 0, f"gateway: {ur.summary()}\n{tail_if(ur.files.get('errors'))}")
+    gw_log = [json.loads(x) for x in out.read_text(errors="replace").splitlines() if x.startswith("{")]
+
+    # The call as the peers saw it: the carrier's Call-ID, the SBC's relay port on each side.
+    sip_log = [(e, Msg(b64decode(e["b64"]))) for e in res["sip"]]
+    inv = next((m for e, m in sip_log if e["dir"] == "sent" and m.method == "INVITE"), None)
+    ok = next((m for e, m in sip_log if e["dir"] == "received" and m.code == 200
+               and m.cseq[1] == "INVITE" and m.sdp()), None)
+    check(inv is not None and ok is not None, f"the carrier's log has no INVITE or no 200 with SDP "
+                                              f"({peer.out})")
+    cid = inv.call_id
+    media_a = sdp_addr(ok.sdp())
+    gw_inv = next((m for m in sipp_messages(ur.files.get("messages"))
+                   if m.direction == "received" and m.is_request("INVITE") and m.sdp), None)
+    check(gw_inv is not None, f"the gateway got no INVITE with SDP ({ur.files.get('messages')})")
+    gw_cid, port_b = gw_inv.call_id, gw_inv.sdp.port
+    check(media_a is not None and media_a[0] == SBC_PRIV_IP and isinstance(port_b, int),
+          f"the SBC's media address in the 200 the carrier got is {media_a}, in the INVITE the "
+          f"gateway got port {port_b}; want {SBC_PRIV_IP} and a port on each side")
+    port_a = media_a[1]
+    sbc_a, sbc_b = (SBC_PRIV_IP, port_a + 1), (SBC_PUB_IP, port_b + 1)
+    carrier_rtcp, gw_rtcp = (CARRIER_IP, p + 1), (GW1_IP, GW_RTCP_PORT)
+    where = (f"carrier {CARRIER_IP}:{p}, SBC {SBC_PRIV_IP}:{port_a} / {SBC_PUB_IP}:{port_b}, gateway "
+             f"{GW1_IP}:{p}; Call-IDs {cid} (carrier) and {gw_cid} (gateway); output in {d}")
+
+    # What was sent, and that the relay carried it (RTP both ways; SRs to the gateway, RRs back).
+    srs, rrs = res["rtcp_tx"], [x["tx"] for x in gw_log if "tx" in x]
+    at_gw = [x["rx"] for x in gw_log if "rx" in x]
+    check(len(srs) == RTCP_SENT and all(addr(x["dst"]) == sbc_a and x["port"] == p + 1 for x in srs),
+          f"the carrier sent {len(srs)} RTCP compounds to {[x['dst'] for x in srs]}; want {RTCP_SENT} "
+          f"from :{p + 1} to {sbc_a[0]}:{sbc_a[1]} ({where})")
+    check(len(res["rtp_tx"]) >= 100 and len(res["rtp_rx"]) >= 0.9 * len(res["rtp_tx"]),
+          f"the carrier sent {len(res['rtp_tx'])} RTP packets, {len(res['rtp_rx'])} came back (want "
+          f">= 100 and >= 90 % echoed): no RTP whose absence from HEP means anything ({where})")
+    check(len(at_gw) == RTCP_SENT and all(addr(x["src"]) == sbc_b for x in at_gw)
+          and [x["hex"] for x in at_gw] == [x["hex"] for x in srs],
+          f"the gateway's RTCP port got {len(at_gw)} packets from {[x['src'] for x in at_gw]}; want "
+          f"the carrier's {RTCP_SENT} SRs unchanged, from {sbc_b[0]}:{sbc_b[1]} ({where})")
+    got_rr = [x for x in res["rtcp_rx"] if addr(x[2]) == sbc_a]
+    check(len(rrs) == RTCP_SENT and len(res["rtcp_rx"]) == len(rrs) and len(got_rr) == len(rrs)
+          and [x[5] for x in got_rr] == [x["hex"] for x in rrs],
+          f"the gateway sent {len(rrs)} RRs; the carrier's RTCP port got {len(res['rtcp_rx'])} packets "
+          f"from {sorted({x[2] for x in res['rtcp_rx']})}; want them all, unchanged, from "
+          f"{sbc_a[0]}:{sbc_a[1]} ({where})")
+
+    # Every datagram at the collector is HEP v3; no RTP or raw RTCP in any, and on no RTP port.
+    bad, heps = [], []
+    for rx, data in got_raw:
+        try:
+            w = hep_wire(decode_hep(data))
+        except ValueError as e:
+            bad.append(f"{e}: {data[:48]!r}")
+            continue
+        w.info["rx"] = rx
+        heps.append(w)
+    (d / "hep.json").write_text(json.dumps(
+        [{"src": w.src, "dst": w.dst, "ts": w.ts, "rx": w.info["rx"], "ptype": w.info["ptype"],
+          "node": w.info["node"], "auth": w.info["auth"], "corr": w.info["corr"],
+          "payload": w.info["payload"].decode("utf-8", "replace")[:2000]} for w in heps], indent=0))
+    check(not bad, f"{len(bad)} of {len(got_raw)} datagrams at the collector are no valid HEP v3 "
+                   f"packet: " + "; ".join(bad[:5]))
+    types = Counter(w.info["ptype"] for w in heps)
+    check(set(types) <= {PTYPE_SIP, PTYPE_RTCP, PTYPE_LOG},
+          f"HEP packets of types {dict(types)}; want only {PTYPE_SIP} (SIP), {PTYPE_RTCP} (RTCP as "
+          f"JSON) and {PTYPE_LOG} (the call report) ({d / 'hep.json'})")
+    rtp_ports = {(CARRIER_IP, p), (SBC_PRIV_IP, port_a), (SBC_PUB_IP, port_b), (GW1_IP, p)}
+    on_rtp = [w for w in heps if w.src in rtp_ports or w.dst in rtp_ports
+              or w.info["payload"][:1] and w.info["payload"][0] >> 6 == 2]
+    check(not on_rtp, f"{len(on_rtp)} HEP packets from or to an RTP address or with an RTP/RTCP "
+                      f"packet (version 2) as payload, e.g. type {on_rtp[0].info['ptype']} "
+                      f"{on_rtp[0].src} -> {on_rtp[0].dst}: {on_rtp[0].info['payload'][:48]!r} "
+                      f"({where})" if on_rtp else "")
+
+    # The SIP of the call: each message the peers traced has its HEP packet; one correlation id.
+    sip = [w for w in heps if w.info["ptype"] == PTYPE_SIP and w.call_id in (cid, gw_cid)]
+    want = [Wire((CARRIER_IP, 5060), addr(e["peer"]), norm(m.raw), e["t"]) if e["dir"] == "sent"
+            else Wire(addr(e["peer"]), (CARRIER_IP, 5060), norm(m.raw), e["t"]) for e, m in sip_log]
+    want += traced(ur, GATEWAY, SBC_PUB_ADDR)
+    _, missing, _ = match(want, sip)
+    check(not missing, mismatch_report(missing, [], want, "the HEP packets"))
+    wrong = [w for w in sip if w.info["corr"] != cid]
+    check(not wrong, f"{len(wrong)} of the call's {len(sip)} SIP HEP packets carry a correlation id "
+                     f"other than the carrier's Call-ID {cid!r}: e.g. {wrong[0].label} correlated "
+                     f"{wrong[0].info['corr']!r}" if wrong else "")
+
+    # RTCP: each compound sent has exactly one type-5 packet, and there is no other.
+    rtcp = []
+    for w in (w for w in heps if w.info["ptype"] == PTYPE_RTCP):
+        try:
+            rtcp.append((w, json.loads(w.info["payload"])))
+        except ValueError as e:
+            check(False, f"a type-5 HEP packet {w.src} -> {w.dst} carries no JSON ({e}): "
+                         f"{w.info['payload'][:200]!r}")
+    expected = ([("carrier SR", carrier_rtcp, sbc_a, x) for x in srs]
+                + [("gateway RR", gw_rtcp, sbc_b, x) for x in rrs])
+    show = lambda w, j: (f"{w.src[0]}:{w.src[1]} -> {w.dst[0]}:{w.dst[1]} corr {w.info['corr']!r} "  # noqa: E731
+                         f"ts {w.ts:.6f}: {json.dumps(j)}")
+    used = set()
+    for what, src, dst, sent in expected:
+        hits = [i for i, (w, j) in enumerate(rtcp) if w.src == src and w.dst == dst
+                and not rtcp_json_diff(j, sent)]
+        if len(hits) != 1:
+            near = [f"    {show(w, j)}\n      differs: {'; '.join(rtcp_json_diff(j, sent)) or '-'}"
+                    for w, j in rtcp
+                    if w.src == src or (isinstance(j, dict) and j.get("ssrc") == sent["ssrc"])]
+            check(False, f"{what} sent {sent['t']:.6f} from {src[0]}:{src[1]} to {dst[0]}:{dst[1]} "
+                         f"(ssrc {sent['ssrc']}, {sent['hex']}) has {len(hits)} type-5 HEP packets "
+                         f"with those addresses and its fields (want 1); of the {len(rtcp)} type-5 "
+                         f"packets, those of its sender:\n" + ("\n".join(near) or "    none")
+                         + f"\n({where})")
+        w, j = rtcp[hits[0]]
+        used.add(hits[0])
+        i = w.info
+        fields = (i["family"], i["proto"], i["node"], i["auth"], i["corr"])
+        check(fields == (2, 17, HEP_NODE, HEP_PASSWORD, cid) and i["us"] < 1_000_000,
+              f"the type-5 HEP packet of the {what} sent {sent['t']:.6f}: family/proto/node/auth/"
+              f"correlation {fields}, µs {i['us']}; want (2, 17, {HEP_NODE}, {HEP_PASSWORD!r}, "
+              f"{cid!r}) - the carrier's Call-ID, as the call's SIP HEP packets")
+        check(sent["t"] - 0.05 <= w.ts <= min(t1, i["rx"] + 0.01, sent["t"] + 1.0),
+              f"the type-5 HEP packet of the {what} sent {sent['t']:.6f} is stamped {w.ts:.6f} "
+              f"(the collector got it at {i['rx']:.6f}); want between its sending and its receipt")
+    extra = [show(w, j) for k, (w, j) in enumerate(rtcp) if k not in used]
+    check(not extra, f"{len(extra)} type-5 HEP packets report no RTCP compound that was sent "
+                     f"(sent: {len(srs)} SRs, {len(rrs)} RRs):\n  " + "\n  ".join(extra[:5]) + f"\n({where})")
+    print(f"  ({len(srs)} SRs {CARRIER_IP}:{p + 1} -> {sbc_a[0]}:{sbc_a[1]} and {len(rrs)} RRs "
+          f"{GW1_IP}:{GW_RTCP_PORT} -> {sbc_b[0]}:{sbc_b[1]}, one type-5 HEP packet each, correlated "
+          f"{cid}; {len(sip)} SIP HEP packets of the call; {len(res['rtp_tx'])} RTP packets sent, "
+          f"none in HEP; t0+{t1 - t0:.1f} s)", flush=True)
 
 
 @lab_test
