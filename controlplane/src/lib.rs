@@ -12,6 +12,7 @@ pub mod api;
 pub mod calllog;
 pub mod cdr;
 pub mod config;
+pub mod dns;
 pub mod hep;
 pub mod metrics;
 pub mod provisioning;

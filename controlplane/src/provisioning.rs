@@ -124,7 +124,8 @@ pub struct CarrierRow {
 pub struct GatewayRow {
     /// Assigned by the database on insert.
     pub id: i64,
-    /// `sip:IPv4[:port]` (port 5060 when absent).
+    /// `sip:HOST[:port]`, HOST an IPv4 literal or a host name (resolved
+    /// per RFC 3263; port 5060, or SRV's, when absent).
     pub destination: String,
     /// Dispatcher group, 1..=2^31-1 (column `grp`).
     #[sqlx(rename = "grp")]
@@ -140,6 +141,35 @@ pub struct GatewayRow {
     /// `[routing] default_profile`, which the snapshot resolves it to.
     #[serde(default)]
     pub profile: Option<String>,
+    /// For a destination that names a host: what it resolves to now (not
+    /// stored; the API fills it in when it lists gateways).
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsView>,
+}
+
+/// What a gateway's host name resolves to, as `GET /api/v1/gateways`
+/// shows it (RFC 3263; `crate::dns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DnsView {
+    /// The addresses in the order they are tried, `IPv4:port`, with their
+    /// SRV priority and weight (0 for A records).
+    pub addresses: Vec<DnsAddress>,
+    /// Seconds until the answer expires and is asked again.
+    pub expires_in_s: u64,
+    /// Why it resolves to nothing (the gateway is then down).
+    pub error: Option<String>,
+}
+
+/// One address of a [`DnsView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsAddress {
+    /// `IPv4:port`.
+    pub address: String,
+    /// SRV priority (lower first).
+    pub priority: u16,
+    /// SRV weight.
+    pub weight: u16,
 }
 
 /// A tenant as stored, and as the API answers it (OpenAPI `Tenant`).
@@ -424,6 +454,12 @@ impl Provisioning {
         Ok(done.rows_affected() > 0)
     }
 
+    /// A new snapshot version, for a snapshot changed without the database
+    /// (new DNS answers).
+    pub fn next_version(&self) -> u64 {
+        self.version.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Reads every table into a new immutable snapshot with the next version.
     ///
     /// The three tables are read in one read-only transaction that sees one
@@ -466,10 +502,16 @@ impl Provisioning {
         let gateways = gateways
             .into_iter()
             .map(|g| {
+                // A host name gets its addresses from DNS (`Dns::fill`).
+                let targets = match routing::parse_destination(&g.destination)
+                    .map_err(|_| corrupt("gateway destination", &g.destination))?
+                {
+                    routing::Destination::Literal(a) => vec![routing::Resolved::at(a)],
+                    routing::Destination::Name { .. } => Vec::new(),
+                };
                 Ok(Gateway {
                     id: g.id,
-                    addr: routing::parse_destination(&g.destination)
-                        .map_err(|_| corrupt("gateway destination", &g.destination))?,
+                    targets,
                     destination: g.destination,
                     group: u32::try_from(g.group).unwrap_or(0),
                     priority: i32::try_from(g.priority).unwrap_or(0),
@@ -507,7 +549,7 @@ impl Provisioning {
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;
-        let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
+        let version = self.next_version();
         Ok(RouteSnapshot {
             version,
             carriers,

@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::api::{self, AppState, Counters};
 use crate::cdr::CdrWriter;
 use crate::config::{BackendKind, Config};
+use crate::dns::Dns;
 use crate::hep::CaptureHub;
 use crate::metrics::Metrics;
 use crate::provisioning::Provisioning;
@@ -25,7 +26,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening database `{}`", cfg.database.url))?
             .with_default_profile(cfg.routing.default_profile),
     );
-    let first = Arc::new(db.snapshot().await.context("reading provisioning")?);
+    // Gateways by host name get their addresses before the engine starts.
+    let dns = Arc::new(Dns::system());
+    let mut first = db.snapshot().await.context("reading provisioning")?;
+    dns.fill(&mut first).await;
+    let first = Arc::new(first);
     let engine = cfg.engine_config(seed());
     let backend = match cfg.dataplane.backend {
         BackendKind::Socket => socket::start(cfg.socket_config(engine), first.clone())
@@ -61,6 +66,27 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.health.timeout_ms,
     )
     .with_metric_tenants(cfg.metrics.max_tenants);
+    let state = AppState { dns, ..state };
+    // DNS answers expire: ask again, and hand the engine the new addresses.
+    let refresher = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let now = tokio::time::Instant::now();
+            let next = refresher
+                .dns
+                .next_expiry()
+                .map_or(
+                    now + Duration::from_secs(60),
+                    tokio::time::Instant::from_std,
+                )
+                .clamp(now + Duration::from_secs(1), now + Duration::from_secs(60));
+            tokio::time::sleep_until(next).await;
+            let names = crate::dns::names_in(&refresher.snapshot().0);
+            if refresher.dns.refresh_expired(&names).await {
+                crate::api::refill(&refresher).await;
+            }
+        }
+    });
     let hep = cfg.hep.target();
     if let Some(t) = &hep {
         tracing::info!(collector = %t.collector, node_id = t.node_id, "SIP capture to HEP");

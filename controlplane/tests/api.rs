@@ -408,7 +408,7 @@ async fn gateways_get_ids_and_status_reports_on(api: Api) {
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(body["id"], 1);
     assert_eq!(body["description"], "gw1");
-    assert_eq!(api.last().gateways[0].addr.port(), 5060);
+    assert_eq!(api.last().gateways[0].addr().unwrap().port(), 5060);
     // Counters the data plane sets reach the status document.
     let io = &api.state.stats.io;
     io.ports[sbc_dataplane::Side::Public].rx_missed.set(7);
@@ -1154,6 +1154,7 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         weight: 1,
         description: String::new(),
         profile: None,
+        dns: None,
     };
     assert_eq!(
         keys(serde_json::to_value(row).unwrap()),

@@ -48,6 +48,7 @@ fn gateway(destination: &str) -> GatewayRow {
         weight: 1,
         description: String::new(),
         profile: None,
+        dns: None,
     }
 }
 

@@ -46,8 +46,12 @@ pub struct Gateway {
     pub id: i64,
     /// The destination SIP URI as provisioned, e.g. `sip:203.0.113.10:5060`.
     pub destination: String,
-    /// Where the destination URI points (IPv4 literal host; port 5060 by default).
-    pub addr: SocketAddrV4,
+    /// Where the destination URI points: one address for an IPv4 literal
+    /// host (port 5060 by default); for a host name, what the control plane
+    /// resolved (RFC 3263: SRV targets with their priority and weight, or the
+    /// A records at the URI's port), lowest priority first; empty when the
+    /// name does not resolve (the gateway is then never tried).
+    pub targets: Vec<Resolved>,
     /// Dispatcher set this gateway belongs to (Kamailio `dispatcher.setid`).
     pub group: u32,
     /// Dispatcher priority: higher is tried first.
@@ -60,6 +64,37 @@ pub struct Gateway {
     /// How the SBC speaks to it (the column's NULL resolved to the
     /// configured default by the control plane).
     pub profile: Profile,
+}
+
+/// One address a gateway's destination resolved to (RFC 2782 fields for an
+/// SRV target; 0 and 0 for an IPv4 literal or an A record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Resolved {
+    /// The IPv4 address and port.
+    pub addr: SocketAddrV4,
+    /// SRV priority: lower is tried first.
+    pub priority: u16,
+    /// SRV weight: the share of tries among targets of one priority.
+    pub weight: u16,
+}
+
+impl Resolved {
+    /// An address with no SRV ranking (a literal or an A record).
+    pub fn at(addr: SocketAddrV4) -> Resolved {
+        Resolved {
+            addr,
+            priority: 0,
+            weight: 0,
+        }
+    }
+}
+
+impl Gateway {
+    /// The gateway's first address (the first SRV target): the one its
+    /// health is listed under; `None` when its name does not resolve.
+    pub fn addr(&self) -> Option<SocketAddrV4> {
+        self.targets.first().map(|t| t.addr)
+    }
 }
 
 /// How the SBC speaks to a gateway: which SIP features it bridges for it.
@@ -215,13 +250,15 @@ impl RouteSnapshot {
     pub fn gateway_profile(&self, ip: Ipv4Addr) -> Profile {
         self.gateways
             .iter()
-            .find(|g| *g.addr.ip() == ip)
+            .find(|g| g.targets.iter().any(|t| *t.addr.ip() == ip))
             .map_or_else(Profile::default, |g| g.profile)
     }
 
     /// Whether `ip` is the address of a provisioned gateway (the port is not compared).
     pub fn is_gateway(&self, ip: Ipv4Addr) -> bool {
-        self.gateways.iter().any(|g| *g.addr.ip() == ip)
+        self.gateways
+            .iter()
+            .any(|g| g.targets.iter().any(|t| *t.addr.ip() == ip))
     }
 
     /// Tenant identification: `X-Tenant-ID`, else a `tenantid_number` user
@@ -286,11 +323,16 @@ impl RouteSnapshot {
                 .then(kb.total_cmp(ka))
                 .then(a.id.cmp(&b.id))
         });
+        // Each gateway stands for its resolved addresses, in RFC 2782 order.
         gws.into_iter()
-            .map(|(g, _)| Target {
-                uri: g.destination.clone(),
-                addr: g.addr,
-                profile: g.profile,
+            .flat_map(|(g, _)| {
+                srv_order(&g.targets, random)
+                    .into_iter()
+                    .map(|addr| Target {
+                        uri: g.destination.clone(),
+                        addr,
+                        profile: g.profile,
+                    })
             })
             .collect()
     }
@@ -397,16 +439,95 @@ impl RouteSnapshot {
     }
 }
 
-/// Parses a gateway destination: a `sip:` URI whose host is an IPv4 literal.
-/// Host names are refused: the engine never resolves (DNS belongs to the
-/// control plane, issue 14).
-pub fn parse_destination(uri: &str) -> Result<SocketAddrV4, &'static str> {
+/// The order in which `targets` are tried (RFC 2782): lower priority
+/// first; within one priority, a weighted random order (a target's chance
+/// to come first is its share of the weights; weight 0 ones last), `random`
+/// drawing. One target is returned as is.
+pub fn srv_order(targets: &[Resolved], random: &mut u64) -> Vec<SocketAddrV4> {
+    if let [only] = targets {
+        return vec![only.addr];
+    }
+    let mut keyed: Vec<(&Resolved, f64)> = targets
+        .iter()
+        .map(|t| {
+            let u = ((crate::rng::next(random) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+            let key = if t.weight == 0 {
+                -1.0
+            } else {
+                u.powf(1.0 / f64::from(t.weight))
+            };
+            (t, key)
+        })
+        .collect();
+    keyed.sort_by(|(a, ka), (b, kb)| a.priority.cmp(&b.priority).then(kb.total_cmp(ka)));
+    keyed.into_iter().map(|(t, _)| t.addr).collect()
+}
+
+/// Where a gateway's destination URI points before DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// An IPv4 literal host: the address, port 5060 unless written.
+    Literal(SocketAddrV4),
+    /// A host name for the control plane to resolve (RFC 3263): the port
+    /// when the URI writes one (then A records only, no SRV).
+    Name {
+        /// The host name, lower case, without a trailing dot.
+        host: String,
+        /// The URI's port, if written.
+        port: Option<u16>,
+    },
+}
+
+/// Parses a gateway destination: a `sip:` URI whose host is an IPv4 literal
+/// or a host name (RFC 1123 labels), over UDP (`;transport=udp` or none).
+/// The engine never resolves: names are the control plane's (`dns`).
+/// Errors name what is wrong: no sip: URI, URI headers, IPv6, a bad host
+/// name, or a transport other than UDP (`sips:`, TCP and TLS are not built).
+pub fn parse_destination(uri: &str) -> Result<Destination, &'static str> {
     let parsed = SipUri::parse(uri.as_bytes()).ok_or("not a sip: URI")?;
     if parsed.has_headers {
         return Err("URI headers are not allowed");
     }
-    let ip = parse_ipv4(parsed.host).ok_or("host must be an IPv4 address")?;
-    Ok(SocketAddrV4::new(ip, parsed.port.unwrap_or(5060)))
+    let tls = uri
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
+    let transport = crate::sip::grammar::param(parsed.params, "transport");
+    let udp = match transport {
+        None => true,
+        Some(v) => v.is_some_and(|v| v.eq_ignore_ascii_case(b"udp")),
+    };
+    if tls || !udp {
+        return Err(
+            "only SIP over UDP is supported toward gateways (no sips:, ;transport=tcp or tls yet)",
+        );
+    }
+    if let Some(ip) = parse_ipv4(parsed.host) {
+        return Ok(Destination::Literal(SocketAddrV4::new(
+            ip,
+            parsed.port.unwrap_or(5060),
+        )));
+    }
+    let host = std::str::from_utf8(parsed.host)
+        .map_err(|_| "host must be an IPv4 address or a host name")?;
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let last_numeric = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if host.len() > 253 || !host.split('.').all(label_ok) || last_numeric {
+        return Err("host must be an IPv4 address or a host name");
+    }
+    Ok(Destination::Name {
+        host,
+        port: parsed.port,
+    })
 }
 
 #[cfg(test)]
@@ -417,7 +538,10 @@ mod tests {
         let gw = |id, last, group, priority, weight| Gateway {
             id,
             destination: format!("sip:203.0.113.{last}:5060"),
-            addr: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, last), 5060),
+            targets: vec![Resolved::at(SocketAddrV4::new(
+                Ipv4Addr::new(203, 0, 113, last),
+                5060,
+            ))],
             group,
             priority,
             weight,
@@ -717,5 +841,84 @@ mod tests {
             s.route_outbound(&req),
             Decision::Reject { code: 403, .. }
         ));
+    }
+
+    #[test]
+    fn destinations_name_literals_or_hosts_over_udp_only() {
+        assert_eq!(
+            parse_destination("sip:203.0.113.10"),
+            Ok(Destination::Literal("203.0.113.10:5060".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_destination("sip:LiveKit-GW1.Example.com.:5080;transport=UDP"),
+            Ok(Destination::Name {
+                host: "livekit-gw1.example.com".into(),
+                port: Some(5080)
+            })
+        );
+        assert_eq!(
+            parse_destination("sip:p.sip.livekit.cloud"),
+            Ok(Destination::Name {
+                host: "p.sip.livekit.cloud".into(),
+                port: None
+            })
+        );
+        for bad in [
+            "sip:bad_host.example.com",
+            "sip:-x.example.com",
+            "sip:1.2.3",
+            "sip:[2001:db8::1]",
+            "sip:a..b",
+        ] {
+            assert!(parse_destination(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_destination("sip:1.2.3"),
+            Err("host must be an IPv4 address or a host name")
+        );
+        for tls in [
+            "sips:gw.example.com",
+            "sip:gw.example.com;transport=tls",
+            "sip:10.0.0.1;transport=tcp",
+        ] {
+            assert!(
+                parse_destination(tls)
+                    .unwrap_err()
+                    .contains("only SIP over UDP"),
+                "{tls}"
+            );
+        }
+        assert_eq!(
+            parse_destination("sip:gw?x=1"),
+            Err("URI headers are not allowed")
+        );
+    }
+
+    #[test]
+    fn srv_targets_go_by_priority_then_weight() {
+        let t = |last, priority, weight| Resolved {
+            addr: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, last), 5060),
+            priority,
+            weight,
+        };
+        // Priority 10: .1 (weight 60) and .2 (weight 20) and .3 (weight 0); priority 20: .4.
+        let targets = [t(4, 20, 5), t(3, 10, 0), t(2, 10, 20), t(1, 10, 60)];
+        let mut random = 7;
+        let mut first_is_1 = 0;
+        for _ in 0..4_000 {
+            let order = srv_order(&targets, &mut random);
+            let lasts: Vec<u8> = order.iter().map(|a| a.ip().octets()[3]).collect();
+            assert_eq!(lasts.len(), 4);
+            assert_eq!(
+                lasts[2..],
+                [3, 4],
+                "weight 0 last in its priority, then priority 20"
+            );
+            first_is_1 += usize::from(lasts[0] == 1);
+        }
+        // .1 holds 60 of the 80 weight: first about 75% of the time.
+        assert!((2_800..3_200).contains(&first_is_1), "{first_is_1}");
+        assert_eq!(srv_order(&targets[..1], &mut random), vec![targets[0].addr]);
+        assert!(srv_order(&[], &mut random).is_empty());
     }
 }

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use sbc_dataplane::routing::{Carrier, Gateway, RouteSnapshot};
+use sbc_dataplane::routing::{Carrier, Gateway, Resolved, RouteSnapshot};
 use sbc_dataplane::sip::SipMessage;
 use sbc_dataplane::stats::EngineStats;
 use sbc_dataplane::{EngineConfig, Outgoing, Side, SipEngine};
@@ -55,7 +55,10 @@ fn engine() -> SipEngine {
         gateways: vec![Gateway {
             id: 1,
             destination: "sip:203.0.113.10:5060".into(),
-            addr: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5060),
+            targets: vec![Resolved::at(SocketAddrV4::new(
+                Ipv4Addr::new(203, 0, 113, 10),
+                5060,
+            ))],
             group: 1,
             priority: 1,
             weight: 1,

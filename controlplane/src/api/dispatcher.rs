@@ -32,7 +32,7 @@ pub(super) async fn ping(
         .gateways
         .iter()
         .filter(|g| req.group.is_none_or(|n| i64::from(g.group) == n))
-        .map(|g| g.addr)
+        .flat_map(|g| g.targets.iter().map(|t| t.addr))
         .collect();
     if targets.is_empty() {
         return Err(ApiError::new(
@@ -79,15 +79,27 @@ pub(super) async fn set_state(
             format!("field `id`: no gateway {}", req.id),
         ));
     };
-    let before = results_of(&s, g.addr);
-    if !(s.health_cmd)(HealthCmd::SetState(g.addr, req.state)) {
+    let Some(first) = g.addr() else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is not taking health requests now",
+            StatusCode::CONFLICT,
+            format!(
+                "field `id`: gateway {} has no address now (its name does not resolve)",
+                req.id
+            ),
         ));
+    };
+    // Every address of the gateway takes the setting (its SRV targets).
+    let before = results_of(&s, first);
+    for t in &g.targets {
+        if !(s.health_cmd)(HealthCmd::SetState(t.addr, req.state)) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine is not taking health requests now",
+            ));
+        }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1_000);
-    while results_of(&s, g.addr) == before && tokio::time::Instant::now() < deadline {
+    while results_of(&s, first) == before && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         s.drain_health_reports();
     }
@@ -123,11 +135,21 @@ pub(super) fn destinations(
         .iter()
         .filter(|g| group.is_none_or(|n| i64::from(g.group) == n))
         .map(|g| {
-            let e = entry(s, g.addr);
+            // A gateway is listed under its first address; one whose name
+            // does not resolve is down for that reason.
+            let unresolved = g.addr().is_none().then(|| {
+                s.dns
+                    .answer(&g.destination)
+                    .and_then(|a| a.error)
+                    .unwrap_or_else(|| "DNS: not resolved yet".to_string())
+            });
+            let e = g.addr().and_then(|a| entry(s, a));
             let since_s = e.as_ref().map(|e| e.changed.elapsed().as_secs());
             let r = e.map(|e| e.report);
             let admin = r.as_ref().map_or(AdminState::Active, |r| r.admin);
-            let up = r.as_ref().is_none_or(|r| r.up) && admin != AdminState::Disabled;
+            let up = r.as_ref().is_none_or(|r| r.up)
+                && admin != AdminState::Disabled
+                && unresolved.is_none();
             let trying = r.as_ref().is_some_and(|r| r.up && r.failures > 0);
             let mut flags = String::from(match (admin, up, trying) {
                 (AdminState::Disabled, ..) => "D",
@@ -152,9 +174,11 @@ pub(super) fn destinations(
                 latency_last_ms: r.as_ref().and_then(|r| r.latency_last),
                 latency_avg_ms: r.as_ref().and_then(|r| r.latency_avg),
                 failures: r.as_ref().map_or(0, |r| r.failures),
-                reason: r
-                    .as_ref()
-                    .map_or_else(|| "not probed yet".to_string(), |r| r.reason.clone()),
+                reason: unresolved.unwrap_or_else(|| {
+                    r.as_ref()
+                        .map_or_else(|| "not probed yet".to_string(), |r| r.reason.clone())
+                }),
+                addresses: g.targets.iter().map(|t| t.addr.to_string()).collect(),
                 since_s,
                 probes: r.as_ref().map_or(0, |r| r.probes),
                 probe_failures: r.as_ref().map_or(0, |r| r.probe_failures),

@@ -25,6 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use sbc_dataplane::backend::Dataplane;
+
+use crate::dns::Dns;
 use sbc_dataplane::call::CallRecord;
 use sbc_dataplane::health::{HealthCmd, HealthReport};
 use sbc_dataplane::routing::RouteSnapshot;
@@ -95,6 +97,8 @@ pub struct AppState {
     /// SIP capture: HEP to Homer, pcap on request (`None` in tests that
     /// run no engine).
     pub capture: Option<CaptureHub>,
+    /// Gateways by host name: their RFC 3263 answers (`crate::dns`).
+    pub dns: Arc<Dns>,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
@@ -166,6 +170,7 @@ impl AppState {
             call_metrics: CallMetrics::new(100),
             cdr: None,
             capture: None,
+            dns: Arc::new(Dns::system()),
         }
     }
 
@@ -284,7 +289,7 @@ impl AppState {
     }
 
     /// The snapshot the engine routes with, and when it was built.
-    fn snapshot(&self) -> (Arc<RouteSnapshot>, Instant) {
+    pub fn snapshot(&self) -> (Arc<RouteSnapshot>, Instant) {
         match self.current.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -446,9 +451,27 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Rebuilds the snapshot from SQL and hands it to the engine.
+/// Gives the engine the snapshot in force again with the gateways' host
+/// names re-resolved (a DNS answer changed), under a new version; the
+/// database is not read.
+pub async fn refill(state: &AppState) {
+    let (current, _) = state.snapshot();
+    let mut snap = (*current).clone();
+    snap.version = state.db.next_version();
+    state.dns.fill(&mut snap).await;
+    let snap = Arc::new(snap);
+    if let Ok(mut cur) = state.current.write() {
+        *cur = (snap.clone(), Instant::now());
+    }
+    (state.publish)(snap);
+}
+
+/// Rebuilds the snapshot from SQL (gateways by name resolved, `Dns::fill`)
+/// and hands it to the engine.
 pub async fn republish(state: &AppState) -> Result<u64, DbError> {
-    let snap = Arc::new(state.db.snapshot().await?);
+    let mut snap = state.db.snapshot().await?;
+    state.dns.fill(&mut snap).await;
+    let snap = Arc::new(snap);
     let version = snap.version;
     if let Ok(mut cur) = state.current.write() {
         *cur = (snap.clone(), Instant::now());

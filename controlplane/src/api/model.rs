@@ -151,6 +151,7 @@ impl GatewayIn {
             weight: self.weight,
             description: self.description,
             profile: self.profile.map(|p| p.name().to_string()),
+            dns: None,
         }
     }
 }
@@ -566,6 +567,10 @@ pub struct Destination {
     pub probes: u64,
     /// Probes that failed.
     pub probe_failures: u64,
+    /// Where it is sent, `IPv4:port` in the order tried: the literal, or
+    /// what its host name resolves to now (RFC 3263); empty when the name
+    /// does not resolve.
+    pub addresses: Vec<String>,
 }
 
 /// `GET /api/v1/calls?limit=N`: how many of the latest finished calls to

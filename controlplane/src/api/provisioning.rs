@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use super::model::{CarrierIn, CarrierRow, GatewayIn, GatewayRow, TenantIn, TenantRow};
 use super::{republish, ApiError, ApiJson, AppState};
 use crate::provisioning::Table;
+use crate::provisioning::{DnsAddress, DnsView};
 
 /// A handler's answer: a status and a JSON body, or an error.
 type Answer<T> = Result<(StatusCode, ApiJson<T>), ApiError>;
@@ -41,7 +42,25 @@ pub(super) async fn delete_carrier(
 
 /// `GET /api/v1/gateways`.
 pub(super) async fn list_gateways(State(s): State<AppState>) -> List<GatewayRow> {
-    Ok(ApiJson(s.db.gateways().await?))
+    let mut rows = s.db.gateways().await?;
+    // What a host name resolves to now.
+    let now = std::time::Instant::now();
+    for r in &mut rows {
+        r.dns = s.dns.answer(&r.destination).map(|a| DnsView {
+            addresses: a
+                .targets
+                .iter()
+                .map(|t| DnsAddress {
+                    address: t.addr.to_string(),
+                    priority: t.priority,
+                    weight: t.weight,
+                })
+                .collect(),
+            expires_in_s: a.until.saturating_duration_since(now).as_secs(),
+            error: a.error,
+        });
+    }
+    Ok(ApiJson(rows))
 }
 
 /// `POST /api/v1/gateways`: 201 with the stored gateway.

@@ -37,8 +37,8 @@ impl SipEngine {
     /// the private side when `probe_carriers` is set.
     pub(super) fn probe_destinations(&mut self) {
         let mut sides = std::collections::HashMap::new();
-        for g in &self.snapshot.gateways {
-            sides.insert(g.addr, Side::Public);
+        for t in self.snapshot.gateways.iter().flat_map(|g| &g.targets) {
+            sides.insert(t.addr, Side::Public);
         }
         if self.health.config().probe_carriers {
             for c in self.snapshot.carriers.iter().filter(|c| c.mask == 32) {

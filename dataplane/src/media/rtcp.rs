@@ -73,7 +73,7 @@ pub struct Report {
 
 fn word(b: &[u8], at: usize) -> Option<u32> {
     let w = b.get(at..at + 4)?;
-    Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    Some(u32::from_be_bytes(w.try_into().ok()?))
 }
 
 /// Reads the first SR or RR of the compound packet `pkt` and the SSRC of
@@ -83,10 +83,12 @@ pub fn report(pkt: &[u8]) -> Option<Report> {
     let mut at = 0;
     let mut found: Option<Report> = None;
     let mut sdes = None;
-    while at + 8 <= pkt.len() && is_rtcp(pkt.get(at..)?) {
-        let count = usize::from(pkt[at] & 0x1f);
-        let pt = pkt[at + 1];
-        let len = (usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]])) + 1) * 4;
+    while let Some(&[b0, pt, l0, l1]) = pkt.get(at..at + 4) {
+        if !pkt.get(at..).is_some_and(is_rtcp) {
+            break;
+        }
+        let count = usize::from(b0 & 0x1f);
+        let len = (usize::from(u16::from_be_bytes([l0, l1])) + 1) * 4;
         let Some(body) = pkt.get(at..at + len) else {
             break;
         };

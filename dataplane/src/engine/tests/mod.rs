@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::call::CallResult;
-use crate::routing::{Carrier, Gateway};
+use crate::routing::{Carrier, Gateway, Resolved};
 
 pub(super) const CARRIER: &str = "10.0.1.10:5060";
 pub(super) const GATEWAY: &str = "203.0.113.10:5060";
@@ -38,7 +38,10 @@ pub(super) fn snapshot() -> RouteSnapshot {
         gateways: vec![Gateway {
             id: 1,
             destination: "sip:203.0.113.10:5060".into(),
-            addr: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5060),
+            targets: vec![Resolved::at(SocketAddrV4::new(
+                Ipv4Addr::new(203, 0, 113, 10),
+                5060,
+            ))],
             group: 1,
             priority: 1,
             weight: 1,
@@ -55,7 +58,10 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
     let gw = |id: i64, last: u8, group, priority| Gateway {
         id,
         destination: format!("sip:203.0.113.{last}:5060"),
-        addr: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, last), 5060),
+        targets: vec![Resolved::at(SocketAddrV4::new(
+            Ipv4Addr::new(203, 0, 113, last),
+            5060,
+        ))],
         group,
         priority,
         weight: 1,

@@ -1,0 +1,280 @@
+//! Gateways by host name: RFC 3263 resolution on the control plane (the
+//! engine never resolves), with hickory-resolver reading the system's
+//! `/etc/resolv.conf` and `/etc/hosts`.
+//!
+//! For a `sip:` URI over UDP (the only transport toward gateways so far):
+//!
+//! ```text
+//!  host is an IPv4 literal ──────────────► that address (port 5060 unless written)
+//!  port written ─────────────────────────► A records of the host at that port
+//!  no port: NAPTR of the host ── SIP+D2U ─► SRV of its replacement ─┐
+//!           no NAPTR ────────────────────► SRV _sip._udp.<host> ────┤─► A of each target
+//!           no SRV either ───────────────► A of the host, port 5060 │   (priority, weight kept)
+//! ```
+//!
+//! Each answer is kept until the shortest TTL of the records it used
+//! (hickory's `valid_until`); a name that does not resolve is asked again
+//! after [`RETRY_FAILED`] and leaves its gateway without addresses (never
+//! tried, shown down with the reason). [`Dns::fill`] puts what is known into
+//! a routing snapshot; [`refresh`] re-resolves what expired in the
+//! background and publishes a new snapshot when an answer changed.
+
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::TokioResolver;
+use sbc_dataplane::routing::{self, Destination, Resolved, RouteSnapshot};
+
+/// How long a failed resolution is kept before it is tried again.
+pub const RETRY_FAILED: Duration = Duration::from_secs(30);
+/// The longest an answer is kept, whatever its TTL.
+pub const MAX_KEEP: Duration = Duration::from_secs(3_600);
+
+/// What one destination name resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The addresses, in SRV priority order (empty when it failed).
+    pub targets: Vec<Resolved>,
+    /// Until when it is kept (the records' TTL).
+    pub until: Instant,
+    /// The same as wall-clock time, for the API.
+    pub until_wall: SystemTime,
+    /// Why there are no targets, when there are none.
+    pub error: Option<String>,
+}
+
+/// The resolver and its answers by (host, port).
+#[derive(Debug)]
+pub struct Dns {
+    resolver: Option<TokioResolver>,
+    /// Why there is no resolver (no usable `/etc/resolv.conf`).
+    broken: Option<String>,
+    answers: Mutex<HashMap<(String, Option<u16>), Answer>>,
+}
+
+impl Dns {
+    /// A resolver from the system configuration (`/etc/resolv.conf`,
+    /// `/etc/hosts`), 2 s per query, 2 attempts. Without a usable
+    /// configuration every name fails with the reason.
+    pub fn system() -> Dns {
+        let built = TokioResolver::builder_tokio().map(|mut b| {
+            let o = b.options_mut();
+            o.timeout = Duration::from_secs(2);
+            o.attempts = 2;
+            b.build()
+        });
+        match built {
+            Ok(r) => Dns {
+                resolver: Some(r),
+                broken: None,
+                answers: Mutex::default(),
+            },
+            Err(e) => Dns {
+                resolver: None,
+                broken: Some(format!("no DNS resolver: {e}")),
+                answers: Mutex::default(),
+            },
+        }
+    }
+
+    /// The answer kept for a destination URI, if it names a host.
+    pub fn answer(&self, uri: &str) -> Option<Answer> {
+        let Ok(Destination::Name { host, port }) = routing::parse_destination(uri) else {
+            return None;
+        };
+        self.answers.lock().ok()?.get(&(host, port)).cloned()
+    }
+
+    /// Gives each gateway of `snap` that names a host the addresses known
+    /// for it, resolving now those not known or expired.
+    pub async fn fill(&self, snap: &mut RouteSnapshot) {
+        for g in &mut snap.gateways {
+            if let Ok(Destination::Name { host, port }) = routing::parse_destination(&g.destination)
+            {
+                g.targets = self.current(&host, port).await.targets;
+            }
+        }
+    }
+
+    /// The kept answer for (host, port) while it holds, else a new one.
+    async fn current(&self, host: &str, port: Option<u16>) -> Answer {
+        let key = (host.to_string(), port);
+        let kept = self.answers.lock().ok().and_then(|a| a.get(&key).cloned());
+        if let Some(a) = kept.filter(|a| a.until > Instant::now()) {
+            return a;
+        }
+        let a = self.resolve(host, port).await;
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.insert(key, a.clone());
+        }
+        a
+    }
+
+    /// Resolves again every kept name whose answer expired; `true` when
+    /// any answer's addresses changed. Names no gateway uses any more are
+    /// forgotten (`in_use`).
+    pub async fn refresh_expired(&self, in_use: &[(String, Option<u16>)]) -> bool {
+        let expired: Vec<(String, Option<u16>)> = match self.answers.lock() {
+            Ok(mut a) => {
+                a.retain(|k, _| in_use.contains(k));
+                let now = Instant::now();
+                a.iter()
+                    .filter(|(_, v)| v.until <= now)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            }
+            Err(_) => return false,
+        };
+        let mut changed = false;
+        for (host, port) in expired {
+            let new = self.resolve(&host, port).await;
+            if let Ok(mut answers) = self.answers.lock() {
+                let old = answers.insert((host.clone(), port), new.clone());
+                if old.is_none_or(|o| o.targets != new.targets) {
+                    tracing::info!(
+                        host, targets = ?new.targets.iter().map(|t| t.addr).collect::<Vec<_>>(),
+                        error = new.error.as_deref().unwrap_or(""), "DNS answer changed"
+                    );
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// When the next kept answer expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.answers.lock().ok()?.values().map(|a| a.until).min()
+    }
+
+    /// RFC 3263 for UDP: the addresses of `host` (and `port` if written).
+    async fn resolve(&self, host: &str, port: Option<u16>) -> Answer {
+        let Some(r) = &self.resolver else {
+            return failed(self.broken.clone().unwrap_or_default());
+        };
+        let found = match port {
+            Some(p) => a_records(r, host, p, 0, 0).await,
+            None => by_naptr_or_srv(r, host).await,
+        };
+        match found {
+            Ok((targets, until)) if !targets.is_empty() => {
+                let until = until.min(Instant::now() + MAX_KEEP);
+                let wall = SystemTime::now() + until.saturating_duration_since(Instant::now());
+                Answer {
+                    targets,
+                    until,
+                    until_wall: wall,
+                    error: None,
+                }
+            }
+            Ok(_) => failed(format!("DNS: no address for {host}")),
+            Err(e) => failed(format!("DNS: {host}: {e}")),
+        }
+    }
+}
+
+fn failed(error: String) -> Answer {
+    Answer {
+        targets: Vec::new(),
+        until: Instant::now() + RETRY_FAILED,
+        until_wall: SystemTime::now() + RETRY_FAILED,
+        error: Some(error),
+    }
+}
+
+type Found = Result<(Vec<Resolved>, Instant), String>;
+
+/// NAPTR (RFC 3263 §4.1: the SIP+D2U record of lowest order and
+/// preference, flag `s`), else SRV `_sip._udp`, else A at port 5060.
+async fn by_naptr_or_srv(r: &TokioResolver, host: &str) -> Found {
+    let mut srv_name = format!("_sip._udp.{host}.");
+    let mut naptr_until = None;
+    if let Ok(l) = r.lookup(format!("{host}."), RecordType::NAPTR).await {
+        let mut sip: Vec<_> = l
+            .iter()
+            .filter_map(|d| match d {
+                RData::NAPTR(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        if !sip.is_empty() {
+            sip.retain(|n| {
+                n.services().eq_ignore_ascii_case(b"SIP+D2U")
+                    && n.flags().eq_ignore_ascii_case(b"s")
+            });
+            sip.sort_by_key(|n| (n.order(), n.preference()));
+            let Some(first) = sip.first() else {
+                return Err("its NAPTR records offer no SIP over UDP".into());
+            };
+            srv_name = first.replacement().to_ascii();
+            naptr_until = Some(l.valid_until());
+        }
+    }
+    match r.srv_lookup(srv_name.as_str()).await {
+        Ok(srv) => {
+            let mut until = srv.as_lookup().valid_until();
+            if let Some(n) = naptr_until {
+                until = until.min(n);
+            }
+            let mut targets = Vec::new();
+            let mut last_error = None;
+            for s in srv.iter() {
+                // "." as target: the service is not offered there (RFC 2782).
+                if s.target().is_root() {
+                    continue;
+                }
+                let name = s.target().to_ascii();
+                match a_records(r, &name, s.port(), s.priority(), s.weight()).await {
+                    Ok((mut t, u)) => {
+                        targets.append(&mut t);
+                        until = until.min(u);
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            targets.sort_by_key(|t| t.priority);
+            match (targets.is_empty(), last_error) {
+                (true, Some(e)) => Err(e),
+                _ => Ok((targets, until)),
+            }
+        }
+        Err(e) if naptr_until.is_some() => Err(format!("SRV {srv_name}: {e}")),
+        // No SRV: the host's A records at 5060 (RFC 3263 §4.2).
+        Err(_) => a_records(r, host, 5060, 0, 0).await,
+    }
+}
+
+async fn a_records(r: &TokioResolver, host: &str, port: u16, priority: u16, weight: u16) -> Found {
+    let fqdn = if host.ends_with('.') {
+        host.to_string()
+    } else {
+        format!("{host}.")
+    };
+    let l = r
+        .ipv4_lookup(fqdn.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    let targets = l
+        .iter()
+        .map(|a| Resolved {
+            addr: SocketAddrV4::new(a.0, port),
+            priority,
+            weight,
+        })
+        .collect();
+    Ok((targets, l.valid_until()))
+}
+
+/// The (host, port) of every gateway of `snap` that names a host.
+pub fn names_in(snap: &RouteSnapshot) -> Vec<(String, Option<u16>)> {
+    snap.gateways
+        .iter()
+        .filter_map(|g| match routing::parse_destination(&g.destination) {
+            Ok(Destination::Name { host, port }) => Some((host, port)),
+            _ => None,
+        })
+        .collect()
+}
