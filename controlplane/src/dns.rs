@@ -16,8 +16,8 @@
 //! (hickory's `valid_until`); a name that does not resolve is asked again
 //! after [`RETRY_FAILED`] and leaves its gateway without addresses (never
 //! tried, shown down with the reason). [`Dns::fill`] puts what is known into
-//! a routing snapshot; [`refresh`] re-resolves what expired in the
-//! background and publishes a new snapshot when an answer changed.
+//! a routing snapshot; [`Dns::refresh_expired`], once a second from a task
+//! of `run`, re-resolves what expired, and a change publishes a new snapshot.
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -143,11 +143,6 @@ impl Dns {
             }
         }
         changed
-    }
-
-    /// When the next kept answer expires.
-    pub fn next_expiry(&self) -> Option<Instant> {
-        self.answers.lock().ok()?.values().map(|a| a.until).min()
     }
 
     /// RFC 3263 for UDP: the addresses of `host` (and `port` if written).

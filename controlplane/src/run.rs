@@ -67,20 +67,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .with_metric_tenants(cfg.metrics.max_tenants);
     let state = AppState { dns, ..state };
-    // DNS answers expire: ask again, and hand the engine the new addresses.
+    // DNS answers expire: once a second, ask again for those that did (a
+    // scan of the kept answers; DNS is only asked for expired ones), and
+    // hand the engine the new addresses.
     let refresher = state.clone();
     tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let now = tokio::time::Instant::now();
-            let next = refresher
-                .dns
-                .next_expiry()
-                .map_or(
-                    now + Duration::from_secs(60),
-                    tokio::time::Instant::from_std,
-                )
-                .clamp(now + Duration::from_secs(1), now + Duration::from_secs(60));
-            tokio::time::sleep_until(next).await;
+            every.tick().await;
             let names = crate::dns::names_in(&refresher.snapshot().0);
             if refresher.dns.refresh_expired(&names).await {
                 crate::api::refill(&refresher).await;

@@ -364,6 +364,7 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
             "set",
             "id",
             "uri",
+            "address",
             "flags",
             "priority",
             "weight",

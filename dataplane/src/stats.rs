@@ -41,6 +41,14 @@ impl RingFill {
     }
 }
 
+/// Now, in µs since the Unix epoch (0 if the clock is before it): the
+/// stamp of captured packets.
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// One monotonically increasing (or gauge) counter.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -269,9 +277,7 @@ impl EngineStats {
         if !self.capture_on.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let ts_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        let ts_us = wall_clock_us();
         let c = Captured {
             ts_us,
             src,
@@ -312,9 +318,7 @@ impl EngineStats {
         data.clear();
         let n = pkt.len().min(data.capacity());
         data.extend_from_slice(pkt.get(..n).unwrap_or_default());
-        let ts_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        let ts_us = wall_clock_us();
         let c = Captured {
             ts_us,
             src: SocketAddr::V4(src),
@@ -349,9 +353,7 @@ impl EngineStats {
         if let (Some(to), Some(from)) = (data.get_mut(..n), pkt.get(..n)) {
             to.copy_from_slice(from);
         }
-        let ts_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        let ts_us = wall_clock_us();
         let copy = RtcpCopy {
             ts_us,
             side,

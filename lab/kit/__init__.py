@@ -17,6 +17,9 @@ For the tests only:
     provisioning the base provisioning, Provisioned (a test's own), gateway and tenant rows
     calls        call runs through the SBC and what they produced
     media        calls with audio, captured on both SBC interfaces, and the checks on them
+    dns          an authoritative DNS server (dnslib) in a namespace, its zone rewritten while
+                 it runs, and the resolver files /etc/netns/NS/{resolv.conf,hosts}; run as a
+                 script inside the namespace, it is the server
 Run as a script inside a namespace (stdlib only, no kit imports):
     uapeer       a small SIP UA with RTP for flows sipp cannot play (a media port move, binary
                  multipart bodies); prints what it sent and received as JSON. The tests import

@@ -432,11 +432,10 @@ def cap_hep_every_message(ctx: Ctx):
     check_hep(d, r, ur, got_raw, t0, t1)
 
 
-def check_hep(d: Path, r: SippResult, ur: SippResult, got_raw: list, t0: float, t1: float) -> None:
-    """cap_hep_every_message's checks of what the collector got (HepSink.stop()) during the
-    calls of [t0, t1] against the caller's (r) and the gateway's (ur) traces."""
-    # Decode every packet; the SIP ones of the calls' window are compared with the traces.
-    bad, sip, logs, before = [], [], [], []
+def decode_all(got_raw: list) -> tuple[list[Wire], list[str]]:
+    """The collector's datagrams (HepSink.stop(): (receive time, bytes)) decoded, each with its
+    receive time in info["rx"], and what could not be decoded, described."""
+    heps, bad = [], []
     for rx, data in got_raw:
         try:
             w = hep_wire(decode_hep(data))
@@ -444,6 +443,17 @@ def check_hep(d: Path, r: SippResult, ur: SippResult, got_raw: list, t0: float, 
             bad.append(f"{e}: {data[:48]!r}")
             continue
         w.info["rx"] = rx
+        heps.append(w)
+    return heps, bad
+
+
+def check_hep(d: Path, r: SippResult, ur: SippResult, got_raw: list, t0: float, t1: float) -> None:
+    """cap_hep_every_message's checks of what the collector got (HepSink.stop()) during the
+    calls of [t0, t1] against the caller's (r) and the gateway's (ur) traces."""
+    # Decode every packet; the SIP ones of the calls' window are compared with the traces.
+    heps, bad = decode_all(got_raw)
+    sip, logs, before = [], [], []
+    for w in heps:
         if w.info["ptype"] == 100:
             logs.append(w)
         elif w.ts < t0 and w.info["ptype"] == 1:
@@ -657,15 +667,7 @@ def cap_hep_rtcp(ctx: Ctx):
           f"{sbc_a[0]}:{sbc_a[1]} ({where})")
 
     # Every datagram at the collector is HEP v3; no RTP or raw RTCP in any, and on no RTP port.
-    bad, heps = [], []
-    for rx, data in got_raw:
-        try:
-            w = hep_wire(decode_hep(data))
-        except ValueError as e:
-            bad.append(f"{e}: {data[:48]!r}")
-            continue
-        w.info["rx"] = rx
-        heps.append(w)
+    heps, bad = decode_all(got_raw)
     (d / "hep.json").write_text(json.dumps(
         [{"src": w.src, "dst": w.dst, "ts": w.ts, "rx": w.info["rx"], "ptype": w.info["ptype"],
           "node": w.info["node"], "auth": w.info["auth"], "corr": w.info["corr"],

@@ -117,8 +117,8 @@ def sbcctl(ctx: Ctx, *args: str) -> str:
     return r.stdout
 
 
-DISPATCHER_COLUMNS = ["set", "id", "uri", "flags", "priority", "weight", "latency_ms", "state",
-                      "since_s", "reason"]
+DISPATCHER_COLUMNS = ["set", "id", "uri", "address", "flags", "priority", "weight", "latency_ms",
+                      "state", "since_s", "reason"]
 
 
 def dispatcher_table(text: str) -> list[dict]:

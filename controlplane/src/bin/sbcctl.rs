@@ -772,6 +772,7 @@ impl TableRow for Destination {
         "set",
         "id",
         "uri",
+        "address",
         "flags",
         "priority",
         "weight",
@@ -780,7 +781,9 @@ impl TableRow for Destination {
         "since_s",
         "reason",
     ];
-    /// Latency: the mean of the answered probes, then the last (`avg/last`).
+    /// Latency: the mean of the answered probes, then the last (`avg/last`);
+    /// address: where the URI points now (several for a name with SRV
+    /// targets, `-` for a name that does not resolve).
     fn cells(&self) -> Vec<String> {
         let latency = match (self.latency_avg_ms, self.latency_last_ms) {
             (Some(avg), Some(last)) => format!("{avg:.1}/{last}"),
@@ -790,6 +793,11 @@ impl TableRow for Destination {
             self.group.to_string(),
             self.id.to_string(),
             self.uri.clone(),
+            if self.addresses.is_empty() {
+                "-".to_string()
+            } else {
+                self.addresses.join(",")
+            },
             self.flags.clone(),
             self.priority.to_string(),
             self.weight.to_string(),
