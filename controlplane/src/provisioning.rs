@@ -11,10 +11,11 @@
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use sbc_dataplane::media::offer::parse_codecs;
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
-use sbc_dataplane::routing::{self, Carrier, Gateway, Profile, RouteSnapshot, Tenant};
+use sbc_dataplane::routing::{self, Carrier, Credentials, Gateway, Profile, RouteSnapshot, Tenant};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -141,6 +142,21 @@ pub struct GatewayRow {
     /// `[routing] default_profile`, which the snapshot resolves it to.
     #[serde(default)]
     pub profile: Option<String>,
+    /// Digest username the SBC answers the gateway's 401/407 with (NULL:
+    /// its challenges go back to the caller).
+    #[serde(default)]
+    pub auth_username: Option<String>,
+    /// Its password: stored, never answered by the API (`auth_password_set`
+    /// says whether there is one).
+    #[serde(default, skip_serializing)]
+    pub auth_password: Option<String>,
+    /// Only challenges of this realm are answered (NULL: any).
+    #[serde(default)]
+    pub auth_realm: Option<String>,
+    /// Whether a password is stored (not a column: the API fills it in).
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub auth_password_set: bool,
     /// For a destination that names a host: what it resolves to now (not
     /// stored; the API fills it in when it lists gateways).
     #[sqlx(skip)]
@@ -234,7 +250,7 @@ impl TenantRow {
 
 const CARRIERS: &str = "SELECT id, ip, mask, name, grp FROM carriers ORDER BY id";
 const GATEWAYS: &str =
-    "SELECT id, destination, grp, priority, weight, description, profile FROM gateways ORDER BY id";
+    "SELECT id, destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm FROM gateways ORDER BY id";
 const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent, \
                        number_format, country_code, strip_prefix, offer_codecs FROM tenants \
                        ORDER BY tenant_id";
@@ -367,14 +383,18 @@ impl Provisioning {
 
     /// Every gateway, by id.
     pub async fn gateways(&self) -> Result<Vec<GatewayRow>, DbError> {
-        Ok(sqlx::query_as(GATEWAYS).fetch_all(&self.pool).await?)
+        let mut rows: Vec<GatewayRow> = sqlx::query_as(GATEWAYS).fetch_all(&self.pool).await?;
+        for r in &mut rows {
+            r.auth_password_set = r.auth_password.is_some();
+        }
+        Ok(rows)
     }
 
     /// Stores a new gateway (its `id` is ignored); the row with its new id.
     pub async fn add_gateway(&self, g: &GatewayRow) -> Result<GatewayRow, DbError> {
         let mut tx = self.pool.begin().await?;
         let sql = self.insert_sql(
-            "INSERT INTO gateways (destination, grp, priority, weight, description, profile) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO gateways (destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         let q = sqlx::query(&sql)
             .bind(&g.destination)
@@ -382,7 +402,10 @@ impl Provisioning {
             .bind(g.priority)
             .bind(g.weight)
             .bind(&g.description)
-            .bind(g.profile.clone());
+            .bind(g.profile.clone())
+            .bind(g.auth_username.clone())
+            .bind(g.auth_password.clone())
+            .bind(g.auth_realm.clone());
         let id = self.insert(&mut tx, q).await?;
         tx.commit().await?;
         Ok(GatewayRow { id, ..g.clone() })
@@ -522,6 +545,14 @@ impl Provisioning {
                         Some(name) => {
                             Profile::parse(name).ok_or_else(|| corrupt("gateway profile", name))?
                         }
+                    },
+                    auth: match (g.auth_username, g.auth_password) {
+                        (Some(username), Some(password)) => Some(Arc::new(Credentials {
+                            username,
+                            password,
+                            realm: g.auth_realm,
+                        })),
+                        _ => None,
                     },
                 })
             })

@@ -206,6 +206,21 @@ async fn bad_input_names_the_field_and_changes_nothing_on(api: Api) {
             "profile",
         ),
         (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","auth_username":"u"}"#,
+            "auth_password",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","auth_username":"u","auth_password":"a\r\nX: y"}"#,
+            "auth_password",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sips:gw.example.com"}"#,
+            "destination",
+        ),
+        (
             "/api/v1/tenants",
             r#"{"tenant_id":"a_b","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1}"#,
             "tenant_id",
@@ -868,16 +883,35 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
         weight: 7,
         description: "gw".into(),
         profile: Some(Profile::Livekit),
+        auth_username: Some("trunk".into()),
+        auth_password: Some("pw".into()),
+        auth_realm: Some("lk.example".into()),
     };
     let (code, g): (_, GatewayRow) = api.typed("POST", "/api/v1/gateways", Some(&gateway)).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(g.profile.as_deref(), Some("livekit"));
+    // The password is written, never answered.
+    assert!(g.auth_password_set);
     assert_eq!(
         g,
         GatewayRow {
             id: g.id,
+            auth_password: None,
             ..gateway.into_row()
         }
+    );
+    let snap = api.last();
+    let cred = snap.gateways[0]
+        .auth
+        .as_ref()
+        .expect("credentials in the snapshot");
+    assert_eq!(
+        (
+            cred.username.as_str(),
+            cred.password.as_str(),
+            cred.realm.as_deref()
+        ),
+        ("trunk", "pw", Some("lk.example"))
     );
     let (_, list): (_, Vec<GatewayRow>) = api.typed("GET", "/api/v1/gateways", None::<&()>).await;
     assert_eq!(list, std::slice::from_ref(&g));
@@ -1154,12 +1188,16 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         weight: 1,
         description: String::new(),
         profile: None,
-        dns: None,
+        auth_username: None,
+        auth_password: None,
+        auth_realm: None,
+        auth_password_set: false,
+        dns: Some(Default::default()),
     };
-    assert_eq!(
-        keys(serde_json::to_value(row).unwrap()),
-        properties("Gateway")
-    );
+    // The password is write-only: never in an answer.
+    let mut want = properties("Gateway");
+    want.retain(|k| k != "auth_password");
+    assert_eq!(keys(serde_json::to_value(row).unwrap()), want);
     let names: Vec<Value> = Profile::ALL.iter().map(|p| json!(p.name())).collect();
     let profile = &schemas["GatewayIn"]["properties"]["profile"];
     let mut with_null = names.clone();

@@ -48,6 +48,10 @@ fn gateway(destination: &str) -> GatewayRow {
         weight: 1,
         description: String::new(),
         profile: None,
+        auth_username: None,
+        auth_password: None,
+        auth_realm: None,
+        auth_password_set: false,
         dns: None,
     }
 }

@@ -132,13 +132,23 @@ fn gateway_profiles_are_given_listed_and_checked() {
             "priority",
             "weight",
             "profile",
+            "auth",
             "description"
         ]),
         "{out}"
     );
     assert!(
-        row.split_whitespace()
-            .eq(["1", "1", "sip:203.0.113.10", "5", "3", "livekit", "lk", "a"]),
+        row.split_whitespace().eq([
+            "1",
+            "1",
+            "sip:203.0.113.10",
+            "5",
+            "3",
+            "livekit",
+            "-",
+            "lk",
+            "a"
+        ]),
         "{out}"
     );
     let (code, _, _) = sbcctl(
@@ -157,6 +167,53 @@ fn gateway_profiles_are_given_listed_and_checked() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["profile"], "livekit");
     assert_eq!(v[1]["profile"], serde_json::Value::Null);
+    // Credentials: the username is listed, the password never.
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-gateway",
+            "2",
+            "sip:203.0.113.12",
+            "lk-auth",
+            "1",
+            "1",
+            "--auth-username",
+            "trunk-user",
+            "--auth-password",
+            "s3cret\"pw",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = sbcctl(&api, &["list-gateways"]);
+    assert!(
+        out.contains("trunk-user") && !out.contains("s3cret"),
+        "{out}"
+    );
+    let (_, out, _) = sbcctl(&api, &["--json", "list-gateways"]);
+    assert!(!out.contains("s3cret"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[2]["auth_username"], "trunk-user");
+    assert_eq!(v[2]["auth_password_set"], true);
+    assert_eq!(v[1]["auth_password_set"], false);
+    // A username without a password is refused, naming the field.
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-gateway",
+            "1",
+            "sip:203.0.113.13",
+            "x",
+            "1",
+            "1",
+            "--auth-username",
+            "u",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("auth_password") || err.contains("auth-password"),
+        "{err}"
+    );
 
     // The route shows each candidate's profile.
     let (code, _, _) = sbcctl(&api, &["add-carrier", "10.0.1.10", "32", "c1", "1"]);
@@ -173,7 +230,7 @@ fn gateway_profiles_are_given_listed_and_checked() {
         &api,
         &[
             "add-gateway",
-            "1",
+            "2",
             "sip:203.0.113.12",
             "d",
             "1",
@@ -189,7 +246,7 @@ fn gateway_profiles_are_given_listed_and_checked() {
     );
     let (_, out, _) = sbcctl(&api, &["--json", "list-gateways"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v.as_array().unwrap().len(), 3, "the refused ones were not stored");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! API always tells what the engine would do.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 
 use crate::media::offer::Codec;
 use crate::numbers::NumberRules;
@@ -64,6 +65,29 @@ pub struct Gateway {
     /// How the SBC speaks to it (the column's NULL resolved to the
     /// configured default by the control plane).
     pub profile: Profile,
+    /// What the SBC answers its 401/407 challenges with, if it challenges.
+    pub auth: Option<Arc<Credentials>>,
+}
+
+/// Digest credentials for a gateway that challenges (RFC 3261 §22; the
+/// password never leaves the SBC: `Debug` hides it).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+    /// Only challenges of this realm are answered, when set.
+    pub realm: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One address a gateway's destination resolved to (RFC 2782 fields for an
@@ -219,6 +243,9 @@ pub struct Target {
     /// The profile of the call's gateway through this target: the gateway's own for an
     /// inbound call, the calling gateway's ([`RouteSnapshot::gateway_profile`]) for an outbound one.
     pub profile: Profile,
+    /// The gateway's credentials for its challenges (inbound calls; `None` toward carriers, whose
+    /// challenges go back to the calling gateway).
+    pub auth: Option<Arc<Credentials>>,
 }
 
 /// The facts of an INVITE that routing looks at.
@@ -306,16 +333,7 @@ impl RouteSnapshot {
             .gateways
             .iter()
             .filter(|g| g.group == group)
-            .map(|g| {
-                // Efraimidis-Spirakis: key = u^(1/w), larger first.
-                let u = ((crate::rng::next(random) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-                let key = if g.weight == 0 {
-                    -1.0
-                } else {
-                    u.powf(1.0 / f64::from(g.weight))
-                };
-                (g, key)
-            })
+            .map(|g| (g, weighted_key(g.weight, random)))
             .collect();
         gws.sort_by(|(a, ka), (b, kb)| {
             b.priority
@@ -332,6 +350,7 @@ impl RouteSnapshot {
                         uri: g.destination.clone(),
                         addr,
                         profile: g.profile,
+                        auth: g.auth.clone(),
                     })
             })
             .collect()
@@ -395,6 +414,7 @@ impl RouteSnapshot {
                 uri: format!("sip:{}:5060", t.source_ip),
                 addr: SocketAddrV4::new(t.source_ip, 5060),
                 profile,
+                auth: None,
             }],
             None => {
                 let mut hosts: Vec<&Carrier> =
@@ -406,6 +426,7 @@ impl RouteSnapshot {
                         uri: format!("sip:{}:5060", c.ip),
                         addr: SocketAddrV4::new(c.ip, 5060),
                         profile,
+                        auth: None,
                     })
                     .collect()
             }
@@ -439,6 +460,18 @@ impl RouteSnapshot {
     }
 }
 
+/// The sort key of a weighted random order (Efraimidis-Spirakis: u^(1/w),
+/// larger first): sorting by it makes an item's chance to come first its
+/// share of the total weight; weight 0 gets -1, after every other.
+fn weighted_key(weight: u32, random: &mut u64) -> f64 {
+    // Drawn for weight 0 too: every item takes one number.
+    let u = ((crate::rng::next(random) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    if weight == 0 {
+        return -1.0;
+    }
+    u.powf(1.0 / f64::from(weight))
+}
+
 /// The order in which `targets` are tried (RFC 2782): lower priority
 /// first; within one priority, a weighted random order (a target's chance
 /// to come first is its share of the weights; weight 0 ones last), `random`
@@ -449,15 +482,7 @@ pub fn srv_order(targets: &[Resolved], random: &mut u64) -> Vec<SocketAddrV4> {
     }
     let mut keyed: Vec<(&Resolved, f64)> = targets
         .iter()
-        .map(|t| {
-            let u = ((crate::rng::next(random) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-            let key = if t.weight == 0 {
-                -1.0
-            } else {
-                u.powf(1.0 / f64::from(t.weight))
-            };
-            (t, key)
-        })
+        .map(|t| (t, weighted_key(u32::from(t.weight), random)))
         .collect();
     keyed.sort_by(|(a, ka), (b, kb)| a.priority.cmp(&b.priority).then(kb.total_cmp(ka)));
     keyed.into_iter().map(|(t, _)| t.addr).collect()
@@ -547,6 +572,7 @@ mod tests {
             weight,
             description: String::new(),
             profile: Default::default(),
+            auth: None,
         };
         RouteSnapshot {
             version: 1,

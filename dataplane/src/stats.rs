@@ -154,6 +154,12 @@ pub struct EngineStats {
     /// Wall-clock time (ms since the Unix epoch) of engine time 0: a call
     /// record's `started_ms` plus this is when its INVITE arrived.
     pub epoch_unix_ms: Counter,
+    /// Gateway challenges (401/407 to an INVITE) answered with the
+    /// gateway's credentials.
+    pub auth_answered: Counter,
+    /// Gateway challenges that failed the attempt: a second one after our
+    /// answer (a wrong password), or none we could answer.
+    pub auth_refused: Counter,
     /// Health probes (SIP OPTIONS) sent to gateways and host carriers.
     pub probes_sent: Counter,
     /// Final answers to them.
@@ -240,6 +246,8 @@ impl Default for EngineStats {
             transactions: Counter::default(),
             snapshot_version: Counter::default(),
             epoch_unix_ms: Counter::default(),
+            auth_answered: Counter::default(),
+            auth_refused: Counter::default(),
             probes_sent: Counter::default(),
             probe_answers: Counter::default(),
             calls_no_gateway_up: Counter::default(),
@@ -414,7 +422,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 31] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 33] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -439,6 +447,8 @@ impl EngineStats {
             ("refreshes_answered", &self.refreshes_answered),
             ("sessions_expired", &self.sessions_expired),
             ("info_dtmf", &self.info_dtmf),
+            ("auth_answered", &self.auth_answered),
+            ("auth_refused", &self.auth_refused),
             ("probes_sent", &self.probes_sent),
             ("probe_answers", &self.probe_answers),
             ("calls_no_gateway_up", &self.calls_no_gateway_up),

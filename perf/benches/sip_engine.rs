@@ -64,6 +64,7 @@ fn engine() -> SipEngine {
             weight: 1,
             description: String::new(),
             profile: Default::default(),
+            auth: None,
         }],
         tenants: vec![],
     };

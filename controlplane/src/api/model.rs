@@ -118,6 +118,17 @@ pub struct GatewayIn {
         serialize_with = "profile_name"
     )]
     pub profile: Option<Profile>,
+    /// Digest username for the gateway's 401/407 challenges (default null:
+    /// they go back to the caller); needs `auth_password`.
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub auth_username: Option<String>,
+    /// Its password, write-only: never in an answer
+    /// (`auth_password_set` is).
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub auth_password: Option<String>,
+    /// Answer only challenges of this realm (default null: any).
+    #[serde(default, deserialize_with = "de::opt_text")]
+    pub auth_realm: Option<String>,
 }
 
 /// A profile as its name, or null.
@@ -136,7 +147,36 @@ impl Validate for GatewayIn {
             i64::from(i32::MIN),
             i64::from(i32::MAX),
         )?;
-        in_range("weight", self.weight, 0, 1_000_000)
+        in_range("weight", self.weight, 0, 1_000_000)?;
+        if self.auth_username.is_some() != self.auth_password.is_some() {
+            let missing = if self.auth_username.is_some() {
+                "auth_password"
+            } else {
+                "auth_username"
+            };
+            return Err(FieldError::new(
+                missing,
+                "is required with auth_username and auth_password (both or neither)",
+            ));
+        }
+        if self.auth_realm.is_some() && self.auth_username.is_none() {
+            return Err(FieldError::new("auth_realm", "needs auth_username"));
+        }
+        for (field, v) in [
+            ("auth_username", &self.auth_username),
+            ("auth_password", &self.auth_password),
+            ("auth_realm", &self.auth_realm),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+                    return Err(FieldError::new(
+                        field,
+                        "must be 1 to 128 characters, none a control character",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +191,10 @@ impl GatewayIn {
             weight: self.weight,
             description: self.description,
             profile: self.profile.map(|p| p.name().to_string()),
+            auth_password_set: self.auth_password.is_some(),
+            auth_username: self.auth_username,
+            auth_password: self.auth_password,
+            auth_realm: self.auth_realm,
             dns: None,
         }
     }

@@ -48,6 +48,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// add-gateway GROUP URI DESC PRIORITY WEIGHT [--profile transparent|livekit]
+    /// [--auth-username U --auth-password P [--auth-realm R]]
     AddGateway {
         group: i64,
         uri: String,
@@ -58,6 +59,16 @@ enum Command {
         /// SBC's routing.default_profile].
         #[arg(long)]
         profile: Option<String>,
+        /// Digest username the SBC answers the gateway's 401/407 with.
+        #[arg(long, requires = "auth_password")]
+        auth_username: Option<String>,
+        /// Its password (write-only: never listed); better from the
+        /// environment than the command line.
+        #[arg(long, env = "SBC_GATEWAY_AUTH_PASSWORD", hide_env_values = true)]
+        auth_password: Option<String>,
+        /// Answer only challenges of this realm.
+        #[arg(long, requires = "auth_username")]
+        auth_realm: Option<String>,
     },
     /// List gateways.
     ListGateways,
@@ -308,6 +319,9 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             priority,
             weight,
             profile,
+            auth_username,
+            auth_password,
+            auth_realm,
         } => {
             let gateway = GatewayIn {
                 destination: uri.clone(),
@@ -320,6 +334,10 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                     .map(|p| model::parse_profile("profile", p))
                     .transpose()
                     .map_err(|e| Failure::Refused(e.to_string()))?,
+                auth_username: auth_username.clone(),
+                // The environment's password only goes with a username.
+                auth_password: auth_username.as_ref().and(auth_password.clone()),
+                auth_realm: auth_realm.clone(),
             };
             let v = c.call("POST", "/api/v1/gateways", Some(&gateway))?;
             show_rows::<GatewayRow>(cli, v)
@@ -817,9 +835,11 @@ impl TableRow for GatewayRow {
         "priority",
         "weight",
         "profile",
+        "auth",
         "description",
     ];
-    /// A profile left to the SBC's default shows as `-`.
+    /// A profile left to the SBC's default shows as `-`; auth is the
+    /// digest username (never the password), `-` when none.
     fn cells(&self) -> Vec<String> {
         vec![
             self.id.to_string(),
@@ -828,6 +848,7 @@ impl TableRow for GatewayRow {
             self.priority.to_string(),
             self.weight.to_string(),
             or_dash(self.profile.as_ref()),
+            or_dash(self.auth_username.as_ref()),
             self.description.clone(),
         ]
     }

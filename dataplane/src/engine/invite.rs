@@ -16,6 +16,7 @@ use crate::routing::Profile;
 use crate::routing::{Decision, RouteRequest, Target};
 use crate::side::Side;
 use crate::sip::build::reason;
+use crate::sip::digest;
 use crate::sip::grammar::SipUri;
 use crate::sip::{SipMessage, StartLine};
 
@@ -24,6 +25,12 @@ use crate::sip::{SipMessage, StartLine};
 pub struct RouteState {
     pub candidates: Vec<Target>,
     pub attempt: u32,
+    /// How many INVITEs were sent before the latest (the latest's branch
+    /// number): a failover or an answer to a challenge adds one.
+    pub sends: u32,
+    /// Whether the INVITE to the current candidate carried credentials
+    /// (a second challenge is then a failure).
+    pub authed: bool,
     /// The caller's INVITE as received, to re-write for the next candidate.
     pub invite: Vec<u8>,
     /// The Request-URI user (tenant prefix stripped).
@@ -218,6 +225,8 @@ impl SipEngine {
         let route = RouteState {
             candidates,
             attempt: 0,
+            sends: 0,
+            authed: false,
             invite: msg.raw.to_vec(),
             user,
         };
@@ -298,6 +307,9 @@ impl SipEngine {
             return false;
         };
         route.attempt = next;
+        route.sends += 1;
+        route.authed = false;
+        let send = route.sends;
         let more = (next as usize) + 1 < route.candidates.len();
         let (invite, user) = (route.invite.clone(), route.user.clone());
         let (did, source, dest_side) = (t.dialog, ipv4_of(t.orig_addr), t.dest_side);
@@ -319,7 +331,7 @@ impl SipEngine {
             d.profile = target.profile;
             d.attempts += 1;
         }
-        let branch = self.branch_for(id, next);
+        let branch = self.branch_for(id, send);
         let Some(r) = self.rewrite_request(&msg, did, LegRef::Caller, &branch, source) else {
             return false;
         };
@@ -337,4 +349,129 @@ impl SipEngine {
         self.arm(id);
         true
     }
+    /// A 401/407 to the initial INVITE sent to the current candidate
+    /// (RFC 3261 22.2): with the gateway's credentials, the INVITE goes
+    /// again to it with an `Authorization` / `Proxy-Authorization` answering
+    /// the challenge (SHA-256 before MD5, RFC 8760), one CSeq higher, the
+    /// same Call-ID and From tag, on a new branch. `Challenge::Refused` when
+    /// it was already answered (a wrong password, a stale nonce twice) or
+    /// none of its challenges can be answered: a failure like any other.
+    pub(super) fn answer_challenge(
+        &mut self,
+        id: Id,
+        now: Ms,
+        challenge: &SipMessage<'_>,
+        code: u16,
+        out: &mut Vec<Outgoing>,
+    ) -> Challenge {
+        let Some(t) = self.txns.get(id) else {
+            return Challenge::NotOurs;
+        };
+        let Some(route) = t.route.as_ref() else {
+            return Challenge::NotOurs;
+        };
+        let Some(cred) = route
+            .candidates
+            .get(route.attempt as usize)
+            .and_then(|c| c.auth.clone())
+        else {
+            return Challenge::NotOurs;
+        };
+        let header = if code == 407 {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        let values = challenge
+            .headers
+            .iter()
+            .filter(|h| h.raw_name.eq_ignore_ascii_case(header.as_bytes()))
+            .map(|h| h.value);
+        let best = digest::best_challenge(values, cred.realm.as_deref());
+        let Some(ch) = best.filter(|_| !route.authed) else {
+            self.stats.auth_refused.inc();
+            return Challenge::Refused;
+        };
+        let (invite, more) = (
+            route.invite.clone(),
+            (route.attempt as usize) + 1 < route.candidates.len(),
+        );
+        let send = route.sends + 1;
+        let (did, source, dest_side) = (t.dialog, ipv4_of(t.orig_addr), t.dest_side);
+        let Ok(msg) = SipMessage::parse(&invite) else {
+            return Challenge::Refused;
+        };
+        // A new CSeq on the same leg: what is relayed onto it later follows.
+        if let Some(d) = self.dialogs.get_mut(did) {
+            d.callee.cseq_shift = d.callee.cseq_shift.saturating_add(1);
+        }
+        let branch = self.branch_for(id, send);
+        let Some(r) = self.rewrite_request(&msg, did, LegRef::Caller, &branch, source) else {
+            return Challenge::Refused;
+        };
+        let cnonce = format!("{:016x}", self.next_u64());
+        let value = digest::authorization(
+            &ch,
+            &digest::Answer {
+                username: &cred.username,
+                password: &cred.password,
+                method: b"INVITE",
+                uri: &r.outbound.ruri,
+                cnonce: &cnonce,
+                nc: 1,
+            },
+        );
+        let name: &[u8] = if code == 407 {
+            b"Proxy-Authorization"
+        } else {
+            b"Authorization"
+        };
+        let bytes = with_header_after_start(&r.bytes, name, &value);
+        let (t1, timeout) = (self.cfg.t1, self.invite_timeout(now, more));
+        let Some(t) = self.txns.get_mut(id) else {
+            return Challenge::Refused;
+        };
+        t.retry_to(r.dst, bytes.clone(), r.outbound, now, t1, timeout);
+        if let Some(route) = t.route.as_mut() {
+            route.sends = send;
+            route.authed = true;
+        }
+        self.stats.auth_answered.inc();
+        out.push(Outgoing {
+            side: dest_side,
+            dst: r.dst,
+            data: bytes,
+        });
+        self.arm(id);
+        Challenge::Answered
+    }
+}
+
+/// What became of a challenge to our INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Challenge {
+    /// The gateway has no credentials here (or it is no initial INVITE):
+    /// the challenge goes back to the caller, whose own credentials answer.
+    NotOurs,
+    /// Answered: the INVITE went again with credentials.
+    Answered,
+    /// Challenged again after our answer, or nothing we can answer: the
+    /// attempt failed.
+    Refused,
+}
+
+/// `request` with header `name: value` added right after its start line.
+fn with_header_after_start(request: &[u8], name: &[u8], value: &[u8]) -> Vec<u8> {
+    let at = request
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(request.len(), |p| p + 2);
+    let mut out = Vec::with_capacity(request.len() + name.len() + value.len() + 4);
+    out.extend_from_slice(request.get(..at).unwrap_or(request));
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(request.get(at..).unwrap_or_default());
+    out
 }

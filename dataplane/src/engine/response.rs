@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use super::dialog::DialogState;
 use super::dialog::LegRef;
+use super::invite::Challenge;
 use super::local::{build_ack, raw_line};
 use super::rewrite::{first_contact_uri, is_our_uri, our_contact, record_route, with_tag};
 use super::slab::Id;
@@ -39,7 +40,7 @@ impl SipEngine {
             self.stats.stray_responses.inc();
             return;
         };
-        let current = t.route.as_ref().map_or(0, |r| r.attempt);
+        let current = t.route.as_ref().map_or(0, |r| r.sends);
         if t.dest_side != side || attempt != current {
             self.stats.stray_responses.inc();
             return;
@@ -168,10 +169,23 @@ impl SipEngine {
                         dst: t.dest_addr,
                         data: ack,
                     });
-                    let failover = t.phase == Phase::Proceeding
-                        && t.initial
-                        && t.cancel == CancelState::None
-                        && self.cfg.policy.failover_codes.contains(&code);
+                    let ours =
+                        t.phase == Phase::Proceeding && t.initial && t.cancel == CancelState::None;
+                    // A gateway's challenge is answered with its credentials.
+                    let challenge = if ours && matches!(code, 401 | 407) {
+                        self.answer_challenge(id, now, msg, code, out)
+                    } else {
+                        Challenge::NotOurs
+                    };
+                    if challenge == Challenge::Answered {
+                        return;
+                    }
+                    let Some(t) = self.txns.get_mut(id) else {
+                        return;
+                    };
+                    let failover = ours
+                        && (self.cfg.policy.failover_codes.contains(&code)
+                            || challenge == Challenge::Refused);
                     if t.phase == Phase::Proceeding && t.initial {
                         // A failover code counts against the gateway's
                         // health; any other final answer shows it takes calls.

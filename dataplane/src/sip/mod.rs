@@ -6,6 +6,7 @@
 //! measures both parsers on the same INVITE.
 
 pub mod build;
+pub mod digest;
 pub mod grammar;
 pub mod message;
 pub mod multipart;

@@ -4,6 +4,7 @@
 //! failover and limits (`routing`), media anchoring (`media`), and the
 //! RFC 4475 torture messages (`rfc4475`).
 
+mod auth;
 mod health;
 mod media;
 mod rfc4475;
@@ -47,6 +48,7 @@ pub(super) fn snapshot() -> RouteSnapshot {
             weight: 1,
             description: "gw1".into(),
             profile: Default::default(),
+            auth: None,
         }],
         tenants: vec![],
     }
@@ -67,6 +69,7 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
         weight: 1,
         description: String::new(),
         profile: Default::default(),
+        auth: None,
     };
     RouteSnapshot {
         version: 1,
