@@ -21,6 +21,7 @@ use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
+use std::collections::BTreeMap;
 
 /// Why a provisioning call failed; the API answers 503 with its text.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +154,12 @@ pub struct GatewayRow {
     /// Only challenges of this realm are answered (NULL: any).
     #[serde(default)]
     pub auth_realm: Option<String>,
+    /// Header lines added to every initial INVITE sent to it: `X-` names
+    /// to values (a LiveKit trunk's `headers`); stored as a JSON object,
+    /// NULL when empty.
+    #[sqlx(try_from = "Option<String>")]
+    #[serde(default)]
+    pub headers: GatewayHeaders,
     /// Whether a password is stored (not a column: the API fills it in).
     #[sqlx(skip)]
     #[serde(default)]
@@ -162,6 +169,38 @@ pub struct GatewayRow {
     #[sqlx(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsView>,
+}
+
+/// A gateway's extra INVITE headers: `X-` names to values, in name order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GatewayHeaders(pub BTreeMap<String, String>);
+
+impl TryFrom<Option<String>> for GatewayHeaders {
+    type Error = serde_json::Error;
+
+    /// The column's JSON object (NULL: none).
+    fn try_from(column: Option<String>) -> Result<Self, Self::Error> {
+        match column {
+            None => Ok(GatewayHeaders::default()),
+            Some(text) => serde_json::from_str(&text).map(GatewayHeaders),
+        }
+    }
+}
+
+impl GatewayHeaders {
+    /// The column's value: a JSON object, NULL when empty.
+    pub fn to_column(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| serde_json::Value::from_iter(self.0.clone()).to_string())
+    }
+
+    /// As header lines, `Name: value\r\n` each, for the engine.
+    pub fn lines(&self) -> Vec<u8> {
+        self.0
+            .iter()
+            .flat_map(|(n, v)| format!("{n}: {v}\r\n").into_bytes())
+            .collect()
+    }
 }
 
 /// What a gateway's host name resolves to, as `GET /api/v1/gateways`
@@ -250,7 +289,7 @@ impl TenantRow {
 
 const CARRIERS: &str = "SELECT id, ip, mask, name, grp FROM carriers ORDER BY id";
 const GATEWAYS: &str =
-    "SELECT id, destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm FROM gateways ORDER BY id";
+    "SELECT id, destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm, headers FROM gateways ORDER BY id";
 const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent, \
                        number_format, country_code, strip_prefix, offer_codecs FROM tenants \
                        ORDER BY tenant_id";
@@ -394,7 +433,7 @@ impl Provisioning {
     pub async fn add_gateway(&self, g: &GatewayRow) -> Result<GatewayRow, DbError> {
         let mut tx = self.pool.begin().await?;
         let sql = self.insert_sql(
-            "INSERT INTO gateways (destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO gateways (destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         let q = sqlx::query(&sql)
             .bind(&g.destination)
@@ -405,7 +444,8 @@ impl Provisioning {
             .bind(g.profile.clone())
             .bind(g.auth_username.clone())
             .bind(g.auth_password.clone())
-            .bind(g.auth_realm.clone());
+            .bind(g.auth_realm.clone())
+            .bind(g.headers.to_column());
         let id = self.insert(&mut tx, q).await?;
         tx.commit().await?;
         Ok(GatewayRow { id, ..g.clone() })
@@ -554,6 +594,7 @@ impl Provisioning {
                         })),
                         _ => None,
                     },
+                    headers: Arc::from(g.headers.lines()),
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;

@@ -221,6 +221,16 @@ async fn bad_input_names_the_field_and_changes_nothing_on(api: Api) {
             "destination",
         ),
         (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","headers":{"X-Tenant-ID":"a"}}"#,
+            "headers.X-Tenant-ID",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","headers":{"Route":"<sip:x>"}}"#,
+            "headers.Route",
+        ),
+        (
             "/api/v1/tenants",
             r#"{"tenant_id":"a_b","source_ip":"10.0.1.50","max_cps":1,"max_concurrent":1}"#,
             "tenant_id",
@@ -886,6 +896,7 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
         auth_username: Some("trunk".into()),
         auth_password: Some("pw".into()),
         auth_realm: Some("lk.example".into()),
+        headers: [("X-LK-Project".to_string(), "p_1".to_string())].into(),
     };
     let (code, g): (_, GatewayRow) = api.typed("POST", "/api/v1/gateways", Some(&gateway)).await;
     assert_eq!(code, StatusCode::CREATED);
@@ -913,6 +924,7 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
         ),
         ("trunk", "pw", Some("lk.example"))
     );
+    assert_eq!(&*snap.gateways[0].headers, b"X-LK-Project: p_1\r\n");
     let (_, list): (_, Vec<GatewayRow>) = api.typed("GET", "/api/v1/gateways", None::<&()>).await;
     assert_eq!(list, std::slice::from_ref(&g));
     let tenant = TenantIn {
@@ -1192,6 +1204,7 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         auth_password: None,
         auth_realm: None,
         auth_password_set: false,
+        headers: Default::default(),
         dns: Some(Default::default()),
     };
     // The password is write-only: never in an answer.

@@ -246,7 +246,11 @@ fn gateway_profiles_are_given_listed_and_checked() {
     );
     let (_, out, _) = sbcctl(&api, &["--json", "list-gateways"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 3, "the refused ones were not stored");
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        3,
+        "the refused ones were not stored"
+    );
 }
 
 #[test]

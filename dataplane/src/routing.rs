@@ -67,6 +67,11 @@ pub struct Gateway {
     pub profile: Profile,
     /// What the SBC answers its 401/407 challenges with, if it challenges.
     pub auth: Option<Arc<Credentials>>,
+    /// Header lines (`Name: value\r\n`, `X-` names) added to every initial
+    /// INVITE sent to it (a LiveKit trunk's `headers`, so one SBC serves
+    /// several LiveKit projects); a caller's header of the same name is
+    /// left out. Empty: none.
+    pub headers: Arc<[u8]>,
 }
 
 /// Digest credentials for a gateway that challenges (RFC 3261 §22; the
@@ -246,6 +251,9 @@ pub struct Target {
     /// The gateway's credentials for its challenges (inbound calls; `None` toward carriers, whose
     /// challenges go back to the calling gateway).
     pub auth: Option<Arc<Credentials>>,
+    /// The gateway's header lines for the initial INVITE ([`Gateway::headers`]; empty toward
+    /// carriers).
+    pub headers: Arc<[u8]>,
 }
 
 /// The facts of an INVITE that routing looks at.
@@ -351,6 +359,7 @@ impl RouteSnapshot {
                         addr,
                         profile: g.profile,
                         auth: g.auth.clone(),
+                        headers: g.headers.clone(),
                     })
             })
             .collect()
@@ -415,6 +424,7 @@ impl RouteSnapshot {
                 addr: SocketAddrV4::new(t.source_ip, 5060),
                 profile,
                 auth: None,
+                headers: Arc::default(),
             }],
             None => {
                 let mut hosts: Vec<&Carrier> =
@@ -427,6 +437,7 @@ impl RouteSnapshot {
                         addr: SocketAddrV4::new(c.ip, 5060),
                         profile,
                         auth: None,
+                        headers: Arc::default(),
                     })
                     .collect()
             }
@@ -573,6 +584,7 @@ mod tests {
             description: String::new(),
             profile: Default::default(),
             auth: None,
+            headers: Arc::default(),
         };
         RouteSnapshot {
             version: 1,

@@ -65,6 +65,7 @@ fn engine() -> SipEngine {
             description: String::new(),
             profile: Default::default(),
             auth: None,
+            headers: Default::default(),
         }],
         tenants: vec![],
     };

@@ -30,7 +30,7 @@ use super::body::{de, in_range};
 pub use super::body::{
     from_json, parse_ipv4, parse_number_format, parse_profile, BodyError, FieldError, Validate,
 };
-pub use crate::provisioning::{CarrierRow, GatewayRow, TenantRow};
+pub use crate::provisioning::{CarrierRow, GatewayHeaders, GatewayRow, TenantRow};
 
 /// How many finished calls `GET /api/v1/calls` can show (the most kept).
 pub const KEEP_RECORDS: usize = 1000;
@@ -129,6 +129,13 @@ pub struct GatewayIn {
     /// Answer only challenges of this realm (default null: any).
     #[serde(default, deserialize_with = "de::opt_text")]
     pub auth_realm: Option<String>,
+    /// Headers added to every initial INVITE sent to it, as a LiveKit
+    /// trunk's `headers`: an object of names (`X-` and token characters,
+    /// at most 64; not `X-Tenant-ID`, which the SBC sets) to values (at
+    /// most 256 characters, no control characters); at most 16 (default
+    /// `{}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// A profile as its name, or null.
@@ -161,6 +168,36 @@ impl Validate for GatewayIn {
         }
         if self.auth_realm.is_some() && self.auth_username.is_none() {
             return Err(FieldError::new("auth_realm", "needs auth_username"));
+        }
+        if self.headers.len() > 16 {
+            return Err(FieldError::new("headers", "at most 16 headers"));
+        }
+        // The column holds 6,000 characters of JSON.
+        if GatewayHeaders(self.headers.clone())
+            .to_column()
+            .is_some_and(|c| c.chars().count() > 6_000)
+        {
+            return Err(FieldError::new("headers", "at most 6000 characters in all"));
+        }
+        for (name, value) in &self.headers {
+            let token = name.len() <= 64
+                && name.len() > 2
+                && name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("X-"))
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+            if !token || name.eq_ignore_ascii_case("X-Tenant-ID") {
+                return Err(FieldError::new(
+                    format!("headers.{name}"),
+                    "must be an X- header name (token characters, at most 64; not X-Tenant-ID)",
+                ));
+            }
+            if value.len() > 256 || value.chars().any(char::is_control) {
+                return Err(FieldError::new(
+                    format!("headers.{name}"),
+                    "must be at most 256 characters, none a control character",
+                ));
+            }
         }
         for (field, v) in [
             ("auth_username", &self.auth_username),
@@ -195,6 +232,7 @@ impl GatewayIn {
             auth_username: self.auth_username,
             auth_password: self.auth_password,
             auth_realm: self.auth_realm,
+            headers: GatewayHeaders(self.headers),
             dns: None,
         }
     }

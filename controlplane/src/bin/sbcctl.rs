@@ -69,6 +69,10 @@ enum Command {
         /// Answer only challenges of this realm.
         #[arg(long, requires = "auth_username")]
         auth_realm: Option<String>,
+        /// A header added to every initial INVITE sent to it, `X-Name:
+        /// value` (a LiveKit trunk's headers); repeat for more.
+        #[arg(long = "header", value_name = "X-NAME: VALUE")]
+        headers: Vec<String>,
     },
     /// List gateways.
     ListGateways,
@@ -322,7 +326,17 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             auth_username,
             auth_password,
             auth_realm,
+            headers,
         } => {
+            let mut extra = std::collections::BTreeMap::new();
+            for h in headers {
+                let Some((name, value)) = h.split_once(':') else {
+                    return Err(Failure::Refused(format!(
+                        "--header {h:?}: must be \"X-Name: value\""
+                    )));
+                };
+                extra.insert(name.trim().to_string(), value.trim().to_string());
+            }
             let gateway = GatewayIn {
                 destination: uri.clone(),
                 group: *group,
@@ -338,6 +352,7 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                 // The environment's password only goes with a username.
                 auth_password: auth_username.as_ref().and(auth_password.clone()),
                 auth_realm: auth_realm.clone(),
+                headers: extra,
             };
             let v = c.call("POST", "/api/v1/gateways", Some(&gateway))?;
             show_rows::<GatewayRow>(cli, v)

@@ -213,6 +213,9 @@ pub struct Dialog {
     pub last_sdp: (Vec<u8>, Vec<u8>),
     /// How the SBC speaks to the call's gateway (the target's profile).
     pub profile: Profile,
+    /// The header lines the call's gateway wants in the initial INVITE
+    /// (the target's [`Target::headers`](crate::routing::Target::headers)).
+    pub gateway_headers: std::sync::Arc<[u8]>,
     /// The session timer kept at the carrier's edge (`livekit` profile).
     pub session: Option<SessionTimer>,
     /// A re-INVITE from the carrier we answered ourselves: its CSeq number
@@ -284,6 +287,7 @@ impl Dialog {
             offers: (None, None),
             last_sdp: (Vec::new(), Vec::new()),
             profile: Profile::default(),
+            gateway_headers: std::sync::Arc::default(),
             session: None,
             ack_here: None,
             direction_fix: Vec::new(),

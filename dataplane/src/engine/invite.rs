@@ -182,6 +182,7 @@ impl SipEngine {
         };
         let mut dialog = Dialog::new_call(self.next_call, now, msg, (side, src), callee, tenant_id);
         dialog.profile = target.profile;
+        dialog.gateway_headers = target.headers.clone();
         if target.profile == Profile::Livekit {
             dialog.session = self.initial_session(msg, side == dialog.gateway_side());
             if side != dialog.gateway_side() && SipEngine::wants_reliable(msg) {
@@ -329,6 +330,7 @@ impl SipEngine {
             d.callee.route_set.clear();
             d.callee.peer = SocketAddr::V4(target.addr);
             d.profile = target.profile;
+            d.gateway_headers = target.headers.clone();
             d.attempts += 1;
         }
         let branch = self.branch_for(id, send);

@@ -106,18 +106,22 @@ impl SipEngine {
                     let _ = write!(b.buf_mut(), "Max-Forwards: {mf}\r\n");
                 }
                 HeaderName::Other
-                    if is_initial && h.raw_name.eq_ignore_ascii_case(TENANT_HEADER.as_bytes()) => {}
+                    if is_initial
+                        && (h.raw_name.eq_ignore_ascii_case(TENANT_HEADER.as_bytes())
+                            || names_header(&d.gateway_headers, h.raw_name)) => {}
                 HeaderName::ContentType => {
                     body.write_content_type(&mut b, h.raw_name, h.value, &hider);
                 }
                 _ => self.copy_shielded(&mut b, (d, dest_side), h, &hider),
             }
         }
-        // LiveKit maps X-* headers to call attributes: tell it the tenant.
+        // LiveKit maps X-* headers to call attributes: tell it the tenant,
+        // and add what the gateway's trunk wants.
         if is_initial && dest_side == Side::Public {
             if let Some(tenant) = &d.tenant_id {
                 b.header(TENANT_HEADER, &[tenant.as_bytes()]);
             }
+            b.raw(&d.gateway_headers);
         }
         if !saw_mf {
             b.header("Max-Forwards", &[b"70"]);
@@ -293,4 +297,16 @@ pub(super) fn copy_hidden(b: &mut Builder, name: &[u8], value: &[u8], hider: &Hi
         hider.copy(value, buf);
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+/// Whether the header lines `lines` (`Name: value\r\n` each) have one
+/// named `name` (case-insensitive).
+fn names_header(lines: &[u8], name: &[u8]) -> bool {
+    !lines.is_empty()
+        && lines.split(|&b| b == b'\n').any(|l| {
+            l.split(|&b| b == b':')
+                .next()
+                .is_some_and(|n| n.trim_ascii().eq_ignore_ascii_case(name))
+                && l.contains(&b':')
+        })
 }

@@ -49,6 +49,7 @@ pub(super) fn snapshot() -> RouteSnapshot {
             description: "gw1".into(),
             profile: Default::default(),
             auth: None,
+            headers: Default::default(),
         }],
         tenants: vec![],
     }
@@ -70,6 +71,7 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
         description: String::new(),
         profile: Default::default(),
         auth: None,
+        headers: Default::default(),
     };
     RouteSnapshot {
         version: 1,

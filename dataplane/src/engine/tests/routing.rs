@@ -342,3 +342,39 @@ fn call_records_say_who_ended_the_call_how_and_after_how_many_tries() {
         (503, Some(EndedBy::Sbc), 3)
     );
 }
+
+#[test]
+fn a_gateways_headers_go_in_its_initial_invite_only() {
+    let mut snap = snapshot();
+    snap.gateways[0].headers = std::sync::Arc::from(&b"X-LK-Project: p_1\r\nX-Region: eu\r\n"[..]);
+    let mut peers = Peers::with(snap, Policy::default());
+    // The carrier's own X-Region gives way to the gateway's.
+    let inv = invite("h1", "h1").replacen(
+        "Content-Type:",
+        "X-Region: us\r\nX-Other: kept\r\nContent-Type:",
+        1,
+    );
+    let sent = peers.send(Side::Private, CARRIER, &inv);
+    let out = &sent.iter().find(|s| s.2.starts_with("INVITE")).unwrap().2;
+    assert_eq!(header(out, "X-LK-Project"), Some("p_1"));
+    assert_eq!(header(out, "X-Region"), Some("eu"));
+    assert_eq!(out.matches("X-Region").count(), 1, "{out}");
+    assert_eq!(header(out, "X-Other"), Some("kept"));
+    // Not in what follows in the dialog.
+    let sent = peers.send(Side::Public, GATEWAY, &answer(out, 200, "gw", true));
+    let ok = &sent.iter().find(|s| s.1 == addr(CARRIER)).unwrap().2;
+    let to = header(ok, "To").unwrap().to_string();
+    let from = header(&inv, "From").unwrap().to_string();
+    let bye = in_dialog(
+        "BYE",
+        "sip:x@10.0.0.100:5060",
+        "h1@10.0.1.10",
+        &from,
+        &to,
+        "b",
+        2,
+    );
+    let sent = peers.send(Side::Private, CARRIER, &bye);
+    let out = &sent.iter().find(|s| s.2.starts_with("BYE")).unwrap().2;
+    assert!(header(out, "X-LK-Project").is_none(), "{out}");
+}

@@ -4,3 +4,6 @@
 ALTER TABLE gateways ADD COLUMN auth_username VARCHAR(128) NULL;
 ALTER TABLE gateways ADD COLUMN auth_password VARCHAR(128) NULL;
 ALTER TABLE gateways ADD COLUMN auth_realm VARCHAR(128) NULL;
+-- Header lines added to every initial INVITE toward the gateway (a LiveKit trunk's
+-- `headers`): a JSON object of X- names to values; NULL: none.
+ALTER TABLE gateways ADD COLUMN headers VARCHAR(6000) NULL;
