@@ -216,6 +216,8 @@ pub struct Dialog {
     /// The header lines the call's gateway wants in the initial INVITE
     /// (the target's [`Target::headers`](crate::routing::Target::headers)).
     pub gateway_headers: std::sync::Arc<[u8]>,
+    /// The call's gateway's credentials for its challenges (the target's).
+    pub gateway_auth: Option<std::sync::Arc<crate::routing::Credentials>>,
     /// The session timer kept at the carrier's edge (`livekit` profile).
     pub session: Option<SessionTimer>,
     /// A re-INVITE from the carrier we answered ourselves: its CSeq number
@@ -288,6 +290,7 @@ impl Dialog {
             last_sdp: (Vec::new(), Vec::new()),
             profile: Profile::default(),
             gateway_headers: std::sync::Arc::default(),
+            gateway_auth: None,
             session: None,
             ack_here: None,
             direction_fix: Vec::new(),

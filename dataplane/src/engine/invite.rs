@@ -25,12 +25,6 @@ use crate::sip::{SipMessage, StartLine};
 pub struct RouteState {
     pub candidates: Vec<Target>,
     pub attempt: u32,
-    /// How many INVITEs were sent before the latest (the latest's branch
-    /// number): a failover or an answer to a challenge adds one.
-    pub sends: u32,
-    /// Whether the INVITE to the current candidate carried credentials
-    /// (a second challenge is then a failure).
-    pub authed: bool,
     /// The caller's INVITE as received, to re-write for the next candidate.
     pub invite: Vec<u8>,
     /// The Request-URI user (tenant prefix stripped).
@@ -183,6 +177,7 @@ impl SipEngine {
         let mut dialog = Dialog::new_call(self.next_call, now, msg, (side, src), callee, tenant_id);
         dialog.profile = target.profile;
         dialog.gateway_headers = target.headers.clone();
+        dialog.gateway_auth = target.auth.clone();
         if target.profile == Profile::Livekit {
             dialog.session = self.initial_session(msg, side == dialog.gateway_side());
             if side != dialog.gateway_side() && SipEngine::wants_reliable(msg) {
@@ -226,8 +221,6 @@ impl SipEngine {
         let route = RouteState {
             candidates,
             attempt: 0,
-            sends: 0,
-            authed: false,
             invite: msg.raw.to_vec(),
             user,
         };
@@ -308,11 +301,11 @@ impl SipEngine {
             return false;
         };
         route.attempt = next;
-        route.sends += 1;
-        route.authed = false;
-        let send = route.sends;
         let more = (next as usize) + 1 < route.candidates.len();
         let (invite, user) = (route.invite.clone(), route.user.clone());
+        t.sends += 1;
+        t.authed = false;
+        let send = t.sends;
         let (did, source, dest_side) = (t.dialog, ipv4_of(t.orig_addr), t.dest_side);
         let Ok(msg) = SipMessage::parse(&invite) else {
             return false;
@@ -331,6 +324,7 @@ impl SipEngine {
             d.callee.peer = SocketAddr::V4(target.addr);
             d.profile = target.profile;
             d.gateway_headers = target.headers.clone();
+            d.gateway_auth = target.auth.clone();
             d.attempts += 1;
         }
         let branch = self.branch_for(id, send);
@@ -351,13 +345,15 @@ impl SipEngine {
         self.arm(id);
         true
     }
-    /// A 401/407 to the initial INVITE sent to the current candidate
-    /// (RFC 3261 22.2): with the gateway's credentials, the INVITE goes
-    /// again to it with an `Authorization` / `Proxy-Authorization` answering
-    /// the challenge (SHA-256 before MD5, RFC 8760), one CSeq higher, the
-    /// same Call-ID and From tag, on a new branch. `Challenge::Refused` when
-    /// it was already answered (a wrong password, a stale nonce twice) or
-    /// none of its challenges can be answered: a failure like any other.
+    /// A 401/407 from the gateway to a request we relayed to it (RFC 3261
+    /// 22.2, 22.3): with the gateway's credentials, the request goes again
+    /// with an `Authorization` / `Proxy-Authorization` answering the
+    /// challenge (SHA-256 before MD5, RFC 8760), one CSeq higher on the same
+    /// leg (what is relayed onto the leg later follows), the same Call-ID
+    /// and tags, on a new branch; an INVITE's challenge was ACKed already.
+    /// `Challenge::Refused` when the request carried our answer already (a
+    /// wrong password, a stale nonce twice) or none of the challenges can
+    /// be answered.
     pub(super) fn answer_challenge(
         &mut self,
         id: Id,
@@ -369,15 +365,12 @@ impl SipEngine {
         let Some(t) = self.txns.get(id) else {
             return Challenge::NotOurs;
         };
-        let Some(route) = t.route.as_ref() else {
+        let Some(d) = self.dialogs.get(t.dialog) else {
             return Challenge::NotOurs;
         };
-        let Some(cred) = route
-            .candidates
-            .get(route.attempt as usize)
-            .and_then(|c| c.auth.clone())
-        else {
-            return Challenge::NotOurs;
+        let cred = match &d.gateway_auth {
+            Some(c) if !t.local && t.dest_side == d.gateway_side() => c.clone(),
+            _ => return Challenge::NotOurs,
         };
         let header = if code == 407 {
             "Proxy-Authenticate"
@@ -390,35 +383,33 @@ impl SipEngine {
             .filter(|h| h.raw_name.eq_ignore_ascii_case(header.as_bytes()))
             .map(|h| h.value);
         let best = digest::best_challenge(values, cred.realm.as_deref());
-        let Some(ch) = best.filter(|_| !route.authed) else {
+        let Some(ch) = best.filter(|_| !t.authed) else {
             self.stats.auth_refused.inc();
             return Challenge::Refused;
         };
-        let (invite, more) = (
-            route.invite.clone(),
-            (route.attempt as usize) + 1 < route.candidates.len(),
-        );
-        let send = route.sends + 1;
-        let (did, source, dest_side) = (t.dialog, ipv4_of(t.orig_addr), t.dest_side);
-        let Ok(msg) = SipMessage::parse(&invite) else {
+        let Ok(sent) = SipMessage::parse(&t.request) else {
             return Challenge::Refused;
         };
-        // A new CSeq on the same leg: what is relayed onto it later follows.
-        if let Some(d) = self.dialogs.get_mut(did) {
-            d.callee.cseq_shift = d.callee.cseq_shift.saturating_add(1);
-        }
-        let branch = self.branch_for(id, send);
-        let Some(r) = self.rewrite_request(&msg, did, LegRef::Caller, &branch, source) else {
-            return Challenge::Refused;
-        };
+        let method = sent.method().as_bytes().to_vec();
+        let more = t
+            .route
+            .as_ref()
+            .is_some_and(|r| (r.attempt as usize) + 1 < r.candidates.len());
+        let (did, leg, send, initial) = (t.dialog, t.orig.other(), t.sends + 1, t.initial);
+        let mut outbound = t.outbound.clone();
+        let request = t.request.clone();
+        let ours = self.cfg.addr(t.dest_side);
+        outbound.via = format!("SIP/2.0/UDP {ours};branch=").into_bytes();
+        outbound.via.extend_from_slice(&self.branch_for(id, send));
+        outbound.cseq = outbound.cseq.saturating_add(1);
         let cnonce = format!("{:016x}", self.next_u64());
         let value = digest::authorization(
             &ch,
             &digest::Answer {
                 username: &cred.username,
                 password: &cred.password,
-                method: b"INVITE",
-                uri: &r.outbound.ruri,
+                method: &method,
+                uri: &outbound.ruri,
                 cnonce: &cnonce,
                 nc: 1,
             },
@@ -428,20 +419,32 @@ impl SipEngine {
         } else {
             b"Authorization"
         };
-        let bytes = with_header_after_start(&r.bytes, name, &value);
-        let (t1, timeout) = (self.cfg.t1, self.invite_timeout(now, more));
+        let mut cseq = format!("CSeq: {} ", outbound.cseq).into_bytes();
+        cseq.extend_from_slice(&method);
+        let bytes = resent(&request, &outbound.via, &cseq, (name, &value));
+        // What is relayed onto the leg from now on comes after this CSeq.
+        if let Some(d) = self.dialogs.get_mut(did) {
+            let l = d.leg_mut(leg);
+            l.cseq_shift = l.cseq_shift.saturating_add(1);
+            l.cseq_sent = l.cseq_sent.max(outbound.cseq);
+        }
+        let t1 = self.cfg.t1;
+        let timeout = if initial {
+            self.invite_timeout(now, more)
+        } else {
+            (now + 64 * t1, Timer::TransactionTimeout)
+        };
         let Some(t) = self.txns.get_mut(id) else {
             return Challenge::Refused;
         };
-        t.retry_to(r.dst, bytes.clone(), r.outbound, now, t1, timeout);
-        if let Some(route) = t.route.as_mut() {
-            route.sends = send;
-            route.authed = true;
-        }
+        let (side, dst) = (t.dest_side, t.dest_addr);
+        t.retry_to(dst, bytes.clone(), outbound, now, t1, timeout);
+        t.sends = send;
+        t.authed = true;
         self.stats.auth_answered.inc();
         out.push(Outgoing {
-            side: dest_side,
-            dst: r.dst,
+            side,
+            dst,
             data: bytes,
         });
         self.arm(id);
@@ -462,18 +465,40 @@ pub(super) enum Challenge {
     Refused,
 }
 
-/// `request` with header `name: value` added right after its start line.
-fn with_header_after_start(request: &[u8], name: &[u8], value: &[u8]) -> Vec<u8> {
-    let at = request
-        .windows(2)
-        .position(|w| w == b"\r\n")
+/// Our request `request` sent anew: its top Via (ours) given `via`, its
+/// CSeq line `cseq`, and header `auth` (name, value) added after the start
+/// line; the rest and the body unchanged.
+fn resent(request: &[u8], via: &[u8], cseq: &[u8], auth: (&[u8], &[u8])) -> Vec<u8> {
+    let end = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .map_or(request.len(), |p| p + 2);
-    let mut out = Vec::with_capacity(request.len() + name.len() + value.len() + 4);
-    out.extend_from_slice(request.get(..at).unwrap_or(request));
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(request.get(at..).unwrap_or_default());
+    let (head, body) = request.split_at(end);
+    let mut out = Vec::with_capacity(request.len() + auth.1.len() + 64);
+    let mut via_done = false;
+    for (i, line) in head.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        if i > 0 && !via_done && name.eq_ignore_ascii_case(b"Via") {
+            via_done = true;
+            out.extend_from_slice(b"Via: ");
+            out.extend_from_slice(via);
+        } else if i > 0 && name.eq_ignore_ascii_case(b"CSeq") {
+            out.extend_from_slice(cseq);
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(b"\r\n");
+        if i == 0 {
+            out.extend_from_slice(auth.0);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(auth.1);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(body);
     out
 }

@@ -315,6 +315,8 @@ impl SipEngine {
             retransmit_every: t1,
             timeout: Some(timeout),
             linger_until: None,
+            sends: 0,
+            authed: false,
             route: route.map(Box::new),
         };
         let inserted = self.txns.insert(txn);

@@ -40,7 +40,7 @@ impl SipEngine {
             self.stats.stray_responses.inc();
             return;
         };
-        let current = t.route.as_ref().map_or(0, |r| r.sends);
+        let current = t.sends;
         if t.dest_side != side || attempt != current {
             self.stats.stray_responses.inc();
             return;
@@ -169,10 +169,9 @@ impl SipEngine {
                         dst: t.dest_addr,
                         data: ack,
                     });
-                    let ours =
-                        t.phase == Phase::Proceeding && t.initial && t.cancel == CancelState::None;
+                    let live = t.phase == Phase::Proceeding && t.cancel == CancelState::None;
                     // A gateway's challenge is answered with its credentials.
-                    let challenge = if ours && matches!(code, 401 | 407) {
+                    let challenge = if live && matches!(code, 401 | 407) {
                         self.answer_challenge(id, now, msg, code, out)
                     } else {
                         Challenge::NotOurs
@@ -183,7 +182,8 @@ impl SipEngine {
                     let Some(t) = self.txns.get_mut(id) else {
                         return;
                     };
-                    let failover = ours
+                    let failover = live
+                        && t.initial
                         && (self.cfg.policy.failover_codes.contains(&code)
                             || challenge == Challenge::Refused);
                     if t.phase == Phase::Proceeding && t.initial {
@@ -231,6 +231,11 @@ impl SipEngine {
                         }
                     }
                 } else if t.phase == Phase::Proceeding {
+                    if matches!(code, 401 | 407)
+                        && self.answer_challenge(id, now, msg, code, out) == Challenge::Answered
+                    {
+                        return;
+                    }
                     self.final_non_invite(id, now, msg, code, out);
                 }
                 self.arm(id);

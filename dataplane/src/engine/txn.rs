@@ -88,6 +88,12 @@ pub struct Txn {
     pub outbound: Outbound,
     pub provisional: bool,
     pub cancel: CancelState,
+    /// How many times the request went out anew before the latest (the
+    /// latest's branch number): a failover or an answered challenge adds one.
+    pub sends: u32,
+    /// Whether the latest carried our credentials (a second challenge is
+    /// then refused).
+    pub authed: bool,
 
     // Timers (absolute deadlines).
     /// Timer A/E (the request) or G (our final answer): when to resend.
@@ -164,6 +170,8 @@ impl Txn {
             retransmit_every: t1,
             timeout: Some((now + 64 * t1, Timer::TransactionTimeout)),
             linger_until: None,
+            sends: 0,
+            authed: false,
             route: None,
         }
     }

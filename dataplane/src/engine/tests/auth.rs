@@ -196,3 +196,47 @@ fn without_credentials_the_challenge_goes_back_to_the_caller() {
     assert_eq!(header(&back.2, "WWW-Authenticate"), Some(CHALLENGE));
     assert_eq!(peers.stats.auth_answered.get(), 0);
 }
+
+#[test]
+fn an_in_dialog_request_challenged_goes_again_with_credentials() {
+    let mut peers = Peers::with(with_credentials(None), Policy::default());
+    let sent = peers.send(Side::Private, CARRIER, &invite("a6", "a6"));
+    let first = invite_in(&sent);
+    // Answered at once, no challenge to the INVITE.
+    let sent = peers.send(Side::Public, GATEWAY, &answer(&first, 200, "gw", true));
+    let ok = sent.iter().find(|s| s.1 == addr(CARRIER)).unwrap();
+    let to = header(&ok.2, "To").unwrap().to_string();
+    let from = header(&invite("a6", "a6"), "From").unwrap().to_string();
+    let ruri = "sip:x@10.0.0.100:5060";
+    let ack = in_dialog("ACK", ruri, "a6@10.0.1.10", &from, &to, "k", 1);
+    peers.send(Side::Private, CARRIER, &ack);
+    // The gateway challenges the carrier's BYE.
+    let bye = in_dialog("BYE", ruri, "a6@10.0.1.10", &from, &to, "b6", 2);
+    let sent = peers.send(Side::Private, CARRIER, &bye);
+    let out = sent
+        .iter()
+        .find(|s| s.2.starts_with("BYE"))
+        .unwrap()
+        .2
+        .clone();
+    assert_eq!(header(&out, "CSeq"), Some("2 BYE"));
+    let sent = peers.send(
+        Side::Public,
+        GATEWAY,
+        &challenge(&out, 401, "WWW-Authenticate", CHALLENGE),
+    );
+    assert_eq!(sent.len(), 1, "only the BYE again, nothing to the carrier");
+    let again = &sent[0].2;
+    assert!(again.starts_with("BYE "), "{again}");
+    assert_eq!(header(again, "CSeq"), Some("3 BYE"));
+    assert_eq!(header(again, "Call-ID"), header(&out, "Call-ID"));
+    assert_eq!(header(again, "To"), header(&out, "To"));
+    assert_ne!(header(again, "Via"), header(&out, "Via"));
+    assert!(header(again, "Authorization").is_some_and(|a| a.contains("username=\"trunk\"")));
+    // Its 200 reaches the carrier with the carrier's CSeq.
+    let sent = peers.send(Side::Public, GATEWAY, &answer(again, 200, "gw", false));
+    let back = sent.iter().find(|s| s.1 == addr(CARRIER)).unwrap();
+    assert_eq!(status(&back.2), 200);
+    assert_eq!(header(&back.2, "CSeq"), Some("2 BYE"));
+    assert_eq!(peers.stats.auth_answered.get(), 1);
+}
