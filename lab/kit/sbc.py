@@ -156,14 +156,15 @@ class Sbc:
         except OSError:
             return 0
 
-    def log_since(self, offset: int, lines: int = 40) -> str:
+    def log_since(self, offset: int, lines: int | None = 40) -> str:
+        """The log written after byte `offset`: its last `lines` lines, or all of it (None)."""
         try:
             with open(self.log_path, "rb") as f:
                 f.seek(offset)
                 data = f.read().decode("utf-8", "replace")
         except OSError as e:
             return f"<{e}>"
-        return "\n".join(data.splitlines()[-lines:])
+        return data if lines is None else "\n".join(data.splitlines()[-lines:])
 
     def stop(self) -> int | None:
         if self.proc is None:

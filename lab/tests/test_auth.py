@@ -158,13 +158,6 @@ def check_credentials_listed(ctx: Ctx, gid, password: str, realm: str | None, d:
     return f"auth {USER} listed, password hidden"
 
 
-def log_bytes(ctx: Ctx, offset: int) -> str:
-    try:
-        with open(ctx.sbc.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError as e:
-        return f"<{e}>"
 
 
 # --- calls -----------------------------------------------------------------------------------------
@@ -430,7 +423,7 @@ def auth_gateway_401_md5(ctx: Ctx):
         left = [g for g in ctx.api.list("gateways") if g.get("id") == gid]
         check(not left, f"sbcctl remove-gateway {gid}: still listed: {left}")
     wait_calls_down(ctx)
-    log = log_bytes(ctx, log0)
+    log = ctx.sbc.log_since(log0, None)
     check(PASSWORD not in log, "the SBC's log shows the password:\n"
           + "\n".join(x for x in log.splitlines() if PASSWORD in x)[:2000])
     print(f"  ({calls} calls: 401 answered, INVITE CSeq n -> n+1, MD5 qop=auth verified by sipp and "

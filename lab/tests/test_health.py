@@ -189,13 +189,6 @@ def check_probe_source(reqs: list[dict]) -> None:
 
 # --- the SBC ------------------------------------------------------------------------------------
 
-def log_since(ctx: Ctx, offset: int) -> str:
-    try:
-        with open(ctx.sbc.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError as e:
-        return f"<{e}>"
 
 
 def state_changes(log: str, ip: str) -> list[str]:
@@ -325,7 +318,7 @@ def health_dead_gateway(ctx: Ctx):
               f"GW2 back up with flags {g2c['flags']}, reason {g2c['reason']!r} (want AP, 'OPTIONS 200')")
         r2, (a0, a1) = uac(ctx, name, "after_up", 10, rate=10)
         wait_calls_down(ctx)
-        log = log_since(ctx, log_off)
+        log = ctx.sbc.log_since(log_off, None)
         cap.stop()
         ur1, ur2 = gw1.stop(), gw2.stop()
     reqs = sip_requests(d / "pub0.pcap")
@@ -411,7 +404,7 @@ def health_503_gateway(ctx: Ctx):
         _, (d0, d1) = uac(ctx, name, "D_steady", 40, rate=10, duration_ms=0)
         s4 = sip_status(ctx)
         wait_calls_down(ctx)
-        log = log_since(ctx, log_off)
+        log = ctx.sbc.log_since(log_off, None)
         cap.stop()
         ur1, ur2 = gw1.stop(), gw2.stop()
     reqs = sip_requests(d / "pub0.pcap")
@@ -499,7 +492,7 @@ def health_set_state(ctx: Ctx):
         t_end = time.time()
         g2e = dest(dispatcher(ctx), GW2_IP)
         wait_calls_down(ctx)
-        log = log_since(ctx, log_off)
+        log = ctx.sbc.log_since(log_off, None)
         cap.stop()
         ur1, ur2 = gw1.stop(), gw2.stop()
     reqs = sip_requests(d / "pub0.pcap")
