@@ -154,7 +154,7 @@ pub struct CdrQuery {
 impl Provisioning {
     /// Stores `rows` in one transaction.
     pub async fn insert_cdrs(&self, rows: &[CdrRow]) -> Result<(), DbError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let sql = self.sql(&format!(
             "INSERT INTO cdrs ({COLUMNS}) VALUES \
              (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

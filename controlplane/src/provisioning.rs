@@ -357,6 +357,17 @@ impl Provisioning {
         &self.pool
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a deferred one that reads first and then
+    /// writes can meet another writer (the CDR batches) in a deadlock that
+    /// SQLite answers with "database is locked" at once, without waiting.
+    pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            _ => self.pool.begin().await,
+        }
+    }
+
     /// `?` placeholders in the dialect's form (`$1`, `$2`... for PostgreSQL).
     pub(crate) fn sql(&self, q: &str) -> String {
         if self.dialect != Dialect::Postgres {
@@ -408,7 +419,7 @@ impl Provisioning {
 
     /// Stores a new carrier (its `id` is ignored); the row with its new id.
     pub async fn add_carrier(&self, c: &CarrierRow) -> Result<CarrierRow, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let sql = self.insert_sql("INSERT INTO carriers (ip, mask, name, grp) VALUES (?, ?, ?, ?)");
         let q = sqlx::query(&sql)
             .bind(&c.ip)
@@ -431,7 +442,7 @@ impl Provisioning {
 
     /// Stores a new gateway (its `id` is ignored); the row with its new id.
     pub async fn add_gateway(&self, g: &GatewayRow) -> Result<GatewayRow, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let sql = self.insert_sql(
             "INSERT INTO gateways (destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
@@ -458,7 +469,7 @@ impl Provisioning {
 
     /// Adds or updates a tenant; `true` when it was created.
     pub async fn upsert_tenant(&self, t: &TenantRow) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists = sqlx::query(&self.sql("SELECT tenant_id FROM tenants WHERE tenant_id = ?"))
             .bind(&t.tenant_id)
             .fetch_optional(&mut *tx)
@@ -491,7 +502,7 @@ impl Provisioning {
 
     /// Deletes a row of `table` by its key; `false` when there was none.
     pub async fn delete(&self, table: Table, key: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = match table {
             Table::Carriers | Table::Gateways => {
                 let id: i64 = key

@@ -391,3 +391,36 @@ async fn cdrs_are_stored_listed_summed_and_purged() {
         db.close().await;
     }
 }
+
+/// API writes that read before they write (a tenant added or updated)
+/// while CDR batches are written: none fails with "database is locked"
+/// (SQLite answers a deadlock between two deferred transactions at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_writes_and_cdr_batches_do_not_lock_each_other_out() {
+    let (urls, _dir) = databases().await;
+    for url in urls {
+        let db = std::sync::Arc::new(Provisioning::open(&url).await.unwrap());
+        let writer = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for n in 0..60 {
+                    let rows: Vec<CdrRow> = (0..20)
+                        .map(|i| cdr(Some("t"), "203.0.113.10:5060", n * 100 + i, Some(1), 200))
+                        .collect();
+                    db.insert_cdrs(&rows).await?;
+                }
+                Ok::<(), DbError>(())
+            })
+        };
+        for n in 0..60 {
+            db.upsert_tenant(&tenant(&format!("t{}", n % 7)))
+                .await
+                .unwrap_or_else(|e| panic!("{url}: tenant write {n}: {e}"));
+        }
+        writer
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{url}: CDR batch: {e}"));
+        db.close().await;
+    }
+}
