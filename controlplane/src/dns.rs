@@ -2,15 +2,20 @@
 //! engine never resolves), with hickory-resolver reading the system's
 //! `/etc/resolv.conf` and `/etc/hosts`.
 //!
-//! For a `sip:` URI over UDP (the only transport toward gateways so far):
+//! For a URI over transport T (the URI's `;transport=`, TLS for `sips:`,
+//! UDP when it names none; [`routing::parse_destination`]):
 //!
 //! ```text
-//!  host is an IPv4 literal ──────────────► that address (port 5060 unless written)
+//!  host is an IPv4 literal ──────────────► that address (T's default port unless written)
 //!  port written ─────────────────────────► A records of the host at that port
-//!  no port: NAPTR of the host ── SIP+D2U ─► SRV of its replacement ─┐
-//!           no NAPTR ────────────────────► SRV _sip._udp.<host> ────┤─► A of each target
-//!           no SRV either ───────────────► A of the host, port 5060 │   (priority, weight kept)
+//!  no port: NAPTR of the host ── T's service (SIP+D2U, SIP+D2T, SIPS+D2T)
+//!                              ─► SRV of its replacement ─────────┐
+//!           no NAPTR ────────────────────► SRV _sip._udp / _sip._tcp / _sips._tcp.<host>
+//!           no SRV either ───────────────► A of the host, port 5060 (5061 for TLS)
+//!                                           └─► A of each target (priority, weight kept)
 //! ```
+//! A URI that names no transport is UDP: the NAPTR records do not choose
+//! another one (RFC 3263 §4.1 would let them; gateways here say theirs).
 //!
 //! Each answer is kept until the shortest TTL of the records it used
 //! (hickory's `valid_until`); a name that does not resolve is asked again
@@ -27,6 +32,10 @@ use std::time::{Duration, Instant, SystemTime};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use sbc_dataplane::routing::{self, Destination, Resolved, RouteSnapshot};
+use sbc_dataplane::Transport;
+
+/// What an answer is kept by: host, the URI's port, the transport.
+pub type NameKey = (String, Option<u16>, Transport);
 
 /// How long a failed resolution is kept before it is tried again.
 pub const RETRY_FAILED: Duration = Duration::from_secs(30);
@@ -52,7 +61,7 @@ pub struct Dns {
     resolver: Option<TokioResolver>,
     /// Why there is no resolver (no usable `/etc/resolv.conf`).
     broken: Option<String>,
-    answers: Mutex<HashMap<(String, Option<u16>), Answer>>,
+    answers: Mutex<HashMap<NameKey, Answer>>,
 }
 
 impl Dns {
@@ -82,31 +91,31 @@ impl Dns {
 
     /// The answer kept for a destination URI, if it names a host.
     pub fn answer(&self, uri: &str) -> Option<Answer> {
-        let Ok(Destination::Name { host, port }) = routing::parse_destination(uri) else {
+        let Ok((Destination::Name { host, port }, t)) = routing::parse_destination(uri) else {
             return None;
         };
-        self.answers.lock().ok()?.get(&(host, port)).cloned()
+        self.answers.lock().ok()?.get(&(host, port, t)).cloned()
     }
 
     /// Gives each gateway of `snap` that names a host the addresses known
     /// for it, resolving now those not known or expired.
     pub async fn fill(&self, snap: &mut RouteSnapshot) {
         for g in &mut snap.gateways {
-            if let Ok(Destination::Name { host, port }) = routing::parse_destination(&g.destination)
+            if let Ok((Destination::Name { host, port }, t)) =
+                routing::parse_destination(&g.destination)
             {
-                g.targets = self.current(&host, port).await.targets;
+                g.targets = self.current((host, port, t)).await.targets;
             }
         }
     }
 
-    /// The kept answer for (host, port) while it holds, else a new one.
-    async fn current(&self, host: &str, port: Option<u16>) -> Answer {
-        let key = (host.to_string(), port);
+    /// The kept answer for `key` while it holds, else a new one.
+    async fn current(&self, key: NameKey) -> Answer {
         let kept = self.answers.lock().ok().and_then(|a| a.get(&key).cloned());
         if let Some(a) = kept.filter(|a| a.until > Instant::now()) {
             return a;
         }
-        let a = self.resolve(host, port).await;
+        let a = self.resolve(&key).await;
         if let Ok(mut answers) = self.answers.lock() {
             answers.insert(key, a.clone());
         }
@@ -116,8 +125,8 @@ impl Dns {
     /// Resolves again every kept name whose answer expired; `true` when
     /// any answer's addresses changed. Names no gateway uses any more are
     /// forgotten (`in_use`).
-    pub async fn refresh_expired(&self, in_use: &[(String, Option<u16>)]) -> bool {
-        let expired: Vec<(String, Option<u16>)> = match self.answers.lock() {
+    pub async fn refresh_expired(&self, in_use: &[NameKey]) -> bool {
+        let expired: Vec<NameKey> = match self.answers.lock() {
             Ok(mut a) => {
                 a.retain(|k, _| in_use.contains(k));
                 let now = Instant::now();
@@ -129,10 +138,11 @@ impl Dns {
             Err(_) => return false,
         };
         let mut changed = false;
-        for (host, port) in expired {
-            let new = self.resolve(&host, port).await;
+        for key in expired {
+            let new = self.resolve(&key).await;
             if let Ok(mut answers) = self.answers.lock() {
-                let old = answers.insert((host.clone(), port), new.clone());
+                let host = key.0.clone();
+                let old = answers.insert(key, new.clone());
                 if old.is_none_or(|o| o.targets != new.targets) {
                     tracing::info!(
                         host, targets = ?new.targets.iter().map(|t| t.addr).collect::<Vec<_>>(),
@@ -145,14 +155,15 @@ impl Dns {
         changed
     }
 
-    /// RFC 3263 for UDP: the addresses of `host` (and `port` if written).
-    async fn resolve(&self, host: &str, port: Option<u16>) -> Answer {
+    /// RFC 3263 for one transport: the addresses of `host` (and `port` if written).
+    async fn resolve(&self, (host, port, transport): &NameKey) -> Answer {
         let Some(r) = &self.resolver else {
             return failed(self.broken.clone().unwrap_or_default());
         };
+        let host = host.as_str();
         let found = match port {
-            Some(p) => a_records(r, host, p, 0, 0).await,
-            None => by_naptr_or_srv(r, host).await,
+            Some(p) => a_records(r, host, *p, 0, 0).await,
+            None => by_naptr_or_srv(r, host, *transport).await,
         };
         match found {
             Ok((targets, until)) if !targets.is_empty() => {
@@ -182,10 +193,21 @@ fn failed(error: String) -> Answer {
 
 type Found = Result<(Vec<Resolved>, Instant), String>;
 
-/// NAPTR (RFC 3263 §4.1: the SIP+D2U record of lowest order and
-/// preference, flag `s`), else SRV `_sip._udp`, else A at port 5060.
-async fn by_naptr_or_srv(r: &TokioResolver, host: &str) -> Found {
-    let mut srv_name = format!("_sip._udp.{host}.");
+/// The NAPTR service and SRV prefix of a transport (RFC 3263 §4.1, RFC 3261 §19.1.2).
+fn service(t: Transport) -> (&'static [u8], &'static str) {
+    match t {
+        Transport::Udp => (b"SIP+D2U", "_sip._udp"),
+        Transport::Tcp => (b"SIP+D2T", "_sip._tcp"),
+        Transport::Tls => (b"SIPS+D2T", "_sips._tcp"),
+    }
+}
+
+/// NAPTR (RFC 3263 §4.1: the record of `t`'s service of lowest order and
+/// preference, flag `s`), else SRV `_sip._udp` (`_sip._tcp`,
+/// `_sips._tcp`), else A at `t`'s default port.
+async fn by_naptr_or_srv(r: &TokioResolver, host: &str, t: Transport) -> Found {
+    let (naptr_service, srv_prefix) = service(t);
+    let mut srv_name = format!("{srv_prefix}.{host}.");
     let mut naptr_until = None;
     if let Ok(l) = r.lookup(format!("{host}."), RecordType::NAPTR).await {
         let mut sip: Vec<_> = l
@@ -197,12 +219,12 @@ async fn by_naptr_or_srv(r: &TokioResolver, host: &str) -> Found {
             .collect();
         if !sip.is_empty() {
             sip.retain(|n| {
-                n.services().eq_ignore_ascii_case(b"SIP+D2U")
+                n.services().eq_ignore_ascii_case(naptr_service)
                     && n.flags().eq_ignore_ascii_case(b"s")
             });
             sip.sort_by_key(|n| (n.order(), n.preference()));
             let Some(first) = sip.first() else {
-                return Err("its NAPTR records offer no SIP over UDP".into());
+                return Err(format!("its NAPTR records offer no SIP over {t}"));
             };
             srv_name = first.replacement().to_ascii();
             naptr_until = Some(l.valid_until());
@@ -237,8 +259,8 @@ async fn by_naptr_or_srv(r: &TokioResolver, host: &str) -> Found {
             }
         }
         Err(e) if naptr_until.is_some() => Err(format!("SRV {srv_name}: {e}")),
-        // No SRV: the host's A records at 5060 (RFC 3263 §4.2).
-        Err(_) => a_records(r, host, 5060, 0, 0).await,
+        // No SRV: the host's A records at the default port (RFC 3263 §4.2).
+        Err(_) => a_records(r, host, t.default_port(), 0, 0).await,
     }
 }
 
@@ -263,12 +285,12 @@ async fn a_records(r: &TokioResolver, host: &str, port: u16, priority: u16, weig
     Ok((targets, l.valid_until()))
 }
 
-/// The (host, port) of every gateway of `snap` that names a host.
-pub fn names_in(snap: &RouteSnapshot) -> Vec<(String, Option<u16>)> {
+/// The (host, port, transport) of every gateway of `snap` that names a host.
+pub fn names_in(snap: &RouteSnapshot) -> Vec<NameKey> {
     snap.gateways
         .iter()
         .filter_map(|g| match routing::parse_destination(&g.destination) {
-            Ok(Destination::Name { host, port }) => Some((host, port)),
+            Ok((Destination::Name { host, port }, t)) => Some((host, port, t)),
             _ => None,
         })
         .collect()

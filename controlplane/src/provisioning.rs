@@ -577,9 +577,9 @@ impl Provisioning {
             .into_iter()
             .map(|g| {
                 // A host name gets its addresses from DNS (`Dns::fill`).
-                let targets = match routing::parse_destination(&g.destination)
-                    .map_err(|_| corrupt("gateway destination", &g.destination))?
-                {
+                let (dest, transport) = routing::parse_destination(&g.destination)
+                    .map_err(|_| corrupt("gateway destination", &g.destination))?;
+                let targets = match dest {
                     routing::Destination::Literal(a) => vec![routing::Resolved::at(a)],
                     routing::Destination::Name { .. } => Vec::new(),
                 };
@@ -606,6 +606,7 @@ impl Provisioning {
                         _ => None,
                     },
                     headers: Arc::from(g.headers.lines()),
+                    transport,
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;

@@ -51,8 +51,10 @@ pub mod side;
 pub mod sip;
 pub mod stats;
 pub mod time;
+pub mod transport;
 
 pub use engine::{EngineConfig, Outgoing, SipEngine};
 pub use routing::RouteSnapshot;
 pub use side::{BySide, Side};
 pub use time::Ms;
+pub use transport::Transport;

@@ -11,6 +11,7 @@ use crate::media::offer::Codec;
 use crate::numbers::NumberRules;
 use crate::side::Side;
 use crate::sip::grammar::{parse_ipv4, SipUri};
+use crate::transport::Transport;
 
 /// A carrier allowlist entry (Kamailio's `address` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,9 @@ pub struct Gateway {
     /// several LiveKit projects); a caller's header of the same name is
     /// left out. Empty: none.
     pub headers: Arc<[u8]>,
+    /// The transport its destination URI names (`;transport=`, `sips:`):
+    /// every request toward it goes over it.
+    pub transport: Transport,
 }
 
 /// Digest credentials for a gateway that challenges (RFC 3261 §22; the
@@ -254,6 +258,8 @@ pub struct Target {
     /// The gateway's header lines for the initial INVITE ([`Gateway::headers`]; empty toward
     /// carriers).
     pub headers: Arc<[u8]>,
+    /// How requests reach it ([`Gateway::transport`]; UDP toward carriers).
+    pub transport: Transport,
 }
 
 /// The facts of an INVITE that routing looks at.
@@ -360,6 +366,7 @@ impl RouteSnapshot {
                         profile: g.profile,
                         auth: g.auth.clone(),
                         headers: g.headers.clone(),
+                        transport: g.transport,
                     })
             })
             .collect()
@@ -425,6 +432,7 @@ impl RouteSnapshot {
                 profile,
                 auth: None,
                 headers: Arc::default(),
+                transport: Transport::Udp,
             }],
             None => {
                 let mut hosts: Vec<&Carrier> =
@@ -438,6 +446,7 @@ impl RouteSnapshot {
                         profile,
                         auth: None,
                         headers: Arc::default(),
+                        transport: Transport::Udp,
                     })
                     .collect()
             }
@@ -502,7 +511,8 @@ pub fn srv_order(targets: &[Resolved], random: &mut u64) -> Vec<SocketAddrV4> {
 /// Where a gateway's destination URI points before DNS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    /// An IPv4 literal host: the address, port 5060 unless written.
+    /// An IPv4 literal host: the address, with the transport's default
+    /// port (5060, or 5061 for TLS) unless written.
     Literal(SocketAddrV4),
     /// A host name for the control plane to resolve (RFC 3263): the port
     /// when the URI writes one (then A records only, no SRV).
@@ -514,34 +524,42 @@ pub enum Destination {
     },
 }
 
-/// Parses a gateway destination: a `sip:` URI whose host is an IPv4 literal
-/// or a host name (RFC 1123 labels), over UDP (`;transport=udp` or none).
+/// Parses a gateway destination: a `sip:` or `sips:` URI whose host is an
+/// IPv4 literal or a host name (RFC 1123 labels), with the transport it
+/// names: `;transport=udp|tcp|tls` (UDP when absent), and TLS for `sips:`
+/// (RFC 3261 §19.1, §26.2; `sips:` with `;transport=udp` is refused).
 /// The engine never resolves: names are the control plane's (`dns`).
-/// Errors name what is wrong: no sip: URI, URI headers, IPv6, a bad host
-/// name, or a transport other than UDP (`sips:`, TCP and TLS are not built).
-pub fn parse_destination(uri: &str) -> Result<Destination, &'static str> {
-    let parsed = SipUri::parse(uri.as_bytes()).ok_or("not a sip: URI")?;
+/// Errors name what is wrong: no SIP URI, URI headers, IPv6, a bad host
+/// name, an unknown transport.
+pub fn parse_destination(uri: &str) -> Result<(Destination, Transport), &'static str> {
+    let parsed = SipUri::parse(uri.as_bytes()).ok_or("not a sip: or sips: URI")?;
     if parsed.has_headers {
         return Err("URI headers are not allowed");
     }
-    let tls = uri
+    let sips = uri
         .get(..5)
         .is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
-    let transport = crate::sip::grammar::param(parsed.params, "transport");
-    let udp = match transport {
-        None => true,
-        Some(v) => v.is_some_and(|v| v.eq_ignore_ascii_case(b"udp")),
+    let named = match crate::sip::grammar::param(parsed.params, "transport") {
+        None => None,
+        Some(v) => Some(
+            v.and_then(Transport::parse)
+                .ok_or("transport must be udp, tcp or tls")?,
+        ),
     };
-    if tls || !udp {
-        return Err(
-            "only SIP over UDP is supported toward gateways (no sips:, ;transport=tcp or tls yet)",
-        );
-    }
+    let transport = match (sips, named) {
+        (true, Some(Transport::Udp)) => return Err("a sips: URI cannot name transport=udp"),
+        // sips: over TCP is TLS (RFC 3261 26.2.2).
+        (true, _) => Transport::Tls,
+        (false, t) => t.unwrap_or_default(),
+    };
     if let Some(ip) = parse_ipv4(parsed.host) {
-        return Ok(Destination::Literal(SocketAddrV4::new(
-            ip,
-            parsed.port.unwrap_or(5060),
-        )));
+        return Ok((
+            Destination::Literal(SocketAddrV4::new(
+                ip,
+                parsed.port.unwrap_or(transport.default_port()),
+            )),
+            transport,
+        ));
     }
     let host = std::str::from_utf8(parsed.host)
         .map_err(|_| "host must be an IPv4 address or a host name")?;
@@ -560,10 +578,13 @@ pub fn parse_destination(uri: &str) -> Result<Destination, &'static str> {
     if host.len() > 253 || !host.split('.').all(label_ok) || last_numeric {
         return Err("host must be an IPv4 address or a host name");
     }
-    Ok(Destination::Name {
-        host,
-        port: parsed.port,
-    })
+    Ok((
+        Destination::Name {
+            host,
+            port: parsed.port,
+        },
+        transport,
+    ))
 }
 
 #[cfg(test)]
@@ -585,6 +606,7 @@ mod tests {
             profile: Default::default(),
             auth: None,
             headers: Arc::default(),
+            transport: Transport::Udp,
         };
         RouteSnapshot {
             version: 1,
@@ -882,24 +904,44 @@ mod tests {
     }
 
     #[test]
-    fn destinations_name_literals_or_hosts_over_udp_only() {
+    fn destinations_name_literals_or_hosts_with_their_transport() {
+        let lit = |a: &str| Destination::Literal(a.parse().unwrap());
         assert_eq!(
             parse_destination("sip:203.0.113.10"),
-            Ok(Destination::Literal("203.0.113.10:5060".parse().unwrap()))
+            Ok((lit("203.0.113.10:5060"), Transport::Udp))
         );
         assert_eq!(
             parse_destination("sip:LiveKit-GW1.Example.com.:5080;transport=UDP"),
-            Ok(Destination::Name {
-                host: "livekit-gw1.example.com".into(),
-                port: Some(5080)
-            })
+            Ok((
+                Destination::Name {
+                    host: "livekit-gw1.example.com".into(),
+                    port: Some(5080)
+                },
+                Transport::Udp
+            ))
         );
         assert_eq!(
-            parse_destination("sip:p.sip.livekit.cloud"),
-            Ok(Destination::Name {
-                host: "p.sip.livekit.cloud".into(),
-                port: None
-            })
+            parse_destination("sip:p.sip.livekit.cloud;transport=tcp"),
+            Ok((
+                Destination::Name {
+                    host: "p.sip.livekit.cloud".into(),
+                    port: None
+                },
+                Transport::Tcp
+            ))
+        );
+        // TLS: sips: or ;transport=tls, port 5061 unless written.
+        assert_eq!(
+            parse_destination("sips:203.0.113.10"),
+            Ok((lit("203.0.113.10:5061"), Transport::Tls))
+        );
+        assert_eq!(
+            parse_destination("sip:203.0.113.10:5071;transport=TLS"),
+            Ok((lit("203.0.113.10:5071"), Transport::Tls))
+        );
+        assert_eq!(
+            parse_destination("sips:203.0.113.10;transport=tcp"),
+            Ok((lit("203.0.113.10:5061"), Transport::Tls))
         );
         for bad in [
             "sip:bad_host.example.com",
@@ -907,6 +949,8 @@ mod tests {
             "sip:1.2.3",
             "sip:[2001:db8::1]",
             "sip:a..b",
+            "sip:203.0.113.10;transport=sctp",
+            "sips:203.0.113.10;transport=udp",
         ] {
             assert!(parse_destination(bad).is_err(), "{bad}");
         }
@@ -914,18 +958,6 @@ mod tests {
             parse_destination("sip:1.2.3"),
             Err("host must be an IPv4 address or a host name")
         );
-        for tls in [
-            "sips:gw.example.com",
-            "sip:gw.example.com;transport=tls",
-            "sip:10.0.0.1;transport=tcp",
-        ] {
-            assert!(
-                parse_destination(tls)
-                    .unwrap_err()
-                    .contains("only SIP over UDP"),
-                "{tls}"
-            );
-        }
         assert_eq!(
             parse_destination("sip:gw?x=1"),
             Err("URI headers are not allowed")

@@ -475,6 +475,9 @@ pub struct IoStats {
     pub rx_truncated: Counter,
     /// Packets that could not be sent (full socket buffer or TX ring, no mbuf).
     pub tx_errors: Counter,
+    /// SIP messages for TCP/TLS the engine could not hand to the stream
+    /// layer (its ring full, or no TCP/TLS configured).
+    pub stream_dropped: Counter,
     /// ARP requests for our addresses answered.
     pub arp_replies: Counter,
     /// ARP requests we sent for a next hop.
@@ -524,6 +527,7 @@ impl IoStats {
             "rx_truncated",
             "tx_errors",
             "tx_fragmented",
+            "stream_dropped",
         ];
         self.counters()
             .into_iter()
@@ -533,13 +537,14 @@ impl IoStats {
 
     /// The counters as `GET /api/v1/status` names them under `io` (ports
     /// apart): the one list of them.
-    pub fn counters(&self) -> [(&'static str, &Counter); 18] {
+    pub fn counters(&self) -> [(&'static str, &Counter); 19] {
         [
             ("rx_packets", &self.rx_packets),
             ("tx_packets", &self.tx_packets),
             ("rx_ring_full", &self.rx_ring_full),
             ("rx_truncated", &self.rx_truncated),
             ("tx_errors", &self.tx_errors),
+            ("stream_dropped", &self.stream_dropped),
             ("arp_replies", &self.arp_replies),
             ("arp_requests", &self.arp_requests),
             ("arp_unresolved", &self.arp_unresolved),

@@ -66,6 +66,7 @@ fn engine() -> SipEngine {
             profile: Default::default(),
             auth: None,
             headers: Default::default(),
+            transport: Default::default(),
         }],
         tenants: vec![],
     };

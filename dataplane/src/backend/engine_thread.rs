@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use crate::engine::{Outgoing, SipEngine};
 use crate::media::MediaCmd;
+use crate::transport::Transport;
 
 /// Datagrams the engine handles before it sends and looks at timers.
 const MAX_PER_TURN: usize = 1024;
@@ -99,8 +100,11 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 let caller = engine.caller_call_id(d.side, bytes);
                 shared.engine.capture(d.src, ours, bytes, caller);
             }
-            engine.handle(now, d.side, d.src, bytes, &mut out);
-            let _ = free.push(d.buf);
+            engine.handle_on(now, (d.side, d.transport), d.src, bytes, &mut out);
+            // Stream messages come in buffers of their own size.
+            if d.transport == Transport::Udp {
+                let _ = free.push(d.buf);
+            }
             handled += 1;
         }
         // Timers fire once what already arrived is handled: after a stall, a
@@ -139,6 +143,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                     shared.engine.capture(ours, o.dst, &o.data, caller);
                 }
             }
+            to_streams(shared, &mut out);
             io.send(&mut out);
             out.clear();
         }
@@ -149,5 +154,28 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 .clamp(1, 50);
             thread::park_timeout(Duration::from_millis(wait));
         }
+    }
+}
+
+/// Moves what goes over TCP/TLS from `out` to the stream layer's ring (in
+/// order), and wakes it; without a stream layer it is dropped. Counted in
+/// `stream_dropped` either way it fails. UDP-only turns cost one scan.
+fn to_streams(shared: &Shared, out: &mut Vec<Outgoing>) {
+    if !out.iter().any(|o| o.transport.reliable()) {
+        return;
+    }
+    let waker = shared.stream_waker.get();
+    let mut queued = false;
+    for o in std::mem::take(out) {
+        if !o.transport.reliable() {
+            out.push(o);
+        } else if waker.is_none() || shared.stream_tx.push(o).is_err() {
+            shared.io.stream_dropped.inc();
+        } else {
+            queued = true;
+        }
+    }
+    if let (true, Some(wake)) = (queued, waker) {
+        (wake.0)();
     }
 }

@@ -24,6 +24,7 @@ use crate::media::MediaCmd;
 use crate::routing::RouteSnapshot;
 use crate::side::Side;
 use crate::stats::{EngineStats, IoStats, MediaStats};
+use crate::transport::Transport;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
@@ -36,6 +37,8 @@ pub use engine_thread::EngineIo;
 pub(crate) const BATCH: usize = 32;
 /// Stream commands in flight from the engine to the media relay.
 const MEDIA_RING: usize = 65_536;
+/// SIP messages in flight from the engine to the TCP/TLS stream layer.
+const STREAM_RING: usize = 8_192;
 
 /// Why a backend did not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,9 @@ pub enum StartError {
 pub struct Datagram {
     /// The side whose SIP address it arrived on.
     pub side: Side,
+    /// UDP from the backends; TCP or TLS from the control plane's stream
+    /// layer ([`Dataplane::inject`]), whose `buf` is then not recycled.
+    pub transport: Transport,
     /// The sender's address and port.
     pub src: SocketAddr,
     /// Length in bytes of the datagram (the UDP payload) at the start of `buf`.
@@ -64,6 +70,15 @@ pub struct Datagram {
     /// The pooled buffer; only `buf[..len]` is the datagram. It goes back to the free ring after
     /// use.
     pub buf: Vec<u8>,
+}
+
+/// A callback that wakes another thread's work (it must not block).
+pub(crate) struct Waker(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waker")
+    }
 }
 
 /// What a backend's threads share: rings, counters, the quit flag. The
@@ -89,6 +104,13 @@ pub struct Shared {
     /// The engine's output, for a backend that sends from a poll loop.
     #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     pub(crate) tx_ring: ArrayQueue<Outgoing>,
+    /// The engine's output over TCP/TLS, for the control plane's stream
+    /// layer ([`Dataplane::take_stream_output`]); full = counted drop.
+    pub(crate) stream_tx: ArrayQueue<Outgoing>,
+    /// Called (on the engine thread) after messages were queued on
+    /// `stream_tx`: the stream layer wakes its sender. Unset: none runs, and
+    /// what goes to TCP/TLS is dropped and counted.
+    pub(crate) stream_waker: std::sync::OnceLock<Waker>,
     /// Counters of the packet threads (sockets, or the DPDK ports and their L2/L3 handling).
     pub io: Arc<IoStats>,
     /// Media relay counters.
@@ -109,6 +131,8 @@ impl Shared {
             health_cmds: ArrayQueue::new(1_024),
             engine_waker: std::sync::OnceLock::new(),
             tx_ring: ArrayQueue::new(ring_size.max(BATCH)),
+            stream_tx: ArrayQueue::new(STREAM_RING),
+            stream_waker: std::sync::OnceLock::new(),
             io: Arc::default(),
             media: Arc::default(),
             engine: Arc::new(EngineStats::default()),
@@ -188,12 +212,45 @@ impl Dataplane {
             rings.push(RingFill::of("tx", &s.tx_ring));
         }
         rings.extend([
+            RingFill::of("stream_tx", &s.stream_tx),
             RingFill::of("media_cmds", &s.media_cmds),
             RingFill::of("media_idle", &s.media_idle),
             RingFill::of("health_cmds", &s.health_cmds),
         ]);
         rings.extend(self.stats.rings());
         rings
+    }
+
+    /// Hands one SIP message that arrived over TCP or TLS (framed by the
+    /// control plane's stream layer) to the engine, as if it came on
+    /// `side` from `src` (the connection's peer). `false` when the ring to
+    /// the engine is full (counted in `rx_ring_full`): the stream layer
+    /// drops it, as a socket would.
+    pub fn inject(&self, side: Side, transport: Transport, src: SocketAddr, bytes: &[u8]) -> bool {
+        let d = Datagram {
+            side,
+            transport,
+            src,
+            len: bytes.len(),
+            buf: bytes.to_vec(),
+        };
+        if self.shared.rx_ring.push(d).is_err() {
+            self.shared.io.rx_ring_full.inc();
+            return false;
+        }
+        self.shared.wake_engine();
+        true
+    }
+
+    /// The next message the engine sends over TCP or TLS, if any.
+    pub fn take_stream_output(&self) -> Option<Outgoing> {
+        self.shared.stream_tx.pop()
+    }
+
+    /// Sets what the engine thread calls after it queued messages for TCP
+    /// or TLS (it must not block: wake a task). Only the first call counts.
+    pub fn on_stream_output(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.stream_waker.set(Waker(wake));
     }
 
     /// Hands a new routing snapshot to the engine (the oldest queued one is

@@ -8,12 +8,18 @@ use crate::health::HealthConfig;
 use crate::media::offer::{Codec, DEFAULT_CODECS};
 use crate::side::{BySide, Side};
 use crate::time::Ms;
+use crate::transport::Transport;
 
 /// Static settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Our SIP address on each side.
+    /// Our SIP address on each side (UDP).
     pub sip: BySide<SocketAddrV4>,
+    /// Our TCP listener on each side, if any (`[sip] public_tcp`): what our
+    /// Via, Record-Route and Contact say on a leg over TCP.
+    pub tcp: BySide<Option<SocketAddrV4>>,
+    /// Our TLS listener on each side, if any (`[sip] public_tls`).
+    pub tls: BySide<Option<SocketAddrV4>>,
     /// RFC 3261 T1 (RTT estimate), 500 ms by default.
     pub t1: Ms,
     /// RFC 3261 T2 (cap of non-INVITE retransmissions), 4 s by default.
@@ -72,6 +78,8 @@ impl EngineConfig {
     pub fn new(private: SocketAddrV4, public: SocketAddrV4) -> EngineConfig {
         EngineConfig {
             sip: BySide::new(private, public),
+            tcp: BySide::new(None, None),
+            tls: BySide::new(None, None),
             t1: 500,
             t2: 4000,
             timer_c: 180_000,
@@ -84,9 +92,27 @@ impl EngineConfig {
         }
     }
 
-    /// Our SIP address on `side`.
+    /// Our SIP address on `side` (UDP).
     pub fn addr(&self, side: Side) -> SocketAddrV4 {
         self.sip[side]
+    }
+
+    /// Our address on `side` for `transport`: its listener, else (none
+    /// configured) the UDP address.
+    pub fn addr_on(&self, side: Side, transport: Transport) -> SocketAddrV4 {
+        match transport {
+            Transport::Udp => None,
+            Transport::Tcp => self.tcp[side],
+            Transport::Tls => self.tls[side],
+        }
+        .unwrap_or(self.sip[side])
+    }
+
+    /// Our SIP addresses on `side`, every transport's.
+    pub fn addrs(&self, side: Side) -> impl Iterator<Item = SocketAddrV4> + '_ {
+        [Some(self.sip[side]), self.tcp[side], self.tls[side]]
+            .into_iter()
+            .flatten()
     }
 }
 

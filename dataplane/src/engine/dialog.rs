@@ -18,6 +18,7 @@ use crate::side::Side;
 use crate::sip::grammar::{self, parse_ipv4, NameAddr, SipUri};
 use crate::sip::{HeaderName, SipMessage};
 use crate::time::Ms;
+use crate::transport::Transport;
 
 /// Which leg of a dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,11 @@ pub struct Leg {
     pub route_set: Vec<Vec<u8>>,
     /// The peer's address as last seen, used when the target is no IPv4 literal.
     pub peer: SocketAddr,
+    /// How requests on this leg travel: the transport the caller's INVITE
+    /// came over, or the gateway's. On TCP/TLS they go to `peer`: the
+    /// connection the peer last spoke over, or the gateway's address
+    /// (connection reuse, RFC 5923; a NAT-safe flow in RFC 5626's sense).
+    pub transport: Transport,
     /// From/To values (without tag) naming the caller and the callee on this leg.
     pub caller: Vec<u8>,
     pub callee: Vec<u8>,
@@ -98,9 +104,13 @@ impl Leg {
         }
     }
 
-    /// The next hop of an in-dialog request on this leg: the first route,
-    /// else the remote target, else the peer's last address.
+    /// The next hop of an in-dialog request on this leg: over TCP/TLS the
+    /// peer's connection; over UDP the first route, else the remote target,
+    /// else the peer's last address.
     pub fn next_hop(&self) -> SocketAddr {
+        if self.transport.reliable() {
+            return self.peer;
+        }
         let uri_of = |v: &[u8]| -> Option<SocketAddr> {
             let uri = NameAddr::parse(v).map_or(v, |na| na.uri);
             let u = SipUri::parse(uri)?;
@@ -161,7 +171,7 @@ pub struct Reliable {
     /// 200 was lost) is answered 200 again.
     pub acked: u32,
     /// The one sent and not yet PRACKed, with where it goes.
-    pub unacked: Option<(Vec<u8>, Side, SocketAddr)>,
+    pub unacked: Option<(Vec<u8>, Side, SocketAddr, Transport)>,
     /// The next one (already numbered `rseq + 1`), sent on that PRACK; a
     /// later provisional replaces it.
     pub queued: Option<Vec<u8>>,
@@ -255,7 +265,7 @@ impl Dialog {
         call: u64,
         now: Ms,
         msg: &SipMessage<'_>,
-        (side, src): (Side, SocketAddr),
+        (side, src, transport): (Side, SocketAddr, Transport),
         callee: Leg,
         tenant_id: Option<String>,
     ) -> Dialog {
@@ -268,6 +278,7 @@ impl Dialog {
                 .map(<[u8]>::to_vec)
                 .collect(),
             peer: src,
+            transport,
             caller: without_tag(&msg.from),
             callee: without_tag(&msg.to),
             cseq_sent: 0,

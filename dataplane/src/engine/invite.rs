@@ -42,6 +42,7 @@ impl SipEngine {
             now,
             side,
             src,
+            transport,
             msg,
         } = *rx;
         let StartLine::Request { uri, .. } = msg.start else {
@@ -70,6 +71,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side,
                     dst: src,
+                    transport,
                     data: local_response(msg, src, code, reason, tag, b""),
                 });
                 return;
@@ -107,6 +109,7 @@ impl SipEngine {
             out.push(Outgoing {
                 side,
                 dst: src,
+                transport,
                 data: local_response(
                     msg,
                     src,
@@ -133,6 +136,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side,
                     dst: src,
+                    transport,
                     data: local_response(msg, src, code, why, tag, extra.as_bytes()),
                 });
                 return;
@@ -142,12 +146,12 @@ impl SipEngine {
         // an interval is refused there (RFC 4028 section 6).
         if target.profile == Profile::Livekit
             && side != Side::Public
-            && self.refuse_short_interval(msg, (side, src), out)
+            && self.refuse_short_interval(msg, (side, src, transport), out)
         {
             return;
         }
         let dest_side = side.other();
-        let ours_b = self.cfg.addr(dest_side);
+        let ours_b = self.cfg.addr_on(dest_side, target.transport);
         let (ruri, callee_party) = self.callee_for(msg, &user, &target, dest_side, source);
         // The INVITE a UA sends again with credentials after a 401/407 keeps
         // its Call-ID (RFC 3261 8.1.3.5), and so does our leg toward the
@@ -163,6 +167,7 @@ impl SipEngine {
             remote_target: ruri,
             route_set: Vec::new(),
             peer: SocketAddr::V4(target.addr),
+            transport: target.transport,
             caller: party_for(
                 &msg.from,
                 *ours_b.ip(),
@@ -174,7 +179,14 @@ impl SipEngine {
             cseq_sent: 0,
             cseq_shift: 0,
         };
-        let mut dialog = Dialog::new_call(self.next_call, now, msg, (side, src), callee, tenant_id);
+        let mut dialog = Dialog::new_call(
+            self.next_call,
+            now,
+            msg,
+            (side, src, transport),
+            callee,
+            tenant_id,
+        );
         dialog.profile = target.profile;
         dialog.gateway_headers = target.headers.clone();
         dialog.gateway_auth = target.auth.clone();
@@ -212,6 +224,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
+            transport,
             data: trying.clone(),
         });
         self.offer_answer(did, LegRef::Caller, msg);
@@ -322,6 +335,7 @@ impl SipEngine {
             d.callee.callee = party;
             d.callee.route_set.clear();
             d.callee.peer = SocketAddr::V4(target.addr);
+            d.callee.transport = target.transport;
             d.profile = target.profile;
             d.gateway_headers = target.headers.clone();
             d.gateway_auth = target.auth.clone();
@@ -335,11 +349,19 @@ impl SipEngine {
         let Some(t) = self.txns.get_mut(id) else {
             return false;
         };
-        t.retry_to(r.dst, r.bytes.clone(), r.outbound, now, t1, timeout);
+        t.retry_to(
+            (r.dst, r.transport),
+            r.bytes.clone(),
+            r.outbound,
+            now,
+            t1,
+            timeout,
+        );
         self.stats.failovers.inc();
         out.push(Outgoing {
             side: dest_side,
             dst: r.dst,
+            transport: r.transport,
             data: r.bytes,
         });
         self.arm(id);
@@ -398,8 +420,7 @@ impl SipEngine {
         let (did, leg, send, initial) = (t.dialog, t.orig.other(), t.sends + 1, t.initial);
         let mut outbound = t.outbound.clone();
         let request = t.request.clone();
-        let ours = self.cfg.addr(t.dest_side);
-        outbound.via = format!("SIP/2.0/UDP {ours};branch=").into_bytes();
+        outbound.via = self.ours(t.dest_side, t.dest_transport).via_start();
         outbound.via.extend_from_slice(&self.branch_for(id, send));
         outbound.cseq = outbound.cseq.saturating_add(1);
         let cnonce = format!("{:016x}", self.next_u64());
@@ -437,14 +458,15 @@ impl SipEngine {
         let Some(t) = self.txns.get_mut(id) else {
             return Challenge::Refused;
         };
-        let (side, dst) = (t.dest_side, t.dest_addr);
-        t.retry_to(dst, bytes.clone(), outbound, now, t1, timeout);
+        let (side, dst, transport) = (t.dest_side, t.dest_addr, t.dest_transport);
+        t.retry_to((dst, transport), bytes.clone(), outbound, now, t1, timeout);
         t.sends = send;
         t.authed = true;
         self.stats.auth_answered.inc();
         out.push(Outgoing {
             side,
             dst,
+            transport,
             data: bytes,
         });
         self.arm(id);

@@ -55,7 +55,7 @@ impl SipEngine {
         let mut txn = Txn::local(
             did,
             to,
-            (req.side, req.dst),
+            (req.side, req.dst, req.transport),
             req.data.clone(),
             self.now,
             self.cfg.t1,
@@ -84,14 +84,13 @@ impl SipEngine {
         body: &[u8],
     ) -> Option<(Outgoing, Outbound)> {
         let leg = d.leg(to);
-        let ours = self.cfg.addr(leg.side);
+        let ours = self.ours(leg.side, leg.transport);
         let (from_tag, to_tag) = match to {
             LegRef::Caller => (&d.callee_tag, &d.caller_tag),
             LegRef::Callee => (&d.caller_tag, &d.callee_tag),
         };
         let from_caller = to == LegRef::Callee;
-        let mut via = Vec::with_capacity(64);
-        let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
+        let mut via = ours.via_start();
         via.extend_from_slice(branch);
         let (ruri, routes) = leg.request_target();
         let (from, to_value) = (
@@ -115,6 +114,7 @@ impl SipEngine {
         let request = Outgoing {
             side: leg.side,
             dst: leg.next_hop(),
+            transport: leg.transport,
             data: b.finish(body),
         };
         let outbound = Outbound {

@@ -46,6 +46,7 @@ use crate::side::{BySide, Side};
 use crate::sip::SipMessage;
 use crate::stats::EngineStats;
 pub use crate::time::Ms;
+use crate::transport::Transport;
 use admission::TenantLoad;
 use dialog::Dialog;
 use hide::Hider;
@@ -60,7 +61,11 @@ pub struct Outgoing {
     pub side: Side,
     /// Where to send it.
     pub dst: SocketAddr,
-    /// The whole SIP message: one UDP payload.
+    /// How: UDP from our SIP address on `side`, or the TCP/TLS connection
+    /// to `dst` (the one it came in on, else a new one; the control plane's
+    /// stream layer owns those).
+    pub transport: Transport,
+    /// The whole SIP message: one UDP payload, or one framed message on a stream.
     pub data: Vec<u8>,
 }
 
@@ -73,6 +78,8 @@ struct Incoming<'m, 'a> {
     now: Ms,
     side: Side,
     src: SocketAddr,
+    /// The transport it came over: answers go back over it.
+    transport: Transport,
     msg: &'m SipMessage<'a>,
 }
 
@@ -118,7 +125,7 @@ pub struct SipEngine {
     /// Probes in flight, by probe number.
     probes: HashMap<u64, probe::Probe>,
     /// The side each probed destination is probed from.
-    probe_sides: HashMap<SocketAddrV4, Side>,
+    probe_sides: HashMap<SocketAddrV4, (Side, Transport)>,
 }
 
 impl SipEngine {
@@ -227,11 +234,25 @@ impl SipEngine {
             .min()
     }
 
-    /// Handles one datagram that arrived on `side` from `src`.
+    /// Handles one datagram that arrived over UDP on `side` from `src`.
     pub fn handle(
         &mut self,
         now: Ms,
         side: Side,
+        src: SocketAddr,
+        bytes: &[u8],
+        out: &mut Vec<Outgoing>,
+    ) {
+        self.handle_on(now, (side, Transport::Udp), src, bytes, out);
+    }
+
+    /// Handles one message that arrived on `side` over `transport` from
+    /// `src` (for TCP and TLS, the connection's peer address: answers go
+    /// back to it over the same transport, RFC 3261 §18.2.2).
+    pub fn handle_on(
+        &mut self,
+        now: Ms,
+        (side, transport): (Side, Transport),
         src: SocketAddr,
         bytes: &[u8],
         out: &mut Vec<Outgoing>,
@@ -245,6 +266,7 @@ impl SipEngine {
                     now,
                     side,
                     src,
+                    transport,
                     msg: &msg,
                 };
                 if msg.is_request() {
@@ -261,6 +283,7 @@ impl SipEngine {
                         out.push(Outgoing {
                             side,
                             dst: src,
+                            transport,
                             data: resp,
                         });
                     }
@@ -295,6 +318,14 @@ impl SipEngine {
     // ----- media --------------------------------------------------------
 
     // ----- identifiers ----------------------------------------------------
+
+    /// Our address on `side` over `transport` ([`EngineConfig::addr_on`]).
+    fn ours(&self, side: Side, transport: Transport) -> rewrite::Ours {
+        rewrite::Ours {
+            addr: self.cfg.addr_on(side, transport),
+            transport,
+        }
+    }
 
     fn hider(&self, toward: Side, source: Ipv4Addr) -> Hider<'_> {
         Hider {

@@ -15,6 +15,7 @@ use crate::health::{HealthCmd, HealthReport};
 use crate::side::Side;
 use crate::sip::build::Builder;
 use crate::sip::StartLine;
+use crate::transport::Transport;
 
 /// The branch prefix of our probes.
 const PROBE_PREFIX: &[u8] = b"z9hG4bKsbcp";
@@ -24,6 +25,7 @@ const PROBE_PREFIX: &[u8] = b"z9hG4bKsbcp";
 pub(super) struct Probe {
     dest: SocketAddrV4,
     side: Side,
+    transport: Transport,
     request: Vec<u8>,
     resend_at: Ms,
     every: Ms,
@@ -33,18 +35,21 @@ pub(super) struct Probe {
 
 impl SipEngine {
     /// The destinations of the snapshot in force, each with the side it is
-    /// probed from: gateways on the public side, host carriers (mask 32) on
-    /// the private side when `probe_carriers` is set.
+    /// probed from and the transport: gateways on the public side over
+    /// their own, host carriers (mask 32) on the private side over UDP when
+    /// `probe_carriers` is set.
     pub(super) fn probe_destinations(&mut self) {
         let mut sides = std::collections::HashMap::new();
-        for t in self.snapshot.gateways.iter().flat_map(|g| &g.targets) {
-            sides.insert(t.addr, Side::Public);
+        for g in &self.snapshot.gateways {
+            for t in &g.targets {
+                sides.insert(t.addr, (Side::Public, g.transport));
+            }
         }
         if self.health.config().probe_carriers {
             for c in self.snapshot.carriers.iter().filter(|c| c.mask == 32) {
                 sides
                     .entry(SocketAddrV4::new(c.ip, 5060))
-                    .or_insert(Side::Private);
+                    .or_insert((Side::Private, Transport::Udp));
             }
         }
         self.health
@@ -66,9 +71,14 @@ impl SipEngine {
         for p in self.probes.values_mut().filter(|p| now >= p.resend_at) {
             p.every = (p.every * 2).min(t2);
             p.resend_at = now + p.every;
+            // Over TCP/TLS a request is not resent (RFC 3261 17.1.2.2).
+            if p.transport.reliable() {
+                continue;
+            }
             out.push(Outgoing {
                 side: p.side,
                 dst: SocketAddr::V4(p.dest),
+                transport: p.transport,
                 data: p.request.clone(),
             });
         }
@@ -84,38 +94,36 @@ impl SipEngine {
     }
 
     fn send_probe(&mut self, dest: SocketAddrV4, seq: u64, now: Ms, out: &mut Vec<Outgoing>) {
-        let side = self.probe_sides.get(&dest).copied().unwrap_or(Side::Public);
-        let ours = self.cfg.addr(side);
+        let (side, transport) = self
+            .probe_sides
+            .get(&dest)
+            .copied()
+            .unwrap_or((Side::Public, Transport::Udp));
+        let ours = self.ours(side, transport);
         let mut branch = PROBE_PREFIX.to_vec();
         let _ = write!(branch, "{:08x}{seq:x}", self.salt);
         let tag = format!("{:016x}", self.next_u64());
         let call_id = self.new_call_id();
-        let uri = format!("sip:{dest}");
+        let uri = match transport {
+            Transport::Udp => format!("sip:{dest}"),
+            t => format!("sip:{dest};transport={t}"),
+        };
         let mut b = Builder::request(b"OPTIONS", uri.as_bytes());
-        b.header(
-            "Via",
-            &[
-                b"SIP/2.0/UDP ",
-                ours.to_string().as_bytes(),
-                b";branch=",
-                &branch,
-                b";rport",
-            ],
-        )
-        .header("Max-Forwards", &[b"70"])
-        .header(
-            "From",
-            &[
-                b"<sip:sbc@",
-                ours.to_string().as_bytes(),
-                b">;tag=",
-                tag.as_bytes(),
-            ],
-        )
-        .header("To", &[b"<", uri.as_bytes(), b">"])
-        .header("Call-ID", &[&call_id])
-        .header("CSeq", &[b"1 OPTIONS"])
-        .header("Accept", &[b"application/sdp"]);
+        b.header("Via", &[&ours.via_start(), &branch, b";rport"])
+            .header("Max-Forwards", &[b"70"])
+            .header(
+                "From",
+                &[
+                    b"<sip:sbc@",
+                    ours.addr.to_string().as_bytes(),
+                    b">;tag=",
+                    tag.as_bytes(),
+                ],
+            )
+            .header("To", &[b"<", uri.as_bytes(), b">"])
+            .header("Call-ID", &[&call_id])
+            .header("CSeq", &[b"1 OPTIONS"])
+            .header("Accept", &[b"application/sdp"]);
         let request = b.finish(b"");
         let t1 = self.cfg.t1;
         self.probes.insert(
@@ -123,6 +131,7 @@ impl SipEngine {
             Probe {
                 dest,
                 side,
+                transport,
                 request: request.clone(),
                 resend_at: now + t1,
                 every: t1,
@@ -133,6 +142,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: SocketAddr::V4(dest),
+            transport,
             data: request,
         });
     }

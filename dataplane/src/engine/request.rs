@@ -12,6 +12,7 @@ use super::slab::Id;
 use super::txn::{CancelState, Phase, Timer, Txn};
 use super::{ipv4_of, Incoming, Outgoing, SipEngine};
 use crate::routing::Profile;
+use crate::side::Side;
 use crate::sip::build::reason;
 use crate::sip::grammar::{self, Via};
 use crate::sip::{HeaderName, Method};
@@ -21,7 +22,13 @@ const ALLOW: &[u8] = b"INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, N
 
 impl SipEngine {
     pub(super) fn on_request(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
-        let Incoming { side, src, msg, .. } = *rx;
+        let Incoming {
+            side,
+            src,
+            transport,
+            msg,
+            ..
+        } = *rx;
         let method = msg.method();
         let is_ack = method == Method::Ack;
         let reply = |engine: &mut SipEngine, out: &mut Vec<Outgoing>, code: u16, extra: &[u8]| {
@@ -30,6 +37,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side,
                     dst: src,
+                    transport,
                     data: local_response(msg, src, code, reason(code), tag, extra),
                 });
             }
@@ -66,6 +74,7 @@ impl SipEngine {
                         out.push(Outgoing {
                             side: t.orig_side,
                             dst: t.orig_addr,
+                            transport: t.orig_transport,
                             data: resp.clone(),
                         });
                     }
@@ -111,9 +120,11 @@ impl SipEngine {
     }
 
     pub(super) fn is_our_via(&self, via: &Via<'_>) -> bool {
-        self.cfg.sip.0.iter().any(|a| {
-            grammar::parse_ipv4(via.host) == Some(*a.ip()) && via.port.unwrap_or(5060) == a.port()
-        })
+        let ip = grammar::parse_ipv4(via.host);
+        Side::ALL
+            .iter()
+            .flat_map(|&s| self.cfg.addrs(s))
+            .any(|a| ip == Some(*a.ip()) && via.port.unwrap_or(5060) == a.port())
     }
 
     pub(super) fn on_ack(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
@@ -121,6 +132,7 @@ impl SipEngine {
             now,
             side,
             src,
+            transport: _,
             msg,
         } = *rx;
         // ACK for a non-2xx final: hop by hop, it ends our server transaction.
@@ -169,6 +181,7 @@ impl SipEngine {
             out.push(Outgoing {
                 side: r.side,
                 dst: r.dst,
+                transport: r.transport,
                 data: r.bytes,
             });
         }
@@ -179,6 +192,7 @@ impl SipEngine {
             now,
             side,
             src,
+            transport,
             msg,
         } = *rx;
         let key = server_key(side, msg, true);
@@ -187,6 +201,7 @@ impl SipEngine {
             out.push(Outgoing {
                 side,
                 dst: src,
+                transport,
                 data: local_response(msg, src, 481, reason(481), tag, b""),
             });
             return;
@@ -195,6 +210,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
+            transport,
             data: local_response(msg, src, 200, reason(200), tag, b""),
         });
         let Some(t) = self.txns.get_mut(id) else {
@@ -217,7 +233,13 @@ impl SipEngine {
         key: Box<[u8]>,
         out: &mut Vec<Outgoing>,
     ) {
-        let Incoming { side, src, msg, .. } = *rx;
+        let Incoming {
+            side,
+            src,
+            transport,
+            msg,
+            ..
+        } = *rx;
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -237,6 +259,7 @@ impl SipEngine {
             out.push(Outgoing {
                 side,
                 dst: src,
+                transport,
                 data: trying.clone(),
             });
             Some(trying)
@@ -264,6 +287,7 @@ impl SipEngine {
             now,
             side,
             src,
+            transport,
             msg,
         } = *rx;
         let method = msg.method();
@@ -295,6 +319,7 @@ impl SipEngine {
             phase: Phase::Proceeding,
             orig_side: side,
             orig_addr: src,
+            orig_transport: transport,
             vias: via_lines(msg, src),
             from_line: echo(HeaderName::From),
             to_value: msg
@@ -307,6 +332,7 @@ impl SipEngine {
             last_response,
             dest_side: r.side,
             dest_addr: r.dst,
+            dest_transport: r.transport,
             request: r.bytes.clone(),
             outbound: r.outbound,
             provisional: false,
@@ -329,6 +355,7 @@ impl SipEngine {
         out.push(Outgoing {
             side: r.side,
             dst: r.dst,
+            transport: r.transport,
             data: r.bytes,
         });
         self.stats.transactions.set(self.txns.len() as u64);

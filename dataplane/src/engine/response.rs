@@ -2,7 +2,7 @@
 //! branch, provisional/2xx/final handling (RFC 3261 16.7, RFC 6026), the far
 //! leg's target and route set learnt, and the response relayed back rewritten.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 
 use super::dialog::DialogState;
 use super::dialog::LegRef;
@@ -16,7 +16,6 @@ use crate::call::{CallResult, EndedBy};
 use crate::media::sdp::SdpError;
 use crate::sip::build::{reason, Builder};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
-use std::io::Write;
 
 impl SipEngine {
     pub(super) fn on_response(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
@@ -24,6 +23,7 @@ impl SipEngine {
             now,
             side,
             src,
+            transport: _,
             msg,
         } = *rx;
         let StartLine::Response { code, .. } = msg.start else {
@@ -60,6 +60,7 @@ impl SipEngine {
                 (true, false) => Some(Outgoing {
                     side: t.dest_side,
                     dst: t.dest_addr,
+                    transport: t.dest_transport,
                     data: build_ack(&t.outbound, msg),
                 }),
             };
@@ -167,6 +168,7 @@ impl SipEngine {
                     out.push(Outgoing {
                         side: t.dest_side,
                         dst: t.dest_addr,
+                        transport: t.dest_transport,
                         data: ack,
                     });
                     let live = t.phase == Phase::Proceeding && t.cancel == CancelState::None;
@@ -321,8 +323,7 @@ impl SipEngine {
         let d = self.dialogs.get(t.dialog)?;
         let leg = d.leg(t.orig.other());
         let (ruri, routes) = leg.request_target();
-        let mut via = Vec::with_capacity(64);
-        let _ = write!(via, "SIP/2.0/UDP {};branch=", self.cfg.addr(leg.side));
+        let mut via = self.ours(leg.side, leg.transport).via_start();
         via.extend_from_slice(&branch);
         let outbound = Outbound {
             ruri,
@@ -333,6 +334,7 @@ impl SipEngine {
         Some(Outgoing {
             side: leg.side,
             dst: leg.next_hop(),
+            transport: leg.transport,
             data: build_ack(&outbound, msg),
         })
     }
@@ -364,7 +366,7 @@ impl SipEngine {
             return;
         }
         let far_side = t.dest_side;
-        let ours = self.cfg.addr(far_side);
+        let ours: Vec<SocketAddrV4> = self.cfg.addrs(far_side).collect();
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
@@ -378,7 +380,7 @@ impl SipEngine {
             // list reversed, without our own entry.
             let mut rs: Vec<Vec<u8>> = msg
                 .values(HeaderName::RecordRoute)
-                .filter(|v| !is_our_uri(v, ours))
+                .filter(|v| !is_our_uri(v, ours.iter().copied()))
                 .map(<[u8]>::to_vec)
                 .collect();
             rs.reverse();
@@ -417,6 +419,7 @@ impl SipEngine {
         out.push(Outgoing {
             side: t.orig_side,
             dst: t.orig_addr,
+            transport: t.orig_transport,
             data: bytes.clone(),
         });
         Some(bytes)
@@ -435,7 +438,7 @@ impl SipEngine {
         let d = self.dialogs.get(t.dialog)?;
         let back = d.leg(t.orig);
         let to_side = t.orig_side;
-        let ours = self.cfg.addr(to_side);
+        let ours = self.ours(to_side, back.transport);
         let hider = self.hider(to_side, ipv4_of(t.dest_addr));
         let from_caller = t.orig == LegRef::Caller;
         let reason_phrase: &[u8] = match msg.start {

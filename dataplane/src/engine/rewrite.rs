@@ -15,13 +15,17 @@ use crate::side::Side;
 use crate::sip::build::Builder;
 use crate::sip::grammar::{self, NameAddr, SipUri};
 use crate::sip::{HeaderName, Method, SipMessage};
+use crate::transport::Transport;
 
 /// A request re-written for the other leg of its dialog.
 #[derive(Debug)]
 pub(super) struct Rewritten {
     pub bytes: Vec<u8>,
-    /// The next hop: the leg's first Route, else its remote target.
+    /// The next hop: the leg's first Route, else its remote target (over
+    /// TCP/TLS, its connection: [`super::dialog::Leg::next_hop`]).
     pub dst: SocketAddr,
+    /// The leg's transport.
+    pub transport: Transport,
     pub side: Side,
     /// What an ACK or CANCEL of ours repeats of it.
     pub outbound: Outbound,
@@ -46,7 +50,7 @@ impl SipEngine {
         let d = self.dialogs.get(did)?;
         let to_leg = d.leg(orig.other());
         let dest_side = to_leg.side;
-        let ours = self.cfg.addr(dest_side);
+        let ours = self.ours(dest_side, to_leg.transport);
         let hider = self.hider(dest_side, source);
         let from_caller = orig == LegRef::Caller;
 
@@ -63,8 +67,7 @@ impl SipEngine {
         let cseq = msg.cseq.seq.saturating_add(to_leg.cseq_shift);
         let (ruri, routes) = to_leg.request_target();
         let mut b = Builder::request(method.as_bytes(), &ruri);
-        let mut via = Vec::with_capacity(64);
-        let _ = write!(via, "SIP/2.0/UDP {ours};branch=");
+        let mut via = ours.via_start();
         via.extend_from_slice(branch);
         b.header("Via", &[&via]);
         b.raw(&routes);
@@ -141,6 +144,7 @@ impl SipEngine {
         Some(Rewritten {
             bytes,
             dst: to_leg.next_hop(),
+            transport: to_leg.transport,
             side: dest_side,
             outbound,
             as_invite,
@@ -247,20 +251,76 @@ pub(super) fn party_for(
     v
 }
 
-pub(super) fn record_route(ours: SocketAddrV4) -> Vec<u8> {
-    format!("Record-Route: <sip:{ours};lr>\r\n").into_bytes()
+/// Our address on one leg: where and over what the leg's peer reaches us.
+/// Our Via, Record-Route and Contact on that leg say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ours {
+    pub addr: SocketAddrV4,
+    pub transport: Transport,
 }
 
-pub(super) fn our_contact(ours: SocketAddrV4) -> Vec<u8> {
-    format!("Contact: <sip:sbc@{ours}>\r\n").into_bytes()
+impl Ours {
+    /// `SIP/2.0/<T> <addr>;branch=` (RFC 3261 §18.1.1, §20.42): the caller
+    /// appends the branch. Over TCP/TLS with `;alias`, so the peer may send
+    /// its requests back over our connection (RFC 5923 §5).
+    pub fn via_start(self) -> Vec<u8> {
+        let mut via = Vec::with_capacity(64);
+        let alias = if self.transport.reliable() {
+            ";alias"
+        } else {
+            ""
+        };
+        let _ = write!(
+            via,
+            "SIP/2.0/{} {}{alias};branch=",
+            self.transport.via_name(),
+            self.addr
+        );
+        via
+    }
+
+    /// `sip:<user@>addr` with `;transport=` for TCP/TLS (`sip:` with
+    /// `transport=tls` rather than `sips:`: a `sips:` URI would promise TLS on
+    /// every hop after ours, which the SBC cannot vouch for toward carriers).
+    fn uri(self, user: &str) -> String {
+        match self.transport {
+            Transport::Udp => format!("sip:{user}{}", self.addr),
+            t => format!("sip:{user}{};transport={}", self.addr, t.name()),
+        }
+    }
 }
 
-pub(super) fn is_our_uri(value: &[u8], ours: SocketAddrV4) -> bool {
+pub(super) fn record_route(ours: Ours) -> Vec<u8> {
+    format!("Record-Route: <{};lr>\r\n", ours.uri("")).into_bytes()
+}
+
+pub(super) fn our_contact(ours: Ours) -> Vec<u8> {
+    format!("Contact: <{}>\r\n", ours.uri("sbc@")).into_bytes()
+}
+
+/// Whether the URI in `value` names one of `ours` (IP and port; a port
+/// left out is the URI's transport's default, RFC 3261 §19.1.2).
+pub(super) fn is_our_uri(value: &[u8], mut ours: impl Iterator<Item = SocketAddrV4>) -> bool {
     NameAddr::parse(value)
         .and_then(|na| SipUri::parse(na.uri))
         .is_some_and(|u| {
-            grammar::parse_ipv4(u.host) == Some(*ours.ip()) && u.port.unwrap_or(5060) == ours.port()
+            let tls = na_is_sips(value)
+                || grammar::param(u.params, "transport")
+                    .flatten()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(b"tls"));
+            let port = u
+                .port
+                .unwrap_or(if tls { Transport::Tls } else { Transport::Udp }.default_port());
+            let ip = grammar::parse_ipv4(u.host);
+            ours.any(|o| ip == Some(*o.ip()) && port == o.port())
         })
+}
+
+/// Whether a name-addr's (or bare URI's) scheme is `sips:`.
+fn na_is_sips(value: &[u8]) -> bool {
+    let uri = NameAddr::parse(value).map_or(value, |na| na.uri);
+    uri.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"sips:"))
 }
 
 /// Headers whose value is signed or hashed end to end, so they pass byte

@@ -32,6 +32,7 @@ use crate::side::Side;
 use crate::sip::build::{reason, Builder};
 use crate::sip::grammar::{self, trim_lws, NameAddr, SipUri};
 use crate::sip::{Header, HeaderName, Method, SipMessage};
+use crate::transport::Transport;
 
 /// The session interval we ask for or take when the carrier names none
 /// (RFC 4028 section 4 recommends 1800 s).
@@ -248,14 +249,20 @@ impl SipEngine {
         key: &[u8],
         out: &mut Vec<Outgoing>,
     ) -> bool {
-        let Incoming { side, src, msg, .. } = *rx;
+        let Incoming {
+            side,
+            src,
+            transport,
+            msg,
+            ..
+        } = *rx;
         let from_carrier = self
             .dialogs
             .get(did)
             .is_some_and(|d| side != d.gateway_side());
         match msg.method() {
             Method::Invite | Method::Update if from_carrier => {
-                self.refuse_short_interval(msg, (side, src), out)
+                self.refuse_short_interval(msg, (side, src, transport), out)
                     || self.answer_refresh(rx, did, Box::from(key), out)
             }
             Method::Prack if from_carrier => self.answer_prack(rx, did, out),
@@ -268,6 +275,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side,
                     dst: src,
+                    transport,
                     data: local_response(msg, src, 403, reason(403), tag, b""),
                 });
                 true
@@ -282,7 +290,7 @@ impl SipEngine {
     pub(super) fn refuse_short_interval(
         &mut self,
         msg: &SipMessage<'_>,
-        (side, src): (Side, std::net::SocketAddr),
+        (side, src, transport): (Side, std::net::SocketAddr, Transport),
         out: &mut Vec<Outgoing>,
     ) -> bool {
         if session_expires(msg).is_none_or(|(secs, _)| secs >= MIN_SE) {
@@ -293,6 +301,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
+            transport,
             data: local_response(msg, src, 422, reason(422), tag, min_se.as_bytes()),
         });
         true
@@ -453,6 +462,7 @@ impl SipEngine {
             now,
             side,
             src,
+            transport,
             msg,
         } = *rx;
         let method = msg.method();
@@ -482,6 +492,7 @@ impl SipEngine {
             out.push(Outgoing {
                 side,
                 dst: src,
+                transport,
                 data: local_response(msg, src, 500, reason(500), tag, retry),
             });
             return true;
@@ -500,7 +511,7 @@ impl SipEngine {
         } else {
             Vec::new()
         };
-        let mut extra = our_contact(self.cfg.addr(side));
+        let mut extra = our_contact(self.ours(side, transport));
         extra.extend(d.session.map(|s| s.header_to_carrier()).unwrap_or_default());
         if with_body {
             extra.extend_from_slice(b"Content-Type: application/sdp\r\n");
@@ -509,6 +520,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
+            transport,
             data: resp.clone(),
         });
         let invite = method == Method::Invite;
@@ -516,7 +528,7 @@ impl SipEngine {
             key.clone(),
             did,
             carrier,
-            (side, src),
+            (side, src, transport),
             resp,
             invite,
             now,
@@ -601,11 +613,11 @@ impl SipEngine {
         code: u16,
         out: &mut Vec<Outgoing>,
     ) -> bool {
-        let Some((did, to_side, dst)) = self
+        let Some((did, to_side, dst, transport)) = self
             .txns
             .get(id)
             .filter(|t| t.initial)
-            .map(|t| (t.dialog, t.orig_side, t.orig_addr))
+            .map(|t| (t.dialog, t.orig_side, t.orig_addr, t.orig_transport))
         else {
             return false;
         };
@@ -630,7 +642,7 @@ impl SipEngine {
             return true;
         }
         r.rseq = rseq;
-        r.unacked = Some((bytes.clone(), to_side, dst));
+        r.unacked = Some((bytes.clone(), to_side, dst, transport));
         r.every = t1;
         r.next_at = now + t1;
         r.until = now + 64 * t1;
@@ -639,6 +651,7 @@ impl SipEngine {
         out.push(Outgoing {
             side: to_side,
             dst,
+            transport,
             data: bytes,
         });
         true
@@ -653,16 +666,18 @@ impl SipEngine {
         if r.next_at != when {
             return;
         }
-        let Some((bytes, side, dst)) = r.unacked.clone() else {
+        let Some((bytes, side, dst, transport)) = r.unacked.clone() else {
             return;
         };
-        if when >= r.until {
+        // Over TCP/TLS it is not resent (RFC 3262 section 3).
+        if when >= r.until || transport.reliable() {
             r.unacked = None;
             return;
         }
         out.push(Outgoing {
             side,
             dst,
+            transport,
             data: bytes,
         });
         r.every *= 2;
@@ -689,7 +704,13 @@ impl SipEngine {
     /// waiting, the next queued provisional sent. `true` when
     /// it was ours to answer.
     fn answer_prack(&mut self, rx: &Incoming<'_, '_>, did: Id, out: &mut Vec<Outgoing>) -> bool {
-        let Incoming { side, src, msg, .. } = *rx;
+        let Incoming {
+            side,
+            src,
+            transport,
+            msg,
+            ..
+        } = *rx;
         let (t1, now) = (self.cfg.t1, self.now);
         let Some(r) = self.dialogs.get_mut(did).and_then(|d| d.reliable.as_mut()) else {
             return false;
@@ -703,10 +724,10 @@ impl SipEngine {
         let code = if matches || sent { 200 } else { 481 };
         if matches {
             r.acked = r.rseq;
-            let to = r.unacked.take().map(|(_, s, d)| (s, d));
-            if let (Some(next), Some((to_side, dst))) = (r.queued.take(), to) {
+            let to = r.unacked.take().map(|(_, s, d, t)| (s, d, t));
+            if let (Some(next), Some((to_side, dst, transport))) = (r.queued.take(), to) {
                 r.rseq += 1;
-                r.unacked = Some((next.clone(), to_side, dst));
+                r.unacked = Some((next.clone(), to_side, dst, transport));
                 r.every = t1;
                 r.next_at = now + t1;
                 r.until = now + 64 * t1;
@@ -715,6 +736,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side: to_side,
                     dst,
+                    transport,
                     data: next,
                 });
             }
@@ -722,6 +744,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
+            transport,
             data: local_answer(msg, src, code, b"", b""),
         });
         true
@@ -736,7 +759,13 @@ impl SipEngine {
     /// negotiated, and answered 200 (488 when it negotiated none); an empty
     /// INFO gets 200, any other body 415 with `Accept`.
     fn answer_info(&mut self, rx: &Incoming<'_, '_>, did: Id, out: &mut Vec<Outgoing>) {
-        let Incoming { side, src, msg, .. } = *rx;
+        let Incoming {
+            side,
+            src,
+            transport,
+            msg,
+            ..
+        } = *rx;
         let ty = msg
             .header(HeaderName::ContentType)
             .map(|h| crate::sip::multipart::media_type(h.value).to_ascii_lowercase())
@@ -765,6 +794,7 @@ impl SipEngine {
         out.push(Outgoing {
             side,
             dst: src,
+            transport,
             data: local_answer(msg, src, code, extra, b""),
         });
     }

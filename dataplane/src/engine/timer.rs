@@ -48,12 +48,22 @@ impl SipEngine {
 
     /// Timer A/E: the request (or our CANCEL) again toward the far side,
     /// the interval doubled (capped at T2 for non-INVITE and CANCEL); Timer
-    /// G: our non-2xx final again toward the sender until the ACK.
+    /// G: our non-2xx final again toward the sender until the ACK. Over
+    /// TCP/TLS nothing is resent: the timer stops (RFC 3261 17.1.1.2,
+    /// 17.1.2.2, 17.2.1).
     fn retransmit(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
         let t2 = self.cfg.t2;
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
+        let toward = match t.phase {
+            Phase::Proceeding => t.dest_transport,
+            _ => t.orig_transport,
+        };
+        if toward.reliable() {
+            t.retransmit_at = None;
+            return;
+        }
         match t.phase {
             Phase::Proceeding => {
                 let data = if t.cancel == CancelState::Sent {
@@ -64,6 +74,7 @@ impl SipEngine {
                 out.push(Outgoing {
                     side: t.dest_side,
                     dst: t.dest_addr,
+                    transport: t.dest_transport,
                     data,
                 });
                 let capped = !t.invite || t.cancel == CancelState::Sent;
@@ -79,6 +90,7 @@ impl SipEngine {
                     out.push(Outgoing {
                         side: t.orig_side,
                         dst: t.orig_addr,
+                        transport: t.orig_transport,
                         data: resp.clone(),
                     });
                 }
@@ -137,6 +149,7 @@ impl SipEngine {
         out.push(Outgoing {
             side: t.dest_side,
             dst: t.dest_addr,
+            transport: t.dest_transport,
             data: build_cancel(&t.outbound),
         });
         t.cancel_sent(now, t1);
@@ -161,6 +174,7 @@ impl SipEngine {
         out.push(Outgoing {
             side: t.orig_side,
             dst: t.orig_addr,
+            transport: t.orig_transport,
             data: resp.clone(),
         });
         t.last_response = Some(resp);

@@ -9,6 +9,7 @@ use super::invite::RouteState;
 use super::slab::Id;
 use crate::side::Side;
 use crate::time::Ms;
+use crate::transport::Transport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -71,6 +72,8 @@ pub struct Txn {
     // Server side: toward the sender of the request.
     pub orig_side: Side,
     pub orig_addr: SocketAddr,
+    /// The transport the request came over (answers go back over it).
+    pub orig_transport: Transport,
     /// Raw `Via:` lines of the request, restored on every response.
     pub vias: Vec<u8>,
     /// Raw From, Call-ID and CSeq lines, and the To value, for local responses.
@@ -84,6 +87,8 @@ pub struct Txn {
     // Client side: toward where the request went.
     pub dest_side: Side,
     pub dest_addr: SocketAddr,
+    /// The transport the request went over (no resends when reliable).
+    pub dest_transport: Transport,
     pub request: Vec<u8>,
     pub outbound: Outbound,
     pub provisional: bool,
@@ -136,7 +141,7 @@ impl Txn {
     pub fn local(
         dialog: Id,
         to: LegRef,
-        (side, dst): (Side, SocketAddr),
+        (side, dst, transport): (Side, SocketAddr, Transport),
         request: Vec<u8>,
         now: Ms,
         t1: Ms,
@@ -153,6 +158,7 @@ impl Txn {
             phase: Phase::Proceeding,
             orig_side: side,
             orig_addr: dst,
+            orig_transport: transport,
             vias: Vec::new(),
             from_line: Vec::new(),
             to_value: Vec::new(),
@@ -162,6 +168,7 @@ impl Txn {
             last_response: None,
             dest_side: side,
             dest_addr: dst,
+            dest_transport: transport,
             request,
             outbound: Outbound::default(),
             provisional: false,
@@ -186,13 +193,20 @@ impl Txn {
         server_key: Box<[u8]>,
         dialog: Id,
         from: LegRef,
-        (side, src): (Side, SocketAddr),
+        (side, src, transport): (Side, SocketAddr, Transport),
         response: Vec<u8>,
         invite: bool,
         now: Ms,
         t1: Ms,
     ) -> Txn {
-        let mut t = Txn::local(dialog, from.other(), (side, src), Vec::new(), now, t1);
+        let mut t = Txn::local(
+            dialog,
+            from.other(),
+            (side, src, transport),
+            Vec::new(),
+            now,
+            t1,
+        );
         t.local = false;
         t.invite = invite;
         t.server_key = server_key;
@@ -237,7 +251,7 @@ impl Txn {
     /// Failover: the request goes to another destination, as if new.
     pub fn retry_to(
         &mut self,
-        dst: SocketAddr,
+        (dst, transport): (SocketAddr, Transport),
         request: Vec<u8>,
         outbound: Outbound,
         now: Ms,
@@ -245,6 +259,7 @@ impl Txn {
         timeout: (Ms, Timer),
     ) {
         self.dest_addr = dst;
+        self.dest_transport = transport;
         self.request = request;
         self.outbound = outbound;
         self.provisional = false;

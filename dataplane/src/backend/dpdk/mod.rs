@@ -30,6 +30,7 @@ use crate::routing::RouteSnapshot;
 use crate::side::{BySide, Side};
 use crate::stats::IoStats;
 use crate::time::Ms;
+use crate::transport::Transport;
 use side_io::{SideIo, PENDING_MAX};
 
 #[cfg(feature = "bench")]
@@ -403,6 +404,7 @@ impl Poller {
         buf.clear();
         buf.extend_from_slice(payload);
         let d = Datagram {
+            transport: Transport::Udp,
             side,
             src: SocketAddr::V4(src),
             len: payload.len(),

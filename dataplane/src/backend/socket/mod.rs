@@ -27,6 +27,7 @@ use crate::engine::{EngineConfig, Outgoing, SipEngine};
 use crate::routing::RouteSnapshot;
 use crate::side::{BySide, Side};
 use crate::stats::IoStats;
+use crate::transport::Transport;
 
 mod relay;
 
@@ -166,6 +167,7 @@ fn rx_loop(sockets: BySide<UdpSocket>, shared: &Shared, waker: &thread::Thread) 
                     let fresh = free.pop().unwrap_or_else(|| vec![0u8; BUF_SIZE]);
                     let buf = std::mem::replace(buf, fresh);
                     if let Err(d) = ring.push(Datagram {
+                        transport: Transport::Udp,
                         side,
                         src: SocketAddr::V4(src),
                         len,

@@ -50,6 +50,7 @@ pub(super) fn snapshot() -> RouteSnapshot {
             profile: Default::default(),
             auth: None,
             headers: Default::default(),
+            transport: Default::default(),
         }],
         tenants: vec![],
     }
@@ -72,6 +73,7 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
         profile: Default::default(),
         auth: None,
         headers: Default::default(),
+        transport: Default::default(),
     };
     RouteSnapshot {
         version: 1,
