@@ -17,4 +17,5 @@ pub mod hep;
 pub mod metrics;
 pub mod provisioning;
 pub mod run;
+pub mod stream;
 pub mod threads;

@@ -17,6 +17,8 @@ use crate::dns::Dns;
 use crate::hep::CaptureHub;
 use crate::metrics::Metrics;
 use crate::provisioning::Provisioning;
+use crate::stream::tls::Tls;
+use crate::stream::Streams;
 
 /// Runs the SBC until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -67,6 +69,34 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .with_metric_tenants(cfg.metrics.max_tenants);
     let state = AppState { dns, ..state };
+    // SIP over TCP and TLS on the public side (the stream layer), and the
+    // TLS certificates read again on SIGHUP.
+    let tls = Arc::new(
+        Tls::new(&cfg.tls, cfg.sip.public_tls.is_some())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading [tls]")?,
+    );
+    let names_of = state.clone();
+    let streams = Streams::start(
+        cfg.stream_config(),
+        backend.clone(),
+        Some(tls.clone()),
+        Arc::new(move |addr| crate::stream::tls_name(&names_of.snapshot().0, addr)),
+    )
+    .await?;
+    if let Ok(mut hup) = signal(SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate and key read again"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; the old certificate stays")
+                    }
+                }
+            }
+        });
+    }
+    let state = state.with_streams(streams.stats.clone());
     // DNS answers expire: once a second, ask again for those that did (a
     // scan of the kept answers; DNS is only asked for expired ones), and
     // hand the engine the new addresses.

@@ -217,7 +217,7 @@ async fn bad_input_names_the_field_and_changes_nothing_on(api: Api) {
         ),
         (
             "/api/v1/gateways",
-            r#"{"destination":"sips:gw.example.com"}"#,
+            r#"{"destination":"sips:gw.example.com;transport=udp"}"#,
             "destination",
         ),
         (
@@ -1009,7 +1009,7 @@ async fn errors_name_nested_fields_and_keep_their_wording() {
         (
             "/api/v1/gateways",
             r#"{"destination":"http://x"}"#,
-            "field `destination`: not a sip: URI",
+            "field `destination`: not a sip: or sips: URI",
         ),
         (
             "/api/v1/gateways",

@@ -23,7 +23,7 @@ CONFIG_TEMPLATE = """\
 [sip]
 private = "{priv}"
 public  = "{pub}"
-[media]
+{sip_extra}[media]
 private_ip = "{priv_ip}"
 public_ip  = "{pub_ip}"
 {media_extra}{dataplane}[database]
@@ -85,31 +85,44 @@ class Sbc:
         self.write_config(routing)
 
     def write_config(self, routing: dict | None, media: dict | None = None,
-                     health: dict | None = None) -> None:
+                     health: dict | None = None, sip_extra: dict | None = None,
+                     extra_tables: str = "") -> None:
+        """`sip_extra`: extra keys of the [sip] table; `extra_tables`: TOML text appended at the
+        end (whole tables, e.g. [tls]). Both kept by a restart() that does not name them."""
         self.routing = dict(routing) if routing else None
         self.health = dict(health) if health else None
+        self.sip_extra = dict(sip_extra) if sip_extra else None
+        self.extra_tables = extra_tables or ""
         media_extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in (media or {}).items())
+        sip_lines = "".join(f"{k} = {toml_value(v)}\n" for k, v in (self.sip_extra or {}).items())
         dataplane = DPDK_DATAPLANE if self.backend == "dpdk" else '[dataplane]\nbackend = "socket"\n'
         text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
                                       pub_ip=SBC_PUB_IP, db=self.db_url, media_extra=media_extra,
-                                      dataplane=dataplane)
+                                      dataplane=dataplane, sip_extra=sip_lines)
         if self.routing:
             text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
         if self.health:
             text += "[health]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.health.items())
+        if self.extra_tables:
+            text += self.extra_tables if self.extra_tables.endswith("\n") else self.extra_tables + "\n"
         self.config.write_text(text)
         shutil.copy(self.config, self.out_dir / "sbc.toml")
 
     def restart(self, routing: dict | None = None, api_timeout: float = 10.0,
-                media: dict | None = None, health: dict | None = None) -> None:
-        """Stop, rewrite the config with `routing`, extra [media] keys `media` and the [health]
-        table `health` (all None: keep the current config; `routing` or `health` None keeps its
-        table, {} drops it), start again. Provisioning survives (same database); counters and
-        live calls do not."""
+                media: dict | None = None, health: dict | None = None,
+                sip_extra: dict | None = None, extra_tables: str | None = None) -> None:
+        """Stop, rewrite the config with `routing`, extra [media] keys `media`, the [health]
+        table `health`, extra [sip] keys `sip_extra` and trailing tables `extra_tables` (all None:
+        keep the current config; `routing`, `health`, `sip_extra` or `extra_tables` None keeps
+        what it was, {} / "" drops it), start again. Provisioning survives (same database);
+        counters and live calls do not."""
         self.stop()
-        if routing is not None or media is not None or health is not None:
+        if (routing is not None or media is not None or health is not None or sip_extra is not None
+                or extra_tables is not None):
             self.write_config(routing if routing is not None else self.routing, media,
-                              health if health is not None else self.health)
+                              health if health is not None else self.health,
+                              sip_extra if sip_extra is not None else self.sip_extra,
+                              extra_tables if extra_tables is not None else self.extra_tables)
         self.start(api_timeout)
 
     def start(self, api_timeout: float = 10.0) -> None:

@@ -17,8 +17,8 @@ with the lab config again (so it runs after the others); the DNS tests' server i
                              GET /api/v1/gateways
   dns_unresolvable_is_down   names that do not resolve (NXDOMAIN) in group 1: their gateways have
                              no address, listed down with a "DNS: ..." reason; every call goes to
-                             the backup group at once (no failover, no delay); sips:,
-                             ;transport=tcp|tls and bad host names are refused naming the field
+                             the backup group at once (no failover, no delay); sips: with
+                             ;transport=udp, ;transport=sctp and bad host names are refused naming the field
                              `destination`
 """
 from __future__ import annotations
@@ -436,7 +436,7 @@ def dns_unresolvable_is_down(ctx: Ctx):
     GET /api/v1/gateways shows them with dns.addresses [], an error "DNS: ..." and expires_in_s
     1..30; the dispatcher lists them down, reason "DNS: ...", addresses []. 10 calls all reach .12
     at once: no failover, setup under 0.5 s each. `sbcctl add-gateway` (or the API) refuses
-    `sips:x.example.test`, `sip:x.example.test;transport=tcp` and `;transport=tls` (400, exit 1,
+    `sips:x.example.test;transport=udp`, `sip:x.example.test;transport=sctp` (400, exit 1,
     naming `destination` and "only SIP over UDP") and the bad hosts `sip:bad_host.example.test`
     and `sip:-x.example.test` (400 naming `destination`); `sip:x.example.test;transport=udp` is
     accepted."""
@@ -492,9 +492,8 @@ def dns_unresolvable_is_down(ctx: Ctx):
 
         # Refused destinations.
         n0 = len(gateways(ctx))
-        refused = {"sips:x.example.test": "only SIP over UDP",
-                   "sip:x.example.test;transport=tcp": "only SIP over UDP",
-                   "sip:x.example.test;transport=tls": "only SIP over UDP",
+        refused = {"sips:x.example.test;transport=udp": "cannot name transport=udp",
+                   "sip:x.example.test;transport=sctp": "transport must be udp, tcp or tls",
                    "sip:bad_host.example.test": "",
                    "sip:-x.example.test": ""}
         for dest, words in refused.items():
@@ -505,11 +504,11 @@ def dns_unresolvable_is_down(ctx: Ctx):
                   f"POST /api/v1/gateways {dest!r} -> {r.code} {r.body[:300]} (want 400 naming "
                   f"`destination`, saying {words!r})")
         if sbcctl_path(ctx):
-            for dest in ("sips:x.example.test", "sip:x.example.test;transport=tcp"):
+            for dest in ("sip:x.example.test;transport=sctp",):
                 r = sbcctl_run(ctx, "add-gateway", "1", dest, "refused", "1", "1")
-                check(r.returncode == 1 and "destination" in r.stderr and "only SIP over UDP" in r.stderr,
+                check(r.returncode == 1 and "destination" in r.stderr and "transport must be" in r.stderr,
                       f"sbcctl add-gateway 1 {dest!r} -> exit {r.returncode}, stderr {r.stderr.strip()!r} "
-                      f"(want exit 1 naming destination, 'only SIP over UDP')")
+                      f"(want exit 1 naming destination, 'transport must be ...')")
         check(len(gateways(ctx)) == n0, f"refused destinations were stored: {gateways(ctx)}")
         ok = ctx.api.add_gateway("sip:x.example.test;transport=udp", 9, 1, 1, "udp by name")
         check(isinstance(ok.get("id"), int), f"POST sip:x.example.test;transport=udp: {ok}")

@@ -337,7 +337,7 @@ mod tests {
         }
         assert_eq!(
             error::<GatewayIn>(r#"{"destination":"http://x"}"#),
-            "field `destination`: not a sip: URI"
+            "field `destination`: not a sip: or sips: URI"
         );
         assert_eq!(
             error::<TenantIn>(r#"{"tenant_id":"a","source_ip":"10.0.1.50","max_cps":1}"#),

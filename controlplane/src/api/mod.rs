@@ -99,6 +99,8 @@ pub struct AppState {
     pub capture: Option<CaptureHub>,
     /// Gateways by host name: their RFC 3263 answers (`crate::dns`).
     pub dns: Arc<Dns>,
+    /// The TCP/TLS stream layer's counters (`None` when none runs).
+    pub streams: Option<Arc<crate::stream::StreamStats>>,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
@@ -170,7 +172,16 @@ impl AppState {
             call_metrics: CallMetrics::new(100),
             cdr: None,
             capture: None,
+            streams: None,
             dns: Arc::new(Dns::system()),
+        }
+    }
+
+    /// The same state reporting the TCP/TLS stream layer's counters.
+    pub fn with_streams(self, stats: Arc<crate::stream::StreamStats>) -> AppState {
+        AppState {
+            streams: Some(stats),
+            ..self
         }
     }
 

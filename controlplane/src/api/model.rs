@@ -794,6 +794,10 @@ pub struct Status {
     /// CPU seconds used so far by each kind of thread, by thread name
     /// (`sip-engine`, `media-relay`, `sip-rx`, `tokio-runtime-w`, ...).
     pub threads_cpu_s: BTreeMap<String, f64>,
+    /// SIP over TCP/TLS: connections and messages by name
+    /// (`crate::stream::StreamStats`; `open` is the connections open now).
+    #[serde(default)]
+    pub streams: BTreeMap<String, u64>,
 }
 
 /// One ring of [`Status::rings`].

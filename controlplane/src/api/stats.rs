@@ -223,6 +223,11 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
             })
             .collect(),
         threads_cpu_s: crate::threads::cpu_seconds(),
+        streams: s
+            .streams
+            .as_ref()
+            .map(|st| counters_u64(&st.counters()))
+            .unwrap_or_default(),
     })
 }
 
@@ -351,4 +356,8 @@ pub(super) async fn active_calls(
         media: have_media,
         calls: list,
     }))
+}
+
+fn counters_u64(c: &[(&'static str, u64)]) -> BTreeMap<String, u64> {
+    c.iter().map(|(n, v)| (n.to_string(), *v)).collect()
 }

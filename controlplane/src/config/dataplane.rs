@@ -4,7 +4,7 @@
 
 use sbc_dataplane::backend::socket::SocketConfig;
 use sbc_dataplane::engine::{MediaSettings, Policy};
-use sbc_dataplane::{BySide, EngineConfig};
+use sbc_dataplane::{BySide, EngineConfig, Side};
 
 #[cfg(feature = "dpdk")]
 use super::ConfigError;
@@ -27,6 +27,21 @@ impl RoutingConfig {
 }
 
 impl Config {
+    /// The stream layer's settings (`[sip] public_tcp`, `public_tls`,
+    /// `stream_idle_timeout_s`, `stream_max_message`).
+    pub fn stream_config(&self) -> crate::stream::StreamConfig {
+        crate::stream::StreamConfig {
+            tcp: self.sip.public_tcp,
+            tls: self.sip.public_tls,
+            public: self.sip.public,
+            idle: std::time::Duration::from_secs(self.sip.stream_idle_timeout_s),
+            limits: crate::stream::framing::Limits {
+                max_message: self.sip.stream_max_message,
+                ..Default::default()
+            },
+        }
+    }
+
     /// The SIP engine's settings: our SIP addresses, T1 (and T2 = 8 × T1),
     /// the media relay and the routing policy; `seed` seeds the branches,
     /// tags and Call-IDs. What the config leaves out is the data plane's
@@ -39,6 +54,8 @@ impl Config {
         engine.media = Some(self.media_settings());
         engine.policy = self.routing.policy();
         engine.strip_isup = self.sip.strip_isup;
+        engine.tcp[Side::Public] = self.sip.public_tcp;
+        engine.tls[Side::Public] = self.sip.public_tls;
         engine.offer_codecs = self.routing.offer_codecs.clone();
         engine.health = self.health.health_config();
         engine

@@ -110,6 +110,9 @@ pub struct Config {
     /// `[hep]`.
     #[serde(default)]
     pub hep: HepConfig,
+    /// `[tls]`: certificates for SIP over TLS.
+    #[serde(default)]
+    pub tls: crate::stream::tls::TlsConfig,
 }
 
 /// `[hep]`: SIP capture to a Homer collector (HEP v3 over UDP).
@@ -423,6 +426,33 @@ pub struct SipConfig {
     /// passes byte-exact).
     #[serde(default)]
     pub strip_isup: bool,
+    /// SIP over TCP on the public side: our listener (e.g.
+    /// `203.0.113.50:5080`); absent: no TCP (gateways with
+    /// `;transport=tcp` cannot be reached).
+    #[serde(default)]
+    pub public_tcp: Option<SocketAddrV4>,
+    /// SIP over TLS on the public side (e.g. `203.0.113.50:5081`); needs
+    /// `[tls] cert` and `key`. Absent: no TLS listener, but connections
+    /// out to `sips:` gateways still work when TLS toward them is wanted.
+    #[serde(default)]
+    pub public_tls: Option<SocketAddrV4>,
+    /// A TCP/TLS connection with nothing read for this long is closed, in
+    /// seconds (default 3600: longer than most calls, whose BYE may come
+    /// back over it; a gateway's keep-alives keep it open).
+    #[serde(default = "default_stream_idle")]
+    pub stream_idle_timeout_s: u64,
+    /// The largest SIP message taken on a stream, in bytes (default 65535);
+    /// a larger one closes the connection.
+    #[serde(default = "default_stream_max")]
+    pub stream_max_message: usize,
+}
+
+fn default_stream_idle() -> u64 {
+    3_600
+}
+
+fn default_stream_max() -> usize {
+    crate::stream::framing::Limits::default().max_message
 }
 
 fn default_t1() -> Ms {
@@ -661,6 +691,32 @@ impl Config {
         }
         if cfg.sip.t1_ms == 0 {
             return Err(invalid("sip.t1_ms", "must be at least 1"));
+        }
+        if cfg.sip.public_tls.is_some() && (cfg.tls.cert.is_none() || cfg.tls.key.is_none()) {
+            return Err(invalid(
+                "sip.public_tls",
+                "needs tls.cert and tls.key (PEM files)",
+            ));
+        }
+        if cfg.sip.stream_idle_timeout_s == 0 {
+            return Err(invalid("sip.stream_idle_timeout_s", "must be at least 1"));
+        }
+        if !(1_024..=1_048_576).contains(&cfg.sip.stream_max_message) {
+            return Err(invalid(
+                "sip.stream_max_message",
+                "must be 1024..=1048576 bytes",
+            ));
+        }
+        for (key, addr) in [
+            ("sip.public_tcp", cfg.sip.public_tcp),
+            ("sip.public_tls", cfg.sip.public_tls),
+        ] {
+            if addr.is_some_and(|a| a.ip() != cfg.sip.public.ip()) {
+                return Err(invalid(key, "must be on sip.public's address"));
+            }
+        }
+        if cfg.sip.public_tcp.is_some() && cfg.sip.public_tcp == cfg.sip.public_tls {
+            return Err(invalid("sip.public_tls", "must differ from sip.public_tcp"));
         }
         if cfg.dataplane.backend == BackendKind::Dpdk {
             if !cfg!(feature = "dpdk") {

@@ -1,0 +1,322 @@
+//! SIP over TLS end to end on loopback: the real `sbc` (socket backend)
+//! with a TLS listener and a test CA, a carrier on UDP, and a gateway that
+//! speaks TLS (rustls, its certificate signed by the test CA). The call
+//! crosses from UDP to TLS and back; the gateway sees our TLS Via,
+//! Record-Route and Contact; its BYE comes back over the connection we
+//! opened; a certificate the CA did not sign is refused.
+
+mod common;
+use common::sbcctl;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use serde_json::Value;
+
+struct Sbc(Child);
+
+impl Drop for Sbc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = u.local_addr().unwrap().port();
+    // Free for TCP too (checked, not guaranteed; good enough on loopback).
+    drop(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    port
+}
+
+/// A CA and two leaf certificates for 127.0.0.1 (PEM): (ca, (cert, key)
+/// signed by it, (cert, key) self-signed by another CA).
+#[allow(clippy::type_complexity)]
+fn certificates() -> (String, (String, String), (String, String)) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |signer: Option<(&rcgen::Certificate, &KeyPair)>| {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = match signer {
+            Some((ca, ca_key)) => params.signed_by(&key, ca, ca_key).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        (cert.pem(), key.serialize_pem())
+    };
+    (ca.pem(), leaf(Some((&ca, &ca_key))), leaf(None))
+}
+
+/// Reads one SIP message (framed by Content-Length) from `s`.
+fn read_message(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let cl: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + cl {
+                let msg: Vec<u8> = buf.drain(..end + 4 + cl).collect();
+                return Some(String::from_utf8_lossy(&msg).into_owned());
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A response to `req` echoing its Via, From, To (tagged), Call-ID, CSeq.
+fn answer(req: &str, code: u16, extra: &str, body: &str) -> String {
+    let mut r = format!("SIP/2.0 {code} OK\r\n");
+    for line in req.split("\r\n").skip(1) {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
+            r.push_str(line);
+            r.push_str("\r\n");
+        } else if name == "To" {
+            r.push_str(line);
+            if !line.contains("tag=") {
+                r.push_str(";tag=gw1");
+            }
+            r.push_str("\r\n");
+        }
+    }
+    r.push_str(extra);
+    r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    r
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n")
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim() == name))
+        .map(|(_, v)| v.trim())
+}
+
+/// The TLS gateway: on its first connection, answers OPTIONS and INVITE
+/// (200 with SDP), then sends a BYE of its own after the ACK and waits for
+/// its 200. Every message it read or its BYE's answer goes to `seen`.
+fn gateway(listener: TcpListener, cert: (String, String), seen: mpsc::Sender<String>) {
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.0.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    use rustls::pki_types::pem::PemObject;
+    listener.set_nonblocking(false).unwrap();
+    while let Ok((tcp, _)) = listener.accept() {
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = Vec::new();
+        let mut invite = None;
+        while let Some(msg) = read_message(&mut tls, &mut buf) {
+            let _ = seen.send(msg.clone());
+            if msg.starts_with("OPTIONS ") {
+                let _ = tls.write_all(answer(&msg, 200, "", "").as_bytes());
+            } else if msg.starts_with("INVITE ") {
+                let sdp = "v=0\r\no=gw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\n";
+                let contact = "Contact: <sip:gw@127.0.0.1;transport=tls>\r\nContent-Type: application/sdp\r\n";
+                let _ = tls.write_all(answer(&msg, 200, contact, sdp).as_bytes());
+                invite = Some(msg);
+            } else if msg.starts_with("ACK ") {
+                let inv = invite.clone().unwrap();
+                // Our BYE, to the SBC's Contact, over this connection.
+                let via = header(&inv, "Via").unwrap();
+                let from = header(&inv, "From").unwrap();
+                let to = header(&inv, "To").unwrap();
+                let call_id = header(&inv, "Call-ID").unwrap();
+                let bye = format!(
+                    "BYE sip:sbc@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bKgwbye\r\n\
+                     Max-Forwards: 70\r\nFrom: {to};tag=gw1\r\nTo: {from}\r\nCall-ID: {call_id}\r\n\
+                     CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = via;
+                let _ = tls.write_all(bye.as_bytes());
+            } else if msg.starts_with("SIP/2.0 200") && msg.contains("BYE") {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_call_crosses_from_udp_to_tls_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, good, rogue) = certificates();
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let ca_path = path("ca.pem", &ca);
+    let (cert_path, key_path) = (path("sbc.pem", &good.0), path("sbc.key", &good.1));
+    let (private, public, tls_port) = (free_port(), free_port(), free_port());
+    let (api_port, metrics_port) = (free_port(), free_port());
+    let config = dir.path().join("sbc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
+             public_tls = \"127.0.0.1:{tls_port}\"\n\
+             [tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n\
+             [media]\nport_min = 41200\nport_max = 41300\n\
+             [database]\nurl = \"sqlite://{}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+            dir.path().join("sbc.db").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("sbc.log");
+    let _sbc = Sbc(Command::new(env!("CARGO_BIN_EXE_sbc"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap());
+    let api = format!("http://127.0.0.1:{api_port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sbcctl(&api, &["ping"]).0 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the sbc did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The good gateway in group 1; the rogue one (a certificate no CA we
+    // trust signed) tried first.
+    let good_gw = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rogue_gw = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (seen_tx, seen) = mpsc::channel();
+    let (good_port, rogue_port) = (
+        good_gw.local_addr().unwrap().port(),
+        rogue_gw.local_addr().unwrap().port(),
+    );
+    let (rogue_tx, rogue_seen) = mpsc::channel();
+    thread::spawn(move || gateway(good_gw, good, seen_tx));
+    thread::spawn(move || gateway(rogue_gw, rogue, rogue_tx));
+    for (uri, prio) in [
+        (format!("sips:127.0.0.1:{rogue_port}"), "20"),
+        (format!("sip:127.0.0.1:{good_port};transport=tls"), "10"),
+    ] {
+        let (code, _, err) = sbcctl(&api, &["add-gateway", "1", &uri, "gw", prio, "1"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = sbcctl(&api, &["add-carrier", "127.0.0.1", "32", "carrier", "1"]);
+    assert_eq!(code, 0, "{err}");
+
+    // The carrier calls over UDP.
+    let carrier = UdpSocket::bind("127.0.0.1:0").unwrap();
+    carrier
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let me = carrier.local_addr().unwrap();
+    let sbc_priv: SocketAddr = format!("127.0.0.1:{private}").parse().unwrap();
+    let sdp = "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 43000 RTP/AVP 0\r\n";
+    let invite = format!(
+        "INVITE sip:15551234567@127.0.0.1:{private} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKc1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:100@{me}>;tag=c1\r\nTo: <sip:15551234567@127.0.0.1>\r\n\
+         Call-ID: tls-call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    carrier.send_to(invite.as_bytes(), sbc_priv).unwrap();
+    let mut buf = [0u8; 65535];
+    let ok = loop {
+        let (n, _) = carrier.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no final answer: {e}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            break text;
+        }
+    };
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let to = header(&ok, "To").unwrap().to_string();
+    let ack = format!(
+        "ACK sip:15551234567@127.0.0.1:{private} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKc1a\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:100@{me}>;tag=c1\r\nTo: {to}\r\nCall-ID: tls-call-1\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    carrier.send_to(ack.as_bytes(), sbc_priv).unwrap();
+    // The gateway's BYE arrives over UDP; answer it.
+    let bye = loop {
+        let (n, _) = carrier.recv_from(&mut buf).expect("the gateway's BYE");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("BYE ") {
+            break text;
+        }
+    };
+    carrier
+        .send_to(answer(&bye, 200, "", "").as_bytes(), sbc_priv)
+        .unwrap();
+
+    // What the TLS gateway got: our TLS Via, Record-Route and Contact, and
+    // the 200 to its BYE.
+    let got: Vec<String> = seen
+        .iter()
+        .take_while(|m| !m.starts_with("SIP/2.0 200"))
+        .collect();
+    let inv = got
+        .iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("an INVITE");
+    let via = header(inv, "Via").unwrap();
+    assert!(
+        via.starts_with(&format!(
+            "SIP/2.0/TLS 127.0.0.1:{tls_port};alias;branch=z9hG4bK"
+        )),
+        "{inv}"
+    );
+    assert_eq!(
+        header(inv, "Record-Route"),
+        Some(format!("<sip:127.0.0.1:{tls_port};transport=tls;lr>").as_str()),
+        "{inv}"
+    );
+    assert_eq!(
+        header(inv, "Contact"),
+        Some(format!("<sip:sbc@127.0.0.1:{tls_port};transport=tls>").as_str()),
+        "{inv}"
+    );
+    assert!(got.iter().any(|m| m.starts_with("ACK ")), "{got:?}");
+    // The rogue gateway's handshake failed: nothing reached it.
+    assert!(rogue_seen.try_recv().is_err());
+    let (_, out, _) = sbcctl(&api, &["--json", "status"]);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let streams = &status["streams"];
+    assert_eq!(streams["connected"], 1, "{status}");
+    assert!(streams["failed"].as_u64().unwrap() >= 1, "{status}");
+    assert!(streams["messages_out"].as_u64().unwrap() >= 3, "{status}");
+    assert!(streams["messages_in"].as_u64().unwrap() >= 2, "{status}");
+    assert_eq!(status["sip"]["failovers"], 1, "{status}");
+}
