@@ -3,7 +3,8 @@
 //! speaks TLS (rustls, its certificate signed by the test CA). The call
 //! crosses from UDP to TLS and back; the gateway sees our TLS Via,
 //! Record-Route and Contact; its BYE comes back over the connection we
-//! opened; a certificate the CA did not sign is refused.
+//! opened; a certificate the CA did not sign is refused, and the call
+//! fails over at once.
 
 mod common;
 use common::sbcctl;
@@ -319,4 +320,7 @@ fn a_call_crosses_from_udp_to_tls_and_back() {
     assert!(streams["messages_out"].as_u64().unwrap() >= 3, "{status}");
     assert!(streams["messages_in"].as_u64().unwrap() >= 2, "{status}");
     assert_eq!(status["sip"]["failovers"], 1, "{status}");
+    // The failed handshake ended the INVITE toward it at once (a 503 of
+    // its own, RFC 3261 8.1.3.1), not by the failover timer.
+    assert_eq!(status["sip"]["transport_errors"], 1, "{status}");
 }

@@ -135,6 +135,9 @@ pub struct EngineStats {
     pub local_answers: Counter,
     /// Those requests given up unanswered after 64·T1 (Timer F).
     pub local_timeouts: Counter,
+    /// Requests ended by a transport error: the TCP/TLS connection to
+    /// their destination could not be had or broke (RFC 3261 8.1.3.1).
+    pub transport_errors: Counter,
     /// Dialogs created by an INVITE.
     pub calls_total: Counter,
     /// Calls that got a 2xx.
@@ -237,6 +240,7 @@ impl Default for EngineStats {
             local_requests: Counter::default(),
             local_answers: Counter::default(),
             local_timeouts: Counter::default(),
+            transport_errors: Counter::default(),
             calls_total: Counter::default(),
             calls_answered: Counter::default(),
             calls_failed: Counter::default(),
@@ -422,7 +426,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 33] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 34] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -438,6 +442,7 @@ impl EngineStats {
             ("local_requests", &self.local_requests),
             ("local_answers", &self.local_answers),
             ("local_timeouts", &self.local_timeouts),
+            ("transport_errors", &self.transport_errors),
             ("failovers", &self.failovers),
             ("calls_limited", &self.calls_limited),
             ("media_timeouts", &self.media_timeouts),

@@ -224,7 +224,12 @@ mod tests {
         for (bytes, err) in cases {
             let mut f = Framer::new(Limits::default());
             f.push(bytes);
-            assert_eq!(f.next_frame(), Err(err), "{}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                f.next_frame(),
+                Err(err),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
         }
         let limits = Limits {
             max_message: 200,

@@ -267,11 +267,13 @@ impl Streams {
                     s.forget(key, id);
                     s.lost(rx.len());
                     s.failed(dst, transport, &e);
+                    s.dp.transport_failed(transport, dst);
                 }
                 Err(_) => {
                     s.forget(key, id);
                     s.lost(rx.len());
                     s.failed(dst, transport, "connect timed out");
+                    s.dp.transport_failed(transport, dst);
                 }
             }
         });

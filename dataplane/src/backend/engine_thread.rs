@@ -87,6 +87,9 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
         while let Some(cmd) = shared.health_cmds.pop() {
             engine.health_command(now, cmd, &mut out);
         }
+        while let Some(failed) = shared.transport_errors.pop() {
+            engine.transport_error(now, failed, &mut out);
+        }
         let mut handled = 0;
         let mut drained = false;
         while handled < MAX_PER_TURN {

@@ -99,6 +99,8 @@ pub struct Shared {
     pub(crate) media_idle: ArrayQueue<(Side, u16)>,
     /// Operators' health requests toward the engine (probe now, set state).
     pub(crate) health_cmds: ArrayQueue<HealthCmd>,
+    /// TCP/TLS destinations the stream layer could not reach (or lost).
+    pub(crate) transport_errors: ArrayQueue<(Transport, SocketAddr)>,
     /// The engine thread, for the packet threads to wake it.
     pub(crate) engine_waker: std::sync::OnceLock<thread::Thread>,
     /// The engine's output, for a backend that sends from a poll loop.
@@ -129,6 +131,7 @@ impl Shared {
             media_cmds: ArrayQueue::new(MEDIA_RING),
             media_idle: ArrayQueue::new(MEDIA_RING),
             health_cmds: ArrayQueue::new(1_024),
+            transport_errors: ArrayQueue::new(1_024),
             engine_waker: std::sync::OnceLock::new(),
             tx_ring: ArrayQueue::new(ring_size.max(BATCH)),
             stream_tx: ArrayQueue::new(STREAM_RING),
@@ -240,6 +243,16 @@ impl Dataplane {
         }
         self.shared.wake_engine();
         true
+    }
+
+    /// Tells the engine that a TCP/TLS connection to `dst` could not be had
+    /// or broke: its requests waiting there fail over or get 503 at once
+    /// ([`SipEngine::transport_error`](crate::engine::SipEngine::transport_error)).
+    /// `false` when the ring is full (they then end by their timers).
+    pub fn transport_failed(&self, transport: Transport, dst: SocketAddr) -> bool {
+        let ok = self.shared.transport_errors.push((transport, dst)).is_ok();
+        self.shared.wake_engine();
+        ok
     }
 
     /// The next message the engine sends over TCP or TLS, if any.

@@ -100,6 +100,17 @@ impl<T> Slab<T> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|s| s.val.as_ref())
     }
+
+    /// Every value held with its id, in slot order.
+    pub fn iter_ids(&self) -> impl Iterator<Item = (Id, &T)> {
+        self.slots.iter().enumerate().filter_map(|(idx, s)| {
+            let id = Id {
+                idx: u32::try_from(idx).unwrap_or(u32::MAX),
+                gen: s.gen,
+            };
+            s.val.as_ref().map(|v| (id, v))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use super::slab::Id;
 use super::txn::{CancelState, Phase, Timer, Txn};
 use super::{Ms, Outgoing, SipEngine};
 use crate::call::CallResult;
+use crate::transport::Transport;
+use std::net::SocketAddr;
 
 impl SipEngine {
     /// Queues the transaction's next deadline.
@@ -139,6 +141,47 @@ impl SipEngine {
             408
         };
         self.fail_txn(id, now, code, b"", out);
+    }
+
+    /// A TCP/TLS connection toward `dst` could not be had (refused, the
+    /// TLS handshake or the certificate failed) or broke: every request of
+    /// ours still waiting for an answer from it ends as if it had answered
+    /// 503 (RFC 3261 8.1.3.1, 17.1.4): an initial INVITE fails over to the
+    /// next candidate at once (the gateway's health counts a failure), else
+    /// the sender gets 503; a request we originated is dropped.
+    pub fn transport_error(
+        &mut self,
+        now: Ms,
+        (transport, dst): (Transport, SocketAddr),
+        out: &mut Vec<Outgoing>,
+    ) {
+        self.now = now;
+        let hit: Vec<Id> = self
+            .txns
+            .iter_ids()
+            .filter(|(_, t)| {
+                t.phase == Phase::Proceeding && t.dest_transport == transport && t.dest_addr == dst
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for id in hit {
+            self.stats.transport_errors.inc();
+            let Some(t) = self.txns.get(id) else { continue };
+            if t.local {
+                self.stats.local_timeouts.inc();
+                self.remove_txn(id);
+                continue;
+            }
+            let (initial, cancelled) = (t.initial, t.cancel != CancelState::None);
+            if initial && !cancelled {
+                self.invite_outcome(dst, Some(503), now);
+                if self.try_next(id, now, 503, out) {
+                    continue;
+                }
+            }
+            let code = if cancelled { 487 } else { 503 };
+            self.fail_txn(id, now, code, b"", out);
+        }
     }
 
     pub(super) fn send_cancel(&mut self, id: Id, now: Ms, out: &mut Vec<Outgoing>) {
