@@ -483,6 +483,11 @@ pub struct IoStats {
     /// SIP messages for TCP/TLS the engine could not hand to the stream
     /// layer (its ring full, or no TCP/TLS configured).
     pub stream_dropped: Counter,
+    /// Frames of the public port handed to the kernel's exception
+    /// interface (DPDK: TCP, ICMP errors, ARP replies, other protocols).
+    pub exception_in: Counter,
+    /// Frames the kernel sent out of the public port through it.
+    pub exception_out: Counter,
     /// ARP requests for our addresses answered.
     pub arp_replies: Counter,
     /// ARP requests we sent for a next hop.
@@ -542,7 +547,7 @@ impl IoStats {
 
     /// The counters as `GET /api/v1/status` names them under `io` (ports
     /// apart): the one list of them.
-    pub fn counters(&self) -> [(&'static str, &Counter); 19] {
+    pub fn counters(&self) -> [(&'static str, &Counter); 21] {
         [
             ("rx_packets", &self.rx_packets),
             ("tx_packets", &self.tx_packets),
@@ -550,6 +555,8 @@ impl IoStats {
             ("rx_truncated", &self.rx_truncated),
             ("tx_errors", &self.tx_errors),
             ("stream_dropped", &self.stream_dropped),
+            ("exception_in", &self.exception_in),
+            ("exception_out", &self.exception_out),
             ("arp_replies", &self.arp_replies),
             ("arp_requests", &self.arp_requests),
             ("arp_unresolved", &self.arp_unresolved),

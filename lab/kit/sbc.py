@@ -48,6 +48,7 @@ public_port = 1
 private_prefix = 16
 public_prefix = 24
 idle_sleep_us = 50
+exception_iface = "sbc-pub"
 """
 
 

@@ -1,4 +1,5 @@
-"""SIP over TLS and TCP on the public side (socket backend; skipped on dpdk): the SBC restarted with
+"""SIP over TLS and TCP on the public side, on both backends (DPDK: TCP reaches the kernel through the
+exception path, [dataplane.dpdk] exception_iface, which the lab config always sets): the SBC restarted with
 [sip] public_tcp = 203.0.113.50:5080, public_tls = 203.0.113.50:5081 and [tls] cert/key/ca from
 test certificates made with the openssl CLI (kit/tls.py: a lab CA, the SBC's certificate with IP
 SAN 203.0.113.50, the gateway's with IP SAN 203.0.113.10, a rogue CA and a gateway certificate it
@@ -126,13 +127,6 @@ CARRIER_UAS_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-def skip_dpdk(ctx: Ctx, name: str) -> bool:
-    if ctx.sbc.backend == "dpdk":
-        print(f"  (skipped {name}: SIP over TCP/TLS runs on the socket backend only)", flush=True)
-        return True
-    return False
-
-
 @contextlib.contextmanager
 def sbc_streams(ctx: Ctx, certs: dict):
     """The SBC restarted with the TCP and TLS listeners and [tls]; afterwards the lab config."""
@@ -247,15 +241,13 @@ def tls_gateway_inbound_call(ctx: Ctx):
     no 10.0.x address; its own BYE was answered 200; the carrier saw UDP only; pub0 carried no
     clear SIP on TCP 5061; streams.connected >= 1, messages_in/out grew, failed 0."""
     name = "tls_gateway_inbound_call"
-    if skip_dpdk(ctx, name):
-        return
     d = ctx.tdir(name)
     certs = certs_for(ctx, name)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sbc_streams(ctx, certs))
         stack.enter_context(Provisioned(ctx, BASE_CARRIERS, [
             {"destination": TLS_DEST, "group": 1, "priority": 1, "weight": 1, "description": "tls gw"}]))
-        s0 = streams(ctx)
+        s0, io0 = streams(ctx), ctx.api.status().get("io", {})
         cap = Capture("sbc", "pub0", d / "pub0_5061.pcap", filter="tcp port 5061")
         uas = stack.enter_context(gw_uas(ctx, name, "gw_uas", certs, hangup=[2]))
         try:
@@ -265,9 +257,14 @@ def tls_gateway_inbound_call(ctx: Ctx):
         finally:
             uas.stop()
             cap.stop()
-        s1 = streams(ctx)
+        s1, io1 = streams(ctx), ctx.api.status().get("io", {})
         log = uas.log()
         got, sent = msgs(log, "in"), msgs(log, "out")
+        if ctx.sbc.backend == "dpdk":
+            # TCP went through the kernel's exception interface, both ways.
+            exc = {k: int(io1.get(k, 0)) - int(io0.get(k, 0)) for k in ("exception_in", "exception_out")}
+            check(exc["exception_in"] >= 10 and exc["exception_out"] >= 10,
+                  f"io exception_in/out moved by {exc} (want >= 10 each: the TLS connection's frames)")
         check(r1.ok(2), f"carrier calls (carrier hangs up): {r1.summary()}\n{r1.diagnostics()}\n"
                         f"--- gateway log: {uas.log_path}")
         check(r2.ok(1), f"carrier call (gateway hangs up): {r2.summary()}\n{r2.diagnostics()}\n"
@@ -307,8 +304,6 @@ def tls_gateway_outbound_call(ctx: Ctx):
     gateway over the same TLS connection, whose 200 goes back. The carrier got both INVITEs over
     UDP; streams.accepted >= 2, pongs >= 1, failed 0."""
     name = "tls_gateway_outbound_call"
-    if skip_dpdk(ctx, name):
-        return
     d = ctx.tdir(name)
     certs = certs_for(ctx, name)
     scen = d / "carrier_uas_bye.xml"
@@ -407,8 +402,6 @@ def tcp_gateway_and_framing(ctx: Ctx):
     "\\r\\n"; an OPTIONS without Content-Length makes the SBC close the connection (within 5 s,
     nothing answered) and streams.framing_errors +1."""
     name = "tcp_gateway_and_framing"
-    if skip_dpdk(ctx, name):
-        return
     certs = certs_for(ctx, name)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sbc_streams(ctx, certs))
@@ -464,8 +457,6 @@ def tls_gateway_bad_certificate(ctx: Ctx):
     alone (rogue certificate): 1 call ends 408 or 503 within Timer B (32 s) + 8 s. The capture of
     TCP 5061 on pub0 holds no clear SIP."""
     name = "tls_gateway_bad_certificate"
-    if skip_dpdk(ctx, name):
-        return
     d = ctx.tdir(name)
     certs = certs_for(ctx, name)
     tls_gw = {"destination": TLS_DEST, "group": 1, "priority": 10, "weight": 1, "description": "tls gw"}

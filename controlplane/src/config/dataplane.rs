@@ -109,6 +109,7 @@ impl Config {
             prefixes: BySide::new(d.private_prefix, d.public_prefix),
             next_hops: BySide::new(d.private_next_hop, d.public_next_hop),
             idle_sleep_us: d.idle_sleep_us,
+            exception_iface: d.exception_iface.clone(),
             engine,
             sip_core: self.sip.engine_core,
             ring_size: RING_SIZE,

@@ -569,6 +569,15 @@ pub struct DpdkConfig {
     /// hosts that share it, at the cost of that much latency after a lull).
     #[serde(default)]
     pub idle_sleep_us: u32,
+    /// The exception path: the name of a kernel interface (a DPDK `net_tap`
+    /// the SBC creates) that gets the public address, its prefix and
+    /// next hop; frames on the public port the poll loop does not own
+    /// (TCP, so SIP over TCP/TLS; ICMP errors; ARP replies; other
+    /// protocols) go to it, and what the kernel sends goes out of the
+    /// public port. Required for `sip.public_tcp`/`public_tls` on this
+    /// backend. Absent: no exception path (those frames are dropped).
+    #[serde(default)]
+    pub exception_iface: Option<String>,
 }
 
 /// `[database]`: the provisioning database.
@@ -738,6 +747,28 @@ impl Config {
             }
             if d.public_prefix > 32 {
                 return Err(invalid("dataplane.dpdk.public_prefix", "must be 0..=32"));
+            }
+            if let Some(name) = &d.exception_iface {
+                let ok = !name.is_empty()
+                    && name.len() < 16
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(invalid(
+                        "dataplane.dpdk.exception_iface",
+                        "must be an interface name: 1..=15 letters, digits, '-' or '_'",
+                    ));
+                }
+            }
+            if cfg.dataplane.backend == BackendKind::Dpdk
+                && d.exception_iface.is_none()
+                && (cfg.sip.public_tcp.is_some() || cfg.sip.public_tls.is_some())
+            {
+                return Err(invalid(
+                    "dataplane.dpdk.exception_iface",
+                    "is required for sip.public_tcp / public_tls on the DPDK backend (TCP reaches the kernel through it)",
+                ));
             }
             if d.idle_sleep_us > 100_000 {
                 return Err(invalid(

@@ -153,6 +153,18 @@ impl Port {
         Ok(mac.addr_bytes)
     }
 
+    /// Sets the port's MAC address (`rte_eth_dev_default_mac_addr_set`):
+    /// the exception port takes the public port's, so the kernel's frames
+    /// leave with it.
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), DpdkError> {
+        let mut addr = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: valid port id and a pointer to an initialised address.
+        check("rte_eth_dev_default_mac_addr_set", unsafe {
+            sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr)
+        })
+        .map(drop)
+    }
+
     /// The link state now, without waiting for autonegotiation (`rte_eth_link_get_nowait`).
     pub fn link(&self) -> Result<Link, DpdkError> {
         let mut link = sys::rte_eth_link::default();

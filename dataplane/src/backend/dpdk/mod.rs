@@ -35,6 +35,7 @@ use side_io::{SideIo, PENDING_MAX};
 
 #[cfg(feature = "bench")]
 mod bench;
+pub mod exception;
 mod side_io;
 
 #[cfg(feature = "bench")]
@@ -53,6 +54,8 @@ pub struct DpdkConfig {
     pub next_hops: BySide<Option<Ipv4Addr>>,
     /// Sleep after 1,024 empty polls in a row, in µs (0: never).
     pub idle_sleep_us: u32,
+    /// The exception path's kernel interface ([`exception`]); `None`: none.
+    pub exception_iface: Option<String>,
     /// The SIP engine's settings; its media settings are required here, with each side's media
     /// address equal to its SIP address.
     pub engine: EngineConfig,
@@ -69,7 +72,11 @@ const SIP_BUF: usize = 2048;
 /// Starts EAL, both ports, the SIP engine thread and the poll loop on the
 /// first worker lcore. Errors name the EAL call or the config key at fault.
 pub fn start(cfg: DpdkConfig, snapshot: Arc<RouteSnapshot>) -> Result<Dataplane, StartError> {
-    let eal = Eal::init(&cfg.eal_args)?;
+    let mut eal_args = cfg.eal_args.clone();
+    if let Some(iface) = &cfg.exception_iface {
+        eal_args.push(exception::vdev_arg(iface));
+    }
+    let eal = Eal::init(&eal_args)?;
     let Some(&lcore) = eal.workers().first() else {
         return Err(StartError::Config(
             "dataplane.dpdk.eal_args: EAL has no worker lcore for the poll loop (give two cores, e.g. \"-l\", \"0,1\")".into(),
@@ -100,6 +107,20 @@ pub fn start(cfg: DpdkConfig, snapshot: Arc<RouteSnapshot>) -> Result<Dataplane,
         let _ = p.set_promiscuous(true);
         macs[side] = p.mac()?;
     }
+    let exception = match &cfg.exception_iface {
+        Some(iface) => {
+            let public = cfg.engine.sip[Side::Public];
+            Some(exception::open(
+                &eal,
+                &pool,
+                iface,
+                macs[Side::Public],
+                (*public.ip(), cfg.prefixes[Side::Public]),
+                cfg.next_hops[Side::Public],
+            )?)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared::new(cfg.ring_size));
     for _ in 0..cfg.ring_size {
         let _ = shared.free.push(vec![0u8; SIP_BUF]);
@@ -129,6 +150,7 @@ pub fn start(cfg: DpdkConfig, snapshot: Arc<RouteSnapshot>) -> Result<Dataplane,
         RelayTable::new(min, max),
     );
     poller.media_timeout = media.timeout;
+    poller.exception = exception;
     poller.idle_sleep = std::time::Duration::from_micros(u64::from(cfg.idle_sleep_us));
     launch(&eal, lcore, move || {
         poller.run();
@@ -169,6 +191,9 @@ impl EngineIo for TxRing {
 pub(super) struct Poller {
     /// Declared before `pool`: dropped (stopped) first.
     ports: BySide<Port>,
+    /// The exception path of the public side (a `net_tap` to the kernel);
+    /// before `pool` too.
+    exception: Option<Port>,
     pool: Mempool,
     shared: Arc<Shared>,
     sides: BySide<SideIo>,
@@ -181,6 +206,8 @@ pub(super) struct Poller {
     reasm: net::Reassembler,
     /// IPv4 id of our fragmented datagrams.
     ip_id: u16,
+    /// The exception path's TX burst.
+    exception_tx: Burst,
 }
 
 impl Poller {
@@ -204,6 +231,8 @@ impl Poller {
             idle_sleep: std::time::Duration::ZERO,
             reasm: net::Reassembler::new(64, 2_000),
             ip_id: 0,
+            exception: None,
+            exception_tx: Burst::default(),
         }
     }
 
@@ -254,6 +283,18 @@ impl Poller {
             if sip_in {
                 self.shared.wake_engine();
             }
+            // What the kernel sends through the exception path leaves by
+            // the public port as it is.
+            if let Some(exc) = &self.exception {
+                let n = exc.rx_burst(0, &mut rx);
+                if n > 0 {
+                    busy = true;
+                    io.exception_out.add(n as u64);
+                    for m in rx.drain() {
+                        self.push(Side::Public, m, &io);
+                    }
+                }
+            }
             // What waited for ARP goes before newer SIP to the same hop.
             self.retry_pending(now, &io);
             while let Some(o) = self.shared.tx_ring.pop() {
@@ -263,6 +304,7 @@ impl Poller {
             for side in Side::ALL {
                 self.flush(side, &io);
             }
+            self.flush_exception(&io);
             // Poll counts are plain locals, published once a second.
             polls += 1;
             if busy {
@@ -295,7 +337,14 @@ impl Poller {
             io.dropped(net::Reason::NotForUs).inc();
             return false;
         }
-        match net::classify(m.data(), &s.ips) {
+        let kind = net::classify(m.data(), &s.ips);
+        // The kernel's share of the public side: what the poll loop does not own.
+        let kernel = side == Side::Public && self.exception.is_some();
+        if kernel && exception::for_kernel(&kind) {
+            self.to_exception(m, io);
+            return false;
+        }
+        match kind {
             Kind::Arp {
                 request,
                 sender_mac,
@@ -315,6 +364,9 @@ impl Poller {
                 {
                     io.arp_replies.inc();
                     self.push(side, m, io);
+                } else if kernel && !request {
+                    // The kernel resolves its own next hops: it sees the replies too.
+                    self.to_exception(m, io);
                 }
                 false
             }
@@ -463,6 +515,34 @@ impl Poller {
         if let Err(m) = self.sides[side].tx.push(m) {
             io.tx_errors.inc();
             drop(m);
+        }
+    }
+
+    /// Queues a frame toward the kernel's exception interface.
+    fn to_exception(&mut self, m: Mbuf, io: &IoStats) {
+        if self.exception_tx.len() == BURST {
+            self.flush_exception(io);
+        }
+        io.exception_in.inc();
+        if let Err(m) = self.exception_tx.push(m) {
+            io.tx_errors.inc();
+            drop(m);
+        }
+    }
+
+    /// Sends the exception burst to the kernel; what it does not take is dropped, counted.
+    fn flush_exception(&mut self, io: &IoStats) {
+        let Some(port) = &self.exception else { return };
+        if self.exception_tx.is_empty() {
+            return;
+        }
+        port.tx_burst(0, &mut self.exception_tx);
+        let left = self.exception_tx.len();
+        if left > 0 {
+            io.tx_errors.add(left as u64);
+            for m in self.exception_tx.drain() {
+                drop(m);
+            }
         }
     }
 
