@@ -312,6 +312,20 @@ impl Collector for Live {
         let dpdk = self.state.backend == "dpdk";
         encode_list(&mut encoder, "io", &self.state.stats.io.counters_of(dpdk))?;
         encode_list(&mut encoder, "media", &self.state.stats.media.counters())?;
+        // SIP over TCP/TLS: `sbc_streams_<name>`, `open` a gauge.
+        if let Some(streams) = &self.state.streams {
+            for (name, v) in streams.counters() {
+                let full = format!("sbc_streams_{name}");
+                let help = format!("streams.{name} of GET /api/v1/status");
+                if name == "open" {
+                    let g = ConstGauge::new(v as i64);
+                    g.encode(encoder.encode_descriptor(&full, &help, None, g.metric_type())?)?;
+                } else {
+                    let k = ConstCounter::new(v);
+                    k.encode(encoder.encode_descriptor(&full, &help, None, k.metric_type())?)?;
+                }
+            }
+        }
         // Each DPDK port's driver counters, by side.
         let ports: Vec<(Side, Vec<(&'static str, u64)>)> = if dpdk {
             self.state

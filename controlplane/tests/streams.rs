@@ -323,4 +323,17 @@ fn a_call_crosses_from_udp_to_tls_and_back() {
     // The failed handshake ended the INVITE toward it at once (a 503 of
     // its own, RFC 3261 8.1.3.1), not by the failover timer.
     assert_eq!(status["sip"]["transport_errors"], 1, "{status}");
+    // And /metrics says the same.
+    let text = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for want in [
+        "sbc_streams_connected_total 1\n",
+        "sbc_sip_transport_errors_total 1\n",
+    ] {
+        assert!(text.contains(want), "{want:?} not in /metrics:\n{text}");
+    }
+    assert!(text.contains("\nsbc_streams_open "), "{text}");
 }

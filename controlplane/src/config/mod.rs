@@ -843,6 +843,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sbc_dataplane::Side;
 
     pub(super) const FULL: &str = r#"
 [sip]
@@ -1072,5 +1073,49 @@ ok_codes = [404, 405, 501, 403]
             let e = Config::parse(&FULL.replace("\"socket\"", "\"dpdk\""), "t.toml").unwrap_err();
             assert!(e.to_string().contains("dataplane.backend"), "{e}");
         }
+    }
+
+    #[test]
+    fn tcp_and_tls_settings_are_checked_naming_the_key() {
+        let sip = "[sip]\nprivate = \"10.0.0.100:5060\"\npublic = \"203.0.113.50:5080\"\n";
+        let cases = [
+            ("public_tls = \"203.0.113.50:5081\"\n", "", "sip.public_tls"),
+            ("public_tcp = \"192.0.2.1:5080\"\n", "", "sip.public_tcp"),
+            ("stream_max_message = 10\n", "", "sip.stream_max_message"),
+            (
+                "stream_idle_timeout_s = 0\n",
+                "",
+                "sip.stream_idle_timeout_s",
+            ),
+            ("", "[tls]\nclient_cert = \"/x.pem\"\n", "tls"),
+            ("", "[tls]\nverify = \"no\"\n", "verify"),
+        ];
+        for (extra, tables, key) in cases {
+            let text = format!("{sip}{extra}{tables}");
+            match Config::parse(&text, "t.toml") {
+                // `[tls] client_cert` without its key is refused when TLS is set up.
+                Ok(c) => {
+                    let e = crate::stream::tls::Tls::new(&c.tls, false).unwrap_err();
+                    assert!(e.to_string().contains("tls.client_key"), "{e}");
+                }
+                Err(e) => assert!(e.to_string().contains(key), "{text}: {e}"),
+            }
+        }
+        let ok = format!(
+            "{sip}public_tcp = \"203.0.113.50:5080\"\npublic_tls = \"203.0.113.50:5081\"\n\
+             [tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nverify = false\n"
+        );
+        let c = Config::parse(&ok, "t.toml").unwrap();
+        let engine = c.engine_config(1);
+        assert_eq!(
+            engine.tcp[Side::Public],
+            Some("203.0.113.50:5080".parse().unwrap())
+        );
+        assert_eq!(
+            engine.tls[Side::Public],
+            Some("203.0.113.50:5081".parse().unwrap())
+        );
+        assert_eq!(c.stream_config().idle.as_secs(), 3600);
+        assert!(!c.tls.verify);
     }
 }

@@ -10,6 +10,7 @@ mod media;
 mod rfc4475;
 mod routing;
 mod shield;
+mod transport;
 mod txn;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
