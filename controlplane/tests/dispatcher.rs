@@ -4,9 +4,9 @@
 //! shows and changes what it found.
 
 mod common;
-use common::sbcctl;
+use common::{sbcctl, start_sbc};
 use std::net::UdpSocket;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -28,16 +28,6 @@ fn free_tcp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The `sbc` process, killed when dropped.
-struct Sbc(Child);
-
-impl Drop for Sbc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Answers every OPTIONS on `sock` with `code`, copying Via, From, To (a
@@ -128,19 +118,8 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
     )
     .unwrap();
     let log = dir.path().join("sbc.log");
-    let sbc = Sbc(Command::new(env!("CARGO_BIN_EXE_sbc"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap());
     let api = format!("http://127.0.0.1:{api_port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sbcctl(&api, &["ping"]).0 != 0 {
-        assert!(Instant::now() < deadline, "the sbc did not start");
-        thread::sleep(Duration::from_millis(100));
-    }
+    let sbc = start_sbc(&config, &log, &api);
     let (seen, stop) = (
         Arc::new(AtomicU32::new(0)),
         Arc::new(AtomicBool::new(false)),

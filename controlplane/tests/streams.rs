@@ -7,25 +7,15 @@
 //! fails over at once.
 
 mod common;
-use common::sbcctl;
+use common::{sbcctl, start_sbc};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::process::{Child, Command};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use serde_json::Value;
-
-struct Sbc(Child);
-
-impl Drop for Sbc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -194,23 +184,8 @@ fn a_call_crosses_from_udp_to_tls_and_back() {
     )
     .unwrap();
     let log = dir.path().join("sbc.log");
-    let _sbc = Sbc(Command::new(env!("CARGO_BIN_EXE_sbc"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap());
     let api = format!("http://127.0.0.1:{api_port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sbcctl(&api, &["ping"]).0 != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the sbc did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    let _sbc = start_sbc(&config, &log, &api);
     // The good gateway in group 1; the rogue one (a certificate no CA we
     // trust signed) tried first.
     let good_gw = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -47,3 +47,36 @@ pub fn sbcctl(api: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The `sbc` process, killed when dropped.
+pub struct Sbc(pub std::process::Child);
+
+impl Drop for Sbc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sbc run --config <config>` (stderr into `log`, no RUST_LOG) and
+/// waits up to 10 s until its API at `api` answers `sbcctl ping`; panics
+/// with the log when it does not.
+pub fn start_sbc(config: &std::path::Path, log: &std::path::Path, api: &str) -> Sbc {
+    let sbc = Sbc(std::process::Command::new(env!("CARGO_BIN_EXE_sbc"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sbcctl(api, &["ping"]).0 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sbc did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    sbc
+}
