@@ -15,7 +15,10 @@ pub mod ports;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdes;
 pub mod sdp;
+#[cfg(feature = "srtp")]
+pub mod srtp;
 
 pub use cmd::MediaCmd;
 pub use offer::Codec;

@@ -1,0 +1,192 @@
+//! SDP Security Descriptions for media streams (SDES, RFC 4568): the
+//! `a=crypto` attribute that carries an SRTP crypto suite and its master
+//! key and salt inside the SDP, which is why SDES is only used over TLS
+//! (RFC 4568 section 8.3).
+//!
+//! ```text
+//!  a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4
+//!           tag suite                  key-params: inline:<base64(key || salt)>[|lifetime][|MKI:len]
+//! ```
+
+use base64::Engine as _;
+
+/// The SRTP crypto suites the SBC offers and accepts, by their SDES names
+/// (RFC 4568 section 6.2, RFC 7714 section 14.1), in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Suite {
+    /// AEAD_AES_128_GCM (RFC 7714): AES-128 in GCM, 16-byte tag; 16-byte key, 12-byte salt.
+    AeadAes128Gcm,
+    /// AES_CM_128_HMAC_SHA1_80 (RFC 3711, RFC 4568): AES-128 counter mode and an
+    /// 80-bit HMAC-SHA1 tag; 16-byte key, 14-byte salt.
+    AesCm128HmacSha1_80,
+}
+
+impl Suite {
+    /// Every suite, the preferred one first.
+    pub const ALL: [Suite; 2] = [Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_80];
+
+    /// The SDES name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Suite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+        }
+    }
+
+    /// The suite an SDES name means (case-sensitive, as RFC 4568 writes
+    /// them); `None` for one we do not take.
+    pub fn parse(name: &[u8]) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.name().as_bytes() == name)
+    }
+
+    /// Length in bytes of the master key and salt, together (the `inline:` value).
+    pub const fn key_len(self) -> usize {
+        match self {
+            Suite::AeadAes128Gcm => 16 + 12,
+            Suite::AesCm128HmacSha1_80 => 16 + 14,
+        }
+    }
+
+    /// Bytes SRTP adds to an RTP packet (the authentication tag).
+    pub const fn rtp_overhead(self) -> usize {
+        match self {
+            Suite::AeadAes128Gcm => 16,
+            Suite::AesCm128HmacSha1_80 => 10,
+        }
+    }
+
+    /// Bytes SRTCP adds to an RTCP packet (E flag and index, then the tag).
+    pub const fn rtcp_overhead(self) -> usize {
+        4 + self.rtp_overhead()
+    }
+}
+
+/// One `a=crypto` line's value: its tag, suite and master key and salt.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Crypto {
+    /// The tag that the answer repeats for the line it accepts (1..=999999999).
+    pub tag: u32,
+    /// The suite.
+    pub suite: Suite,
+    /// Master key then master salt, [`Suite::key_len`] bytes.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Crypto {
+    /// The key is never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crypto")
+            .field("tag", &self.tag)
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an `a=crypto` value is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// Not `<tag> <suite> inline:<key>...`.
+    #[error("a=crypto is not `tag suite inline:key`")]
+    Syntax,
+    /// A suite we do not take (it is skipped; another line may do).
+    #[error("unknown crypto suite")]
+    UnknownSuite,
+    /// The key is not base64 or not the suite's length.
+    #[error("a=crypto key is not base64 of the suite's length")]
+    BadKey,
+    /// An MKI, or session parameters (UNENCRYPTED_SRTP, KDR, ...), which we do not take.
+    #[error("a=crypto with MKI or session parameters is not supported")]
+    Unsupported,
+}
+
+impl Crypto {
+    /// Parses the value of an `a=crypto:` attribute (what follows the colon).
+    /// A lifetime (`|2^31`) is accepted and ignored; an MKI or session
+    /// parameters are [`CryptoError::Unsupported`].
+    pub fn parse(value: &[u8]) -> Result<Crypto, CryptoError> {
+        let text = std::str::from_utf8(value).map_err(|_| CryptoError::Syntax)?;
+        let mut parts = text.split_ascii_whitespace();
+        let tag: u32 = parts
+            .next()
+            .and_then(|t| t.parse().ok())
+            .filter(|t| (1..=999_999_999).contains(t))
+            .ok_or(CryptoError::Syntax)?;
+        let suite = parts.next().ok_or(CryptoError::Syntax)?;
+        let key_params = parts.next().ok_or(CryptoError::Syntax)?;
+        if parts.next().is_some() {
+            return Err(CryptoError::Unsupported);
+        }
+        let suite = Suite::parse(suite.as_bytes()).ok_or(CryptoError::UnknownSuite)?;
+        // The first key parameter; several (`;`) would be for key changes by MKI.
+        let first = key_params.split(';').next().unwrap_or_default();
+        let inline = first.strip_prefix("inline:").ok_or(CryptoError::Syntax)?;
+        let mut fields = inline.split('|');
+        let b64 = fields.next().unwrap_or_default();
+        for f in fields {
+            // A lifetime is digits or 2^n; an MKI is `n:len`.
+            if f.contains(':') {
+                return Err(CryptoError::Unsupported);
+            }
+        }
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| CryptoError::BadKey)?;
+        if key.len() != suite.key_len() {
+            return Err(CryptoError::BadKey);
+        }
+        Ok(Crypto { tag, suite, key })
+    }
+
+    /// The attribute value: `<tag> <suite> inline:<base64>`.
+    pub fn to_value(&self) -> String {
+        format!(
+            "{} {} inline:{}",
+            self.tag,
+            self.suite.name(),
+            base64::engine::general_purpose::STANDARD.encode(&self.key)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypto_lines_parse_and_print_back() {
+        // RFC 4568 section 4's example key (30 bytes).
+        let v = b"1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20";
+        let c = Crypto::parse(v).unwrap();
+        assert_eq!(
+            (c.tag, c.suite, c.key.len()),
+            (1, Suite::AesCm128HmacSha1_80, 30)
+        );
+        assert_eq!(
+            c.to_value(),
+            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"
+        );
+        assert!(!format!("{c:?}").contains("WVNf"), "Debug hides the key");
+        let gcm = Crypto {
+            tag: 2,
+            suite: Suite::AeadAes128Gcm,
+            key: (0..28).collect(),
+        };
+        assert_eq!(Crypto::parse(gcm.to_value().as_bytes()), Ok(gcm));
+        for (bad, err) in [
+            (&b"x AES_CM_128_HMAC_SHA1_80 inline:AAAA"[..], CryptoError::Syntax),
+            (b"1 F8_128_HMAC_SHA1_80 inline:AAAA", CryptoError::UnknownSuite),
+            (b"1 AES_CM_128_HMAC_SHA1_80 inline:AAAA", CryptoError::BadKey),
+            (
+                b"1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4",
+                CryptoError::Unsupported,
+            ),
+            (
+                b"1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz UNENCRYPTED_SRTP",
+                CryptoError::Unsupported,
+            ),
+        ] {
+            assert_eq!(Crypto::parse(bad), Err(err), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(Suite::AeadAes128Gcm.rtcp_overhead(), 20);
+    }
+}
