@@ -49,6 +49,9 @@ pub mod rng;
 pub mod routing;
 pub mod side;
 pub mod sip;
+#[cfg(feature = "srtp")]
+#[allow(unsafe_code)]
+pub mod srtp;
 pub mod stats;
 pub mod time;
 pub mod transport;

@@ -17,8 +17,6 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdes;
 pub mod sdp;
-#[cfg(feature = "srtp")]
-pub mod srtp;
 
 pub use cmd::MediaCmd;
 pub use offer::Codec;

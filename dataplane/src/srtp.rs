@@ -4,15 +4,14 @@
 //! unprotects one direction of one media line, in place, without
 //! allocating per packet (libsrtp allocates once per SSRC it meets).
 //!
-//! The only `unsafe` of the data plane outside `dpdk/`: each block says why
+//! With `dpdk/`, the only `unsafe` of the data plane: each block says why
 //! it holds.
-#![allow(unsafe_code)]
 
 use std::sync::Once;
 
 use srtp_sys as sys;
 
-use super::sdes::Suite;
+use crate::media::sdes::Suite;
 
 /// What a session does to the packets given to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +54,7 @@ impl SrtpError {
             sys::srtp_err_status_t_srtp_err_status_auth_fail => Err(SrtpError::AuthFail),
             sys::srtp_err_status_t_srtp_err_status_replay_fail
             | sys::srtp_err_status_t_srtp_err_status_replay_old => Err(SrtpError::Replay),
-            other => Err(SrtpError::Other(other as u32)),
+            other => Err(SrtpError::Other(other)),
         }
     }
 }
