@@ -164,11 +164,25 @@ pub struct GatewayRow {
     #[sqlx(skip)]
     #[serde(default)]
     pub auth_password_set: bool,
+    /// The transport its destination names: `udp`, `tcp` or `tls` (`sips:`
+    /// or `;transport=`; not a column: read from `destination`).
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub transport: String,
     /// For a destination that names a host: what it resolves to now (not
     /// stored; the API fills it in when it lists gateways).
     #[sqlx(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsView>,
+}
+
+/// The transport a gateway destination names, by its config name (`udp`
+/// when it does not parse: such a row is refused at snapshot time anyway).
+pub fn transport_of(destination: &str) -> String {
+    routing::parse_destination(destination)
+        .map_or(sbc_dataplane::Transport::Udp, |(_, t)| t)
+        .name()
+        .to_string()
 }
 
 /// A gateway's extra INVITE headers: `X-` names to values, in name order.
@@ -436,6 +450,7 @@ impl Provisioning {
         let mut rows: Vec<GatewayRow> = sqlx::query_as(GATEWAYS).fetch_all(&self.pool).await?;
         for r in &mut rows {
             r.auth_password_set = r.auth_password.is_some();
+            r.transport = transport_of(&r.destination);
         }
         Ok(rows)
     }
@@ -459,7 +474,11 @@ impl Provisioning {
             .bind(g.headers.to_column());
         let id = self.insert(&mut tx, q).await?;
         tx.commit().await?;
-        Ok(GatewayRow { id, ..g.clone() })
+        Ok(GatewayRow {
+            id,
+            transport: transport_of(&g.destination),
+            ..g.clone()
+        })
     }
 
     /// Every tenant, by tenant id.

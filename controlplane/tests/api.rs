@@ -433,7 +433,20 @@ async fn gateways_get_ids_and_status_reports_on(api: Api) {
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(body["id"], 1);
     assert_eq!(body["description"], "gw1");
+    assert_eq!(body["transport"], "udp");
     assert_eq!(api.last().gateways[0].addr().unwrap().port(), 5060);
+    // A sips: destination is TLS, on 5061 unless written, in the answer
+    // and in what the engine routes with.
+    let tls = r#"{"destination":"sips:203.0.113.11","group":1,"priority":1,"weight":1}"#;
+    let (code, body) = api.call("POST", "/api/v1/gateways", tls).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(body["transport"], "tls");
+    let snap = api.last();
+    let g = snap.gateways.iter().find(|g| g.id == 2).unwrap();
+    assert_eq!(g.transport, sbc_dataplane::Transport::Tls);
+    assert_eq!(g.addr().unwrap().port(), 5061);
+    let (_, list) = api.call("GET", "/api/v1/gateways", "").await;
+    assert_eq!(list[1]["transport"], "tls", "{list}");
     // Counters the data plane sets reach the status document.
     let io = &api.state.stats.io;
     io.ports[sbc_dataplane::Side::Public].rx_missed.set(7);
@@ -1204,6 +1217,7 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         auth_password: None,
         auth_realm: None,
         auth_password_set: false,
+        transport: "udp".into(),
         headers: Default::default(),
         dns: Some(Default::default()),
     };

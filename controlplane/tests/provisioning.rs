@@ -52,6 +52,7 @@ fn gateway(destination: &str) -> GatewayRow {
         auth_password: None,
         auth_realm: None,
         auth_password_set: false,
+        transport: "udp".into(),
         headers: Default::default(),
         dns: None,
     }

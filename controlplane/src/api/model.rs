@@ -222,6 +222,7 @@ impl GatewayIn {
     pub fn into_row(self) -> GatewayRow {
         GatewayRow {
             id: 0,
+            transport: crate::provisioning::transport_of(&self.destination),
             destination: self.destination,
             group: self.group,
             priority: self.priority,
