@@ -617,6 +617,10 @@ pub struct MediaStats {
     pub dropped_wrong_source: Counter,
     /// Packets whose other end has nowhere to send (hold, no SDP yet).
     pub dropped_no_destination: Counter,
+    /// Packets SRTP refused (tag not verified, replayed, no room), RFC 3711.
+    pub dropped_srtp: Counter,
+    /// Of those, the replays.
+    pub srtp_replays: Counter,
     /// Streams installed (gauge).
     pub streams: Counter,
     /// Relay sockets carrying a stream (socket backend; gauge).
@@ -637,7 +641,7 @@ pub struct MediaStats {
 impl MediaStats {
     /// The counters as `GET /api/v1/status` names them under `media`: the
     /// one list of them.
-    pub fn counters(&self) -> [(&'static str, &Counter); 11] {
+    pub fn counters(&self) -> [(&'static str, &Counter); 13] {
         [
             ("streams", &self.streams),
             ("sockets", &self.sockets),
@@ -646,6 +650,8 @@ impl MediaStats {
             ("dropped_unknown_port", &self.dropped_unknown_port),
             ("dropped_wrong_source", &self.dropped_wrong_source),
             ("dropped_no_destination", &self.dropped_no_destination),
+            ("dropped_srtp", &self.dropped_srtp),
+            ("srtp_replays", &self.srtp_replays),
             ("bind_errors", &self.bind_errors),
             ("tx_errors", &self.tx_errors),
             ("commands_dropped", &self.commands_dropped),

@@ -176,6 +176,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
         prefixes: BySide::new(16, 24),
         next_hops: BySide::new(None, None),
         idle_sleep_us: 0,
+        exception_iface: None,
         engine,
         sip_core: None,
         ring_size: 256,

@@ -8,6 +8,16 @@ use super::rtp::TelephoneEvent;
 use crate::call::CallRecord;
 use crate::side::Side;
 
+/// The two SDES keys of one SRTP media line: the peer's (for what it
+/// sends) and ours (for what we send it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// The peer's `a=crypto`: unprotects what it sends.
+    pub inbound: super::sdes::Crypto,
+    /// Ours, as our SDP gave it: protects what we send.
+    pub outbound: super::sdes::Crypto,
+}
+
 /// What the SIP engine tells the media relay.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaCmd {
@@ -48,6 +58,21 @@ pub enum MediaCmd {
         port: u16,
         /// The packets' fields.
         event: TelephoneEvent,
+    },
+    /// SRTP for the media line whose RTP is at our `port` on `side` (and its
+    /// RTCP at `port + 1`): what arrives there from the peer is checked and
+    /// decrypted with `keys.inbound`, what leaves there toward the peer is
+    /// encrypted with `keys.outbound` (RFC 3711; SDES keys, RFC 4568). `None`
+    /// takes SRTP off (a re-INVITE that settles on RTP/AVP); a new value
+    /// rekeys. Only with the `srtp` feature: without it the relay counts the
+    /// stream's packets as [`super::DropReason::Srtp`] drops.
+    Srtp {
+        /// The side of the SRTP peer's end (the gateway's).
+        side: Side,
+        /// Our local RTP port on that side.
+        port: u16,
+        /// The keys, `None` for none.
+        keys: Option<Box<SrtpKeys>>,
     },
     /// A call is over: remove the RTP stream at each of these caller-side
     /// ports and the RTCP stream on the next port, write what each RTP

@@ -18,7 +18,7 @@ pub mod rtp;
 pub mod sdes;
 pub mod sdp;
 
-pub use cmd::MediaCmd;
+pub use cmd::{MediaCmd, SrtpKeys};
 pub use offer::Codec;
 pub use ports::PortPairs;
 pub use relay::{DropReason, End, RelayTable, Stream, Verdict};

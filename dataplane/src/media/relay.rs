@@ -31,10 +31,13 @@ pub enum DropReason {
     WrongSource = 1,
     /// The other end has no address to send to (hold, or no SDP yet).
     NoDestination = 2,
+    /// SRTP refused it: the tag did not verify, a replay, no room for the
+    /// tag, or SRTP was asked of a relay built without it (feature `srtp`).
+    Srtp = 3,
 }
 
 /// Number of [`DropReason`] variants: the length of [`RelayTable::drops`].
-pub const DROP_REASONS: usize = 3;
+pub const DROP_REASONS: usize = 4;
 
 /// What to do with one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +196,37 @@ pub struct RelayTable {
     pub relayed: u64,
     /// Stale streams removed to install a new one on their ports.
     pub replaced: u64,
+    /// Of the [`DropReason::Srtp`] drops, the replays (RFC 3711 section 3.3.2).
+    pub srtp_replays: u64,
+    /// The SRTP of each stream that has one, by stream id.
+    #[cfg(feature = "srtp")]
+    crypto: Vec<Option<Box<StreamCrypto>>>,
+    /// Streams asked for SRTP (`MediaCmd::Srtp`), whose packets are dropped
+    /// as [`DropReason::Srtp`] by a relay built without the `srtp` feature.
+    #[cfg(not(feature = "srtp"))]
+    crypto: Vec<bool>,
+}
+
+/// The SRTP of one stream: the end that faces the SRTP peer, and the two
+/// directions' sessions.
+#[cfg(feature = "srtp")]
+#[derive(Debug)]
+struct StreamCrypto {
+    /// (side, lane, port) of the end the SRTP peer is behind.
+    at: (Side, u8, u16),
+    /// Unprotects what arrives at that end.
+    inbound: crate::srtp::SrtpSession,
+    /// Protects what leaves from that end.
+    outbound: crate::srtp::SrtpSession,
+}
+
+/// Which way a packet crosses an SRTP end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crossing {
+    /// Arriving from the SRTP peer: unprotect.
+    In,
+    /// Leaving toward it: protect.
+    Out,
 }
 
 const NONE: u32 = u32::MAX;
@@ -216,6 +250,8 @@ impl RelayTable {
             drops: [0; DROP_REASONS],
             relayed: 0,
             replaced: 0,
+            srtp_replays: 0,
+            crypto: Vec::new(),
         }
     }
 
@@ -268,6 +304,9 @@ impl RelayTable {
     /// Removes a stream and frees its ports in the table.
     pub fn remove(&mut self, id: u32) -> Option<Stream> {
         let stream = self.streams.get_mut(id as usize)?.take()?;
+        if let Some(c) = self.crypto.get_mut(id as usize) {
+            *c = Default::default();
+        }
         for e in &stream.ends {
             if let Some((array, s)) = self.slot(e.side, e.lane, e.port) {
                 if let Some(x) = self.index.get_mut(array).and_then(|v| v.get_mut(s)) {
@@ -338,6 +377,14 @@ impl RelayTable {
             }
             // Sent by the backend, which owns the sockets or ports.
             MediaCmd::Dtmf { .. } => None,
+            MediaCmd::Srtp { side, port, keys } => {
+                for p in [port, port.wrapping_add(1)] {
+                    if let Some(id) = self.id_at(side, p) {
+                        self.set_crypto(id, (side, 0, p), keys.as_deref());
+                    }
+                }
+                None
+            }
             MediaCmd::Release {
                 rtp_ports,
                 mut record,
@@ -415,6 +462,19 @@ impl RelayTable {
             .collect()
     }
 
+    /// Copies the table's counters into the relay's shared ones (plain
+    /// stores: the backends call it after busy rounds).
+    pub fn publish(&self, m: &crate::stats::MediaStats) {
+        m.relayed.set(self.relayed);
+        let [unknown, wrong, nowhere, srtp] = self.drops;
+        m.dropped_unknown_port.set(unknown);
+        m.dropped_wrong_source.set(wrong);
+        m.dropped_no_destination.set(nowhere);
+        m.dropped_srtp.set(srtp);
+        m.srtp_replays.set(self.srtp_replays);
+        m.streams.set(self.len() as u64);
+    }
+
     /// Installed streams (RTP and RTCP each count one).
     pub fn len(&self) -> usize {
         self.streams.len() - self.free.len()
@@ -436,6 +496,142 @@ impl RelayTable {
     /// Whether no stream is installed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sets (or, `None`, takes off) the SRTP of stream `id`, whose end at
+    /// `at` faces the SRTP peer. Sessions are made here, on the relay's
+    /// thread, never per packet; keys that libsrtp refuses leave the stream
+    /// without SRTP and its packets dropped.
+    fn set_crypto(&mut self, id: u32, at: (Side, u8, u16), keys: Option<&super::SrtpKeys>) {
+        let i = id as usize;
+        if self.crypto.len() <= i {
+            self.crypto.resize_with(i + 1, Default::default);
+        }
+        #[cfg(feature = "srtp")]
+        let value = keys.and_then(|k| {
+            use crate::srtp::{Role, SrtpSession};
+            let inbound = SrtpSession::new(k.inbound.suite, &k.inbound.key, Role::Unprotect);
+            let outbound = SrtpSession::new(k.outbound.suite, &k.outbound.key, Role::Protect);
+            match (inbound, outbound) {
+                (Ok(inbound), Ok(outbound)) => Some(Box::new(StreamCrypto {
+                    at,
+                    inbound,
+                    outbound,
+                })),
+                _ => None,
+            }
+        });
+        #[cfg(not(feature = "srtp"))]
+        let value = {
+            let _ = at;
+            keys.is_some()
+        };
+        if let Some(slot) = self.crypto.get_mut(i) {
+            *slot = value;
+        }
+    }
+
+    /// SRTP on a packet `buf[..len]` crossing our end at `at`: unprotected
+    /// when it arrives from the SRTP peer, protected when it leaves toward
+    /// it (`buf` then needs room for the tag after `len`). The new length,
+    /// or the drop (counted by the caller).
+    #[cfg(feature = "srtp")]
+    fn srtp(
+        &mut self,
+        at: (Side, u8, u16),
+        way: Crossing,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, DropReason> {
+        let Some(id) = self.id_on(at.0, at.1, at.2) else {
+            return Ok(len);
+        };
+        let rtcp_stream = self.get(id).is_some_and(|s| s.rtcp);
+        let Some(Some(c)) = self.crypto.get_mut(id as usize) else {
+            return Ok(len);
+        };
+        if c.at != at {
+            return Ok(len);
+        }
+        // RTCP on its own port, or muxed on the RTP port (RFC 5761 section 4).
+        let rtcp = rtcp_stream || super::rtcp::is_rtcp(buf.get(..len).unwrap_or_default());
+        let done = match (way, rtcp) {
+            (Crossing::In, false) => c.inbound.unprotect_rtp(buf, len),
+            (Crossing::In, true) => c.inbound.unprotect_rtcp(buf, len),
+            (Crossing::Out, false) => c.outbound.protect_rtp(buf, len),
+            (Crossing::Out, true) => c.outbound.protect_rtcp(buf, len),
+        };
+        done.map_err(|e| {
+            if e == crate::srtp::SrtpError::Replay {
+                self.srtp_replays += 1;
+            }
+            DropReason::Srtp
+        })
+    }
+
+    /// Without the `srtp` feature: a stream asked for SRTP drops everything.
+    #[cfg(not(feature = "srtp"))]
+    fn srtp(
+        &mut self,
+        at: (Side, u8, u16),
+        _way: Crossing,
+        _buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, DropReason> {
+        match self.id_on(at.0, at.1, at.2) {
+            Some(id) if self.crypto.get(id as usize) == Some(&true) => Err(DropReason::Srtp),
+            _ => Ok(len),
+        }
+    }
+
+    /// One packet through the relay, SRTP included: the packet `buf[..len]`
+    /// that arrived on our `port` of `lane` on `side` from `src` is
+    /// unprotected when that end faces an SRTP peer, judged
+    /// ([`RelayTable::verdict`]), and protected when the end it leaves from
+    /// faces one. `buf` needs room after `len` for the tag (20 bytes at
+    /// most, [`super::sdes::Suite::rtcp_overhead`]). Returns the verdict and
+    /// the length to send. Streams without SRTP cost one table look-up more
+    /// than the verdict alone.
+    pub fn relay_packet(
+        &mut self,
+        at: (Side, u8, u16),
+        src: SocketAddrV4,
+        buf: &mut [u8],
+        len: usize,
+        now_ms: Ms,
+    ) -> (Verdict, usize) {
+        let drop = |t: &mut RelayTable, r: DropReason| {
+            if let Some(c) = t.drops.get_mut(r as usize) {
+                *c += 1;
+            }
+            (Verdict::Drop(r), len)
+        };
+        let srtp = !self.crypto.is_empty();
+        let len = if srtp {
+            match self.srtp(at, Crossing::In, buf, len) {
+                Ok(n) => n,
+                Err(r) => return drop(self, r),
+            }
+        } else {
+            len
+        };
+        let Some(pkt) = buf.get_mut(..len) else {
+            return drop(self, DropReason::Srtp);
+        };
+        let verdict = self.verdict(at, src, pkt, now_ms);
+        match verdict {
+            Verdict::Relay {
+                side, lane, port, ..
+            } if srtp => match self.srtp((side, lane, port), Crossing::Out, buf, len) {
+                Ok(n) => (verdict, n),
+                Err(r) => {
+                    // Counted as relayed by the verdict; it did not leave.
+                    self.relayed = self.relayed.saturating_sub(1);
+                    drop(self, r)
+                }
+            },
+            _ => (verdict, len),
+        }
     }
 
     /// The verdict for one packet that arrived on our `port` of `lane` on

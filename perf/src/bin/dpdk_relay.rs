@@ -159,7 +159,7 @@ fn run(flows: u32, pcap: &str, seconds: f64, mem: u32) -> anyhow::Result<()> {
         streams,
         seconds,
     );
-    let relay_reasons = ["unknown_port", "wrong_source", "no_destination"];
+    let relay_reasons = ["unknown_port", "wrong_source", "no_destination", "srtp"];
     let mut drops = serde_json::Map::new();
     for (i, n) in r.dropped.iter().enumerate() {
         let name = ["truncated", "not_for_us", "bad_checksum", "unsupported"]

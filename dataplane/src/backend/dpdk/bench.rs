@@ -35,7 +35,7 @@ pub struct RelayRun {
     /// Frames dropped before the relay, by [`net::Reason`].
     pub dropped: [u64; net::REASONS],
     /// Packets the relay table refused: unknown port, wrong source, no destination.
-    pub relay_drops: [u64; 3],
+    pub relay_drops: [u64; crate::media::relay::DROP_REASONS],
     /// Packets dropped because the next hop's MAC was unknown.
     pub arp_unresolved: u64,
     /// Packets that could not be sent (full TX ring, no mbuf).

@@ -341,7 +341,7 @@ impl Poller {
         // The kernel's share of the public side: what the poll loop does not own.
         let kernel = side == Side::Public && self.exception.is_some();
         if kernel && exception::for_kernel(&kind) {
-            self.to_exception(m, io);
+            self.push_exception(m, io);
             return false;
         }
         match kind {
@@ -366,7 +366,7 @@ impl Poller {
                     self.push(side, m, io);
                 } else if kernel && !request {
                     // The kernel resolves its own next hops: it sees the replies too.
-                    self.to_exception(m, io);
+                    self.push_exception(m, io);
                 }
                 false
             }
@@ -397,7 +397,17 @@ impl Poller {
                 };
                 // The relay may set an RTP marker bit (a telephone event's first packet).
                 let before = pkt.get(..2).and_then(|w| <[u8; 2]>::try_from(w).ok());
-                let verdict = self.table.verdict((side, lane, dst.port()), src, pkt, now);
+                // SRTP here fails closed: with no room in the slice a packet
+                // to protect is dropped, and one whose length SRTP changed
+                // (the frame is not resized yet) is not sent.
+                let (verdict, n) =
+                    self.table
+                        .relay_packet((side, lane, dst.port()), src, pkt, len, now);
+                let verdict = if n == len {
+                    verdict
+                } else {
+                    Verdict::Drop(crate::media::DropReason::Srtp)
+                };
                 let after = pkt.get(..2).and_then(|w| <[u8; 2]>::try_from(w).ok());
                 if let (Some(b), Some(a)) = (before, after) {
                     if a != b {
@@ -498,13 +508,7 @@ impl Poller {
     /// The relay table's counters into the shared stats (plain stores, after
     /// each busy poll, so the API is never more than one burst behind).
     fn publish_relay_counters(&self) {
-        let m = &self.shared.media;
-        m.relayed.set(self.table.relayed);
-        let [unknown, wrong, nowhere] = self.table.drops;
-        m.dropped_unknown_port.set(unknown);
-        m.dropped_wrong_source.set(wrong);
-        m.dropped_no_destination.set(nowhere);
-        m.streams.set(self.table.len() as u64);
+        self.table.publish(&self.shared.media);
     }
 
     /// Queues a frame on `side`'s burst, sending the burst first if full.
@@ -519,7 +523,7 @@ impl Poller {
     }
 
     /// Queues a frame toward the kernel's exception interface.
-    fn to_exception(&mut self, m: Mbuf, io: &IoStats) {
+    fn push_exception(&mut self, m: Mbuf, io: &IoStats) {
         if self.exception_tx.len() == BURST {
             self.flush_exception(io);
         }

@@ -150,16 +150,19 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventF
                 receive_batch(sock, &mut headers, &mut bufs, &mut got);
                 let mut from = None;
                 for (slot, &(len, src, _)) in got.iter().enumerate() {
-                    let Some(pkt) = bufs.get_mut(slot).and_then(|b| b.get_mut(..len)) else {
+                    let Some(buf) = bufs.get_mut(slot) else {
                         continue;
                     };
                     // One media address per side: everything is on lane 0.
+                    // The buffer has room after the packet for an SRTP tag.
+                    let (verdict, len) = table.relay_packet((side, 0, port), src, buf, len, now);
+                    let pkt = buf.get(..len).unwrap_or_default();
                     if let Verdict::Relay {
                         side: out_side,
                         port: out_port,
                         to,
                         ..
-                    } = table.verdict((side, 0, port), src, pkt, now)
+                    } = verdict
                     {
                         let ours = |s: Side, p: u16| SocketAddrV4::new(settings.ip[s], p);
                         shared.engine.capture_media(src, ours(side, port), pkt);
@@ -181,12 +184,7 @@ pub(super) fn relay_loop(settings: MediaSettings, shared: &Shared, wake: &EventF
                 }
             }
         }
-        stats.relayed.set(table.relayed);
-        let [unknown, wrong, nowhere] = table.drops;
-        stats.dropped_unknown_port.set(unknown);
-        stats.dropped_wrong_source.set(wrong);
-        stats.dropped_no_destination.set(nowhere);
-        stats.streams.set(table.len() as u64);
+        table.publish(stats);
     }
 }
 

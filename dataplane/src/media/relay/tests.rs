@@ -116,7 +116,7 @@ fn spoofed_and_unknown_sources_are_dropped_and_counted() {
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::UnknownPort));
-    assert_eq!(t.drops, [1, 2, 0]);
+    assert_eq!(t.drops, [1, 2, 0, 0]);
     assert_eq!(t.relayed, 1);
 }
 
@@ -539,4 +539,132 @@ fn telephone_events_leave_with_the_receivers_payload_type() {
     let s = t.get(0).unwrap();
     assert_eq!(s.ends[0].rx.summary().dtmf_events, 2);
     assert_eq!(s.ends[1].rx.summary().dtmf_events, 1);
+}
+
+/// SRTP keys for the gateway's end at 20000: the gateway's and ours.
+fn srtp_keys(suite: crate::media::sdes::Suite) -> super::super::SrtpKeys {
+    use crate::media::sdes::Crypto;
+    super::super::SrtpKeys {
+        inbound: Crypto {
+            tag: 1,
+            suite,
+            key: vec![0x11; suite.key_len()],
+        },
+        outbound: Crypto {
+            tag: 1,
+            suite,
+            key: vec![0x22; suite.key_len()],
+        },
+    }
+}
+
+#[cfg(feature = "srtp")]
+#[test]
+fn srtp_toward_the_gateway_plain_rtp_toward_the_carrier() {
+    use crate::media::sdes::Suite;
+    use crate::srtp::{Role, SrtpSession};
+    for suite in Suite::ALL {
+        let (mut t, _) = table();
+        let keys = srtp_keys(suite);
+        t.apply(
+            MediaCmd::Srtp {
+                side: Side::Public,
+                port: 20000,
+                keys: Some(Box::new(keys.clone())),
+            },
+            |_| {},
+        );
+        // The gateway's view: it decrypts with our key, encrypts with its own.
+        let mut gw_rx = SrtpSession::new(suite, &keys.outbound.key, Role::Unprotect).unwrap();
+        let mut gw_tx = SrtpSession::new(suite, &keys.inbound.key, Role::Protect).unwrap();
+        let carrier = addr("10.0.1.10:40000");
+        let gateway = addr("203.0.113.10:30000");
+        for seq in 1..=3u16 {
+            // Carrier -> gateway: leaves encrypted, a tag longer.
+            let plain = rtp(seq, u32::from(seq) * 160);
+            let mut buf = plain.clone();
+            buf.resize(2048, 0);
+            let (v, n) =
+                t.relay_packet((Side::Private, 0, 10000), carrier, &mut buf, plain.len(), 0);
+            assert!(matches!(v, Verdict::Relay { port: 20000, .. }), "{v:?}");
+            assert_eq!(n, plain.len() + suite.rtp_overhead());
+            assert_ne!(&buf[12..plain.len()], &plain[12..], "payload in clear");
+            assert_eq!(gw_rx.unprotect_rtp(&mut buf, n).unwrap(), plain.len());
+            assert_eq!(&buf[..plain.len()], &plain[..]);
+            // Gateway -> carrier: arrives encrypted, leaves plain.
+            let mut buf = plain.clone();
+            buf.resize(2048, 0);
+            let n = gw_tx.protect_rtp(&mut buf, plain.len()).unwrap();
+            let sent = buf.clone();
+            let (v, m) = t.relay_packet((Side::Public, 0, 20000), gateway, &mut buf, n, 0);
+            assert!(matches!(v, Verdict::Relay { port: 10000, .. }), "{v:?}");
+            assert_eq!(&buf[..m], &plain[..]);
+            // The same packet again is a replay; a changed byte does not verify.
+            let mut again = sent.clone();
+            let (v, _) = t.relay_packet((Side::Public, 0, 20000), gateway, &mut again, n, 0);
+            assert_eq!(v, Verdict::Drop(DropReason::Srtp));
+            let _ = sent;
+            let fresh = rtp(seq + 100, 0);
+            let mut forged = fresh.clone();
+            forged.resize(2048, 0);
+            let n = gw_tx.protect_rtp(&mut forged, fresh.len()).unwrap();
+            forged[20] ^= 0x40;
+            let (v, _) = t.relay_packet((Side::Public, 0, 20000), gateway, &mut forged, n, 0);
+            assert_eq!(v, Verdict::Drop(DropReason::Srtp));
+        }
+        assert_eq!((t.drops[DropReason::Srtp as usize], t.srtp_replays), (6, 3));
+        assert_eq!(t.relayed, 6);
+        // No room for the tag: dropped, never sent in clear.
+        let plain = rtp(9, 9 * 160);
+        let mut tight = plain.clone();
+        let (v, _) = t.relay_packet(
+            (Side::Private, 0, 10000),
+            carrier,
+            &mut tight,
+            plain.len(),
+            0,
+        );
+        assert_eq!(v, Verdict::Drop(DropReason::Srtp));
+        // SRTP off again (a re-INVITE to RTP/AVP): plain both ways.
+        t.apply(
+            MediaCmd::Srtp {
+                side: Side::Public,
+                port: 20000,
+                keys: None,
+            },
+            |_| {},
+        );
+        let mut buf = plain.clone();
+        buf.resize(2048, 0);
+        let (v, n) = t.relay_packet((Side::Private, 0, 10000), carrier, &mut buf, plain.len(), 0);
+        assert!(matches!(v, Verdict::Relay { .. }));
+        assert_eq!(&buf[..n], &plain[..]);
+    }
+}
+
+#[cfg(not(feature = "srtp"))]
+#[test]
+fn srtp_asked_of_a_relay_without_it_drops_rather_than_send_in_clear() {
+    let (mut t, _) = table();
+    t.apply(
+        MediaCmd::Srtp {
+            side: Side::Public,
+            port: 20000,
+            keys: Some(Box::new(srtp_keys(
+                crate::media::sdes::Suite::AesCm128HmacSha1_80,
+            ))),
+        },
+        |_| {},
+    );
+    let plain = rtp(1, 160);
+    let mut buf = plain.clone();
+    buf.resize(2048, 0);
+    let (v, _) = t.relay_packet(
+        (Side::Private, 0, 10000),
+        addr("10.0.1.10:40000"),
+        &mut buf,
+        plain.len(),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::Srtp));
 }
