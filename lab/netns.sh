@@ -2,8 +2,10 @@
 # Network-namespace lab for the SBC end-to-end tests.
 #
 #   lab/netns.sh up             create namespaces carrier / sbc / gw and the veth pairs
-#                               (SBC_LAB_BACKEND=dpdk: priv0/pub0 get no kernel address; the
-#                               SBC's DPDK dataplane owns them through net_af_packet vdevs)
+#                               (SBC_LAB_BACKEND=dpdk: priv0/pub0 get no kernel address and
+#                               the kernel takes no IP input on them; the SBC's DPDK dataplane
+#                               owns them through net_af_packet vdevs, and gives the kernel its
+#                               share through the exception interface sbc-pub)
 #   lab/netns.sh down           remove them (idempotent)
 #   lab/netns.sh exec NS CMD... run CMD inside namespace NS
 #   lab/netns.sh status         show addresses of every lab namespace
@@ -80,6 +82,17 @@ lab_up() {
     if [[ ${SBC_LAB_BACKEND:-socket} != dpdk ]]; then
         ip -n sbc addr add 10.0.0.100/16 dev priv0
         ip -n sbc addr add 203.0.113.50/24 dev pub0
+    else
+        # net_af_packet leaves the kernel seeing every frame of priv0/pub0 as well. The
+        # SBC's DPDK exception interface (sbc-pub) gives the kernel 203.0.113.50, which
+        # Linux would then take on any interface and answer (UDP port unreachable for
+        # SIP and RTP): IP input on priv0/pub0 is dropped, before the local table, so
+        # the kernel only gets what the poll loop hands it through sbc-pub. A NIC bound
+        # to vfio-pci needs none of this: the kernel never sees its frames.
+        ip -n sbc rule add pref 10 iif pub0 blackhole
+        ip -n sbc rule add pref 11 iif priv0 blackhole
+        ip -n sbc rule add pref 100 lookup local
+        ip -n sbc rule del pref 0 lookup local
     fi
     ip -n gw addr add 203.0.113.10/24 dev g0
     ip -n gw addr add 203.0.113.11/24 dev g0
