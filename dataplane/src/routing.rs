@@ -76,6 +76,52 @@ pub struct Gateway {
     /// The transport its destination URI names (`;transport=`, `sips:`):
     /// every request toward it goes over it.
     pub transport: Transport,
+    /// Whether its media is SRTP (SDES keys, RFC 4568; LiveKit's
+    /// `media_encryption`).
+    pub media_encryption: MediaEncryption,
+}
+
+/// Whether the media toward a gateway is encrypted (SRTP, RFC 3711, keyed
+/// by SDES `a=crypto` lines, RFC 4568), by LiveKit's names for its trunks'
+/// `media_encryption`. Whatever the gateway offers itself is answered in
+/// kind (SRTP to an `a=crypto` offer) whatever this says, except that
+/// `Require` refuses a plain one; the carrier side is always plain RTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MediaEncryption {
+    /// Plain RTP/AVP offers, no `a=crypto`.
+    #[default]
+    Disable,
+    /// Offers carry `a=crypto` on `RTP/AVP` (best-effort SRTP, as LiveKit
+    /// and Asterisk do it): SRTP when the answer takes a key, plain RTP
+    /// when it takes none.
+    Allow,
+    /// Offers are `RTP/SAVP` with `a=crypto`: an answer (or an offer of the
+    /// gateway's) without a key we gave or take ends the call (502, or 488
+    /// to an offer).
+    Require,
+}
+
+impl MediaEncryption {
+    /// Every value, in the order of their names' documentation.
+    pub const ALL: [MediaEncryption; 3] = [
+        MediaEncryption::Disable,
+        MediaEncryption::Allow,
+        MediaEncryption::Require,
+    ];
+
+    /// The name in SQL, the API and `sbcctl`: `disable`, `allow` or `require`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaEncryption::Disable => "disable",
+            MediaEncryption::Allow => "allow",
+            MediaEncryption::Require => "require",
+        }
+    }
+
+    /// The value named `name` (exactly as [`MediaEncryption::name`] writes it).
+    pub fn parse(name: &str) -> Option<MediaEncryption> {
+        MediaEncryption::ALL.into_iter().find(|m| m.name() == name)
+    }
 }
 
 /// Digest credentials for a gateway that challenges (RFC 3261 §22; the
@@ -260,6 +306,9 @@ pub struct Target {
     pub headers: Arc<[u8]>,
     /// How requests reach it ([`Gateway::transport`]; UDP toward carriers).
     pub transport: Transport,
+    /// What the SBC offers it ([`Gateway::media_encryption`]; `Disable`
+    /// toward carriers).
+    pub media_encryption: MediaEncryption,
 }
 
 /// The facts of an INVITE that routing looks at.
@@ -367,6 +416,7 @@ impl RouteSnapshot {
                         auth: g.auth.clone(),
                         headers: g.headers.clone(),
                         transport: g.transport,
+                        media_encryption: g.media_encryption,
                     })
             })
             .collect()
@@ -433,6 +483,7 @@ impl RouteSnapshot {
                 auth: None,
                 headers: Arc::default(),
                 transport: Transport::Udp,
+                media_encryption: MediaEncryption::Disable,
             }],
             None => {
                 let mut hosts: Vec<&Carrier> =
@@ -447,6 +498,7 @@ impl RouteSnapshot {
                         auth: None,
                         headers: Arc::default(),
                         transport: Transport::Udp,
+                        media_encryption: MediaEncryption::Disable,
                     })
                     .collect()
             }
@@ -607,6 +659,7 @@ mod tests {
             auth: None,
             headers: Arc::default(),
             transport: Transport::Udp,
+            media_encryption: MediaEncryption::Disable,
         };
         RouteSnapshot {
             version: 1,

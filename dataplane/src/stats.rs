@@ -110,6 +110,9 @@ pub struct EngineStats {
     /// 2xx answers whose SDP the relay could not anchor: the call was ended
     /// (502 with a Warning to the requester, BYEs of ours).
     pub answers_refused: Counter,
+    /// Media lines keyed for SRTP toward a gateway: an answer committed
+    /// with SDES keys on them (a call's line, and again at each rekey).
+    pub srtp_lines: Counter,
     /// Session refreshes (RFC 4028) of shielded calls answered at the
     /// carrier's edge, without the gateway.
     pub refreshes_answered: Counter,
@@ -229,6 +232,7 @@ impl Default for EngineStats {
             media_timeouts_held: Counter::default(),
             offers_rolled_back: Counter::default(),
             answers_refused: Counter::default(),
+            srtp_lines: Counter::default(),
             refreshes_answered: Counter::default(),
             sessions_expired: Counter::default(),
             info_dtmf: Counter::default(),
@@ -426,7 +430,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 34] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 35] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -449,6 +453,7 @@ impl EngineStats {
             ("media_timeouts_held", &self.media_timeouts_held),
             ("offers_rolled_back", &self.offers_rolled_back),
             ("answers_refused", &self.answers_refused),
+            ("srtp_lines", &self.srtp_lines),
             ("refreshes_answered", &self.refreshes_answered),
             ("sessions_expired", &self.sessions_expired),
             ("info_dtmf", &self.info_dtmf),

@@ -67,6 +67,7 @@ fn engine() -> SipEngine {
             auth: None,
             headers: Default::default(),
             transport: Default::default(),
+            media_encryption: Default::default(),
         }],
         tenants: vec![],
     };

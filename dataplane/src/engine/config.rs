@@ -44,6 +44,10 @@ pub struct EngineConfig {
     pub offer_codecs: Vec<Codec>,
     /// How gateways (and host carriers) are probed and judged (`[health]`).
     pub health: HealthConfig,
+    /// The relay can protect media (SRTP with SDES keys, RFC 3711/4568):
+    /// built with the `srtp` feature, on a backend that does it. Without
+    /// it no keys are offered and an `RTP/SAVP` offer gets 488.
+    pub srtp: bool,
 }
 
 /// Where the media relay listens on each side.
@@ -89,6 +93,7 @@ impl EngineConfig {
             strip_isup: false,
             offer_codecs: DEFAULT_CODECS.to_vec(),
             health: HealthConfig::off(),
+            srtp: false,
         }
     }
 

@@ -243,6 +243,11 @@ pub struct Dialog {
     /// tenant's codecs, placeholders not yet anchored); the carrier's answer
     /// in the ACK stops here.
     pub sbc_offer: Option<Vec<u8>>,
+    /// What the SBC offers the gateway of the call
+    /// ([`crate::routing::Target::media_encryption`]).
+    pub media_encryption: crate::routing::MediaEncryption,
+    /// The SDES keys of the gateway leg.
+    pub sdes: super::sdes::Sdes,
     /// The carrier requires reliable provisionals (RFC 3262 `Require:
     /// 100rel`), which the SBC sends it itself (`livekit` profile).
     pub reliable: Option<Reliable>,
@@ -306,6 +311,8 @@ impl Dialog {
             ack_here: None,
             direction_fix: Vec::new(),
             sbc_offer: None,
+            media_encryption: Default::default(),
+            sdes: Default::default(),
             reliable: None,
             dtmf_out: None,
             carrier_allows_update: false,

@@ -190,6 +190,7 @@ impl SipEngine {
         dialog.profile = target.profile;
         dialog.gateway_headers = target.headers.clone();
         dialog.gateway_auth = target.auth.clone();
+        dialog.media_encryption = target.media_encryption;
         if target.profile == Profile::Livekit {
             dialog.session = self.initial_session(msg, side == dialog.gateway_side());
             if side != dialog.gateway_side() && SipEngine::wants_reliable(msg) {
@@ -339,6 +340,7 @@ impl SipEngine {
             d.profile = target.profile;
             d.gateway_headers = target.headers.clone();
             d.gateway_auth = target.auth.clone();
+            d.media_encryption = target.media_encryption;
             d.attempts += 1;
         }
         let branch = self.branch_for(id, send);

@@ -90,6 +90,7 @@ impl SipEngine {
                         d.direction_fix.clear();
                     }
                 }
+                self.sdes_answer(did, from, &sdp);
                 self.apply_lines(did, from.other(), &offered);
                 self.apply_lines(did, from, &lines);
             }
@@ -100,6 +101,7 @@ impl SipEngine {
                     lines,
                     answered: false,
                 });
+                self.sdes_offer(did, from, &sdp);
             }
             None => {}
         }
@@ -220,7 +222,17 @@ impl SipEngine {
     /// `msg` carries an SDP ([`sdp_of`]) the relay cannot take.
     pub(super) fn unanchorable(&self, msg: &SipMessage<'_>) -> Option<SdpError> {
         self.cfg.media?;
-        SdpRepr::parse(sdp_of(msg)?).err()
+        let sdp = match SdpRepr::parse(sdp_of(msg)?) {
+            Ok(sdp) => sdp,
+            Err(e) => return Some(e),
+        };
+        // An RTP/SAVP line is ours to key (SDES): with a key we can take.
+        let unkeyable = |m: &MediaRepr| {
+            m.port != 0
+                && m.proto.contains("SAVP")
+                && (!self.cfg.srtp || m.crypto.is_empty() || !m.proto.starts_with("RTP/"))
+        };
+        sdp.media.iter().any(unkeyable).then_some(SdpError::Srtp)
     }
 
     /// The body of `msg` as leg `to` must see it. Its SDP (the whole body,
@@ -314,12 +326,13 @@ impl SipEngine {
         let rewritten = self.anchored(did, to, sdp);
         let mut out = Vec::with_capacity(sdp.len() + 16);
         hider.copy(rewritten.as_deref().unwrap_or(sdp), &mut out);
-        match self.dialogs.get(did) {
+        let out = match self.dialogs.get(did) {
             Some(d) if !d.direction_fix.is_empty() && d.leg(to).side != d.gateway_side() => {
                 sdp::set_directions(&out, &d.direction_fix)
             }
             _ => out,
-        }
+        };
+        self.sdp_keys_for(did, to, out)
     }
 
     /// `sdp` with our media address and leg `to`'s ports, when media is

@@ -26,6 +26,7 @@ mod probe;
 mod request;
 mod response;
 mod rewrite;
+mod sdes;
 mod shield;
 mod slab;
 mod timer;

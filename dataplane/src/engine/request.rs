@@ -7,6 +7,7 @@ use super::dialog::LegRef;
 use super::ids::server_key;
 use super::invite::RouteState;
 use super::local::{local_response, raw_line, via_lines};
+use super::media::sdp_of;
 use super::rewrite::first_contact_uri;
 use super::slab::Id;
 use super::txn::{CancelState, Phase, Timer, Txn};
@@ -251,6 +252,24 @@ impl SipEngine {
             }
         }
         d.leg_mut(orig).peer = src;
+        // A gateway that must key its media and offers none is refused.
+        let refusal = matches!(msg.method(), Method::Invite | Method::Update)
+            .then(|| self.srtp_refusal(did, orig, sdp_of(msg)?))
+            .flatten();
+        if let Some(e) = refusal {
+            let warning = format!("Warning: 399 sbc \"{}\"\r\n", e.text());
+            let tag = self.next_u64();
+            out.push(Outgoing {
+                side,
+                dst: src,
+                transport,
+                data: local_response(msg, src, 488, reason(488), tag, warning.as_bytes()),
+            });
+            return;
+        }
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
         if d.profile == Profile::Livekit && self.shield_request(rx, did, &key, out) {
             return;
         }

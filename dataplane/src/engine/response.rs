@@ -8,6 +8,7 @@ use super::dialog::DialogState;
 use super::dialog::LegRef;
 use super::invite::Challenge;
 use super::local::{build_ack, raw_line};
+use super::media::sdp_of;
 use super::rewrite::{first_contact_uri, is_our_uri, our_contact, record_route, with_tag};
 use super::slab::Id;
 use super::txn::{CancelState, Outbound, Phase, Timer};
@@ -115,7 +116,11 @@ impl SipEngine {
                 if t.invite {
                     if phase == Phase::Proceeding {
                         self.provisionals_done(id);
-                        if let Some(e) = self.unanchorable(msg) {
+                        let refusal = self.unanchorable(msg).or_else(|| {
+                            let t = self.txns.get(id)?;
+                            self.srtp_refusal(t.dialog, t.orig.other(), sdp_of(msg)?)
+                        });
+                        if let Some(e) = refusal {
                             return self.refuse_answer(rx, id, &e, out);
                         }
                         let Some(t) = self.txns.get_mut(id) else {

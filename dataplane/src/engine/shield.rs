@@ -377,9 +377,14 @@ impl SipEngine {
             return;
         };
         self.add_media_lines(did, &offer);
-        if let Some(d) = self.dialogs.get_mut(did) {
-            d.sbc_offer = Some(sdp);
-        }
+        let carrier = match self.dialogs.get_mut(did) {
+            Some(d) => {
+                d.sbc_offer = Some(sdp);
+                d.leg_on(d.gateway_side()).other()
+            }
+            None => return,
+        };
+        self.sdes_offer(did, carrier, &offer);
     }
 
     /// The carrier's 2xx to our refresh re-INVITE: its SDP answers the

@@ -218,6 +218,8 @@ struct StreamCrypto {
     inbound: crate::srtp::SrtpSession,
     /// Protects what leaves from that end.
     outbound: crate::srtp::SrtpSession,
+    /// The keys the two sessions were made with.
+    keys: super::SrtpKeys,
 }
 
 /// Which way a packet crosses an SRTP end.
@@ -500,8 +502,10 @@ impl RelayTable {
 
     /// Sets (or, `None`, takes off) the SRTP of stream `id`, whose end at
     /// `at` faces the SRTP peer. Sessions are made here, on the relay's
-    /// thread, never per packet; keys that libsrtp refuses leave the stream
-    /// without SRTP and its packets dropped.
+    /// thread, never per packet; a direction whose key did not change (a
+    /// re-INVITE that keeps the peer's key) keeps its session, rollover
+    /// counter and replay list with it (RFC 3711 section 3.3.1). Keys that
+    /// libsrtp refuses leave the stream without SRTP and its packets dropped.
     fn set_crypto(&mut self, id: u32, at: (Side, u8, u16), keys: Option<&super::SrtpKeys>) {
         let i = id as usize;
         if self.crypto.len() <= i {
@@ -510,13 +514,35 @@ impl RelayTable {
         #[cfg(feature = "srtp")]
         let value = keys.and_then(|k| {
             use crate::srtp::{Role, SrtpSession};
-            let inbound = SrtpSession::new(k.inbound.suite, &k.inbound.key, Role::Unprotect);
-            let outbound = SrtpSession::new(k.outbound.suite, &k.outbound.key, Role::Protect);
+            let old = self
+                .crypto
+                .get_mut(i)
+                .and_then(Option::take)
+                .filter(|c| c.at == at);
+            let (mut keep_in, mut keep_out) = (None, None);
+            if let Some(c) = old {
+                let c = *c;
+                if c.keys.inbound == k.inbound {
+                    keep_in = Some(c.inbound);
+                }
+                if c.keys.outbound == k.outbound {
+                    keep_out = Some(c.outbound);
+                }
+            }
+            let inbound = match keep_in {
+                Some(s) => Ok(s),
+                None => SrtpSession::new(k.inbound.suite, &k.inbound.key, Role::Unprotect),
+            };
+            let outbound = match keep_out {
+                Some(s) => Ok(s),
+                None => SrtpSession::new(k.outbound.suite, &k.outbound.key, Role::Protect),
+            };
             match (inbound, outbound) {
                 (Ok(inbound), Ok(outbound)) => Some(Box::new(StreamCrypto {
                     at,
                     inbound,
                     outbound,
+                    keys: k.clone(),
                 })),
                 _ => None,
             }

@@ -137,6 +137,21 @@ impl Crypto {
         Ok(Crypto { tag, suite, key })
     }
 
+    /// A new master key and salt for `suite` under `tag`, from the
+    /// operating system's random source (`getrandom`; RFC 4568 section 6.1
+    /// wants them cryptographically random). Errors when that source fails.
+    pub fn generate(tag: u32, suite: Suite) -> Result<Crypto, getrandom::Error> {
+        let mut key = vec![0; suite.key_len()];
+        getrandom::fill(&mut key)?;
+        Ok(Crypto { tag, suite, key })
+    }
+
+    /// Whether `other` names the same key slot: tag and suite (how an
+    /// answer's `a=crypto` is matched to the offer's, RFC 4568 section 7.1.2).
+    pub fn same_slot(&self, other: &Crypto) -> bool {
+        self.tag == other.tag && self.suite == other.suite
+    }
+
     /// The attribute value: `<tag> <suite> inline:<base64>`.
     pub fn to_value(&self) -> String {
         format!(
@@ -146,6 +161,102 @@ impl Crypto {
             base64::engine::general_purpose::STANDARD.encode(&self.key)
         )
     }
+}
+
+/// The SRTP of one media line in an SDP we write: its transport protocol
+/// and its `a=crypto` lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineKeys {
+    /// The `m=` line's transport protocol to write (`RTP/SAVP`, ...);
+    /// `None`: as it is.
+    pub proto: Option<String>,
+    /// The `a=crypto` lines the line carries (ours).
+    pub crypto: Vec<Crypto>,
+}
+
+/// The secure profile of an RTP protocol: `RTP/AVP` becomes `RTP/SAVP`,
+/// `RTP/AVPF` `RTP/SAVPF` (RFC 3711 section 12, RFC 5124); others unchanged.
+pub fn secure_proto(proto: &str) -> String {
+    match proto {
+        "RTP/AVP" => "RTP/SAVP".into(),
+        "RTP/AVPF" => "RTP/SAVPF".into(),
+        p => p.into(),
+    }
+}
+
+/// The plain profile of an RTP protocol: `RTP/SAVP` becomes `RTP/AVP`,
+/// `RTP/SAVPF` `RTP/AVPF`; others unchanged.
+pub fn plain_proto(proto: &str) -> String {
+    match proto {
+        "RTP/SAVP" => "RTP/AVP".into(),
+        "RTP/SAVPF" => "RTP/AVPF".into(),
+        p => p.into(),
+    }
+}
+
+/// `body` with, on its i-th media line, the protocol and exactly the
+/// `a=crypto` lines `lines[i]` gives (added at the end of the line's
+/// section); every `a=crypto` that was there is removed, and a line beyond
+/// `lines` keeps its protocol and carries none. With `plain`, every
+/// protocol becomes its plain profile ([`plain_proto`]) as well: the SDP a
+/// plain RTP party (the carrier) gets.
+pub fn write_keys(body: &[u8], lines: &[LineKeys], plain: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 64 * lines.len());
+    let mut index: Option<usize> = None;
+    let mut eol: &[u8] = b"\r\n";
+    let close = |out: &mut Vec<u8>, index: Option<usize>, eol: &[u8]| {
+        for c in index
+            .and_then(|i| lines.get(i))
+            .map_or(&[][..], |l| &l.crypto)
+        {
+            out.extend_from_slice(b"a=crypto:");
+            out.extend_from_slice(c.to_value().as_bytes());
+            out.extend_from_slice(eol);
+        }
+    };
+    for raw in body.split_inclusive(|&b| b == b'\n') {
+        let line = raw
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(raw);
+        if raw.ends_with(b"\r\n") {
+            eol = b"\r\n";
+        } else if raw.ends_with(b"\n") {
+            eol = b"\n";
+        }
+        if line.starts_with(b"a=crypto:") {
+            continue;
+        }
+        let Some(m) = line.strip_prefix(b"m=") else {
+            out.extend_from_slice(raw);
+            continue;
+        };
+        close(&mut out, index, eol);
+        let i = index.map_or(0, |i| i + 1);
+        index = Some(i);
+        // m=<media> <port> <proto> <fmt> ...
+        let text = String::from_utf8_lossy(m);
+        let mut fields = text.splitn(4, ' ');
+        let (kind, port, proto, rest) = (
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+            fields.next(),
+        );
+        let new = lines
+            .get(i)
+            .and_then(|l| l.proto.clone())
+            .unwrap_or_else(|| proto.to_string());
+        let new = if plain { plain_proto(&new) } else { new };
+        out.extend_from_slice(format!("m={kind} {port} {new}").as_bytes());
+        if let Some(rest) = rest {
+            out.push(b' ');
+            out.extend_from_slice(rest.as_bytes());
+        }
+        out.extend_from_slice(raw.get(line.len()..).unwrap_or_default());
+    }
+    close(&mut out, index, eol);
+    out
 }
 
 #[cfg(test)]
@@ -188,5 +299,38 @@ mod tests {
             assert_eq!(Crypto::parse(bad), Err(err), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(Suite::AeadAes128Gcm.rtcp_overhead(), 20);
+    }
+
+    #[test]
+    fn keys_are_written_per_line_and_stripped_for_plain_parties() {
+        let a = Crypto::generate(1, Suite::AeadAes128Gcm).unwrap();
+        let b = Crypto::generate(1, Suite::AeadAes128Gcm).unwrap();
+        assert_ne!(a.key, b.key, "keys are random");
+        assert!(a.same_slot(&b));
+        let body = b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 1 RTP/SAVP 0 101\r\na=crypto:9 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\na=sendrecv\r\nm=video 0 RTP/AVP 96\r\n";
+        let plain = write_keys(body, &[], true);
+        assert_eq!(
+            plain,
+            b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 1 RTP/AVP 0 101\r\na=sendrecv\r\nm=video 0 RTP/AVP 96\r\n".to_vec()
+        );
+        let ours = LineKeys {
+            proto: Some(secure_proto("RTP/AVP")),
+            crypto: vec![a.clone()],
+        };
+        let keyed = write_keys(&plain, &[ours], false);
+        let sdp = crate::media::sdp::SdpRepr::parse(&keyed).unwrap();
+        assert_eq!(sdp.media[0].proto, "RTP/SAVP");
+        assert_eq!(sdp.media[0].crypto, vec![a]);
+        assert_eq!(
+            sdp.media[0].direction,
+            crate::media::sdp::Direction::SendRecv
+        );
+        assert_eq!(
+            (sdp.media[1].proto.as_str(), sdp.media[1].crypto.len()),
+            ("RTP/AVP", 0)
+        );
+        assert!(keyed.ends_with(b"m=video 0 RTP/AVP 96\r\n"));
+        assert_eq!(plain_proto("RTP/SAVPF"), "RTP/AVPF");
+        assert_eq!(secure_proto("UDP/TLS/RTP/SAVPF"), "UDP/TLS/RTP/SAVPF");
     }
 }

@@ -10,6 +10,8 @@
 use std::io::Write;
 use std::net::Ipv4Addr;
 
+use super::sdes::Crypto;
+
 /// Why a body is not an SDP the relay can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SdpError {
@@ -24,6 +26,13 @@ pub enum SdpError {
     BadConnection,
     /// A media line with neither a media-level nor a session-level `c=` line.
     NoConnection,
+    /// An `RTP/SAVP` line the relay cannot key: no `a=crypto` with a suite
+    /// we take, DTLS-SRTP (`UDP/TLS/RTP/SAVP`), or SRTP in a build or
+    /// backend without it.
+    Srtp,
+    /// The gateway's `media_encryption` is `require` and its SDP keys no
+    /// media line (or not with a key we offered).
+    SrtpRequired,
 }
 
 impl SdpError {
@@ -35,6 +44,8 @@ impl SdpError {
             SdpError::BadMedia => "SDP m= line without a media type or a numeric port",
             SdpError::BadConnection => "SDP c= line is not IN IP4 with an IPv4 address",
             SdpError::NoConnection => "SDP media line without a c= line",
+            SdpError::Srtp => "SDP asks for SRTP the SBC cannot key (SDES with AES_CM_128_HMAC_SHA1_80 or AEAD_AES_128_GCM only)",
+            SdpError::SrtpRequired => "SDP without SRTP keys toward a gateway that requires them",
         }
     }
 }
@@ -69,6 +80,11 @@ pub struct MediaRepr {
     pub direction: Direction,
     /// The payload type the line maps to `telephone-event/8000` (RFC 4733 DTMF).
     pub telephone_event: Option<u8>,
+    /// The transport protocol of the `m=` line: `RTP/AVP`, `RTP/SAVP`, ...
+    pub proto: String,
+    /// Its `a=crypto` lines (SDES, RFC 4568) with a suite we take, in
+    /// order; lines we cannot take are skipped.
+    pub crypto: Vec<Crypto>,
 }
 
 impl MediaRepr {
@@ -142,6 +158,8 @@ impl SdpRepr {
                         rtcp_port: None,
                         direction: session_dir,
                         telephone_event: None,
+                        proto: f.next().unwrap_or_default().to_string(),
+                        crypto: Vec::new(),
                     };
                     media.push((m, None));
                 }
@@ -169,6 +187,8 @@ impl SdpRepr {
                                     rest.split_whitespace().next().and_then(|p| p.parse().ok());
                             } else if let Some(pt) = telephone_event_of(value) {
                                 m.telephone_event = Some(pt);
+                            } else if let Some(c) = value.strip_prefix("crypto:") {
+                                m.crypto.extend(Crypto::parse(c.as_bytes()).ok());
                             }
                         }
                         (None, None) => {}

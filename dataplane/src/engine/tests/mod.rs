@@ -9,6 +9,7 @@ mod health;
 mod media;
 mod rfc4475;
 mod routing;
+mod sdes;
 mod shield;
 mod transport;
 mod txn;
@@ -52,6 +53,7 @@ pub(super) fn snapshot() -> RouteSnapshot {
             auth: None,
             headers: Default::default(),
             transport: Default::default(),
+            media_encryption: Default::default(),
         }],
         tenants: vec![],
     }
@@ -75,6 +77,7 @@ pub(super) fn snapshot_multi(max_cps: u32, max_concurrent: u32) -> RouteSnapshot
         auth: None,
         headers: Default::default(),
         transport: Default::default(),
+        media_encryption: Default::default(),
     };
     RouteSnapshot {
         version: 1,

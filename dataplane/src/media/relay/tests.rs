@@ -614,6 +614,38 @@ fn srtp_toward_the_gateway_plain_rtp_toward_the_carrier() {
         }
         assert_eq!((t.drops[DropReason::Srtp as usize], t.srtp_replays), (6, 3));
         assert_eq!(t.relayed, 6);
+        // A rekey of ours (a re-INVITE): the gateway's unchanged key keeps
+        // its session (an old packet is still a replay), ours is new.
+        let mut rekeyed = keys.clone();
+        rekeyed.outbound.key = vec![0x33; suite.key_len()];
+        t.apply(
+            MediaCmd::Srtp {
+                side: Side::Public,
+                port: 20000,
+                keys: Some(Box::new(rekeyed.clone())),
+            },
+            |_| {},
+        );
+        let old = rtp(2, 320);
+        let mut buf = old.clone();
+        buf.resize(2048, 0);
+        let mut gw_tx2 = SrtpSession::new(suite, &keys.inbound.key, Role::Protect).unwrap();
+        let n = gw_tx2.protect_rtp(&mut buf, old.len()).unwrap();
+        let (v, _) = t.relay_packet((Side::Public, 0, 20000), gateway, &mut buf, n, 0);
+        assert_eq!(v, Verdict::Drop(DropReason::Srtp), "replay list kept");
+        let mut gw_rx2 = SrtpSession::new(suite, &rekeyed.outbound.key, Role::Unprotect).unwrap();
+        let plain = rtp(4, 4 * 160);
+        let mut buf = plain.clone();
+        buf.resize(2048, 0);
+        let (_, n) = t.relay_packet((Side::Private, 0, 10000), carrier, &mut buf, plain.len(), 0);
+        assert_eq!(
+            gw_rx2.unprotect_rtp(&mut buf, n).unwrap(),
+            plain.len(),
+            "new key"
+        );
+        t.drops[DropReason::Srtp as usize] -= 1;
+        t.srtp_replays -= 1;
+        t.relayed -= 1;
         // No room for the tag: dropped, never sent in clear.
         let plain = rtp(9, 9 * 160);
         let mut tight = plain.clone();
