@@ -114,7 +114,11 @@ impl SipEngine {
             d.sdes.awaiting = false;
         }
         for (i, m) in sdp.media.iter().enumerate() {
-            let port = d.media.get(i).map_or(0, |p| p[gateway.index()]);
+            let port = d
+                .media
+                .get(i)
+                .and_then(|p| p.get(gateway.index()).copied())
+                .unwrap_or(0);
             if port == 0 {
                 continue;
             }
