@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use sbc_dataplane::media::offer::parse_codecs;
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
-use sbc_dataplane::routing::{self, Carrier, Credentials, Gateway, Profile, RouteSnapshot, Tenant};
+use sbc_dataplane::routing::{
+    self, Carrier, Credentials, Gateway, MediaEncryption, Profile, RouteSnapshot, Tenant,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -160,6 +162,10 @@ pub struct GatewayRow {
     #[sqlx(try_from = "Option<String>")]
     #[serde(default)]
     pub headers: GatewayHeaders,
+    /// SRTP toward it: `disable`, `allow` or `require` (a
+    /// [`sbc_dataplane::routing::MediaEncryption::name`]).
+    #[serde(default = "disable")]
+    pub media_encryption: String,
     /// Whether a password is stored (not a column: the API fills it in).
     #[sqlx(skip)]
     #[serde(default)]
@@ -174,6 +180,11 @@ pub struct GatewayRow {
     #[sqlx(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsView>,
+}
+
+/// The default of [`GatewayRow::media_encryption`].
+fn disable() -> String {
+    "disable".into()
 }
 
 /// The transport a gateway destination names, by its config name (`udp`
@@ -303,7 +314,7 @@ impl TenantRow {
 
 const CARRIERS: &str = "SELECT id, ip, mask, name, grp FROM carriers ORDER BY id";
 const GATEWAYS: &str =
-    "SELECT id, destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm, headers FROM gateways ORDER BY id";
+    "SELECT id, destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm, headers, media_encryption FROM gateways ORDER BY id";
 const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_concurrent, \
                        number_format, country_code, strip_prefix, offer_codecs FROM tenants \
                        ORDER BY tenant_id";
@@ -459,7 +470,7 @@ impl Provisioning {
     pub async fn add_gateway(&self, g: &GatewayRow) -> Result<GatewayRow, DbError> {
         let mut tx = self.write_tx().await?;
         let sql = self.insert_sql(
-            "INSERT INTO gateways (destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO gateways (destination, grp, priority, weight, description, profile, auth_username, auth_password, auth_realm, headers, media_encryption) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         let q = sqlx::query(&sql)
             .bind(&g.destination)
@@ -471,7 +482,8 @@ impl Provisioning {
             .bind(g.auth_username.clone())
             .bind(g.auth_password.clone())
             .bind(g.auth_realm.clone())
-            .bind(g.headers.to_column());
+            .bind(g.headers.to_column())
+            .bind(&g.media_encryption);
         let id = self.insert(&mut tx, q).await?;
         tx.commit().await?;
         Ok(GatewayRow {
@@ -626,6 +638,8 @@ impl Provisioning {
                     },
                     headers: Arc::from(g.headers.lines()),
                     transport,
+                    media_encryption: MediaEncryption::parse(&g.media_encryption)
+                        .ok_or_else(|| corrupt("gateway media_encryption", &g.media_encryption))?,
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;

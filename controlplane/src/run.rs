@@ -96,7 +96,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let state = state.with_streams(streams.stats.clone());
+    let mut state = state.with_streams(streams.stats.clone());
+    state.srtp = cfg.dataplane.backend.srtp();
     // DNS answers expire: once a second, ask again for those that did (a
     // scan of the kept answers; DNS is only asked for expired ones), and
     // hand the engine the new addresses.

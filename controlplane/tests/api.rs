@@ -447,6 +447,31 @@ async fn gateways_get_ids_and_status_reports_on(api: Api) {
     assert_eq!(g.addr().unwrap().port(), 5061);
     let (_, list) = api.call("GET", "/api/v1/gateways", "").await;
     assert_eq!(list[1]["transport"], "tls", "{list}");
+    assert_eq!(list[1]["media_encryption"], "disable", "{list}");
+    // On an SBC that relays SRTP, a TLS gateway may require it.
+    let srtp = Api {
+        app: router(AppState {
+            srtp: true,
+            ..api.state.clone()
+        }),
+        published: api.published.clone(),
+        state: api.state.clone(),
+        token: None,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let req = r#"{"destination":"sip:203.0.113.12;transport=tls","media_encryption":"require"}"#;
+    let (code, body) = srtp.call("POST", "/api/v1/gateways", req).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(body["media_encryption"], "require");
+    let snap = srtp.last();
+    let g = snap.gateways.iter().find(|g| g.id == 3).unwrap();
+    assert_eq!(
+        g.media_encryption,
+        sbc_dataplane::routing::MediaEncryption::Require
+    );
+    let (_, list) = srtp.call("GET", "/api/v1/gateways", "").await;
+    assert_eq!(list[2]["media_encryption"], "require", "{list}");
+    srtp.call("DELETE", "/api/v1/gateways/3", "").await;
     // Counters the data plane sets reach the status document.
     let io = &api.state.stats.io;
     io.ports[sbc_dataplane::Side::Public].rx_missed.set(7);
@@ -910,6 +935,7 @@ async fn the_model_types_build_the_requests_and_read_the_answers_on(api: Api) {
         auth_password: Some("pw".into()),
         auth_realm: Some("lk.example".into()),
         headers: [("X-LK-Project".to_string(), "p_1".to_string())].into(),
+        media_encryption: Default::default(),
     };
     let (code, g): (_, GatewayRow) = api.typed("POST", "/api/v1/gateways", Some(&gateway)).await;
     assert_eq!(code, StatusCode::CREATED);
@@ -1038,6 +1064,21 @@ async fn errors_name_nested_fields_and_keep_their_wording() {
             "/api/v1/gateways",
             r#"{"destination":"sip:203.0.113.10","profile":1}"#,
             "field `profile`: must be a string",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sips:203.0.113.10","media_encryption":"on"}"#,
+            "field `media_encryption`: unknown media encryption \"on\" (disable, allow, require)",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sip:203.0.113.10","media_encryption":"require"}"#,
+            "field `media_encryption`: allow and require need a TLS destination (sips: or ;transport=tls): SDES keys travel in the SDP",
+        ),
+        (
+            "/api/v1/gateways",
+            r#"{"destination":"sips:203.0.113.10","media_encryption":"allow"}"#,
+            "field `media_encryption`: this SBC relays no SRTP (built without the srtp feature, or on the dpdk backend): only disable",
         ),
         (
             "/api/v1/tenants",
@@ -1219,12 +1260,21 @@ async fn openapi_schemas_list_the_model_fields_and_defaults() {
         auth_password_set: false,
         transport: "udp".into(),
         headers: Default::default(),
+        media_encryption: "disable".into(),
         dns: Some(Default::default()),
     };
     // The password is write-only: never in an answer.
     let mut want = properties("Gateway");
     want.retain(|k| k != "auth_password");
     assert_eq!(keys(serde_json::to_value(row).unwrap()), want);
+    let encryptions: Vec<Value> = sbc_dataplane::routing::MediaEncryption::ALL
+        .iter()
+        .map(|m| json!(m.name()))
+        .collect();
+    assert_eq!(
+        schemas["GatewayIn"]["properties"]["media_encryption"]["enum"],
+        json!(encryptions)
+    );
     let names: Vec<Value> = Profile::ALL.iter().map(|p| json!(p.name())).collect();
     let profile = &schemas["GatewayIn"]["properties"]["profile"];
     let mut with_null = names.clone();

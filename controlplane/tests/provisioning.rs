@@ -54,6 +54,7 @@ fn gateway(destination: &str) -> GatewayRow {
         auth_password_set: false,
         transport: "udp".into(),
         headers: Default::default(),
+        media_encryption: "disable".into(),
         dns: None,
     }
 }

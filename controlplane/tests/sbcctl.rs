@@ -133,6 +133,7 @@ fn gateway_profiles_are_given_listed_and_checked() {
             "weight",
             "profile",
             "auth",
+            "srtp",
             "description"
         ]),
         "{out}"
@@ -146,6 +147,7 @@ fn gateway_profiles_are_given_listed_and_checked() {
             "3",
             "livekit",
             "-",
+            "disable",
             "lk",
             "a"
         ]),
@@ -195,6 +197,40 @@ fn gateway_profiles_are_given_listed_and_checked() {
     assert_eq!(v[2]["auth_username"], "trunk-user");
     assert_eq!(v[2]["auth_password_set"], true);
     assert_eq!(v[1]["auth_password_set"], false);
+    // SRTP needs a TLS destination (and an SBC that relays it): the field is named.
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-gateway",
+            "1",
+            "sip:203.0.113.13",
+            "x",
+            "1",
+            "1",
+            "--media-encryption",
+            "require",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("media_encryption") && err.contains("TLS"),
+        "{err}"
+    );
+    let (code, _, err) = sbcctl(
+        &api,
+        &[
+            "add-gateway",
+            "1",
+            "sips:203.0.113.13",
+            "x",
+            "1",
+            "1",
+            "--media-encryption",
+            "sometimes",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown media encryption"), "{err}");
     // A username without a password is refused, naming the field.
     let (code, _, err) = sbcctl(
         &api,

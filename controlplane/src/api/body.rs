@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use sbc_dataplane::numbers::NumberFormat;
-use sbc_dataplane::routing::Profile;
+use sbc_dataplane::routing::{MediaEncryption, Profile};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -120,6 +120,23 @@ pub fn parse_profile(field: &str, text: &str) -> Result<Profile, FieldError> {
     profile_named(text.trim()).map_err(|m| FieldError::new(field, m))
 }
 
+/// The text of media encryption field `field` (trimmed): `disable`,
+/// `allow` or `require`; how the API reads `media_encryption`, and how
+/// `sbcctl` reads `--media-encryption`.
+pub fn parse_media_encryption(field: &str, text: &str) -> Result<MediaEncryption, FieldError> {
+    MediaEncryption::parse(text.trim()).ok_or_else(|| {
+        let known: Vec<&str> = MediaEncryption::ALL.iter().map(|m| m.name()).collect();
+        FieldError::new(
+            field,
+            format!(
+                "unknown media encryption {:?} ({})",
+                text.trim(),
+                known.join(", ")
+            ),
+        )
+    })
+}
+
 /// The text of number format field `field` (trimmed) as a format; how the
 /// API reads the field `number_format`, and how `sbcctl` reads
 /// `--number-format`.
@@ -146,7 +163,7 @@ pub(super) mod de {
     use std::net::Ipv4Addr;
 
     use sbc_dataplane::numbers::NumberFormat;
-    use sbc_dataplane::routing::Profile;
+    use sbc_dataplane::routing::{MediaEncryption, Profile};
     use serde::de::{Error, MapAccess, Visitor};
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;
@@ -178,6 +195,14 @@ pub(super) mod de {
                 .map(Some)
                 .map_err(|e| D::Error::custom(e.message)),
         }
+    }
+
+    /// A media encryption's name (a JSON string, trimmed).
+    pub(in crate::api) fn media_encryption<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<MediaEncryption, D::Error> {
+        let Str(name) = Str::deserialize(d)?;
+        super::parse_media_encryption("", &name).map_err(|e| D::Error::custom(e.message))
     }
 
     /// A number format's name (a JSON string, trimmed), or null for none.

@@ -101,6 +101,9 @@ pub struct AppState {
     pub dns: Arc<Dns>,
     /// The TCP/TLS stream layer's counters (`None` when none runs).
     pub streams: Option<Arc<crate::stream::StreamStats>>,
+    /// The running SBC relays SRTP (`BackendKind::srtp`): a gateway may
+    /// have `media_encryption` other than `disable`.
+    pub srtp: bool,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
@@ -174,6 +177,7 @@ impl AppState {
             capture: None,
             streams: None,
             dns: Arc::new(Dns::system()),
+            srtp: false,
         }
     }
 

@@ -21,14 +21,15 @@ use sbc_dataplane::health::AdminState;
 pub use crate::cdr::{CdrRow, FailureCount, WindowFigures};
 use sbc_dataplane::media::offer::{codecs_text, parse_codecs};
 use sbc_dataplane::numbers::{NumberFormat, NumberRules};
-use sbc_dataplane::routing::{self, Profile};
+use sbc_dataplane::routing::{self, MediaEncryption, Profile};
 use sbc_dataplane::sip::grammar::SipUri;
 use sbc_dataplane::Side;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::body::{de, in_range};
 pub use super::body::{
-    from_json, parse_ipv4, parse_number_format, parse_profile, BodyError, FieldError, Validate,
+    from_json, parse_ipv4, parse_media_encryption, parse_number_format, parse_profile, BodyError,
+    FieldError, Validate,
 };
 pub use crate::provisioning::{CarrierRow, GatewayHeaders, GatewayRow, TenantRow};
 
@@ -136,6 +137,22 @@ pub struct GatewayIn {
     /// `{}`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// SRTP toward it (LiveKit's `media_encryption`): `disable` (default),
+    /// `allow` (keys offered, plain RTP when it takes none) or `require`;
+    /// other than `disable` only toward a TLS destination (`sips:` or
+    /// `;transport=tls`: the keys travel in the SDP, RFC 4568 section 8.3)
+    /// and on an SBC that relays SRTP.
+    #[serde(
+        default,
+        deserialize_with = "de::media_encryption",
+        serialize_with = "media_encryption_name"
+    )]
+    pub media_encryption: MediaEncryption,
+}
+
+/// A media encryption as its name.
+fn media_encryption_name<S: Serializer>(m: &MediaEncryption, s: S) -> Result<S::Ok, S::Error> {
+    m.name().serialize(s)
 }
 
 /// A profile as its name, or null.
@@ -164,6 +181,14 @@ impl Validate for GatewayIn {
             return Err(FieldError::new(
                 missing,
                 "is required with auth_username and auth_password (both or neither)",
+            ));
+        }
+        let tls = routing::parse_destination(&self.destination)
+            .is_ok_and(|(_, t)| t == sbc_dataplane::Transport::Tls);
+        if self.media_encryption != MediaEncryption::Disable && !tls {
+            return Err(FieldError::new(
+                "media_encryption",
+                "allow and require need a TLS destination (sips: or ;transport=tls): SDES keys travel in the SDP",
             ));
         }
         if self.auth_realm.is_some() && self.auth_username.is_none() {
@@ -234,6 +259,7 @@ impl GatewayIn {
             auth_password: self.auth_password,
             auth_realm: self.auth_realm,
             headers: GatewayHeaders(self.headers),
+            media_encryption: self.media_encryption.name().to_string(),
             dns: None,
         }
     }

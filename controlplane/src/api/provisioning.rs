@@ -6,10 +6,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::model::{CarrierIn, CarrierRow, GatewayIn, GatewayRow, TenantIn, TenantRow};
+use super::model::{CarrierIn, CarrierRow, FieldError, GatewayIn, GatewayRow, TenantIn, TenantRow};
 use super::{republish, ApiError, ApiJson, AppState};
 use crate::provisioning::Table;
 use crate::provisioning::{DnsAddress, DnsView};
+use sbc_dataplane::routing::MediaEncryption;
 
 /// A handler's answer: a status and a JSON body, or an error.
 type Answer<T> = Result<(StatusCode, ApiJson<T>), ApiError>;
@@ -68,6 +69,13 @@ pub(super) async fn add_gateway(
     State(s): State<AppState>,
     ApiJson(gateway): ApiJson<GatewayIn>,
 ) -> Answer<GatewayRow> {
+    if gateway.media_encryption != MediaEncryption::Disable && !s.srtp {
+        return Err(FieldError::new(
+            "media_encryption",
+            "this SBC relays no SRTP (built without the srtp feature, or on the dpdk backend): only disable",
+        )
+        .into());
+    }
     let row = s.db.add_gateway(&gateway.into_row()).await?;
     republish(&s).await?;
     Ok((StatusCode::CREATED, ApiJson(row)))

@@ -73,6 +73,10 @@ enum Command {
         /// value` (a LiveKit trunk's headers); repeat for more.
         #[arg(long = "header", value_name = "X-NAME: VALUE")]
         headers: Vec<String>,
+        /// SRTP toward it: disable, allow or require (a TLS destination
+        /// only; LiveKit's media_encryption).
+        #[arg(long, default_value = "disable")]
+        media_encryption: String,
     },
     /// List gateways.
     ListGateways,
@@ -327,6 +331,7 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             auth_password,
             auth_realm,
             headers,
+            media_encryption,
         } => {
             let mut extra = std::collections::BTreeMap::new();
             for h in headers {
@@ -353,6 +358,11 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
                 auth_password: auth_username.as_ref().and(auth_password.clone()),
                 auth_realm: auth_realm.clone(),
                 headers: extra,
+                media_encryption: model::parse_media_encryption(
+                    "media_encryption",
+                    media_encryption,
+                )
+                .map_err(|e| Failure::Refused(e.to_string()))?,
             };
             let v = c.call("POST", "/api/v1/gateways", Some(&gateway))?;
             show_rows::<GatewayRow>(cli, v)
@@ -851,6 +861,7 @@ impl TableRow for GatewayRow {
         "weight",
         "profile",
         "auth",
+        "srtp",
         "description",
     ];
     /// A profile left to the SBC's default shows as `-`; auth is the
@@ -864,6 +875,7 @@ impl TableRow for GatewayRow {
             self.weight.to_string(),
             or_dash(self.profile.as_ref()),
             or_dash(self.auth_username.as_ref()),
+            self.media_encryption.clone(),
             self.description.clone(),
         ]
     }

@@ -58,6 +58,7 @@ impl Config {
         engine.tls[Side::Public] = self.sip.public_tls;
         engine.offer_codecs = self.routing.offer_codecs.clone();
         engine.health = self.health.health_config();
+        engine.srtp = self.dataplane.backend.srtp();
         engine
     }
 

@@ -525,6 +525,13 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// Whether this build relays SRTP on this backend: the `srtp` feature,
+    /// on the socket backend (the DPDK poll loop does not resize frames for
+    /// the SRTP tag yet).
+    pub fn srtp(self) -> bool {
+        cfg!(feature = "srtp") && self == BackendKind::Socket
+    }
+
     /// The name in the config file and in `GET /api/v1/status`.
     pub fn name(self) -> &'static str {
         match self {
