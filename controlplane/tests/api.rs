@@ -1078,7 +1078,7 @@ async fn errors_name_nested_fields_and_keep_their_wording() {
         (
             "/api/v1/gateways",
             r#"{"destination":"sips:203.0.113.10","media_encryption":"allow"}"#,
-            "field `media_encryption`: this SBC relays no SRTP (built without the srtp feature, or on the dpdk backend): only disable",
+            "field `media_encryption`: this SBC relays no SRTP (built without the srtp feature): only disable",
         ),
         (
             "/api/v1/tenants",

@@ -72,7 +72,7 @@ pub(super) async fn add_gateway(
     if gateway.media_encryption != MediaEncryption::Disable && !s.srtp {
         return Err(FieldError::new(
             "media_encryption",
-            "this SBC relays no SRTP (built without the srtp feature, or on the dpdk backend): only disable",
+            "this SBC relays no SRTP (built without the srtp feature): only disable",
         )
         .into());
     }

@@ -525,11 +525,10 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// Whether this build relays SRTP on this backend: the `srtp` feature,
-    /// on the socket backend (the DPDK poll loop does not resize frames for
-    /// the SRTP tag yet).
+    /// Whether this build relays SRTP on this backend: the `srtp` feature
+    /// (libsrtp2), on either backend.
     pub fn srtp(self) -> bool {
-        cfg!(feature = "srtp") && self == BackendKind::Socket
+        cfg!(feature = "srtp")
     }
 
     /// The name in the config file and in `GET /api/v1/status`.

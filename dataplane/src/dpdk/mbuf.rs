@@ -121,6 +121,24 @@ impl Mbuf {
         }
     }
 
+    /// Shortens the packet to its first `len` bytes (`rte_pktmbuf_trim`
+    /// from the end); nothing when it is not longer.
+    pub fn truncate(&mut self, len: usize) {
+        let Ok(len16) = u16::try_from(len) else {
+            return;
+        };
+        if len >= self.len() {
+            return;
+        }
+        // SAFETY: we own a valid single-segment mbuf; a shorter data_len
+        // (and pkt_len, the same for one segment) stays within its data.
+        unsafe {
+            let m = self.raw.as_ptr();
+            (*m).data_len = len16;
+            (*m).pkt_len = u32::from(len16);
+        }
+    }
+
     fn into_raw(self) -> *mut sys::rte_mbuf {
         let raw = self.raw.as_ptr();
         std::mem::forget(self);

@@ -610,6 +610,13 @@ impl RelayTable {
         }
     }
 
+    /// Whether any stream has (or had) SRTP keys: only then may a packet
+    /// through [`RelayTable::relay_packet`] change length, and need room
+    /// after it for a tag.
+    pub fn has_srtp(&self) -> bool {
+        !self.crypto.is_empty()
+    }
+
     /// One packet through the relay, SRTP included: the packet `buf[..len]`
     /// that arrived on our `port` of `lane` on `side` from `src` is
     /// unprotected when that end faces an SRTP peer, judged
@@ -632,7 +639,7 @@ impl RelayTable {
             }
             (Verdict::Drop(r), len)
         };
-        let srtp = !self.crypto.is_empty();
+        let srtp = self.has_srtp();
         let len = if srtp {
             match self.srtp(at, Crossing::In, buf, len) {
                 Ok(n) => n,

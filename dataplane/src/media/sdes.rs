@@ -22,6 +22,10 @@ pub enum Suite {
 }
 
 impl Suite {
+    /// The most bytes any suite adds to a packet (SRTCP under
+    /// AEAD_AES_128_GCM): the room a packet needs after it to be protected.
+    pub const MAX_OVERHEAD: usize = 20;
+
     /// Every suite, the preferred one first.
     pub const ALL: [Suite; 2] = [Suite::AeadAes128Gcm, Suite::AesCm128HmacSha1_80];
 
@@ -298,7 +302,10 @@ mod tests {
         ] {
             assert_eq!(Crypto::parse(bad), Err(err), "{}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(Suite::AeadAes128Gcm.rtcp_overhead(), 20);
+        assert_eq!(Suite::AeadAes128Gcm.rtcp_overhead(), Suite::MAX_OVERHEAD);
+        assert!(Suite::ALL
+            .iter()
+            .all(|s| s.rtcp_overhead() <= Suite::MAX_OVERHEAD));
     }
 
     #[test]

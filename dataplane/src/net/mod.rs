@@ -40,7 +40,9 @@ pub use icmpv4::icmp_echo_reply;
 pub use ipv4::Ipv4Packet;
 pub use pcap::pcap_file;
 pub use reassembly::{Datagram, Reassembler};
-pub use udp::{build_udp, payload_word_changed, readdress, udp_checksum_ok, UdpPacket};
+pub use udp::{
+    build_udp, payload_resized, payload_word_changed, readdress, udp_checksum_ok, UdpPacket,
+};
 
 /// Length of the Ethernet header.
 pub const ETH_LEN: usize = ethernet::HEADER_LEN;

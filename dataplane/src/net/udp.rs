@@ -249,6 +249,58 @@ pub fn readdress(
     true
 }
 
+/// The UDP payload at frame offset `payload_off` of a frame
+/// [`super::classify`] accepted is now `len` bytes, rewritten whole (SRTP
+/// protected or unprotected it, RFC 3711): the IPv4 total length and
+/// checksum and the UDP length follow, and the UDP checksum is computed
+/// anew over pseudo-header and payload (RFC 768; 0 sent as 0xffff). `false`
+/// (nothing written) when the frame holds less than that or the payload
+/// does not start right after the UDP header.
+// Indexing below stays within `f`, checked to reach `payload_off + len`.
+#[allow(clippy::indexing_slicing)]
+pub fn payload_resized(frame: &mut [u8], payload_off: usize, len: usize) -> bool {
+    const IP: usize = ethernet::HEADER_LEN;
+    let Some(&vihl) = frame.get(IP + ipv4::field::VER_IHL) else {
+        return false;
+    };
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    let u = IP + ihl;
+    let (Ok(ip_len), Ok(udp_len)) = (
+        u16::try_from(ihl + HEADER_LEN + len),
+        u16::try_from(HEADER_LEN + len),
+    ) else {
+        return false;
+    };
+    if ihl < ipv4::HEADER_LEN || payload_off != u + HEADER_LEN {
+        return false;
+    }
+    let Some(f) = frame.get_mut(..payload_off + len) else {
+        return false;
+    };
+    f[IP + ipv4::field::LENGTH.start..IP + ipv4::field::LENGTH.end]
+        .copy_from_slice(&ip_len.to_be_bytes());
+    let c = IP + ipv4::field::CHECKSUM.start..IP + ipv4::field::CHECKSUM.end;
+    f[c.clone()].fill(0);
+    let sum = checksum::data(&f[IP..u]);
+    f[c].copy_from_slice(&sum.to_be_bytes());
+    f[u + field::LENGTH.start..u + field::LENGTH.end].copy_from_slice(&udp_len.to_be_bytes());
+    let c = u + field::CHECKSUM.start..u + field::CHECKSUM.end;
+    f[c.clone()].fill(0);
+    let addr = |r: std::ops::Range<usize>| {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&f[IP + r.start..IP + r.end]);
+        Ipv4Addr::from(a)
+    };
+    let (src, dst) = (addr(ipv4::field::SRC), addr(ipv4::field::DST));
+    let acc = checksum::pseudo_header(src, dst, PROTO_UDP, u32::from(udp_len));
+    let sum = match !checksum::fold(checksum::sum(acc, &f[u..])) {
+        0 => 0xffff,
+        x => x,
+    };
+    f[c].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
 /// Keeps the UDP checksum of `frame` right after the 16-bit payload word at
 /// frame offset `payload_off` (the payload's first word) went from `old` to
 /// `new` (RFC 1624); a zero checksum (none sent) stays zero.
@@ -346,6 +398,33 @@ mod tests {
             .unwrap()
             .fill_checksum();
         assert_eq!(classify(&frag, &[ip("10.0.0.100")]), Kind::Fragment);
+    }
+
+    #[test]
+    fn a_resized_payload_keeps_lengths_and_checksums_right() {
+        for new_len in [172 + 10, 172 - 16] {
+            let mut f = rtp_frame();
+            f.resize(FRAME_HEADERS + 200, 0xee);
+            for b in &mut f[FRAME_HEADERS..FRAME_HEADERS + new_len] {
+                *b = !*b;
+            }
+            assert!(payload_resized(&mut f, FRAME_HEADERS, new_len));
+            f.truncate(FRAME_HEADERS + new_len);
+            let Kind::Udp { payload, .. } = classify(&f, &[ip("10.0.0.100")]) else {
+                panic!("{:?}", classify(&f, &[ip("10.0.0.100")]));
+            };
+            assert_eq!(payload, (FRAME_HEADERS, new_len));
+            assert!(udp_checksum_ok(&f), "{new_len}");
+        }
+        let mut f = rtp_frame();
+        assert!(
+            !payload_resized(&mut f, FRAME_HEADERS, 400),
+            "past the frame"
+        );
+        assert!(
+            !payload_resized(&mut f, FRAME_HEADERS + 1, 10),
+            "not the payload"
+        );
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct DpdkConfig {
 /// Datagram buffers handed to the engine (SIP over UDP in one frame).
 const SIP_BUF: usize = 2048;
 
+/// Room after a relayed payload for an SRTP tag.
+const SRTP_ROOM: usize = crate::media::sdes::Suite::MAX_OVERHEAD;
+
 /// Starts EAL, both ports, the SIP engine thread and the poll loop on the
 /// first worker lcore. Errors name the EAL call or the config key at fault.
 pub fn start(cfg: DpdkConfig, snapshot: Arc<RouteSnapshot>) -> Result<Dataplane, StartError> {
@@ -392,28 +395,45 @@ impl Poller {
                     return true;
                 }
                 let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
-                let Some(pkt) = m.data_mut().get_mut(off..off + len) else {
+                // SRTP changes the length: room for a tag after the payload
+                // (in the mbuf's tailroom; without it a packet to protect
+                // is dropped, never sent in clear).
+                let frame_len = m.len();
+                let room = if self.table.has_srtp() {
+                    let tail = frame_len.saturating_sub(off + len);
+                    let more = SRTP_ROOM.saturating_sub(tail);
+                    match u16::try_from(more) {
+                        Ok(0) => tail,
+                        Ok(more) if m.append(more).is_some() => SRTP_ROOM,
+                        _ => tail,
+                    }
+                } else {
+                    0
+                };
+                let Some(pkt) = m.data_mut().get_mut(off..off + len + room) else {
                     return false;
                 };
                 // The relay may set an RTP marker bit (a telephone event's first packet).
                 let before = pkt.get(..2).and_then(|w| <[u8; 2]>::try_from(w).ok());
-                // SRTP here fails closed: with no room in the slice a packet
-                // to protect is dropped, and one whose length SRTP changed
-                // (the frame is not resized yet) is not sent.
                 let (verdict, n) =
                     self.table
                         .relay_packet((side, lane, dst.port()), src, pkt, len, now);
-                let verdict = if n == len {
-                    verdict
-                } else {
-                    Verdict::Drop(crate::media::DropReason::Srtp)
-                };
                 let after = pkt.get(..2).and_then(|w| <[u8; 2]>::try_from(w).ok());
-                if let (Some(b), Some(a)) = (before, after) {
-                    if a != b {
-                        net::payload_word_changed(m.data_mut(), off, b, a);
+                if n != len {
+                    // Protected or unprotected: the payload is new, lengths and checksums follow.
+                    m.truncate(off + n);
+                    if !net::payload_resized(m.data_mut(), off, n) {
+                        return false;
+                    }
+                } else {
+                    m.truncate(frame_len);
+                    if let (Some(b), Some(a)) = (before, after) {
+                        if a != b {
+                            net::payload_word_changed(m.data_mut(), off, b, a);
+                        }
                     }
                 }
+                let len = n;
                 if let Verdict::Relay {
                     side: out,
                     lane: out_lane,
