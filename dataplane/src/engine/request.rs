@@ -17,6 +17,7 @@ use crate::side::Side;
 use crate::sip::build::reason;
 use crate::sip::grammar::{self, Via};
 use crate::sip::{HeaderName, Method};
+use crate::transport::Transport;
 
 /// The methods we proxy, for `Allow` in our OPTIONS and 405 answers.
 const ALLOW: &[u8] = b"INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, PRACK";
@@ -120,12 +121,18 @@ impl SipEngine {
         }
     }
 
+    /// Whether `via` is one of ours: our address and port on any side and
+    /// transport (a Via without a port names its transport's default, 5061
+    /// for TLS, RFC 3261 §18.2.2).
     pub(super) fn is_our_via(&self, via: &Via<'_>) -> bool {
         let ip = grammar::parse_ipv4(via.host);
+        let port = via.port.unwrap_or_else(|| {
+            Transport::parse(via.transport).map_or(5060, Transport::default_port)
+        });
         Side::ALL
             .iter()
             .flat_map(|&s| self.cfg.addrs(s))
-            .any(|a| ip == Some(*a.ip()) && via.port.unwrap_or(5060) == a.port())
+            .any(|a| ip == Some(*a.ip()) && port == a.port())
     }
 
     pub(super) fn on_ack(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {

@@ -161,3 +161,34 @@ v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\n";
         .unwrap()
         .starts_with("SIP/2.0/TLS 203.0.113.50:5081;alias;branch="));
 }
+
+#[test]
+fn a_portless_tls_via_of_ours_is_a_loop_at_5061() {
+    let stats = Arc::new(EngineStats::default());
+    let mut cfg = EngineConfig::new(
+        "10.0.0.100:5060".parse().unwrap(),
+        "203.0.113.50:5080".parse().unwrap(),
+    );
+    cfg.tls[Side::Public] = Some("203.0.113.50:5061".parse().unwrap());
+    let mut engine = SipEngine::new(cfg, Arc::new(tls_snapshot()), stats);
+    let options = |via: &str| {
+        format!(
+            "OPTIONS sip:203.0.113.50:5061;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 203.0.113.10:5061;branch=z9hG4bKgw1\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:gw@203.0.113.10>;tag=g\r\nTo: <sip:203.0.113.50>\r\nCall-ID: loop@gw\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    for (via, code) in [
+        ("SIP/2.0/TLS 203.0.113.50;branch=z9hG4bKours", 482),
+        ("SIP/2.0/UDP 203.0.113.50;branch=z9hG4bKours", 200),
+    ] {
+        let mut out = Vec::new();
+        engine.handle_on(
+            0,
+            (Side::Public, Transport::Tls),
+            addr(TLS_GW),
+            options(via).as_bytes(),
+            &mut out,
+        );
+        let answer = String::from_utf8(out[0].data.clone()).unwrap();
+        assert_eq!(status(&answer), code, "{via}: {answer}");
+    }
+}
