@@ -162,17 +162,16 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
 
 /// Moves what goes over TCP/TLS from `out` to the stream layer's ring (in
 /// order), and wakes it; without a stream layer it is dropped. Counted in
-/// `stream_dropped` either way it fails. UDP-only turns cost one scan.
+/// `stream_dropped` either way it fails. UDP-only turns cost one scan; the
+/// rest stays in `out`, in order, without a new allocation.
 fn to_streams(shared: &Shared, out: &mut Vec<Outgoing>) {
     if !out.iter().any(|o| o.transport.reliable()) {
         return;
     }
     let waker = shared.stream_waker.get();
     let mut queued = false;
-    for o in std::mem::take(out) {
-        if !o.transport.reliable() {
-            out.push(o);
-        } else if waker.is_none() || shared.stream_tx.push(o).is_err() {
+    for o in out.extract_if(.., |o| o.transport.reliable()) {
+        if waker.is_none() || shared.stream_tx.push(o).is_err() {
             shared.io.stream_dropped.inc();
         } else {
             queued = true;
