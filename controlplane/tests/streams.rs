@@ -312,3 +312,229 @@ fn a_call_crosses_from_udp_to_tls_and_back() {
     }
     assert!(text.contains("\nsbc_streams_open "), "{text}");
 }
+
+/// A certificate for 127.0.0.1 signed by `ca` (PEM cert, PEM key).
+fn leaf_of(ca: &rcgen::Certificate, ca_key: &KeyPair) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    (
+        params.signed_by(&key, ca, ca_key).unwrap().pem(),
+        key.serialize_pem(),
+    )
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+fn roots_of(ca_pem: &str) -> rustls::RootCertStore {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    roots
+}
+
+/// Connects to the SBC's TLS listener at `port` trusting `ca_pem`: the
+/// stream, handshake done, and the certificate it presented (DER).
+fn tls_client(
+    port: u16,
+    ca_pem: &str,
+) -> (
+    rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    Vec<u8>,
+) {
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots_of(ca_pem))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    let presented = conn.peer_certificates().unwrap()[0].to_vec();
+    (rustls::StreamOwned::new(conn, tcp), presented)
+}
+
+#[test]
+fn client_certificates_sighup_reload_and_idle_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (first, second, gw_cert, client) = (
+        leaf_of(&ca, &ca_key),
+        leaf_of(&ca, &ca_key),
+        leaf_of(&ca, &ca_key),
+        leaf_of(&ca, &ca_key),
+    );
+    let ca_pem = ca.pem();
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let ca_path = path("ca.pem", &ca_pem);
+    let (cert_path, key_path) = (path("sbc.pem", &first.0), path("sbc.key", &first.1));
+    let (client_path, client_key) = (path("client.pem", &client.0), path("client.key", &client.1));
+    let (private, public, tls_port) = (free_port(), free_port(), free_port());
+    let (api_port, metrics_port) = (free_port(), free_port());
+    let config = dir.path().join("sbc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
+             public_tls = \"127.0.0.1:{tls_port}\"\nstream_idle_timeout_s = 2\n\
+             [tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n\
+             client_cert = \"{client_path}\"\nclient_key = \"{client_key}\"\n\
+             [media]\nport_min = 41400\nport_max = 41500\n\
+             [database]\nurl = \"sqlite://{}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+            dir.path().join("sbc.db").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("sbc.log");
+    let api = format!("http://127.0.0.1:{api_port}");
+    let sbc = start_sbc(&config, &log, &api);
+
+    // A gateway that requires a client certificate of the CA (mutual TLS):
+    // it reports the certificate the SBC presented and refuses the call.
+    let gw = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw_port = gw.local_addr().unwrap().port();
+    let (presented_tx, presented) = mpsc::channel();
+    let roots = Arc::new(roots_of(&ca_pem));
+    thread::spawn(move || {
+        use rustls::pki_types::pem::PemObject;
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .unwrap();
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(gw_cert.0.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(gw_cert.1.as_bytes()).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let (tcp, _) = gw.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = Vec::new();
+        while let Some(msg) = read_message(&mut tls, &mut buf) {
+            let der = tls.conn.peer_certificates().map(|c| c[0].to_vec());
+            let _ = presented_tx.send(der);
+            if msg.starts_with("INVITE ") {
+                let _ = tls.write_all(answer(&msg, 486, "", "").as_bytes());
+            }
+        }
+    });
+    let uri = format!("sips:127.0.0.1:{gw_port}");
+    let (code, _, err) = sbcctl(&api, &["add-gateway", "1", &uri, "mtls", "1", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = sbcctl(&api, &["add-carrier", "127.0.0.1", "32", "carrier", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let carrier = UdpSocket::bind("127.0.0.1:0").unwrap();
+    carrier
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let me = carrier.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:15551234567@127.0.0.1:{private} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKm1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:100@{me}>;tag=m1\r\nTo: <sip:15551234567@127.0.0.1>\r\n\
+         Call-ID: mtls-call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    carrier
+        .send_to(invite.as_bytes(), ("127.0.0.1", private))
+        .unwrap();
+    let mut buf = [0u8; 65535];
+    let last = loop {
+        let (n, _) = carrier.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no final answer: {e}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            break text;
+        }
+    };
+    assert!(last.starts_with("SIP/2.0 486"), "{last}");
+    assert_eq!(
+        presented.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Some(der_of(&client.0)),
+        "the SBC presented its client certificate"
+    );
+
+    // A client of the SBC's listener gets the first certificate, and an
+    // idle connection is closed after stream_idle_timeout_s.
+    let (mut idle, got) = tls_client(tls_port, &ca_pem);
+    assert_eq!(got, der_of(&first.0));
+    let since = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let read = idle.read(&mut byte);
+    let waited = since.elapsed();
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the idle connection was closed: {read:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "closed after {waited:?}, the idle timeout is 2 s"
+    );
+
+    // New files and SIGHUP: the next connection gets the second certificate.
+    std::fs::write(&cert_path, &second.0).unwrap();
+    std::fs::write(&key_path, &second.1).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &sbc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, got) = tls_client(tls_port, &ca_pem);
+        if got == der_of(&second.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still the old certificate after SIGHUP:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // A broken file on SIGHUP keeps the certificate in force.
+    std::fs::write(&cert_path, "not a certificate").unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &sbc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    thread::sleep(Duration::from_millis(500));
+    let (_, got) = tls_client(tls_port, &ca_pem);
+    assert_eq!(got, der_of(&second.0));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("TLS reload failed"), "{text}");
+}
