@@ -205,39 +205,14 @@ pub fn plain_proto(proto: &str) -> String {
 /// protocol becomes its plain profile ([`plain_proto`]) as well: the SDP a
 /// plain RTP party (the carrier) gets.
 pub fn write_keys(body: &[u8], lines: &[LineKeys], plain: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 64 * lines.len());
-    let mut index: Option<usize> = None;
-    let mut eol: &[u8] = b"\r\n";
-    let close = |out: &mut Vec<u8>, index: Option<usize>, eol: &[u8]| {
-        for c in index
-            .and_then(|i| lines.get(i))
-            .map_or(&[][..], |l| &l.crypto)
-        {
-            out.extend_from_slice(b"a=crypto:");
-            out.extend_from_slice(c.to_value().as_bytes());
-            out.extend_from_slice(eol);
-        }
-    };
-    for raw in body.split_inclusive(|&b| b == b'\n') {
-        let line = raw
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(raw);
-        if raw.ends_with(b"\r\n") {
-            eol = b"\r\n";
-        } else if raw.ends_with(b"\n") {
-            eol = b"\n";
-        }
+    let line = |index: Option<usize>, line: &[u8], raw: &[u8], out: &mut Vec<u8>| {
         if line.starts_with(b"a=crypto:") {
-            continue;
+            return;
         }
-        let Some(m) = line.strip_prefix(b"m=") else {
+        let (Some(m), Some(i)) = (line.strip_prefix(b"m="), index) else {
             out.extend_from_slice(raw);
-            continue;
+            return;
         };
-        close(&mut out, index, eol);
-        let i = index.map_or(0, |i| i + 1);
-        index = Some(i);
         // m=<media> <port> <proto> <fmt> ...
         let text = String::from_utf8_lossy(m);
         let mut fields = text.splitn(4, ' ');
@@ -258,9 +233,15 @@ pub fn write_keys(body: &[u8], lines: &[LineKeys], plain: bool) -> Vec<u8> {
             out.extend_from_slice(rest.as_bytes());
         }
         out.extend_from_slice(raw.get(line.len()..).unwrap_or_default());
-    }
-    close(&mut out, index, eol);
-    out
+    };
+    let end = |index: usize, eol: &[u8], out: &mut Vec<u8>| {
+        for c in lines.get(index).map_or(&[][..], |l| &l.crypto) {
+            out.extend_from_slice(b"a=crypto:");
+            out.extend_from_slice(c.to_value().as_bytes());
+            out.extend_from_slice(eol);
+        }
+    };
+    super::sdp::edit_sections(body, line, end)
 }
 
 #[cfg(test)]

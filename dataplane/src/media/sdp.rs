@@ -369,18 +369,41 @@ pub fn set_directions(body: &[u8], dirs: &[Option<Direction>]) -> Vec<u8> {
             b"a=sendrecv" | b"a=sendonly" | b"a=recvonly" | b"a=inactive"
         )
     };
-    let mut out = Vec::with_capacity(body.len() + 16);
+    let set = |i: Option<usize>| i.and_then(|i| dirs.get(i)).copied().flatten();
+    edit_sections(
+        body,
+        |index, line, raw, out| {
+            if !(is_dir(line) && set(index).is_some()) {
+                out.extend_from_slice(raw);
+            }
+        },
+        |index, eol, out| {
+            if let Some(d) = set(Some(index)) {
+                out.extend_from_slice(b"a=");
+                out.extend_from_slice(d.name().as_bytes());
+                out.extend_from_slice(eol);
+            }
+        },
+    )
+}
+
+/// Writes `body` again line by line: `line(index, line, raw, out)` writes
+/// each line but the `m=` lines (`line` without its ending, `raw` with it)
+/// given the media section it is in (`None`: the session part); `m=` lines
+/// go through `line` too, with the index of the section they open.
+/// `end(index, eol, out)` runs at the end of each media section (before the
+/// next `m=` line, and at the end of the body) with the body's line ending,
+/// to add lines there. How the SDP editors that work per media line walk it.
+pub(crate) fn edit_sections(
+    body: &[u8],
+    mut line: impl FnMut(Option<usize>, &[u8], &[u8], &mut Vec<u8>),
+    mut end: impl FnMut(usize, &[u8], &mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 64);
     let mut index: Option<usize> = None;
     let mut eol: &[u8] = b"\r\n";
-    let close = |out: &mut Vec<u8>, index: Option<usize>, eol: &[u8]| {
-        if let Some(Some(d)) = index.and_then(|i| dirs.get(i)) {
-            out.extend_from_slice(b"a=");
-            out.extend_from_slice(d.name().as_bytes());
-            out.extend_from_slice(eol);
-        }
-    };
     for raw in body.split_inclusive(|&b| b == b'\n') {
-        let line = raw
+        let text = raw
             .strip_suffix(b"\n")
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
             .unwrap_or(raw);
@@ -389,15 +412,17 @@ pub fn set_directions(body: &[u8], dirs: &[Option<Direction>]) -> Vec<u8> {
         } else if raw.ends_with(b"\n") {
             eol = b"\n";
         }
-        if line.starts_with(b"m=") {
-            close(&mut out, index, eol);
+        if text.starts_with(b"m=") {
+            if let Some(i) = index {
+                end(i, eol, &mut out);
+            }
             index = Some(index.map_or(0, |i| i + 1));
-        } else if is_dir(line) && index.and_then(|i| dirs.get(i)).is_some_and(Option::is_some) {
-            continue;
         }
-        out.extend_from_slice(raw);
+        line(index, text, raw, &mut out);
     }
-    close(&mut out, index, eol);
+    if let Some(i) = index {
+        end(i, eol, &mut out);
+    }
     out
 }
 
