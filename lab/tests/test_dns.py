@@ -226,7 +226,8 @@ def lk_zone(srv: list[tuple[int, int, int, str]], a: dict[str, str], ttl: int = 
 # Names that do not change (TTL 60): nap.example.test by NAPTR -- SIP+D2T (order 10, skipped:
 # TCP) and SIP+D2U (order 20) -> _sip._udp.pool.example.test -> u.pool:5070 = .10 (the
 # _sip._udp.nap.example.test SRV, pointing elsewhere, must not be used); plain.example.test with
-# neither NAPTR nor SRV: its A record at 5060.
+# neither NAPTR nor SRV: its A record at 5060. Over TCP nap.example.test takes the SIP+D2T NAPTR
+# (-> t.pool:5090 = .11); sips:sec.example.test has no NAPTR: SRV _sips._tcp -> u.pool:5061 = .10.
 STATIC_ZONE = f"""\
 nap.example.test. 60 IN NAPTR 10 10 "s" "SIP+D2T" "" _sip._tcp.pool.example.test.
 nap.example.test. 60 IN NAPTR 20 10 "s" "SIP+D2U" "" _sip._udp.pool.example.test.
@@ -236,6 +237,7 @@ _sip._udp.nap.example.test. 60 IN SRV 10 5 5080 t.pool.example.test.
 t.pool.example.test. 60 IN A {GW2_IP}
 u.pool.example.test. 60 IN A {GW1_IP}
 plain.example.test. 60 IN A {GW1_IP}
+_sips._tcp.sec.example.test. 60 IN SRV 10 5 5061 u.pool.example.test.
 """
 
 
@@ -258,7 +260,9 @@ def dns_srv_ttl_moves_calls(ctx: Ctx):
     Probes: no OPTIONS reaches .12:5060 before it is a target, at least 2 in the 3 s (at least)
     it is the second SRV target (3-4). Also: `sip:nap.example.test` (group 7) resolves through its SIP+D2U NAPTR to
     [.10:5070 priority 10 weight 5] and `sip:plain.example.test` (group 8) to its A record
-    [.10:5060 priority 0 weight 0], expiring in 60 s at most; the dispatcher shows the same."""
+    [.10:5060 priority 0 weight 0], expiring in 60 s at most; the dispatcher shows the same;
+    `sip:nap.example.test;transport=tcp` (group 9) through its SIP+D2T NAPTR to [.11:5090] and
+    `sips:sec.example.test` (group 10) through SRV _sips._tcp to [.10:5061], shown as tcp and tls."""
     name = "dns_srv_ttl_moves_calls"
     d = ctx.tdir(name)
     lk = "sip:lk.example.test"
@@ -268,7 +272,11 @@ def dns_srv_ttl_moves_calls(ctx: Ctx):
            {"destination": "sip:nap.example.test", "group": 7, "priority": 1, "weight": 1,
             "description": "by NAPTR"},
            {"destination": "sip:plain.example.test", "group": 8, "priority": 1, "weight": 1,
-            "description": "by A"}]
+            "description": "by A"},
+           {"destination": "sip:nap.example.test;transport=tcp", "group": 9, "priority": 1, "weight": 1,
+            "description": "by NAPTR over TCP"},
+           {"destination": "sips:sec.example.test", "group": 10, "priority": 1, "weight": 1,
+            "description": "by SRV over TLS"}]
     notes = []
     with contextlib.ExitStack() as stack:
         uas = {k: stack.enter_context(Uas("gw", scen, ip, port, d, k))
@@ -290,9 +298,14 @@ def dns_srv_ttl_moves_calls(ctx: Ctx):
                     f"{ts(since)}:\n{brief_queries(dns.queries(since))}")
 
         # 0. The NAPTR and A paths, from the API.
-        for dest, want in (("sip:nap.example.test", [{"address": f"{GW1_IP}:5070", "priority": 10, "weight": 5}]),
-                           ("sip:plain.example.test", [{"address": a10, "priority": 0, "weight": 0}])):
+        for dest, want, transport in (
+                ("sip:nap.example.test", [{"address": f"{GW1_IP}:5070", "priority": 10, "weight": 5}], "udp"),
+                ("sip:plain.example.test", [{"address": a10, "priority": 0, "weight": 0}], "udp"),
+                ("sip:nap.example.test;transport=tcp", [{"address": f"{GW2_IP}:5090", "priority": 10, "weight": 5}],
+                 "tcp"),
+                ("sips:sec.example.test", [{"address": f"{GW1_IP}:5061", "priority": 10, "weight": 5}], "tls")):
             row = gateway(ctx, dest)
+            check(row.get("transport") == transport, f"{dest}: transport {row.get('transport')!r} (want {transport})")
             v = row.get("dns") or {}
             check(v.get("addresses") == want and v.get("error") is None
                   and isinstance(v.get("expires_in_s"), int) and 0 <= v["expires_in_s"] <= 60,
@@ -302,9 +315,11 @@ def dns_srv_ttl_moves_calls(ctx: Ctx):
                   f"GET /api/v1/dispatcher for {dest}: addresses {dd.get('addresses')}")
         asked = {(q["type"], q["name"]) for q in dns.queries(t_prov)}
         check(("SRV", "_sip._udp.pool.example.test.") in asked and ("SRV", "_sip._udp.nap.example.test.") not in asked
-              and ("SRV", "_sip._tcp.pool.example.test.") not in asked,
-              f"sip:nap.example.test: the SBC should ask only the SIP+D2U NAPTR's SRV "
-              f"(_sip._udp.pool.example.test); it asked {sorted(asked)}")
+              and ("SRV", "_sip._tcp.nap.example.test.") not in asked
+              and ("SRV", "_sip._tcp.pool.example.test.") in asked and ("SRV", "_sips._tcp.sec.example.test.") in asked,
+              f"sip:nap.example.test: the SBC should ask only the NAPTRs' SRVs (_sip._udp.pool.example.test for "
+              f"UDP, _sip._tcp.pool.example.test for TCP) and _sips._tcp.sec.example.test for sips:; it asked "
+              f"{sorted(asked)}")
 
         # 1. SRV -> a.lk -> .10
         row = gateway(ctx, lk)
