@@ -538,3 +538,181 @@ fn client_certificates_sighup_reload_and_idle_connections() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("TLS reload failed"), "{text}");
 }
+
+/// The TLS server side of a gateway at `listener`: accepts one connection
+/// and sends every message it reads to `seen`, answering 200 to a BYE.
+fn gateway_listener(listener: TcpListener, cert: (String, String), seen: mpsc::Sender<String>) {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.0.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let (tcp, _) = listener.accept().unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), tcp);
+    let mut buf = Vec::new();
+    while let Some(msg) = read_message(&mut tls, &mut buf) {
+        if msg.starts_with("BYE ") {
+            let _ = tls.write_all(answer(&msg, 200, "", "").as_bytes());
+        }
+        let _ = seen.send(msg);
+    }
+}
+
+#[test]
+fn a_request_to_a_gateway_whose_connection_closed_goes_to_its_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (sbc_cert, gw_cert) = (leaf_of(&ca, &ca_key), leaf_of(&ca, &ca_key));
+    let ca_pem = ca.pem();
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let ca_path = path("ca.pem", &ca_pem);
+    let (cert_path, key_path) = (path("sbc.pem", &sbc_cert.0), path("sbc.key", &sbc_cert.1));
+    let (private, public, tls_port) = (free_port(), free_port(), free_port());
+    let (api_port, metrics_port) = (free_port(), free_port());
+    let config = dir.path().join("sbc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
+             public_tls = \"127.0.0.1:{tls_port}\"\n\
+             [tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n\
+             [media]\nport_min = 41600\nport_max = 41700\n\
+             [database]\nurl = \"sqlite://{}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+            dir.path().join("sbc.db").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("sbc.log");
+    let api = format!("http://127.0.0.1:{api_port}");
+    let _sbc = start_sbc(&config, &log, &api);
+    // The gateway listens for connections at its Contact; the carrier is
+    // a host carrier at 127.0.0.5:5060 (where outbound calls go).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw_port = listener.local_addr().unwrap().port();
+    let (seen_tx, seen) = mpsc::channel();
+    thread::spawn(move || gateway_listener(listener, gw_cert, seen_tx));
+    let uri = format!("sip:127.0.0.1:{gw_port};transport=tls");
+    let (code, _, err) = sbcctl(&api, &["add-gateway", "1", &uri, "gw", "1", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = sbcctl(&api, &["add-carrier", "127.0.0.5", "32", "carrier", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let carrier = UdpSocket::bind("127.0.0.5:5060").unwrap();
+    carrier
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+
+    // The gateway calls over a connection of its own.
+    let (mut conn, _) = tls_client(tls_port, &ca_pem);
+    let sdp = "v=0\r\no=gw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42100 RTP/AVP 0\r\n";
+    let invite = format!(
+        "INVITE sip:15551234567@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:{gw_port};branch=z9hG4bKgw1\r\nMax-Forwards: 70\r\n\
+         From: <sip:gw@127.0.0.1>;tag=g1\r\nTo: <sip:15551234567@127.0.0.1>\r\n\
+         Call-ID: flow-lost-1\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:gw@127.0.0.1:{gw_port};transport=tls>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    conn.write_all(invite.as_bytes()).unwrap();
+    let mut buf = [0u8; 65535];
+    let inv = loop {
+        let (n, _) = carrier.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no INVITE at the carrier: {e}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("INVITE ") {
+            break text;
+        }
+    };
+    let sbc_priv: SocketAddr = format!("127.0.0.1:{private}").parse().unwrap();
+    let carrier_sdp = "v=0\r\no=c 1 1 IN IP4 127.0.0.5\r\ns=-\r\nc=IN IP4 127.0.0.5\r\nt=0 0\r\nm=audio 43100 RTP/AVP 0\r\n";
+    let ok = answer(
+        &inv,
+        200,
+        "Contact: <sip:c@127.0.0.5:5060>\r\nContent-Type: application/sdp\r\n",
+        carrier_sdp,
+    );
+    carrier.send_to(ok.as_bytes(), sbc_priv).unwrap();
+    let mut stream_buf = Vec::new();
+    let ok_gw = loop {
+        let m = read_message(&mut conn, &mut stream_buf).expect("the 200 over TLS");
+        if m.starts_with("SIP/2.0 200") {
+            break m;
+        }
+    };
+    let to = header(&ok_gw, "To").unwrap().to_string();
+    let sbc_contact = header(&ok_gw, "Contact")
+        .unwrap()
+        .trim_matches(['<', '>'])
+        .to_string();
+    let ack = format!(
+        "ACK {sbc_contact} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{gw_port};branch=z9hG4bKgw1a\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:gw@127.0.0.1>;tag=g1\r\nTo: {to}\r\nCall-ID: flow-lost-1\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.write_all(ack.as_bytes()).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    // The gateway's connection goes away; the carrier hangs up.
+    conn.conn.send_close_notify();
+    let _ = conn.flush();
+    drop(conn);
+    thread::sleep(Duration::from_millis(300));
+    let from = header(&inv, "From").unwrap();
+    let inv_to = header(&inv, "To").unwrap();
+    let call_id = header(&inv, "Call-ID").unwrap();
+    let contact = header(&inv, "Contact").unwrap().trim_matches(['<', '>']);
+    let routes: String = inv
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("Record-Route:"))
+        .map(|v| format!("Route:{v}\r\n"))
+        .collect();
+    let bye = format!(
+        "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bKcbye\r\n\
+         Max-Forwards: 70\r\nFrom: {inv_to};tag=gw1\r\nTo: {from}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 BYE\r\n{routes}Content-Length: 0\r\n\r\n"
+    );
+    carrier.send_to(bye.as_bytes(), sbc_priv).unwrap();
+    let got = seen
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| {
+            panic!(
+                "no BYE at the gateway's Contact\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    assert!(
+        got.starts_with(&format!("BYE sip:gw@127.0.0.1:{gw_port}")),
+        "{got}"
+    );
+    let done = loop {
+        let (n, _) = carrier.recv_from(&mut buf).expect("the BYE's answer");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 ") && text.contains("BYE") {
+            break text;
+        }
+    };
+    assert!(done.starts_with("SIP/2.0 200"), "{done}");
+}

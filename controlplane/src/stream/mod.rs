@@ -216,10 +216,19 @@ impl Streams {
     }
 
     /// Sends one message of the engine's: on the pooled connection to its
-    /// destination, else on a new one.
+    /// destination, else on a new one. With no connection to its
+    /// destination open (one the peer opened and closed: its source port
+    /// takes no connections), a new one goes where RFC 3261 sends the
+    /// message ([`rfc3261_target`]) when that is an address of its own.
     fn send(self: &Arc<Self>, o: Outgoing) {
-        let key = (o.transport, o.dst);
+        let mut key = (o.transport, o.dst);
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if !pool.contains_key(&key) {
+            if let Some(dst) = rfc3261_target(&o.data, o.transport).filter(|d| *d != o.dst) {
+                tracing::debug!(flow = %o.dst, %dst, transport = %o.transport, "no connection to the flow: to the message's target");
+                key = (o.transport, dst);
+            }
+        }
         if let Some(c) = pool.get(&key) {
             match c.tx.try_send(o.data) {
                 Ok(()) => return,
@@ -398,6 +407,40 @@ impl Streams {
         drop(tx);
         write.abort();
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where RFC 3261 sends `data` over a new connection of `transport`: a
+/// request to its first Route (a loose router), else its Request-URI
+/// (§8.1.2, §16.12); a response to its top Via's `received` address (else
+/// its sent-by host) and sent-by port (§18.2.2). Only an IPv4 literal is an
+/// answer here (names were resolved by the control plane when the gateway
+/// was provisioned); the port defaults to the transport's (5061 for TLS).
+fn rfc3261_target(data: &[u8], transport: Transport) -> Option<SocketAddr> {
+    use sbc_dataplane::sip::grammar::{self, NameAddr, SipUri, Via};
+    use sbc_dataplane::sip::{HeaderName, SipMessage, StartLine};
+    let msg = SipMessage::parse(data).ok()?;
+    let at = |host: &[u8], port: Option<u16>| {
+        let ip = grammar::parse_ipv4(host)?;
+        let port = port.unwrap_or(transport.default_port());
+        Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
+    };
+    match msg.start {
+        StartLine::Request { uri, .. } => {
+            let route = msg.values(HeaderName::Route).next();
+            let target = route.map_or(uri, |r| NameAddr::parse(r).map_or(r, |na| na.uri));
+            let u = SipUri::parse(target)?;
+            at(u.host, u.port)
+        }
+        StartLine::Response { .. } => {
+            let value = msg.values(HeaderName::Via).next()?;
+            let via = Via::parse(value)?;
+            let received = value
+                .iter()
+                .position(|&b| b == b';')
+                .and_then(|i| grammar::param(value.get(i..)?, "received").flatten());
+            at(received.unwrap_or(via.host), via.port)
+        }
     }
 }
 
