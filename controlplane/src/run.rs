@@ -159,8 +159,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API on api.listen = {}", cfg.api.listen))?;
     tracing::info!(listen = %cfg.api.listen, "REST API listening");
-    let server =
-        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal());
+    let engine_stats = backend.stats.clone();
+    let drainer = backend.clone();
+    let drain = Duration::from_secs(cfg.shutdown.drain_s);
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(drained(
+        drainer,
+        engine_stats,
+        drain,
+    ));
     server.await.context("API server")?;
 
     tracing::info!("shutting down");
@@ -210,7 +216,15 @@ fn start_dpdk(
     )
 }
 
-async fn shutdown_signal() {
+/// Resolves when the SBC should stop: at the first SIGTERM or SIGINT the
+/// data plane drains ([`Dataplane::drain`]: new calls get 503, calls in
+/// progress go on), then this waits for the last call to end, `drain` to
+/// pass, or a second signal, whichever comes first.
+async fn drained(
+    backend: Arc<Dataplane>,
+    stats: Arc<sbc_dataplane::stats::EngineStats>,
+    drain: Duration,
+) {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -220,6 +234,29 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+    }
+    if drain.is_zero() {
+        return;
+    }
+    backend.drain();
+    let up = stats.calls_up.get();
+    tracing::info!(
+        calls_up = up,
+        drain_s = drain.as_secs(),
+        "draining: new calls refused 503; a second SIGTERM exits at once"
+    );
+    let deadline = tokio::time::Instant::now() + drain;
+    loop {
+        if stats.dialogs.get() == 0 {
+            tracing::info!("drained: no call left");
+            return;
+        }
+        tokio::select! {
+            _ = term.recv() => return tracing::warn!(calls_up = stats.calls_up.get(), "second signal: exiting with calls up"),
+            _ = int.recv() => return tracing::warn!(calls_up = stats.calls_up.get(), "second signal: exiting with calls up"),
+            _ = tokio::time::sleep_until(deadline) => return tracing::warn!(calls_up = stats.calls_up.get(), "drain_s passed: exiting with calls up"),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! fails over at once.
 
 mod common;
-use common::{sbcctl, start_sbc};
+use common::{answer, free_port, header, sbcctl, start_sbc};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::{mpsc, Arc};
@@ -16,14 +16,6 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u.local_addr().unwrap().port();
-    // Free for TCP too (checked, not guaranteed; good enough on loopback).
-    drop(TcpListener::bind(("127.0.0.1", port)).unwrap());
-    port
-}
 
 /// A CA and two leaf certificates for 127.0.0.1 (PEM): (ca, (cert, key)
 /// signed by it, (cert, key) self-signed by another CA).
@@ -70,33 +62,6 @@ fn read_message(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-}
-
-/// A response to `req` echoing its Via, From, To (tagged), Call-ID, CSeq.
-fn answer(req: &str, code: u16, extra: &str, body: &str) -> String {
-    let mut r = format!("SIP/2.0 {code} OK\r\n");
-    for line in req.split("\r\n").skip(1) {
-        let name = line.split(':').next().unwrap_or("").trim();
-        if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
-            r.push_str(line);
-            r.push_str("\r\n");
-        } else if name == "To" {
-            r.push_str(line);
-            if !line.contains("tag=") {
-                r.push_str(";tag=gw1");
-            }
-            r.push_str("\r\n");
-        }
-    }
-    r.push_str(extra);
-    r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    r
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.split("\r\n")
-        .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim() == name))
-        .map(|(_, v)| v.trim())
 }
 
 /// The TLS gateway: on its first connection, answers OPTIONS and INVITE

@@ -113,6 +113,8 @@ pub struct EngineStats {
     /// Media lines keyed for SRTP toward a gateway: an answer committed
     /// with SDES keys on them (a call's line, and again at each rekey).
     pub srtp_lines: Counter,
+    /// New INVITEs and OPTIONS answered 503 while draining for a shutdown.
+    pub drain_refused: Counter,
     /// Session refreshes (RFC 4028) of shielded calls answered at the
     /// carrier's edge, without the gateway.
     pub refreshes_answered: Counter,
@@ -233,6 +235,7 @@ impl Default for EngineStats {
             offers_rolled_back: Counter::default(),
             answers_refused: Counter::default(),
             srtp_lines: Counter::default(),
+            drain_refused: Counter::default(),
             refreshes_answered: Counter::default(),
             sessions_expired: Counter::default(),
             info_dtmf: Counter::default(),
@@ -430,7 +433,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 35] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 36] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -454,6 +457,7 @@ impl EngineStats {
             ("offers_rolled_back", &self.offers_rolled_back),
             ("answers_refused", &self.answers_refused),
             ("srtp_lines", &self.srtp_lines),
+            ("drain_refused", &self.drain_refused),
             ("refreshes_answered", &self.refreshes_answered),
             ("sessions_expired", &self.sessions_expired),
             ("info_dtmf", &self.info_dtmf),

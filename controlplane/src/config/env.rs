@@ -144,6 +144,7 @@ pub const VARIABLES: &[(&str, &str, Kind)] = &[
     ),
     ("SBC_CDR_ENABLED", "cdr.enabled", Kind::Bool),
     ("SBC_CDR_KEEP_DAYS", "cdr.keep_days", Kind::Integer),
+    ("SBC_SHUTDOWN_DRAIN_S", "shutdown.drain_s", Kind::Integer),
     ("SBC_HEP_COLLECTOR", "hep.collector", Kind::Text),
     ("SBC_HEP_NODE_ID", "hep.node_id", Kind::Integer),
     ("SBC_HEP_PASSWORD", "hep.password", Kind::Text),

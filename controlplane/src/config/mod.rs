@@ -113,6 +113,33 @@ pub struct Config {
     /// `[tls]`: certificates for SIP over TLS.
     #[serde(default)]
     pub tls: crate::stream::tls::TlsConfig,
+    /// `[shutdown]`.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// `[shutdown]`: how SIGTERM (or SIGINT) stops the SBC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds calls in progress are given to end after the first SIGTERM,
+    /// while new INVITEs and OPTIONS get 503 (upstream probes move away);
+    /// then the SBC exits, at once when the last call ends. A second SIGTERM
+    /// exits at once; 0 exits at the first. Default 30.
+    #[serde(default = "default_drain_s")]
+    pub drain_s: u64,
+}
+
+fn default_drain_s() -> u64 {
+    30
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_s: default_drain_s(),
+        }
+    }
 }
 
 /// `[hep]`: SIP capture to a Homer collector (HEP v3 over UDP).

@@ -80,3 +80,40 @@ pub fn start_sbc(config: &std::path::Path, log: &std::path::Path, api: &str) -> 
     }
     sbc
 }
+
+/// A port free on 127.0.0.1 for UDP and TCP now.
+pub fn free_port() -> u16 {
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = u.local_addr().unwrap().port();
+    // Free for TCP too (checked, not guaranteed; good enough on loopback).
+    drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    port
+}
+
+/// A response to `req` echoing its Via, From, To (tagged), Call-ID, CSeq.
+pub fn answer(req: &str, code: u16, extra: &str, body: &str) -> String {
+    let mut r = format!("SIP/2.0 {code} OK\r\n");
+    for line in req.split("\r\n").skip(1) {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
+            r.push_str(line);
+            r.push_str("\r\n");
+        } else if name == "To" {
+            r.push_str(line);
+            if !line.contains("tag=") {
+                r.push_str(";tag=gw1");
+            }
+            r.push_str("\r\n");
+        }
+    }
+    r.push_str(extra);
+    r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    r
+}
+
+/// The value of header `name` (as written) in `msg`.
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n")
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim() == name))
+        .map(|(_, v)| v.trim())
+}

@@ -77,6 +77,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
         while let Some(s) = snapshots.pop() {
             engine.set_snapshot(s);
         }
+        engine.set_draining(shared.draining.load(Ordering::Relaxed));
         let now = start.elapsed().as_millis() as u64;
         if shared.engine.active_wanted.swap(false, Ordering::Relaxed) {
             let _ = shared

@@ -87,6 +87,8 @@ impl std::fmt::Debug for Waker {
 #[derive(Debug)]
 pub struct Shared {
     pub(crate) quit: AtomicBool,
+    /// Shutting down: the engine refuses new calls (`Dataplane::drain`).
+    pub(crate) draining: AtomicBool,
     /// Received SIP datagrams toward the engine.
     pub(crate) rx_ring: ArrayQueue<Datagram>,
     /// Recycled datagram buffers.
@@ -125,6 +127,7 @@ impl Shared {
     pub(crate) fn new(ring_size: usize) -> Shared {
         Shared {
             quit: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             rx_ring: ArrayQueue::new(ring_size.max(BATCH)),
             free: ArrayQueue::new(ring_size.max(BATCH) + BATCH),
             snapshots: ArrayQueue::new(4),
@@ -279,6 +282,14 @@ impl Dataplane {
         let queued = self.shared.health_cmds.push(cmd).is_ok();
         self.engine_thread.unpark();
         queued
+    }
+
+    /// Starts draining for a shutdown
+    /// ([`SipEngine::set_draining`](crate::engine::SipEngine::set_draining)): new
+    /// calls are refused 503, calls in progress go on.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        self.engine_thread.unpark();
     }
 
     /// Stops both threads and waits for them (once; later calls return at once).

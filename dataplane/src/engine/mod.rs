@@ -127,6 +127,9 @@ pub struct SipEngine {
     probes: HashMap<u64, probe::Probe>,
     /// The side each probed destination is probed from.
     probe_sides: HashMap<SocketAddrV4, (Side, Transport)>,
+    /// Shutting down ([`SipEngine::set_draining`]): new calls and OPTIONS
+    /// get 503, calls in progress go on.
+    draining: bool,
 }
 
 impl SipEngine {
@@ -167,9 +170,18 @@ impl SipEngine {
             health,
             probes: HashMap::new(),
             probe_sides: HashMap::new(),
+            draining: false,
         };
         engine.probe_destinations();
         engine
+    }
+
+    /// Draining for a shutdown (`true`): a new INVITE is answered 503 with
+    /// `Retry-After` (RFC 3261 §21.5.4) and an OPTIONS outside a dialog 503
+    /// too, so upstream probes move away, while every request and response
+    /// of calls in progress is handled as before. Counted in `sip.drain_refused`.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
     }
 
     /// Swaps in a new routing snapshot; calls in progress keep their legs.

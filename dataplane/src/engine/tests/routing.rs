@@ -378,3 +378,48 @@ fn a_gateways_headers_go_in_its_initial_invite_only() {
     let out = &sent.iter().find(|s| s.2.starts_with("BYE")).unwrap().2;
     assert!(header(out, "X-LK-Project").is_none(), "{out}");
 }
+
+#[test]
+fn draining_refuses_new_calls_and_options_but_ends_calls_in_progress() {
+    let mut peers = Peers::new();
+    let sent = peers.send(Side::Private, CARRIER, &invite("d1", "d1"));
+    let fwd = sent[1].2.clone();
+    peers.send(Side::Public, GATEWAY, &answer(&fwd, 200, "gw1", false));
+    assert_eq!(peers.stats.calls_up.get(), 1);
+    peers.engine.set_draining(true);
+    let sent = peers.send(Side::Private, CARRIER, &invite("d2", "d2"));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(status(&sent[0].2), 503);
+    assert_eq!(
+        header(&sent[0].2, "Retry-After"),
+        Some("1"),
+        "policy.retry_after_s"
+    );
+    let options = in_dialog(
+        "OPTIONS",
+        "sip:10.0.0.100:5060",
+        "probe@10.0.1.10",
+        "<sip:probe@10.0.1.10>;tag=p",
+        "<sip:10.0.0.100>",
+        "o1",
+        1,
+    );
+    let sent = peers.send(Side::Private, CARRIER, &options);
+    assert_eq!(status(&sent[0].2), 503);
+    // The call in progress still ends normally.
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@10.0.0.100:5060",
+        "d1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+        "b1",
+        2,
+    );
+    let sent = peers.send(Side::Private, CARRIER, &bye);
+    let to_gw = &sent.iter().find(|(s, ..)| *s == Side::Public).unwrap().2;
+    assert!(to_gw.starts_with("BYE "), "{to_gw}");
+    peers.send(Side::Public, GATEWAY, &answer(to_gw, 200, "gw1", false));
+    assert_eq!(peers.stats.calls_up.get(), 0);
+    assert_eq!(peers.stats.drain_refused.get(), 2);
+}
