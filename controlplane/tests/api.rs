@@ -808,11 +808,14 @@ async fn bearer_token_guards_every_route() {
         let (code, _) = api.call(&method.to_uppercase(), &path, "{}").await;
         assert_eq!(code, StatusCode::UNAUTHORIZED, "{method} {path}");
     }
-    api.token = Some("wrong".into());
-    assert_eq!(
-        api.call("GET", "/api/v1/status", "").await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    for token in ["wrong", "s3cre", "s3cret2", ""] {
+        api.token = Some(token.into());
+        for (method, path) in sbc_controlplane::api::ROUTES {
+            let path = path.replace("{id}", "1");
+            let (code, _) = api.call(&method.to_uppercase(), &path, "{}").await;
+            assert_eq!(code, StatusCode::UNAUTHORIZED, "{token:?}: {method} {path}");
+        }
+    }
     api.token = Some("s3cret".into());
     assert_eq!(
         api.call("GET", "/api/v1/status", "").await.0,

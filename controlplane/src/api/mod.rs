@@ -451,7 +451,12 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_ref()) {
+        // Compared in constant time: how long it takes tells nothing of the token.
+        let right = given.is_some_and(|g| {
+            use subtle::ConstantTimeEq;
+            bool::from(g.as_bytes().ct_eq(token.as_bytes()))
+        });
+        if !right {
             return ApiError(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token".into(),

@@ -82,6 +82,7 @@ pub const VARIABLES: &[(&str, &str, Kind)] = &[
     ),
     ("SBC_DATABASE_URL", "database.url", Kind::Text),
     ("SBC_API_LISTEN", "api.listen", Kind::Text),
+    ("SBC_API_INSECURE", "api.insecure", Kind::Bool),
     ("SBC_API_TOKEN", "api.token", Kind::Text),
     ("SBC_METRICS_LISTEN", "metrics.listen", Kind::Text),
     (

@@ -639,6 +639,10 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// When set, every request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Run the API on an address other than loopback without a token
+    /// (default false: such a config is refused, naming `api.token`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -650,6 +654,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: default_api_listen(),
             token: None,
+            insecure: false,
         }
     }
 }
@@ -860,6 +865,12 @@ impl Config {
             return Err(invalid(
                 "api.token",
                 "must not be empty (leave it out to disable)",
+            ));
+        }
+        if cfg.api.token.is_none() && !cfg.api.listen.ip().is_loopback() && !cfg.api.insecure {
+            return Err(invalid(
+                "api.token",
+                "is required when api.listen is not a loopback address (or set api.insecure = true)",
             ));
         }
         let scheme = cfg.database.url.split(':').next().unwrap_or_default();
@@ -1095,6 +1106,18 @@ ok_codes = [404, 405, 501, 403]
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_api_open_beyond_loopback_needs_a_token() {
+        let open = FULL.replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"");
+        assert_ne!(open, FULL);
+        let e = Config::parse(&open, "t.toml").unwrap_err();
+        assert!(e.to_string().contains("api.token"), "{e}");
+        let c = Config::parse(&open.replace("[api]", "[api]\ntoken = \"t\""), "t.toml").unwrap();
+        assert!(c.api.token.is_some());
+        let c = Config::parse(&open.replace("[api]", "[api]\ninsecure = true"), "t.toml");
+        assert!(c.unwrap().api.insecure);
     }
 
     #[test]
