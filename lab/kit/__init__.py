@@ -20,6 +20,9 @@ For the tests only:
     dns          an authoritative DNS server (dnslib) in a namespace, its zone rewritten while
                  it runs, and the resolver files /etc/netns/NS/{resolv.conf,hosts}; run as a
                  script inside the namespace, it is the server
+    srtp         libsrtp2 through ctypes (SRTP/SRTCP sessions per SDES key), a=crypto lines, and
+                 an RTP/RTCP end point (SRTP or plain); run as a script inside a namespace, it is
+                 that end point (kit/tls.py's UA loads it by path for its own media)
 Run as a script inside a namespace (stdlib only, no kit imports):
     uapeer       a small SIP UA with RTP for flows sipp cannot play (a media port move, binary
                  multipart bodies); prints what it sent and received as JSON. The tests import

@@ -106,13 +106,16 @@ class Api:
         return self._create("/api/v1/carriers", {"ip": ip, "mask": mask, "name": name, "group": group})
 
     def add_gateway(self, destination, group=1, priority=1, weight=1, description="gw",
-                    profile: str | None = None) -> dict:
+                    profile: str | None = None, media_encryption: str | None = None) -> dict:
         """`profile` ("transparent", "livekit") is sent only when given (None: the SBC's
-        [routing] default_profile applies)."""
+        [routing] default_profile applies); `media_encryption` ("disable", "allow", "require":
+        SDES toward a TLS gateway) likewise (None: the SBC's default, disable)."""
         body = {"destination": destination, "group": group, "priority": priority,
                 "weight": weight, "description": description}
         if profile is not None:
             body["profile"] = profile
+        if media_encryption is not None:
+            body["media_encryption"] = media_encryption
         return self._create("/api/v1/gateways", body)
 
     def add_tenant(self, tenant_id, source_ip, gateway_group=1, max_cps=10, max_concurrent=10,

@@ -23,6 +23,7 @@ import socket
 import struct
 import sys
 import time
+from pathlib import Path
 
 # --- libsrtp2 ---------------------------------------------------------------------------------------
 
@@ -414,6 +415,39 @@ def self_check() -> None:
         assert rx.unprotect_rtcp(w) == sr, suite
         for s in (tx, rx, other):
             s.close()
+
+
+class MediaPeer:
+    """run_media in namespace `ns` as a program of its own (this file), for the test's side: its
+    result (JSON) and output in `out_dir` under `name`."""
+
+    def __init__(self, ns: str, out_dir: Path, name: str, opts: dict):
+        import subprocess
+        from .proc import nsexec, spawn
+        self.result_path = out_dir / f"{name}.media.json"
+        self.stdout = out_dir / f"{name}.media.out"
+        self.result_path.unlink(missing_ok=True)
+        self.opts = dict(opts, result=str(self.result_path))
+        self._out = open(self.stdout, "wb")
+        self.proc = spawn(nsexec(ns, [sys.executable, "-I", Path(__file__).resolve(), json.dumps(self.opts)]),
+                          stdout=self._out, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float) -> dict:
+        """Its result once it has ended (stopped after `timeout` s): {"error": ...} if none."""
+        import subprocess
+        from .proc import stop_process
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_process(self.proc, grace=2.0)
+        if not self._out.closed:
+            self._out.close()
+        try:
+            return json.loads(self.result_path.read_text())
+        except (OSError, ValueError):
+            return {"error": f"no result from the media end point (rc {self.proc.returncode}): "
+                             + self.stdout.read_text(errors="replace")[-800:]}
 
 
 def main() -> None:

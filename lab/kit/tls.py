@@ -2,7 +2,10 @@
 small SIP user agent over TLS/TCP (Python's ssl, i.e. OpenSSL) that runs inside a namespace
 (StreamUa): a UAS that answers INVITEs (and hangs up the calls it is told to), or a UAC that
 places calls, pings, and answers the other side's BYE. Every message it reads or writes goes to a
-JSON-lines log the test reads afterwards (stream_log).
+JSON-lines log the test reads afterwards (stream_log). With SDES media (kit/srtp.py: options
+"answers" of the UAS, "offers" of the UAC, per call) it answers or offers RTP/SAVP with an a=crypto
+key of its own and runs RTP/RTCP, SRTP or plain, toward the SBC's media address for the call, its
+record in the log (event "media") or the UAC's result.
 
 This file is also the UA's program: `python3 -I kit/tls.py '<json options>'` (stdlib only at
 module level; the kit helpers import lazily)."""
@@ -150,6 +153,75 @@ def branch() -> str:
     return "z9hG4bK" + uuid.uuid4().hex[:16]
 
 
+# --- SDES media (kit/srtp.py, loaded by path: the UA program runs isolated, without kit/) -----------
+
+_SRTP = None
+
+
+def srtp_mod():
+    global _SRTP
+    if _SRTP is None:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("lab_kit_srtp", Path(__file__).with_name("srtp.py"))
+        _SRTP = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_SRTP)
+    return _SRTP
+
+
+def _crypto_rows(cryptos: list[dict]) -> list[dict]:
+    return [{k: c[k] for k in ("tag", "suite", "key_b64", "rest", "line")} for c in cryptos]
+
+
+def media_thread(opts: dict, socks, done) -> threading.Thread:
+    """run_media(opts) on the bound sockets in a thread; done(result) at the end (an "error" key
+    if it failed)."""
+    def run():
+        try:
+            res = srtp_mod().run_media(opts, socks)
+        except Exception as e:  # noqa: BLE001
+            res = {"error": f"{type(e).__name__}: {e}"}
+        done(res)
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
+
+
+def srtp_answer(o: dict, n: int, spec: dict, offer_body: str, cid: str, log: Log):
+    """The UAS's answer to INVITE number n per spec {"crypto_tag": tag to take from the offer
+    (None: a plain RTP/AVP answer), "proto" (default RTP/SAVP), "port", "media": run_media
+    options (count, interval, rtcp_every, linger, wait_first)}: (SDP body, function starting the
+    media once the 200 is sent, or None)."""
+    S = srtp_mod()
+    port = int(spec.get("port", o.get("media_port", 7000) + 2 * n))
+    offer, cryptos = S.sdp_audio(offer_body), S.sdp_cryptos(offer_body)
+    tag = spec.get("crypto_tag")
+    chosen = next((c for c in cryptos if c["tag"] == tag), None) if tag is not None else None
+    socks = S.bind_pair(o["ip"], port) if spec.get("media") else None
+    key = None
+    if chosen is not None:
+        key = S.new_key(chosen["suite"])
+        body = S.sdp_body(o["ip"], port, spec.get("proto", "RTP/SAVP"),
+                          [S.crypto_line(tag, chosen["suite"], key)])
+    else:
+        body = S.sdp_body(o["ip"], port, "RTP/AVP")
+    log.write(event="answer", n=n, call_id=cid, offer=offer, offer_cryptos=_crypto_rows(cryptos),
+              chosen=_crypto_rows([chosen])[0] if chosen else None, key_b64=S.b64(key) if key else None,
+              port=port)
+    if not spec.get("media"):
+        return body, None
+    mo = dict(spec["media"], remote=[offer.get("ip"), offer.get("port")])
+    mo.setdefault("wait_first", 3.0)
+    if offer.get("rtcp"):
+        mo["remote_rtcp"] = [offer.get("ip"), offer["rtcp"]]
+    if chosen is not None:
+        mo["send_key"] = {"suite": chosen["suite"], "key_b64": S.b64(key)}
+        mo["recv_key"] = {"suite": chosen["suite"], "key_b64": chosen["key_b64"]}
+
+    def start():
+        media_thread(mo, socks, lambda res: log.write(event="media", n=n, call_id=cid, result=res))
+    return body, start
+
+
 # --- the UA program -------------------------------------------------------------------------------
 
 def uas_conn(conn, peer, o: dict, log: Log, state: dict) -> None:
@@ -202,13 +274,21 @@ def uas_conn(conn, peer, o: dict, log: Log, state: dict) -> None:
         contact = ("Contact", f"<sip:gw@{me};transport={tp}>")
         if method == "INVITE":
             rr = [("Record-Route", r) for r in hget(m, "Record-Route")]
-            send(build("SIP/2.0 100 Trying", common))
-            send(build("SIP/2.0 180 Ringing", common + rr + [contact]))
-            send(build("SIP/2.0 200 OK", common + rr + [contact],
-                       SDP.format(ip=o["ip"], port=o.get("media_port", 7000))))
             with state["lock"]:
                 n = state["invites"]
                 state["invites"] += 1
+            answers = o.get("answers") or []
+            body, start_media = SDP.format(ip=o["ip"], port=o.get("media_port", 7000)), None
+            if n < len(answers) and answers[n] is not None:
+                try:
+                    body, start_media = srtp_answer(o, n, answers[n], m["body"], cid, log)
+                except Exception as e:  # noqa: BLE001
+                    log.write(event="error", n=n, why=f"answer: {type(e).__name__}: {e}")
+            send(build("SIP/2.0 100 Trying", common))
+            send(build("SIP/2.0 180 Ringing", common + rr + [contact]))
+            send(build("SIP/2.0 200 OK", common + rr + [contact], body))
+            if start_media is not None:
+                start_media()
             if n in o.get("hangup", []):
                 target = re.search(r"<([^>]+)>", h1(m, "Contact"))
                 dialogs[cid] = {"rr": hget(m, "Record-Route"), "local": to, "remote": h1(m, "From"),
@@ -300,10 +380,26 @@ def run_uac(o: dict, log: Log) -> None:
         contact = ("Contact", f"<sip:gw@{me};transport={tp}>")
         call = {"how": how, "call_id": cid, "invite": None, "bye": None, "callee_bye": False}
         results["calls"].append(call)
+        port = o.get("media_port", 7000) + 2 * i
+        body = SDP.format(ip=o["ip"], port=port)
+        offers = o.get("offers") or []
+        spec = offers[i] if i < len(offers) else None
+        socks = media = None
+        if spec is not None:
+            S = srtp_mod()
+            cr = spec.get("crypto")
+            lines, proto = [], spec.get("proto", "RTP/SAVP" if cr else "RTP/AVP")
+            if cr:
+                key = S.new_key(cr["suite"])
+                lines = [S.crypto_line(cr["tag"], cr["suite"], key)]
+                call["offer"] = {"tag": cr["tag"], "suite": cr["suite"], "key_b64": S.b64(key), "port": port}
+            body = S.sdp_body(o["ip"], port, proto, lines)
+            if spec.get("media"):
+                socks = S.bind_pair(o["ip"], port)
         send(build(f"INVITE {ruri} SIP/2.0",
                    [("Via", f"SIP/2.0/{tp.upper()} {me};branch={branch()};alias"), ("Max-Forwards", "70"),
                     ("From", frm), ("To", to), ("Call-ID", cid), ("CSeq", "1 INVITE"), contact],
-                   SDP.format(ip=o["ip"], port=o.get("media_port", 7000) + 2 * i)))
+                   body))
         final = None
         deadline = time.monotonic() + 10
         while final is None and time.monotonic() < deadline:
@@ -324,6 +420,24 @@ def run_uac(o: dict, log: Log) -> None:
         routes = list(reversed(hget(final, "Record-Route")))
         tm = re.search(r"<([^>]+)>", h1(final, "Contact"))
         target = tm.group(1) if tm else ruri
+        if spec is not None and code < 300:
+            S = srtp_mod()
+            ans, acr = S.sdp_audio(final["body"]), S.sdp_cryptos(final["body"])
+            call["answer"] = {"audio": ans, "cryptos": _crypto_rows(acr)}
+            if socks is not None:
+                mo = dict(spec["media"], remote=[ans.get("ip"), ans.get("port")])
+                mo.setdefault("wait_first", 2.0)
+                if ans.get("rtcp"):
+                    mo["remote_rtcp"] = [ans.get("ip"), ans["rtcp"]]
+                theirs = next((c for c in acr if call.get("offer") and c["tag"] == call["offer"]["tag"]), None)
+                if call.get("offer"):
+                    mo["send_key"] = {"suite": call["offer"]["suite"], "key_b64": call["offer"]["key_b64"]}
+                if theirs is not None:
+                    mo["recv_key"] = {"suite": theirs["suite"], "key_b64": theirs["key_b64"]}
+                media = media_thread(mo, socks, lambda res, c=call: c.__setitem__("media", res))
+        elif socks is not None:
+            for s_ in socks:
+                s_.close()
         if code >= 300:
             send(build(f"ACK {ruri} SIP/2.0",
                        [("Via", f"SIP/2.0/{tp.upper()} {me};branch={branch()}"), ("Max-Forwards", "70"),
@@ -334,6 +448,8 @@ def run_uac(o: dict, log: Log) -> None:
         send(build(f"ACK {target} SIP/2.0",
                    [("Via", f"SIP/2.0/{tp.upper()} {me};branch={branch()}")] + dlg + [("CSeq", "1 ACK")]))
         if how == "caller_bye":
+            if media is not None:
+                media.join(60)
             time.sleep(o.get("hold", 0.3))
             send(build(f"BYE {target} SIP/2.0",
                        [("Via", f"SIP/2.0/{tp.upper()} {me};branch={branch()}")] + dlg +
@@ -360,6 +476,8 @@ def run_uac(o: dict, log: Log) -> None:
                     answer(m)
                 elif not m["first"].startswith("SIP/2.0"):
                     answer(m)
+            if media is not None:
+                media.join(60)
     # Linger a moment for retransmissions the SBC might (wrongly) send, then close.
     end = time.monotonic() + o.get("linger", 0.5)
     while time.monotonic() < end:
