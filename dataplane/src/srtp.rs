@@ -204,7 +204,12 @@ mod tests {
     }
 
     /// libsrtp's own known-answer vectors (test/srtp_driver.c, also used by
-    /// RTPEngine's tests): SSRC 0xcafebabe, SEQ 0x1234, ROC 0.
+    /// RTPEngine's tests): SSRC 0xcafebabe, SEQ 0x1234, ROC 0. The AES-CM
+    /// one is keyed with RFC 3711 appendix B.3's master key and salt, so it
+    /// checks that key derivation and B.2's counter-mode keystream end to
+    /// end; RFC 7714 section 16's vectors start from derived session keys,
+    /// which libsrtp's SRTP interface does not take, so libsrtp's GCM vector
+    /// (the same AEAD construction over the derived keys) stands for them.
     const RTP: &str = "800f1234decafbadcafebabeabababababababababababababababab";
     const RTCP: &str = "81c8000bcafebabeabababababababababababababababab";
 
