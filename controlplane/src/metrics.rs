@@ -47,6 +47,7 @@ const GAUGES: &[&str] = &[
     "streams",
     "sockets",
     "sockets_idle",
+    "bans_active",
 ];
 
 /// `{tenant, direction, result}` of `sbc_calls_total`.

@@ -41,6 +41,7 @@ pub mod call;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod engine;
+pub mod guard;
 pub mod health;
 pub mod media;
 pub mod net;

@@ -115,6 +115,20 @@ pub struct EngineStats {
     pub srtp_lines: Counter,
     /// New INVITEs and OPTIONS answered 503 while draining for a shutdown.
     pub drain_refused: Counter,
+    /// Messages the flood guard dropped before parsing, by
+    /// [`crate::guard::GuardDrop`].
+    pub guard_drops: [Counter; crate::guard::GUARD_DROPS],
+    /// Sources the guard banned so far.
+    pub bans_total: Counter,
+    /// Bans in force.
+    pub bans_active: Counter,
+    /// Set by the control plane to ask for the bans in force, cleared by
+    /// the engine thread.
+    pub bans_wanted: std::sync::atomic::AtomicBool,
+    /// The engine thread's answer: the bans in force (the latest only).
+    pub bans: ArrayQueue<(Ms, Vec<crate::guard::Ban>)>,
+    /// Addresses whose ban an operator lifts (`sbcctl ban remove`).
+    pub unban: ArrayQueue<std::net::Ipv4Addr>,
     /// Session refreshes (RFC 4028) of shielded calls answered at the
     /// carrier's edge, without the gateway.
     pub refreshes_answered: Counter,
@@ -236,6 +250,12 @@ impl Default for EngineStats {
             answers_refused: Counter::default(),
             srtp_lines: Counter::default(),
             drain_refused: Counter::default(),
+            guard_drops: Default::default(),
+            bans_total: Counter::default(),
+            bans_active: Counter::default(),
+            bans_wanted: std::sync::atomic::AtomicBool::new(false),
+            bans: ArrayQueue::new(1),
+            unban: ArrayQueue::new(64),
             refreshes_answered: Counter::default(),
             sessions_expired: Counter::default(),
             info_dtmf: Counter::default(),
@@ -433,7 +453,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 36] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 43] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -458,6 +478,13 @@ impl EngineStats {
             ("answers_refused", &self.answers_refused),
             ("srtp_lines", &self.srtp_lines),
             ("drain_refused", &self.drain_refused),
+            ("dropped_too_large", &self.guard_drops[0]),
+            ("dropped_banned", &self.guard_drops[1]),
+            ("dropped_scanner", &self.guard_drops[2]),
+            ("dropped_flood", &self.guard_drops[3]),
+            ("dropped_too_many_sources", &self.guard_drops[4]),
+            ("bans", &self.bans_total),
+            ("bans_active", &self.bans_active),
             ("refreshes_answered", &self.refreshes_answered),
             ("sessions_expired", &self.sessions_expired),
             ("info_dtmf", &self.info_dtmf),

@@ -39,6 +39,7 @@ use crate::hep::CaptureHub;
 use crate::metrics::CallMetrics;
 use crate::provisioning::{DbError, Provisioning};
 
+mod bans;
 mod body;
 mod dispatcher;
 pub mod model;
@@ -413,6 +414,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/dispatcher"),
     ("post", "/api/v1/dispatcher/ping"),
     ("post", "/api/v1/dispatcher/state"),
+    ("get", "/api/v1/bans"),
+    ("delete", "/api/v1/bans/{ip}"),
 ];
 
 /// The OpenAPI 3 document served at `/api/v1/openapi.json`.
@@ -433,6 +436,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dispatcher", get(dispatcher::list))
         .route("/api/v1/dispatcher/ping", post(dispatcher::ping))
         .route("/api/v1/dispatcher/state", post(dispatcher::set_state))
+        .route("/api/v1/bans", get(bans::list))
+        .route("/api/v1/bans/{ip}", delete(bans::remove))
         .route("/api/v1/carriers", get(list_carriers).post(add_carrier))
         .route("/api/v1/carriers/{id}", delete(delete_carrier))
         .route("/api/v1/gateways", get(list_gateways).post(add_gateway))

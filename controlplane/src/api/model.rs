@@ -536,6 +536,22 @@ pub struct CallWindow {
     pub by_gateway: BTreeMap<String, WindowFigures>,
 }
 
+/// One source the flood guard drops (`GET /api/v1/bans`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanView {
+    /// The source's IPv4 address.
+    pub ip: String,
+    /// Why: `scanner` (its User-Agent) or `flood` (over `[flood] requests`
+    /// per `window_s`).
+    pub reason: String,
+    /// Seconds since it was banned.
+    pub banned_for_s: u64,
+    /// Seconds until the ban ends (`[flood] ban_s` after it began).
+    pub expires_in_s: u64,
+    /// Messages dropped from it since.
+    pub dropped: u64,
+}
+
 /// The answer of `GET /api/v1/calls/active`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActiveList {

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sbc_controlplane::api::model::{
-    self, Action, ActiveCallView, ActiveList, CallList, CallRecord, CallStats, CallsQuery,
+    self, Action, ActiveCallView, ActiveList, BanView, CallList, CallRecord, CallStats, CallsQuery,
     CarrierIn, CarrierRow, CdrList, CdrRow, Destination, Direction, DispatcherList, ErrorBody,
     GatewayIn, GatewayRow, PingRequest, RouteDecision, RouteQuery, StateRequest, Status, TenantIn,
     TenantRow, WindowFigures,
@@ -164,6 +164,11 @@ enum Command {
         #[command(subcommand)]
         command: DispatcherCommand,
     },
+    /// The flood guard's bans: ban list | ban remove IP.
+    Ban {
+        #[command(subcommand)]
+        command: BanCommand,
+    },
     /// Is the SBC's API answering?
     Ping,
     /// capture --seconds N [--filter sip|rtp|all] > calls.pcap: SIP in and
@@ -187,6 +192,15 @@ enum Command {
         #[arg(long)]
         from: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BanCommand {
+    /// The sources dropped before parsing (scanners, floods): address,
+    /// reason, how long ago, how long still, messages dropped.
+    List,
+    /// remove IP: lift its ban now.
+    Remove { ip: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -527,6 +541,12 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Ban { command } => match command {
+            BanCommand::List => show_rows::<BanView>(cli, c.get("/api/v1/bans")?),
+            BanCommand::Remove { ip } => {
+                removed(cli, c, &format!("/api/v1/bans/{}", query_value(ip)))
+            }
+        },
         Command::Capture { seconds, filter } => {
             let path = format!(
                 "/api/v1/capture?seconds={seconds}&filter={}",
@@ -685,6 +705,20 @@ impl TableRow for Window<'_> {
             } else {
                 top.join(",")
             },
+        ]
+    }
+}
+
+impl TableRow for BanView {
+    const COLUMNS: &'static [&'static str] =
+        &["ip", "reason", "banned_for_s", "expires_in_s", "dropped"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.ip.clone(),
+            self.reason.clone(),
+            self.banned_for_s.to_string(),
+            self.expires_in_s.to_string(),
+            self.dropped.to_string(),
         ]
     }
 }

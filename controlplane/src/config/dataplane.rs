@@ -59,6 +59,19 @@ impl Config {
         engine.offer_codecs = self.routing.offer_codecs.clone();
         engine.health = self.health.health_config();
         engine.srtp = self.dataplane.backend.srtp();
+        engine.guard = sbc_dataplane::guard::GuardConfig {
+            max_message: self.sip.max_message,
+            window_ms: self.flood.window_s * 1000,
+            limit: self.flood.requests,
+            ban_ms: self.flood.ban_s * 1000,
+            scanners: self
+                .flood
+                .scanners
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect(),
+            max_sources: self.flood.max_sources,
+        };
         engine
     }
 

@@ -116,6 +116,9 @@ pub struct Config {
     /// `[shutdown]`.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// `[flood]`.
+    #[serde(default)]
+    pub flood: FloodConfig,
 }
 
 /// `[shutdown]`: how SIGTERM (or SIGINT) stops the SBC.
@@ -472,6 +475,71 @@ pub struct SipConfig {
     /// a larger one closes the connection.
     #[serde(default = "default_stream_max")]
     pub stream_max_message: usize,
+    /// The largest SIP message taken on any transport, in bytes (default
+    /// 16384); a larger one is dropped before parsing (`sip.dropped_too_large`).
+    #[serde(default = "default_max_message")]
+    pub max_message: usize,
+}
+
+fn default_max_message() -> usize {
+    16 * 1024
+}
+
+/// `[flood]`: the guard in front of the SIP engine (Kamailio's pike): sources
+/// that are neither carriers nor gateways may send `requests` messages per
+/// `window_s`, one more bans them for `ban_s`; a scanner's `User-Agent`
+/// bans them at once. Carriers and gateways are never limited here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloodConfig {
+    /// The sampling window, seconds (default 2).
+    #[serde(default = "default_flood_window")]
+    pub window_s: u64,
+    /// Messages per window from an untrusted source (default 16; 0: no limit).
+    #[serde(default = "default_flood_requests")]
+    pub requests: u32,
+    /// How long a ban lasts, seconds (default 300).
+    #[serde(default = "default_ban_s")]
+    pub ban_s: u64,
+    /// `User-Agent` substrings (case-insensitive) of scanners (default:
+    /// friendly-scanner, sipvicious, sipcli, VaxSIPUserAgent, sundayddr,
+    /// sipsak, iWar, SIPScan, pplsip).
+    #[serde(default = "default_scanners")]
+    pub scanners: Vec<String>,
+    /// Sources counted (and banned) at most (default 100000).
+    #[serde(default = "default_max_sources")]
+    pub max_sources: usize,
+}
+
+fn default_flood_window() -> u64 {
+    2
+}
+fn default_flood_requests() -> u32 {
+    16
+}
+fn default_ban_s() -> u64 {
+    300
+}
+fn default_scanners() -> Vec<String> {
+    sbc_dataplane::guard::DEFAULT_SCANNERS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+fn default_max_sources() -> usize {
+    100_000
+}
+
+impl Default for FloodConfig {
+    fn default() -> Self {
+        FloodConfig {
+            window_s: default_flood_window(),
+            requests: default_flood_requests(),
+            ban_s: default_ban_s(),
+            scanners: default_scanners(),
+            max_sources: default_max_sources(),
+        }
+    }
 }
 
 fn default_stream_idle() -> u64 {
@@ -747,6 +815,21 @@ impl Config {
         }
         if cfg.sip.stream_idle_timeout_s == 0 {
             return Err(invalid("sip.stream_idle_timeout_s", "must be at least 1"));
+        }
+        if !(1_024..=65_535).contains(&cfg.sip.max_message) {
+            return Err(invalid("sip.max_message", "must be 1024..=65535 bytes"));
+        }
+        if cfg.flood.window_s == 0 {
+            return Err(invalid("flood.window_s", "must be at least 1"));
+        }
+        if cfg.flood.ban_s == 0 {
+            return Err(invalid("flood.ban_s", "must be at least 1"));
+        }
+        if !(1..=10_000_000).contains(&cfg.flood.max_sources) {
+            return Err(invalid("flood.max_sources", "must be 1..=10000000"));
+        }
+        if cfg.flood.scanners.iter().any(|s| s.trim().is_empty()) {
+            return Err(invalid("flood.scanners", "must not hold an empty string"));
         }
         if !(1_024..=1_048_576).contains(&cfg.sip.stream_max_message) {
             return Err(invalid(

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use crate::engine::{Outgoing, SipEngine};
 use crate::media::MediaCmd;
+use crate::stats::EngineStats;
+use crate::time::Ms;
 use crate::transport::Transport;
 
 /// Datagrams the engine handles before it sends and looks at timers.
@@ -73,6 +75,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     let mut out: Vec<Outgoing> = Vec::with_capacity(256);
     let mut skipped_ticks = 0u32;
     let mut health = Vec::new();
+    let mut guard = crate::guard::Guard::new(engine.config().guard.clone());
     while !quit.load(Ordering::Relaxed) {
         while let Some(s) = snapshots.pop() {
             engine.set_snapshot(s);
@@ -91,6 +94,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
         while let Some(failed) = shared.transport_errors.pop() {
             engine.transport_error(now, failed, &mut out);
         }
+        guard_commands(&mut guard, &shared.engine, now);
         let mut handled = 0;
         let mut drained = false;
         while handled < MAX_PER_TURN {
@@ -99,6 +103,17 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 break;
             };
             let bytes = d.buf.get(..d.len).unwrap_or_default();
+            let from = match d.src {
+                SocketAddr::V4(a) => *a.ip(),
+                SocketAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+            };
+            if guard.check(from, bytes, now, engine.snapshot()).is_err() {
+                if d.transport == Transport::Udp {
+                    let _ = free.push(d.buf);
+                }
+                handled += 1;
+                continue;
+            }
             if shared.engine.capture_on.load(Ordering::Relaxed) {
                 let ours = SocketAddr::V4(engine.sip_addr(d.side));
                 let caller = engine.caller_call_id(d.side, bytes);
@@ -159,6 +174,22 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             thread::park_timeout(Duration::from_millis(wait));
         }
     }
+}
+
+/// The guard's side of the control plane: bans lifted, the list asked for,
+/// and its counters published.
+fn guard_commands(guard: &mut crate::guard::Guard, stats: &EngineStats, now: Ms) {
+    while let Some(ip) = stats.unban.pop() {
+        guard.unban(ip);
+    }
+    if stats.bans_wanted.swap(false, Ordering::Relaxed) {
+        let _ = stats.bans.force_push((now, guard.bans(now)));
+    }
+    for (c, v) in stats.guard_drops.iter().zip(guard.drops) {
+        c.set(v);
+    }
+    stats.bans_total.set(guard.bans_total);
+    stats.bans_active.set(guard.banned() as u64);
 }
 
 /// Moves what goes over TCP/TLS from `out` to the stream layer's ring (in

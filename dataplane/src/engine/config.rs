@@ -48,6 +48,9 @@ pub struct EngineConfig {
     /// built with the `srtp` feature, on a backend that does it. Without
     /// it no keys are offered and an `RTP/SAVP` offer gets 488.
     pub srtp: bool,
+    /// The flood and scanner guard in front of the engine (`[sip]
+    /// max_message`, `[flood]`).
+    pub guard: crate::guard::GuardConfig,
 }
 
 /// Where the media relay listens on each side.
@@ -94,6 +97,7 @@ impl EngineConfig {
             offer_codecs: DEFAULT_CODECS.to_vec(),
             health: HealthConfig::off(),
             srtp: false,
+            guard: crate::guard::GuardConfig::default(),
         }
     }
 

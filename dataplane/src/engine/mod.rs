@@ -210,6 +210,11 @@ impl SipEngine {
         Some(String::from_utf8_lossy(caller).into_owned())
     }
 
+    /// The settings the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
     /// The routing snapshot in force.
     pub fn snapshot(&self) -> &Arc<RouteSnapshot> {
         &self.snapshot
