@@ -115,6 +115,11 @@ pub struct EngineStats {
     pub srtp_lines: Counter,
     /// New INVITEs and OPTIONS answered 503 while draining for a shutdown.
     pub drain_refused: Counter,
+    /// New INVITEs answered 503 while the engine was overloaded (its input
+    /// ring past the high-water mark).
+    pub overload_refused: Counter,
+    /// Times the engine went into overload.
+    pub overloads: Counter,
     /// Messages the flood guard dropped before parsing, by
     /// [`crate::guard::GuardDrop`].
     pub guard_drops: [Counter; crate::guard::GUARD_DROPS],
@@ -250,6 +255,8 @@ impl Default for EngineStats {
             answers_refused: Counter::default(),
             srtp_lines: Counter::default(),
             drain_refused: Counter::default(),
+            overload_refused: Counter::default(),
+            overloads: Counter::default(),
             guard_drops: Default::default(),
             bans_total: Counter::default(),
             bans_active: Counter::default(),
@@ -453,7 +460,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 43] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 45] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -478,6 +485,8 @@ impl EngineStats {
             ("answers_refused", &self.answers_refused),
             ("srtp_lines", &self.srtp_lines),
             ("drain_refused", &self.drain_refused),
+            ("overload_refused", &self.overload_refused),
+            ("overloads", &self.overloads),
             ("dropped_too_large", &self.guard_drops[0]),
             ("dropped_banned", &self.guard_drops[1]),
             ("dropped_scanner", &self.guard_drops[2]),

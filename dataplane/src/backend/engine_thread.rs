@@ -76,11 +76,16 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     let mut skipped_ticks = 0u32;
     let mut health = Vec::new();
     let mut guard = crate::guard::Guard::new(engine.config().guard.clone());
+    let mut overload = Overload::new(ring.capacity());
     while !quit.load(Ordering::Relaxed) {
         while let Some(s) = snapshots.pop() {
             engine.set_snapshot(s);
         }
         engine.set_draining(shared.draining.load(Ordering::Relaxed));
+        if overload.update(ring.len()) {
+            shared.engine.overloads.inc();
+        }
+        engine.set_overloaded(overload.on);
         let now = start.elapsed().as_millis() as u64;
         if shared.engine.active_wanted.swap(false, Ordering::Relaxed) {
             let _ = shared
@@ -176,6 +181,36 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     }
 }
 
+/// Overload by the depth of the engine's input ring, with hysteresis: on
+/// past three quarters of its capacity, off again below a quarter.
+#[derive(Debug, Clone, Copy)]
+struct Overload {
+    on: bool,
+    high: usize,
+    low: usize,
+}
+
+impl Overload {
+    fn new(capacity: usize) -> Overload {
+        Overload {
+            on: false,
+            high: capacity * 3 / 4,
+            low: capacity / 4,
+        }
+    }
+
+    /// Takes the ring's depth now; `true` when overload begins.
+    fn update(&mut self, depth: usize) -> bool {
+        let was = self.on;
+        self.on = if self.on {
+            depth > self.low
+        } else {
+            depth > self.high
+        };
+        self.on && !was
+    }
+}
+
 /// The guard's side of the control plane: bans lifted, the list asked for,
 /// and its counters published.
 fn guard_commands(guard: &mut crate::guard::Guard, stats: &EngineStats, now: Ms) {
@@ -211,5 +246,20 @@ fn to_streams(shared: &Shared, out: &mut Vec<Outgoing>) {
     }
     if let (true, Some(wake)) = (queued, waker) {
         (wake.0)();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Overload;
+
+    #[test]
+    fn overload_has_hysteresis() {
+        let mut o = Overload::new(1024);
+        assert!(!o.update(700) && !o.on);
+        assert!(o.update(769) && o.on, "past three quarters");
+        assert!(!o.update(300) && o.on, "still above a quarter");
+        assert!(!o.update(255) && !o.on, "below a quarter: off");
+        assert!(!o.update(500) && !o.on);
     }
 }

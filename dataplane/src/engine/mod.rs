@@ -130,6 +130,8 @@ pub struct SipEngine {
     /// Shutting down ([`SipEngine::set_draining`]): new calls and OPTIONS
     /// get 503, calls in progress go on.
     draining: bool,
+    /// Overloaded ([`SipEngine::set_overloaded`]): new calls get 503.
+    overloaded: bool,
 }
 
 impl SipEngine {
@@ -171,6 +173,7 @@ impl SipEngine {
             probes: HashMap::new(),
             probe_sides: HashMap::new(),
             draining: false,
+            overloaded: false,
         };
         engine.probe_destinations();
         engine
@@ -182,6 +185,15 @@ impl SipEngine {
     /// of calls in progress is handled as before. Counted in `sip.drain_refused`.
     pub fn set_draining(&mut self, on: bool) {
         self.draining = on;
+    }
+
+    /// Overloaded (`true`, the engine thread's input ring past its high-water
+    /// mark): a new INVITE is answered 503 with `Retry-After` at once (RFC
+    /// 3261 §21.5.4), before routing, while every message of calls in
+    /// progress (ACK, BYE, CANCEL, re-INVITE, responses) is handled as
+    /// before. Counted in `sip.overload_refused`.
+    pub fn set_overloaded(&mut self, on: bool) {
+        self.overloaded = on;
     }
 
     /// Swaps in a new routing snapshot; calls in progress keep their legs.

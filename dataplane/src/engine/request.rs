@@ -103,6 +103,11 @@ impl SipEngine {
             };
         }
         match method {
+            Method::Invite if self.overloaded && !self.draining => {
+                self.stats.overload_refused.inc();
+                let extra = format!("Retry-After: {}\r\n", self.cfg.policy.retry_after_s);
+                reply(self, out, 503, extra.as_bytes())
+            }
             Method::Invite | Method::Options if self.draining => {
                 self.stats.drain_refused.inc();
                 let extra = format!("Retry-After: {}\r\n", self.cfg.policy.retry_after_s);

@@ -423,3 +423,47 @@ fn draining_refuses_new_calls_and_options_but_ends_calls_in_progress() {
     assert_eq!(peers.stats.calls_up.get(), 0);
     assert_eq!(peers.stats.drain_refused.get(), 2);
 }
+
+#[test]
+fn overloaded_refuses_new_calls_only() {
+    let mut peers = Peers::new();
+    let sent = peers.send(Side::Private, CARRIER, &invite("o1", "o1"));
+    let fwd = sent[1].2.clone();
+    peers.send(Side::Public, GATEWAY, &answer(&fwd, 200, "gw1", false));
+    peers.engine.set_overloaded(true);
+    let sent = peers.send(Side::Private, CARRIER, &invite("o2", "o2"));
+    assert_eq!((sent.len(), status(&sent[0].2)), (1, 503), "{sent:?}");
+    assert!(header(&sent[0].2, "Retry-After").is_some());
+    let options = in_dialog(
+        "OPTIONS",
+        "sip:10.0.0.100:5060",
+        "probe@10.0.1.10",
+        "<sip:probe@10.0.1.10>;tag=p",
+        "<sip:10.0.0.100>",
+        "o1",
+        1,
+    );
+    assert_eq!(
+        status(&peers.send(Side::Private, CARRIER, &options)[0].2),
+        200
+    );
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@10.0.0.100:5060",
+        "o1@10.0.1.10",
+        "\"Carrier\" <sip:alice@10.0.1.10:5060>;tag=ca1",
+        "<sip:+15551234@10.0.0.100:5060>;tag=gw1",
+        "b1",
+        2,
+    );
+    let sent = peers.send(Side::Private, CARRIER, &bye);
+    assert!(sent
+        .iter()
+        .any(|(s, _, m)| *s == Side::Public && m.starts_with("BYE ")));
+    peers.engine.set_overloaded(false);
+    let sent = peers.send(Side::Private, CARRIER, &invite("o3", "o3"));
+    assert!(sent
+        .iter()
+        .any(|(s, _, m)| *s == Side::Public && m.starts_with("INVITE ")));
+    assert_eq!(peers.stats.overload_refused.get(), 1);
+}
