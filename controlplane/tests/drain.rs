@@ -4,7 +4,7 @@
 //! a second SIGTERM exits at once.
 
 mod common;
-use common::{answer, free_port, header, sbcctl, start_sbc, Sbc};
+use common::{answer, header, loopback_sbc, sbcctl, LoopbackSbc, Sbc};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -19,25 +19,18 @@ struct Lab {
 
 fn lab(drain_s: u64) -> Lab {
     let dir = tempfile::tempdir().unwrap();
-    let (private, public, api_port, metrics_port) =
-        (free_port(), free_port(), free_port(), free_port());
-    let config = dir.path().join("sbc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
-             [media]\nport_min = 41800\nport_max = 41900\n\
-             [database]\nurl = \"sqlite://{}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-             [shutdown]\ndrain_s = {drain_s}\n",
-            dir.path().join("sbc.db").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("sbc.log");
-    let api = format!("http://127.0.0.1:{api_port}");
-    let sbc = start_sbc(&config, &log, &api);
+    let LoopbackSbc {
+        sbc,
+        private,
+        api,
+        log,
+        ..
+    } = loopback_sbc(
+        dir.path(),
+        (41800, 41900),
+        "",
+        &format!("[shutdown]\ndrain_s = {drain_s}\n"),
+    );
     let gateway = UdpSocket::bind("127.0.0.1:0").unwrap();
     let gw = gateway.local_addr().unwrap();
     let (code, _, err) = sbcctl(

@@ -5,7 +5,7 @@
 //! shows the bans, `ban remove` lifts one; the counters are in /metrics.
 
 mod common;
-use common::{free_port, sbcctl, start_sbc};
+use common::{loopback_sbc, sbcctl, LoopbackSbc};
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -44,24 +44,13 @@ fn answered(s: &UdpSocket, to: u16, count: u32, ua: &str, pad: usize, gap: Durat
 #[test]
 fn scanners_and_floods_are_banned_carriers_are_not() {
     let dir = tempfile::tempdir().unwrap();
-    let (private, public, api_port, metrics_port) =
-        (free_port(), free_port(), free_port(), free_port());
-    let config = dir.path().join("sbc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
-             [media]\nport_min = 42000\nport_max = 42100\n\
-             [database]\nurl = \"sqlite://{}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
-            dir.path().join("sbc.db").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("sbc.log");
-    let api = format!("http://127.0.0.1:{api_port}");
-    let _sbc = start_sbc(&config, &log, &api);
+    let LoopbackSbc {
+        sbc: _sbc,
+        private,
+        api,
+        metrics_port,
+        ..
+    } = loopback_sbc(dir.path(), (42000, 42100), "", "");
     let (code, _, err) = sbcctl(&api, &["add-carrier", "127.0.0.1", "32", "carrier", "1"]);
     assert_eq!(code, 0, "{err}");
     let fast = Duration::from_millis(5);

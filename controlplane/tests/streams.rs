@@ -7,7 +7,7 @@
 //! fails over at once.
 
 mod common;
-use common::{answer, free_port, header, sbcctl, start_sbc};
+use common::{answer, free_port, header, loopback_sbc, sbcctl, LoopbackSbc};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::{mpsc, Arc};
@@ -131,26 +131,20 @@ fn a_call_crosses_from_udp_to_tls_and_back() {
     };
     let ca_path = path("ca.pem", &ca);
     let (cert_path, key_path) = (path("sbc.pem", &good.0), path("sbc.key", &good.1));
-    let (private, public, tls_port) = (free_port(), free_port(), free_port());
-    let (api_port, metrics_port) = (free_port(), free_port());
-    let config = dir.path().join("sbc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
-             public_tls = \"127.0.0.1:{tls_port}\"\n\
-             [tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n\
-             [media]\nport_min = 41200\nport_max = 41300\n\
-             [database]\nurl = \"sqlite://{}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
-            dir.path().join("sbc.db").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("sbc.log");
-    let api = format!("http://127.0.0.1:{api_port}");
-    let _sbc = start_sbc(&config, &log, &api);
+    let tls_port = free_port();
+    let LoopbackSbc {
+        sbc: _sbc,
+        private,
+        api,
+        metrics_port,
+        log,
+        ..
+    } = loopback_sbc(
+        dir.path(),
+        (41200, 41300),
+        &format!("public_tls = \"127.0.0.1:{tls_port}\"\n"),
+        &format!("[tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n"),
+    );
     // The good gateway in group 1; the rogue one (a certificate no CA we
     // trust signed) tried first.
     let good_gw = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -353,27 +347,19 @@ fn client_certificates_sighup_reload_and_idle_connections() {
     let ca_path = path("ca.pem", &ca_pem);
     let (cert_path, key_path) = (path("sbc.pem", &first.0), path("sbc.key", &first.1));
     let (client_path, client_key) = (path("client.pem", &client.0), path("client.key", &client.1));
-    let (private, public, tls_port) = (free_port(), free_port(), free_port());
-    let (api_port, metrics_port) = (free_port(), free_port());
-    let config = dir.path().join("sbc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
-             public_tls = \"127.0.0.1:{tls_port}\"\nstream_idle_timeout_s = 2\n\
-             [tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n\
-             client_cert = \"{client_path}\"\nclient_key = \"{client_key}\"\n\
-             [media]\nport_min = 41400\nport_max = 41500\n\
-             [database]\nurl = \"sqlite://{}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
-            dir.path().join("sbc.db").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("sbc.log");
-    let api = format!("http://127.0.0.1:{api_port}");
-    let sbc = start_sbc(&config, &log, &api);
+    let tls_port = free_port();
+    let LoopbackSbc {
+        sbc,
+        private,
+        api,
+        log,
+        ..
+    } = loopback_sbc(
+        dir.path(),
+        (41400, 41500),
+        &format!("public_tls = \"127.0.0.1:{tls_port}\"\nstream_idle_timeout_s = 2\n"),
+        &format!("[tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\nclient_cert = \"{client_path}\"\nclient_key = \"{client_key}\"\n"),
+    );
 
     // A gateway that requires a client certificate of the CA (mutual TLS):
     // it reports the certificate the SBC presented and refuses the call.
@@ -550,26 +536,19 @@ fn a_request_to_a_gateway_whose_connection_closed_goes_to_its_contact() {
     };
     let ca_path = path("ca.pem", &ca_pem);
     let (cert_path, key_path) = (path("sbc.pem", &sbc_cert.0), path("sbc.key", &sbc_cert.1));
-    let (private, public, tls_port) = (free_port(), free_port(), free_port());
-    let (api_port, metrics_port) = (free_port(), free_port());
-    let config = dir.path().join("sbc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
-             public_tls = \"127.0.0.1:{tls_port}\"\n\
-             [tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n\
-             [media]\nport_min = 41600\nport_max = 41700\n\
-             [database]\nurl = \"sqlite://{}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
-            dir.path().join("sbc.db").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("sbc.log");
-    let api = format!("http://127.0.0.1:{api_port}");
-    let _sbc = start_sbc(&config, &log, &api);
+    let tls_port = free_port();
+    let LoopbackSbc {
+        sbc: _sbc,
+        private,
+        api,
+        log,
+        ..
+    } = loopback_sbc(
+        dir.path(),
+        (41600, 41700),
+        &format!("public_tls = \"127.0.0.1:{tls_port}\"\n"),
+        &format!("[tls]\ncert = \"{cert_path}\"\nkey = \"{key_path}\"\nca = \"{ca_path}\"\n"),
+    );
     // The gateway listens for connections at its Contact; the carrier is
     // a host carrier at 127.0.0.5:5060 (where outbound calls go).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -117,3 +117,59 @@ pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim() == name))
         .map(|(_, v)| v.trim())
 }
+
+/// The real `sbc` running on 127.0.0.1 ([`loopback_sbc`]).
+pub struct LoopbackSbc {
+    /// The process.
+    pub sbc: Sbc,
+    /// `sip.private`'s port.
+    pub private: u16,
+    /// `sip.public`'s port.
+    pub public: u16,
+    /// The API's base URL.
+    pub api: String,
+    /// `metrics.listen`'s port.
+    pub metrics_port: u16,
+    /// Its log (stderr).
+    pub log: std::path::PathBuf,
+}
+
+/// Starts the real `sbc` on 127.0.0.1 with fresh ports, its SQLite database,
+/// config and log in `dir`, relay ports `media` (min, max), `sip_extra`
+/// lines in `[sip]` and `extra` sections after the rest; waits until its API
+/// answers.
+pub fn loopback_sbc(
+    dir: &std::path::Path,
+    media: (u16, u16),
+    sip_extra: &str,
+    extra: &str,
+) -> LoopbackSbc {
+    let (private, public, api_port, metrics_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let config = dir.join("sbc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n{sip_extra}\
+             [media]\nport_min = {}\nport_max = {}\n\
+             [database]\nurl = \"sqlite://{}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{extra}",
+            media.0,
+            media.1,
+            dir.join("sbc.db").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sbc.log");
+    let api = format!("http://127.0.0.1:{api_port}");
+    let sbc = start_sbc(&config, &log, &api);
+    LoopbackSbc {
+        sbc,
+        private,
+        public,
+        api,
+        metrics_port,
+        log,
+    }
+}
