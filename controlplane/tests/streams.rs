@@ -64,25 +64,38 @@ fn read_message(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
     }
 }
 
-/// The TLS gateway: on its first connection, answers OPTIONS and INVITE
-/// (200 with SDP), then sends a BYE of its own after the ACK and waits for
-/// its 200. Every message it read or its BYE's answer goes to `seen`.
-fn gateway(listener: TcpListener, cert: (String, String), seen: mpsc::Sender<String>) {
+/// A gateway's TLS server settings: `cert` (PEM cert, PEM key), and when
+/// `clients` is given a client certificate chaining to it is required.
+fn server_config(
+    cert: &(String, String),
+    clients: Option<Arc<rustls::RootCertStore>>,
+) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
     let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.0.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-    );
-    use rustls::pki_types::pem::PemObject;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match clients {
+        Some(roots) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .unwrap(),
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(builder.with_single_cert(certs, key).unwrap())
+}
+
+/// The TLS gateway: on its first connection, answers OPTIONS and INVITE
+/// (200 with SDP), then sends a BYE of its own after the ACK and waits for
+/// its 200. Every message it read or its BYE's answer goes to `seen`.
+fn gateway(listener: TcpListener, cert: (String, String), seen: mpsc::Sender<String>) {
+    let config = server_config(&cert, None);
     listener.set_nonblocking(false).unwrap();
     while let Ok((tcp, _)) = listener.accept() {
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -368,25 +381,7 @@ fn client_certificates_sighup_reload_and_idle_connections() {
     let (presented_tx, presented) = mpsc::channel();
     let roots = Arc::new(roots_of(&ca_pem));
     thread::spawn(move || {
-        use rustls::pki_types::pem::PemObject;
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .unwrap();
-        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(gw_cert.0.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(gw_cert.1.as_bytes()).unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_client_cert_verifier(verifier)
-                .with_single_cert(certs, key)
-                .unwrap(),
-        );
+        let config = server_config(&gw_cert, Some(roots));
         let (tcp, _) = gw.accept().unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let conn = rustls::ServerConnection::new(config).unwrap();
@@ -493,21 +488,7 @@ fn client_certificates_sighup_reload_and_idle_connections() {
 /// The TLS server side of a gateway at `listener`: accepts one connection
 /// and sends every message it reads to `seen`, answering 200 to a BYE.
 fn gateway_listener(listener: TcpListener, cert: (String, String), seen: mpsc::Sender<String>) {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.0.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-    );
+    let config = server_config(&cert, None);
     let (tcp, _) = listener.accept().unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), tcp);
