@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::engine::{Outgoing, SipEngine};
+use crate::guard::GuardDrop;
 use crate::media::MediaCmd;
 use crate::stats::EngineStats;
 use crate::time::Ms;
@@ -112,7 +113,11 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 SocketAddr::V4(a) => *a.ip(),
                 SocketAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             };
-            if guard.check(from, bytes, now, engine.snapshot()).is_err() {
+            if let Err(why) = guard.check(from, bytes, now, engine.snapshot()) {
+                if matches!(why, GuardDrop::Scanner | GuardDrop::Flood) {
+                    // Once per ban: a banned source's later messages are dropped silently.
+                    tracing::warn!(source = %from, reason = why.name(), "flood guard: source banned");
+                }
                 if d.transport == Transport::Udp {
                     let _ = free.push(d.buf);
                 }
