@@ -343,6 +343,7 @@ impl SipEngine {
             d.media_encryption = target.media_encryption;
             d.attempts += 1;
         }
+        self.sdes_offer_again(did, &msg);
         let branch = self.branch_for(id, send);
         let Some(r) = self.rewrite_request(&msg, did, LegRef::Caller, &branch, source) else {
             return false;

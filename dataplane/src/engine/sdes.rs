@@ -12,12 +12,14 @@
 //! whose key did not change, its rollover counter and replay list with it.
 
 use super::dialog::LegRef;
+use super::media::sdp_of;
 use super::slab::Id;
 use super::SipEngine;
 use crate::media::sdes::{secure_proto, write_keys, Crypto, LineKeys, Suite};
 use crate::media::sdp::{SdpError, SdpRepr};
 use crate::media::{MediaCmd, SrtpKeys};
 use crate::routing::MediaEncryption;
+use crate::sip::SipMessage;
 
 /// The SDES state of a call's gateway leg, per media line.
 #[derive(Debug, Clone, Default)]
@@ -96,6 +98,25 @@ impl SipEngine {
         d.sdes.awaiting = !from_gateway && toward.iter().any(|l| !l.crypto.is_empty());
         d.sdes.toward_gateway = toward;
         d.sdes.gateway_offer = theirs;
+    }
+
+    /// An inbound call fails over to another gateway, whose
+    /// `media_encryption` may differ: the offer it gets (the carrier's in
+    /// `invite`, or our own for a delayed offer) is keyed anew for it.
+    pub(super) fn sdes_offer_again(&mut self, did: Id, invite: &SipMessage<'_>) {
+        let Some(d) = self.dialogs.get(did) else {
+            return;
+        };
+        if d.caller.side == d.gateway_side() {
+            return;
+        }
+        let offer = d
+            .sbc_offer
+            .clone()
+            .or_else(|| sdp_of(invite).map(<[u8]>::to_vec));
+        if let Some(sdp) = offer.and_then(|o| SdpRepr::parse(&o).ok()) {
+            self.sdes_offer(did, LegRef::Caller, &sdp);
+        }
     }
 
     /// The answer `sdp` from leg `from` commits: each media line whose

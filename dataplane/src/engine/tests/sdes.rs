@@ -11,6 +11,11 @@ use crate::routing::MediaEncryption;
 fn lab(mode: MediaEncryption, srtp: bool) -> Peers {
     let mut snap = snapshot();
     snap.gateways[0].media_encryption = mode;
+    lab_with(snap, srtp)
+}
+
+/// [`lab`] routing with `snap`.
+fn lab_with(snap: RouteSnapshot, srtp: bool) -> Peers {
     let mut peers = Peers::new();
     let mut cfg = EngineConfig::new(
         "10.0.0.100:5060".parse().unwrap(),
@@ -393,4 +398,22 @@ fn a_delayed_offer_is_keyed_by_our_own_offer_and_the_carriers_ack() {
             })
         )]
     );
+}
+
+#[test]
+fn failover_keys_the_offer_for_the_next_gateway() {
+    // .10 (priority 2) requires SRTP and answers 503; .11 takes plain RTP.
+    let mut snap = snapshot_multi(100, 100);
+    snap.gateways[0].media_encryption = MediaEncryption::Require;
+    let mut peers = lab_with(snap, true);
+    let fwd = call(&mut peers);
+    assert_eq!(body(&fwd).media[0].crypto.len(), 2, "{fwd}");
+    let sent = peers.send(Side::Public, GATEWAY, &answer(&fwd, 503, "gw1", false));
+    let next = &sent
+        .iter()
+        .find(|(s, _, m)| *s == Side::Public && m.starts_with("INVITE "))
+        .unwrap()
+        .2;
+    let m = &body(next).media[0];
+    assert_eq!((m.proto.as_str(), m.crypto.len()), ("RTP/AVP", 0), "{next}");
 }
