@@ -81,13 +81,18 @@ pub fn start_sbc(config: &std::path::Path, log: &std::path::Path, api: &str) -> 
     sbc
 }
 
-/// A port free on 127.0.0.1 for UDP and TCP now.
+/// A port free on 127.0.0.1 for UDP and TCP now (tests run in parallel:
+/// one another's connections may hold the TCP side of a free UDP port, so
+/// another is tried; still free when the `sbc` binds it is likely, not
+/// certain).
 pub fn free_port() -> u16 {
-    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u.local_addr().unwrap().port();
-    // Free for TCP too (checked, not guaranteed; good enough on loopback).
-    drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
-    port
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A response to `req` echoing its Via, From, To (tagged), Call-ID, CSeq.
