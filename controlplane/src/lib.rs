@@ -14,6 +14,7 @@ pub mod cdr;
 pub mod config;
 pub mod dns;
 pub mod hep;
+pub mod journal;
 pub mod metrics;
 pub mod provisioning;
 pub mod run;

@@ -15,6 +15,7 @@ use crate::cdr::CdrWriter;
 use crate::config::{BackendKind, Config};
 use crate::dns::Dns;
 use crate::hep::CaptureHub;
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::provisioning::Provisioning;
 use crate::stream::tls::Tls;
@@ -45,6 +46,26 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "SIP engine running on the {} backend", backend.name
     );
     let backend = Arc::new(backend);
+    if cfg.journal.enabled {
+        let journal = Journal::open(std::path::Path::new(&cfg.journal.path))
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the call journal `{}` ([journal] path)",
+                    cfg.journal.path
+                )
+            })?;
+        let loaded = journal.load().await.context("reading the call journal")?;
+        if !loaded.calls.is_empty() {
+            tracing::info!(calls = loaded.calls.len(), path = %cfg.journal.path, "call journal: restoring calls");
+            backend.restore(loaded.calls);
+        }
+        backend
+            .stats
+            .journal_on
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        journal.start(backend.stats.clone());
+    }
     let publisher = backend.clone();
     let state = AppState::new(
         db.clone(),

@@ -108,6 +108,7 @@ fn gateways_are_probed_judged_listed_pinged_and_set() {
             "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n\
              [media]\nport_min = 41000\nport_max = 41100\n\
              [database]\nurl = \"sqlite://{}\"\n\
+             [journal]\nenabled = false\n\
              [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [health]\ninterval_s = 1\ntimeout_ms = 300\nfailures_down = 2\nsuccesses_up = 1\n\

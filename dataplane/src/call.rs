@@ -216,7 +216,7 @@ pub struct LiveMedia {
 }
 
 /// Who ended a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EndedBy {
     /// The caller: its BYE or CANCEL.
     Caller,

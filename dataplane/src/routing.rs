@@ -86,7 +86,9 @@ pub struct Gateway {
 /// `media_encryption`. Whatever the gateway offers itself is answered in
 /// kind (SRTP to an `a=crypto` offer) whatever this says, except that
 /// `Require` refuses a plain one; the carrier side is always plain RTP.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum MediaEncryption {
     /// Plain RTP/AVP offers, no `a=crypto`.
     #[default]
@@ -177,7 +179,9 @@ impl Gateway {
 }
 
 /// How the SBC speaks to a gateway: which SIP features it bridges for it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Profile {
     /// Everything relayed end to end, as a proxy would.
     #[default]

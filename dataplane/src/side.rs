@@ -9,7 +9,9 @@
 use std::ops::{Index, IndexMut, Not};
 
 /// The two faces of the SBC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Side {
     /// Toward the carriers.
     Private,

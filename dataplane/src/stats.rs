@@ -172,6 +172,20 @@ pub struct EngineStats {
     pub calls_rejected: Counter,
     /// Answered calls in progress (gauge).
     pub calls_up: Counter,
+    /// Answered calls put back from the call journal after a restart.
+    pub calls_restored: Counter,
+    /// Calls of the journal that could not be put back (a port taken, a
+    /// Call-ID in use, an image that does not decode).
+    pub restore_failed: Counter,
+    /// What the call journal must keep or forget, for the control plane's
+    /// writer (65,536 deep; see `engine::journal`).
+    pub journal: ArrayQueue<crate::engine::JournalOp>,
+    /// A journal writer drains `journal` (set by the control plane); off,
+    /// the engine thread queues nothing there.
+    pub journal_on: std::sync::atomic::AtomicBool,
+    /// Journal operations lost to a full `journal` ring: the journal may
+    /// keep a call that ended, or miss a change, until the next one.
+    pub journal_dropped: Counter,
     /// Dialogs in the engine (gauge).
     pub dialogs: Counter,
     /// Transactions in the engine (gauge).
@@ -280,6 +294,11 @@ impl Default for EngineStats {
             calls_failed: Counter::default(),
             calls_rejected: Counter::default(),
             calls_up: Counter::default(),
+            calls_restored: Counter::default(),
+            restore_failed: Counter::default(),
+            journal: ArrayQueue::new(65_536),
+            journal_on: std::sync::atomic::AtomicBool::new(false),
+            journal_dropped: Counter::default(),
             dialogs: Counter::default(),
             transactions: Counter::default(),
             snapshot_version: Counter::default(),
@@ -440,6 +459,7 @@ impl EngineStats {
             RingFill::of("media_capture", &self.media_capture),
             RingFill::of("rtcp_copies", &self.rtcp_copies),
             RingFill::of("media_calls", &self.media_calls),
+            RingFill::of("journal", &self.journal),
         ]
     }
 
@@ -460,7 +480,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 45] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 48] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -507,6 +527,9 @@ impl EngineStats {
             ("call_steps_dropped", &self.call_steps_dropped),
             ("health_reports_dropped", &self.health_reports_dropped),
             ("capture_dropped", &self.capture_dropped),
+            ("calls_restored", &self.calls_restored),
+            ("restore_failed", &self.restore_failed),
+            ("journal_dropped", &self.journal_dropped),
         ]
     }
 }

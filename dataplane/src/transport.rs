@@ -5,7 +5,19 @@
 
 /// A SIP transport, with the spellings RFC 3261 gives it in Via
 /// (`SIP/2.0/UDP`) and in URIs (`;transport=udp`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Transport {
     /// UDP (RFC 3261 §18.1.1): unreliable, so requests and INVITE finals are resent.
     #[default]

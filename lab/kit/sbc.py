@@ -28,6 +28,8 @@ private_ip = "{priv_ip}"
 public_ip  = "{pub_ip}"
 {media_extra}{dataplane}[database]
 url = "{db}"
+[journal]
+path = "{journal}"
 [api]
 listen = "127.0.0.1:8080"
 """
@@ -99,7 +101,8 @@ class Sbc:
         dataplane = DPDK_DATAPLANE if self.backend == "dpdk" else '[dataplane]\nbackend = "socket"\n'
         text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
                                       pub_ip=SBC_PUB_IP, db=self.db_url, media_extra=media_extra,
-                                      dataplane=dataplane, sip_extra=sip_lines)
+                                      dataplane=dataplane, sip_extra=sip_lines,
+                                      journal=self.tmp / "calls.db")
         if self.routing:
             text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
         if self.health:

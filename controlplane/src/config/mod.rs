@@ -119,6 +119,37 @@ pub struct Config {
     /// `[flood]`.
     #[serde(default)]
     pub flood: FloodConfig,
+    /// `[journal]`.
+    #[serde(default)]
+    pub journal: JournalConfig,
+}
+
+/// `[journal]`: the call journal, which puts answered calls back after a
+/// crash or restart on the same host (their dialogs, ports, media peers and
+/// SRTP keys; see `sbc_dataplane::engine::CallImage`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Keep the journal and restore its calls at start. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The SQLite file it is kept in (created mode 0600: it holds SRTP
+    /// keys), relative to the working directory. Default `sbc-calls.db`.
+    #[serde(default = "default_journal_path")]
+    pub path: String,
+}
+
+fn default_journal_path() -> String {
+    "sbc-calls.db".into()
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            enabled: true,
+            path: default_journal_path(),
+        }
+    }
 }
 
 /// `[shutdown]`: how SIGTERM (or SIGINT) stops the SBC.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test crate uses some).
 #![allow(dead_code)]
 
+pub mod calls;
+
 /// Creates a uniquely named database on `server` and returns its URL.
 pub async fn fresh_database(server: &str) -> String {
     use sqlx::Connection;
@@ -58,7 +60,7 @@ impl Drop for Sbc {
     }
 }
 
-/// Starts `sbc run --config <config>` (stderr into `log`, no RUST_LOG) and
+/// Starts `sbc run --config <config>` (stderr appended to `log`, no RUST_LOG) and
 /// waits up to 10 s until its API at `api` answers `sbcctl ping`; panics
 /// with the log when it does not.
 pub fn start_sbc(config: &std::path::Path, log: &std::path::Path, api: &str) -> Sbc {
@@ -66,7 +68,13 @@ pub fn start_sbc(config: &std::path::Path, log: &std::path::Path, api: &str) -> 
         .args(["run", "--config"])
         .arg(config)
         .env_remove("RUST_LOG")
-        .stderr(std::fs::File::create(log).unwrap())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
         .spawn()
         .unwrap());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -158,11 +166,13 @@ pub fn loopback_sbc(
             "[sip]\nprivate = \"127.0.0.1:{private}\"\npublic = \"127.0.0.1:{public}\"\n{sip_extra}\
              [media]\nport_min = {}\nport_max = {}\n\
              [database]\nurl = \"sqlite://{}\"\n\
+             [journal]\npath = \"{}\"\n\
              [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{extra}",
             media.0,
             media.1,
-            dir.join("sbc.db").display()
+            dir.join("sbc.db").display(),
+            dir.join("calls.db").display()
         ),
     )
     .unwrap();

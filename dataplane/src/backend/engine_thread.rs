@@ -20,6 +20,39 @@ use crate::transport::Transport;
 /// Datagrams the engine handles before it sends and looks at timers.
 const MAX_PER_TURN: usize = 1024;
 
+/// Engine time (ms) when the engine thread starts: 30 days, so that the
+/// times of a call restored from the journal, taken before this start,
+/// stay positive on this engine's clock.
+const CLOCK_BASE: Ms = 30 * 86_400_000;
+
+/// Puts back the calls [`super::Dataplane::restore`] handed over.
+fn restore_calls(engine: &mut SipEngine, shared: &Shared, now: Ms) {
+    let calls = match shared.restore.lock() {
+        Ok(mut r) => std::mem::take(&mut *r),
+        Err(_) => return,
+    };
+    let total = calls.len();
+    for image in calls {
+        let (call, call_id) = (image.call(), image.caller_call_id());
+        if let Err(e) = engine.restore(image, now) {
+            shared.engine.restore_failed.inc();
+            tracing::warn!(call, call_id = %call_id, error = %e, "call journal: call not restored");
+            // Forgotten, unless it is a call the engine has (the same one twice).
+            if e != crate::engine::RestoreError::Duplicate {
+                let _ = shared
+                    .engine
+                    .journal
+                    .push(crate::engine::JournalOp::Down(call));
+            }
+        }
+    }
+    tracing::info!(
+        calls = total,
+        failed = shared.engine.restore_failed.get(),
+        "call journal: calls restored"
+    );
+}
+
 /// Where the engine thread's output goes: the backend's half of the
 /// pipeline, built on the engine thread.
 pub trait EngineIo {
@@ -69,10 +102,15 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     );
     let mut media_cmds: Vec<MediaCmd> = Vec::new();
     let start = Instant::now();
-    let epoch = std::time::SystemTime::now()
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    // Engine time starts at CLOCK_BASE, so that a call restored from the
+    // journal keeps its (earlier) times on this clock.
+    let epoch = wall.saturating_sub(CLOCK_BASE);
     shared.engine.epoch_unix_ms.set(epoch);
+    engine.set_epoch(epoch);
+    let mut journal = Vec::new();
     let mut out: Vec<Outgoing> = Vec::with_capacity(256);
     let mut skipped_ticks = 0u32;
     let mut health = Vec::new();
@@ -87,7 +125,10 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             shared.engine.overloads.inc();
         }
         engine.set_overloaded(overload.on);
-        let now = start.elapsed().as_millis() as u64;
+        let now = CLOCK_BASE + start.elapsed().as_millis() as u64;
+        if shared.restore_pending.swap(false, Ordering::Acquire) {
+            restore_calls(&mut engine, shared, now);
+        }
         if shared.engine.active_wanted.swap(false, Ordering::Relaxed) {
             let _ = shared
                 .engine
@@ -156,6 +197,16 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
         // Streams first, then the SIP that announces them: the relay is
         // ready before a peer can send to a port it just learned.
         engine.take_media_commands(&mut media_cmds);
+        engine.take_journal(&mut journal);
+        if shared.engine.journal_on.load(Ordering::Relaxed) {
+            for op in journal.drain(..) {
+                if shared.engine.journal.push(op).is_err() {
+                    shared.engine.journal_dropped.inc();
+                }
+            }
+        } else {
+            journal.clear();
+        }
         if !media_cmds.is_empty() {
             for cmd in media_cmds.drain(..) {
                 if shared.media_cmds.push(cmd).is_err() {

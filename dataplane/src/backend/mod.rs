@@ -121,6 +121,11 @@ pub struct Shared {
     pub media: Arc<MediaStats>,
     /// The engine's counters and rings (the relay hands call records on).
     pub(crate) engine: Arc<EngineStats>,
+    /// Calls from the journal for the engine to put back
+    /// ([`Dataplane::restore`]); taken once by the engine thread when
+    /// `restore_pending` says so.
+    pub(crate) restore: Mutex<Vec<crate::engine::CallImage>>,
+    pub(crate) restore_pending: AtomicBool,
 }
 
 impl Shared {
@@ -142,6 +147,8 @@ impl Shared {
             io: Arc::default(),
             media: Arc::default(),
             engine: Arc::new(EngineStats::default()),
+            restore: Mutex::new(Vec::new()),
+            restore_pending: AtomicBool::new(false),
         }
     }
 
@@ -282,6 +289,19 @@ impl Dataplane {
         let queued = self.shared.health_cmds.push(cmd).is_ok();
         self.engine_thread.unpark();
         queued
+    }
+
+    /// Puts calls from the call journal back into the engine (before any
+    /// other message it handles next; see
+    /// [`SipEngine::restore`](crate::engine::SipEngine::restore)). Each one
+    /// put back counts in `sip.calls_restored`, each refused in
+    /// `sip.restore_failed` with a warning naming it.
+    pub fn restore(&self, calls: Vec<crate::engine::CallImage>) {
+        if let Ok(mut r) = self.shared.restore.lock() {
+            r.extend(calls);
+        }
+        self.shared.restore_pending.store(true, Ordering::Release);
+        self.engine_thread.unpark();
     }
 
     /// Starts draining for a shutdown

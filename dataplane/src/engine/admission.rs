@@ -38,6 +38,23 @@ impl SipEngine {
         }
     }
 
+    /// A call of `tenant_id` restored from the journal holds a slot again
+    /// (its limits may leave it over `max_concurrent`: new calls wait).
+    pub(super) fn restore_slot(&mut self, tenant_id: &str, now: Ms) {
+        let Some(t) = self.snapshot.tenant(tenant_id) else {
+            return;
+        };
+        let cps = f64::from(t.max_cps);
+        self.loads
+            .entry(tenant_id.to_string())
+            .or_insert(TenantLoad {
+                tokens: cps,
+                last: now,
+                active: 0,
+            })
+            .active += 1;
+    }
+
     /// Live calls per tenant, as the limits count them.
     pub fn tenant_calls(&self, tenant_id: &str) -> u32 {
         self.loads.get(tenant_id).map_or(0, |l| l.active)

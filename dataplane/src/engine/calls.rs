@@ -28,6 +28,8 @@ impl SipEngine {
                 self.stats.calls_up.inc();
                 let (tenant, side) = (d.tenant_id.clone(), d.caller.side);
                 self.emit(tenant.as_deref(), side, CallResult::Answered);
+                let did = t.dialog;
+                self.journal_up(did);
             }
         }
     }
@@ -119,6 +121,7 @@ impl SipEngine {
             attempts: d.attempts,
             media: Vec::with_capacity(d.media.len()),
         };
+        self.journal_down(&d);
         self.release_media(&d, record);
         if let Some(t) = &d.tenant_id {
             self.release_slot(t);

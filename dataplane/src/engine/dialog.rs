@@ -41,7 +41,7 @@ impl LegRef {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Leg {
     pub side: Side,
     pub call_id: Vec<u8>,
@@ -183,7 +183,7 @@ pub struct Reliable {
     pub until: Ms,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DialogState {
     /// INVITE forwarded, no final answer yet.
     Early,
@@ -193,7 +193,12 @@ pub enum DialogState {
 
 /// A call: its state, both legs, its times (for the call record), its tenant
 /// and its relayed media.
-#[derive(Debug, Clone)]
+///
+/// Serialized (serde) for the call journal ([`super::journal`]): what a
+/// confirmed call needs after a restart. The `#[serde(skip)]` fields are a
+/// transaction's, or found again in the routing snapshot, and come back
+/// empty.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dialog {
     /// The call's number (see [`crate::call::CallRecord::call`]).
     pub call: u64,
@@ -218,6 +223,7 @@ pub struct Dialog {
     pub held: Vec<([bool; 2], Option<Ms>)>,
     /// The offer the caller and the callee made and wait on an answer for
     /// ([`Dialog::offer_of`]); two at once only in a glare (RFC 3261 14.1).
+    #[serde(skip)]
     pub offers: (Option<Offer>, Option<Offer>),
     /// The latest SDP from the caller and from the callee, as they sent it.
     pub last_sdp: (Vec<u8>, Vec<u8>),
@@ -225,14 +231,17 @@ pub struct Dialog {
     pub profile: Profile,
     /// The header lines the call's gateway wants in the initial INVITE
     /// (the target's [`Target::headers`](crate::routing::Target::headers)).
+    #[serde(skip)]
     pub gateway_headers: std::sync::Arc<[u8]>,
     /// The call's gateway's credentials for its challenges (the target's).
+    #[serde(skip)]
     pub gateway_auth: Option<std::sync::Arc<crate::routing::Credentials>>,
     /// The session timer kept at the carrier's edge (`livekit` profile).
     pub session: Option<SessionTimer>,
     /// A re-INVITE from the carrier we answered ourselves: its CSeq number
     /// and our server transaction, whose 2xx the ACK confirms (and which
     /// the ACK must not pass on).
+    #[serde(skip)]
     pub ack_here: Option<(u32, Id)>,
     /// Directions the shield corrected in the gateway's latest answer, per
     /// media line (`None`: as answered), written into the SDP the carrier
@@ -250,6 +259,7 @@ pub struct Dialog {
     pub sdes: super::sdes::Sdes,
     /// The carrier requires reliable provisionals (RFC 3262 `Require:
     /// 100rel`), which the SBC sends it itself (`livekit` profile).
+    #[serde(skip)]
     pub reliable: Option<Reliable>,
     /// The carrier's `Allow` lists UPDATE: our session refreshes use it,
     /// else a re-INVITE.

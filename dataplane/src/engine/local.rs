@@ -51,6 +51,7 @@ impl SipEngine {
                 leg.cseq_sent = leg.cseq_sent.saturating_add(1);
                 leg.cseq_shift = leg.cseq_shift.saturating_add(1);
             }
+            self.journal_up(did);
         }
         let mut txn = Txn::local(
             did,

@@ -117,6 +117,7 @@ impl SipEngine {
         let Some(d) = self.dialogs.get_mut(did) else {
             return;
         };
+        let mut committed = false;
         for leg in [LegRef::Caller, LegRef::Callee] {
             let slot = d.offer_of(leg);
             let done = slot
@@ -125,9 +126,15 @@ impl SipEngine {
             if done {
                 if slot.as_ref().is_some_and(|o| !o.answered) {
                     self.stats.offers_rolled_back.inc();
+                } else {
+                    committed = true;
                 }
                 *slot = None;
             }
+        }
+        if committed {
+            // The call changed (journaled if it is confirmed).
+            self.journal_up(did);
         }
     }
 
@@ -149,17 +156,10 @@ impl SipEngine {
                 take_pair(ports, caller_side, callee_side)
             };
             if pair[0] != 0 {
-                for rtcp in [false, true] {
-                    let off = u16::from(rtcp);
-                    self.media_cmds.push(MediaCmd::Install(Stream {
-                        ends: [
-                            End::new(caller_side, pair[0] + off, None),
-                            End::new(callee_side, pair[1] + off, None),
-                        ],
-                        rtcp,
-                        last_active: 0,
-                    }));
-                }
+                install_line(
+                    &mut self.media_cmds,
+                    [(caller_side, pair[0]), (callee_side, pair[1])],
+                );
                 self.media_index.insert((caller_side, pair[0]), did);
                 self.stats.media_call(
                     [(caller_side, pair[0]), (callee_side, pair[1])],
@@ -410,6 +410,24 @@ impl SipEngine {
                 record: Box::new(record),
             });
         }
+    }
+}
+
+/// The relay's RTP and RTCP streams of one media line, between our port
+/// on the caller's side and ours on the callee's (`ends`: side, RTP port),
+/// nothing latched and no peer yet.
+pub(super) fn install_line(cmds: &mut Vec<MediaCmd>, ends: [(Side, u16); 2]) {
+    let [(a_side, a), (b_side, b)] = ends;
+    for rtcp in [false, true] {
+        let off = u16::from(rtcp);
+        cmds.push(MediaCmd::Install(Stream {
+            ends: [
+                End::new(a_side, a + off, None),
+                End::new(b_side, b + off, None),
+            ],
+            rtcp,
+            last_active: 0,
+        }));
     }
 }
 

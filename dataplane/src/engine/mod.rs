@@ -20,6 +20,7 @@ mod dialog;
 mod hide;
 mod ids;
 mod invite;
+mod journal;
 mod local;
 mod media;
 mod probe;
@@ -33,6 +34,7 @@ mod timer;
 mod txn;
 
 pub use config::{EngineConfig, MediaSettings, Policy};
+pub use journal::{CallImage, JournalOp, RestoreError};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -132,6 +134,12 @@ pub struct SipEngine {
     draining: bool,
     /// Overloaded ([`SipEngine::set_overloaded`]): new calls get 503.
     overloaded: bool,
+    /// What the call journal must keep or forget, drained by the backend
+    /// ([`SipEngine::take_journal`]).
+    journal: Vec<JournalOp>,
+    /// Wall-clock ms of engine time 0 ([`SipEngine::set_epoch`]), stamped on
+    /// journal images.
+    epoch_unix_ms: u64,
 }
 
 impl SipEngine {
@@ -174,6 +182,8 @@ impl SipEngine {
             probe_sides: HashMap::new(),
             draining: false,
             overloaded: false,
+            journal: Vec::new(),
+            epoch_unix_ms: 0,
         };
         engine.probe_destinations();
         engine

@@ -388,6 +388,9 @@ impl SipEngine {
             let to = d.leg_mut(orig.other());
             to.cseq_sent = to.cseq_sent.max(msg.cseq.seq.saturating_add(to.cseq_shift));
         }
+        if msg.cseq.method != Method::Bye {
+            self.journal_up(did);
+        }
         out.push(Outgoing {
             side: r.side,
             dst: r.dst,

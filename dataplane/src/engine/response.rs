@@ -390,6 +390,9 @@ impl SipEngine {
                 .collect();
             rs.reverse();
             leg.route_set = rs;
+        } else {
+            // A target refresh in a confirmed call (a re-INVITE's 2xx).
+            self.journal_up(did);
         }
     }
 

@@ -22,7 +22,7 @@ use crate::routing::MediaEncryption;
 use crate::sip::SipMessage;
 
 /// The SDES state of a call's gateway leg, per media line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sdes {
     /// What the next SDP toward the gateway says of SRTP on each media
     /// line: the keys of our offer (one per suite, [`Suite::ALL`] order,
@@ -32,8 +32,9 @@ pub struct Sdes {
     pub awaiting: bool,
     /// The gateway's key on each line of its pending offer.
     pub gateway_offer: Vec<Option<Crypto>>,
-    /// Whether the relay does SRTP on each line now.
-    pub active: Vec<bool>,
+    /// The keys the relay does SRTP with on each line now (`None`: plain
+    /// RTP), kept so that a call restored after a restart gets them again.
+    pub in_force: Vec<Option<SrtpKeys>>,
 }
 
 impl SipEngine {
@@ -161,16 +162,16 @@ impl SipEngine {
                     _ => None,
                 },
             };
-            if d.sdes.active.len() <= i {
-                d.sdes.active.resize(i + 1, false);
+            if d.sdes.in_force.len() <= i {
+                d.sdes.in_force.resize(i + 1, None);
             }
-            let Some(active) = d.sdes.active.get_mut(i) else {
+            let Some(in_force) = d.sdes.in_force.get_mut(i) else {
                 continue;
             };
-            if keys.is_none() && !*active {
+            if keys.is_none() && in_force.is_none() {
                 continue;
             }
-            *active = keys.is_some();
+            in_force.clone_from(&keys);
             if keys.is_some() {
                 self.stats.srtp_lines.inc();
             }

@@ -42,7 +42,7 @@ pub const DEFAULT_INTERVAL: u32 = 1800;
 pub const MIN_SE: u32 = 90;
 
 /// The session timer of a shielded call, kept at the carrier's edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionTimer {
     /// The session interval, seconds (`Session-Expires`).
     pub interval: u32,
@@ -67,7 +67,7 @@ impl SessionTimer {
     }
 
     /// How long after a refresh the next action is due (ms).
-    fn wait(&self) -> Ms {
+    pub(super) fn wait(&self) -> Ms {
         let s = u64::from(self.interval);
         let secs = if self.carrier_refreshes {
             s - (s / 3).min(32)

@@ -10,7 +10,7 @@ use crate::side::Side;
 
 /// The two SDES keys of one SRTP media line: the peer's (for what it
 /// sends) and ours (for what we send it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SrtpKeys {
     /// The peer's `a=crypto`: unprotects what it sends.
     pub inbound: super::sdes::Crypto,

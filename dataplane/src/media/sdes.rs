@@ -12,7 +12,7 @@ use base64::Engine as _;
 
 /// The SRTP crypto suites the SBC offers and accepts, by their SDES names
 /// (RFC 4568 section 6.2, RFC 7714 section 14.1), in order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Suite {
     /// AEAD_AES_128_GCM (RFC 7714): AES-128 in GCM, 16-byte tag; 16-byte key, 12-byte salt.
     AeadAes128Gcm,
@@ -66,7 +66,7 @@ impl Suite {
 }
 
 /// One `a=crypto` line's value: its tag, suite and master key and salt.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Crypto {
     /// The tag that the answer repeats for the line it accepts (1..=999999999).
     pub tag: u32,
@@ -169,7 +169,7 @@ impl Crypto {
 
 /// The SRTP of one media line in an SDP we write: its transport protocol
 /// and its `a=crypto` lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LineKeys {
     /// The `m=` line's transport protocol to write (`RTP/SAVP`, ...);
     /// `None`: as it is.

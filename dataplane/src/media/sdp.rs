@@ -51,7 +51,7 @@ impl SdpError {
 }
 
 /// The stream direction attribute (RFC 3264 section 6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// `a=sendrecv`, and the default when no direction attribute is given.
     #[default]

@@ -6,6 +6,7 @@
 
 mod auth;
 mod health;
+mod journal;
 mod media;
 mod rfc4475;
 mod routing;

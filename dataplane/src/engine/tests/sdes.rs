@@ -8,14 +8,14 @@ use crate::media::{MediaCmd, SrtpKeys};
 use crate::routing::MediaEncryption;
 
 /// An engine relaying media whose gateway wants `mode`; `srtp`: the relay can key.
-fn lab(mode: MediaEncryption, srtp: bool) -> Peers {
+pub(super) fn lab(mode: MediaEncryption, srtp: bool) -> Peers {
     let mut snap = snapshot();
     snap.gateways[0].media_encryption = mode;
     lab_with(snap, srtp)
 }
 
 /// [`lab`] routing with `snap`.
-fn lab_with(snap: RouteSnapshot, srtp: bool) -> Peers {
+pub(super) fn lab_with(snap: RouteSnapshot, srtp: bool) -> Peers {
     let mut peers = Peers::new();
     let mut cfg = EngineConfig::new(
         "10.0.0.100:5060".parse().unwrap(),
@@ -33,7 +33,7 @@ fn lab_with(snap: RouteSnapshot, srtp: bool) -> Peers {
 }
 
 /// `msg` with its body replaced by `sdp` (`application/sdp`).
-fn with_sdp(msg: &str, sdp: &str) -> String {
+pub(super) fn with_sdp(msg: &str, sdp: &str) -> String {
     let head = msg.split("\r\n\r\n").next().unwrap();
     let head: Vec<&str> = head
         .split("\r\n")
@@ -46,9 +46,9 @@ fn with_sdp(msg: &str, sdp: &str) -> String {
     )
 }
 
-const CARRIER_SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+pub(super) const CARRIER_SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-fn gateway_sdp(proto: &str, crypto: &[&Crypto]) -> String {
+pub(super) fn gateway_sdp(proto: &str, crypto: &[&Crypto]) -> String {
     let mut s = format!("v=0\r\nc=IN IP4 203.0.113.10\r\nm=audio 30000 {proto} 8\r\n");
     for c in crypto {
         s.push_str(&format!("a=crypto:{}\r\n", c.to_value()));
@@ -56,7 +56,7 @@ fn gateway_sdp(proto: &str, crypto: &[&Crypto]) -> String {
     s
 }
 
-fn body(msg: &str) -> SdpRepr {
+pub(super) fn body(msg: &str) -> SdpRepr {
     SdpRepr::parse(msg.split("\r\n\r\n").nth(1).unwrap().as_bytes()).unwrap()
 }
 
@@ -72,7 +72,7 @@ fn srtp_cmds(peers: &mut Peers) -> Vec<(Side, u16, Option<SrtpKeys>)> {
 }
 
 /// The carrier's INVITE, forwarded: what the gateway got.
-fn call(peers: &mut Peers) -> String {
+pub(super) fn call(peers: &mut Peers) -> String {
     let inv = with_sdp(&invite("s1", "s1"), CARRIER_SDP);
     let sent = peers.send(Side::Private, CARRIER, &inv);
     sent.into_iter()
