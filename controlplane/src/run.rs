@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
 use sbc_dataplane::backend::socket;
 use sbc_dataplane::backend::Dataplane;
 use sbc_dataplane::EngineConfig;
@@ -105,13 +106,27 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Arc::new(move |addr| crate::stream::tls_name(&names_of.snapshot().0, addr)),
     )
     .await?;
+    let api_tls = api_tls_config(&cfg)?;
     if let Ok(mut hup) = signal(SignalKind::hangup()) {
+        let (api_tls, cfg) = (api_tls.clone(), cfg.clone());
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 match tls.reload() {
                     Ok(()) => tracing::info!("SIGHUP: TLS certificate and key read again"),
                     Err(e) => {
                         tracing::error!(error = %e, "SIGHUP: TLS reload failed; the old certificate stays")
+                    }
+                }
+                if let Some(current) = &api_tls {
+                    match api_server_config(&cfg) {
+                        Ok(Some(c)) => {
+                            current.reload_from_config(Arc::new(c));
+                            tracing::info!("SIGHUP: API certificate and key read again");
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: API TLS reload failed; the old certificate stays")
+                        }
                     }
                 }
             }
@@ -179,16 +194,33 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on api.listen = {}", cfg.api.listen))?;
-    tracing::info!(listen = %cfg.api.listen, "REST API listening");
     let engine_stats = backend.stats.clone();
     let drainer = backend.clone();
     let drain = Duration::from_secs(cfg.shutdown.drain_s);
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(drained(
-        drainer,
-        engine_stats,
-        drain,
-    ));
-    server.await.context("API server")?;
+    let stopped = drained(drainer, engine_stats, drain);
+    match api_tls {
+        None => {
+            tracing::info!(listen = %cfg.api.listen, "REST API listening (HTTP)");
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(stopped)
+                .await
+                .context("API server")?;
+        }
+        Some(tls) => {
+            tracing::info!(listen = %cfg.api.listen, "REST API listening (HTTPS)");
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                stopped.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(1)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)
+                .handle(handle)
+                .serve(api::router(state).into_make_service())
+                .await
+                .context("API server")?;
+        }
+    }
 
     tracing::info!("shutting down");
     backend.stop();
@@ -279,6 +311,23 @@ async fn drained(
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
+}
+
+/// The API's TLS configuration when `api.tls_cert` is set (both files
+/// read now, so a bad one stops the start naming its key).
+fn api_tls_config(cfg: &Config) -> anyhow::Result<Option<RustlsConfig>> {
+    Ok(api_server_config(cfg)?.map(|c| RustlsConfig::from_config(Arc::new(c))))
+}
+
+fn api_server_config(cfg: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    let (Some(cert), Some(key)) = (&cfg.api.tls_cert, &cfg.api.tls_key) else {
+        return Ok(None);
+    };
+    let mut c =
+        crate::stream::tls::server_config_from(("api.tls_cert", cert), ("api.tls_key", key))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(c))
 }
 
 fn seed() -> u64 {

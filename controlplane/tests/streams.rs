@@ -14,17 +14,14 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rcgen::{CertificateParams, KeyPair};
 use serde_json::Value;
 
 /// A CA and two leaf certificates for 127.0.0.1 (PEM): (ca, (cert, key)
 /// signed by it, (cert, key) self-signed by another CA).
 #[allow(clippy::type_complexity)]
 fn certificates() -> (String, (String, String), (String, String)) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (ca, ca_key) = common::tls::ca();
     let leaf = |signer: Option<(&rcgen::Certificate, &KeyPair)>| {
         let key = KeyPair::generate().unwrap();
         let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
@@ -285,16 +282,6 @@ fn a_call_crosses_from_udp_to_tls_and_back() {
     assert!(text.contains("\nsbc_streams_open "), "{text}");
 }
 
-/// A certificate for 127.0.0.1 signed by `ca` (PEM cert, PEM key).
-fn leaf_of(ca: &rcgen::Certificate, ca_key: &KeyPair) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    (
-        params.signed_by(&key, ca, ca_key).unwrap().pem(),
-        key.serialize_pem(),
-    )
-}
-
 fn der_of(pem: &str) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
@@ -341,15 +328,12 @@ fn tls_client(
 #[test]
 fn client_certificates_sighup_reload_and_idle_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (ca, ca_key) = common::tls::ca();
     let (first, second, gw_cert, client) = (
-        leaf_of(&ca, &ca_key),
-        leaf_of(&ca, &ca_key),
-        leaf_of(&ca, &ca_key),
-        leaf_of(&ca, &ca_key),
+        common::tls::leaf_of(&ca, &ca_key),
+        common::tls::leaf_of(&ca, &ca_key),
+        common::tls::leaf_of(&ca, &ca_key),
+        common::tls::leaf_of(&ca, &ca_key),
     );
     let ca_pem = ca.pem();
     let path = |name: &str, text: &str| {
@@ -504,11 +488,11 @@ fn gateway_listener(listener: TcpListener, cert: (String, String), seen: mpsc::S
 #[test]
 fn a_request_to_a_gateway_whose_connection_closed_goes_to_its_contact() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let (sbc_cert, gw_cert) = (leaf_of(&ca, &ca_key), leaf_of(&ca, &ca_key));
+    let (ca, ca_key) = common::tls::ca();
+    let (sbc_cert, gw_cert) = (
+        common::tls::leaf_of(&ca, &ca_key),
+        common::tls::leaf_of(&ca, &ca_key),
+    );
     let ca_pem = ca.pem();
     let path = |name: &str, text: &str| {
         let p = dir.path().join(name);

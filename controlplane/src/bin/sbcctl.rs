@@ -38,6 +38,11 @@ struct Cli {
     /// Base URL of the SBC's API.
     #[arg(long, env = "SBC_API", default_value = "http://127.0.0.1:8080")]
     api: String,
+    /// For an `https://` API: the CA certificate(s) (PEM) its certificate
+    /// must chain to, e.g. a self-signed `api.tls_cert` itself [default: the
+    /// Mozilla roots].
+    #[arg(long, env = "SBC_API_CA")]
+    ca: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -308,16 +313,48 @@ fn ipv4(field: &str, text: &str) -> Result<Ipv4Addr, Failure> {
     model::parse_ipv4(field, text).map_err(|e| Failure::Refused(e.to_string()))
 }
 
+/// The HTTP agent: 10 s timeout; with `ca`, TLS verified against it.
+fn agent(ca: Option<&std::path::Path>) -> Result<ureq::Agent, Failure> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let builder = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(10));
+    let Some(ca) = ca else {
+        return Ok(builder.build());
+    };
+    let bad = |e: String| Failure::Refused(format!("--ca {}: {e}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the file".into()));
+    }
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(builder.tls_config(std::sync::Arc::new(tls)).build())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let agent = match agent(cli.ca.as_deref()) {
+        Ok(a) => a,
+        Err(Failure::Refused(m) | Failure::Unreachable(m)) => {
+            eprintln!("sbcctl: {m}");
+            return ExitCode::from(2);
+        }
+    };
     let client = Client {
         base: cli.api.clone(),
         token: std::env::var("SBC_API_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
-        agent: ureq::AgentBuilder::new()
-            .timeout(std::time::Duration::from_secs(10))
-            .build(),
+        agent,
     };
     match run(&client, &cli) {
         Ok(()) => ExitCode::SUCCESS,

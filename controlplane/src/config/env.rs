@@ -84,6 +84,8 @@ pub const VARIABLES: &[(&str, &str, Kind)] = &[
     ("SBC_API_LISTEN", "api.listen", Kind::Text),
     ("SBC_API_INSECURE", "api.insecure", Kind::Bool),
     ("SBC_API_TOKEN", "api.token", Kind::Text),
+    ("SBC_API_TLS_CERT", "api.tls_cert", Kind::Text),
+    ("SBC_API_TLS_KEY", "api.tls_key", Kind::Text),
     ("SBC_METRICS_LISTEN", "metrics.listen", Kind::Text),
     (
         "SBC_METRICS_MAX_TENANTS",

@@ -742,6 +742,11 @@ pub struct ApiConfig {
     /// (default false: such a config is refused, naming `api.token`).
     #[serde(default)]
     pub insecure: bool,
+    /// Serve the API over HTTPS (rustls) with this certificate chain (PEM);
+    /// needs `tls_key`. Read again on SIGHUP. Absent: plain HTTP.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -754,6 +759,8 @@ impl Default for ApiConfig {
             listen: default_api_listen(),
             token: None,
             insecure: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -986,6 +993,11 @@ impl Config {
                 "api.token",
                 "is required when api.listen is not a loopback address (or set api.insecure = true)",
             ));
+        }
+        match (&cfg.api.tls_cert, &cfg.api.tls_key) {
+            (Some(_), None) => return Err(invalid("api.tls_key", "is required with api.tls_cert")),
+            (None, Some(_)) => return Err(invalid("api.tls_cert", "is required with api.tls_key")),
+            _ => {}
         }
         let scheme = cfg.database.url.split(':').next().unwrap_or_default();
         if !["sqlite", "mysql", "mariadb", "postgres", "postgresql"].contains(&scheme) {
@@ -1259,6 +1271,8 @@ ok_codes = [404, 405, 501, 403]
             ),
             ("", "[tls]\nclient_cert = \"/x.pem\"\n", "tls"),
             ("", "[tls]\nverify = \"no\"\n", "verify"),
+            ("", "[api]\ntls_cert = \"/a.pem\"\n", "api.tls_key"),
+            ("", "[api]\ntls_key = \"/a.key\"\n", "api.tls_cert"),
         ];
         for (extra, tables, key) in cases {
             let text = format!("{sip}{extra}{tables}");

@@ -51,9 +51,9 @@ impl Default for TlsConfig {
     }
 }
 
-/// Why TLS cannot be set up; names the `[tls]` key and the file.
+/// Why TLS cannot be set up; names the config key (`tls.cert`, `api.tls_key`, ...) and the file.
 #[derive(Debug, thiserror::Error)]
-#[error("tls.{key} ({path}): {message}")]
+#[error("{key} ({path}): {message}")]
 pub struct TlsError {
     /// The key, e.g. `cert`.
     pub key: &'static str,
@@ -152,15 +152,29 @@ impl Tls {
 }
 
 fn server_config(cfg: &TlsConfig) -> Result<ServerConfig, TlsError> {
-    let cert_path = required(&cfg.cert, "cert")?;
-    let key_path = required(&cfg.key, "key")?;
-    let chain = certs("cert", cert_path)?;
-    let key = private_key("key", key_path)?;
+    let cert_path = required(&cfg.cert, "tls.cert")?;
+    let key_path = required(&cfg.key, "tls.key")?;
+    server_config_from(("tls.cert", cert_path), ("tls.key", key_path))
+}
+
+/// A TLS server configuration (rustls, ring) presenting the certificate
+/// chain in PEM file `cert.1` with the private key in `key.1`; `cert.0`
+/// and `key.0` are their config keys, named in errors (e.g. `api.tls_cert`).
+///
+/// # Errors
+/// A file that cannot be read or holds no certificate or key, or a key that
+/// does not match: [`TlsError`] naming the key and the file.
+pub fn server_config_from(
+    (cert_key, cert_path): (&'static str, &Path),
+    (key_key, key_path): (&'static str, &Path),
+) -> Result<ServerConfig, TlsError> {
+    let chain = certs(cert_key, cert_path)?;
+    let key = private_key(key_key, key_path)?;
     ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
         .map_err(|e| TlsError {
-            key: "key",
+            key: key_key,
             path: key_path.display().to_string(),
             message: e.to_string(),
         })
@@ -170,7 +184,7 @@ fn client_config(cfg: &TlsConfig) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError {
-            key: "verify",
+            key: "tls.verify",
             path: String::new(),
             message: e.to_string(),
         })?;
@@ -178,9 +192,9 @@ fn client_config(cfg: &TlsConfig) -> Result<ClientConfig, TlsError> {
         let mut roots = RootCertStore::empty();
         match &cfg.ca {
             Some(ca) => {
-                for c in certs("ca", ca)? {
+                for c in certs("tls.ca", ca)? {
                     roots.add(c).map_err(|e| TlsError {
-                        key: "ca",
+                        key: "tls.ca",
                         path: ca.display().to_string(),
                         message: e.to_string(),
                     })?;
@@ -207,20 +221,23 @@ fn client_config(cfg: &TlsConfig) -> Result<ClientConfig, TlsError> {
     };
     match (&cfg.client_cert, &cfg.client_key) {
         (Some(c), Some(k)) => builder
-            .with_client_auth_cert(certs("client_cert", c)?, private_key("client_key", k)?)
+            .with_client_auth_cert(
+                certs("tls.client_cert", c)?,
+                private_key("tls.client_key", k)?,
+            )
             .map_err(|e| TlsError {
-                key: "client_key",
+                key: "tls.client_key",
                 path: k.display().to_string(),
                 message: e.to_string(),
             }),
         (None, None) => Ok(builder.with_no_client_auth()),
         (Some(_), None) => Err(TlsError {
-            key: "client_key",
+            key: "tls.client_key",
             path: String::new(),
             message: "is required with tls.client_cert".into(),
         }),
         (None, Some(_)) => Err(TlsError {
-            key: "client_cert",
+            key: "tls.client_cert",
             path: String::new(),
             message: "is required with tls.client_key".into(),
         }),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod calls;
+pub mod tls;
 
 /// Creates a uniquely named database on `server` and returns its URL.
 pub async fn fresh_database(server: &str) -> String {
