@@ -1482,3 +1482,156 @@ async fn finished_calls_become_cdrs_and_window_statistics() {
         );
     }
 }
+
+/// Valid bodies of every route that takes one, mutated by
+/// [`no_request_gets_a_server_error`].
+fn body_seeds() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "POST",
+            "/api/v1/carriers",
+            json!({"ip": "10.0.2.1", "mask": 32, "name": "x", "group": 1}),
+        ),
+        (
+            "POST",
+            "/api/v1/gateways",
+            json!({"destination": "sip:203.0.113.20:5060", "group": 1, "priority": 1,
+                   "weight": 1, "description": "g", "profile": "livekit",
+                   "auth_username": "u", "auth_password": "p", "auth_realm": "r",
+                   "headers": {"X-A": "1"}, "media_encryption": "disable"}),
+        ),
+        (
+            "POST",
+            "/api/v1/tenants",
+            json!({"tenant_id": "t1", "source_ip": "10.0.1.60", "gateway_group": 1,
+                   "max_cps": 5, "max_concurrent": 5, "number_format": "e164",
+                   "country_code": "1"}),
+        ),
+        (
+            "POST",
+            "/api/v1/route",
+            json!({"source_ip": "10.0.1.10", "to": "sip:1@x", "x_tenant_id": "t1"}),
+        ),
+        ("POST", "/api/v1/dispatcher/ping", json!({"group": 1})),
+        (
+            "POST",
+            "/api/v1/dispatcher/state",
+            json!({"id": 1, "state": "inactive"}),
+        ),
+    ]
+}
+
+/// Any JSON value: scalars of every kind (huge and negative numbers, long
+/// and odd strings), arrays and objects, nested.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        ".{0,40}".prop_map(Value::from),
+        "[0-9.]{0,20}".prop_map(Value::from),
+        "(sip|sips|tel|http):[a-z0-9@.:;=]{0,30}".prop_map(Value::from),
+        Just(Value::from("a".repeat(70_000))),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(".{0,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Every route with any body (a valid one with a field removed, replaced by
+/// any JSON value or joined by an unknown one; any JSON; any bytes) and odd
+/// path and query parameters: a 2xx or a 4xx, never a 5xx, and a 4xx names
+/// what is wrong in `error`.
+#[test]
+fn no_request_gets_a_server_error() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut api = rt.block_on(api_with(None));
+    // An engine that takes health requests (dispatcher ping and state).
+    api.state = api.state.clone().with_health(Arc::new(|_| true), 10, 500);
+    api.app = router(api.state.clone());
+    rt.block_on(provision(&api));
+    let seeds = body_seeds();
+    let n = seeds.len();
+    #[derive(Debug, Clone)]
+    enum Body {
+        Remove(usize),
+        Replace(usize, Value),
+        Extra(String, Value),
+        Json(Value),
+        Bytes(Vec<u8>),
+    }
+    let body = prop_oneof![
+        any::<usize>().prop_map(Body::Remove),
+        (any::<usize>(), any_json()).prop_map(|(i, v)| Body::Replace(i, v)),
+        (".{0,12}", any_json()).prop_map(|(k, v)| Body::Extra(k, v)),
+        any_json().prop_map(Body::Json),
+        proptest::collection::vec(any::<u8>(), 0..200).prop_map(Body::Bytes),
+    ];
+    let param = "[a-zA-Z0-9%._~-]{0,24}";
+    let get_paths = [
+        "/api/v1/calls?limit=",
+        "/api/v1/cdrs?limit=",
+        "/api/v1/cdrs?tenant=",
+        "/api/v1/stats/calls?tenant=",
+        "/api/v1/capture?call_id=",
+        "/api/v1/carriers/",
+        "/api/v1/gateways/",
+        "/api/v1/tenants/",
+        "/api/v1/bans/",
+    ];
+    let config = ProptestConfig {
+        cases: 600,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(route in 0..n, body in body, g in 0..get_paths.len(), p in param)| {
+        let (method, path, seed) = &seeds[route];
+        let text = match body {
+            Body::Remove(i) | Body::Replace(i, _) if seed.as_object().unwrap().is_empty() => {
+                seed.to_string()
+            }
+            Body::Remove(i) => {
+                let mut v = seed.clone();
+                let o = v.as_object_mut().unwrap();
+                let k = o.keys().nth(i % o.len()).unwrap().clone();
+                o.remove(&k);
+                v.to_string()
+            }
+            Body::Replace(i, new) => {
+                let mut v = seed.clone();
+                let o = v.as_object_mut().unwrap();
+                let k = o.keys().nth(i % o.len()).unwrap().clone();
+                o.insert(k, new);
+                v.to_string()
+            }
+            Body::Extra(k, new) => {
+                let mut v = seed.clone();
+                v.as_object_mut().unwrap().insert(k, new);
+                v.to_string()
+            }
+            Body::Json(v) => v.to_string(),
+            Body::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+        };
+        let (code, answer) = rt.block_on(api.call(method, path, &text));
+        prop_assert!(!code.is_server_error(), "{method} {path} {text}: {code} {answer}");
+        if code.is_client_error() {
+            prop_assert!(answer["error"].is_string(), "{method} {path} {text}: {code} {answer}");
+        }
+        // Path and query parameters.
+        let uri = format!("{}{p}", get_paths[g]);
+        let method = if uri.contains('?') { "GET" } else { "DELETE" };
+        let (code, answer) = rt.block_on(api.call(method, &uri, ""));
+        prop_assert!(!code.is_server_error(), "{method} {uri}: {code} {answer}");
+    });
+}

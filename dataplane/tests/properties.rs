@@ -1,7 +1,7 @@
 //! Properties over generated input (proptest): nothing the network sends
 //! makes the SIP scanner, the engine, the flood guard, the frame
-//! classifier, reassembly or the RTCP reader panic; what we write, we read
-//! back (SDP rewrite, SDES keys). The RFC 4475 torture messages, mutated,
+//! classifier, reassembly, the RTCP reader or the HEP reader panic; what we
+//! write, we read back (SDP rewrite, SDES keys, HEP). The RFC 4475 torture messages, mutated,
 //! seed the SIP cases when `../shared/rfc4475` is there.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -162,5 +162,38 @@ proptest! {
         let suite = if gcm { Suite::AeadAes128Gcm } else { Suite::AesCm128HmacSha1_80 };
         let c = Crypto { tag, suite, key: key[..suite.key_len()].to_vec() };
         prop_assert_eq!(Crypto::parse(c.to_value().as_bytes()), Ok(c));
+    }
+
+    #[test]
+    fn hep_reads_back(
+        src in any::<(u32, u16)>(),
+        dst in any::<(u32, u16)>(),
+        ts_us in 0u64..(u64::from(u32::MAX) * 1_000_000),
+        proto in any::<u8>(),
+        node_id in any::<u32>(),
+        password in proptest::option::of(".{0,20}"),
+        correlation in proptest::option::of(".{0,60}"),
+        payload in prop::collection::vec(any::<u8>(), 0..3000),
+    ) {
+        let v4 = |(ip, port): (u32, u16)| SocketAddrV4::new(Ipv4Addr::from(ip), port);
+        let m = net::hep::HepMessage {
+            src: v4(src), dst: v4(dst), ts_us, proto, node_id, password, correlation, payload,
+        };
+        let bytes = net::hep::encode(&m).unwrap();
+        prop_assert_eq!(net::hep::decode(&bytes), Some(m));
+    }
+
+    #[test]
+    fn hep_takes_any_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
+        let mut framed = b"HEP3".to_vec();
+        framed.extend_from_slice(&((data.len() + 6) as u16).to_be_bytes());
+        framed.extend_from_slice(&data);
+        for bytes in [&data, &framed] {
+            if let Some(m) = net::hep::decode(bytes) {
+                if let Some(again) = net::hep::encode(&m) {
+                    prop_assert_eq!(net::hep::decode(&again), Some(m));
+                }
+            }
+        }
     }
 }

@@ -14,7 +14,8 @@
 //!  SIP out ─► udp::build_udp, or fragment::udp_fragments above the MTU
 //! ```
 //! [`checksum`] holds the Internet checksum arithmetic; [`pcap`] writes the
-//! captures the tests and the relay benchmark replay.
+//! captures the tests and the relay benchmark replay; [`hep`] is SIP
+//! capture's wire format toward Homer.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -23,6 +24,7 @@ pub mod arp_cache;
 pub mod checksum;
 pub mod ethernet;
 pub mod fragment;
+pub mod hep;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod pcap;
