@@ -102,7 +102,7 @@ class Sbc:
         text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
                                       pub_ip=SBC_PUB_IP, db=self.db_url, media_extra=media_extra,
                                       dataplane=dataplane, sip_extra=sip_lines,
-                                      journal=self.tmp / "calls.db")
+                                      journal=self.journal)
         if self.routing:
             text += "[routing]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in self.routing.items())
         if self.health:
@@ -114,13 +114,17 @@ class Sbc:
 
     def restart(self, routing: dict | None = None, api_timeout: float = 10.0,
                 media: dict | None = None, health: dict | None = None,
-                sip_extra: dict | None = None, extra_tables: str | None = None) -> None:
+                sip_extra: dict | None = None, extra_tables: str | None = None,
+                keep_calls: bool = False) -> None:
         """Stop, rewrite the config with `routing`, extra [media] keys `media`, the [health]
         table `health`, extra [sip] keys `sip_extra` and trailing tables `extra_tables` (all None:
         keep the current config; `routing`, `health`, `sip_extra` or `extra_tables` None keeps
         what it was, {} / "" drops it), start again. Provisioning survives (same database);
-        counters and live calls do not."""
+        counters do not, nor live calls unless `keep_calls` (the call journal is kept, and the
+        SBC restores the answered calls in it)."""
         self.stop()
+        if not keep_calls:
+            self.forget_calls()
         if (routing is not None or media is not None or health is not None or sip_extra is not None
                 or extra_tables is not None):
             self.write_config(routing if routing is not None else self.routing, media,
@@ -128,6 +132,16 @@ class Sbc:
                               sip_extra if sip_extra is not None else self.sip_extra,
                               extra_tables if extra_tables is not None else self.extra_tables)
         self.start(api_timeout)
+
+    @property
+    def journal(self) -> Path:
+        """The call journal's file ([journal] path)."""
+        return self.tmp / "calls.db"
+
+    def forget_calls(self) -> None:
+        """Deletes the call journal (the SBC must be stopped): the next start restores nothing."""
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.journal) + suffix).unlink(missing_ok=True)
 
     def start(self, api_timeout: float = 10.0) -> None:
         if not self.binary.exists():
@@ -188,6 +202,17 @@ class Sbc:
             return None
         rc = stop_process(self.proc, signal.SIGTERM, grace=5.0)
         return rc
+
+    def crash(self, timeout: float = 5.0) -> float:
+        """kill -9: SIGKILL to the SBC, then wait until it is gone. Nothing shuts down: the call
+        journal stays as its last flush left it, for start() to restore. Returns when the signal
+        was sent (time.time())."""
+        assert self.proc is not None
+        t = time.time()
+        stop_process(self.proc, signal.SIGKILL, grace=timeout)
+        if self.proc.poll() is None:
+            raise RuntimeError(f"SBC (pid {self.proc.pid}) still running {timeout} s after SIGKILL")
+        return t
 
     # /proc accounting (the pid is the SBC itself: `ip netns exec` execs it)
     def cpu_seconds(self) -> float:

@@ -93,9 +93,11 @@ pub fn decode(b: &[u8]) -> Option<HepMessage> {
     };
     let mut at = 0;
     while at < body.len() {
-        let h = body.get(at..at + 6)?;
-        let kind = u16::from_be_bytes([h[2], h[3]]);
-        let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+        let &[_, _, k0, k1, l0, l1] = body.get(at..at + 6)? else {
+            return None;
+        };
+        let kind = u16::from_be_bytes([k0, k1]);
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
         let v = body.get(at + 6..at + len.max(6))?;
         let u32_of = |v: &[u8]| Some(u32::from_be_bytes(v.try_into().ok()?));
         let u16_of = |v: &[u8]| Some(u16::from_be_bytes(v.try_into().ok()?));
