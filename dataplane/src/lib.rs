@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!            ┌──────────── backend::socket (recvmmsg/sendmmsg) ─┐  or  backend::dpdk (poll lcore)
-//!  wire ───► │ SIP datagrams ─► Shared.rx_ring ─► engine thread ─► EngineIo ─► wire
+//!  wire ───► │ SIP datagrams ─► Shared.intake ─► engine thread ─► EngineIo ─► wire
 //!            │ RTP ─► media::RelayTable::verdict ─► readdressed out of the other side
 //!            └──────────────────────────────────────────────────┘
 //!  engine thread: engine::SipEngine::{handle, tick} (pure: bytes and time in, datagrams out)

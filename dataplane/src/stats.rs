@@ -542,8 +542,11 @@ pub struct IoStats {
     pub rx_packets: Counter,
     /// Packets sent.
     pub tx_packets: Counter,
-    /// SIP datagrams dropped because the ring to the engine was full.
+    /// SIP datagrams dropped because their lane toward the engine was full.
     pub rx_ring_full: Counter,
+    /// SIP datagrams dropped because their source already had its share of
+    /// the engine's intake waiting (`backend::intake`).
+    pub rx_share_drops: Counter,
     /// Datagrams larger than the receive buffer (64 KiB), dropped.
     pub rx_truncated: Counter,
     /// Packets that could not be sent (full socket buffer or TX ring, no mbuf).
@@ -602,6 +605,7 @@ impl IoStats {
             "rx_packets",
             "tx_packets",
             "rx_ring_full",
+            "rx_share_drops",
             "rx_truncated",
             "tx_errors",
             "tx_fragmented",
@@ -615,11 +619,12 @@ impl IoStats {
 
     /// The counters as `GET /api/v1/status` names them under `io` (ports
     /// apart): the one list of them.
-    pub fn counters(&self) -> [(&'static str, &Counter); 21] {
+    pub fn counters(&self) -> [(&'static str, &Counter); 22] {
         [
             ("rx_packets", &self.rx_packets),
             ("tx_packets", &self.tx_packets),
             ("rx_ring_full", &self.rx_ring_full),
+            ("rx_share_drops", &self.rx_share_drops),
             ("rx_truncated", &self.rx_truncated),
             ("tx_errors", &self.tx_errors),
             ("stream_dropped", &self.stream_dropped),

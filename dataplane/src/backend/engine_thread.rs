@@ -94,9 +94,9 @@ fn pick_core(wanted: Option<usize>) -> Option<core_affinity::CoreId> {
 }
 
 fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
-    let (quit, ring, free, snapshots) = (
+    let (quit, intake, free, snapshots) = (
         &shared.quit,
-        &shared.rx_ring,
+        &shared.intake,
         &shared.free,
         &shared.snapshots,
     );
@@ -115,13 +115,16 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     let mut skipped_ticks = 0u32;
     let mut health = Vec::new();
     let mut guard = crate::guard::Guard::new(engine.config().guard.clone());
-    let mut overload = Overload::new(ring.capacity());
+    let mut overload = Overload::new(intake.capacity());
+    // How long the previous turn took (ms): the loop's lag.
+    let mut turn_ms = 0u64;
     while !quit.load(Ordering::Relaxed) {
+        let turn = Instant::now();
         while let Some(s) = snapshots.pop() {
             engine.set_snapshot(s);
         }
         engine.set_draining(shared.draining.load(Ordering::Relaxed));
-        if overload.update(ring.len()) {
+        if overload.update(intake.new_requests(), turn_ms) {
             shared.engine.overloads.inc();
         }
         engine.set_overloaded(overload.on);
@@ -145,7 +148,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
         let mut handled = 0;
         let mut drained = false;
         while handled < MAX_PER_TURN {
-            let Some(d) = ring.pop() else {
+            let Some(d) = intake.pop() else {
                 drained = true;
                 break;
             };
@@ -227,6 +230,8 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             io.send(&mut out);
             out.clear();
         }
+        // The work of this turn, its sleep left out.
+        turn_ms = turn.elapsed().as_millis() as u64;
         if handled == 0 {
             let wait = engine
                 .next_timer()
@@ -237,8 +242,15 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     }
 }
 
-/// Overload by the depth of the engine's input ring, with hysteresis: on
-/// past three quarters of its capacity, off again below a quarter.
+/// A turn of the engine loop this long (ms) means the engine lags: overload.
+const LAG_ON_MS: u64 = 100;
+/// Overload ends only after a turn shorter than this (ms).
+const LAG_OFF_MS: u64 = 20;
+
+/// Overload by the depth of the engine's lane of new requests or by the
+/// loop's lag, with hysteresis: on past three quarters of the lane's
+/// capacity or after a turn of [`LAG_ON_MS`], off again once the lane is
+/// below a quarter and a turn took under [`LAG_OFF_MS`].
 #[derive(Debug, Clone, Copy)]
 struct Overload {
     on: bool,
@@ -255,13 +267,14 @@ impl Overload {
         }
     }
 
-    /// Takes the ring's depth now; `true` when overload begins.
-    fn update(&mut self, depth: usize) -> bool {
+    /// Takes the lane's depth now and how long the last turn took (ms);
+    /// `true` when overload begins.
+    fn update(&mut self, depth: usize, turn_ms: u64) -> bool {
         let was = self.on;
         self.on = if self.on {
-            depth > self.low
+            depth > self.low || turn_ms >= LAG_OFF_MS
         } else {
-            depth > self.high
+            depth > self.high || turn_ms >= LAG_ON_MS
         };
         self.on && !was
     }
@@ -312,10 +325,13 @@ mod tests {
     #[test]
     fn overload_has_hysteresis() {
         let mut o = Overload::new(1024);
-        assert!(!o.update(700) && !o.on);
-        assert!(o.update(769) && o.on, "past three quarters");
-        assert!(!o.update(300) && o.on, "still above a quarter");
-        assert!(!o.update(255) && !o.on, "below a quarter: off");
-        assert!(!o.update(500) && !o.on);
+        assert!(!o.update(700, 0) && !o.on);
+        assert!(o.update(769, 0) && o.on, "past three quarters");
+        assert!(!o.update(300, 0) && o.on, "still above a quarter");
+        assert!(!o.update(255, 0) && !o.on, "below a quarter: off");
+        assert!(!o.update(500, 99) && !o.on);
+        assert!(o.update(10, 100) && o.on, "a turn of 100 ms: the loop lags");
+        assert!(!o.update(10, 30) && o.on, "still slow");
+        assert!(!o.update(10, 5) && !o.on, "fast again: off");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   socket::start ─ recvmmsg ─┐                          ┌─ sendmmsg (socket)
-//!                             ├─► Shared.rx_ring ─► engine thread ─► EngineIo::send
+//!                             ├─► Shared.intake ─► engine thread ─► EngineIo::send
 //!   dpdk::start ── poll loop ─┘      (engine_thread)     └─ Shared.tx_ring ─► poll loop (DPDK)
 //!        relay (socket::relay | the poll loop) ◄── Shared.media_cmds ──┘
 //! ```
@@ -29,6 +29,7 @@ use crate::transport::Transport;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 mod engine_thread;
+pub mod intake;
 pub mod socket;
 
 pub use engine_thread::EngineIo;
@@ -89,8 +90,9 @@ pub struct Shared {
     pub(crate) quit: AtomicBool,
     /// Shutting down: the engine refuses new calls (`Dataplane::drain`).
     pub(crate) draining: AtomicBool,
-    /// Received SIP datagrams toward the engine.
-    pub(crate) rx_ring: ArrayQueue<Datagram>,
+    /// Received SIP messages toward the engine: two lanes, a share per
+    /// source ([`intake`]).
+    pub(crate) intake: intake::Intake,
     /// Recycled datagram buffers.
     pub(crate) free: ArrayQueue<Vec<u8>>,
     /// New routing snapshots toward the engine (the newest wins).
@@ -133,7 +135,7 @@ impl Shared {
         Shared {
             quit: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            rx_ring: ArrayQueue::new(ring_size.max(BATCH)),
+            intake: intake::Intake::new(ring_size.max(BATCH)),
             free: ArrayQueue::new(ring_size.max(BATCH) + BATCH),
             snapshots: ArrayQueue::new(4),
             media_cmds: ArrayQueue::new(MEDIA_RING),
@@ -220,7 +222,7 @@ impl Dataplane {
     pub fn rings(&self) -> Vec<crate::stats::RingFill> {
         use crate::stats::RingFill;
         let s = &self.shared;
-        let mut rings = vec![RingFill::of("rx", &s.rx_ring)];
+        let mut rings = s.intake.fills().to_vec();
         if self.name == "dpdk" {
             rings.push(RingFill::of("tx", &s.tx_ring));
         }
@@ -247,8 +249,11 @@ impl Dataplane {
             len: bytes.len(),
             buf: bytes.to_vec(),
         };
-        if self.shared.rx_ring.push(d).is_err() {
-            self.shared.io.rx_ring_full.inc();
+        if !self
+            .shared
+            .intake
+            .push_counted(d, &self.shared.io, &self.shared.free)
+        {
             return false;
         }
         self.shared.wake_engine();

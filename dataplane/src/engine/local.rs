@@ -211,6 +211,84 @@ pub(super) fn via_lines(msg: &SipMessage<'_>, src: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// The share of new requests (percent) an overloaded SBC asks a client that
+/// supports overload control to drop (RFC 7339's loss algorithm).
+pub(super) const OC_LOSS_PERCENT: u8 = 50;
+/// How long that request holds, ms (RFC 7339 `oc-validity`).
+pub(super) const OC_VALIDITY_MS: u64 = 1_000;
+
+/// `resp`, our answer to `msg` while overloaded, with RFC 7339 overload
+/// control in its top Via when `msg`'s top Via offered it (a bare `oc`,
+/// section 5.1): the entry's `oc` becomes `oc=<percent>`, with
+/// `oc-algo="loss"`, `oc-validity=<validity_ms>` and `oc-seq=<seq>` (our
+/// engine ms, which only grows) after it (section 5.2). Unchanged when
+/// `msg` did not offer it.
+pub(super) fn with_overload_control(
+    resp: Vec<u8>,
+    msg: &SipMessage<'_>,
+    percent: u8,
+    validity_ms: u64,
+    seq: u64,
+) -> Vec<u8> {
+    let Some(top) = msg.values(HeaderName::Via).next() else {
+        return resp;
+    };
+    let first = top.split(|&c| c == b',').next().unwrap_or_default();
+    let offers = first
+        .split(|&c| c == b';')
+        .skip(1)
+        .any(|p| grammar::trim_lws(p).eq_ignore_ascii_case(b"oc"));
+    if !offers {
+        return resp;
+    }
+    // The response's first Via line: its first entry ends at a comma or the line's end.
+    let Some(line) = resp.windows(2).position(|w| w == b"\r\n") else {
+        return resp;
+    };
+    let Some(colon) = resp
+        .get(line + 2..)
+        .and_then(|r| r.iter().position(|&c| c == b':'))
+        .map(|c| line + 2 + c)
+    else {
+        return resp;
+    };
+    let line_end = resp
+        .get(colon..)
+        .and_then(|r| r.windows(2).position(|w| w == b"\r\n"))
+        .map_or(resp.len(), |e| colon + e);
+    let entry_end = resp
+        .get(colon..line_end)
+        .and_then(|r| r.iter().position(|&c| c == b','))
+        .map_or(line_end, |e| colon + e);
+    let (Some(head), Some(entry), Some(tail)) = (
+        resp.get(..=colon),
+        resp.get(colon + 1..entry_end),
+        resp.get(entry_end..),
+    ) else {
+        return resp;
+    };
+    let mut parts = entry.split(|&c| c == b';');
+    let mut out = head.to_vec();
+    out.extend_from_slice(parts.next().unwrap_or_default());
+    for p in parts.filter(|p| {
+        let name = p.split(|&c| c == b'=').next().unwrap_or_default();
+        let name = grammar::trim_lws(name);
+        !(name.eq_ignore_ascii_case(b"oc")
+            || name.eq_ignore_ascii_case(b"oc-algo")
+            || name.eq_ignore_ascii_case(b"oc-validity")
+            || name.eq_ignore_ascii_case(b"oc-seq"))
+    }) {
+        out.push(b';');
+        out.extend_from_slice(p);
+    }
+    let _ = write!(
+        out,
+        ";oc={percent};oc-algo=\"loss\";oc-validity={validity_ms};oc-seq={seq}"
+    );
+    out.extend_from_slice(tail);
+    out
+}
+
 /// The Via value `value` with its first entry's bare `rport` set to the
 /// port of `src` and `received` set to its address; `None` when that entry
 /// has no bare `rport` (or does not parse).

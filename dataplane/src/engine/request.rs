@@ -6,7 +6,9 @@
 use super::dialog::LegRef;
 use super::ids::server_key;
 use super::invite::RouteState;
-use super::local::{local_response, raw_line, via_lines};
+use super::local::{
+    local_response, raw_line, via_lines, with_overload_control, OC_LOSS_PERCENT, OC_VALIDITY_MS,
+};
 use super::media::sdp_of;
 use super::rewrite::first_contact_uri;
 use super::slab::Id;
@@ -106,7 +108,14 @@ impl SipEngine {
             Method::Invite if self.overloaded && !self.draining => {
                 self.stats.overload_refused.inc();
                 let extra = format!("Retry-After: {}\r\n", self.cfg.policy.retry_after_s);
-                reply(self, out, 503, extra.as_bytes())
+                let tag = self.next_u64();
+                let resp = local_response(msg, src, 503, reason(503), tag, extra.as_bytes());
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    transport,
+                    data: with_overload_control(resp, msg, OC_LOSS_PERCENT, OC_VALIDITY_MS, rx.now),
+                });
             }
             Method::Invite | Method::Options if self.draining => {
                 self.stats.drain_refused.inc();

@@ -8,6 +8,7 @@
 pub mod build;
 pub mod digest;
 pub mod grammar;
+pub mod lane;
 pub mod message;
 pub mod multipart;
 

@@ -5,7 +5,7 @@
 //!                      ├─ classify: ARP ─ reply in place ─┤
 //!  pub port ──rx burst─┤           ICMP echo ─ reply ─────┤─tx burst─► pub port
 //!                      │           RTP ─ verdict ─ readdress in place, other port
-//!                      │           SIP ─ copy ─► rx_ring ─► SIP engine thread
+//!                      │           SIP ─ copy ─► intake ─► SIP engine thread
 //!                      └───────────────────── tx_ring ◄─┘  (same engine as sockets)
 //! ```
 //! Relayed RTP never leaves its mbuf: headers are rewritten where they are
@@ -492,10 +492,7 @@ impl Poller {
             len: payload.len(),
             buf,
         };
-        if let Err(d) = self.shared.rx_ring.push(d) {
-            io.rx_ring_full.inc();
-            let _ = self.shared.free.push(d.buf);
-        }
+        self.shared.intake.push_counted(d, io, &self.shared.free);
     }
 
     /// Once a second: silent streams to the engine, relay counters out.

@@ -127,7 +127,7 @@ fn bind(addr: SocketAddrV4) -> io::Result<UdpSocket> {
 }
 
 fn rx_loop(sockets: BySide<UdpSocket>, shared: &Shared, waker: &thread::Thread) {
-    let (quit, ring, free, stats) = (&shared.quit, &shared.rx_ring, &shared.free, &shared.io);
+    let (quit, intake, free, stats) = (&shared.quit, &shared.intake, &shared.free, &shared.io);
     let mut bufs: [Vec<u8>; BATCH] = std::array::from_fn(|_| vec![0u8; BUF_SIZE]);
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
     let mut got = Vec::with_capacity(BATCH);
@@ -166,16 +166,14 @@ fn rx_loop(sockets: BySide<UdpSocket>, shared: &Shared, waker: &thread::Thread) 
                     };
                     let fresh = free.pop().unwrap_or_else(|| vec![0u8; BUF_SIZE]);
                     let buf = std::mem::replace(buf, fresh);
-                    if let Err(d) = ring.push(Datagram {
+                    let d = Datagram {
                         transport: Transport::Udp,
                         side,
                         src: SocketAddr::V4(src),
                         len,
                         buf,
-                    }) {
-                        stats.rx_ring_full.inc();
-                        let _ = free.push(d.buf);
-                    }
+                    };
+                    intake.push_counted(d, stats, free);
                 }
                 waker.unpark();
                 if n < BATCH {

@@ -434,6 +434,20 @@ fn overloaded_refuses_new_calls_only() {
     let sent = peers.send(Side::Private, CARRIER, &invite("o2", "o2"));
     assert_eq!((sent.len(), status(&sent[0].2)), (1, 503), "{sent:?}");
     assert!(header(&sent[0].2, "Retry-After").is_some());
+    assert!(!sent[0].2.contains("oc="), "no overload control offered");
+    // A client that offers RFC 7339 overload control (`oc` in its Via) is
+    // told how much to shed, for how long, in sequence.
+    peers.now = 5_000;
+    let oc = invite("o4", "o4").replace(";branch=z9hG4bKo4", ";branch=z9hG4bKo4;oc;rport");
+    let sent = peers.send(Side::Private, CARRIER, &oc);
+    let via = header(&sent[0].2, "Via").unwrap();
+    assert_eq!(
+        via,
+        "SIP/2.0/UDP 10.0.1.10:5060;branch=z9hG4bKo4;rport=5060;received=10.0.1.10;oc=50;oc-algo=\"loss\";oc-validity=1000;oc-seq=5000",
+        "{}",
+        sent[0].2
+    );
+    assert_eq!(status(&sent[0].2), 503);
     let options = in_dialog(
         "OPTIONS",
         "sip:10.0.0.100:5060",
@@ -465,5 +479,5 @@ fn overloaded_refuses_new_calls_only() {
     assert!(sent
         .iter()
         .any(|(s, _, m)| *s == Side::Public && m.starts_with("INVITE ")));
-    assert_eq!(peers.stats.overload_refused.get(), 1);
+    assert_eq!(peers.stats.overload_refused.get(), 2);
 }
