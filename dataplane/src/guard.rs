@@ -17,13 +17,17 @@
 //!   tenants' CPS and concurrency limits apply in the engine.
 //!
 //! State is bounded: at most `max_sources` sources are counted (spoofed
-//! floods cannot grow it), every entry expires; a check costs one hash
-//! look-up and, for an untrusted source, a scan of the header lines.
+//! floods cannot grow it), every entry expires; a check costs a hash
+//! look-up in the trusted set (built once per routing snapshot,
+//! [`Guard::trust`]; carrier prefixes wider than /32 are compared one by
+//! one) and, for an untrusted source, a scan of the header lines with no
+//! copy. Before the guard, the engine's intake (`backend::intake`) caps
+//! what any one source may have waiting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use crate::routing::RouteSnapshot;
+use crate::routing::{Carrier, RouteSnapshot};
 use crate::time::Ms;
 
 /// The scanners' `User-Agent`s dropped by default (case-insensitive
@@ -144,6 +148,8 @@ struct Source {
 #[derive(Debug)]
 pub struct Guard {
     cfg: GuardConfig,
+    /// Provisioned carriers' and gateways' addresses ([`Guard::trust`]).
+    trusted: Trusted,
     sources: HashMap<Ipv4Addr, Source>,
     bans: HashMap<Ipv4Addr, Ban>,
     /// Messages dropped, by [`GuardDrop`].
@@ -153,11 +159,41 @@ pub struct Guard {
     last_sweep: Ms,
 }
 
+/// The addresses the guard never holds back: every provisioned carrier
+/// (exact /32s in a set, wider prefixes in a list) and gateway.
+#[derive(Debug, Default)]
+struct Trusted {
+    hosts: HashSet<Ipv4Addr>,
+    prefixes: Vec<Carrier>,
+}
+
+impl Trusted {
+    fn of(snap: &RouteSnapshot) -> Trusted {
+        let mut t = Trusted::default();
+        for c in &snap.carriers {
+            if c.mask >= 32 {
+                t.hosts.insert(c.ip);
+            } else {
+                t.prefixes.push(c.clone());
+            }
+        }
+        for g in &snap.gateways {
+            t.hosts.extend(g.targets.iter().map(|t| *t.addr.ip()));
+        }
+        t
+    }
+
+    fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.hosts.contains(&ip) || self.prefixes.iter().any(|c| c.contains(ip))
+    }
+}
+
 impl Guard {
     /// A guard with nothing counted or banned.
     pub fn new(cfg: GuardConfig) -> Guard {
         Guard {
             cfg,
+            trusted: Trusted::default(),
             sources: HashMap::new(),
             bans: HashMap::new(),
             drops: [0; GUARD_DROPS],
@@ -166,17 +202,17 @@ impl Guard {
         }
     }
 
+    /// Takes who is trusted from `snap`: its carriers (the allowlist,
+    /// prefixes included) and gateways. Called with every new snapshot.
+    pub fn trust(&mut self, snap: &RouteSnapshot) {
+        self.trusted = Trusted::of(snap);
+    }
+
     /// The verdict on `bytes` from `src` at `now`: `Ok` to parse it,
-    /// or why it is dropped (counted). `snap` says who is trusted: a
-    /// provisioned carrier (the allowlist) or gateway.
-    pub fn check(
-        &mut self,
-        src: Ipv4Addr,
-        bytes: &[u8],
-        now: Ms,
-        snap: &RouteSnapshot,
-    ) -> Result<(), GuardDrop> {
-        let verdict = self.verdict(src, bytes, now, snap);
+    /// or why it is dropped (counted). A source [`Guard::trust`] named
+    /// passes every check but the size.
+    pub fn check(&mut self, src: Ipv4Addr, bytes: &[u8], now: Ms) -> Result<(), GuardDrop> {
+        let verdict = self.verdict(src, bytes, now);
         if let Err(why) = verdict {
             if let Some(d) = self.drops.get_mut(why as usize) {
                 *d += 1;
@@ -185,19 +221,13 @@ impl Guard {
         verdict
     }
 
-    fn verdict(
-        &mut self,
-        src: Ipv4Addr,
-        bytes: &[u8],
-        now: Ms,
-        snap: &RouteSnapshot,
-    ) -> Result<(), GuardDrop> {
+    fn verdict(&mut self, src: Ipv4Addr, bytes: &[u8], now: Ms) -> Result<(), GuardDrop> {
         if bytes.len() > self.cfg.max_message {
             return Err(GuardDrop::TooLarge);
         }
         // Trusted first: a source banned before it was provisioned is not
         // held back once it is.
-        if snap.carrier_for(src).is_some() || snap.is_gateway(src) {
+        if self.trusted.contains(src) {
             return Ok(());
         }
         if let Some(b) = self.bans.get_mut(&src) {
@@ -248,12 +278,15 @@ impl Guard {
         Ok(())
     }
 
+    /// Whether the User-Agent value `ua` contains a configured scanner name,
+    /// ignoring ASCII case (no copy of it is made).
     fn is_scanner(&self, ua: &[u8]) -> bool {
-        let ua = ua.to_ascii_lowercase();
-        self.cfg
-            .scanners
-            .iter()
-            .any(|s| !s.is_empty() && ua.windows(s.len()).any(|w| w == s.as_bytes()))
+        self.cfg.scanners.iter().any(|s| {
+            !s.is_empty()
+                && ua
+                    .windows(s.len())
+                    .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
+        })
     }
 
     /// Bans `ip` for `for_ms` from `now` (an operator's ban, or the guard's).
@@ -376,39 +409,36 @@ mod tests {
 
     #[test]
     fn scanners_and_floods_are_banned_carriers_never() {
-        let s = snap();
         let mut g = Guard::new(GuardConfig::default());
+        g.trust(&snap());
         let scanner = Ipv4Addr::new(192, 0, 2, 9);
         assert_eq!(
-            g.check(scanner, &options("friendly-scanner"), 0, &s),
+            g.check(scanner, &options("friendly-scanner"), 0),
             Err(GuardDrop::Scanner)
         );
         assert_eq!(
-            g.check(scanner, &options("Linphone"), 10, &s),
+            g.check(scanner, &options("Linphone"), 10),
             Err(GuardDrop::Banned)
         );
         assert_eq!(g.bans(10).len(), 1);
         assert!(g.unban(scanner));
-        assert_eq!(g.check(scanner, &options("Linphone"), 20, &s), Ok(()));
+        assert_eq!(g.check(scanner, &options("Linphone"), 20), Ok(()));
         // 16 in a window pass, the 17th bans; the ban expires after ban_ms.
         let flood = Ipv4Addr::new(198, 51, 100, 7);
         for i in 0..16 {
-            assert_eq!(g.check(flood, &options("x"), 100 + i, &s), Ok(()), "{i}");
+            assert_eq!(g.check(flood, &options("x"), 100 + i), Ok(()), "{i}");
         }
+        assert_eq!(g.check(flood, &options("x"), 200), Err(GuardDrop::Flood));
         assert_eq!(
-            g.check(flood, &options("x"), 200, &s),
-            Err(GuardDrop::Flood)
-        );
-        assert_eq!(
-            g.check(flood, &options("x"), 300_199, &s),
+            g.check(flood, &options("x"), 300_199),
             Err(GuardDrop::Banned)
         );
-        assert_eq!(g.check(flood, &options("x"), 300_201, &s), Ok(()));
+        assert_eq!(g.check(flood, &options("x"), 300_201), Ok(()));
         // A steady 7 per second never trips it.
         let steady = Ipv4Addr::new(198, 51, 100, 8);
         for i in 0..100u64 {
             assert_eq!(
-                g.check(steady, &options("x"), 400_000 + i * 143, &s),
+                g.check(steady, &options("x"), 400_000 + i * 143),
                 Ok(()),
                 "{i}"
             );
@@ -417,35 +447,32 @@ mod tests {
         let carrier = Ipv4Addr::new(10, 0, 1, 10);
         for i in 0..1_000 {
             assert_eq!(
-                g.check(carrier, &options("sipvicious"), 500_000 + i, &s),
+                g.check(carrier, &options("sipvicious"), 500_000 + i),
                 Ok(())
             );
         }
         // Too large, from anyone.
         let big = vec![b'x'; 16 * 1024 + 1];
-        assert_eq!(
-            g.check(carrier, &big, 600_000, &s),
-            Err(GuardDrop::TooLarge)
-        );
+        assert_eq!(g.check(carrier, &big, 600_000), Err(GuardDrop::TooLarge));
         assert_eq!(g.drops, [1, 2, 1, 1, 0]);
         assert_eq!(g.bans_total, 2);
     }
 
     #[test]
     fn state_stays_bounded_under_spoofed_sources() {
-        let s = snap();
         let mut g = Guard::new(GuardConfig {
             max_sources: 100,
             ..GuardConfig::default()
         });
+        g.trust(&snap());
         for i in 0..1_000u32 {
-            let _ = g.check(Ipv4Addr::from(0xc633_0000 + i), &options("x"), 0, &s);
+            let _ = g.check(Ipv4Addr::from(0xc633_0000 + i), &options("x"), 0);
         }
         assert_eq!(g.sources.len(), 100);
         assert_eq!(g.drops[GuardDrop::TooManySources as usize], 900);
         // Two windows later they are forgotten.
         assert_eq!(
-            g.check(Ipv4Addr::new(203, 0, 113, 99), &options("x"), 4_001, &s),
+            g.check(Ipv4Addr::new(203, 0, 113, 99), &options("x"), 4_001),
             Ok(())
         );
         assert_eq!(g.sources.len(), 1);

@@ -13,5 +13,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut g = Guard::new(GuardConfig::default());
-    let _ = g.check(Ipv4Addr::new(192, 0, 2, 1), data, 0, &Default::default());
+    let _ = g.check(Ipv4Addr::new(192, 0, 2, 1), data, 0);
 });

@@ -115,12 +115,14 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     let mut skipped_ticks = 0u32;
     let mut health = Vec::new();
     let mut guard = crate::guard::Guard::new(engine.config().guard.clone());
+    guard.trust(engine.snapshot());
     let mut overload = Overload::new(intake.capacity());
     // How long the previous turn took (ms): the loop's lag.
     let mut turn_ms = 0u64;
     while !quit.load(Ordering::Relaxed) {
         let turn = Instant::now();
         while let Some(s) = snapshots.pop() {
+            guard.trust(&s);
             engine.set_snapshot(s);
         }
         engine.set_draining(shared.draining.load(Ordering::Relaxed));
@@ -157,7 +159,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 SocketAddr::V4(a) => *a.ip(),
                 SocketAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             };
-            if let Err(why) = guard.check(from, bytes, now, engine.snapshot()) {
+            if let Err(why) = guard.check(from, bytes, now) {
                 if matches!(why, GuardDrop::Scanner | GuardDrop::Flood) {
                     // Once per ban: a banned source's later messages are dropped silently.
                     tracing::warn!(source = %from, reason = why.name(), "flood guard: source banned");
