@@ -172,6 +172,9 @@ pub struct EngineStats {
     pub calls_rejected: Counter,
     /// Answered calls in progress (gauge).
     pub calls_up: Counter,
+    /// 2xx answers to INVITEs no transaction or call of ours knew (sent
+    /// before a restart) that the SBC acknowledged and ended (ACK, BYE).
+    pub orphan_2xx_ended: Counter,
     /// Answered calls put back from the call journal after a restart.
     pub calls_restored: Counter,
     /// Calls of the journal that could not be put back (a port taken, a
@@ -294,6 +297,7 @@ impl Default for EngineStats {
             calls_failed: Counter::default(),
             calls_rejected: Counter::default(),
             calls_up: Counter::default(),
+            orphan_2xx_ended: Counter::default(),
             calls_restored: Counter::default(),
             restore_failed: Counter::default(),
             journal: ArrayQueue::new(65_536),
@@ -480,7 +484,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 48] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 49] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -528,6 +532,7 @@ impl EngineStats {
             ("health_reports_dropped", &self.health_reports_dropped),
             ("capture_dropped", &self.capture_dropped),
             ("calls_restored", &self.calls_restored),
+            ("orphan_2xx_ended", &self.orphan_2xx_ended),
             ("restore_failed", &self.restore_failed),
             ("journal_dropped", &self.journal_dropped),
         ]

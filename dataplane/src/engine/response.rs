@@ -2,6 +2,7 @@
 //! branch, provisional/2xx/final handling (RFC 3261 16.7, RFC 6026), the far
 //! leg's target and route set learnt, and the response relayed back rewritten.
 
+use std::io::Write;
 use std::net::{SocketAddr, SocketAddrV4};
 
 use super::dialog::DialogState;
@@ -19,6 +20,72 @@ use crate::sip::build::{reason, Builder};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
 
 impl SipEngine {
+    /// A 2xx to an INVITE of ours that no transaction waits for and no
+    /// call knows - an INVITE sent before a restart, whose call was lost in
+    /// setup - from a provisioned gateway or carrier: acknowledged and ended
+    /// at once, an ACK then a BYE to its Contact over the way it came (RFC
+    /// 3261 §13.2.2.4, §15.1.1), so the far end does not hold a half-open
+    /// call until its own timers give up. Each retransmission of the 2xx
+    /// gets the pair again. Counted in `sip.orphan_2xx_ended`.
+    fn end_orphan_2xx(&mut self, rx: &Incoming<'_, '_>, code: u16, out: &mut Vec<Outgoing>) {
+        let msg = rx.msg;
+        let known = self
+            .dialog_index
+            .contains_key(&(rx.side, Box::from(msg.call_id)));
+        let ip = ipv4_of(rx.src);
+        let trusted = self.snapshot.carrier_for(ip).is_some() || self.snapshot.is_gateway(ip);
+        if !(200..300).contains(&code)
+            || msg.cseq.method != Method::Invite
+            || msg.to.tag().is_none()
+            || known
+            || !trusted
+        {
+            return;
+        }
+        let Some(target) = first_contact_uri(msg) else {
+            return;
+        };
+        let ours: Vec<SocketAddrV4> = self.cfg.addrs(rx.side).collect();
+        let mut routes: Vec<&[u8]> = msg
+            .values(HeaderName::RecordRoute)
+            .filter(|v| !is_our_uri(v, ours.iter().copied()))
+            .collect();
+        routes.reverse();
+        let line = |h: HeaderName| msg.header(h).map(|h| raw_line(h.raw_name, h.value));
+        let (Some(from), Some(to), Some(call_id)) = (
+            line(HeaderName::From),
+            line(HeaderName::To),
+            line(HeaderName::CallId),
+        ) else {
+            return;
+        };
+        for (method, seq) in [(&b"ACK"[..], msg.cseq.seq), (b"BYE", msg.cseq.seq + 1)] {
+            let mut via = self.ours(rx.side, rx.transport).via_start();
+            let _ = write!(via, "z9hG4bKorphan{:016x}", self.next_u64());
+            let mut b = Builder::request(method, target);
+            b.header("Via", &[&via])
+                .header("Max-Forwards", &[b"70"])
+                .raw(&from)
+                .raw(&to)
+                .raw(&call_id);
+            let _ = write!(
+                b.buf_mut(),
+                "CSeq: {seq} {}\r\n",
+                String::from_utf8_lossy(method)
+            );
+            for r in &routes {
+                b.raw(&raw_line(b"Route", r));
+            }
+            out.push(Outgoing {
+                side: rx.side,
+                dst: rx.src,
+                transport: rx.transport,
+                data: b.finish(b""),
+            });
+        }
+        self.stats.orphan_2xx_ended.inc();
+    }
+
     pub(super) fn on_response(&mut self, rx: &Incoming<'_, '_>, out: &mut Vec<Outgoing>) {
         let Incoming {
             now,
@@ -35,11 +102,11 @@ impl SipEngine {
         }
         let Some((id, attempt)) = msg.via.branch.and_then(|b| self.parse_branch(b)) else {
             self.stats.stray_responses.inc();
-            return;
+            return self.end_orphan_2xx(rx, code, out);
         };
         let Some(t) = self.txns.get_mut(id) else {
             self.stats.stray_responses.inc();
-            return;
+            return self.end_orphan_2xx(rx, code, out);
         };
         let current = t.sends;
         if t.dest_side != side || attempt != current {

@@ -281,3 +281,41 @@ fn a_reinvite_updates_the_image_and_a_port_in_use_refuses_it() {
         Err(RestoreError::Decode(_))
     ));
 }
+
+#[test]
+fn a_2xx_from_before_the_restart_is_acknowledged_and_ended() {
+    let mut before = lab(MediaEncryption::Disable, false);
+    let fwd = call(&mut before);
+    // Restarted (another seed and salt) before the gateway answered.
+    let mut after = lab(MediaEncryption::Disable, false);
+    let mut cfg = after.engine.config().clone();
+    cfg.seed = 7;
+    after.engine = SipEngine::new(cfg, after.engine.snapshot().clone(), after.stats.clone());
+    let ok = with_sdp(
+        &answer(&fwd, 200, "gw1", false),
+        &gateway_sdp("RTP/AVP", &[]),
+    );
+    let sent = after.send(Side::Public, GATEWAY, &ok);
+    let methods: Vec<&str> = sent
+        .iter()
+        .map(|(.., m)| m.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(methods, vec!["ACK", "BYE"], "{sent:?}");
+    for (side, dst, m) in &sent {
+        assert_eq!((*side, *dst), (Side::Public, addr(GATEWAY)));
+        assert!(m.contains(" sip:lk@203.0.113.10:5060 SIP/2.0\r\n"), "{m}");
+        assert_eq!(header(m, "Call-ID"), header(&fwd, "Call-ID"));
+        assert_eq!(header(m, "From"), header(&fwd, "From"));
+        assert!(header(m, "To").unwrap().ends_with(";tag=gw1"), "{m}");
+        assert!(!m.contains("10.0.1.10"), "nothing of the carrier: {m}");
+    }
+    assert_eq!(header(&sent[0].2, "CSeq"), Some("1 ACK"));
+    assert_eq!(header(&sent[1].2, "CSeq"), Some("2 BYE"));
+    assert!(!sent.iter().any(|(s, ..)| *s == Side::Private));
+    assert_eq!(after.stats.orphan_2xx_ended.get(), 1);
+    // A 2xx from a source that is neither gateway nor carrier gets nothing.
+    assert!(after
+        .send(Side::Public, "198.51.100.7:5060", &ok)
+        .is_empty());
+    assert_eq!(after.stats.orphan_2xx_ended.get(), 1);
+}
