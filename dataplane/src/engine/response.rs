@@ -20,8 +20,8 @@ use crate::sip::build::{reason, Builder};
 use crate::sip::{HeaderName, Method, SipMessage, StartLine};
 
 impl SipEngine {
-    /// A 2xx to an INVITE of ours that no transaction waits for and no
-    /// call knows - an INVITE sent before a restart, whose call was lost in
+    /// A 2xx to an INVITE of ours (our Via alone on it) that no transaction
+    /// waits for and no call knows - an INVITE sent before a restart, whose call was lost in
     /// setup - from a provisioned gateway or carrier: acknowledged and ended
     /// at once, an ACK then a BYE to its Contact over the way it came (RFC
     /// 3261 §13.2.2.4, §15.1.1), so the far end does not hold a half-open
@@ -34,11 +34,14 @@ impl SipEngine {
             .contains_key(&(rx.side, Box::from(msg.call_id)));
         let ip = ipv4_of(rx.src);
         let trusted = self.snapshot.carrier_for(ip).is_some() || self.snapshot.is_gateway(ip);
+        // Ours: our Via alone on it (we sent that INVITE, as a UAC).
+        let ours_alone = self.is_our_via(&msg.via) && msg.values(HeaderName::Via).count() == 1;
         if !(200..300).contains(&code)
             || msg.cseq.method != Method::Invite
             || msg.to.tag().is_none()
             || known
             || !trusted
+            || !ours_alone
         {
             return;
         }
