@@ -102,7 +102,7 @@ impl Config {
         SocketConfig {
             engine,
             sip_core: self.sip.engine_core,
-            ring_size: RING_SIZE,
+            ring_size: self.dataplane.ring_size,
         }
     }
 
@@ -126,7 +126,7 @@ impl Config {
             exception_iface: d.exception_iface.clone(),
             engine,
             sip_core: self.sip.engine_core,
-            ring_size: RING_SIZE,
+            ring_size: self.dataplane.ring_size,
         })
     }
 }

@@ -41,6 +41,11 @@ pub const VARIABLES: &[(&str, &str, Kind)] = &[
     ),
     ("SBC_DATAPLANE_BACKEND", "dataplane.backend", Kind::Text),
     (
+        "SBC_DATAPLANE_RING_SIZE",
+        "dataplane.ring_size",
+        Kind::Integer,
+    ),
+    (
         "SBC_DATAPLANE_DPDK_EAL_ARGS",
         "dataplane.dpdk.eal_args",
         Kind::Words,

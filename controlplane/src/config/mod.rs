@@ -667,7 +667,7 @@ impl BackendKind {
 }
 
 /// `[dataplane]`: the I/O backend.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
     /// `"socket"` (default) or `"dpdk"`.
@@ -675,6 +675,25 @@ pub struct DataplaneConfig {
     pub backend: BackendKind,
     /// Required when `backend = "dpdk"`.
     pub dpdk: Option<DpdkConfig>,
+    /// Messages each of the engine's intake lanes holds (64..=1048576,
+    /// default 4096): past three quarters of new requests waiting, new
+    /// INVITEs get 503; a source may fill an eighth.
+    #[serde(default = "default_ring_size")]
+    pub ring_size: usize,
+}
+
+fn default_ring_size() -> usize {
+    RING_SIZE
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            backend: BackendKind::default(),
+            dpdk: None,
+            ring_size: RING_SIZE,
+        }
+    }
 }
 
 /// `[dataplane.dpdk]`: the DPDK ports of each side.
@@ -998,6 +1017,9 @@ impl Config {
             (Some(_), None) => return Err(invalid("api.tls_key", "is required with api.tls_cert")),
             (None, Some(_)) => return Err(invalid("api.tls_cert", "is required with api.tls_key")),
             _ => {}
+        }
+        if !(64..=1_048_576).contains(&cfg.dataplane.ring_size) {
+            return Err(invalid("dataplane.ring_size", "must be 64..=1048576"));
         }
         let scheme = cfg.database.url.split(':').next().unwrap_or_default();
         if !["sqlite", "mysql", "mariadb", "postgres", "postgresql"].contains(&scheme) {
