@@ -50,7 +50,7 @@ fn a_flood_gets_new_calls_503_while_calls_up_go_on() {
                     n += 1;
                     // Bursts: faster than the engine, slower than the
                     // receive thread, so the kernel's buffer keeps room.
-                    if n % BURST == 0 {
+                    if n.is_multiple_of(BURST) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
