@@ -317,8 +317,10 @@ impl SipEngine {
             }
             Err(e) => {
                 self.stats.parse_errors.inc();
-                // A broken response is dropped; a broken request is answered.
-                if !bytes.starts_with(b"SIP/") {
+                // A broken response is dropped, and so is a broken ACK (an
+                // ACK never gets a response, RFC 3261 §17.2.1); any other
+                // broken request is answered.
+                if !bytes.starts_with(b"SIP/") && !bytes.starts_with(b"ACK ") {
                     if let Some(resp) = error_response(bytes, e.code, e.reason, self.next_u64()) {
                         out.push(Outgoing {
                             side,

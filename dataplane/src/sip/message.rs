@@ -15,9 +15,9 @@ use super::Method;
 /// (400, 505, ...); a response that fails is dropped instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseError {
-    /// SIP status code the request earns: 400 for most faults, 416 for a Request-URI scheme other
-    /// than sip/sips, 501 for an unknown method whose CSeq method differs, 505 for another SIP
-    /// version.
+    /// SIP status code the request earns: 400 for most faults, 414 for a Request-URI over
+    /// [`MAX_REQUEST_URI`] bytes, 416 for a Request-URI scheme other than sip/sips, 501 for an
+    /// unknown method whose CSeq method differs, 505 for another SIP version.
     pub code: u16,
     /// Reason phrase sent with `code`; for 400 it names the fault (e.g. `Malformed Via`).
     pub reason: &'static str,
@@ -27,6 +27,48 @@ impl ParseError {
     pub(crate) const fn bad(reason: &'static str) -> Self {
         ParseError { code: 400, reason }
     }
+}
+
+/// The longest Request-URI taken, in bytes; longer gets 414 (RFC 3261
+/// §21.4.12). A telephone number with its parameters is far shorter; the
+/// limit keeps one oversized URI from being written twice (Request-URI and
+/// `To`) into what goes to the gateway.
+pub const MAX_REQUEST_URI: usize = 1024;
+
+/// Whether a header line (its name, value and folds, `whole`) holds a byte
+/// the SIP grammar forbids there (RFC 3261 §25.1): a control character
+/// (0x00-0x1F but HTAB, or DEL) that is not the second byte of a quoted-pair
+/// (`\` then any byte but CR and LF), or a CR or LF that is not part of a
+/// fold (line break then SP or HTAB). Such a byte copied onward could break
+/// the next hop's framing.
+fn forbidden_control(whole: &[u8]) -> bool {
+    let mut prev = 0u8;
+    let mut i = 0;
+    while let Some(&b) = whole.get(i) {
+        let fold = |at: usize| matches!(whole.get(at), Some(b' ' | b'\t'));
+        match b {
+            b'\r' => {
+                if whole.get(i + 1) != Some(&b'\n') || !fold(i + 2) {
+                    return true;
+                }
+                i += 1;
+            }
+            b'\n' if !fold(i + 1) => return true,
+            b'\n' | b'\t' => {}
+            0..=0x1f | 0x7f if prev != b'\\' => return true,
+            _ => {}
+        }
+        // A backslash escapes one byte: `\\` then a control byte is not a pair.
+        prev = if prev == b'\\' { 0 } else { b };
+        i += 1;
+    }
+    false
+}
+
+/// Whether a Request-URI byte must have been %-escaped (RFC 3261 §25.1,
+/// RFC 3986 §2): space and controls, non-ASCII, and `"<>\\^`{|}`.
+fn unescaped_in_uri(b: u8) -> bool {
+    b <= 0x20 || b >= 0x7f || b"\"<>\\^`{|}".contains(&b)
 }
 
 impl std::fmt::Display for ParseError {
@@ -219,6 +261,9 @@ impl<'a> SipMessage<'a> {
             let whole = buf
                 .get(pos..end_of_value)
                 .ok_or(ParseError::bad("Truncated header"))?;
+            if forbidden_control(whole) {
+                return Err(ParseError::bad("Control character in header"));
+            }
             let colon = whole
                 .iter()
                 .position(|&b| b == b':')
@@ -420,6 +465,12 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         if !(100..=699).contains(&code) {
             return Err(ParseError::bad("Status code out of range"));
         }
+        if reason
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err(ParseError::bad("Control character in reason phrase"));
+        }
         return Ok(StartLine::Response { code, reason });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly single spaces.
@@ -432,6 +483,15 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     }
     if !method.iter().all(|&b| grammar::is_token(b)) {
         return Err(ParseError::bad("Malformed method"));
+    }
+    if uri.iter().any(|&b| unescaped_in_uri(b)) {
+        return Err(ParseError::bad("Malformed Request-URI"));
+    }
+    if uri.len() > MAX_REQUEST_URI {
+        return Err(ParseError {
+            code: 414,
+            reason: "Request-URI Too Long",
+        });
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {
         let looks_like_version = version.len() > 4
@@ -547,6 +607,57 @@ Content-Length: 4\r\n\r\nv=0\r\nextra";
     #[test]
     fn response_with_big_code_is_an_error() {
         let r = b"SIP/2.0 4294967301 Big\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
+        assert!(SipMessage::parse(r).is_err());
+    }
+
+    /// PROTOS c07-sip style anomalies the scanner must refuse (a next hop
+    /// could read a bare CR as a line break) and the ones it must take.
+    #[test]
+    fn control_characters_and_unescaped_uri_bytes_are_400() {
+        let with = |from: &str, to: &str| {
+            String::from_utf8_lossy(INVITE)
+                .replace(from, to)
+                .into_bytes()
+        };
+        for (from, to) in [
+            ("\"Alice\"", "\"Al\rice\""),
+            ("\"Alice\"", "\"Al\x00ice\""),
+            ("\"Alice\"", "\"Al\x1bice\""),
+            ("c1@10.0.1.10", "c1@10.0\r.1.10"),
+            ("CSeq: 1 INVITE", "CSeq: 1\x7f INVITE"),
+            (
+                "sip:+15551234@10.0.0.100:5060 SIP",
+                "sip:+1<555>@10.0.0.100:5060 SIP",
+            ),
+            (
+                "sip:+15551234@10.0.0.100:5060 SIP",
+                "sip:+1\u{e9}@10.0.0.100:5060 SIP",
+            ),
+            (
+                "sip:+15551234@10.0.0.100:5060 SIP",
+                "sip:+1\"5@10.0.0.100:5060 SIP",
+            ),
+        ] {
+            let m = with(from, to);
+            let e = SipMessage::parse(&m).unwrap_err();
+            assert_eq!(e.code, 400, "{to:?}: {e}");
+        }
+        // A quoted-pair may escape a control character (RFC 4475 intmeth);
+        // a fold is fine; UTF-8 in a display name is fine.
+        for (from, to) in [
+            ("\"Alice\"", "\"Al\\\x00ice \\\x07\""),
+            (
+                "To: <sip:+15551234@10.0.0.100>",
+                "To:\r\n <sip:+15551234@10.0.0.100>",
+            ),
+            ("\"Alice\"", "\"Al\u{e9}ice\""),
+        ] {
+            assert!(SipMessage::parse(&with(from, to)).is_ok(), "{to:?}");
+        }
+        let long = format!("sip:+1{}@10.0.0.100:5060 SIP", "5".repeat(MAX_REQUEST_URI));
+        let e = SipMessage::parse(&with("sip:+15551234@10.0.0.100:5060 SIP", &long)).unwrap_err();
+        assert_eq!(e.code, 414);
+        let r = b"SIP/2.0 200 O\x00K\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
         assert!(SipMessage::parse(r).is_err());
     }
 

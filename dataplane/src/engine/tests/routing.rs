@@ -481,3 +481,14 @@ fn overloaded_refuses_new_calls_only() {
         .any(|(s, _, m)| *s == Side::Public && m.starts_with("INVITE ")));
     assert_eq!(peers.stats.overload_refused.get(), 2);
 }
+
+#[test]
+fn a_broken_ack_gets_no_answer_a_broken_invite_400() {
+    let mut peers = Peers::new();
+    let ack = "ACK sip:x@10.0.0.100 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.10;branch=z9hG4bKa\r\nFrom: \"\r\" <sip:a@10.0.1.10>;tag=1\r\nTo: <sip:x@10.0.0.100>;tag=2\r\nCall-ID: a\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+    assert!(peers.send(Side::Private, CARRIER, ack).is_empty());
+    let invite = invite("b1", "b1").replace("\"Carrier\"", "\"Car\rrier\"");
+    let sent = peers.send(Side::Private, CARRIER, &invite);
+    assert_eq!(status(&sent[0].2), 400, "{sent:?}");
+    assert!(sent.iter().all(|(s, ..)| *s == Side::Private));
+}
