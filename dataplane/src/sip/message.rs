@@ -39,7 +39,7 @@ pub const MAX_REQUEST_URI: usize = 1024;
 /// the SIP grammar forbids there (RFC 3261 §25.1): a control character
 /// (0x00-0x1F but HTAB, or DEL) that is not the second byte of a quoted-pair
 /// (`\` then any byte but CR and LF), or a CR or LF that is not part of a
-/// fold (line break then SP or HTAB). Such a byte copied onward could break
+/// fold (CRLF then SP or HTAB). Such a byte copied onward could break
 /// the next hop's framing.
 fn forbidden_control(whole: &[u8]) -> bool {
     let mut prev = 0u8;
@@ -53,8 +53,10 @@ fn forbidden_control(whole: &[u8]) -> bool {
                 }
                 i += 1;
             }
-            b'\n' if !fold(i + 1) => return true,
-            b'\n' | b'\t' => {}
+            // A fold is CRLF then white space (RFC 3261 §25.1 LWS); the CR
+            // took its LF above, so an LF here is bare.
+            b'\n' => return true,
+            b'\t' => {}
             0..=0x1f | 0x7f if prev != b'\\' => return true,
             _ => {}
         }
@@ -323,12 +325,14 @@ impl<'a> SipMessage<'a> {
                 .ok_or(ParseError::bad("Missing From"))?
                 .value,
         )
+        .filter(|f| !f.uri.iter().any(|&b| unescaped_in_uri(b)))
         .ok_or(ParseError::bad("Malformed From"))?;
         let to = NameAddr::parse(
             find(&headers, HeaderName::To)
                 .ok_or(ParseError::bad("Missing To"))?
                 .value,
         )
+        .filter(|t| !t.uri.iter().any(|&b| unescaped_in_uri(b)))
         .ok_or(ParseError::bad("Malformed To"))?;
 
         // Every Via value must parse; the top one is kept.
@@ -637,6 +641,15 @@ Content-Length: 4\r\n\r\nv=0\r\nextra";
                 "sip:+15551234@10.0.0.100:5060 SIP",
                 "sip:+1\"5@10.0.0.100:5060 SIP",
             ),
+            (
+                "<sip:alice@10.0.1.10:5060>;tag=a1",
+                "<sip:al\u{e9}ice@10.0.1.10:5060>;tag=a1",
+            ),
+            (
+                "To: <sip:+15551234@10.0.0.100>",
+                "To: <sip:+1 5@10.0.0.100>",
+            ),
+            ("CSeq: 1 INVITE", "CSeq: 1\n INVITE"),
         ] {
             let m = with(from, to);
             let e = SipMessage::parse(&m).unwrap_err();
