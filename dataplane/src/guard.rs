@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use crate::routing::{Carrier, RouteSnapshot};
+use crate::side::Side;
 use crate::time::Ms;
 
 /// The scanners' `User-Agent`s dropped by default (case-insensitive
@@ -60,6 +61,11 @@ pub struct GuardConfig {
     pub scanners: Vec<String>,
     /// Sources counted at most (and bans held at most).
     pub max_sources: usize,
+    /// Drop every message from a source on the private side that is no
+    /// provisioned carrier, at once and with no state kept for it (the
+    /// routing's `unknown_source = "drop"`); `false`: such sources are rate
+    /// limited like any untrusted one, and their INVITEs get 403.
+    pub drop_untrusted_private: bool,
 }
 
 impl Default for GuardConfig {
@@ -73,6 +79,7 @@ impl Default for GuardConfig {
             ban_ms: 300_000,
             scanners: DEFAULT_SCANNERS.iter().map(|s| s.to_string()).collect(),
             max_sources: 100_000,
+            drop_untrusted_private: false,
         }
     }
 }
@@ -91,10 +98,13 @@ pub enum GuardDrop {
     Flood = 3,
     /// An untrusted source while `max_sources` are counted already.
     TooManySources = 4,
+    /// From a source on the private side that is no carrier, while
+    /// [`GuardConfig::drop_untrusted_private`] is set.
+    NotAllowed = 5,
 }
 
 /// Number of [`GuardDrop`] reasons.
-pub const GUARD_DROPS: usize = 5;
+pub const GUARD_DROPS: usize = 6;
 
 impl GuardDrop {
     /// Every reason, in index order.
@@ -104,10 +114,11 @@ impl GuardDrop {
         GuardDrop::Scanner,
         GuardDrop::Flood,
         GuardDrop::TooManySources,
+        GuardDrop::NotAllowed,
     ];
 
     /// The name in metrics and the status: `too_large`, `banned`,
-    /// `scanner`, `flood`, `too_many_sources`.
+    /// `scanner`, `flood`, `too_many_sources`, `not_allowed`.
     pub fn name(self) -> &'static str {
         match self {
             GuardDrop::TooLarge => "too_large",
@@ -115,6 +126,7 @@ impl GuardDrop {
             GuardDrop::Scanner => "scanner",
             GuardDrop::Flood => "flood",
             GuardDrop::TooManySources => "too_many_sources",
+            GuardDrop::NotAllowed => "not_allowed",
         }
     }
 }
@@ -208,11 +220,17 @@ impl Guard {
         self.trusted = Trusted::of(snap);
     }
 
-    /// The verdict on `bytes` from `src` at `now`: `Ok` to parse it,
-    /// or why it is dropped (counted). A source [`Guard::trust`] named
-    /// passes every check but the size.
-    pub fn check(&mut self, src: Ipv4Addr, bytes: &[u8], now: Ms) -> Result<(), GuardDrop> {
-        let verdict = self.verdict(src, bytes, now);
+    /// The verdict on `bytes` from `src`, received on `side`, at `now`:
+    /// `Ok` to parse it, or why it is dropped (counted). A source
+    /// [`Guard::trust`] named passes every check but the size.
+    pub fn check(
+        &mut self,
+        side: Side,
+        src: Ipv4Addr,
+        bytes: &[u8],
+        now: Ms,
+    ) -> Result<(), GuardDrop> {
+        let verdict = self.verdict(side, src, bytes, now);
         if let Err(why) = verdict {
             if let Some(d) = self.drops.get_mut(why as usize) {
                 *d += 1;
@@ -221,7 +239,13 @@ impl Guard {
         verdict
     }
 
-    fn verdict(&mut self, src: Ipv4Addr, bytes: &[u8], now: Ms) -> Result<(), GuardDrop> {
+    fn verdict(
+        &mut self,
+        side: Side,
+        src: Ipv4Addr,
+        bytes: &[u8],
+        now: Ms,
+    ) -> Result<(), GuardDrop> {
         if bytes.len() > self.cfg.max_message {
             return Err(GuardDrop::TooLarge);
         }
@@ -229,6 +253,10 @@ impl Guard {
         // held back once it is.
         if self.trusted.contains(src) {
             return Ok(());
+        }
+        // Not a carrier on the carriers' side: dropped at once, no state kept.
+        if side == Side::Private && self.cfg.drop_untrusted_private {
+            return Err(GuardDrop::NotAllowed);
         }
         if let Some(b) = self.bans.get_mut(&src) {
             if now < b.until {
@@ -413,32 +441,45 @@ mod tests {
         g.trust(&snap());
         let scanner = Ipv4Addr::new(192, 0, 2, 9);
         assert_eq!(
-            g.check(scanner, &options("friendly-scanner"), 0),
+            g.check(Side::Private, scanner, &options("friendly-scanner"), 0),
             Err(GuardDrop::Scanner)
         );
         assert_eq!(
-            g.check(scanner, &options("Linphone"), 10),
+            g.check(Side::Private, scanner, &options("Linphone"), 10),
             Err(GuardDrop::Banned)
         );
         assert_eq!(g.bans(10).len(), 1);
         assert!(g.unban(scanner));
-        assert_eq!(g.check(scanner, &options("Linphone"), 20), Ok(()));
+        assert_eq!(
+            g.check(Side::Private, scanner, &options("Linphone"), 20),
+            Ok(())
+        );
         // 16 in a window pass, the 17th bans; the ban expires after ban_ms.
         let flood = Ipv4Addr::new(198, 51, 100, 7);
         for i in 0..16 {
-            assert_eq!(g.check(flood, &options("x"), 100 + i), Ok(()), "{i}");
+            assert_eq!(
+                g.check(Side::Private, flood, &options("x"), 100 + i),
+                Ok(()),
+                "{i}"
+            );
         }
-        assert_eq!(g.check(flood, &options("x"), 200), Err(GuardDrop::Flood));
         assert_eq!(
-            g.check(flood, &options("x"), 300_199),
+            g.check(Side::Private, flood, &options("x"), 200),
+            Err(GuardDrop::Flood)
+        );
+        assert_eq!(
+            g.check(Side::Private, flood, &options("x"), 300_199),
             Err(GuardDrop::Banned)
         );
-        assert_eq!(g.check(flood, &options("x"), 300_201), Ok(()));
+        assert_eq!(
+            g.check(Side::Private, flood, &options("x"), 300_201),
+            Ok(())
+        );
         // A steady 7 per second never trips it.
         let steady = Ipv4Addr::new(198, 51, 100, 8);
         for i in 0..100u64 {
             assert_eq!(
-                g.check(steady, &options("x"), 400_000 + i * 143),
+                g.check(Side::Private, steady, &options("x"), 400_000 + i * 143),
                 Ok(()),
                 "{i}"
             );
@@ -447,14 +488,17 @@ mod tests {
         let carrier = Ipv4Addr::new(10, 0, 1, 10);
         for i in 0..1_000 {
             assert_eq!(
-                g.check(carrier, &options("sipvicious"), 500_000 + i),
+                g.check(Side::Private, carrier, &options("sipvicious"), 500_000 + i),
                 Ok(())
             );
         }
         // Too large, from anyone.
         let big = vec![b'x'; 16 * 1024 + 1];
-        assert_eq!(g.check(carrier, &big, 600_000), Err(GuardDrop::TooLarge));
-        assert_eq!(g.drops, [1, 2, 1, 1, 0]);
+        assert_eq!(
+            g.check(Side::Private, carrier, &big, 600_000),
+            Err(GuardDrop::TooLarge)
+        );
+        assert_eq!(g.drops, [1, 2, 1, 1, 0, 0]);
         assert_eq!(g.bans_total, 2);
     }
 
@@ -466,15 +510,49 @@ mod tests {
         });
         g.trust(&snap());
         for i in 0..1_000u32 {
-            let _ = g.check(Ipv4Addr::from(0xc633_0000 + i), &options("x"), 0);
+            let _ = g.check(
+                Side::Private,
+                Ipv4Addr::from(0xc633_0000 + i),
+                &options("x"),
+                0,
+            );
         }
         assert_eq!(g.sources.len(), 100);
         assert_eq!(g.drops[GuardDrop::TooManySources as usize], 900);
         // Two windows later they are forgotten.
         assert_eq!(
-            g.check(Ipv4Addr::new(203, 0, 113, 99), &options("x"), 4_001),
+            g.check(
+                Side::Private,
+                Ipv4Addr::new(203, 0, 113, 99),
+                &options("x"),
+                4_001
+            ),
             Ok(())
         );
         assert_eq!(g.sources.len(), 1);
+    }
+
+    #[test]
+    fn untrusted_private_sources_are_dropped_statelessly_when_asked() {
+        let mut g = Guard::new(GuardConfig {
+            drop_untrusted_private: true,
+            ..GuardConfig::default()
+        });
+        g.trust(&snap());
+        let stranger = Ipv4Addr::new(192, 0, 2, 50);
+        for i in 0..100 {
+            assert_eq!(
+                g.check(Side::Private, stranger, &options("x"), i),
+                Err(GuardDrop::NotAllowed)
+            );
+        }
+        assert!(g.sources.is_empty() && g.bans.is_empty(), "no state kept");
+        assert_eq!(g.drops[GuardDrop::NotAllowed as usize], 100);
+        // A carrier passes; on the public side the stranger is rate limited as before.
+        assert_eq!(
+            g.check(Side::Private, Ipv4Addr::new(10, 0, 1, 7), &options("x"), 0),
+            Ok(())
+        );
+        assert_eq!(g.check(Side::Public, stranger, &options("x"), 0), Ok(()));
     }
 }

@@ -484,7 +484,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 49] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 50] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -516,6 +516,7 @@ impl EngineStats {
             ("dropped_scanner", &self.guard_drops[2]),
             ("dropped_flood", &self.guard_drops[3]),
             ("dropped_too_many_sources", &self.guard_drops[4]),
+            ("dropped_not_allowed", &self.guard_drops[5]),
             ("bans", &self.bans_total),
             ("bans_active", &self.bans_active),
             ("refreshes_answered", &self.refreshes_answered),

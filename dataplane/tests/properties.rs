@@ -120,7 +120,7 @@ proptest! {
     #[test]
     fn the_guard_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..2000), ip in any::<u32>(), now in any::<u32>()) {
         let mut g = Guard::new(GuardConfig::default());
-        let _ = g.check(Ipv4Addr::from(ip), &bytes, u64::from(now));
+        let _ = g.check(Side::Private, Ipv4Addr::from(ip), &bytes, u64::from(now));
     }
 
     #[test]

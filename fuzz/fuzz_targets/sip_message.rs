@@ -3,6 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 use sbc_dataplane::guard::{Guard, GuardConfig};
 use sbc_dataplane::sip::SipMessage;
+use sbc_dataplane::Side;
 use std::net::Ipv4Addr;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut g = Guard::new(GuardConfig::default());
-    let _ = g.check(Ipv4Addr::new(192, 0, 2, 1), data, 0);
+    let _ = g.check(Side::Private, Ipv4Addr::new(192, 0, 2, 1), data, 0);
 });

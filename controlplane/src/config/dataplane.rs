@@ -71,6 +71,7 @@ impl Config {
                 .map(|s| s.trim().to_ascii_lowercase())
                 .collect(),
             max_sources: self.flood.max_sources,
+            drop_untrusted_private: engine.policy.drop_unknown_sources,
         };
         engine
     }

@@ -159,7 +159,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 SocketAddr::V4(a) => *a.ip(),
                 SocketAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             };
-            if let Err(why) = guard.check(from, bytes, now) {
+            if let Err(why) = guard.check(d.side, from, bytes, now) {
                 if matches!(why, GuardDrop::Scanner | GuardDrop::Flood) {
                     // Once per ban: a banned source's later messages are dropped silently.
                     tracing::warn!(source = %from, reason = why.name(), "flood guard: source banned");
