@@ -97,6 +97,41 @@ def thread_id(pid: int, name: str) -> int | None:
     return None
 
 
+class JsonScript:
+    """A stdlib Python script run in namespace `ns` (`argv`: the script's path and its
+    arguments), its stdout in `<d>/<tag>.json` and stderr in `<d>/<tag>.err`. It prints one JSON
+    object per line; result() waits for it (up to `timeout`), stops it and returns the last one
+    that is not `{"ready": ...}`."""
+
+    def __init__(self, d: Path, tag: str, ns: str, argv: list):
+        self.tag = tag
+        self.out, self.err = d / f"{tag}.json", d / f"{tag}.err"
+        self._o, self._e = open(self.out, "wb"), open(self.err, "wb")
+        self.proc = spawn(nsexec(ns, [sys.executable] + [str(a) for a in argv]),
+                          stdout=self._o, stderr=self._e)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def result(self, timeout: float) -> dict:
+        import json
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stop()
+        for line in reversed(self.out.read_text(errors="replace").splitlines()):
+            if line.startswith("{") and '"ready"' not in line:
+                return json.loads(line)
+        raise RuntimeError(f"{self.tag} printed no result:\n{tail(self.err, 20)}\n{tail(self.out, 5)}")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        for f in (self._o, self._e):
+            if not f.closed:
+                f.close()
+
+
 def run_main(main) -> None:
     """Exit with main()'s status; Ctrl-C exits 130 (the lab is removed on the way out)."""
     try:

@@ -68,7 +68,6 @@ these figures every run):
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,7 +77,7 @@ from kit.ctx import Ctx, TestFailure, check
 from kit.netns import wait_udp_listen
 from kit.paths import LAB
 from kit.pcap import Capture
-from kit.proc import nsexec, spawn, stop_process, tail
+from kit.proc import JsonScript, spawn, tail
 from kit.provisioning import NUMBER
 from kit.registry import lab_test
 
@@ -521,7 +520,7 @@ print(json.dumps(p.result()), flush=True)
 
 # --- helpers --------------------------------------------------------------------------------------
 
-class Script:
+class Script(JsonScript):
     """COMMON + one role's part, written to the test's directory as <role>.py and run in `ns`;
     state() reads what it last wrote, result() stops it and returns its final JSON line."""
 
@@ -529,36 +528,13 @@ class Script:
         self.d, self.role = d, role
         path = d / f"{role}.py"
         path.write_text(COMMON + part)
-        self.out, self.err = d / f"{role}.json", d / f"{role}.err"
-        self._o, self._e = open(self.out, "wb"), open(self.err, "wb")
-        self.proc = spawn(nsexec(ns, [sys.executable, path, role, LAB / "kit", d] + list(argv)),
-                          stdout=self._o, stderr=self._e)
+        super().__init__(d, role, ns, [path, role, LAB / "kit", d] + list(argv))
 
     def state(self) -> dict:
         try:
             return json.loads((self.d / f"{self.role}.state.json").read_text())
         except (OSError, ValueError):
             return {}
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def result(self, timeout: float) -> dict:
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.stop()
-        for line in reversed(self.out.read_text(errors="replace").splitlines()):
-            if line.startswith("{") and '"ready"' not in line:
-                return json.loads(line)
-        raise TestFailure(f"the {self.role} printed no result:\n{tail(self.err, 20)}")
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        for f in (self._o, self._e):
-            if not f.closed:
-                f.close()
 
 
 def flag(d: Path, name: str) -> None:

@@ -88,7 +88,7 @@ from kit.media import wait_media_idle
 from kit.netns import wait_udp_listen
 from kit.paths import LAB
 from kit.pcap import Capture, read_pcap_udp, rtp_packets
-from kit.proc import nsexec, spawn, stop_process, tail
+from kit.proc import JsonScript, tail
 from kit.provisioning import NUMBER
 from kit.registry import lab_test
 from kit.sipp import Uas
@@ -286,33 +286,6 @@ def io_missed(ctx: Ctx) -> int | None:
     return sum(vals) if vals else None
 
 
-class Proc:
-    """A stdlib script run in a namespace; result() waits for it and returns its last JSON line."""
-
-    def __init__(self, d: Path, tag: str, ns: str, argv: list):
-        self.tag = tag
-        self.out, self.err = d / f"{tag}.json", d / f"{tag}.err"
-        self._o, self._e = open(self.out, "wb"), open(self.err, "wb")
-        self.proc = spawn(nsexec(ns, [sys.executable] + argv), stdout=self._o, stderr=self._e)
-
-    def result(self, timeout: float) -> dict:
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.stop()
-        for line in reversed(self.out.read_text(errors="replace").splitlines()):
-            if line.startswith("{") and '"ready"' not in line:
-                return json.loads(line)
-        raise TestFailure(f"{self.tag} printed no result:\n{tail(self.err, 20)}\n{tail(self.out, 5)}")
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        for f in (self._o, self._e):
-            if not f.closed:
-                f.close()
-
-
 def hit_times(rounds: list, port: int) -> list[float]:
     """When an attacker's packet to `port` left, estimated from each round's start and end (the
     rounds are paced evenly over their ports)."""
@@ -365,14 +338,14 @@ def bleed(ctx: Ctx, name: str, early: bool) -> None:
 
         def start_attackers(at: float) -> None:
             for s in SIDES:
-                attackers[s.side] = Proc(d, f"attacker_{s.side}", s.ns, [
+                attackers[s.side] = JsonScript(d, f"attacker_{s.side}", s.ns, [
                     attacker_py, s.ip, s.sbc_ip, RATE, hex(s.ssrc), json.dumps(plan), f"{at:.6f}",
                     1.0, ATTACK_SPORT, MARKER.decode()])
 
         def start_callers() -> None:
             for i in range(CALLS):
                 sip_port, rtp_port = CALL_SIP_PORT0 + 2 * i, CALL_RTP_PORT0 + 2 * i
-                callers.append(Proc(d, f"caller_{i}", "carrier", [
+                callers.append(JsonScript(d, f"caller_{i}", "carrier", [
                     caller_py, LAB / "kit", CARRIER_IP, sip_port, rtp_port, SBC_PRIV, NUMBER,
                     hex(CALL_SSRC0 + i), quiet, f"{talk:.3f}"]))
                 if not wait_udp_listen("carrier", CARRIER_IP, sip_port, 5.0):
