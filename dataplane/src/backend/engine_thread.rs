@@ -117,16 +117,19 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     let mut guard = crate::guard::Guard::new(engine.config().guard.clone());
     guard.trust(engine.snapshot());
     let mut overload = Overload::new(intake.capacity());
-    // How long the previous turn took (ms): the loop's lag.
+    // How long the previous turn took (ms): the loop's lag; and the longest
+    // a message it took had waited in the intake.
     let mut turn_ms = 0u64;
+    let mut waited_ms = 0u64;
     while !quit.load(Ordering::Relaxed) {
         let turn = Instant::now();
+        let waited_before = std::mem::take(&mut waited_ms);
         while let Some(s) = snapshots.pop() {
             guard.trust(&s);
             engine.set_snapshot(s);
         }
         engine.set_draining(shared.draining.load(Ordering::Relaxed));
-        if overload.update(intake.new_requests(), turn_ms) {
+        if overload.update(intake.new_requests(), turn_ms, waited_before) {
             shared.engine.overloads.inc();
         }
         engine.set_overloaded(overload.on);
@@ -154,6 +157,12 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 drained = true;
                 break;
             };
+            let waited = intake.waited_ms(&d);
+            waited_ms = waited_ms.max(waited);
+            if overload.waited(waited) {
+                shared.engine.overloads.inc();
+                engine.set_overloaded(true);
+            }
             let bytes = d.buf.get(..d.len).unwrap_or_default();
             let from = match d.src {
                 SocketAddr::V4(a) => *a.ip(),
@@ -248,11 +257,18 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
 const LAG_ON_MS: u64 = 100;
 /// Overload ends only after a turn shorter than this (ms).
 const LAG_OFF_MS: u64 = 20;
+/// A message that waited this long (ms) in the intake means overload at
+/// once, so that the new INVITEs behind it get their 503 within about that.
+const WAIT_ON_MS: u64 = 40;
+/// Overload ends only when nothing taken in a turn waited this long (ms).
+const WAIT_OFF_MS: u64 = 10;
 
-/// Overload by the depth of the engine's lane of new requests or by the
-/// loop's lag, with hysteresis: on past three quarters of the lane's
-/// capacity or after a turn of [`LAG_ON_MS`], off again once the lane is
-/// below a quarter and a turn took under [`LAG_OFF_MS`].
+/// Overload by the depth of the engine's lane of new requests, by the
+/// loop's lag, or by how long messages waited in the intake, with
+/// hysteresis: on past three quarters of the lane's capacity, after a turn
+/// of [`LAG_ON_MS`], or as soon as a message taken waited [`WAIT_ON_MS`];
+/// off again once the lane is below a quarter, a turn took under
+/// [`LAG_OFF_MS`] and nothing it took waited [`WAIT_OFF_MS`].
 #[derive(Debug, Clone, Copy)]
 struct Overload {
     on: bool,
@@ -269,16 +285,26 @@ impl Overload {
         }
     }
 
-    /// Takes the lane's depth now and how long the last turn took (ms);
-    /// `true` when overload begins.
-    fn update(&mut self, depth: usize, turn_ms: u64) -> bool {
+    /// Takes the lane's depth now, how long the last turn took and the
+    /// longest a message it took had waited (ms); `true` when overload begins.
+    fn update(&mut self, depth: usize, turn_ms: u64, waited_ms: u64) -> bool {
         let was = self.on;
         self.on = if self.on {
-            depth > self.low || turn_ms >= LAG_OFF_MS
+            depth > self.low || turn_ms >= LAG_OFF_MS || waited_ms >= WAIT_OFF_MS
         } else {
-            depth > self.high || turn_ms >= LAG_ON_MS
+            depth > self.high || turn_ms >= LAG_ON_MS || waited_ms >= WAIT_ON_MS
         };
         self.on && !was
+    }
+
+    /// A message just taken waited `waited_ms`: overload begins at once
+    /// when that is [`WAIT_ON_MS`] or more (`true` then).
+    fn waited(&mut self, waited_ms: u64) -> bool {
+        if self.on || waited_ms < WAIT_ON_MS {
+            return false;
+        }
+        self.on = true;
+        true
     }
 }
 
@@ -327,13 +353,20 @@ mod tests {
     #[test]
     fn overload_has_hysteresis() {
         let mut o = Overload::new(1024);
-        assert!(!o.update(700, 0) && !o.on);
-        assert!(o.update(769, 0) && o.on, "past three quarters");
-        assert!(!o.update(300, 0) && o.on, "still above a quarter");
-        assert!(!o.update(255, 0) && !o.on, "below a quarter: off");
-        assert!(!o.update(500, 99) && !o.on);
-        assert!(o.update(10, 100) && o.on, "a turn of 100 ms: the loop lags");
-        assert!(!o.update(10, 30) && o.on, "still slow");
-        assert!(!o.update(10, 5) && !o.on, "fast again: off");
+        assert!(!o.update(700, 0, 0) && !o.on);
+        assert!(o.update(769, 0, 0) && o.on, "past three quarters");
+        assert!(!o.update(300, 0, 0) && o.on, "still above a quarter");
+        assert!(!o.update(255, 0, 0) && !o.on, "below a quarter: off");
+        assert!(!o.update(500, 99, 39) && !o.on);
+        assert!(
+            o.update(10, 100, 0) && o.on,
+            "a turn of 100 ms: the loop lags"
+        );
+        assert!(!o.update(10, 30, 0) && o.on, "still slow");
+        assert!(!o.update(10, 5, 0) && !o.on, "fast again: off");
+        assert!(o.waited(40) && o.on, "a message waited 40 ms: at once");
+        assert!(!o.waited(500), "already on");
+        assert!(!o.update(10, 5, 12) && o.on, "messages still wait");
+        assert!(!o.update(10, 5, 3) && !o.on, "no more waiting: off");
     }
 }

@@ -8,16 +8,21 @@
 //!   priority lane, which the engine empties first; new requests on the
 //!   normal lane, whose depth is what [`super::engine_thread`] reads as
 //!   overload (new INVITEs then get 503 at once).
-//! - **A share per source.** No source (by IPv4 address, hashed into
-//!   [`BUCKETS`] counters) may have more than [`Intake::share`] messages
-//!   waiting in the lanes; more is dropped before the ring and counted
+//! - **A share per source and lane.** No source (by IPv4 address, hashed
+//!   into [`BUCKETS`] counters per lane) may have more than
+//!   [`Intake::share`] new requests waiting, nor more than half the
+//!   priority lane; more is dropped before the ring and counted
 //!   (`io.rx_share_drops`). One sender cannot fill the ring that everyone
-//!   else's messages cross. Sources that share a bucket share the limit.
+//!   else's messages cross, and a busy carrier's own new INVITEs never
+//!   crowd out its ACKs and BYEs. Sources that share a bucket share the limit.
+//! - **Waiting time.** Each message is stamped as it enters
+//!   ([`Intake::waited_ms`]): the engine thread takes a long wait as overload.
 //!
 //! Lock-free: two `ArrayQueue`s and relaxed atomic counters.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -33,8 +38,11 @@ pub const BUCKETS: usize = 1_024;
 pub struct Intake {
     priority: ArrayQueue<Datagram>,
     normal: ArrayQueue<Datagram>,
-    waiting: Box<[AtomicU32]>,
-    share: u32,
+    /// Messages waiting per source bucket: the normal lane's, then the priority lane's.
+    waiting: [Box<[AtomicU32]>; 2],
+    /// Per lane (normal, priority): how many one source may have waiting.
+    shares: [u32; 2],
+    clock: Instant,
 }
 
 /// Why [`Intake::push`] refused a message (it comes back to the caller,
@@ -72,17 +80,29 @@ impl Intake {
     /// Lanes of `capacity` messages each; a source may have an eighth of
     /// that waiting (at least 64).
     pub fn new(capacity: usize) -> Intake {
+        let counters = || (0..BUCKETS).map(|_| AtomicU32::new(0)).collect();
         Intake {
             priority: ArrayQueue::new(capacity),
             normal: ArrayQueue::new(capacity),
-            waiting: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
-            share: (capacity / 8).max(64) as u32,
+            waiting: [counters(), counters()],
+            shares: [(capacity / 8).max(64) as u32, (capacity / 2).max(64) as u32],
+            clock: Instant::now(),
         }
     }
 
-    /// How many messages one source may have waiting.
+    /// How many new requests one source may have waiting.
     pub fn share(&self) -> u32 {
-        self.share
+        self.shares[0]
+    }
+
+    /// Milliseconds on the intake's clock.
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// How long `d` waited in the intake, ms (read when it is taken).
+    pub fn waited_ms(&self, d: &Datagram) -> u64 {
+        self.now_ms().saturating_sub(d.queued_ms)
     }
 
     /// Queues `d` on its lane, or refuses it.
@@ -90,19 +110,23 @@ impl Intake {
     /// # Errors
     /// [`Refused`] with the message: its lane is full, or its source has
     /// its share waiting.
-    pub fn push(&self, d: Datagram) -> Result<(), Refused> {
-        let b = bucket(&d.src);
-        let Some(count) = self.waiting.get(b) else {
+    pub fn push(&self, mut d: Datagram) -> Result<(), Refused> {
+        let first = continues_dialog(d.buf.get(..d.len).unwrap_or_default());
+        let (lane, which) = if first {
+            (&self.priority, 1)
+        } else {
+            (&self.normal, 0)
+        };
+        let (Some(count), Some(&share)) = (
+            self.waiting.get(which).and_then(|w| w.get(bucket(&d.src))),
+            self.shares.get(which),
+        ) else {
             return Err(Refused::Full(d));
         };
-        if count.load(Ordering::Relaxed) >= self.share {
+        if count.load(Ordering::Relaxed) >= share {
             return Err(Refused::Share(d));
         }
-        let lane = if continues_dialog(d.buf.get(..d.len).unwrap_or_default()) {
-            &self.priority
-        } else {
-            &self.normal
-        };
+        d.queued_ms = self.now_ms();
         count.fetch_add(1, Ordering::Relaxed);
         lane.push(d).map_err(|d| {
             count.fetch_sub(1, Ordering::Relaxed);
@@ -132,8 +156,11 @@ impl Intake {
 
     /// The next message: the priority lane's first.
     pub fn pop(&self) -> Option<Datagram> {
-        let d = self.priority.pop().or_else(|| self.normal.pop())?;
-        if let Some(c) = self.waiting.get(bucket(&d.src)) {
+        let (d, which) = match self.priority.pop() {
+            Some(d) => (d, 1),
+            None => (self.normal.pop()?, 0),
+        };
+        if let Some(c) = self.waiting.get(which).and_then(|w| w.get(bucket(&d.src))) {
             c.fetch_sub(1, Ordering::Relaxed);
         }
         Some(d)
@@ -172,6 +199,7 @@ mod tests {
             src: src.parse().unwrap(),
             len: text.len(),
             buf: text.to_vec(),
+            queued_ms: 0,
         }
     }
 
@@ -183,11 +211,16 @@ mod tests {
         for _ in 0..64 {
             intake.push(dg("10.0.1.66:5060", invite)).unwrap();
         }
-        // The 65th from the same source is refused; another source goes on.
+        // The 65th from the same source is refused; another source goes on,
+        // and so do the first source's in-dialog requests (their own share).
         assert!(matches!(
             intake.push(dg("10.0.1.66:5061", invite)),
             Err(Refused::Share(_))
         ));
+        intake
+            .push(dg("10.0.1.66:5060", b"ACK sip:x SIP/2.0\r\n\r\n"))
+            .unwrap();
+        assert!(intake.pop().unwrap().buf.starts_with(b"ACK"));
         intake.push(dg("10.0.1.10:5060", invite)).unwrap();
         intake
             .push(dg("10.0.1.10:5060", b"BYE sip:x SIP/2.0\r\n\r\n"))

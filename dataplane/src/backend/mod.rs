@@ -71,6 +71,9 @@ pub struct Datagram {
     /// The pooled buffer; only `buf[..len]` is the datagram. It goes back to the free ring after
     /// use.
     pub buf: Vec<u8>,
+    /// When it entered the engine's intake (ms on the intake's clock; set
+    /// by [`intake::Intake::push`]): how long it waited is the overload signal.
+    pub queued_ms: u64,
 }
 
 /// A callback that wakes another thread's work (it must not block).
@@ -248,6 +251,7 @@ impl Dataplane {
             src,
             len: bytes.len(),
             buf: bytes.to_vec(),
+            queued_ms: 0,
         };
         if !self
             .shared

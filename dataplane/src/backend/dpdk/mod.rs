@@ -491,6 +491,7 @@ impl Poller {
             src: SocketAddr::V4(src),
             len: payload.len(),
             buf,
+            queued_ms: 0,
         };
         self.shared.intake.push_counted(d, io, &self.shared.free);
     }

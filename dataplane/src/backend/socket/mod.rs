@@ -172,6 +172,7 @@ fn rx_loop(sockets: BySide<UdpSocket>, shared: &Shared, waker: &thread::Thread) 
                         src: SocketAddr::V4(src),
                         len,
                         buf,
+                        queued_ms: 0,
                     };
                     intake.push_counted(d, stats, free);
                 }
