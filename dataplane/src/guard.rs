@@ -295,9 +295,12 @@ impl Guard {
             s.count = 0;
         }
         s.count += 1;
-        // The previous window weighs by how much of it the sliding window still covers.
+        // The previous window weighs by how much of it the sliding window
+        // still covers, rounded up: the estimate never lets through more
+        // than `limit` of the messages counted (rounded down it let one
+        // more by just after a window's edge).
         let left = window - (now - slot);
-        let recent = u64::from(s.count) + u64::from(s.previous) * left / window;
+        let recent = u64::from(s.count) + (u64::from(s.previous) * left).div_ceil(window);
         if recent > u64::from(self.cfg.limit) {
             self.sources.remove(&src);
             self.ban(src, GuardDrop::Flood.name(), now, self.cfg.ban_ms);
@@ -554,5 +557,18 @@ mod tests {
             Ok(())
         );
         assert_eq!(g.check(Side::Public, stranger, &options("x"), 0), Ok(()));
+    }
+
+    #[test]
+    fn a_flood_across_a_window_edge_gets_no_more_than_the_limit() {
+        let mut g = Guard::new(GuardConfig::default());
+        let src = Ipv4Addr::new(198, 51, 100, 9);
+        // 10 just before the edge of a 2 s window, then on just after it.
+        let times = (0..10).map(|i| 1_990 + i).chain(2_000..2_020);
+        let passed = times
+            .map(|t| g.check(Side::Private, src, &options("x"), t))
+            .take_while(Result::is_ok)
+            .count();
+        assert_eq!(passed, 16, "the limit, not one more");
     }
 }
