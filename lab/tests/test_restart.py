@@ -419,23 +419,10 @@ class Gateway(Party):
         elif f == "stop":
             self.done = True
 
-    def sdp(self, port):
-        return ("v=0\r\n"
-                f"o=gw 5309 1 IN IP4 {ip}\r\n"
-                "s=-\r\n"
-                f"c=IN IP4 {ip}\r\n"
-                "t=0 0\r\n"
-                f"m=audio {port} RTP/AVP 8 101\r\n"
-                "a=rtpmap:8 PCMA/8000\r\n"
-                "a=rtpmap:101 telephone-event/8000\r\n"
-                "a=fmtp:101 0-15\r\n"
-                "a=ptime:20\r\n"
-                "a=sendrecv\r\n").encode()
-
     def answer(self, leg, until=32.0):
         extra = [f"Record-Route: {v}" for v in leg.inv.all("Record-Route")]
         extra.append(f"Contact: <sip:gw@{ip}:{sip_port}>")
-        leg.ok = response(leg.inv, 200, "OK", leg.tag, extra, self.sdp(rtp0 + 2 * leg.k),
+        leg.ok = response(leg.inv, 200, "OK", leg.tag, extra, u.make_sdp(ip, rtp0 + 2 * leg.k).encode(),
                           "application/sdp")
         leg.last = leg.ok
         leg.marks["answered"] = r4(time.time())
