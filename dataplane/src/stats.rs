@@ -588,6 +588,10 @@ pub struct IoStats {
     pub busy_polls: Counter,
     /// Poll-loop iterations.
     pub polls: Counter,
+    /// Microseconds of the poll lcore's time spent in iterations that found
+    /// work (from one iteration's start to the next's): the lcore's real
+    /// load, where its CPU time is always 100 % (perf/compare reads it).
+    pub busy_us: Counter,
     /// The driver's counters of each side's port (DPDK), copied once a second.
     pub ports: BySide<PortCounters>,
 }
@@ -625,7 +629,7 @@ impl IoStats {
 
     /// The counters as `GET /api/v1/status` names them under `io` (ports
     /// apart): the one list of them.
-    pub fn counters(&self) -> [(&'static str, &Counter); 22] {
+    pub fn counters(&self) -> [(&'static str, &Counter); 23] {
         [
             ("rx_packets", &self.rx_packets),
             ("tx_packets", &self.tx_packets),
@@ -649,6 +653,7 @@ impl IoStats {
             ("fragments_dropped", &self.fragments_dropped),
             ("polls", &self.polls),
             ("busy_polls", &self.busy_polls),
+            ("busy_us", &self.busy_us),
         ]
     }
 }

@@ -181,6 +181,13 @@ impl Sink {
             .map(|(first, max, _)| u64::from(max - first) + 1)
             .sum();
         let h = &self.latency_us;
+        // The latency distribution for a CDF plot: [quantile, microseconds]
+        // at every percent and the tail's 99.9 %, 99.99 % and max.
+        let cdf: Vec<(f64, u64)> = (1..100)
+            .map(|p| f64::from(p) / 100.0)
+            .chain([0.995, 0.999, 0.9999, 1.0])
+            .map(|q| (q, h.value_at_quantile(q)))
+            .collect();
         json!({
             "received": self.received,
             "flows": self.flows.len(),
@@ -191,6 +198,7 @@ impl Sink {
                 "p99": h.value_at_quantile(0.99), "p999": h.value_at_quantile(0.999),
                 "max": h.max(), "mean": (h.mean() * 10.0).round() / 10.0,
             },
+            "cdf": cdf,
         })
     }
 }
@@ -650,7 +658,9 @@ fn uas(
             }
             _ => format!("SIP/2.0 200 OK\r\n{copy}To: {to}\r\nContent-Length: 0\r\n\r\n"),
         };
-        ssock.send_to(resp.as_bytes(), from)?;
+        // A peer we cannot answer (a relay that sent from an address with
+        // no route back) is its fault, not the end of the run.
+        let _ = ssock.send_to(resp.as_bytes(), from);
         if direct.is_none() && answered > 0 && ended == answered {
             break;
         }

@@ -248,8 +248,17 @@ impl Poller {
         let io = self.shared.io.clone();
         let mut idle_polls = 0u32;
         let (mut polls, mut busy_polls) = (0u64, 0u64);
+        // Time spent in busy iterations: each iteration's start closes the
+        // previous one, so no clock is read beyond the one `now` needs.
+        let (mut busy_ns, mut last_ns, mut last_busy) = (0u64, 0u64, false);
         while !self.shared.quit.load(Ordering::Relaxed) {
-            let now = start.elapsed().as_millis() as Ms;
+            let elapsed = start.elapsed();
+            let now = elapsed.as_millis() as Ms;
+            let now_ns = elapsed.as_nanos() as u64;
+            if last_busy {
+                busy_ns += now_ns.saturating_sub(last_ns);
+            }
+            last_ns = now_ns;
             let mut busy = false;
             while let Some(mut cmd) = self.shared.media_cmds.pop() {
                 if let MediaCmd::Install(stream) = &mut cmd {
@@ -310,6 +319,7 @@ impl Poller {
             self.flush_exception(&io);
             // Poll counts are plain locals, published once a second.
             polls += 1;
+            last_busy = busy;
             if busy {
                 self.publish_relay_counters();
                 busy_polls += 1;
@@ -324,11 +334,13 @@ impl Poller {
                 next_scan = now + 1_000;
                 io.polls.set(polls);
                 io.busy_polls.set(busy_polls);
+                io.busy_us.set(busy_ns / 1_000);
                 self.scan(now);
             }
         }
         io.polls.set(polls);
         io.busy_polls.set(busy_polls);
+        io.busy_us.set(busy_ns / 1_000);
     }
 
     /// One received frame; `true` when it was SIP handed to the engine.
