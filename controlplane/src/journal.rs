@@ -22,6 +22,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSy
 /// How often the writer drains the engine's ring.
 pub const FLUSH: Duration = Duration::from_millis(50);
 
+/// Rows in one statement of a batch at most: two bound values a row stay
+/// under SQLite's oldest limit of 999 variables per statement.
+const ROWS_PER_STATEMENT: usize = 400;
+
 /// The journal's file, open.
 #[derive(Debug, Clone)]
 pub struct Journal {
@@ -107,26 +111,40 @@ impl Journal {
     }
 
     /// Writes a batch: each call's image replaced, or the call deleted
-    /// (`None`), in one transaction.
+    /// (`None`), in one transaction of a few multi-row statements (up to
+    /// [`ROWS_PER_STATEMENT`] rows each): every statement is a round trip
+    /// to sqlx's SQLite thread, so one per call would cost a wake-up each
+    /// (perf/compare measured 0.04 ms of CPU per call that way at 300
+    /// calls/s).
     async fn write(&self, batch: &BTreeMap<u64, Option<Vec<u8>>>) -> anyhow::Result<()> {
+        let up: Vec<(i64, &[u8])> = batch
+            .iter()
+            .filter_map(|(&call, image)| Some((call as i64, image.as_deref()?)))
+            .collect();
+        let down: Vec<i64> = batch
+            .iter()
+            .filter(|(_, image)| image.is_none())
+            .map(|(&call, _)| call as i64)
+            .collect();
         let mut tx = self.pool.begin().await?;
-        for (&call, image) in batch {
-            let call = call as i64;
-            match image {
-                Some(bytes) => {
-                    sqlx::query("INSERT OR REPLACE INTO calls (call, image) VALUES (?, ?)")
-                        .bind(call)
-                        .bind(bytes.as_slice())
-                        .execute(&mut *tx)
-                        .await?
-                }
-                None => {
-                    sqlx::query("DELETE FROM calls WHERE call = ?")
-                        .bind(call)
-                        .execute(&mut *tx)
-                        .await?
-                }
-            };
+        for rows in up.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT OR REPLACE INTO calls (call, image) ",
+            );
+            q.push_values(rows, |mut row, (call, image)| {
+                row.push_bind(*call).push_bind(*image);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for calls in down.chunks(ROWS_PER_STATEMENT) {
+            let mut q =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM calls WHERE call IN (");
+            let mut list = q.separated(", ");
+            for call in calls {
+                list.push_bind(*call);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -168,5 +186,45 @@ impl Journal {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn rows(j: &Journal) -> Vec<i64> {
+        sqlx::query_scalar("SELECT call FROM calls ORDER BY call")
+            .fetch_all(&j.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Batches larger than one statement's rows are written whole, the last
+    /// operation of a call wins, and deletes of calls never written are
+    /// harmless.
+    #[tokio::test]
+    async fn a_batch_of_many_calls_takes_several_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("calls.db")).await.unwrap();
+        let first: BTreeMap<u64, Option<Vec<u8>>> = (0..(ROWS_PER_STATEMENT as u64 * 2 + 7))
+            .map(|c| (c, Some(vec![c as u8; 3])))
+            .collect();
+        j.write(&first).await.unwrap();
+        assert_eq!(rows(&j).await.len(), ROWS_PER_STATEMENT * 2 + 7);
+        // Every even call ends, every odd one is replaced, and calls that
+        // never were end too.
+        let second: BTreeMap<u64, Option<Vec<u8>>> = (0..(ROWS_PER_STATEMENT as u64 * 3))
+            .map(|c| (c, (c % 2 == 1).then(|| vec![9u8; 2])))
+            .collect();
+        j.write(&second).await.unwrap();
+        let left = rows(&j).await;
+        assert_eq!(left.len(), ROWS_PER_STATEMENT * 3 / 2);
+        assert!(left.iter().all(|c| c % 2 == 1));
+        let image: Vec<u8> = sqlx::query_scalar("SELECT image FROM calls WHERE call = 1")
+            .fetch_one(&j.pool)
+            .await
+            .unwrap();
+        assert_eq!(image, vec![9u8; 2]);
     }
 }
