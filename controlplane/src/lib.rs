@@ -15,6 +15,7 @@ pub mod config;
 pub mod dns;
 pub mod hep;
 pub mod journal;
+pub mod limits;
 pub mod metrics;
 pub mod provisioning;
 pub mod run;

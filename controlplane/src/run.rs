@@ -24,6 +24,20 @@ use crate::stream::Streams;
 
 /// Runs the SBC until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    // The socket backend's relay binds a socket per port and side in use.
+    let media_sockets = match cfg.dataplane.backend {
+        BackendKind::Socket => 2 * u64::from(cfg.media.port_max.saturating_sub(cfg.media.port_min)),
+        BackendKind::Dpdk => 0,
+    };
+    match crate::limits::raise_nofile(media_sockets) {
+        Ok(l) if l.enough() => tracing::debug!(soft = l.soft, "open file limit"),
+        Ok(l) => tracing::warn!(
+            soft = l.soft, hard = l.hard, wanted = l.wanted,
+            "the open file limit (RLIMIT_NOFILE) is below what media.port_min..media.port_max may use: \
+             calls past it get no media sockets; raise the hard limit (LimitNOFILE=, ulimit -Hn) or narrow the range"
+        ),
+        Err(e) => tracing::warn!(error = %e, "the open file limit (RLIMIT_NOFILE) could not be read or raised"),
+    }
     let db = Arc::new(
         Provisioning::open(&cfg.database.url)
             .await

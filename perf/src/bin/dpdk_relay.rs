@@ -185,6 +185,7 @@ fn run(flows: u32, pcap: &str, seconds: f64, mem: u32) -> anyhow::Result<()> {
             "mpps": r.sent as f64 / r.seconds / 1e6,
             "ns_per_packet": r.seconds * 1e9 / r.sent.max(1) as f64,
             "busy_share": r.busy_polls as f64 / r.polls.max(1) as f64,
+            "latency_ns": r.latency_ns.iter().map(|(q, ns)| json!([q, ns])).collect::<Vec<_>>(),
             "table_mib": table_bytes as f64 / (1 << 20) as f64,
         })
     );

@@ -39,7 +39,7 @@ pub mod exception;
 mod side_io;
 
 #[cfg(feature = "bench")]
-pub use bench::{bench_relay, BenchSide, RelayRun};
+pub use bench::{bench_relay, AddedLatency, BenchSide, RelayRun};
 
 /// Settings of the DPDK backend (`[dataplane.dpdk]`).
 #[derive(Debug, Clone)]
@@ -211,6 +211,9 @@ pub(super) struct Poller {
     ip_id: u16,
     /// The exception path's TX burst.
     exception_tx: Burst,
+    /// The relay benchmark's added-latency histogram (`None` outside it).
+    #[cfg(feature = "bench")]
+    latency: Option<bench::AddedLatency>,
 }
 
 impl Poller {
@@ -236,6 +239,8 @@ impl Poller {
             ip_id: 0,
             exception: None,
             exception_tx: Burst::default(),
+            #[cfg(feature = "bench")]
+            latency: None,
         }
     }
 
@@ -259,6 +264,8 @@ impl Poller {
                 busy_ns += now_ns.saturating_sub(last_ns);
             }
             last_ns = now_ns;
+            #[cfg(feature = "bench")]
+            let relayed_before = self.table.relayed;
             let mut busy = false;
             while let Some(mut cmd) = self.shared.media_cmds.pop() {
                 if let MediaCmd::Install(stream) = &mut cmd {
@@ -317,6 +324,14 @@ impl Poller {
                 self.flush(side, &io);
             }
             self.flush_exception(&io);
+            #[cfg(feature = "bench")]
+            if let Some(l) = self.latency.as_mut() {
+                let relayed = self.table.relayed.saturating_sub(relayed_before);
+                if relayed > 0 {
+                    let ns = (start.elapsed().as_nanos() as u64).saturating_sub(now_ns);
+                    l.record(ns, relayed);
+                }
+            }
             // Poll counts are plain locals, published once a second.
             polls += 1;
             last_busy = busy;
