@@ -1,1 +1,3 @@
 //! Benchmarks and load tools for the SBC (see `perf/README.md`).
+
+pub mod fixtures;
