@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User + system CPU seconds of this process's threads, summed by thread
-/// name (`sip-engine`, `media-relay`, `sip-rx`, `tokio-runtime-w`, EAL's
+/// name (`sip-engine`, `media-relay`, `tokio-runtime-w`, EAL's
 /// `dpdk-worker1`, ...), read from `/proc/self/task/*/stat` (proc(5): the
 /// name in parentheses is field 2, utime and stime fields 14 and 15).
 /// Empty where `/proc` cannot be read.

@@ -835,7 +835,7 @@ pub struct Status {
     /// How full each ring between threads is now, by name.
     pub rings: BTreeMap<String, RingStatus>,
     /// CPU seconds used so far by each kind of thread, by thread name
-    /// (`sip-engine`, `media-relay`, `sip-rx`, `tokio-runtime-w`, ...).
+    /// (`sip-engine`, `media-relay`, `tokio-runtime-w`, ...).
     pub threads_cpu_s: BTreeMap<String, f64>,
     /// SIP over TCP/TLS: connections and messages by name
     /// (`crate::stream::StreamStats`; `open` is the connections open now).

@@ -60,6 +60,15 @@ pub trait EngineIo {
     fn send(&mut self, out: &mut Vec<Outgoing>);
     /// Stream commands were queued for the relay (wake it if it sleeps).
     fn media_changed(&mut self) {}
+    /// Moves what arrived on the backend's own sockets into the intake, at
+    /// the start of every turn (the socket backend reads its SIP sockets on
+    /// the engine thread; DPDK's poll lcore pushes, so nothing here).
+    fn receive(&mut self, _shared: &Shared) {}
+    /// Waits until something may have arrived or `timeout` passed: parked
+    /// until [`Shared::wake_engine`] unless the backend waits on its sockets.
+    fn wait(&mut self, timeout: Duration) {
+        thread::park_timeout(timeout);
+    }
 }
 
 /// Starts the SIP engine thread (pinned to `core`, or the last core) that
@@ -122,6 +131,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
     let mut turn_ms = 0u64;
     let mut waited_ms = 0u64;
     while !quit.load(Ordering::Relaxed) {
+        io.receive(shared);
         let turn = Instant::now();
         let waited_before = std::mem::take(&mut waited_ms);
         while let Some(s) = snapshots.pop() {
@@ -248,7 +258,7 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
                 .next_timer()
                 .map_or(50, |t| t.saturating_sub(now))
                 .clamp(1, 50);
-            thread::park_timeout(Duration::from_millis(wait));
+            io.wait(Duration::from_millis(wait));
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The I/O backends and the pipeline they share.
 //!
 //! ```text
-//!   socket::start ─ recvmmsg ─┐                          ┌─ sendmmsg (socket)
-//!                             ├─► Shared.intake ─► engine thread ─► EngineIo::send
-//!   dpdk::start ── poll loop ─┘      (engine_thread)     └─ Shared.tx_ring ─► poll loop (DPDK)
+//!   socket: EngineIo::receive ─┐                         ┌─ sendmmsg (socket)
+//!     (recvmmsg, engine thread)├─► Shared.intake ─► engine thread ─► EngineIo::send
+//!   dpdk::start ── poll loop ──┘      (engine_thread)    └─ Shared.tx_ring ─► poll loop (DPDK)
 //!        relay (socket::relay | the poll loop) ◄── Shared.media_cmds ──┘
 //! ```
 //! Both backends return a [`Dataplane`]: the same rings ([`Shared`]), the
@@ -110,6 +110,9 @@ pub struct Shared {
     pub(crate) transport_errors: ArrayQueue<(Transport, SocketAddr)>,
     /// The engine thread, for the packet threads to wake it.
     pub(crate) engine_waker: std::sync::OnceLock<thread::Thread>,
+    /// An eventfd the engine thread also waits on, for a backend whose
+    /// engine waits in `poll` on its own sockets (the socket backend).
+    pub(crate) engine_wake_fd: std::sync::OnceLock<Arc<nix::sys::eventfd::EventFd>>,
     /// The engine's output, for a backend that sends from a poll loop.
     #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     pub(crate) tx_ring: ArrayQueue<Outgoing>,
@@ -146,6 +149,7 @@ impl Shared {
             health_cmds: ArrayQueue::new(1_024),
             transport_errors: ArrayQueue::new(1_024),
             engine_waker: std::sync::OnceLock::new(),
+            engine_wake_fd: std::sync::OnceLock::new(),
             tx_ring: ArrayQueue::new(ring_size.max(BATCH)),
             stream_tx: ArrayQueue::new(STREAM_RING),
             stream_waker: std::sync::OnceLock::new(),
@@ -159,7 +163,9 @@ impl Shared {
 
     /// Wakes the engine thread (new datagrams, idle streams).
     pub(crate) fn wake_engine(&self) {
-        if let Some(t) = self.engine_waker.get() {
+        if let Some(fd) = self.engine_wake_fd.get() {
+            let _ = fd.write(1);
+        } else if let Some(t) = self.engine_waker.get() {
             t.unpark();
         }
     }
@@ -169,7 +175,6 @@ impl Shared {
 /// it routing snapshots, read its counters, stop it.
 pub struct Dataplane {
     shared: Arc<Shared>,
-    engine_thread: thread::Thread,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Runs once the threads are joined (the DPDK backend waits for its
     /// lcores and releases EAL there).
@@ -196,12 +201,10 @@ impl Dataplane {
         mut threads: Vec<JoinHandle<()>>,
         on_stop: Option<Box<dyn FnOnce() + Send>>,
     ) -> Dataplane {
-        let engine_thread = engine.thread().clone();
         threads.push(engine);
         Dataplane {
             stats: shared.engine.clone(),
             shared,
-            engine_thread,
             threads: Mutex::new(threads),
             on_stop: Mutex::new(on_stop),
             name,
@@ -289,14 +292,14 @@ impl Dataplane {
     /// dropped if the engine has not caught up: only the newest matters).
     pub fn publish(&self, snapshot: Arc<RouteSnapshot>) {
         let _ = self.shared.snapshots.force_push(snapshot);
-        self.engine_thread.unpark();
+        self.shared.wake_engine();
     }
 
     /// Hands an operator's health request (probe a gateway now, set its
     /// state) to the engine; `false` when 1,024 are already waiting.
     pub fn health(&self, cmd: HealthCmd) -> bool {
         let queued = self.shared.health_cmds.push(cmd).is_ok();
-        self.engine_thread.unpark();
+        self.shared.wake_engine();
         queued
     }
 
@@ -310,7 +313,7 @@ impl Dataplane {
             r.extend(calls);
         }
         self.shared.restore_pending.store(true, Ordering::Release);
-        self.engine_thread.unpark();
+        self.shared.wake_engine();
     }
 
     /// Starts draining for a shutdown
@@ -318,13 +321,13 @@ impl Dataplane {
     /// calls are refused 503, calls in progress go on.
     pub fn drain(&self) {
         self.shared.draining.store(true, Ordering::Relaxed);
-        self.engine_thread.unpark();
+        self.shared.wake_engine();
     }
 
     /// Stops both threads and waits for them (once; later calls return at once).
     pub fn stop(&self) {
         self.shared.quit.store(true, Ordering::Relaxed);
-        self.engine_thread.unpark();
+        self.shared.wake_engine();
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => return,

@@ -1,16 +1,19 @@
 //! The socket backend: kernel UDP with batched I/O (`recvmmsg`/`sendmmsg`).
 //!
-//! One RX thread polls the private and public SIP sockets and moves each
-//! datagram, in a recycled buffer, over a bounded ring to the SIP engine
-//! thread (pinned with `core_affinity`). The engine thread also takes new
-//! routing snapshots from their ring between batches, fires timers, and sends
-//! its output with one `sendmmsg` per side. A full ring is a counted drop,
-//! never a wait.
+//! The SIP engine thread (pinned with `core_affinity`) owns the private and
+//! public SIP sockets: at the start of every turn it drains them with
+//! `recvmmsg` into the intake (two lanes, a share per source), handles what
+//! is there, sends its output with one `sendmmsg` per side, and when idle
+//! waits in `poll` on both sockets and an eventfd the other threads write to
+//! wake it (TCP/TLS messages, routing snapshots, the relay's idle streams)
+//! until its next timer. One thread from socket to socket: no hand-over and
+//! no wake-up between a receiving thread and the engine per datagram (at 300
+//! calls/s that hand-over was a fifth of the SBC's CPU, perf/README.md). A
+//! full intake is a counted drop, never a wait.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 
@@ -75,20 +78,24 @@ pub fn start(cfg: SocketConfig, snapshot: Arc<RouteSnapshot>) -> Result<Dataplan
     }
     let engine = SipEngine::new(cfg.engine.clone(), snapshot, shared.engine.clone());
     let io = shared.io.clone();
+    // Wakes the engine out of its poll on the SIP sockets.
+    let engine_wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let engine_wake = Arc::new(engine_wake);
+    let _ = shared.engine_wake_fd.set(engine_wake.clone());
+    let read_cap = cfg.ring_size.max(BATCH);
     let engine_thread = start_engine(engine, &shared, cfg.sip_core, move || SocketIo {
+        rx: sockets,
         sockets: tx_sockets,
         headers: MultiHeaders::<SockaddrIn>::preallocate(BATCH, None),
+        rx_headers: MultiHeaders::<SockaddrIn>::preallocate(BATCH, None),
+        rx_bufs: Box::new(std::array::from_fn(|_| vec![0u8; BUF_SIZE])),
+        got: Vec::with_capacity(BATCH),
+        read_cap,
         io,
         media_wake,
+        engine_wake,
     })?;
-    let waker = engine_thread.thread().clone();
-    let rx_thread = {
-        let shared = shared.clone();
-        thread::Builder::new()
-            .name("sip-rx".into())
-            .spawn(move || rx_loop(sockets, &shared, &waker))?
-    };
-    threads.push(rx_thread);
     Ok(Dataplane::new(
         "socket",
         shared,
@@ -98,12 +105,25 @@ pub fn start(cfg: SocketConfig, snapshot: Arc<RouteSnapshot>) -> Result<Dataplan
     ))
 }
 
-/// The engine thread's half: `sendmmsg` per side, and the relay's wake-up.
+/// The engine thread's sockets: `recvmmsg` into the intake, `sendmmsg` per
+/// side, `poll` while idle, and the relay's wake-up.
 struct SocketIo {
+    /// The SIP sockets, read by the engine thread.
+    rx: BySide<UdpSocket>,
+    /// The same sockets, for sending.
     sockets: BySide<UdpSocket>,
     headers: MultiHeaders<SockaddrIn>,
+    rx_headers: MultiHeaders<SockaddrIn>,
+    /// One batch of receive buffers (64 KiB each: any UDP datagram whole),
+    /// swapped for recycled ones as datagrams go into the intake.
+    rx_bufs: Box<[Vec<u8>; BATCH]>,
+    got: Vec<(usize, SocketAddrV4, bool)>,
+    /// Datagrams read per turn at most (the intake's size): a flood cannot
+    /// keep the engine reading instead of handling.
+    read_cap: usize,
     io: Arc<IoStats>,
     media_wake: Arc<EventFd>,
+    engine_wake: Arc<EventFd>,
 }
 
 impl EngineIo for SocketIo {
@@ -114,54 +134,26 @@ impl EngineIo for SocketIo {
     fn media_changed(&mut self) {
         let _ = self.media_wake.write(1);
     }
-}
 
-fn bind(addr: SocketAddrV4) -> io::Result<UdpSocket> {
-    let s = UdpSocket::bind(addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind SIP socket {addr}: {e}")))?;
-    s.set_nonblocking(true)?;
-    // Bigger kernel buffers absorb bursts; failure to grow them is harmless.
-    let _ = setsockopt(&s, sockopt::RcvBuf, &(4 << 20));
-    let _ = setsockopt(&s, sockopt::SndBuf, &(4 << 20));
-    Ok(s)
-}
-
-fn rx_loop(sockets: BySide<UdpSocket>, shared: &Shared, waker: &thread::Thread) {
-    let (quit, intake, free, stats) = (&shared.quit, &shared.intake, &shared.free, &shared.io);
-    let mut bufs: [Vec<u8>; BATCH] = std::array::from_fn(|_| vec![0u8; BUF_SIZE]);
-    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
-    let mut got = Vec::with_capacity(BATCH);
-    while !quit.load(Ordering::Relaxed) {
-        let mut fds = [
-            PollFd::new(sockets[Side::Private].as_fd(), PollFlags::POLLIN),
-            PollFd::new(sockets[Side::Public].as_fd(), PollFlags::POLLIN),
-        ];
-        if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) <= 0 {
-            continue;
-        }
-        let ready: [bool; 2] = [0, 1].map(|i| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        });
-        for (side, sock) in sockets.iter() {
-            if !ready.get(side.index()).copied().unwrap_or(false) {
-                continue;
-            }
-            // Drain the socket in batches.
-            loop {
-                receive_batch(sock, &mut headers, &mut bufs, &mut got);
-                if got.is_empty() {
+    fn receive(&mut self, shared: &Shared) {
+        let (intake, free, stats) = (&shared.intake, &shared.free, &self.io);
+        let mut read = 0;
+        for (side, sock) in self.rx.iter() {
+            // Drain the socket in batches, up to the cap for this turn.
+            while read < self.read_cap {
+                receive_batch(sock, &mut self.rx_headers, &mut self.rx_bufs, &mut self.got);
+                if self.got.is_empty() {
                     break;
                 }
-                let n = got.len();
-                for (slot, &(len, src, truncated)) in got.iter().enumerate() {
+                let n = self.got.len();
+                read += n;
+                for (slot, &(len, src, truncated)) in self.got.iter().enumerate() {
                     stats.rx_packets.inc();
                     if truncated {
                         stats.rx_truncated.inc();
                         continue;
                     }
-                    let Some(buf) = bufs.get_mut(slot) else {
+                    let Some(buf) = self.rx_bufs.get_mut(slot) else {
                         continue;
                     };
                     let fresh = free.pop().unwrap_or_else(|| vec![0u8; BUF_SIZE]);
@@ -176,13 +168,40 @@ fn rx_loop(sockets: BySide<UdpSocket>, shared: &Shared, waker: &thread::Thread) 
                     };
                     intake.push_counted(d, stats, free);
                 }
-                waker.unpark();
                 if n < BATCH {
                     break;
                 }
             }
         }
     }
+
+    fn wait(&mut self, timeout: std::time::Duration) {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [
+            PollFd::new(self.rx[Side::Private].as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.rx[Side::Public].as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.engine_wake.as_fd(), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) > 0
+            && fds
+                .get(2)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            // Reset the counter: the wake-up is taken.
+            let _ = self.engine_wake.read();
+        }
+    }
+}
+
+fn bind(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind SIP socket {addr}: {e}")))?;
+    s.set_nonblocking(true)?;
+    // Bigger kernel buffers absorb bursts; failure to grow them is harmless.
+    let _ = setsockopt(&s, sockopt::RcvBuf, &(4 << 20));
+    let _ = setsockopt(&s, sockopt::SndBuf, &(4 << 20));
+    Ok(s)
 }
 
 /// One `recvmmsg` into `bufs`: `got` gets (length, source, truncated) per
