@@ -171,6 +171,27 @@ impl Resolved {
 }
 
 impl Gateway {
+    /// A gateway at one address (`sip:ADDR`, as a `destination` of an IP and
+    /// port resolves) in dispatcher group `group`, priority and weight 1,
+    /// everything else at its default: transparent profile, UDP, no auth,
+    /// headers or media encryption, no description.
+    pub fn at(id: i64, addr: SocketAddrV4, group: u32) -> Gateway {
+        Gateway {
+            id,
+            destination: format!("sip:{addr}"),
+            targets: vec![Resolved::at(addr)],
+            group,
+            priority: 1,
+            weight: 1,
+            description: String::new(),
+            profile: Profile::default(),
+            auth: None,
+            headers: Arc::default(),
+            transport: Transport::default(),
+            media_encryption: MediaEncryption::default(),
+        }
+    }
+
     /// The gateway's first address (the first SRV target): the one its
     /// health is listed under; `None` when its name does not resolve.
     pub fn addr(&self) -> Option<SocketAddrV4> {

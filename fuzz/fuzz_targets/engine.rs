@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sbc_dataplane::engine::MediaSettings;
-use sbc_dataplane::routing::{Carrier, Gateway, Resolved};
+use sbc_dataplane::routing::{Carrier, Gateway};
 use sbc_dataplane::stats::EngineStats;
 use sbc_dataplane::{BySide, EngineConfig, RouteSnapshot, Side, SipEngine};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -24,23 +24,11 @@ fn snapshot() -> RouteSnapshot {
             name: "c".into(),
             group: 1,
         }],
-        gateways: vec![Gateway {
-            id: 1,
-            destination: "sip:203.0.113.10:5060".into(),
-            targets: vec![Resolved::at(SocketAddrV4::new(
-                Ipv4Addr::new(203, 0, 113, 10),
-                5060,
-            ))],
-            group: 1,
-            priority: 1,
-            weight: 1,
-            description: String::new(),
-            profile: Default::default(),
-            auth: None,
-            headers: Default::default(),
-            transport: Default::default(),
-            media_encryption: Default::default(),
-        }],
+        gateways: vec![Gateway::at(
+            1,
+            SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5060),
+            1,
+        )],
         tenants: vec![],
     }
 }

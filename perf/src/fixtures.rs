@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use sbc_dataplane::engine::MediaSettings;
-use sbc_dataplane::routing::{Carrier, Gateway, Resolved, RouteSnapshot};
+use sbc_dataplane::routing::{Carrier, Gateway, RouteSnapshot};
 use sbc_dataplane::stats::EngineStats;
 use sbc_dataplane::{BySide, EngineConfig, SipEngine};
 
@@ -62,23 +62,11 @@ pub fn snapshot() -> RouteSnapshot {
             name: "c".into(),
             group: 1,
         }],
-        gateways: vec![Gateway {
-            id: 1,
-            destination: "sip:203.0.113.10:5060".into(),
-            targets: vec![Resolved::at(SocketAddrV4::new(
-                Ipv4Addr::new(203, 0, 113, 10),
-                5060,
-            ))],
-            group: 1,
-            priority: 1,
-            weight: 1,
-            description: String::new(),
-            profile: Default::default(),
-            auth: None,
-            headers: Default::default(),
-            transport: Default::default(),
-            media_encryption: Default::default(),
-        }],
+        gateways: vec![Gateway::at(
+            1,
+            SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5060),
+            1,
+        )],
         tenants: vec![],
     }
 }

@@ -40,21 +40,12 @@ pub(super) fn snapshot() -> RouteSnapshot {
             group: 1,
         }],
         gateways: vec![Gateway {
-            id: 1,
-            destination: "sip:203.0.113.10:5060".into(),
-            targets: vec![Resolved::at(SocketAddrV4::new(
-                Ipv4Addr::new(203, 0, 113, 10),
-                5060,
-            ))],
-            group: 1,
-            priority: 1,
-            weight: 1,
             description: "gw1".into(),
-            profile: Default::default(),
-            auth: None,
-            headers: Default::default(),
-            transport: Default::default(),
-            media_encryption: Default::default(),
+            ..Gateway::at(
+                1,
+                SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5060),
+                1,
+            )
         }],
         tenants: vec![],
     }
