@@ -48,8 +48,8 @@ fn a_flood_gets_new_calls_503_while_calls_up_go_on() {
                     );
                     let _ = s.send_to(msg.as_bytes(), ("127.0.0.1", port));
                     n += 1;
-                    // Bursts: faster than the engine, slower than the
-                    // receive thread, so the kernel's buffer keeps room.
+                    // Bursts: faster than the engine handles them, slower
+                    // than its socket reads, so the kernel's buffer keeps room.
                     if n.is_multiple_of(BURST) {
                         std::thread::sleep(Duration::from_millis(1));
                     }

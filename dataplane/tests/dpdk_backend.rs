@@ -181,6 +181,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
         sip_core: None,
         ring_size: 256,
     };
+    let started = Instant::now();
     let backend = start(settings, Arc::new(RouteSnapshot::default())).unwrap();
     let io = backend.io();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -188,6 +189,14 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
         std::thread::sleep(Duration::from_millis(20));
     }
     backend.stop();
+    // The poll lcore's busy time: some, and less than it ran.
+    let ran_us = started.elapsed().as_micros() as u64;
+    assert!(io.busy_polls.get() >= 1);
+    assert!(
+        io.busy_us.get() > 0 && io.busy_us.get() < ran_us,
+        "busy_us {} of {ran_us} us",
+        io.busy_us.get()
+    );
 
     let sent = frames_of(&std::fs::read(&priv_tx).unwrap());
     let carrier = "10.0.1.10".parse().unwrap();

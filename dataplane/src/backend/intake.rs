@@ -1,5 +1,6 @@
-//! The engine's intake: what the packet threads (socket RX, the DPDK poll
-//! loop) and the stream layer hand the SIP engine thread, in two lanes and
+//! The engine's intake: what the socket backend's engine thread reads from
+//! its SIP sockets, the DPDK poll loop and the stream layer hand the SIP
+//! engine, in two lanes and
 //! with a share per source, so that neither a flood nor a slow engine
 //! starves the calls already up (issue 15's overload control).
 //!

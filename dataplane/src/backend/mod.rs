@@ -86,8 +86,9 @@ impl std::fmt::Debug for Waker {
 }
 
 /// What a backend's threads share: rings, counters, the quit flag. The
-/// packet threads (socket RX and relay, or the DPDK poll loop) and the SIP
-/// engine thread meet only here; a full ring is a counted drop.
+/// packet threads (the socket relay, or the DPDK poll loop), the stream
+/// layer and the SIP engine thread meet only here; a full ring is a counted
+/// drop.
 #[derive(Debug)]
 pub struct Shared {
     pub(crate) quit: AtomicBool,
