@@ -50,8 +50,12 @@ class Lab:
         self.backend = backend or default_backend()
 
     def __enter__(self):
+        global _cleanup_done
         if os.geteuid() != 0:
             raise SystemExit("the lab needs root (ip netns)")
+        # A process may bring the lab up more than once (perf/compare does, per system and
+        # measurement): each exit tears down what its own enter brought up.
+        _cleanup_done = False
         atexit.register(cleanup)
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGHUP, _on_signal)
