@@ -136,6 +136,26 @@ proptest! {
         let _ = sbc_dataplane::media::rtcp::report(&frame);
     }
 
+    /// Readdressing in place (both checksums updated incrementally, RFC 1624)
+    /// gives the frame a fresh build with the new addresses would: same bytes,
+    /// checksums right, whatever the addresses, ports, payload and IP id.
+    #[test]
+    fn readdress_equals_a_fresh_build(
+        a in any::<[u32; 4]>(), p in any::<[u16; 4]>(), id in any::<u16>(),
+        payload in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let sa = |ip: u32, port: u16| SocketAddrV4::new(Ipv4Addr::from(ip), port);
+        let (from, to) = ((sa(a[0], p[0]), sa(a[1], p[1])), (sa(a[2], p[2]), sa(a[3], p[3])));
+        let mut frame = vec![0u8; 1600];
+        let n = net::build_udp(&mut frame, [1; 6], [2; 6], from.0, from.1, &payload, id).unwrap();
+        frame.truncate(n);
+        prop_assert!(net::readdress(&mut frame, [3; 6], [4; 6], to.0, to.1));
+        let mut fresh = vec![0u8; 1600];
+        let m = net::build_udp(&mut fresh, [3; 6], [4; 6], to.0, to.1, &payload, id).unwrap();
+        prop_assert_eq!(&frame[..], &fresh[..m]);
+        prop_assert!(net::udp_checksum_ok(&frame));
+    }
+
     #[test]
     fn sdp_rewrite_reads_back(ports in prop::collection::vec(1u16..60000, 1..4), hold in any::<bool>()) {
         let mut sdp = String::from("v=0\r\no=- 1 1 IN IP4 10.0.1.10\r\ns=-\r\nc=IN IP4 10.0.1.10\r\nt=0 0\r\n");

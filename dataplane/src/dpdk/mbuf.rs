@@ -71,18 +71,24 @@ pub struct Mbuf {
 // (lcores) is how DPDK passes packets over rings.
 unsafe impl Send for Mbuf {}
 
+/// Where the packet of a valid single-segment mbuf starts and its length.
+fn span(raw: NonNull<sys::rte_mbuf>) -> (*mut u8, usize) {
+    // SAFETY: callers pass an mbuf they own (an `Mbuf`, or one a `Burst`
+    // holds); buf_addr + data_off is its first data byte, followed by
+    // data_len initialised bytes.
+    unsafe {
+        let m = raw.as_ptr();
+        let start = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off));
+        (start, usize::from((*m).data_len))
+    }
+}
+
 impl Mbuf {
     /// Where the packet starts and its length: `rte_pktmbuf_mtod` and
     /// `rte_pktmbuf_data_len` read in Rust (inlined; the shim's versions
     /// cost a call each, several times per packet).
     fn span(&self) -> (*mut u8, usize) {
-        // SAFETY: we own a valid single-segment mbuf; buf_addr + data_off is
-        // its first data byte, followed by data_len initialised bytes.
-        unsafe {
-            let m = self.raw.as_ptr();
-            let start = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off));
-            (start, usize::from((*m).data_len))
-        }
+        span(self.raw)
     }
 
     /// The packet bytes.
@@ -202,6 +208,22 @@ impl Burst {
             .iter()
             .take(n)
             .filter_map(|p| NonNull::new(*p).map(|raw| Mbuf { raw }))
+    }
+
+    /// The packet bytes of each mbuf held, in order, left in the burst (a
+    /// poll loop's first look at a burst, e.g. to prefetch what each packet
+    /// will need before handling any).
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.ptrs
+            .iter()
+            .take(self.len)
+            .filter_map(|p| NonNull::new(*p))
+            .map(|raw| {
+                let (p, n) = span(raw);
+                // SAFETY: the burst owns this mbuf while `self` is borrowed;
+                // `span` gives its n initialised bytes.
+                unsafe { std::slice::from_raw_parts(p.cast_const(), n) }
+            })
     }
 
     /// Drops the first `sent` pointers (now owned by the driver) and moves

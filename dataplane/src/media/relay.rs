@@ -5,7 +5,10 @@
 //! side's media addresses (its "lane"; one address per side gives one lane
 //! and 25k RTP streams in a 50k port range, more lanes carry more). The table
 //! is a flat array per (side, lane) indexed by local port - port_min, so a
-//! packet finds its stream in O(1) with no hashing, no allocation and no lock. An end learns
+//! packet finds its stream in O(1) with no hashing, no allocation and no lock. The index entry
+//! names the stream and the end; the stream is kept as a 64-byte slot (both ends' addressing)
+//! and a 64-byte line of statistics per end, so a packet touches two lines besides the index,
+//! which a poll loop can prefetch a burst ahead ([`RelayTable::prefetch_index`]). An end learns
 //! its peer by symmetric latching: the first packet from the address the SDP
 //! gave is accepted and latched, then only that exact source is accepted
 //! (RTP bleed and injection protection); everything else is dropped and
@@ -101,6 +104,58 @@ impl End {
             telephone_event: None,
         }
     }
+}
+
+/// A relayed flow: RTP or RTCP of one media line, with its two ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stream {
+    /// The two ends, one on each side: a packet accepted at one leaves from the other. The engine
+    /// puts the caller's end first, which [`RelayTable::idle`] reports.
+    pub ends: [End; 2],
+    /// Whether this is the RTCP flow (RTP port + 1): it keeps no RTP statistics and never times
+    /// out.
+    pub rtcp: bool,
+    /// Engine time (ms) of the last relayed packet, for the media timeout.
+    pub last_active: Ms,
+}
+
+/// An end as the packet path keeps it: [`End`] without its statistics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Route {
+    sdp: Option<SocketAddrV4>,
+    latched: Option<SocketAddrV4>,
+    port: u16,
+    side: Side,
+    lane: u8,
+    receives: bool,
+    telephone_event: Option<u8>,
+}
+
+impl Route {
+    fn of(e: &End) -> Route {
+        Route {
+            sdp: e.sdp,
+            latched: e.latched,
+            port: e.port,
+            side: e.side,
+            lane: e.lane,
+            receives: e.receives,
+            telephone_event: e.telephone_event,
+        }
+    }
+
+    fn end(&self, rx: RtpStats) -> End {
+        End {
+            side: self.side,
+            lane: self.lane,
+            port: self.port,
+            sdp: self.sdp,
+            latched: self.latched,
+            rx,
+            receives: self.receives,
+            telephone_event: self.telephone_event,
+        }
+    }
 
     /// A telephone event from the peer: a packet whose payload type is the
     /// event type of this end's SDP or of the receiver's (`to`, the other
@@ -110,7 +165,7 @@ impl End {
     /// left it off (RFC 4733 section 2.5.1.3; receivers such as LiveKit lose
     /// digits without it); every packet of it leaves with the receiver's
     /// payload type when the two sides negotiated different numbers.
-    fn take_event(&mut self, pkt: &mut [u8], receiver: &End) {
+    fn take_event(&self, rx: &mut RtpStats, pkt: &mut [u8], receiver: &Route) {
         let (Some(pt), Some(&mpt)) = (self.telephone_event, pkt.get(1)) else {
             return;
         };
@@ -125,9 +180,9 @@ impl End {
         };
         let ts = u32::from_be_bytes([t0, t1, t2, t3]);
         let mut out = mpt;
-        if self.rx.dtmf_events == 0 || self.rx.last_event != ts {
-            self.rx.last_event = ts;
-            self.rx.dtmf_events = self.rx.dtmf_events.saturating_add(1);
+        if rx.dtmf_events == 0 || rx.last_event != ts {
+            rx.last_event = ts;
+            rx.dtmf_events = rx.dtmf_events.saturating_add(1);
             out |= 0x80;
         }
         if let Some(to) = to {
@@ -168,27 +223,36 @@ impl End {
     }
 }
 
-/// A relayed flow: RTP or RTCP of one media line, with its two ends.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stream {
-    /// The two ends, one on each side: a packet accepted at one leaves from the other. The engine
-    /// puts the caller's end first, which [`RelayTable::idle`] reports.
-    pub ends: [End; 2],
-    /// Whether this is the RTCP flow (RTP port + 1): it keeps no RTP statistics and never times
-    /// out.
-    pub rtcp: bool,
-    /// Engine time (ms) of the last relayed packet, for the media timeout.
-    pub last_active: Ms,
+/// A stream as the packet path keeps it: both ends' addressing and latch,
+/// the RTCP flag and the clock in one 64-byte cache line. The statistics
+/// live apart ([`EndStats`]), so a packet touches two lines, this one and
+/// its arriving end's statistics, both known from the index entry and
+/// prefetched a burst ahead ([`RelayTable::prefetch_stream`]).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Slot {
+    ends: [Route; 2],
+    rtcp: bool,
+    last_active: Ms,
 }
+
+/// One end's statistics on a cache line of its own.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct EndStats(RtpStats);
 
 /// Streams indexed by (side, lane, local port).
 #[derive(Debug)]
 pub struct RelayTable {
     port_min: u16,
     lanes: u8,
-    /// Per (side, lane): slot per port, holding the stream index.
+    /// Per (side, lane): an entry per port, `id << 1 | end` (the stream and
+    /// which of its two ends owns the port), or `NONE`.
     index: Vec<Vec<u32>>,
-    streams: Vec<Option<Stream>>,
+    /// The packet path's part of each stream, by id.
+    slots: Vec<Option<Slot>>,
+    /// Each stream's two ends' statistics, by id.
+    stats: Vec<[EndStats; 2]>,
     free: Vec<u32>,
     /// Packets dropped, indexed by `DropReason as usize`.
     pub drops: [u64; DROP_REASONS],
@@ -247,7 +311,8 @@ impl RelayTable {
             port_min,
             lanes,
             index: (0..2 * usize::from(lanes)).map(|_| vec![NONE; n]).collect(),
-            streams: Vec::new(),
+            slots: Vec::new(),
+            stats: Vec::new(),
             free: Vec::new(),
             drops: [0; DROP_REASONS],
             relayed: 0,
@@ -283,21 +348,35 @@ impl RelayTable {
         {
             return None;
         }
+        let slot = Slot {
+            ends: stream.ends.map(|e| Route::of(&e)),
+            rtcp: stream.rtcp,
+            last_active: stream.last_active,
+        };
+        let stats = stream.ends.map(|e| EndStats(e.rx));
         let id = match self.free.pop() {
             Some(id) => {
-                if let Some(slot) = self.streams.get_mut(id as usize) {
-                    *slot = Some(stream);
+                if let Some(s) = self.slots.get_mut(id as usize) {
+                    *s = Some(slot);
+                }
+                if let Some(s) = self.stats.get_mut(id as usize) {
+                    *s = stats;
                 }
                 id
             }
             None => {
-                self.streams.push(Some(stream));
-                u32::try_from(self.streams.len() - 1).ok()?
+                // Ids leave a bit for the end in index entries.
+                let id = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&id| id < NONE >> 1)?;
+                self.slots.push(Some(slot));
+                self.stats.push(stats);
+                id
             }
         };
-        for (side, s) in slots {
+        for (end, (side, s)) in slots.into_iter().enumerate() {
             if let Some(x) = self.index.get_mut(side).and_then(|v| v.get_mut(s)) {
-                *x = id;
+                *x = id << 1 | end as u32;
             }
         }
         Some(id)
@@ -305,7 +384,14 @@ impl RelayTable {
 
     /// Removes a stream and frees its ports in the table.
     pub fn remove(&mut self, id: u32) -> Option<Stream> {
-        let stream = self.streams.get_mut(id as usize)?.take()?;
+        let slot = self.slots.get_mut(id as usize)?.take()?;
+        let [a, b] = self.stats.get(id as usize).copied().unwrap_or_default();
+        let [ra, rb] = &slot.ends;
+        let stream = Stream {
+            ends: [ra.end(a.0), rb.end(b.0)],
+            rtcp: slot.rtcp,
+            last_active: slot.last_active,
+        };
         if let Some(c) = self.crypto.get_mut(id as usize) {
             *c = Default::default();
         }
@@ -326,10 +412,58 @@ impl RelayTable {
         self.id_on(side, 0, port)
     }
 
-    fn id_on(&self, side: Side, lane: u8, port: u16) -> Option<u32> {
+    /// Bytes each installed stream takes in the table: its slot and its two
+    /// ends' statistics, one 64-byte cache line each (the per-port index,
+    /// 4 bytes a port per side and lane, comes on top).
+    pub const STREAM_BYTES: usize =
+        std::mem::size_of::<Option<Slot>>() + std::mem::size_of::<[EndStats; 2]>();
+
+    /// Whether the streams outgrow what a core's caches keep (256 KiB of
+    /// slots and statistics): only then does prefetching a burst ahead pay
+    /// for the extra pass over it.
+    pub fn outgrows_cache(&self) -> bool {
+        self.len() * Self::STREAM_BYTES > 256 << 10
+    }
+
+    /// Prefetching for a burst, first step: hands `hint` the address of the
+    /// index entry of our `port` of `lane` on `side` (nothing outside the
+    /// table). A poll loop calls it for every packet of a burst, then
+    /// [`RelayTable::prefetch_stream`] for every packet, then judges them, so
+    /// the burst's cache misses overlap.
+    pub fn prefetch_index(&self, side: Side, lane: u8, port: u16, hint: impl Fn(*const u8)) {
+        if let Some(e) = self
+            .slot(side, lane, port)
+            .and_then(|(array, slot)| self.index.get(array)?.get(slot))
+        {
+            hint((e as *const u32).cast());
+        }
+    }
+
+    /// Prefetching for a burst, second step: hands `hint` the addresses of
+    /// the two cache lines a packet arriving on our `port` of `lane` on
+    /// `side` will touch, its stream's slot and its end's statistics (nothing
+    /// when no stream owns the port).
+    pub fn prefetch_stream(&self, side: Side, lane: u8, port: u16, hint: impl Fn(*const u8)) {
+        let Some((id, end)) = self.owner(side, lane, port) else {
+            return;
+        };
+        if let Some(s) = self.slots.get(id) {
+            hint((s as *const Option<Slot>).cast());
+        }
+        if let Some(s) = self.stats.get(id).and_then(|s| s.get(end)) {
+            hint((s as *const EndStats).cast());
+        }
+    }
+
+    /// (stream id, which of its ends) owning our `port` of `lane` on `side`.
+    fn owner(&self, side: Side, lane: u8, port: u16) -> Option<(usize, usize)> {
         let (array, slot) = self.slot(side, lane, port)?;
-        let id = *self.index.get(array)?.get(slot)?;
-        (id != NONE).then_some(id)
+        let entry = *self.index.get(array)?.get(slot)?;
+        (entry != NONE).then_some(((entry >> 1) as usize, (entry & 1) as usize))
+    }
+
+    fn id_on(&self, side: Side, lane: u8, port: u16) -> Option<u32> {
+        self.owner(side, lane, port).map(|(id, _)| id as u32)
     }
 
     /// Applies a control message from the engine. `removed` sees every
@@ -368,7 +502,7 @@ impl RelayTable {
             } => {
                 let stream = self
                     .id_at(side, port)
-                    .and_then(|id| self.streams.get_mut(id as usize));
+                    .and_then(|id| self.slots.get_mut(id as usize));
                 if let Some(Some(s)) = stream {
                     for e in s.ends.iter_mut().filter(|e| e.side == side) {
                         e.receives = receives;
@@ -416,14 +550,22 @@ impl RelayTable {
         }
     }
 
-    /// The installed stream with this id; `None` when the id is free or was never handed out.
-    pub fn get(&self, id: u32) -> Option<&Stream> {
-        self.streams.get(id as usize)?.as_ref()
+    /// The installed stream with this id, statistics included (a copy); `None` when the id is free
+    /// or was never handed out.
+    pub fn get(&self, id: u32) -> Option<Stream> {
+        let slot = self.slots.get(id as usize)?.as_ref()?;
+        let [a, b] = self.stats.get(id as usize)?;
+        let [ra, rb] = &slot.ends;
+        Some(Stream {
+            ends: [ra.end(a.0), rb.end(b.0)],
+            rtcp: slot.rtcp,
+            last_active: slot.last_active,
+        })
     }
 
     /// A new SDP address for one end (re-INVITE/UPDATE): the latch restarts.
     pub fn update_peer(&mut self, id: u32, side: Side, sdp: Option<SocketAddrV4>) {
-        if let Some(Some(s)) = self.streams.get_mut(id as usize) {
+        if let Some(Some(s)) = self.slots.get_mut(id as usize) {
             for e in s.ends.iter_mut().filter(|e| e.side == side) {
                 if e.sdp != sdp {
                     e.sdp = sdp;
@@ -437,8 +579,8 @@ impl RelayTable {
     /// the peer of the end there (latched, else its SDP address); `None`
     /// when there is no stream or nowhere to send.
     pub fn sends_to(&self, side: Side, port: u16) -> Option<(u8, SocketAddrV4)> {
-        let s = self.get(self.id_at(side, port)?)?;
-        let end = s.ends.iter().find(|e| e.side == side && e.port == port)?;
+        let (id, end) = self.owner(side, 0, port)?;
+        let end = self.slots.get(id)?.as_ref()?.ends.get(end)?;
         Some((end.lane, end.destination()?))
     }
 
@@ -446,20 +588,20 @@ impl RelayTable {
     /// (the caller's, as the engine installs them): for the live calls
     /// list, built only when asked.
     pub fn figures(&self) -> Vec<crate::call::LiveMedia> {
-        self.streams
+        self.slots
             .iter()
-            .flatten()
-            .filter(|s| !s.rtcp)
-            .map(|s| {
-                let [a, b] = &s.ends;
-                crate::call::LiveMedia {
-                    side: a.side,
-                    port: a.port,
+            .zip(&self.stats)
+            .filter_map(|(s, [a, b])| {
+                let s = s.as_ref().filter(|s| !s.rtcp)?;
+                let [first, _] = &s.ends;
+                Some(crate::call::LiveMedia {
+                    side: first.side,
+                    port: first.port,
                     line: MediaLine {
-                        from_caller: a.rx.summary(),
-                        from_callee: b.rx.summary(),
+                        from_caller: a.0.summary(),
+                        from_callee: b.0.summary(),
                     },
-                }
+                })
             })
             .collect()
     }
@@ -479,14 +621,14 @@ impl RelayTable {
 
     /// Installed streams (RTP and RTCP each count one).
     pub fn len(&self) -> usize {
-        self.streams.len() - self.free.len()
+        self.slots.len() - self.free.len()
     }
 
     /// Calls `f` with the first end of every RTP stream that relayed nothing
     /// for `timeout` ms, and restarts its clock (so it is reported again one
     /// timeout later if it stays silent).
     pub fn idle(&mut self, now: Ms, timeout: Ms, mut f: impl FnMut(Side, u16)) {
-        for s in self.streams.iter_mut().flatten() {
+        for s in self.slots.iter_mut().flatten() {
             if !s.rtcp && now.saturating_sub(s.last_active) >= timeout {
                 s.last_active = now;
                 let [first, _] = &s.ends;
@@ -572,7 +714,7 @@ impl RelayTable {
         let Some(id) = self.id_on(at.0, at.1, at.2) else {
             return Ok(len);
         };
-        let rtcp_stream = self.get(id).is_some_and(|s| s.rtcp);
+        let rtcp_stream = matches!(self.slots.get(id as usize), Some(Some(s)) if s.rtcp);
         let Some(Some(c)) = self.crypto.get_mut(id as usize) else {
             return Ok(len);
         };
@@ -697,24 +839,23 @@ impl RelayTable {
         pkt: &mut [u8],
         now_ms: Ms,
     ) -> Verdict {
-        let id = self.id_on(side, lane, port).unwrap_or(NONE);
-        let Some(Some(stream)) = self.streams.get_mut(id as usize) else {
+        let Some((id, this)) = self.owner(side, lane, port) else {
             return Verdict::Drop(DropReason::UnknownPort);
         };
-        let this = stream
-            .ends
-            .iter()
-            .position(|e| e.side == side && e.lane == lane && e.port == port)
-            .unwrap_or(0);
+        let Some(Some(stream)) = self.slots.get_mut(id) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
         let [a, b] = &mut stream.ends;
         let (end, out) = if this == 0 { (a, &*b) } else { (b, &*a) };
         if !end.accepts(src) {
             return Verdict::Drop(DropReason::WrongSource);
         }
         if !stream.rtcp {
-            // 8 kHz clock: audio's usual rate; jitter is indicative for others.
-            end.rx.update(pkt, (now_ms * 8) as i64);
-            end.take_event(pkt, out);
+            if let Some(EndStats(rx)) = self.stats.get_mut(id).and_then(|s| s.get_mut(this)) {
+                // 8 kHz clock: audio's usual rate; jitter is indicative for others.
+                rx.update(pkt, (now_ms * 8) as i64);
+                end.take_event(rx, pkt, out);
+            }
         }
         stream.last_active = now_ms;
         match out.destination() {

@@ -43,7 +43,8 @@ pub use ipv4::Ipv4Packet;
 pub use pcap::pcap_file;
 pub use reassembly::{Datagram, Reassembler};
 pub use udp::{
-    build_udp, payload_resized, payload_word_changed, readdress, udp_checksum_ok, UdpPacket,
+    build_udp, payload_resized, payload_word_changed, peek_udp_dst, readdress, udp_checksum_ok,
+    UdpPacket,
 };
 
 /// Length of the Ethernet header.

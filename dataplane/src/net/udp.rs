@@ -187,14 +187,40 @@ pub fn udp_checksum_ok(frame: &[u8]) -> bool {
     check().unwrap_or(false)
 }
 
+/// The destination of what looks like an Ethernet/IPv4/UDP frame, read at
+/// fixed offsets with nothing checked but the lengths, the ethertype and the
+/// protocol: a hint for prefetching before [`super::classify`] judges the
+/// frame, never a verdict.
+pub fn peek_udp_dst(frame: &[u8]) -> Option<SocketAddrV4> {
+    const IP: usize = ethernet::HEADER_LEN;
+    if frame.get(ethernet::field::ETHERTYPE)? != ETHERTYPE_IPV4.to_be_bytes()
+        || *frame.get(IP + ipv4::field::PROTOCOL)? != PROTO_UDP
+    {
+        return None;
+    }
+    let ihl = usize::from(frame.get(IP + ipv4::field::VER_IHL)? & 0x0f) * 4;
+    let ip = frame.get(IP + ipv4::field::DST.start..IP + ipv4::field::DST.end)?;
+    let port = frame.get(IP + ihl + field::DST_PORT.start..IP + ihl + field::DST_PORT.end)?;
+    Some(SocketAddrV4::new(
+        Ipv4Addr::new(*ip.first()?, *ip.get(1)?, *ip.get(2)?, *ip.get(3)?),
+        u16::from_be_bytes([*port.first()?, *port.get(1)?]),
+    ))
+}
+
 /// Readdresses a UDP frame (as [`super::classify`] accepted it) in place:
-/// from `src_mac`/`src` to `dst_mac`/`dst`, TTL 64. The IPv4 checksum is
-/// recomputed, the UDP checksum updated from the changed words (RFC 1624)
-/// so the payload is never read; a zero UDP checksum (none) stays zero.
-/// `false` (the frame untouched) when it is shorter than its headers.
+/// from `src_mac`/`src` to `dst_mac`/`dst`, TTL 64. Both checksums are
+/// updated from the changed words (RFC 1624 eqn. 3): the IPv4 one from the
+/// addresses and the TTL word ([`super::classify`] verified it, so the result
+/// is exact), the UDP one from the addresses and ports, so neither the
+/// payload nor the rest of the header is read; a zero UDP checksum (none)
+/// stays zero. `false` (the frame untouched) when it is shorter than its
+/// headers.
 ///
 /// This is the relay's per-packet work, so it reads the header fields by
-/// their offsets after one length check rather than through the views.
+/// their offsets after one length check rather than through the views, and
+/// sums the changed words from registers: reading back the header just
+/// written (a full checksum) stalled on store forwarding, a fifth of the
+/// relay's time per packet (`perf annotate`, `perf/dpdk_relay.py`).
 // Indexing below stays within `f`, whose length (Ethernet, the IPv4 header
 // with its options, the UDP header) is checked once at the top.
 #[allow(clippy::indexing_slicing)]
@@ -219,28 +245,41 @@ pub fn readdress(
     };
     f[ethernet::field::DST].copy_from_slice(&dst_mac);
     f[ethernet::field::SRC].copy_from_slice(&src_mac);
-    // The words the UDP checksum covers that change: addresses, then ports.
+    // The words the checksums cover that change: addresses (both), ports
+    // (UDP), the TTL/protocol word (IPv4).
     let addrs = IP + ipv4::field::SRC.start..IP + ipv4::field::DST.end;
     let ports = u + field::SRC_PORT.start..u + field::DST_PORT.end;
-    let mut old = [0u8; 12];
-    old[..8].copy_from_slice(&f[addrs.clone()]);
-    old[8..].copy_from_slice(&f[ports.clone()]);
-    let mut new = [0u8; 12];
-    new[..4].copy_from_slice(&src.ip().octets());
-    new[4..8].copy_from_slice(&dst.ip().octets());
-    new[8..10].copy_from_slice(&src.port().to_be_bytes());
-    new[10..].copy_from_slice(&dst.port().to_be_bytes());
-    f[addrs].copy_from_slice(&new[..8]);
-    f[ports].copy_from_slice(&new[8..]);
-    f[IP + ipv4::field::TTL] = ipv4::TTL;
+    let ttl = IP + ipv4::field::TTL;
+    let be16 = |b: &[u8], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
+    // RFC 1624: the sum of ~old + new over the changed 16-bit words.
+    let delta = |old: u32, new: u32| u32::from(!(old as u16)) + new;
+    let (src_ip, dst_ip) = (u32::from(*src.ip()), u32::from(*dst.ip()));
+    let mut addr_delta = 0;
+    for (i, new) in [src_ip >> 16, src_ip & 0xffff, dst_ip >> 16, dst_ip & 0xffff]
+        .into_iter()
+        .enumerate()
+    {
+        addr_delta += delta(be16(f, addrs.start + 2 * i), new);
+    }
+    let port_delta = delta(be16(f, ports.start), u32::from(src.port()))
+        + delta(be16(f, ports.start + 2), u32::from(dst.port()));
+    let ttl_delta = delta(
+        be16(f, ttl),
+        (u32::from(ipv4::TTL) << 8) | u32::from(f[ttl + 1]),
+    );
+    f[addrs.start..addrs.start + 4].copy_from_slice(&src.ip().octets());
+    f[addrs.start + 4..addrs.end].copy_from_slice(&dst.ip().octets());
+    f[ports.start..ports.start + 2].copy_from_slice(&src.port().to_be_bytes());
+    f[ports.start + 2..ports.end].copy_from_slice(&dst.port().to_be_bytes());
+    f[ttl] = ipv4::TTL;
     let c = IP + ipv4::field::CHECKSUM.start..IP + ipv4::field::CHECKSUM.end;
-    f[c.clone()].fill(0);
-    let sum = checksum::data(&f[IP..u]);
+    let old_c = be16(f, c.start) as u16;
+    let sum = !checksum::fold(u32::from(!old_c) + addr_delta + ttl_delta);
     f[c].copy_from_slice(&sum.to_be_bytes());
     let c = u + field::CHECKSUM.start..u + field::CHECKSUM.end;
-    let old_c = u16::from_be_bytes([f[c.start], f[c.start + 1]]);
+    let old_c = be16(f, c.start) as u16;
     if old_c != 0 {
-        let sum = match checksum::update(old_c, &old, &new) {
+        let sum = match !checksum::fold(u32::from(!old_c) + addr_delta + port_delta) {
             0 => 0xffff,
             x => x,
         };

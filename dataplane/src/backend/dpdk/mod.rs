@@ -295,6 +295,7 @@ impl Poller {
                 }
                 busy = true;
                 io.rx_packets.add(n as u64);
+                self.prefetch_streams(side, &rx);
                 for m in rx.drain() {
                     sip_in |= self.handle(side, m, now, &io);
                 }
@@ -356,6 +357,35 @@ impl Poller {
         io.polls.set(polls);
         io.busy_polls.set(busy_polls);
         io.busy_us.set(busy_ns / 1_000);
+    }
+
+    /// Prefetches, for a burst received on `side`, the relay table's index
+    /// entry and then the stream of every packet that looks like relayed
+    /// UDP, so the burst's cache misses overlap instead of each stalling its
+    /// packet's verdict: with 100k sessions in random order, 225 ns a packet
+    /// where it was 348 (`perf/dpdk_relay.py`). Skipped while the table fits
+    /// the caches. A hint only: [`Poller::handle`] judges every frame in full.
+    fn prefetch_streams(&self, side: Side, rx: &Burst) {
+        if rx.len() < 2 || !self.table.outgrows_cache() {
+            return;
+        }
+        let s = &self.sides[side];
+        let mut keys = [(0u8, 0u16); BURST];
+        let mut n = 0;
+        for frame in rx.frames() {
+            let (Some(dst), Some(key)) = (net::peek_udp_dst(frame), keys.get_mut(n)) else {
+                continue;
+            };
+            let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
+            self.table
+                .prefetch_index(side, lane, dst.port(), crate::dpdk::prefetch);
+            *key = (lane, dst.port());
+            n += 1;
+        }
+        for &(lane, port) in keys.iter().take(n) {
+            self.table
+                .prefetch_stream(side, lane, port, crate::dpdk::prefetch);
+        }
     }
 
     /// One received frame; `true` when it was SIP handed to the engine.

@@ -290,7 +290,7 @@ fn install_over_a_stale_stream_replaces_it() {
 fn removal_frees_the_ports_and_pairs_are_even() {
     let (mut t, id) = table();
     assert!(
-        t.install(t.get(id).copied().unwrap()).is_none(),
+        t.install(t.get(id).unwrap()).is_none(),
         "ports taken"
     );
     t.remove(id).unwrap();
@@ -699,4 +699,34 @@ fn srtp_asked_of_a_relay_without_it_drops_rather_than_send_in_clear() {
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::Srtp));
+}
+
+#[test]
+fn a_packet_touches_two_cache_lines_known_from_the_index() {
+    // The slot (both ends' addressing) and one end's statistics: one line each.
+    assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
+    assert_eq!(std::mem::align_of::<Slot>(), 64);
+    assert_eq!(std::mem::size_of::<EndStats>(), 64);
+    assert_eq!(RelayTable::STREAM_BYTES, 192);
+    let (mut t, id) = table();
+    let hints = |t: &RelayTable, side, port| {
+        let seen = std::cell::RefCell::new(Vec::new());
+        t.prefetch_index(side, 0, port, |p| seen.borrow_mut().push(p as usize));
+        t.prefetch_stream(side, 0, port, |p| seen.borrow_mut().push(p as usize));
+        seen.into_inner()
+    };
+    // Index entry, slot, the arriving end's statistics; each end its own line.
+    let from_carrier = hints(&t, Side::Private, 10000);
+    let from_gateway = hints(&t, Side::Public, 20000);
+    assert_eq!((from_carrier.len(), from_gateway.len()), (3, 3));
+    assert_eq!(from_carrier[1], from_gateway[1], "one slot");
+    assert_eq!(from_gateway[2] - from_carrier[2], 64, "an end's line each");
+    // A port nobody owns: the index entry only; outside the range: nothing.
+    assert_eq!(hints(&t, Side::Private, 10002).len(), 1);
+    assert!(hints(&t, Side::Private, 9000).is_empty());
+    // Each end's packets land in that end's statistics.
+    t.verdict((Side::Public, 0, 20000), addr("203.0.113.10:30000"), &mut rtp(1, 160), 0);
+    let s = t.get(id).unwrap();
+    assert_eq!((s.ends[0].rx.packets, s.ends[1].rx.packets), (0, 1));
+    assert!(!t.outgrows_cache());
 }
