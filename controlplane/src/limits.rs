@@ -51,6 +51,16 @@ pub fn raise_nofile(media_sockets: u64) -> nix::Result<NofileLimit> {
     })
 }
 
+/// The media lines the socket backend's relay can hold with `soft` open
+/// files: four sockets a line (RTP and RTCP on each side), after the margin
+/// and the idle sockets it keeps bound
+/// ([`sbc_dataplane::backend::socket::KEEP_IDLE`]); at least an eighth of
+/// `soft` (a quarter of it in sockets), so a small limit still carries calls.
+pub fn socket_media_lines(soft: u64) -> u64 {
+    let sockets = soft.saturating_sub(MARGIN + sbc_dataplane::backend::socket::KEEP_IDLE);
+    (sockets / 4).max(soft / 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +77,13 @@ mod tests {
         // Never lowered.
         let again = raise_nofile(0).unwrap();
         assert_eq!(again.soft, got.soft);
+    }
+
+    #[test]
+    fn the_socket_relay_holds_four_sockets_a_line_after_the_margins() {
+        // The sandbox's hard limit; a login shell's; a systemd unit's LimitNOFILE=1048576.
+        assert_eq!(socket_media_lines(20_000), (20_000 - 8_192) / 4);
+        assert_eq!(socket_media_lines(1_024), 128);
+        assert_eq!(socket_media_lines(1_048_576), (1_048_576 - 8_192) / 4);
     }
 }

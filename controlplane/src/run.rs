@@ -29,14 +29,26 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         BackendKind::Socket => 2 * u64::from(cfg.media.port_max.saturating_sub(cfg.media.port_min)),
         BackendKind::Dpdk => 0,
     };
-    match crate::limits::raise_nofile(media_sockets) {
+    let nofile = crate::limits::raise_nofile(media_sockets);
+    match &nofile {
         Ok(l) if l.enough() => tracing::debug!(soft = l.soft, "open file limit"),
         Ok(l) => tracing::warn!(
             soft = l.soft, hard = l.hard, wanted = l.wanted,
+            sessions = crate::limits::socket_media_lines(l.soft),
             "the open file limit (RLIMIT_NOFILE) is below what media.port_min..media.port_max may use: \
-             calls past it get no media sockets; raise the hard limit (LimitNOFILE=, ulimit -Hn) or narrow the range"
+             new calls past `sessions` media lines get 503 (media.max_sessions); raise the hard limit \
+             (LimitNOFILE=, ulimit -Hn) or narrow the range"
         ),
         Err(e) => tracing::warn!(error = %e, "the open file limit (RLIMIT_NOFILE) could not be read or raised"),
+    }
+    let mut engine = cfg.engine_config(seed());
+    // The socket relay's lines are bounded by its descriptors: past them a
+    // call is refused (503) rather than connected without media sockets.
+    if let (BackendKind::Socket, Ok(l), Some(m)) =
+        (cfg.dataplane.backend, &nofile, engine.media.as_mut())
+    {
+        let fds = u32::try_from(crate::limits::socket_media_lines(l.soft)).unwrap_or(u32::MAX);
+        m.max_sessions = Some(m.max_sessions.map_or(fds, |n| n.min(fds)));
     }
     let db = Arc::new(
         Provisioning::open(&cfg.database.url)
@@ -49,7 +61,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut first = db.snapshot().await.context("reading provisioning")?;
     dns.fill(&mut first).await;
     let first = Arc::new(first);
-    let engine = cfg.engine_config(seed());
     let backend = match cfg.dataplane.backend {
         BackendKind::Socket => socket::start(cfg.socket_config(engine), first.clone())
             .context("starting the socket backend")?,

@@ -211,6 +211,9 @@ pub struct EngineStats {
     /// New calls none of whose gateways was up: tried in order anyway (the
     /// disabled ones left out).
     pub calls_no_gateway_up: Counter,
+    /// New calls answered 503 because the media relay had no port pair left
+    /// on a side, or `[media] max_sessions` lines were anchored already.
+    pub calls_no_media_ports: Counter,
     /// Steps of calls for the log (routed, failed over, answered; 65,536
     /// deep).
     pub call_steps: ArrayQueue<CallStep>,
@@ -312,6 +315,7 @@ impl Default for EngineStats {
             probes_sent: Counter::default(),
             probe_answers: Counter::default(),
             calls_no_gateway_up: Counter::default(),
+            calls_no_media_ports: Counter::default(),
             active_wanted: std::sync::atomic::AtomicBool::new(false),
             active_calls: ArrayQueue::new(1),
             media_wanted: std::sync::atomic::AtomicBool::new(false),
@@ -484,7 +488,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 50] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 51] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -527,6 +531,7 @@ impl EngineStats {
             ("probes_sent", &self.probes_sent),
             ("probe_answers", &self.probe_answers),
             ("calls_no_gateway_up", &self.calls_no_gateway_up),
+            ("calls_no_media_ports", &self.calls_no_media_ports),
             ("call_events_dropped", &self.call_events_dropped),
             ("call_records_dropped", &self.call_records_dropped),
             ("call_steps_dropped", &self.call_steps_dropped),

@@ -146,6 +146,7 @@ fn poll_loop_answers_arp_ping_and_sip_and_drops_the_rest() {
         ports: BySide::new((10000, 20000), (10000, 20000)),
         timeout: 60_000,
         hold_timeout: None,
+        max_sessions: None,
     });
     let settings = DpdkConfig {
         eal_args: [

@@ -73,6 +73,7 @@ fn engine() -> SipEngine {
         ports: BySide::new((10000, 10100), (20000, 20100)),
         timeout: 60_000,
         hold_timeout: None,
+        max_sessions: None,
     });
     cfg.srtp = true;
     SipEngine::new(

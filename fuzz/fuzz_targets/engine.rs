@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         ports: BySide::new((10000, 10100), (20000, 20100)),
         timeout: 60_000,
         hold_timeout: None,
+        max_sessions: None,
     });
     cfg.srtp = true;
     let stats = STATS

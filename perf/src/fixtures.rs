@@ -79,6 +79,7 @@ pub fn media() -> MediaSettings {
         ports: BySide::new((10_000, 60_000), (10_000, 60_000)),
         timeout: 60_000,
         hold_timeout: None,
+        max_sessions: None,
     }
 }
 

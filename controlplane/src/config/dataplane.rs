@@ -94,6 +94,7 @@ impl Config {
             ports: BySide::new(private_ports, public_ports),
             timeout: self.media.timeout_s * 1000,
             hold_timeout: (self.media.hold_timeout_s > 0).then(|| self.media.hold_timeout_s * 1000),
+            max_sessions: self.media.max_sessions,
         }
     }
 
@@ -177,6 +178,23 @@ public  = "203.0.113.50:5080"
             .unwrap()
             .engine_config(1);
         assert_eq!((t1.t1, t1.t2), (100, 800));
+    }
+
+    #[test]
+    fn max_sessions_reaches_the_engine_and_zero_names_its_key() {
+        let c =
+            Config::parse(&format!("{MINIMAL}[media]\nmax_sessions = 500\n"), "t.toml").unwrap();
+        assert_eq!(c.media_settings().max_sessions, Some(500));
+        assert_eq!(
+            Config::parse(MINIMAL, "t.toml")
+                .unwrap()
+                .media_settings()
+                .max_sessions,
+            None
+        );
+        let e =
+            Config::parse(&format!("{MINIMAL}[media]\nmax_sessions = 0\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("media.max_sessions"), "{e}");
     }
 
     #[test]

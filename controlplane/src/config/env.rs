@@ -39,6 +39,11 @@ pub const VARIABLES: &[(&str, &str, Kind)] = &[
         "media.hold_timeout_s",
         Kind::Integer,
     ),
+    (
+        "SBC_MEDIA_MAX_SESSIONS",
+        "media.max_sessions",
+        Kind::Integer,
+    ),
     ("SBC_DATAPLANE_BACKEND", "dataplane.backend", Kind::Text),
     (
         "SBC_DATAPLANE_RING_SIZE",

@@ -609,6 +609,12 @@ pub struct MediaConfig {
     /// (seconds, default 3,600 as RTPEngine's silent timeout; 0: never).
     #[serde(default = "default_hold_timeout")]
     pub hold_timeout_s: u64,
+    /// The most media lines anchored at once (RTPEngine's `max-sessions`;
+    /// a call with one audio line is one): past it a new call gets 503
+    /// `media ports exhausted`. Default: what the port range holds; on the
+    /// socket backend also no more than the open file limit allows (four
+    /// sockets a line).
+    pub max_sessions: Option<u32>,
 }
 
 fn default_media_timeout() -> u64 {
@@ -635,6 +641,7 @@ impl Default for MediaConfig {
             port_max: default_port_max(),
             timeout_s: default_media_timeout(),
             hold_timeout_s: default_hold_timeout(),
+            max_sessions: None,
         }
     }
 }
@@ -857,6 +864,12 @@ impl Config {
         };
         if cfg.media.port_min >= cfg.media.port_max {
             return Err(invalid("media.port_min", "must be below media.port_max"));
+        }
+        if cfg.media.max_sessions == Some(0) {
+            return Err(invalid(
+                "media.max_sessions",
+                "must be at least 1 (leave it out for no limit)",
+            ));
         }
         if cfg.media.timeout_s == 0 {
             return Err(invalid("media.timeout_s", "must be at least 1"));

@@ -68,6 +68,12 @@ pub struct MediaSettings {
     /// (the liveness of a held call belongs to session timers). RTPEngine
     /// keeps held streams with a separate, longer timeout too.
     pub hold_timeout: Option<Ms>,
+    /// The most media lines anchored at once (a port pair held on each side
+    /// per line; RTPEngine's `max-sessions`). A new INVITE that would need
+    /// more, or that finds a side's port range without a pair left, is
+    /// answered 503 before it is routed: a call never connects without its
+    /// media. `None`: what the port ranges hold.
+    pub max_sessions: Option<u32>,
 }
 
 impl MediaSettings {

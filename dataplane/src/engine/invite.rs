@@ -121,6 +121,28 @@ impl SipEngine {
             });
             return;
         };
+        // Before the tenant's slot is taken: a call the relay cannot anchor
+        // is refused here rather than connected without its media.
+        if !self.media_room(side, msg) {
+            self.stats.calls_no_media_ports.inc();
+            self.stats.calls_rejected.inc();
+            self.emit(tenant_id.as_deref(), side, CallResult::Rejected);
+            let tag = self.next_u64();
+            out.push(Outgoing {
+                side,
+                dst: src,
+                transport,
+                data: local_response(
+                    msg,
+                    src,
+                    503,
+                    "Service Unavailable - media ports exhausted",
+                    tag,
+                    b"Retry-After: 1\r\n",
+                ),
+            });
+            return;
+        }
         if let Some(tid) = &tenant_id {
             if !self.admit(tid, now) {
                 self.stats.calls_limited.inc();

@@ -138,6 +138,20 @@ impl SipEngine {
         }
     }
 
+    /// Whether a new call arriving on `caller` finds a port pair on both
+    /// sides for each media line of its offer (one line when the INVITE
+    /// has no offer yet): always with the relay off.
+    pub(super) fn media_room(&self, caller: Side, msg: &SipMessage<'_>) -> bool {
+        let Some(ports) = self.ports.as_ref() else {
+            return true;
+        };
+        let lines = sdp_of(msg)
+            .and_then(|raw| SdpRepr::parse(raw).ok())
+            .map_or(1, |s| s.media.iter().filter(|m| m.port != 0).count())
+            .max(1);
+        ports[caller].available() >= lines && ports[caller.other()].available() >= lines
+    }
+
     /// Port pairs and relay streams for the media lines of `sdp` the
     /// dialog has none for yet (`[0, 0]` for a disabled line, port 0, or
     /// when the port ranges are exhausted).

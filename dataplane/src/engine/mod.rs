@@ -154,9 +154,10 @@ impl SipEngine {
         let mut rng = cfg.seed | 1;
         let salt = (rng::next(&mut rng) >> 32) as u32;
         stats.snapshot_version.set(snapshot.version);
-        let ports = cfg
-            .media
-            .map(|m| m.ports.map(|(min, max)| PortPairs::new(min, max)));
+        let ports = cfg.media.map(|m| {
+            m.ports
+                .map(|(min, max)| PortPairs::new(min, max).limited(m.max_sessions))
+        });
         let health = HealthTable::new(cfg.health.clone());
         let mut engine = SipEngine {
             cfg,

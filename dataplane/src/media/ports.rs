@@ -10,6 +10,10 @@ pub struct PortPairs {
     taken: Vec<bool>,
     min: u16,
     available: usize,
+    /// Pairs held now.
+    in_use: usize,
+    /// The most pairs [`PortPairs::take`] hands out at once.
+    limit: usize,
 }
 
 impl PortPairs {
@@ -22,11 +26,23 @@ impl PortPairs {
             available: free.len(),
             free,
             min,
+            in_use: 0,
+            limit: usize::MAX,
         }
+    }
+
+    /// At most `max` pairs held at once through [`PortPairs::take`]
+    /// (`[media] max_sessions`); `None`: the range's.
+    pub fn limited(mut self, max: Option<u32>) -> PortPairs {
+        self.limit = max.map_or(usize::MAX, |m| m as usize);
+        self
     }
 
     /// An even RTP port (RTCP is the next one).
     pub fn take(&mut self) -> Option<u16> {
+        if self.in_use >= self.limit {
+            return None;
+        }
         while let Some(p) = self.free.pop() {
             let Some(t) = self.taken.get_mut(usize::from(p - self.min)) else {
                 continue;
@@ -34,6 +50,7 @@ impl PortPairs {
             if !*t {
                 *t = true;
                 self.available -= 1;
+                self.in_use += 1;
                 return Some(p);
             }
         }
@@ -41,7 +58,8 @@ impl PortPairs {
     }
 
     /// Takes the pair at `port` (a call restored after a restart keeps its
-    /// ports); `false` when it is taken, odd or out of the range.
+    /// ports, even past the limit); `false` when it is taken, odd or out of
+    /// the range.
     pub fn take_exact(&mut self, port: u16) -> bool {
         if !port.is_multiple_of(2) || port < self.min + (self.min & 1) {
             return false;
@@ -55,6 +73,7 @@ impl PortPairs {
             Some(t) if !*t => {
                 *t = true;
                 self.available -= 1;
+                self.in_use += 1;
                 true
             }
             _ => false,
@@ -72,12 +91,41 @@ impl PortPairs {
         if *t {
             *t = false;
             self.available += 1;
+            self.in_use -= 1;
             self.free.push(port);
         }
     }
 
-    /// Pairs still free.
+    /// Pairs [`PortPairs::take`] can still hand out: free in the range and
+    /// within the limit.
     pub fn available(&self) -> usize {
-        self.available
+        self.available.min(self.limit.saturating_sub(self.in_use))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_caps_the_pairs_held_but_not_a_restored_one() {
+        let mut p = PortPairs::new(10_000, 10_010).limited(Some(2));
+        assert_eq!(p.available(), 2);
+        let (a, b) = (p.take().unwrap(), p.take().unwrap());
+        assert_eq!((p.available(), p.take()), (0, None));
+        // A call restored after a restart keeps its ports past the limit.
+        assert!(p.take_exact(10_008));
+        p.give(a);
+        assert_eq!(
+            (p.available(), p.take()),
+            (0, None),
+            "three held, limit two"
+        );
+        p.give(b);
+        p.give(10_008);
+        assert_eq!(p.available(), 2);
+        assert!(p.take().is_some());
+        // No limit: the range's five pairs.
+        assert_eq!(PortPairs::new(10_000, 10_010).limited(None).available(), 5);
     }
 }

@@ -34,6 +34,8 @@ use crate::transport::Transport;
 
 mod relay;
 
+pub use relay::KEEP_IDLE;
+
 /// The largest UDP payload.
 const BUF_SIZE: usize = 65_536;
 /// IPv4 (no options) and UDP headers in front of a datagram's payload.

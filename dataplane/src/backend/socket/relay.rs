@@ -32,7 +32,7 @@ const MEDIA_BUF: usize = 2048;
 const MEDIA_BATCH: usize = 32;
 /// Relay sockets kept bound after their call, for the next ones: binding,
 /// registering and closing four sockets per call cost ~0.19 ms of CPU.
-const KEEP_IDLE: u64 = 4096;
+pub const KEEP_IDLE: u64 = 4096;
 
 /// Sockets indexed by (side, port - min).
 struct Sockets {

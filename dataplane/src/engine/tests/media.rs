@@ -15,6 +15,7 @@ fn media_lab_with(change: impl FnOnce(&mut EngineConfig)) -> Peers {
         ports: BySide::new((10000, 10100), (20000, 20100)),
         timeout: 60_000,
         hold_timeout: Some(3_600_000),
+        max_sessions: None,
     };
     let stats = Arc::new(EngineStats::default());
     let mut cfg = EngineConfig::new(
@@ -1041,4 +1042,58 @@ a=rtpmap:96 telephone-event/8000\r\n";
         0x80 | 101,
         "the gateway's event reaches the carrier as its 101"
     );
+}
+
+#[test]
+fn past_max_sessions_a_new_call_gets_503_until_a_line_is_free() {
+    let mut peers = media_lab_with(|c| {
+        if let Some(m) = c.media.as_mut() {
+            m.max_sessions = Some(1);
+        }
+    });
+    let fwd = answered_media_call(&mut peers);
+    let offer = |call: &str| {
+        invite(call, call)
+            .replace(
+                "c=IN IP4 10.0.1.10\r\nt=0 0\r\n",
+                "c=IN IP4 10.0.1.10\r\nt=0 0\r\nm=audio 40002 RTP/AVP 8\r\n",
+            )
+            .replace("Content-Length: 55", "Content-Length: 83")
+    };
+    // One line anchored: the next call is refused before it is routed.
+    let sent = peers.send(Side::Private, CARRIER, &offer("m2"));
+    let refused: Vec<_> = sent.iter().filter(|(s, ..)| *s == Side::Public).collect();
+    assert!(refused.is_empty(), "nothing to the gateway: {sent:?}");
+    let resp = &sent.last().unwrap().2;
+    assert_eq!(status(resp), 503, "{resp}");
+    assert!(
+        resp.starts_with("SIP/2.0 503 Service Unavailable - media ports exhausted\r\n"),
+        "{resp}"
+    );
+    assert_eq!(header(resp, "Retry-After"), Some("1"));
+    assert_eq!(peers.stats.calls_no_media_ports.get(), 1);
+    assert_eq!(peers.stats.calls_up.get(), 1, "the first call goes on");
+    // The first call ends: its line is free and the next call is routed.
+    let bye = in_dialog(
+        "BYE",
+        "sip:sbc@203.0.113.50:5080",
+        header(&fwd, "Call-ID").unwrap(),
+        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
+        header(&fwd, "From").unwrap(),
+        "mb",
+        2,
+    );
+    let b = peers.send(Side::Public, GATEWAY, &bye)[0].2.clone();
+    let bye_ok = answer(&b, 200, "x", false).replace(
+        &format!("To: {};tag=x", header(&b, "To").unwrap()),
+        &format!("To: {}", header(&b, "To").unwrap()),
+    );
+    peers.send(Side::Private, "10.0.1.1:5060", &bye_ok);
+    let sent = peers.send(Side::Private, CARRIER, &offer("m3"));
+    assert!(
+        sent.iter()
+            .any(|(s, _, m)| *s == Side::Public && m.starts_with("INVITE ")),
+        "{sent:?}"
+    );
+    assert_eq!(peers.stats.calls_no_media_ports.get(), 1);
 }

@@ -26,6 +26,7 @@ pub(super) fn lab_with(snap: RouteSnapshot, srtp: bool) -> Peers {
         ports: BySide::new((10000, 10100), (20000, 20100)),
         timeout: 60_000,
         hold_timeout: None,
+        max_sessions: None,
     });
     cfg.srtp = srtp;
     peers.engine = SipEngine::new(cfg, Arc::new(snap), peers.stats.clone());

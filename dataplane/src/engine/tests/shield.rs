@@ -27,6 +27,7 @@ fn shielded_with(
         ports: BySide::new((10000, 10100), (20000, 20100)),
         timeout: 60_000,
         hold_timeout: None,
+        max_sessions: None,
     });
     change(&mut snap, &mut cfg);
     Peers {

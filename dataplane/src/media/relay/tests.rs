@@ -289,10 +289,7 @@ fn install_over_a_stale_stream_replaces_it() {
 #[test]
 fn removal_frees_the_ports_and_pairs_are_even() {
     let (mut t, id) = table();
-    assert!(
-        t.install(t.get(id).unwrap()).is_none(),
-        "ports taken"
-    );
+    assert!(t.install(t.get(id).unwrap()).is_none(), "ports taken");
     t.remove(id).unwrap();
     assert!(t.is_empty());
     assert_eq!(
@@ -725,7 +722,12 @@ fn a_packet_touches_two_cache_lines_known_from_the_index() {
     assert_eq!(hints(&t, Side::Private, 10002).len(), 1);
     assert!(hints(&t, Side::Private, 9000).is_empty());
     // Each end's packets land in that end's statistics.
-    t.verdict((Side::Public, 0, 20000), addr("203.0.113.10:30000"), &mut rtp(1, 160), 0);
+    t.verdict(
+        (Side::Public, 0, 20000),
+        addr("203.0.113.10:30000"),
+        &mut rtp(1, 160),
+        0,
+    );
     let s = t.get(id).unwrap();
     assert_eq!((s.ends[0].rx.packets, s.ends[1].rx.packets), (0, 1));
     assert!(!t.outgrows_cache());
