@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from kit.addresses import CARRIER2_IP, CARRIER_IP, GW1_IP, GW2_IP, SBC_PRIV_IP, SBC_PUB_IP, SIPP_MEDIA_PORT
-from kit.calls import run_calls, tail_if, wait_calls_down, where
+from kit.calls import invites_at, run_calls, tail_if, wait_calls_down, where
 from kit.ctx import Ctx, check
 from kit.media import (CARRIER_LEG, GW_LEG, PCAP_PACKETS, MediaSampler, check_anchored,
                        check_call_record, check_crossing, check_media_counters, check_no_leak,
@@ -167,6 +167,31 @@ def rtp_media_timeout(ctx: Ctx):
               f"{byes[0].head if byes else 'no BYE received'}")
         print(f"  (ended {rec['duration_ms']} ms after the answer; relayed {c['fwd_ok']}/{c['sent']} "
               f"and {c['back_ok']}/{c['back']})", flush=True)
+    finally:
+        ctx.sbc.restart(LAB_ROUTING)
+
+
+@lab_test(restarts_sbc=True)
+def rtp_max_sessions(ctx: Ctx):
+    """With [media] max_sessions = 3 (RTPEngine's max-sessions), five calls with SDP at once: three
+    are anchored and answered, the other two get 503 "media ports exhausted" before routing (the
+    gateway never sees them, sip.calls_no_media_ports +2), and once the three end a new call is
+    anchored again."""
+    name = "rtp_max_sessions"
+    try:
+        ctx.sbc.restart(LAB_ROUTING, media={"max_sessions": 3})
+        s0 = ctx.api.status()["sip"]
+        r, res = run_calls(ctx, name, uas={GW1_IP: "uas_simple"}, uac_scen="uac_simple", calls=5,
+                           rate=50, limit=5, duration_ms=3000, timeout_s=30)
+        refused = ctx.api.status()["sip"]["calls_no_media_ports"] - s0["calls_no_media_ports"]
+        at_gw = len(invites_at(res)[GW1_IP])
+        check(r.successful == 3 and r.failed == 2 and refused == 2 and at_gw == 3,
+              f"want 3 calls up, 2 refused before routing: {r.summary()}, calls_no_media_ports "
+              f"+{refused}, {at_gw} INVITEs at the gateway\n{r.diagnostics()}")
+        wait_calls_down(ctx)
+        r, _ = run_calls(ctx, name, tag="after", uas={GW1_IP: "uas_simple"}, calls=1)
+        check(r.ok(1), f"a call after the three ended: {r.summary()}\n{r.diagnostics()}")
+        print(f"  (3 answered, 2 refused with 503, then 1 more answered)", flush=True)
     finally:
         ctx.sbc.restart(LAB_ROUTING)
 
