@@ -35,8 +35,9 @@ use nix::sys::socket::{
 use nix::time::{clock_gettime, ClockId};
 use sbc_dataplane::media::rtp::{self, RtpPacket};
 use sbc_dataplane::media::sdp::SdpRepr;
-use sbc_dataplane::sip::message::{HeaderName, SipMessage, StartLine};
+use sbc_dataplane::sip::message::{SipMessage, StartLine};
 use sbc_dataplane::sip::Method;
+use sbc_perf::sipgen::{ok_200, sdp, Dialog, Uac};
 use serde_json::json;
 
 const PKT: usize = 172;
@@ -335,32 +336,6 @@ fn sdp_target(body: &[u8]) -> Option<SocketAddrV4> {
     Some(SocketAddrV4::new(m.addr, m.port))
 }
 
-fn sdp(media: SocketAddrV4) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n",
-        ip = media.ip(),
-        port = media.port()
-    )
-}
-
-fn raw_headers(msg: &SipMessage<'_>, names: &[HeaderName]) -> String {
-    let mut s = String::new();
-    for h in msg.headers.iter().filter(|h| names.contains(&h.name)) {
-        s.push_str(&String::from_utf8_lossy(h.raw_name));
-        s.push_str(": ");
-        s.push_str(&String::from_utf8_lossy(h.value));
-        s.push_str("\r\n");
-    }
-    s
-}
-
-/// A dialog the UAC set up.
-struct UacCall {
-    to: String,
-    target: String,
-    routes: Vec<String>,
-}
-
 #[allow(clippy::too_many_arguments)]
 fn uac(
     sip: SocketAddrV4,
@@ -386,9 +361,12 @@ fn uac(
     };
     let ssock = UdpSocket::bind(sip).with_context(|| format!("binding SIP {sip}"))?;
     ssock.set_read_timeout(Some(Duration::from_millis(20)))?;
-    let tag = std::process::id();
-    let call_id = |i: u32| format!("rtpload-{tag}-{i}");
-    let mut dialogs: HashMap<String, (u32, UacCall)> = HashMap::new();
+    let me = Uac {
+        local: sip,
+        target: sbc,
+        prefix: format!("rtpload-{}", std::process::id()),
+    };
+    let mut dialogs: HashMap<String, (u32, Dialog)> = HashMap::new();
     let setup_start = Instant::now();
     if let Some(base) = direct {
         if let Ok(mut f) = flows.lock() {
@@ -401,14 +379,7 @@ fn uac(
         let mut next = 0u32;
         let mut sent_at: HashMap<u32, Instant> = HashMap::new();
         let deadline = Instant::now() + Duration::from_secs(30 + u64::from(calls / cps.max(1)));
-        let invite = |i: u32| {
-            let body = sdp(media);
-            format!(
-                "INVITE sip:{i}@{sbc} SIP/2.0\r\nVia: SIP/2.0/UDP {sip};branch=z9hG4bK-rl{tag}-{i}\r\nMax-Forwards: 70\r\nFrom: <sip:load@{sip}>;tag=f{i}\r\nTo: <sip:{i}@{sbc}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:load@{sip}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
-                cid = call_id(i),
-                len = body.len()
-            )
-        };
+        let invite = |i: u32| me.invite(i, &i.to_string(), media);
         let mut buf = vec![0u8; 65536];
         while dialogs.len() < calls as usize {
             if Instant::now() > deadline {
@@ -434,24 +405,11 @@ fn uac(
             };
             let StartLine::Response { code, .. } = msg.start else {
                 // A request of the SBC's (OPTIONS): answer 200.
-                let resp = format!(
-                    "SIP/2.0 200 OK\r\n{}Content-Length: 0\r\n\r\n",
-                    raw_headers(
-                        &msg,
-                        &[
-                            HeaderName::Via,
-                            HeaderName::From,
-                            HeaderName::To,
-                            HeaderName::CallId,
-                            HeaderName::CSeq
-                        ]
-                    )
-                );
-                ssock.send_to(resp.as_bytes(), sbc)?;
+                ssock.send_to(ok_200(&msg, sip, "o", None).as_bytes(), sbc)?;
                 continue;
             };
             let cid = String::from_utf8_lossy(msg.call_id).into_owned();
-            let Some(i) = cid.rsplit('-').next().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(i) = me.call_of(&msg) else {
                 continue;
             };
             if code < 200 || msg.cseq.method != Method::Invite {
@@ -460,32 +418,8 @@ fn uac(
             if code >= 300 {
                 bail!("call {i} answered {code}");
             }
-            let contact = msg
-                .header(HeaderName::Contact)
-                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                .unwrap_or_default();
-            let target = contact
-                .trim()
-                .trim_start_matches('<')
-                .split('>')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let routes: Vec<String> = msg
-                .headers
-                .iter()
-                .filter(|h| h.name == HeaderName::RecordRoute)
-                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                .collect();
-            let to = String::from_utf8_lossy(
-                msg.header(HeaderName::To)
-                    .map(|h| h.value)
-                    .unwrap_or_default(),
-            )
-            .into_owned();
-            let call = UacCall { to, target, routes };
-            let ack = in_dialog(&call, "ACK", 1, i, sip, tag, &cid);
-            ssock.send_to(ack.as_bytes(), sbc)?;
+            let call = Dialog::from_2xx(&msg);
+            ssock.send_to(me.in_dialog(&call, "ACK", 1, i).as_bytes(), sbc)?;
             if let std::collections::hash_map::Entry::Vacant(e) = dialogs.entry(cid) {
                 if let (Some(dst), Ok(mut f)) = (sdp_target(msg.body), flows.lock()) {
                     f.dst[i as usize] = Some(dst);
@@ -507,12 +441,12 @@ fn uac(
     let _ = rx.join();
     // Hang up.
     let mut buf = vec![0u8; 65536];
-    let mut open: HashMap<String, (u32, UacCall)> = dialogs;
+    let mut open: HashMap<String, (u32, Dialog)> = dialogs;
     let mut rounds = 0;
     while !open.is_empty() && rounds < 4 {
         rounds += 1;
-        for (k, (cid, (i, call))) in open.iter().enumerate() {
-            ssock.send_to(in_dialog(call, "BYE", 2, *i, sip, tag, cid).as_bytes(), sbc)?;
+        for (k, (i, call)) in open.values().enumerate() {
+            ssock.send_to(me.in_dialog(call, "BYE", 2, *i).as_bytes(), sbc)?;
             if k % 200 == 199 {
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -540,27 +474,6 @@ fn uac(
     });
     println!("{report}");
     Ok(())
-}
-
-fn in_dialog(
-    call: &UacCall,
-    method: &str,
-    cseq: u32,
-    i: u32,
-    sip: SocketAddrV4,
-    tag: u32,
-    cid: &str,
-) -> String {
-    let routes: String = call
-        .routes
-        .iter()
-        .map(|r| format!("Route: {r}\r\n"))
-        .collect();
-    format!(
-        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {sip};branch=z9hG4bK-rl{tag}-{i}-{method}\r\n{routes}Max-Forwards: 70\r\nFrom: <sip:load@{sip}>;tag=f{i}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-        target = call.target,
-        to = call.to,
-    )
 }
 
 fn uas(
@@ -614,22 +527,6 @@ fn uas(
             continue;
         };
         let cid = String::from_utf8_lossy(msg.call_id).into_owned();
-        let copy = raw_headers(
-            &msg,
-            &[
-                HeaderName::Via,
-                HeaderName::From,
-                HeaderName::CallId,
-                HeaderName::CSeq,
-                HeaderName::RecordRoute,
-            ],
-        );
-        let to = String::from_utf8_lossy(
-            msg.header(HeaderName::To)
-                .map(|h| h.value)
-                .unwrap_or_default(),
-        )
-        .into_owned();
         let resp = match method {
             Method::Invite => {
                 if !index.contains_key(&cid) {
@@ -640,12 +537,8 @@ fn uas(
                         answered += 1;
                     }
                 }
-                let body = sdp(media);
-                format!(
-                    "SIP/2.0 200 OK\r\n{copy}To: {to};tag=u{}\r\nContact: <sip:uas@{sip}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-                    index.get(&cid).copied().unwrap_or(0),
-                    body.len()
-                )
+                let tag = format!("u{}", index.get(&cid).copied().unwrap_or(0));
+                ok_200(&msg, sip, &tag, Some(&sdp(media)))
             }
             Method::Ack => continue,
             Method::Bye => {
@@ -654,9 +547,9 @@ fn uas(
                         ended += 1;
                     }
                 }
-                format!("SIP/2.0 200 OK\r\n{copy}To: {to}\r\nContent-Length: 0\r\n\r\n")
+                ok_200(&msg, sip, "u", None)
             }
-            _ => format!("SIP/2.0 200 OK\r\n{copy}To: {to}\r\nContent-Length: 0\r\n\r\n"),
+            _ => ok_200(&msg, sip, "u", None),
         };
         // A peer we cannot answer (a relay that sent from an address with
         // no route back) is its fault, not the end of the run.
