@@ -9,7 +9,8 @@
 //! provisional answer for the INVITE), and a call without its final answer
 //! after 32 s (timers B and F) fails. Calls are started by a 1 ms clock, in
 //! a batch for each tick, and one thread waits in `poll` between ticks. It
-//! prints one JSON report: calls, ok, failed by reason, the rate achieved
+//! prints one JSON report: calls, ok, failed by reason (status line, or
+//! timeout), the rate achieved
 //! (calls started over the time it took to start them), setup latency
 //! (INVITE to 2xx) percentiles, retransmissions.
 //!
@@ -72,6 +73,11 @@ enum Cmd {
         /// The media address the SDP offer names.
         #[arg(long)]
         media: Option<SocketAddrV4>,
+        /// Stop after this many seconds in all and report the calls still
+        /// open as `unfinished` (default: until every call is over, at most
+        /// `--seconds` + the hold + 64 s).
+        #[arg(long)]
+        max_wall: Option<f64>,
     },
     /// Answer calls.
     Uas {
@@ -147,6 +153,7 @@ fn uac(
     hold: Duration,
     user: &str,
     media: SocketAddrV4,
+    max_wall: Option<f64>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
         rate > 0.0 && seconds > 0.0,
@@ -167,7 +174,10 @@ fn uac(
     let mut buf = vec![0u8; 65536];
     let start = Instant::now();
     let mut last_start = start;
-    let end_by = start + Duration::from_secs_f64(seconds) + hold + GIVE_UP * 2;
+    let end_by = match max_wall {
+        Some(s) => start + Duration::from_secs_f64(s),
+        None => start + Duration::from_secs_f64(seconds) + hold + GIVE_UP * 2,
+    };
     let send = |msg: &str| -> std::io::Result<()> {
         match sock.send_to(msg.as_bytes(), target) {
             // A full socket buffer: counted as lost, retransmission covers it.
@@ -208,8 +218,8 @@ fn uac(
             let Ok(msg) = SipMessage::parse(&buf[..n]) else {
                 continue;
             };
-            let code = match msg.start {
-                StartLine::Response { code, .. } => code,
+            let (code, reason) = match msg.start {
+                StartLine::Response { code, reason } => (code, reason),
                 StartLine::Request { method, .. } => {
                     // The SBC's OPTIONS (or anything else): 200.
                     if method != Method::Ack {
@@ -241,7 +251,8 @@ fn uac(
                 }
                 (Method::Invite, 300.., State::Calling | State::Proceeding) => {
                     send(&me.ack_failure(i, user, &msg))?;
-                    fail(c, code.to_string(), &mut failures, &mut open);
+                    let why = format!("{code} {}", String::from_utf8_lossy(reason));
+                    fail(c, why, &mut failures, &mut open);
                 }
                 (Method::Invite, 300.., _) => send(&me.ack_failure(i, user, &msg))?,
                 (Method::Bye, 200..=299, State::Ending) => {
@@ -403,6 +414,7 @@ fn main() -> anyhow::Result<()> {
             hold_ms,
             user,
             media,
+            max_wall,
         } => uac(
             bind,
             target,
@@ -411,6 +423,7 @@ fn main() -> anyhow::Result<()> {
             Duration::from_millis(hold_ms),
             &user,
             media.unwrap_or(SocketAddrV4::new(*bind.ip(), 40_000)),
+            max_wall,
         ),
         Cmd::Uas {
             bind,
