@@ -103,44 +103,14 @@ impl SipEngine {
             candidates
         };
         let Some(target) = candidates.first().cloned() else {
-            self.stats.calls_rejected.inc();
-            self.emit(tenant_id.as_deref(), side, CallResult::Rejected);
-            let tag = self.next_u64();
-            out.push(Outgoing {
-                side,
-                dst: src,
-                transport,
-                data: local_response(
-                    msg,
-                    src,
-                    503,
-                    "Service Unavailable - every gateway disabled",
-                    tag,
-                    b"Retry-After: 1\r\n",
-                ),
-            });
+            self.refuse_503(rx, tenant_id.as_deref(), "every gateway disabled", out);
             return;
         };
         // Before the tenant's slot is taken: a call the relay cannot anchor
         // is refused here rather than connected without its media.
         if !self.media_room(side, msg) {
             self.stats.calls_no_media_ports.inc();
-            self.stats.calls_rejected.inc();
-            self.emit(tenant_id.as_deref(), side, CallResult::Rejected);
-            let tag = self.next_u64();
-            out.push(Outgoing {
-                side,
-                dst: src,
-                transport,
-                data: local_response(
-                    msg,
-                    src,
-                    503,
-                    "Service Unavailable - media ports exhausted",
-                    tag,
-                    b"Retry-After: 1\r\n",
-                ),
-            });
+            self.refuse_503(rx, tenant_id.as_deref(), "media ports exhausted", out);
             return;
         }
         if let Some(tid) = &tenant_id {
@@ -265,6 +235,28 @@ impl SipEngine {
 
     /// The timeout of an initial INVITE sent to a candidate: the failover
     /// timer while another candidate is left, else Timer B.
+    /// Answers the new INVITE `rx` ourselves `503 Service Unavailable -
+    /// {why}` with `Retry-After: 1` (RFC 3261 §21.5.4), counted rejected and
+    /// reported for `tenant`.
+    fn refuse_503(
+        &mut self,
+        rx: &Incoming<'_, '_>,
+        tenant: Option<&str>,
+        why: &str,
+        out: &mut Vec<Outgoing>,
+    ) {
+        self.stats.calls_rejected.inc();
+        self.emit(tenant, rx.side, CallResult::Rejected);
+        let tag = self.next_u64();
+        let reason = format!("Service Unavailable - {why}");
+        out.push(Outgoing {
+            side: rx.side,
+            dst: rx.src,
+            transport: rx.transport,
+            data: local_response(rx.msg, rx.src, 503, &reason, tag, b"Retry-After: 1\r\n"),
+        });
+    }
+
     pub(super) fn invite_timeout(&self, now: Ms, more: bool) -> (Ms, Timer) {
         let timer_b = 64 * self.cfg.t1;
         if more {

@@ -164,15 +164,7 @@ fn media_ports_are_allocated_rewritten_and_released() {
     assert_ne!(peers.engine.free_port_pairs(), free);
 
     // The gateway hangs up: streams removed, ports back.
-    let bye = in_dialog(
-        "BYE",
-        "sip:sbc@203.0.113.50:5080",
-        header(&fwd, "Call-ID").unwrap(),
-        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
-        header(&fwd, "From").unwrap(),
-        "mb",
-        2,
-    );
+    let bye = gateway_bye(&fwd, "mb");
     let fwd_bye = peers.send(Side::Public, GATEWAY, &bye);
     let b = &fwd_bye[0].2;
     let bye_ok = answer(b, 200, "x", false).replace(
@@ -1074,15 +1066,7 @@ fn past_max_sessions_a_new_call_gets_503_until_a_line_is_free() {
     assert_eq!(peers.stats.calls_no_media_ports.get(), 1);
     assert_eq!(peers.stats.calls_up.get(), 1, "the first call goes on");
     // The first call ends: its line is free and the next call is routed.
-    let bye = in_dialog(
-        "BYE",
-        "sip:sbc@203.0.113.50:5080",
-        header(&fwd, "Call-ID").unwrap(),
-        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
-        header(&fwd, "From").unwrap(),
-        "mb",
-        2,
-    );
+    let bye = gateway_bye(&fwd, "mb");
     let b = peers.send(Side::Public, GATEWAY, &bye)[0].2.clone();
     let bye_ok = answer(&b, 200, "x", false).replace(
         &format!("To: {};tag=x", header(&b, "To").unwrap()),

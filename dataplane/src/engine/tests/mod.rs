@@ -204,6 +204,20 @@ pub(super) fn answer(req: &str, code: u16, to_tag: &str, sdp: bool) -> String {
     r
 }
 
+/// The gateway's BYE within the call whose INVITE reached it as `fwd`
+/// (CSeq 2, branch `branch`), sent to the SBC's public side.
+pub(super) fn gateway_bye(fwd: &str, branch: &str) -> String {
+    in_dialog(
+        "BYE",
+        "sip:sbc@203.0.113.50:5080",
+        header(fwd, "Call-ID").unwrap(),
+        &format!("{};tag=gw1", header(fwd, "To").unwrap()),
+        header(fwd, "From").unwrap(),
+        branch,
+        2,
+    )
+}
+
 pub(super) fn in_dialog(
     method: &str,
     ruri: &str,

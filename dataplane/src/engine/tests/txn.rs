@@ -334,15 +334,7 @@ fn requests_toward_a_strict_router_carry_its_uri_and_the_target_last() {
     let sent = peers.send(Side::Private, CARRIER, &inv);
     let fwd = sent[1].2.clone();
     peers.send(Side::Public, GATEWAY, &answer(&fwd, 200, "gw1", true));
-    let bye = in_dialog(
-        "BYE",
-        "sip:sbc@203.0.113.50:5080",
-        header(&fwd, "Call-ID").unwrap(),
-        &format!("{};tag=gw1", header(&fwd, "To").unwrap()),
-        header(&fwd, "From").unwrap(),
-        "srb",
-        2,
-    );
+    let bye = gateway_bye(&fwd, "srb");
     let out = peers.send(Side::Public, GATEWAY, &bye);
     let (side, dst, to_carrier) = &out[0];
     assert_eq!((*side, *dst), (Side::Private, addr("10.0.1.1:5060")));
