@@ -10,7 +10,7 @@
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sbc_dataplane::media::offer::parse_codecs;
@@ -319,14 +319,25 @@ const TENANTS: &str = "SELECT tenant_id, source_ip, gateway_group, max_cps, max_
                        number_format, country_code, strip_prefix, offer_codecs FROM tenants \
                        ORDER BY tenant_id";
 
+/// The change version row (`migrations/*/0008`).
+const CHANGE_VERSION: &str = "SELECT version FROM provisioning_version WHERE id = 1";
+
 /// The provisioning database.
 #[derive(Debug)]
 pub struct Provisioning {
     pool: AnyPool,
     dialect: Dialect,
+    /// The URL as sqlx wants it (PostgreSQL's LISTEN connection opens its own).
+    url: String,
     version: AtomicU64,
+    /// The database's change version the last snapshot was read with.
+    built_from: AtomicI64,
     default_profile: Profile,
 }
+
+/// The PostgreSQL channel the provisioning triggers NOTIFY on
+/// (`migrations/postgres/0008`).
+pub const CHANGE_CHANNEL: &str = "sbc_provisioning";
 
 impl Provisioning {
     /// Connects to, creates if needed (SQLite) and migrates the database at `url`.
@@ -348,7 +359,9 @@ impl Provisioning {
         Ok(Provisioning {
             pool,
             dialect,
+            url,
             version: AtomicU64::new(0),
+            built_from: AtomicI64::new(-1),
             default_profile: Profile::default(),
         })
     }
@@ -565,6 +578,39 @@ impl Provisioning {
         self.version.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// The database's change version: a counter every write to the
+    /// provisioned tables bumps by trigger, whoever writes (another SBC
+    /// node, another tool, SQL by hand; `migrations/*/0008`).
+    ///
+    /// # Errors
+    /// [`DbError::Sql`] when the database cannot be reached.
+    pub async fn change_version(&self) -> Result<i64, DbError> {
+        let row = sqlx::query(CHANGE_VERSION).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// The change version the last [`Provisioning::snapshot`] was read with
+    /// (-1 before the first): when [`Provisioning::change_version`] differs,
+    /// the database changed since.
+    pub fn built_from(&self) -> i64 {
+        self.built_from.load(Ordering::Relaxed)
+    }
+
+    /// On PostgreSQL, a connection LISTENing on [`CHANGE_CHANNEL`], which
+    /// the provisioning triggers NOTIFY on every write; `None` on the other
+    /// databases, which are polled ([`Provisioning::change_version`]).
+    ///
+    /// # Errors
+    /// [`DbError::Sql`] when the connection or the LISTEN fails.
+    pub async fn change_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, DbError> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(None);
+        }
+        let mut l = sqlx::postgres::PgListener::connect(&self.url).await?;
+        l.listen(CHANGE_CHANNEL).await?;
+        Ok(Some(l))
+    }
+
     /// Reads every table into a new immutable snapshot with the next version.
     ///
     /// The three tables are read in one read-only transaction that sees one
@@ -589,6 +635,11 @@ impl Provisioning {
         let carriers: Vec<CarrierRow> = sqlx::query_as(CARRIERS).fetch_all(&mut *tx).await?;
         let gateways: Vec<GatewayRow> = sqlx::query_as(GATEWAYS).fetch_all(&mut *tx).await?;
         let tenants: Vec<TenantRow> = sqlx::query_as(TENANTS).fetch_all(&mut *tx).await?;
+        // In the same view: the change version these rows are.
+        let changed: i64 = sqlx::query(CHANGE_VERSION)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
         tx.commit().await?;
         let corrupt = |what: &str, v: &str| DbError::Corrupt(format!("{what} {v:?}"));
         let carriers = carriers
@@ -667,6 +718,7 @@ impl Provisioning {
             })
             .collect::<Result<Vec<_>, DbError>>()?;
         let version = self.next_version();
+        self.built_from.store(changed, Ordering::Relaxed);
         Ok(RouteSnapshot {
             version,
             carriers,

@@ -174,6 +174,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         }
     });
+    // Writes by other nodes and tools reach this node's engine within a second.
+    tokio::spawn(crate::api::watch_provisioning(state.clone()));
     let hep = cfg.hep.target();
     if let Some(t) = &hep {
         tracing::info!(collector = %t.collector, node_id = t.node_id, "SIP capture to HEP");

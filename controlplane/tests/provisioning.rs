@@ -426,3 +426,106 @@ async fn provisioning_writes_and_cdr_batches_do_not_lock_each_other_out() {
         db.close().await;
     }
 }
+
+/// Two SBC nodes on one database: a gateway added through node 1 and a
+/// tenant written by another tool in plain SQL both reach node 2's engine
+/// (its published snapshot) within a second, by the change version its
+/// watcher polls, and on PostgreSQL by the trigger's NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_by_another_node_or_tool_reaches_every_node_within_a_second() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use sbc_controlplane::api::{watch_provisioning, AppState};
+    use sbc_dataplane::routing::RouteSnapshot;
+    use sqlx::Executor;
+
+    let (urls, _dir) = databases().await;
+    for url in urls {
+        let node1 = Provisioning::open(&url).await.unwrap();
+        let node2 = Arc::new(Provisioning::open(&url).await.unwrap());
+        let dialect = node2.dialect();
+        let first = Arc::new(node2.snapshot().await.unwrap());
+        assert_eq!(node2.built_from(), node2.change_version().await.unwrap());
+        let mut listener = node2.change_listener().await.unwrap();
+        assert_eq!(listener.is_some(), dialect == Dialect::Postgres);
+        let published: Arc<Mutex<Vec<Arc<RouteSnapshot>>>> = Arc::default();
+        let sink = published.clone();
+        let state = AppState::new(
+            node2.clone(),
+            Arc::new(move |s| sink.lock().unwrap().push(s)),
+            Default::default(),
+            "socket",
+            first,
+            None,
+        );
+        let watcher = tokio::spawn(watch_provisioning(state));
+        // Published by node 2 within `within`, checked by `done`.
+        let reaches = |what: &str, done: &dyn Fn(&RouteSnapshot) -> bool| {
+            let start = Instant::now();
+            loop {
+                if published.lock().unwrap().iter().any(|s| done(s)) {
+                    return start.elapsed();
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(3),
+                    "{}: {what} did not reach node 2",
+                    dialect.name()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let v0 = node2.change_version().await.unwrap();
+        node1
+            .add_gateway(&gateway("sip:203.0.113.77:5060"))
+            .await
+            .unwrap();
+        assert!(node2.change_version().await.unwrap() > v0);
+        if let Some(l) = listener.as_mut() {
+            let n = tokio::time::timeout(Duration::from_secs(2), l.recv())
+                .await
+                .expect("a NOTIFY within 2 s")
+                .unwrap();
+            assert_eq!(
+                (n.channel(), n.payload()),
+                (sbc_controlplane::provisioning::CHANGE_CHANNEL, "gateways")
+            );
+        }
+        let took = tokio::task::block_in_place(|| {
+            reaches("node 1's gateway", &|s| {
+                s.gateways
+                    .iter()
+                    .any(|g| g.destination == "sip:203.0.113.77:5060")
+            })
+        });
+        assert!(took < Duration::from_millis(1_500), "{took:?}");
+        eprintln!(
+            "{}: node 1's gateway on node 2 after {took:?}",
+            dialect.name()
+        );
+        // Another tool, plain SQL.
+        let other = raw(&url).await;
+        other
+            .execute(
+                "INSERT INTO tenants (tenant_id, source_ip, gateway_group, max_cps, max_concurrent) \
+                 VALUES ('by-sql', '10.0.1.60', 1, 5, 5)",
+            )
+            .await
+            .unwrap();
+        let took = tokio::task::block_in_place(|| {
+            reaches("the tenant written in SQL", &|s| {
+                s.tenants.iter().any(|t| t.tenant_id == "by-sql")
+            })
+        });
+        assert!(took < Duration::from_millis(1_500), "{took:?}");
+        eprintln!(
+            "{}: a tenant written in SQL on node 2 after {took:?}",
+            dialect.name()
+        );
+        // Nothing changed: nothing is published again.
+        let n = published.lock().unwrap().len();
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        assert_eq!(published.lock().unwrap().len(), n, "{}", dialect.name());
+        watcher.abort();
+    }
+}

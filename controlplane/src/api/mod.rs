@@ -74,6 +74,10 @@ pub struct AppState {
     pub started: Instant,
     /// The snapshot the engine routes with, and when it was built.
     pub current: Arc<RwLock<(Arc<RouteSnapshot>, Instant)>>,
+    /// Held while a snapshot is read and published ([`republish`],
+    /// [`refill`]): one read earlier is never published after one read
+    /// later (the API's writes and the database watcher run at once).
+    pub republishing: Arc<tokio::sync::Mutex<()>>,
     /// Call outcomes by tenant and result, drained from the engine's ring.
     pub calls: Arc<Mutex<CallCounts>>,
     /// The latest finished calls with their media, newest last.
@@ -166,6 +170,7 @@ impl AppState {
             backend,
             started: Instant::now(),
             current: Arc::new(RwLock::new((first, Instant::now()))),
+            republishing: Arc::default(),
             calls: Arc::new(Mutex::new(BTreeMap::new())),
             records: Arc::new(Mutex::new(VecDeque::with_capacity(KEEP_RECORDS))),
             token: token.map(Arc::from),
@@ -480,6 +485,7 @@ async fn openapi() -> Response {
 /// names re-resolved (a DNS answer changed), under a new version; the
 /// database is not read.
 pub async fn refill(state: &AppState) {
+    let _one = state.republishing.lock().await;
     let (current, _) = state.snapshot();
     let mut snap = (*current).clone();
     snap.version = state.db.next_version();
@@ -491,9 +497,72 @@ pub async fn refill(state: &AppState) {
     (state.publish)(snap);
 }
 
+/// Keeps the snapshot in force in step with the database when something
+/// else writes it: another SBC node's API, another tool, SQL by hand. The
+/// change version ([`Provisioning::change_version`], bumped by trigger on
+/// every write) is read once a second, and on PostgreSQL at once when its
+/// NOTIFY arrives; a version other than the one the snapshot in force was
+/// read with rebuilds the snapshot ([`republish`]), so a change reaches the
+/// engine within a second with calls in progress untouched. Our own API's
+/// writes republish themselves and are not rebuilt twice. While the
+/// database cannot be reached the engine keeps routing from its last
+/// snapshot (status `database` and the metric `sbc_database_up` say so,
+/// and status `snapshot_age_ms` how old it is); runs forever.
+///
+/// [`Provisioning::change_version`]: crate::provisioning::Provisioning::change_version
+pub async fn watch_provisioning(state: AppState) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listener = None;
+    loop {
+        if listener.is_none() {
+            let connect = state.db.change_listener();
+            match tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
+                Ok(Ok(l)) => listener = l,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "LISTEN for provisioning changes failed; polling")
+                }
+                Err(_) => tracing::debug!("LISTEN for provisioning changes timed out; polling"),
+            }
+        }
+        let lost = match listener.as_mut() {
+            Some(l) => tokio::select! {
+                _ = every.tick() => false,
+                // Ok(None): the connection dropped (sqlx reconnects at the
+                // next call); an error: it could not: LISTEN again later.
+                got = l.try_recv() => got.is_err(),
+            },
+            None => {
+                every.tick().await;
+                false
+            }
+        };
+        if lost {
+            listener = None;
+        }
+        let Ok(now) = state.db.change_version().await else {
+            continue;
+        };
+        if now == state.db.built_from() {
+            continue;
+        }
+        match republish(&state).await {
+            Ok(version) => tracing::info!(
+                change_version = now,
+                snapshot = version,
+                "provisioning changed in the database: routing snapshot rebuilt"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "provisioning changed in the database but could not be read; routing stays on the last snapshot")
+            }
+        }
+    }
+}
+
 /// Rebuilds the snapshot from SQL (gateways by name resolved, `Dns::fill`)
 /// and hands it to the engine.
 pub async fn republish(state: &AppState) -> Result<u64, DbError> {
+    let _one = state.republishing.lock().await;
     let mut snap = state.db.snapshot().await?;
     state.dns.fill(&mut snap).await;
     let snap = Arc::new(snap);
