@@ -83,6 +83,10 @@ fn eal_ports_bursts_lcores_and_errors() {
         }
     }
     assert_eq!(got.len(), 5);
+    // A look at the burst's frames first leaves them all in it, in order.
+    let seen: Vec<Vec<u8>> = got.frames().map(<[u8]>::to_vec).collect();
+    assert_eq!(seen, (0..5u8).map(|i| vec![i; 60]).collect::<Vec<_>>());
+    assert_eq!(got.len(), 5);
     let mut out = Burst::default();
     for (i, mut m) in got.drain().enumerate() {
         assert_eq!(m.data(), &[i as u8; 60][..]);

@@ -10,8 +10,8 @@ pub struct PortPairs {
     taken: Vec<bool>,
     min: u16,
     available: usize,
-    /// Pairs held now.
-    in_use: usize,
+    /// Pairs in the range.
+    total: usize,
     /// The most pairs [`PortPairs::take`] hands out at once.
     limit: usize,
 }
@@ -24,9 +24,9 @@ impl PortPairs {
         PortPairs {
             taken: vec![false; usize::from(max - min) + 1],
             available: free.len(),
+            total: free.len(),
             free,
             min,
-            in_use: 0,
             limit: usize::MAX,
         }
     }
@@ -40,7 +40,7 @@ impl PortPairs {
 
     /// An even RTP port (RTCP is the next one).
     pub fn take(&mut self) -> Option<u16> {
-        if self.in_use >= self.limit {
+        if self.in_use() >= self.limit {
             return None;
         }
         while let Some(p) = self.free.pop() {
@@ -50,7 +50,6 @@ impl PortPairs {
             if !*t {
                 *t = true;
                 self.available -= 1;
-                self.in_use += 1;
                 return Some(p);
             }
         }
@@ -73,7 +72,6 @@ impl PortPairs {
             Some(t) if !*t => {
                 *t = true;
                 self.available -= 1;
-                self.in_use += 1;
                 true
             }
             _ => false,
@@ -91,7 +89,6 @@ impl PortPairs {
         if *t {
             *t = false;
             self.available += 1;
-            self.in_use -= 1;
             self.free.push(port);
         }
     }
@@ -99,7 +96,12 @@ impl PortPairs {
     /// Pairs [`PortPairs::take`] can still hand out: free in the range and
     /// within the limit.
     pub fn available(&self) -> usize {
-        self.available.min(self.limit.saturating_sub(self.in_use))
+        self.available.min(self.limit.saturating_sub(self.in_use()))
+    }
+
+    /// Pairs held now.
+    fn in_use(&self) -> usize {
+        self.total - self.available
     }
 }
 

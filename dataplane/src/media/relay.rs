@@ -384,14 +384,8 @@ impl RelayTable {
 
     /// Removes a stream and frees its ports in the table.
     pub fn remove(&mut self, id: u32) -> Option<Stream> {
-        let slot = self.slots.get_mut(id as usize)?.take()?;
-        let [a, b] = self.stats.get(id as usize).copied().unwrap_or_default();
-        let [ra, rb] = &slot.ends;
-        let stream = Stream {
-            ends: [ra.end(a.0), rb.end(b.0)],
-            rtcp: slot.rtcp,
-            last_active: slot.last_active,
-        };
+        let stream = self.get(id)?;
+        self.slots.get_mut(id as usize)?.take();
         if let Some(c) = self.crypto.get_mut(id as usize) {
             *c = Default::default();
         }
@@ -431,10 +425,7 @@ impl RelayTable {
     /// [`RelayTable::prefetch_stream`] for every packet, then judges them, so
     /// the burst's cache misses overlap.
     pub fn prefetch_index(&self, side: Side, lane: u8, port: u16, hint: impl Fn(*const u8)) {
-        if let Some(e) = self
-            .slot(side, lane, port)
-            .and_then(|(array, slot)| self.index.get(array)?.get(slot))
-        {
+        if let Some(e) = self.entry(side, lane, port) {
             hint((e as *const u32).cast());
         }
     }
@@ -455,10 +446,15 @@ impl RelayTable {
         }
     }
 
+    /// The index entry of our `port` of `lane` on `side`; `None` outside the table.
+    fn entry(&self, side: Side, lane: u8, port: u16) -> Option<&u32> {
+        let (array, slot) = self.slot(side, lane, port)?;
+        self.index.get(array)?.get(slot)
+    }
+
     /// (stream id, which of its ends) owning our `port` of `lane` on `side`.
     fn owner(&self, side: Side, lane: u8, port: u16) -> Option<(usize, usize)> {
-        let (array, slot) = self.slot(side, lane, port)?;
-        let entry = *self.index.get(array)?.get(slot)?;
+        let entry = *self.entry(side, lane, port)?;
         (entry != NONE).then_some(((entry >> 1) as usize, (entry & 1) as usize))
     }
 

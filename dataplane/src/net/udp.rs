@@ -467,6 +467,21 @@ mod tests {
     }
 
     #[test]
+    fn peek_reads_a_udp_frames_destination_and_nothing_else() {
+        let f = rtp_frame();
+        assert_eq!(peek_udp_dst(&f), Some(sa("10.0.0.100:10000")));
+        // Cut inside the UDP ports: nothing.
+        assert_eq!(peek_udp_dst(&f[..FRAME_HEADERS - 5]), None);
+        // Not IPv4 (ARP), not UDP (ICMP): nothing.
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(peek_udp_dst(&arp), None);
+        let mut icmp = f.clone();
+        icmp[ethernet::HEADER_LEN + ipv4::field::PROTOCOL] = 1;
+        assert_eq!(peek_udp_dst(&icmp), None);
+    }
+
+    #[test]
     #[inline]
     fn readdress_keeps_both_checksums_right_and_the_payload() {
         let mut f = rtp_frame();

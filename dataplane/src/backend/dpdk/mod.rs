@@ -376,7 +376,7 @@ impl Poller {
             let (Some(dst), Some(key)) = (net::peek_udp_dst(frame), keys.get_mut(n)) else {
                 continue;
             };
-            let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
+            let lane = s.lane_of(dst.ip());
             self.table
                 .prefetch_index(side, lane, dst.port(), crate::dpdk::prefetch);
             *key = (lane, dst.port());
@@ -451,7 +451,7 @@ impl Poller {
                     self.to_engine(side, src, m.data().get(off..off + len), io);
                     return true;
                 }
-                let lane = s.ips.iter().position(|a| a == dst.ip()).unwrap_or(0) as u8;
+                let lane = s.lane_of(dst.ip());
                 // SRTP changes the length: room for a tag after the payload
                 // (in the mbuf's tailroom; without it a packet to protect
                 // is dropped, never sent in clear).

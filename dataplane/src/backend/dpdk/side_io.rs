@@ -60,6 +60,11 @@ impl SideIo {
         }
     }
 
+    /// The lane (index in `ips`) of our address `ip`; 0 when it is none of them.
+    pub fn lane_of(&self, ip: &Ipv4Addr) -> u8 {
+        self.ips.iter().position(|a| a == ip).unwrap_or(0) as u8
+    }
+
     /// Where a frame for `ip` goes first: `ip` itself on our subnet, else the
     /// side's router (or `ip` when there is none: everything is on-link).
     pub fn next_hop(&self, ip: Ipv4Addr) -> Ipv4Addr {
