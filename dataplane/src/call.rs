@@ -281,3 +281,48 @@ pub struct CallRecord {
     /// was relayed.
     pub media: Vec<MediaLine>,
 }
+
+/// What the engine asks of the control plane about cluster-wide tenant
+/// limits, in the order it needs them done (one ring, read in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmissionAsk {
+    /// May a new call of `tenant` start? Take a slot and a CPS token
+    /// across the cluster if so; answer `token` with a [`Verdict`].
+    Admit {
+        /// Names the INVITE put aside; echoed in the verdict.
+        token: u64,
+        /// The tenant's id.
+        tenant: String,
+        /// The tenant's limits in the engine's snapshot.
+        max_concurrent: u32,
+        /// Calls per second, across the cluster.
+        max_cps: u32,
+    },
+    /// A call of `tenant` this node counted has ended: give its slot back.
+    Release {
+        /// The tenant's id.
+        tenant: String,
+    },
+    /// A call of `tenant` that the node's share admitted after the store's
+    /// answer came too late (and refused it): count its slot in the store
+    /// after all, so the release that follows balances.
+    Take {
+        /// The tenant's id.
+        tenant: String,
+    },
+    /// The engine's live calls per limited tenant, for the store to take as
+    /// this node's count (asked for by [`EngineStats::admission_resync`](crate::stats::EngineStats::admission_resync) when
+    /// the store is reached again after an outage or at start).
+    Counts(Vec<(String, u32)>),
+}
+
+/// The control plane's answer to [`AdmissionAsk::Admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Slot and token taken across the cluster: the call may start.
+    Granted,
+    /// Over the tenant's cluster-wide limit: refused.
+    Refused,
+    /// The store could not be reached: the node's share decides.
+    Unreachable,
+}

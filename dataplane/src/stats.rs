@@ -84,6 +84,16 @@ pub const MEDIA_CAPTURE: usize = 8_192;
 /// The size of a media capture buffer: a whole Ethernet-MTU datagram.
 pub const MEDIA_CAPTURE_BUF: usize = 1_600;
 
+/// A callback another thread runs to wake whoever reads a ring (it must
+/// not block).
+pub struct Waker(pub Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waker")
+    }
+}
+
 /// SIP engine counters, and the rings of call outcomes and records.
 #[derive(Debug)]
 pub struct EngineStats {
@@ -97,6 +107,25 @@ pub struct EngineStats {
     pub call_records_dropped: Counter,
     /// INVITEs refused over a tenant's CPS or concurrency limit.
     pub calls_limited: Counter,
+    /// Cluster-wide admission asks toward the control plane, in order
+    /// ([`AdmissionAsk`](crate::call::AdmissionAsk); 16,384 deep).
+    pub admission_asks: ArrayQueue<crate::call::AdmissionAsk>,
+    /// Asks lost to a full `admission_asks` ring (the node's share decided).
+    pub admission_asks_dropped: Counter,
+    /// INVITEs the node's share admitted or refused because the cluster's
+    /// store did not answer (unreachable, late, or too many waiting).
+    pub admission_by_share: Counter,
+    /// INVITEs whose cluster verdict came after the deadline.
+    pub admission_late: Counter,
+    /// Live cluster nodes as last seen in the store (1 alone): the
+    /// divisor of the node's share.
+    pub cluster_nodes: Counter,
+    /// Set by the control plane: the engine pushes its live calls per
+    /// tenant as `AdmissionAsk::Counts` and clears it.
+    pub admission_resync: std::sync::atomic::AtomicBool,
+    /// Called by the engine thread after it pushed admission asks (it must
+    /// not block: wake a task).
+    pub admission_waker: std::sync::OnceLock<Waker>,
     /// INVITEs sent on to the next gateway (failover code or timer).
     pub failovers: Counter,
     /// Answered calls ended because their media stopped.
@@ -268,6 +297,13 @@ impl Default for EngineStats {
             call_records: ArrayQueue::new(16_384),
             call_records_dropped: Counter::default(),
             calls_limited: Counter::default(),
+            admission_asks: ArrayQueue::new(16_384),
+            admission_asks_dropped: Counter::default(),
+            admission_by_share: Counter::default(),
+            admission_late: Counter::default(),
+            cluster_nodes: Counter::default(),
+            admission_resync: std::sync::atomic::AtomicBool::new(false),
+            admission_waker: std::sync::OnceLock::new(),
             failovers: Counter::default(),
             media_timeouts: Counter::default(),
             media_timeouts_held: Counter::default(),
@@ -468,6 +504,7 @@ impl EngineStats {
             RingFill::of("rtcp_copies", &self.rtcp_copies),
             RingFill::of("media_calls", &self.media_calls),
             RingFill::of("journal", &self.journal),
+            RingFill::of("admission_asks", &self.admission_asks),
         ]
     }
 
@@ -488,7 +525,7 @@ impl EngineStats {
 
     /// The SIP counters as `GET /api/v1/status` names them under `sip` (and
     /// metrics export them): the one list of them.
-    pub fn sip_counters(&self) -> [(&'static str, &Counter); 51] {
+    pub fn sip_counters(&self) -> [(&'static str, &Counter); 54] {
         [
             ("calls_total", &self.calls_total),
             ("calls_answered", &self.calls_answered),
@@ -507,6 +544,9 @@ impl EngineStats {
             ("transport_errors", &self.transport_errors),
             ("failovers", &self.failovers),
             ("calls_limited", &self.calls_limited),
+            ("admission_by_share", &self.admission_by_share),
+            ("admission_late", &self.admission_late),
+            ("admission_asks_dropped", &self.admission_asks_dropped),
             ("media_timeouts", &self.media_timeouts),
             ("media_timeouts_held", &self.media_timeouts_held),
             ("offers_rolled_back", &self.offers_rolled_back),

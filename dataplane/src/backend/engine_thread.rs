@@ -159,6 +159,16 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
         while let Some(failed) = shared.transport_errors.pop() {
             engine.transport_error(now, failed, &mut out);
         }
+        while let Some((token, verdict)) = shared.admission_verdicts.pop() {
+            engine.admission_verdict(now, token, verdict, &mut out);
+        }
+        if shared
+            .engine
+            .admission_resync
+            .swap(false, Ordering::Relaxed)
+        {
+            engine.push_admission_counts();
+        }
         guard_commands(&mut guard, &shared.engine, now);
         let mut handled = 0;
         let mut drained = false;
@@ -211,6 +221,11 @@ fn engine_loop(mut engine: SipEngine, shared: &Shared, mut io: impl EngineIo) {
             skipped_ticks = 0;
         } else {
             skipped_ticks += 1;
+        }
+        if !shared.engine.admission_asks.is_empty() {
+            if let Some(wake) = shared.engine.admission_waker.get() {
+                (wake.0)();
+            }
         }
         engine.take_health_reports(&mut health);
         for r in health.drain(..) {

@@ -77,13 +77,7 @@ pub struct Datagram {
 }
 
 /// A callback that wakes another thread's work (it must not block).
-pub(crate) struct Waker(Box<dyn Fn() + Send + Sync>);
-
-impl std::fmt::Debug for Waker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Waker")
-    }
-}
+pub(crate) use crate::stats::Waker;
 
 /// What a backend's threads share: rings, counters, the quit flag. The
 /// packet threads (the socket relay, or the DPDK poll loop), the stream
@@ -109,6 +103,8 @@ pub struct Shared {
     pub(crate) health_cmds: ArrayQueue<HealthCmd>,
     /// TCP/TLS destinations the stream layer could not reach (or lost).
     pub(crate) transport_errors: ArrayQueue<(Transport, SocketAddr)>,
+    /// The control plane's admission verdicts toward the engine (token, verdict).
+    pub(crate) admission_verdicts: ArrayQueue<(u64, crate::call::Verdict)>,
     /// The engine thread, for the packet threads to wake it.
     pub(crate) engine_waker: std::sync::OnceLock<thread::Thread>,
     /// An eventfd the engine thread also waits on, for a backend whose
@@ -149,6 +145,7 @@ impl Shared {
             media_idle: ArrayQueue::new(MEDIA_RING),
             health_cmds: ArrayQueue::new(1_024),
             transport_errors: ArrayQueue::new(1_024),
+            admission_verdicts: ArrayQueue::new(16_384),
             engine_waker: std::sync::OnceLock::new(),
             engine_wake_fd: std::sync::OnceLock::new(),
             tx_ring: ArrayQueue::new(ring_size.max(BATCH)),
@@ -238,6 +235,7 @@ impl Dataplane {
             RingFill::of("media_cmds", &s.media_cmds),
             RingFill::of("media_idle", &s.media_idle),
             RingFill::of("health_cmds", &s.health_cmds),
+            RingFill::of("admission_verdicts", &s.admission_verdicts),
         ]);
         rings.extend(self.stats.rings());
         rings
@@ -294,6 +292,20 @@ impl Dataplane {
     pub fn publish(&self, snapshot: Arc<RouteSnapshot>) {
         let _ = self.shared.snapshots.force_push(snapshot);
         self.shared.wake_engine();
+    }
+
+    /// Hands the control plane's verdict on the INVITE put aside as `token`
+    /// to the engine ([`SipEngine::admission_verdict`](crate::engine::SipEngine::admission_verdict));
+    /// `false` when 16,384 are already waiting (the INVITE's deadline then
+    /// lets the node's share decide).
+    pub fn admission_verdict(&self, token: u64, verdict: crate::call::Verdict) -> bool {
+        let queued = self
+            .shared
+            .admission_verdicts
+            .push((token, verdict))
+            .is_ok();
+        self.shared.wake_engine();
+        queued
     }
 
     /// Hands an operator's health request (probe a gateway now, set its

@@ -145,6 +145,11 @@ pub struct Policy {
     pub retry_after_s: u32,
     /// Drop INVITEs from unknown sources silently instead of answering 403.
     pub drop_unknown_sources: bool,
+    /// Tenant limits hold across a cluster: a limited tenant's new INVITE
+    /// waits for the control plane's verdict up to this many ms, then the
+    /// node's share decides (`engine::admission`). `None`: one node counts
+    /// alone.
+    pub cluster_ask_ms: Option<Ms>,
 }
 
 impl Default for Policy {
@@ -155,6 +160,7 @@ impl Default for Policy {
             limit_code: 503,
             retry_after_s: 1,
             drop_unknown_sources: false,
+            cluster_ask_ms: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use super::admission::Admit;
 use super::dialog::{Dialog, Leg, LegRef, Reliable};
 use super::local::local_response;
 use super::rewrite::party_for;
@@ -114,7 +115,11 @@ impl SipEngine {
             return;
         }
         if let Some(tid) = &tenant_id {
-            if !self.admit(tid, now) {
+            let admitted = self.admit(tid, rx, &key);
+            if admitted == Admit::Asked {
+                return;
+            }
+            if admitted == Admit::No {
                 self.stats.calls_limited.inc();
                 self.emit(Some(tid.as_str()), side, CallResult::LimitExceeded);
                 let code = self.cfg.policy.limit_code;

@@ -33,6 +33,7 @@ mod slab;
 mod timer;
 mod txn;
 
+pub use crate::call::{AdmissionAsk, Verdict};
 pub use config::{EngineConfig, MediaSettings, Policy};
 pub use journal::{CallImage, JournalOp, RestoreError};
 
@@ -50,7 +51,7 @@ use crate::sip::SipMessage;
 use crate::stats::EngineStats;
 pub use crate::time::Ms;
 use crate::transport::Transport;
-use admission::TenantLoad;
+use admission::{ClusterAdmission, TenantLoad};
 use dialog::Dialog;
 use hide::Hider;
 use local::error_response;
@@ -106,6 +107,8 @@ pub struct SipEngine {
     rng: u64,
     /// Live calls and CPS tokens per tenant.
     loads: HashMap<String, TenantLoad>,
+    /// INVITEs waiting for the cluster's admission verdict.
+    cluster: ClusterAdmission,
     /// Free RTP/RTCP port pairs per side.
     ports: Option<BySide<PortPairs>>,
     /// Stream changes for the media relay, drained by the backend.
@@ -171,6 +174,7 @@ impl SipEngine {
             dialog_timers: BinaryHeap::new(),
             rng,
             loads: HashMap::new(),
+            cluster: ClusterAdmission::default(),
             ports,
             media_cmds: Vec::new(),
             media_index: HashMap::new(),
@@ -272,6 +276,7 @@ impl SipEngine {
             .into_iter()
             .filter_map(|h| h.peek().map(|Reverse((t, _, _))| *t))
             .chain(self.next_probe_event())
+            .chain(self.next_admission_deadline())
             .min()
     }
 
@@ -336,6 +341,30 @@ impl SipEngine {
         self.stats.tx_messages.add((out.len() - before) as u64);
     }
 
+    /// Handles a request put aside (an INVITE awaiting its admission
+    /// verdict) again: not counted as received a second time; what it
+    /// sends is counted by the caller.
+    fn handle_again(
+        &mut self,
+        now: Ms,
+        (side, transport): (Side, Transport),
+        src: SocketAddr,
+        bytes: &[u8],
+        out: &mut Vec<Outgoing>,
+    ) {
+        self.now = now;
+        if let Ok(msg) = SipMessage::parse(bytes) {
+            let rx = Incoming {
+                now,
+                side,
+                src,
+                transport,
+                msg: &msg,
+            };
+            self.on_request(&rx, out);
+        }
+    }
+
     /// Fires every timer due at `now`.
     pub fn tick(&mut self, now: Ms, out: &mut Vec<Outgoing>) {
         self.now = now;
@@ -349,6 +378,7 @@ impl SipEngine {
         }
         self.dialog_tick(now, out);
         self.probe_tick(now, out);
+        self.admission_tick(now, out);
         self.stats.tx_messages.add((out.len() - before) as u64);
     }
 

@@ -492,3 +492,108 @@ fn a_broken_ack_gets_no_answer_a_broken_invite_400() {
     assert_eq!(status(&sent[0].2), 400, "{sent:?}");
     assert!(sent.iter().all(|(s, ..)| *s == Side::Private));
 }
+
+/// The asks the engine queued for the control plane.
+fn asks(peers: &Peers) -> Vec<AdmissionAsk> {
+    std::iter::from_fn(|| peers.stats.admission_asks.pop()).collect()
+}
+
+#[test]
+fn cluster_admission_puts_the_invite_aside_until_the_verdict() {
+    let policy = Policy {
+        cluster_ask_ms: Some(100),
+        ..Policy::default()
+    };
+    let mut peers = Peers::with(snapshot_multi(100, 100), policy);
+    let tenant_src = "10.0.1.50:5060";
+    let inv = |id: &str| invite(id, id).replace("10.0.1.10:5060;branch", "10.0.1.50:5060;branch");
+    // Put aside: nothing sent; one ask; its retransmission is absorbed.
+    assert!(peers.send(Side::Private, tenant_src, &inv("k1")).is_empty());
+    assert!(peers.send(Side::Private, tenant_src, &inv("k1")).is_empty());
+    let a = asks(&peers);
+    assert_eq!(
+        a,
+        vec![AdmissionAsk::Admit {
+            token: 0,
+            tenant: "acme".into(),
+            max_concurrent: 100,
+            max_cps: 100
+        }]
+    );
+    // Granted: the INVITE goes on, and the call counts.
+    peers.out.clear();
+    peers
+        .engine
+        .admission_verdict(peers.now, 0, Verdict::Granted, &mut peers.out);
+    let sent = peers.drain();
+    assert_eq!(invites_to(&sent).len(), 1, "{sent:?}");
+    assert_eq!(peers.engine.tenant_calls("acme"), 1);
+    // Its end gives the slot back to the store.
+    peers.send(Side::Public, GATEWAY, &answer(&sent[1].2, 486, "b", false));
+    assert_eq!(
+        asks(&peers),
+        vec![AdmissionAsk::Release {
+            tenant: "acme".into()
+        }]
+    );
+    // Refused: the tenant-limit answer, no ask to release.
+    peers.send(Side::Private, tenant_src, &inv("k2"));
+    asks(&peers);
+    peers.out.clear();
+    peers
+        .engine
+        .admission_verdict(peers.now, 1, Verdict::Refused, &mut peers.out);
+    let sent = peers.drain();
+    assert_eq!(status(&sent[0].2), 503, "{sent:?}");
+    assert!(asks(&peers).is_empty());
+    // No verdict within 100 ms: the node's share (100 / 4 nodes) admits it.
+    peers.stats.cluster_nodes.set(4);
+    peers.send(Side::Private, tenant_src, &inv("k3"));
+    asks(&peers);
+    assert_eq!(
+        peers.engine.next_timer().map(|t| t <= peers.now + 100),
+        Some(true)
+    );
+    let sent = peers.advance(200);
+    assert_eq!(invites_to(&sent).len(), 1, "{sent:?}");
+    assert_eq!(peers.stats.admission_late.get(), 1);
+    assert_eq!(peers.stats.admission_by_share.get(), 1);
+    // The store refused it after all: it now counts the call the share let in.
+    peers
+        .engine
+        .admission_verdict(peers.now, 2, Verdict::Refused, &mut peers.out);
+    assert_eq!(
+        asks(&peers),
+        vec![AdmissionAsk::Take {
+            tenant: "acme".into()
+        }]
+    );
+    // The engine's counts on demand.
+    peers.engine.push_admission_counts();
+    assert_eq!(
+        asks(&peers),
+        vec![AdmissionAsk::Counts(vec![("acme".into(), 1)])]
+    );
+}
+
+#[test]
+fn the_share_of_a_cluster_without_its_store_divides_the_limits() {
+    let policy = Policy {
+        cluster_ask_ms: Some(100),
+        ..Policy::default()
+    };
+    let mut peers = Peers::with(snapshot_multi(100, 6), policy);
+    peers.stats.cluster_nodes.set(3);
+    let mut up = 0;
+    for i in 0..4u64 {
+        let id = format!("u{i}");
+        let inv = invite(&id, &id).replace("10.0.1.10:5060;branch", "10.0.1.50:5060;branch");
+        peers.send(Side::Private, "10.0.1.50:5060", &inv);
+        peers.out.clear();
+        peers
+            .engine
+            .admission_verdict(peers.now, i, Verdict::Unreachable, &mut peers.out);
+        up += invites_to(&peers.drain()).len();
+    }
+    assert_eq!(up, 2, "6 calls over 3 nodes: 2 on this one");
+}
