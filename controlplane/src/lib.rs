@@ -11,6 +11,7 @@
 pub mod api;
 pub mod calllog;
 pub mod cdr;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod hep;

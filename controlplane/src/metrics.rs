@@ -425,6 +425,38 @@ impl Collector for Live {
             None,
             db.metric_type(),
         )?)?;
+        if let Some(c) = &self.state.cluster {
+            let st = &c.state;
+            let up = ConstGauge::new(i64::from(st.store_up.load(Ordering::Relaxed)));
+            up.encode(encoder.encode_descriptor(
+                "sbc_cluster_store_up",
+                "1 when the cluster store (Redis/Valkey) answers; 0: tenant limits by this node's share",
+                None,
+                up.metric_type(),
+            )?)?;
+            let nodes = st.members.lock().map(|m| m.len()).unwrap_or(0);
+            let n = ConstGauge::new(nodes as i64);
+            n.encode(encoder.encode_descriptor(
+                "sbc_cluster_nodes",
+                "Live nodes in the cluster's membership at the latest heartbeat",
+                None,
+                n.metric_type(),
+            )?)?;
+            let mut verdicts = encoder.encode_descriptor(
+                "sbc_cluster_admissions",
+                "Cluster-wide admission verdicts of this node, by verdict",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (name, v) in [
+                ("granted", &st.granted),
+                ("refused", &st.refused),
+                ("store_error", &st.store_errors),
+            ] {
+                ConstCounter::new(v.load(Ordering::Relaxed))
+                    .encode(verdicts.encode_family(&[("verdict", name)])?)?;
+            }
+        }
         Ok(())
     }
 }

@@ -159,6 +159,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let mut state = state.with_streams(streams.stats.clone());
     state.srtp = cfg.dataplane.backend.srtp();
+    if cfg.cluster.redis.is_some() {
+        let info = crate::cluster::NodeInfo {
+            state: "active".into(),
+            sip_private: cfg.sip.private.to_string(),
+            sip_public: cfg.sip.public.to_string(),
+            api: cfg.api.listen.to_string(),
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let cluster = crate::cluster::Cluster::start(&cfg.cluster, info, backend.clone())
+            .context("joining the cluster (cluster.redis)")?;
+        tracing::info!(node_id = %cfg.cluster.node_id, lease_s = cfg.cluster.lease_s, "cluster: tenant limits shared through the store");
+        state.cluster = Some(cluster);
+    }
     // DNS answers expire: once a second, ask again for those that did (a
     // scan of the kept answers; DNS is only asked for expired ones), and
     // hand the engine the new addresses.
@@ -224,7 +239,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let engine_stats = backend.stats.clone();
     let drainer = backend.clone();
     let drain = Duration::from_secs(cfg.shutdown.drain_s);
-    let stopped = drained(drainer, engine_stats, drain);
+    let stopped = drained(drainer, engine_stats, drain, state.cluster.clone());
+    let cluster = state.cluster.clone();
     match api_tls {
         None => {
             tracing::info!(listen = %cfg.api.listen, "REST API listening (HTTP)");
@@ -250,6 +266,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 
     tracing::info!("shutting down");
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     backend.stop();
     db.close().await;
     Ok(())
@@ -304,6 +323,7 @@ async fn drained(
     backend: Arc<Dataplane>,
     stats: Arc<sbc_dataplane::stats::EngineStats>,
     drain: Duration,
+    cluster: Option<crate::cluster::Cluster>,
 ) {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -319,6 +339,9 @@ async fn drained(
         return;
     }
     backend.drain();
+    if let Some(c) = &cluster {
+        c.set_draining();
+    }
     let up = stats.calls_up.get();
     tracing::info!(
         calls_up = up,

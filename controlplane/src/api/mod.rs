@@ -109,6 +109,9 @@ pub struct AppState {
     /// The running SBC relays SRTP (`BackendKind::srtp`): a gateway may
     /// have `media_encryption` other than `disable`.
     pub srtp: bool,
+    /// This node's cluster membership and shared limits (`[cluster]
+    /// redis` set).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
@@ -184,6 +187,7 @@ impl AppState {
             streams: None,
             dns: Arc::new(Dns::system()),
             srtp: false,
+            cluster: None,
         }
     }
 

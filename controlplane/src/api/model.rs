@@ -841,6 +841,10 @@ pub struct Status {
     /// (`crate::stream::StreamStats`; `open` is the connections open now).
     #[serde(default)]
     pub streams: BTreeMap<String, u64>,
+    /// This node in its cluster (`[cluster] redis` set): its id, whether
+    /// the store answers, how limits are counted, the live nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// One ring of [`Status::rings`].

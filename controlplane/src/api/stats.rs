@@ -228,6 +228,7 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
             .as_ref()
             .map(|st| counters_u64(&st.counters()))
             .unwrap_or_default(),
+        cluster: s.cluster.as_ref().map(|c| c.state.status()),
     })
 }
 

@@ -22,6 +22,7 @@ impl RoutingConfig {
             limit_code: self.limit_code,
             retry_after_s: self.retry_after_s,
             drop_unknown_sources: self.unknown_source == UnknownSource::Drop,
+            cluster_ask_ms: None,
         }
     }
 }
@@ -53,6 +54,9 @@ impl Config {
         engine.seed = seed;
         engine.media = Some(self.media_settings());
         engine.policy = self.routing.policy();
+        if self.cluster.redis.is_some() {
+            engine.policy.cluster_ask_ms = Some(self.cluster.ask_timeout_ms);
+        }
         engine.strip_isup = self.sip.strip_isup;
         engine.tcp[Side::Public] = self.sip.public_tcp;
         engine.tls[Side::Public] = self.sip.public_tls;

@@ -168,6 +168,14 @@ pub const VARIABLES: &[(&str, &str, Kind)] = &[
     ("SBC_HEP_PASSWORD", "hep.password", Kind::Text),
     ("SBC_LOG_FORMAT", "log.format", Kind::Text),
     ("SBC_LOG_LEVEL", "log.level", Kind::Text),
+    ("SBC_CLUSTER_NODE_ID", "cluster.node_id", Kind::Text),
+    ("SBC_CLUSTER_REDIS", "cluster.redis", Kind::Text),
+    ("SBC_CLUSTER_LEASE_S", "cluster.lease_s", Kind::Integer),
+    (
+        "SBC_CLUSTER_ASK_TIMEOUT_MS",
+        "cluster.ask_timeout_ms",
+        Kind::Integer,
+    ),
 ];
 
 /// `text` read as `kind`; `None` when it does not read.

@@ -122,6 +122,63 @@ pub struct Config {
     /// `[journal]`.
     #[serde(default)]
     pub journal: JournalConfig,
+    /// `[cluster]`.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: this node among several sharing one database, and the
+/// Redis or Valkey store that holds the tenants' limits across them
+/// (`crate::cluster`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster: in the store's membership,
+    /// on its CDRs and HEP. Default: the host name.
+    #[serde(default = "default_node_id_text")]
+    pub node_id: String,
+    /// The store, `redis://[user:password@]host[:port][/db]` (Redis 6+ or
+    /// Valkey; TLS toward it is not built in: reach it over a private
+    /// network or a local stunnel); absent: this node counts its tenants'
+    /// limits alone and is in no membership.
+    pub redis: Option<String>,
+    /// Seconds a node's membership and its tenants' slots last without a
+    /// heartbeat (one every third of it): a node killed outright gives
+    /// its slots back within this. Default 10.
+    #[serde(default = "default_lease_s")]
+    pub lease_s: u64,
+    /// How long a new INVITE of a limited tenant waits for the store's
+    /// verdict before the node's share of the limits decides, in ms.
+    /// Default 200.
+    #[serde(default = "default_ask_timeout_ms")]
+    pub ask_timeout_ms: u64,
+}
+
+fn default_node_id_text() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sbc".into())
+}
+
+fn default_lease_s() -> u64 {
+    10
+}
+
+fn default_ask_timeout_ms() -> u64 {
+    200
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: default_node_id_text(),
+            redis: None,
+            lease_s: default_lease_s(),
+            ask_timeout_ms: default_ask_timeout_ms(),
+        }
+    }
 }
 
 /// `[journal]`: the call journal, which puts answered calls back after a
@@ -870,6 +927,32 @@ impl Config {
                 "media.max_sessions",
                 "must be at least 1 (leave it out for no limit)",
             ));
+        }
+        let node_ok = |id: &str| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !node_ok(&cfg.cluster.node_id) {
+            return Err(invalid(
+                "cluster.node_id",
+                "must be 1..=64 letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if let Some(url) = &cfg.cluster.redis {
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                return Err(invalid(
+                    "cluster.redis",
+                    &format!("is not a Redis URL: {e}"),
+                ));
+            }
+        }
+        if !(1..=3_600).contains(&cfg.cluster.lease_s) {
+            return Err(invalid("cluster.lease_s", "must be 1..=3600"));
+        }
+        if !(1..=5_000).contains(&cfg.cluster.ask_timeout_ms) {
+            return Err(invalid("cluster.ask_timeout_ms", "must be 1..=5000"));
         }
         if cfg.media.timeout_s == 0 {
             return Err(invalid("media.timeout_s", "must be at least 1"));
