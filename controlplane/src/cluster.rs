@@ -273,12 +273,13 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Draining (`sbcctl drain`, SIGTERM): said in the membership at the
-    /// next heartbeat, which comes at once.
-    pub fn set_draining(&self) {
-        self.state.draining.store(true, Ordering::Relaxed);
+    /// Draining (`sbcctl drain`, SIGTERM; `false`: drain ended): said in
+    /// the membership at once; once the node's last call ended it leaves
+    /// the membership, and joins again when the drain ends.
+    pub fn set_draining(&self, on: bool) {
+        self.state.draining.store(on, Ordering::Relaxed);
         if let Ok(mut i) = self.state.info.lock() {
-            i.state = "draining".into();
+            i.state = if on { "draining" } else { "active" }.into();
         }
     }
 
@@ -310,7 +311,21 @@ async fn heartbeat(
     let script = Script::new(HEARTBEAT);
     let every = Duration::from_millis((state.lease_ms / 3).max(100));
     let mut was_draining = false;
+    let mut left = false;
     loop {
+        // Drained to the last call: out of the membership until the drain ends.
+        if state.draining.load(Ordering::Relaxed) && dataplane.stats.dialogs.get() == 0 {
+            if !left {
+                cluster.leave().await;
+                left = true;
+                if let Ok(mut m) = state.members.lock() {
+                    m.retain(|m| m.node_id != state.node_id);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        left = false;
         let mut slot = cluster.conn.lock().await;
         if slot.is_none() {
             let config = redis::aio::ConnectionManagerConfig::new()
@@ -379,15 +394,19 @@ async fn heartbeat(
     }
 }
 
-/// The heartbeat's reply, `[id, ms left, info JSON, ...]`, as members.
+/// The heartbeat's reply, `[id, ms left, info JSON, ...]`, as members in
+/// the order of their ids.
 fn members_of(flat: &[String]) -> Vec<Member> {
-    flat.chunks_exact(3)
+    let mut members: Vec<Member> = flat
+        .chunks_exact(3)
         .map(|c| Member {
             node_id: c[0].clone(),
             lease_left_ms: c[1].parse().unwrap_or(0),
             info: serde_json::from_str(&c[2]).unwrap_or_default(),
         })
-        .collect()
+        .collect();
+    members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    members
 }
 
 /// Answers the engine's admission asks in order, each with one command or

@@ -174,6 +174,33 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(node_id = %cfg.cluster.node_id, lease_s = cfg.cluster.lease_s, "cluster: tenant limits shared through the store");
         state.cluster = Some(cluster);
     }
+    // One drain for `POST /api/v1/drain` and SIGTERM.
+    let (drain_backend, drain_cluster, drain_flag) = (
+        backend.clone(),
+        state.cluster.clone(),
+        state.draining.clone(),
+    );
+    state.drain_cmd = Arc::new(move |on| {
+        if on {
+            drain_backend.drain();
+        } else {
+            drain_backend.undrain();
+        }
+        if let Some(c) = &drain_cluster {
+            c.set_draining(on);
+        }
+        drain_flag.store(on, Ordering::Relaxed);
+        tracing::info!(
+            draining = on,
+            "drain {}",
+            if on {
+                "started: new calls refused 503"
+            } else {
+                "ended: new calls taken"
+            }
+        );
+        true
+    });
     // DNS answers expire: once a second, ask again for those that did (a
     // scan of the kept answers; DNS is only asked for expired ones), and
     // hand the engine the new addresses.
@@ -237,9 +264,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API on api.listen = {}", cfg.api.listen))?;
     let engine_stats = backend.stats.clone();
-    let drainer = backend.clone();
     let drain = Duration::from_secs(cfg.shutdown.drain_s);
-    let stopped = drained(drainer, engine_stats, drain, state.cluster.clone());
+    let stopped = drained(engine_stats, drain, state.drain_cmd.clone());
     let cluster = state.cluster.clone();
     match api_tls {
         None => {
@@ -320,10 +346,9 @@ fn start_dpdk(
 /// progress go on), then this waits for the last call to end, `drain` to
 /// pass, or a second signal, whichever comes first.
 async fn drained(
-    backend: Arc<Dataplane>,
     stats: Arc<sbc_dataplane::stats::EngineStats>,
     drain: Duration,
-    cluster: Option<crate::cluster::Cluster>,
+    start_drain: crate::api::DrainSender,
 ) {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -338,10 +363,7 @@ async fn drained(
     if drain.is_zero() {
         return;
     }
-    backend.drain();
-    if let Some(c) = &cluster {
-        c.set_draining();
-    }
+    start_drain(true);
     let up = stats.calls_up.get();
     tracing::info!(
         calls_up = up,

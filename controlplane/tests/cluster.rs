@@ -379,3 +379,63 @@ fn ureq_get(port: u16) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn a_drained_node_refuses_new_calls_and_leaves_the_membership_until_the_drain_ends() {
+    let redis = Redis::start();
+    let mut peers = Peers::new();
+    let gw = peers.gateway.local_addr().unwrap();
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| {
+            node(
+                &redis,
+                &format!("d{i}"),
+                (49000 + i * 200, 49190 + i * 200),
+                gw,
+                (1000, 100),
+            )
+        })
+        .collect();
+    let members = |api: &str| -> Vec<String> {
+        cluster_status(api)["nodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|n| n["node_id"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let wait_for = |want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let m = members(&nodes[0].sbc.api);
+            if m == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "members {m:?}, want {want:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&["d0", "d1"]);
+    let (code, out, err) = sbcctl(&nodes[1].sbc.api, &["drain"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("draining"), "{out}");
+    // No call on it: it leaves at once; new calls to it get 503.
+    wait_for(&["d0"]);
+    peers.invite("x1", nodes[1].sbc.private);
+    peers.pump(Duration::from_millis(500), 200);
+    assert_eq!(peers.finals.get("x1"), Some(&503), "{:?}", peers.finals);
+    let (_, out, _) = sbcctl(&nodes[1].sbc.api, &["--json", "status"]);
+    assert!(
+        out.contains("\"draining\": true") || out.contains("\"draining\":true"),
+        "{out}"
+    );
+    // The drain ends: it joins again and takes calls.
+    let (code, _, err) = sbcctl(&nodes[1].sbc.api, &["drain", "--cancel"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(&["d0", "d1"]);
+    peers.invite("x2", nodes[1].sbc.private);
+    peers.pump(Duration::from_millis(500), 200);
+    assert_eq!(peers.finals.get("x2"), Some(&200), "{:?}", peers.finals);
+}

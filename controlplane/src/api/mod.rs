@@ -112,10 +112,19 @@ pub struct AppState {
     /// This node's cluster membership and shared limits (`[cluster]
     /// redis` set).
     pub cluster: Option<crate::cluster::Cluster>,
+    /// Starts or ends a drain (`POST`/`DELETE /api/v1/drain`, SIGTERM).
+    pub drain_cmd: DrainSender,
+    /// Whether this node drains now.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Hands a health request to the engine (the running backend, or a test's).
 pub type HealthSender = Arc<dyn Fn(HealthCmd) -> bool + Send + Sync>;
+
+/// Starts (`true`) or ends (`false`) this node's drain: the data plane
+/// refuses new calls 503 and the cluster membership says `draining`;
+/// `false` when no data plane runs.
+pub type DrainSender = Arc<dyn Fn(bool) -> bool + Send + Sync>;
 
 /// The engine's latest report of one destination, as the API keeps it.
 #[derive(Debug, Clone)]
@@ -188,6 +197,8 @@ impl AppState {
             dns: Arc::new(Dns::system()),
             srtp: false,
             cluster: None,
+            drain_cmd: Arc::new(|_| false),
+            draining: Arc::default(),
         }
     }
 
@@ -425,6 +436,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/dispatcher/state"),
     ("get", "/api/v1/bans"),
     ("delete", "/api/v1/bans/{ip}"),
+    ("post", "/api/v1/drain"),
+    ("delete", "/api/v1/drain"),
 ];
 
 /// The OpenAPI 3 document served at `/api/v1/openapi.json`.
@@ -447,6 +460,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dispatcher/state", post(dispatcher::set_state))
         .route("/api/v1/bans", get(bans::list))
         .route("/api/v1/bans/{ip}", delete(bans::remove))
+        .route(
+            "/api/v1/drain",
+            post(self::stats::drain_start).delete(self::stats::drain_end),
+        )
         .route("/api/v1/carriers", get(list_carriers).post(add_carrier))
         .route("/api/v1/carriers/{id}", delete(delete_carrier))
         .route("/api/v1/gateways", get(list_gateways).post(add_gateway))

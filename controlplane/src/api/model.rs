@@ -845,6 +845,20 @@ pub struct Status {
     /// the store answers, how limits are counted, the live nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::ClusterStatus>,
+    /// Whether this node drains (`sbcctl drain`, SIGTERM): new calls 503.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// The answer to `POST`/`DELETE /api/v1/drain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Whether the node drains now.
+    pub draining: bool,
+    /// Calls up (answered) now.
+    pub calls_up: u64,
+    /// Dialogs held now (answered and in setup): the drain is over at 0.
+    pub dialogs: u64,
 }
 
 /// One ring of [`Status::rings`].

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use sbc_dataplane::call::{self, RtpSummary};
 use sbc_dataplane::stats::Counter;
 
-use super::model::{ActiveCallView, ActiveList, CallWindow, CdrList, FieldError};
+use super::model::{ActiveCallView, ActiveList, CallWindow, CdrList, Drain, FieldError};
 use super::model::{
     CallList, CallRecord, CallStats, CallsQuery, DatabaseState, Direction, GatewayHealth, IoStatus,
     MediaFigures, PortStatus, Provisioned, RingStatus, RtpFigures, Status,
@@ -229,7 +230,37 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiJson<Status> {
             .map(|st| counters_u64(&st.counters()))
             .unwrap_or_default(),
         cluster: s.cluster.as_ref().map(|c| c.state.status()),
+        draining: s.draining.load(std::sync::atomic::Ordering::Relaxed),
     })
+}
+
+/// `POST /api/v1/drain` (`sbcctl drain`): this node takes no new call
+/// (INVITE and OPTIONS get 503 with Retry-After, so upstream probes move to
+/// the other nodes), calls in progress go on; in a cluster it says
+/// `draining` in the membership and leaves it once its last call ended.
+/// 503 when no data plane runs.
+pub(super) async fn drain_start(State(s): State<AppState>) -> Result<ApiJson<Drain>, ApiError> {
+    drain_set(&s, true)
+}
+
+/// `DELETE /api/v1/drain` (`sbcctl drain --cancel`): new calls are taken
+/// again (and the node joins its cluster again).
+pub(super) async fn drain_end(State(s): State<AppState>) -> Result<ApiJson<Drain>, ApiError> {
+    drain_set(&s, false)
+}
+
+fn drain_set(s: &AppState, on: bool) -> Result<ApiJson<Drain>, ApiError> {
+    if !(s.drain_cmd)(on) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no data plane runs here to drain",
+        ));
+    }
+    Ok(ApiJson(Drain {
+        draining: on,
+        calls_up: s.stats.engine.calls_up.get(),
+        dialogs: s.stats.engine.dialogs.get(),
+    }))
 }
 
 /// `GET /api/v1/capture?seconds=N&filter=sip|rtp|all`: every SIP datagram

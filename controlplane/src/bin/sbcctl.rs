@@ -176,6 +176,15 @@ enum Command {
     },
     /// Is the SBC's API answering?
     Ping,
+    /// drain [--cancel]: this node takes no new call (INVITE and OPTIONS
+    /// get 503, so carriers' probes move to the other nodes) while calls in
+    /// progress finish; in a cluster it leaves the membership once the last
+    /// one ended. --cancel takes new calls again.
+    Drain {
+        /// End the drain.
+        #[arg(long)]
+        cancel: bool,
+    },
     /// capture --seconds N [--filter sip|rtp|all] > calls.pcap: SIP in and
     /// out, relayed media, or both, for N seconds as a pcap file (tshark,
     /// Wireshark, sngrep -I); works on the DPDK backend too, where tcpdump
@@ -575,6 +584,23 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             print_table(&list.destinations);
             if !list.probing {
                 println!("(probing is off: [health] interval_s = 0)");
+            }
+            Ok(())
+        }
+        Command::Drain { cancel } => {
+            let method = if *cancel { "DELETE" } else { "POST" };
+            let v = c.call(method, "/api/v1/drain", None::<&()>)?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let d: sbc_controlplane::api::model::Drain = typed(v)?;
+            if d.draining {
+                println!(
+                    "draining: new calls refused 503; {} dialogs left ({} answered)",
+                    d.dialogs, d.calls_up
+                );
+            } else {
+                println!("drain ended: new calls taken");
             }
             Ok(())
         }

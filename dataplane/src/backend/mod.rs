@@ -337,6 +337,12 @@ impl Dataplane {
         self.shared.wake_engine();
     }
 
+    /// Ends a drain ([`Dataplane::drain`]): new calls are taken again.
+    pub fn undrain(&self) {
+        self.shared.draining.store(false, Ordering::Relaxed);
+        self.shared.wake_engine();
+    }
+
     /// Stops both threads and waits for them (once; later calls return at once).
     pub fn stop(&self) {
         self.shared.quit.store(true, Ordering::Relaxed);
