@@ -71,6 +71,10 @@ pub struct CdrRow {
     pub callee_lost: i64,
     /// See `callee_packets`.
     pub callee_jitter_ms: f64,
+    /// The SBC node that carried the call (`[cluster] node_id`; '' for
+    /// rows written before nodes were named).
+    #[serde(default)]
+    pub node_id: String,
 }
 
 fn sum(media: impl Iterator<Item = RtpSummary>) -> (i64, i64, i64, f64) {
@@ -121,6 +125,7 @@ impl CdrRow {
             callee_bytes: eb,
             callee_lost: el,
             callee_jitter_ms: ej,
+            node_id: String::new(),
         }
     }
 
@@ -138,7 +143,7 @@ impl CdrRow {
 const COLUMNS: &str = "caller_call_id, callee_call_id, tenant_id, direction, caller_addr, \
     callee_addr, start_ms, answer_ms, end_ms, result, final_code, reason, ended_by, attempts, \
     caller_packets, caller_bytes, caller_lost, caller_jitter_ms, callee_packets, callee_bytes, \
-    callee_lost, callee_jitter_ms";
+    callee_lost, callee_jitter_ms, node_id";
 
 /// Which CDRs to list (`GET /api/v1/cdrs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -157,7 +162,7 @@ impl Provisioning {
         let mut tx = self.write_tx().await?;
         let sql = self.sql(&format!(
             "INSERT INTO cdrs ({COLUMNS}) VALUES \
-             (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ));
         for r in rows {
             sqlx::query(&sql)
@@ -183,6 +188,7 @@ impl Provisioning {
                 .bind(r.callee_bytes)
                 .bind(r.callee_lost)
                 .bind(r.callee_jitter_ms)
+                .bind(&r.node_id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -219,17 +225,29 @@ impl Provisioning {
             .rows_affected())
     }
 
-    /// ASR, ACD, setup time and failure codes per tenant and per gateway of
-    /// the calls that started at or after `since_ms`.
-    pub async fn cdr_stats(&self, since_ms: i64) -> Result<WindowStats, DbError> {
-        let sql = self.sql(
+    /// ASR, ACD, setup time and failure codes per tenant, per gateway and
+    /// per node of the calls that started at or after `since_ms`: those of
+    /// node `node` (and rows from before nodes were named), or of every
+    /// node sharing the database when `None`.
+    pub async fn cdr_stats(
+        &self,
+        since_ms: i64,
+        node: Option<&str>,
+    ) -> Result<WindowStats, DbError> {
+        let of_node = if node.is_some() {
+            " AND node_id IN (?, '')"
+        } else {
+            ""
+        };
+        let sql = self.sql(&format!(
             "SELECT tenant_id, direction, caller_addr, callee_addr, start_ms, answer_ms, end_ms, \
-             final_code FROM cdrs WHERE start_ms >= ?",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(since_ms)
-            .fetch_all(self.pool())
-            .await?;
+             final_code, node_id FROM cdrs WHERE start_ms >= ?{of_node}"
+        ));
+        let mut query = sqlx::query(&sql).bind(since_ms);
+        if let Some(n) = node {
+            query = query.bind(n);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         let mut out = WindowStats::default();
         for row in rows {
             let tenant: Option<String> = row.try_get(0)?;
@@ -239,11 +257,19 @@ impl Provisioning {
             let answer: Option<i64> = row.try_get(5)?;
             let end: i64 = row.try_get(6)?;
             let code: i64 = row.try_get(7)?;
+            let node_id: String = row.try_get(8)?;
             for group in [
                 out.by_tenant
                     .entry(tenant.clone().unwrap_or_else(|| "-".into()))
                     .or_default(),
                 out.by_gateway.entry(gateway.clone()).or_default(),
+                out.by_node
+                    .entry(if node_id.is_empty() {
+                        "-".into()
+                    } else {
+                        node_id
+                    })
+                    .or_default(),
             ] {
                 group.add(start, answer, end, code);
             }
@@ -252,6 +278,7 @@ impl Provisioning {
             .by_tenant
             .values_mut()
             .chain(out.by_gateway.values_mut())
+            .chain(out.by_node.values_mut())
         {
             g.finish();
         }
@@ -331,6 +358,8 @@ pub struct WindowStats {
     pub by_tenant: BTreeMap<String, WindowFigures>,
     /// By gateway address.
     pub by_gateway: BTreeMap<String, WindowFigures>,
+    /// By SBC node (`-`: rows from before nodes were named).
+    pub by_node: BTreeMap<String, WindowFigures>,
 }
 
 /// Where finished calls go to be written (see the module docs).
@@ -341,6 +370,8 @@ pub struct CdrWriter {
     pub dropped: Arc<AtomicU64>,
     /// CDRs written.
     pub written: Arc<AtomicU64>,
+    /// This node's id, stamped on every row.
+    node_id: Arc<str>,
 }
 
 /// CDRs waiting to be written at most.
@@ -350,13 +381,14 @@ const BATCH: usize = 500;
 
 impl CdrWriter {
     /// Starts the writer task on `db`, deleting rows older than `keep_days`
-    /// (0: keep them all) once an hour.
-    pub fn start(db: Arc<Provisioning>, keep_days: u32) -> CdrWriter {
+    /// (0: keep them all) once an hour; every row says `node_id` carried it.
+    pub fn start(db: Arc<Provisioning>, keep_days: u32, node_id: &str) -> CdrWriter {
         let (tx, mut rx) = mpsc::channel::<CdrRow>(QUEUE);
         let writer = CdrWriter {
             tx,
             dropped: Arc::default(),
             written: Arc::default(),
+            node_id: Arc::from(node_id),
         };
         let (dropped, written) = (writer.dropped.clone(), writer.written.clone());
         tokio::spawn(async move {
@@ -403,8 +435,15 @@ impl CdrWriter {
         writer
     }
 
-    /// Queues one finished call; counted as dropped when the queue is full.
-    pub fn push(&self, row: CdrRow) {
+    /// The id of the node whose rows this writes.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Queues one finished call (stamped with this node's id); counted as
+    /// dropped when the queue is full.
+    pub fn push(&self, mut row: CdrRow) {
+        row.node_id = self.node_id.to_string();
         if self.tx.try_send(row).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }

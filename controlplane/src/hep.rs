@@ -53,6 +53,8 @@ pub struct HepTarget {
     pub node_id: u32,
     /// The collector's password, if any.
     pub password: Option<String>,
+    /// This SBC node's name (`[cluster] node_id`), sent as HEP chunk 19.
+    pub node_name: Option<String>,
 }
 
 /// What a pcap capture wants.
@@ -186,6 +188,7 @@ impl CaptureHub {
                         proto: PROTO_SIP,
                         node_id: t.node_id,
                         password: t.password.clone(),
+                        node_name: t.node_name.clone(),
                         correlation,
                         payload: c.data,
                     };
@@ -311,6 +314,7 @@ fn rtcp_message(c: &RtcpCopy, correlation: Option<String>, t: &HepTarget) -> Opt
         proto: PROTO_RTCP,
         node_id: t.node_id,
         password: t.password.clone(),
+        node_name: t.node_name.clone(),
         correlation,
         payload: json.to_string().into_bytes(),
     })
@@ -352,6 +356,7 @@ fn report(r: &CallRecord, t: &HepTarget) -> HepMessage {
         proto: PROTO_LOG,
         node_id: t.node_id,
         password: t.password.clone(),
+        node_name: t.node_name.clone(),
         correlation: Some(r.caller_call_id.clone()),
         payload: json.to_string().into_bytes(),
     }
@@ -384,6 +389,7 @@ mod tests {
             collector: "10.0.0.5:9060".parse().unwrap(),
             node_id: 3,
             password: None,
+            node_name: Some("sbc-1".into()),
         };
         let m = rtcp_message(&c, Some("a@b".into()), &t).unwrap();
         assert_eq!(
@@ -420,6 +426,7 @@ mod tests {
             node_id: 2001,
             password: Some("myHep".into()),
             correlation: Some("abc@10.0.1.10".into()),
+            node_name: Some("sbc-1".into()),
             payload: b"INVITE sip:x SIP/2.0\r\nCall-ID: abc@10.0.1.10\r\n\r\n".to_vec(),
         };
         let b = encode(&m).unwrap();

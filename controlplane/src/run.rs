@@ -218,13 +218,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     // Writes by other nodes and tools reach this node's engine within a second.
     tokio::spawn(crate::api::watch_provisioning(state.clone()));
-    let hep = cfg.hep.target();
+    let hep = cfg.hep.target(&cfg.cluster.node_id);
     if let Some(t) = &hep {
         tracing::info!(collector = %t.collector, node_id = t.node_id, "SIP capture to HEP");
     }
     let state = state.with_capture(CaptureHub::start(backend.stats.clone(), hep));
     let state = if cfg.cdr.enabled {
-        state.with_cdrs(CdrWriter::start(db.clone(), cfg.cdr.keep_days))
+        state.with_cdrs(CdrWriter::start(
+            db.clone(),
+            cfg.cdr.keep_days,
+            &cfg.cluster.node_id,
+        ))
     } else {
         state
     };

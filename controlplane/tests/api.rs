@@ -1392,7 +1392,7 @@ async fn finished_calls_become_cdrs_and_window_statistics() {
     api.state = api
         .state
         .clone()
-        .with_cdrs(CdrWriter::start(api.state.db.clone(), 30));
+        .with_cdrs(CdrWriter::start(api.state.db.clone(), 30, "node-a"));
     api.app = router(api.state.clone());
     let epoch = sbc_controlplane::cdr::now_ms() as u64 - 60_000;
     api.state.stats.engine.epoch_unix_ms.set(epoch);
@@ -1446,6 +1446,21 @@ async fn finished_calls_become_cdrs_and_window_statistics() {
     assert_eq!(rows[0]["ended_by"], "callee");
     assert_eq!(rows[2]["start_ms"], epoch + 1_000);
     assert_eq!(rows[2]["answer_ms"], epoch + 1_300);
+    assert_eq!(rows[0]["node_id"], "node-a", "each row names its node");
+    // Another node's row in the same database: in the cluster's figures
+    // only.
+    let other = sbc_controlplane::cdr::CdrRow {
+        id: 0,
+        node_id: "node-b".into(),
+        ..serde_json::from_value(rows[0].clone()).unwrap()
+    };
+    api.state.db.insert_cdrs(&[other]).await.unwrap();
+    let (_, c) = api
+        .call("GET", "/api/v1/stats/calls?since=15m&cluster=true", "")
+        .await;
+    assert_eq!(c["window"]["scope"], "cluster", "{c}");
+    assert_eq!(c["window"]["by_tenant"]["acme"]["attempts"], 4, "{c}");
+    assert_eq!(c["window"]["by_node"]["node-b"]["attempts"], 1, "{c}");
     let (code, s) = api.call("GET", "/api/v1/stats/calls?since=15m", "").await;
     assert_eq!(code, StatusCode::OK);
     let acme = &s["window"]["by_tenant"]["acme"];
@@ -1464,6 +1479,10 @@ async fn finished_calls_become_cdrs_and_window_statistics() {
         (
             "/api/v1/stats/calls?since=soon",
             "field `since`: \"soon\" is not a window",
+        ),
+        (
+            "/api/v1/stats/calls?cluster=yes",
+            "field `cluster`: must be true or false",
         ),
         (
             "/api/v1/cdrs?limit=0",

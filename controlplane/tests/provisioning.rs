@@ -317,6 +317,7 @@ fn cdr(tenant: Option<&str>, gw: &str, start: i64, answer: Option<i64>, code: i6
         callee_bytes: 85_828,
         callee_lost: 0,
         callee_jitter_ms: 0.25,
+        node_id: "sbc-a".into(),
     }
 }
 
@@ -343,7 +344,10 @@ async fn cdrs_are_stored_listed_summed_and_purged() {
                 200,
             ),
             cdr(Some("acme"), "203.0.113.11:5060", now - 8_000, None, 486),
-            cdr(None, "203.0.113.11:5060", now - 7_000, None, 503),
+            CdrRow {
+                node_id: "sbc-b".into(),
+                ..cdr(None, "203.0.113.11:5060", now - 7_000, None, 503)
+            },
             cdr(
                 Some("acme"),
                 "203.0.113.10:5060",
@@ -378,7 +382,7 @@ async fn cdrs_are_stored_listed_summed_and_purged() {
             "{url}"
         );
         // The last hour: ASR, ACD, setup and failures per tenant and gateway.
-        let w = db.cdr_stats(now - 3_600_000).await.unwrap();
+        let w = db.cdr_stats(now - 3_600_000, None).await.unwrap();
         let a = &w.by_tenant["acme"];
         assert_eq!((a.attempts, a.answered), (3, 2), "{url}");
         assert!((a.asr - 2.0 / 3.0).abs() < 1e-9 && (a.acd_s - 20.0).abs() < 1e-9);
@@ -387,6 +391,12 @@ async fn cdrs_are_stored_listed_summed_and_purged() {
         assert_eq!(w.by_tenant["-"].top_failures[0].code, 503);
         let g11 = &w.by_gateway["203.0.113.11:5060"];
         assert_eq!((g11.attempts, g11.answered, g11.asr), (2, 0, 0.0), "{url}");
+        // Per node: every node's rows, or one node's.
+        assert_eq!(w.by_node["sbc-a"].attempts, 3, "{url}");
+        assert_eq!(w.by_node["sbc-b"].attempts, 1, "{url}");
+        let b = db.cdr_stats(now - 3_600_000, Some("sbc-b")).await.unwrap();
+        assert_eq!(b.by_node.keys().collect::<Vec<_>>(), ["sbc-b"], "{url}");
+        assert_eq!(b.by_tenant["-"].attempts, 1, "{url}");
         // Retention.
         assert_eq!(db.purge_cdrs(now - 3_600_000).await.unwrap(), 1, "{url}");
         assert_eq!(db.cdrs(&q(None, 0, 100)).await.unwrap().len(), 4, "{url}");

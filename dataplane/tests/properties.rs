@@ -194,11 +194,12 @@ proptest! {
         node_id in any::<u32>(),
         password in proptest::option::of(".{0,20}"),
         correlation in proptest::option::of(".{0,60}"),
+        node_name in proptest::option::of("[a-z0-9.-]{0,64}"),
         payload in prop::collection::vec(any::<u8>(), 0..3000),
     ) {
         let v4 = |(ip, port): (u32, u16)| SocketAddrV4::new(Ipv4Addr::from(ip), port);
         let m = net::hep::HepMessage {
-            src: v4(src), dst: v4(dst), ts_us, proto, node_id, password, correlation, payload,
+            src: v4(src), dst: v4(dst), ts_us, proto, node_id, password, correlation, node_name, payload,
         };
         let bytes = net::hep::encode(&m).unwrap();
         prop_assert_eq!(net::hep::decode(&bytes), Some(m));

@@ -534,6 +534,14 @@ pub struct CallWindow {
     pub by_tenant: BTreeMap<String, WindowFigures>,
     /// By gateway address (`ip:port`).
     pub by_gateway: BTreeMap<String, WindowFigures>,
+    /// Whose calls: this node's (`node`) or every node's writing to the
+    /// same database (`cluster`).
+    #[serde(default)]
+    pub scope: String,
+    /// By SBC node (`[cluster] node_id`; `-`: rows from before nodes were
+    /// named); with `scope` = `node`, only this one.
+    #[serde(default)]
+    pub by_node: BTreeMap<String, WindowFigures>,
 }
 
 /// One source the flood guard drops (`GET /api/v1/bans`).

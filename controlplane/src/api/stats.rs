@@ -18,29 +18,41 @@ use super::{ApiError, ApiJson, AppState};
 use crate::cdr::{now_ms, parse_window, CdrQuery};
 use crate::hep::Filter;
 
-/// `GET /api/v1/stats/calls?since=1h`: outcomes by tenant and result since
-/// start, and, from the CDRs, ASR, ACD, setup time and failure codes per
-/// tenant and per gateway over the window (default 1h; `window` is null
-/// when CDRs are off).
+/// `GET /api/v1/stats/calls?since=1h[&cluster=true]`: outcomes by tenant
+/// and result since start, and, from the CDRs, ASR, ACD, setup time and
+/// failure codes per tenant, per gateway and per node over the window
+/// (default 1h; `window` is null when CDRs are off): this node's calls, or
+/// with `cluster=true` those of every node sharing the database.
 pub(super) async fn call_stats(
     State(s): State<AppState>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<ApiJson<CallStats>, ApiError> {
-    if let Some(k) = q.keys().find(|k| k.as_str() != "since") {
+    if let Some(k) = q
+        .keys()
+        .find(|k| !["since", "cluster"].contains(&k.as_str()))
+    {
         return Err(FieldError::new(k.as_str(), "unknown query parameter").into());
     }
+    let cluster = match q.get("cluster").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(FieldError::new("cluster", "must be true or false").into()),
+    };
     let window_ms = match q.get("since") {
         Some(w) => parse_window(w).map_err(|m| FieldError::new("since", m))?,
         None => 3_600_000,
     };
     s.drain_call_events();
     let window = match &s.cdr {
-        Some(_) => {
-            let stats = s.db.cdr_stats(now_ms() - window_ms).await?;
+        Some(w) => {
+            let node = (!cluster).then(|| w.node_id());
+            let stats = s.db.cdr_stats(now_ms() - window_ms, node).await?;
             Some(CallWindow {
                 since_s: (window_ms / 1000) as u64,
                 by_tenant: stats.by_tenant,
                 by_gateway: stats.by_gateway,
+                scope: if cluster { "cluster" } else { "node" }.into(),
+                by_node: stats.by_node,
             })
         }
         None => None,

@@ -135,6 +135,10 @@ enum Command {
         /// The window, e.g. 15m, 1h, 1d.
         #[arg(long, default_value = "1h")]
         since: String,
+        /// The window's figures of every node writing to the same database
+        /// (by tenant, gateway and node), not only this node's.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Stored call records (CDRs), newest first.
     Cdrs {
@@ -477,8 +481,11 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
         }
         Command::ListCarriers => show_rows::<CarrierRow>(cli, c.get("/api/v1/carriers")?),
         Command::RemoveCarrier { id } => removed(cli, c, &format!("/api/v1/carriers/{id}")),
-        Command::Stats { since } => {
-            let v = c.get(&format!("/api/v1/stats/calls?since={}", query_value(since)))?;
+        Command::Stats { since, cluster } => {
+            let v = c.get(&format!(
+                "/api/v1/stats/calls?since={}&cluster={cluster}",
+                query_value(since)
+            ))?;
             if cli.json {
                 return print_json(&v);
             }
@@ -492,8 +499,12 @@ fn run(c: &Client, cli: &Cli) -> Result<(), Failure> {
             match &stats.window {
                 None => println!("\n(no CDRs: [cdr] enabled = false)"),
                 Some(w) => {
-                    for (what, map) in [("tenant", &w.by_tenant), ("gateway", &w.by_gateway)] {
-                        println!("\nlast {since} by {what}:");
+                    let mut groups = vec![("tenant", &w.by_tenant), ("gateway", &w.by_gateway)];
+                    if *cluster {
+                        groups.push(("node", &w.by_node));
+                    }
+                    for (what, map) in groups {
+                        println!("\nlast {since} by {what} ({} calls):", w.scope);
                         let rows: Vec<Window> = map.iter().map(|(k, f)| Window(k, f)).collect();
                         print_table(&rows);
                     }
@@ -798,6 +809,7 @@ impl TableRow for CdrRow {
         "setup_ms",
         "duration_s",
         "gateway",
+        "node",
         "caller_call_id",
     ];
     fn cells(&self) -> Vec<String> {
@@ -817,6 +829,11 @@ impl TableRow for CdrRow {
                 self.answer_ms.map_or(0, |a| self.end_ms - a) as f64 / 1000.0
             ),
             self.gateway().to_string(),
+            if self.node_id.is_empty() {
+                "-".into()
+            } else {
+                self.node_id.clone()
+            },
             self.caller_call_id.clone(),
         ]
     }
@@ -859,6 +876,30 @@ fn status_text(s: &Status) -> String {
         model::DatabaseState::Unavailable => "UNAVAILABLE (routing from the last snapshot)",
     };
     out += &format!("database: {} {db}\n", s.database_kind);
+    if s.draining {
+        out += "DRAINING: new calls refused 503 (sbcctl drain --cancel ends it)\n";
+    }
+    if let Some(c) = &s.cluster {
+        let nodes: Vec<String> = c
+            .nodes
+            .iter()
+            .map(|n| {
+                if n.info.state == "active" {
+                    n.node_id.clone()
+                } else {
+                    format!("{} ({})", n.node_id, n.info.state)
+                }
+            })
+            .collect();
+        out += &format!(
+            "cluster: node {}, store {}, limits by {}; {} live: {}\n",
+            c.node_id,
+            c.store,
+            c.limits,
+            c.nodes.len(),
+            nodes.join(", ")
+        );
+    }
     out += &format!(
         "provisioned: {} carriers, {} gateways, {} tenants (snapshot {}, built {} s ago)\n",
         s.provisioned.carriers,

@@ -252,12 +252,14 @@ fn default_node_id() -> u32 {
 }
 
 impl HepConfig {
-    /// Where HEP goes, when a collector is set.
-    pub fn target(&self) -> Option<crate::hep::HepTarget> {
+    /// Where HEP goes, when a collector is set; `node_name` (the node's
+    /// `[cluster] node_id`) names this SBC in every message (chunk 19).
+    pub fn target(&self, node_name: &str) -> Option<crate::hep::HepTarget> {
         Some(crate::hep::HepTarget {
             collector: self.collector?,
             node_id: self.node_id,
             password: self.password.clone(),
+            node_name: Some(node_name.to_string()),
         })
     }
 }

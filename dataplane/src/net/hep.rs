@@ -4,7 +4,9 @@
 //! and value: IP family (1), protocol UDP (2), IPv4 source and destination
 //! (3, 4), ports (7, 8), time in seconds and microseconds (9, 10), protocol
 //! type (11: 1 SIP, 5 RTCP, 100 a JSON log line), capture agent id (12),
-//! auth key (14, the password), payload (15) and correlation id (17).
+//! auth key (14, the password), payload (15), correlation id (17) and
+//! node name (19, as heplify-server reads it: the SBC node's `[cluster]
+//! node_id`).
 //! The control plane's capture task sends it; fuzzed and property-tested
 //! as an encode/decode pair.
 
@@ -34,6 +36,8 @@ pub struct HepMessage {
     pub password: Option<String>,
     /// The call the message belongs to (the caller's Call-ID).
     pub correlation: Option<String>,
+    /// The SBC node that captured it (`[cluster] node_id`), if named.
+    pub node_name: Option<String>,
     /// The SIP message, or the JSON report.
     pub payload: Vec<u8>,
 }
@@ -68,6 +72,9 @@ pub fn encode(m: &HepMessage) -> Option<Vec<u8>> {
     if let Some(c) = &m.correlation {
         chunk(&mut out, 17, c.as_bytes());
     }
+    if let Some(n) = &m.node_name {
+        chunk(&mut out, 19, n.as_bytes());
+    }
     let len = u16::try_from(out.len()).ok()?;
     out.get_mut(4..6)?.copy_from_slice(&len.to_be_bytes());
     Some(out)
@@ -89,6 +96,7 @@ pub fn decode(b: &[u8]) -> Option<HepMessage> {
         node_id: 0,
         password: None,
         correlation: None,
+        node_name: None,
         payload: Vec::new(),
     };
     let mut at = 0;
@@ -114,6 +122,7 @@ pub fn decode(b: &[u8]) -> Option<HepMessage> {
             14 => m.password = Some(String::from_utf8_lossy(v).into_owned()),
             15 => m.payload = v.to_vec(),
             17 => m.correlation = Some(String::from_utf8_lossy(v).into_owned()),
+            19 => m.node_name = Some(String::from_utf8_lossy(v).into_owned()),
             _ => {}
         }
         at += len.max(6);
