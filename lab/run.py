@@ -59,7 +59,8 @@ def main() -> int:
     tests = discover(TESTS_DIR)
     if args.list:
         for t in tests:
-            print(t.name + ("  (--load)" if t.load else "  (--pending)" if t.pending else ""))
+            print(t.name + ("  (--load)" if t.load else "  (--pending)" if t.pending
+                            else "  (--db)" if t.needs_db else ""))
         return 0
     if args.only:
         names = [t.name for t in tests]
@@ -69,7 +70,8 @@ def main() -> int:
             ap.error(f"unknown test(s): {', '.join(unknown)} (have: {', '.join(names)})")
         run = [t for t in tests if t.name in selected]
     else:
-        run = [t for t in tests if (args.load or not t.load) and (args.pending or not t.pending)]
+        run = [t for t in tests if (args.load or not t.load) and (args.pending or not t.pending)
+               and (args.db or not t.needs_db)]
     if args.files:
         features = {f.strip() for f in args.files.split(",") if f.strip()}
         have = {t.module.rsplit(".test_", 1)[-1] for t in tests}

@@ -29,8 +29,11 @@ class Response:
 
 
 class Api:
-    def __init__(self, base: str = API_BASE):
+    """The API of the SBC in namespace `ns` (ns sbc, or a cluster node's)."""
+
+    def __init__(self, base: str = API_BASE, ns: str = "sbc"):
         self.base = base
+        self.ns = ns
 
     def request(self, method: str, path: str, body=None, timeout: float = 5.0) -> Response:
         argv = ["curl", "-sS", "-m", str(timeout), "-X", method, "-o", "-",
@@ -39,7 +42,7 @@ class Api:
         if body is not None:
             argv[1:1] = ["-H", "Content-Type: application/json", "--data-binary", "@-"]
             data = json.dumps(body)
-        r = subprocess.run(nsexec("sbc", argv), input=data, capture_output=True, text=True,
+        r = subprocess.run(nsexec(self.ns, argv), input=data, capture_output=True, text=True,
                            timeout=timeout + 5)
         out = r.stdout
         m = re.search(r"\n__HTTP_CODE__(\d{3})$", out)

@@ -5,7 +5,9 @@ they run.
 Order: file order (test_*.py sorted by name), then definition order; what a test declares moves
 it to the end: `load=True` (runs only with --load or --only) after the others, and
 `restarts_sbc=True` (the SBC's counters and live calls start again) after everything.
-`pending=True`: a feature not built yet or a known fault, run only with --pending or --only."""
+`pending=True`: a feature not built yet or a known fault, run only with --pending or --only.
+`needs_db=True`: a test that needs a database server (--db: PostgreSQL or MariaDB), run only
+with one (SQLite is one host's file: several nodes cannot share it over a network)."""
 from __future__ import annotations
 
 import importlib
@@ -23,6 +25,7 @@ class LabTest:
     restarts_sbc: bool = False
     load: bool = False
     pending: bool = False
+    needs_db: bool = False
 
     @property
     def sort_key(self) -> tuple:
@@ -33,15 +36,15 @@ _tests: dict[str, LabTest] = {}
 
 
 def lab_test(fn: Callable | None = None, *, restarts_sbc: bool = False, load: bool = False,
-             pending: bool = False):
-    """`@lab_test` or `@lab_test(restarts_sbc=True, load=False, pending=False)`."""
+             pending: bool = False, needs_db: bool = False):
+    """`@lab_test` or `@lab_test(restarts_sbc=True, load=False, pending=False, needs_db=False)`."""
 
     def register(f: Callable) -> Callable:
         if f.__name__ in _tests:
             raise ValueError(f"two lab tests are called {f.__name__} "
                              f"({_tests[f.__name__].module} and {f.__module__})")
         _tests[f.__name__] = LabTest(f.__name__, f, f.__module__, len(_tests), restarts_sbc, load,
-                                     pending)
+                                     pending, needs_db)
         return f
 
     return register(fn) if fn is not None else register

@@ -73,19 +73,25 @@ class Sbc:
     survives restart(). `backend`: "socket" or "dpdk" (default: netns.default_backend())."""
 
     def __init__(self, binary: str | Path, out_dir: Path, rust_log: str = "info",
-                 routing: dict | None = None, db_url: str | None = None, backend: str | None = None):
+                 routing: dict | None = None, db_url: str | None = None, backend: str | None = None,
+                 ns: str = "sbc", priv_ip: str = SBC_PRIV_IP, pub_ip: str = SBC_PUB_IP,
+                 name: str = "sbc", extra_tables: str = ""):
+        """`ns`, `priv_ip`, `pub_ip`: where it runs (a cluster node of the lab's own runs in a
+        namespace of its own); `name` names its log; `extra_tables` as in write_config."""
         self.binary = Path(binary).resolve()
+        self.ns, self.priv_ip, self.pub_ip = ns, priv_ip, pub_ip
         self.backend = backend or default_backend()
         self.rust_log = rust_log
         self.out_dir = out_dir
         self.tmp = Path(tempfile.mkdtemp(prefix="sbc-lab-"))
         self.config = self.tmp / "sbc.toml"
-        self.log_path = out_dir / "sbc.log"
+        self.name = name
+        self.log_path = out_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
-        self.api = Api()
+        self.api = Api(ns=ns)
         self.db_url = db_url or f"sqlite://{self.tmp / 'sbc.db'}"
         atexit.register(shutil.rmtree, self.tmp, True)
-        self.write_config(routing)
+        self.write_config(routing, extra_tables=extra_tables)
 
     def write_config(self, routing: dict | None, media: dict | None = None,
                      health: dict | None = None, sip_extra: dict | None = None,
@@ -99,8 +105,8 @@ class Sbc:
         media_extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in (media or {}).items())
         sip_lines = "".join(f"{k} = {toml_value(v)}\n" for k, v in (self.sip_extra or {}).items())
         dataplane = DPDK_DATAPLANE if self.backend == "dpdk" else '[dataplane]\nbackend = "socket"\n'
-        text = CONFIG_TEMPLATE.format(priv=SBC_PRIV, pub=SBC_PUB, priv_ip=SBC_PRIV_IP,
-                                      pub_ip=SBC_PUB_IP, db=self.db_url, media_extra=media_extra,
+        text = CONFIG_TEMPLATE.format(priv=f"{self.priv_ip}:5060", pub=f"{self.pub_ip}:5080",
+                                      priv_ip=self.priv_ip, pub_ip=self.pub_ip, db=self.db_url, media_extra=media_extra,
                                       dataplane=dataplane, sip_extra=sip_lines,
                                       journal=self.journal)
         if self.routing:
@@ -110,7 +116,7 @@ class Sbc:
         if self.extra_tables:
             text += self.extra_tables if self.extra_tables.endswith("\n") else self.extra_tables + "\n"
         self.config.write_text(text)
-        shutil.copy(self.config, self.out_dir / "sbc.toml")
+        shutil.copy(self.config, self.out_dir / f"{self.name}.toml")
 
     def restart(self, routing: dict | None = None, api_timeout: float = 10.0,
                 media: dict | None = None, health: dict | None = None,
@@ -152,7 +158,7 @@ class Sbc:
         logf = open(self.log_path, "ab")
         logf.write(f"\n===== start {time.strftime('%H:%M:%S')}: {self.binary} run --config {self.config}\n".encode())
         logf.flush()
-        self.proc = spawn(nsexec("sbc", [self.binary, "run", "--config", self.config]),
+        self.proc = spawn(nsexec(self.ns, [self.binary, "run", "--config", self.config]),
                           stdout=logf, stderr=subprocess.STDOUT, env=env)
         logf.close()
         deadline = time.monotonic() + api_timeout
@@ -169,7 +175,8 @@ class Sbc:
         """Socket backend: both SIP sockets are bound. DPDK: the SBC answers OPTIONS on both sides
         (it owns ARP there, so this also proves the poll loop runs)."""
         if self.backend != "dpdk":
-            return wait_udp_listen("sbc", SBC_PRIV_IP, 5060, 0.1) and wait_udp_listen("sbc", SBC_PUB_IP, 5080, 0.1)
+            return (wait_udp_listen(self.ns, self.priv_ip, 5060, 0.1)
+                    and wait_udp_listen(self.ns, self.pub_ip, 5080, 0.1))
         return any(x.startswith("SIP/2.0 200") for x in options_status(timeout=0.5)) and \
             any(x.startswith("SIP/2.0 200") for x in options_status("gw", GW1_IP, SBC_PUB, timeout=0.5))
 

@@ -518,13 +518,19 @@ pub async fn refill(state: &AppState) {
     (state.publish)(snap);
 }
 
+/// How often [`watch_provisioning`] reads the change version: half a
+/// second, so that the poll and the snapshot's rebuild together stay
+/// within a second (one indexed one-row read per node each time).
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Keeps the snapshot in force in step with the database when something
 /// else writes it: another SBC node's API, another tool, SQL by hand. The
 /// change version ([`Provisioning::change_version`], bumped by trigger on
-/// every write) is read once a second, and on PostgreSQL at once when its
-/// NOTIFY arrives; a version other than the one the snapshot in force was
-/// read with rebuilds the snapshot ([`republish`]), so a change reaches the
-/// engine within a second with calls in progress untouched. Our own API's
+/// every write) is read every [`WATCH_EVERY`], and on PostgreSQL at once
+/// when its NOTIFY arrives; a version other than the one the snapshot in
+/// force was read with rebuilds the snapshot ([`republish`]), so a change
+/// reaches the engine within a second (the poll, then the rebuild) with
+/// calls in progress untouched. Our own API's
 /// writes republish themselves and are not rebuilt twice. While the
 /// database cannot be reached the engine keeps routing from its last
 /// snapshot (status `database` and the metric `sbc_database_up` say so,
@@ -532,7 +538,7 @@ pub async fn refill(state: &AppState) {
 ///
 /// [`Provisioning::change_version`]: crate::provisioning::Provisioning::change_version
 pub async fn watch_provisioning(state: AppState) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut every = tokio::time::interval(WATCH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut listener = None;
     loop {
