@@ -12,7 +12,7 @@ MariaDB): the nodes share provisioning through it.
                         three (the rest 503 with Retry-After) and the nodes' calls_up sum to
                         30. Node 3 killed outright (SIGKILL) mid-call: once its lease passed,
                         node 1 takes exactly as many new calls as node 3 carried, while nodes 1
-                        and 2 keep theirs."""
+                        and 2 keep theirs to their BYEs."""
 from __future__ import annotations
 
 import threading
@@ -141,6 +141,9 @@ def cluster_three_nodes(ctx: Ctx):
         check(o["codes"].get("200", 0) == k3,
               f"after node 3 died with {k3} calls: {o['codes']} (want {k3} answered)")
         burst.join()
+        for i in (1, 2):
+            r, _ = held[cluster.node_ips(i)[0]]
+            check(r.failed == 0, f"node {i}'s calls while node 3 died: {r.summary()}\n{r.diagnostics()}")
         got = {t: o["codes"] for t, (_, o) in held.items()}
         answered = sum(c.get("200", 0) for c in got.values())
         check(answered == 30, f"answered across the nodes: {got} (want exactly 30)")

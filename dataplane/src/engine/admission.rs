@@ -164,6 +164,16 @@ impl SipEngine {
         self.push_ask(ask);
     }
 
+    /// A CANCEL for an INVITE put aside (server-transaction key `key`): the
+    /// INVITE is forgotten, and a verdict that grants it later gives its
+    /// slot back. Returns the INVITE's bytes, for its 487 (RFC 3261 §9.2).
+    pub(super) fn cancel_waiting(&mut self, key: &[u8], now: Ms) -> Option<Vec<u8>> {
+        let token = self.cluster.waiting_keys.remove(key)?;
+        let w = self.cluster.waiting.remove(&token)?;
+        self.cluster.late.insert(token, (w.tenant, false, now));
+        Some(w.bytes)
+    }
+
     /// INVITEs whose verdict is overdue are decided by the node's share.
     pub(super) fn admission_tick(&mut self, now: Ms, out: &mut Vec<super::Outgoing>) {
         if self.cluster.waiting.is_empty() && self.cluster.late.is_empty() {

@@ -18,7 +18,7 @@ use crate::routing::Profile;
 use crate::side::Side;
 use crate::sip::build::reason;
 use crate::sip::grammar::{self, Via};
-use crate::sip::{HeaderName, Method};
+use crate::sip::{HeaderName, Method, SipMessage};
 use crate::transport::Transport;
 
 /// The methods we proxy, for `Allow` in our OPTIONS and 405 answers.
@@ -223,6 +223,27 @@ impl SipEngine {
             msg,
         } = *rx;
         let key = server_key(side, msg, true);
+        if let Some(invite) = self.cancel_waiting(&key, now) {
+            // Cancelled while its admission was asked: 200 to the CANCEL,
+            // 487 to the INVITE; nothing went on.
+            let tag = self.next_u64();
+            out.push(Outgoing {
+                side,
+                dst: src,
+                transport,
+                data: local_response(msg, src, 200, reason(200), tag, b""),
+            });
+            if let Ok(inv) = SipMessage::parse(&invite) {
+                let tag = self.next_u64();
+                out.push(Outgoing {
+                    side,
+                    dst: src,
+                    transport,
+                    data: local_response(&inv, src, 487, reason(487), tag, b""),
+                });
+            }
+            return;
+        }
         let Some(&id) = self.server_index.get(&key) else {
             let tag = self.next_u64();
             out.push(Outgoing {

@@ -597,3 +597,35 @@ fn the_share_of_a_cluster_without_its_store_divides_the_limits() {
     }
     assert_eq!(up, 2, "6 calls over 3 nodes: 2 on this one");
 }
+
+#[test]
+fn a_cancel_while_the_admission_is_asked_ends_the_invite_and_a_late_grant_goes_back() {
+    let policy = Policy {
+        cluster_ask_ms: Some(100),
+        ..Policy::default()
+    };
+    let mut peers = Peers::with(snapshot_multi(100, 100), policy);
+    let inv = invite("c1", "c1").replace("10.0.1.10:5060;branch", "10.0.1.50:5060;branch");
+    peers.send(Side::Private, "10.0.1.50:5060", &inv);
+    asks(&peers);
+    let cancel = inv
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let sent = peers.send(Side::Private, "10.0.1.50:5060", &cancel);
+    let codes: Vec<u16> = sent.iter().map(|(_, _, m)| status(m)).collect();
+    assert_eq!(codes, [200, 487], "{sent:?}");
+    assert!(sent[1].2.contains("CSeq: 1 INVITE"), "{}", sent[1].2);
+    // The store granted it meanwhile: the slot goes back; nothing is sent on.
+    peers.out.clear();
+    peers
+        .engine
+        .admission_verdict(peers.now, 0, Verdict::Granted, &mut peers.out);
+    assert!(peers.drain().is_empty());
+    assert_eq!(
+        asks(&peers),
+        vec![AdmissionAsk::Release {
+            tenant: "acme".into()
+        }]
+    );
+    assert_eq!(peers.engine.tenant_calls("acme"), 0);
+}
