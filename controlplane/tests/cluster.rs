@@ -112,6 +112,58 @@ fn cluster_status(api: &str) -> serde_json::Value {
     v["cluster"].clone()
 }
 
+/// The ids of the live nodes in a node's status, in order.
+fn members(api: &str) -> Vec<String> {
+    cluster_status(api)["nodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|n| n["node_id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits up to 5 s until the node at `api` lists exactly `want` as members.
+fn wait_members(api: &str, want: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = members(api);
+        if m == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "members {m:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `n` nodes `<prefix>0..` on `redis` (relay ports from `media`, 200 a
+/// node), tenant acme at `limits` (max_cps, max_concurrent), the gateway at
+/// `gw`; returned once the first lists every one as a member.
+fn cluster(
+    redis: &Redis,
+    n: u16,
+    prefix: &str,
+    media: u16,
+    gw: SocketAddr,
+    limits: (u32, u32),
+) -> Vec<Node> {
+    let nodes: Vec<Node> = (0..n)
+        .map(|i| {
+            node(
+                redis,
+                &format!("{prefix}{i}"),
+                (media + i * 200, media + 190 + i * 200),
+                gw,
+                limits,
+            )
+        })
+        .collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    wait_members(&nodes[0].sbc.api, &ids);
+    nodes
+}
+
 /// The carrier and the gateway every node shares, and what the carrier got.
 struct Peers {
     carrier: UdpSocket,
@@ -223,31 +275,8 @@ fn max_concurrent_holds_to_the_call_across_three_nodes_and_a_killed_nodes_slots_
     let redis = Redis::start();
     let mut peers = Peers::new();
     let gw = peers.gateway.local_addr().unwrap();
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            node(
-                &redis,
-                &format!("n{i}"),
-                (46000 + i * 200, 46190 + i * 200),
-                gw,
-                (1000, 5),
-            )
-        })
-        .collect();
     // Every node sees the three in the membership.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cluster_status(&nodes[0].sbc.api)["nodes"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 3
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            cluster_status(&nodes[0].sbc.api)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut nodes = cluster(&redis, 3, "n", 46000, gw, (1000, 5));
     // 12 calls, 4 to each node (the first three one by one, so that each
     // node carries one): exactly 5 connect across the cluster.
     for i in 0..12 {
@@ -291,17 +320,7 @@ fn max_cps_is_one_bucket_for_every_node() {
     let redis = Redis::start();
     let mut peers = Peers::new();
     let gw = peers.gateway.local_addr().unwrap();
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            node(
-                &redis,
-                &format!("c{i}"),
-                (47000 + i * 200, 47190 + i * 200),
-                gw,
-                (10, 1000),
-            )
-        })
-        .collect();
+    let nodes = cluster(&redis, 3, "c", 47000, gw, (10, 1000));
     // 60 INVITEs over about 2 s, spread over the three nodes; the gateway
     // refuses each (486) so that only the CPS limit counts.
     let start = Instant::now();
@@ -329,30 +348,7 @@ fn without_the_store_each_node_admits_its_share_and_says_so() {
     let mut redis = Redis::start();
     let mut peers = Peers::new();
     let gw = peers.gateway.local_addr().unwrap();
-    let nodes: Vec<Node> = (0..2)
-        .map(|i| {
-            node(
-                &redis,
-                &format!("s{i}"),
-                (48000 + i * 200, 48190 + i * 200),
-                gw,
-                (1000, 4),
-            )
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cluster_status(&nodes[0].sbc.api)["nodes"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 2
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            cluster_status(&nodes[0].sbc.api)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let nodes = cluster(&redis, 2, "s", 48000, gw, (1000, 4));
     let _ = redis.child.kill();
     let _ = redis.child.wait();
     // Four calls to each node: 4 / 2 nodes = 2 connect on each.
@@ -385,39 +381,11 @@ fn a_drained_node_refuses_new_calls_and_leaves_the_membership_until_the_drain_en
     let redis = Redis::start();
     let mut peers = Peers::new();
     let gw = peers.gateway.local_addr().unwrap();
-    let nodes: Vec<Node> = (0..2)
-        .map(|i| {
-            node(
-                &redis,
-                &format!("d{i}"),
-                (49000 + i * 200, 49190 + i * 200),
-                gw,
-                (1000, 100),
-            )
-        })
-        .collect();
-    let members = |api: &str| -> Vec<String> {
-        cluster_status(api)["nodes"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|n| n["node_id"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let nodes = cluster(&redis, 2, "d", 49000, gw, (1000, 100));
     let wait_for = |want: &[&str]| {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let m = members(&nodes[0].sbc.api);
-            if m == want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "members {m:?}, want {want:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        wait_members(&nodes[0].sbc.api, &want);
     };
-    wait_for(&["d0", "d1"]);
     let (code, out, err) = sbcctl(&nodes[1].sbc.api, &["drain"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("draining"), "{out}");

@@ -307,20 +307,7 @@ impl SipEngine {
         self.now = now;
         let before = out.len();
         match SipMessage::parse(bytes) {
-            Ok(msg) => {
-                let rx = Incoming {
-                    now,
-                    side,
-                    src,
-                    transport,
-                    msg: &msg,
-                };
-                if msg.is_request() {
-                    self.on_request(&rx, out);
-                } else {
-                    self.on_response(&rx, out);
-                }
-            }
+            Ok(msg) => self.dispatch(now, (side, transport), src, &msg, out),
             Err(e) => {
                 self.stats.parse_errors.inc();
                 // A broken response is dropped, and so is a broken ACK (an
@@ -354,14 +341,30 @@ impl SipEngine {
     ) {
         self.now = now;
         if let Ok(msg) = SipMessage::parse(bytes) {
-            let rx = Incoming {
-                now,
-                side,
-                src,
-                transport,
-                msg: &msg,
-            };
+            self.dispatch(now, (side, transport), src, &msg, out);
+        }
+    }
+
+    /// A parsed message to its handler: requests and responses.
+    fn dispatch(
+        &mut self,
+        now: Ms,
+        (side, transport): (Side, Transport),
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let rx = Incoming {
+            now,
+            side,
+            src,
+            transport,
+            msg,
+        };
+        if msg.is_request() {
             self.on_request(&rx, out);
+        } else {
+            self.on_response(&rx, out);
         }
     }
 

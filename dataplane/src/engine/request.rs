@@ -222,45 +222,29 @@ impl SipEngine {
             transport,
             msg,
         } = *rx;
+        let answer = |engine: &mut SipEngine, out: &mut Vec<Outgoing>, m: &SipMessage<'_>, code| {
+            let tag = engine.next_u64();
+            out.push(Outgoing {
+                side,
+                dst: src,
+                transport,
+                data: local_response(m, src, code, reason(code), tag, b""),
+            });
+        };
         let key = server_key(side, msg, true);
         if let Some(invite) = self.cancel_waiting(&key, now) {
             // Cancelled while its admission was asked: 200 to the CANCEL,
             // 487 to the INVITE; nothing went on.
-            let tag = self.next_u64();
-            out.push(Outgoing {
-                side,
-                dst: src,
-                transport,
-                data: local_response(msg, src, 200, reason(200), tag, b""),
-            });
+            answer(self, out, msg, 200);
             if let Ok(inv) = SipMessage::parse(&invite) {
-                let tag = self.next_u64();
-                out.push(Outgoing {
-                    side,
-                    dst: src,
-                    transport,
-                    data: local_response(&inv, src, 487, reason(487), tag, b""),
-                });
+                answer(self, out, &inv, 487);
             }
             return;
         }
         let Some(&id) = self.server_index.get(&key) else {
-            let tag = self.next_u64();
-            out.push(Outgoing {
-                side,
-                dst: src,
-                transport,
-                data: local_response(msg, src, 481, reason(481), tag, b""),
-            });
-            return;
+            return answer(self, out, msg, 481);
         };
-        let tag = self.next_u64();
-        out.push(Outgoing {
-            side,
-            dst: src,
-            transport,
-            data: local_response(msg, src, 200, reason(200), tag, b""),
-        });
+        answer(self, out, msg, 200);
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
