@@ -4,7 +4,7 @@ to the gateway's receipt of it, through an SBC counting the tenant's limits itse
 reference) and through one asking Redis for every new call (`[cluster] redis`), measured in the
 same run, in a network namespace of its own with only loopback.
 
-    python3 perf/cluster_admission.py [--calls 500] [--sbc target/release/sbc]     (as root)
+    python3 perf/cluster_admission.py [--calls 500] [--rate 3000] [--sbc target/release/sbc]  (root)
 
 Each call: INVITE of tenant acme (limits far above the load), the gateway answers 486, the
 carrier ACKs; one call at a time, so the figure is latency, not throughput. Reported: p50, p90,
@@ -39,7 +39,7 @@ def start_sbc(binary: Path, d: Path, name: str, extra: str) -> tuple[subprocess.
     cfg = d / f"{name}.toml"
     cfg.write_text(
         f'[sip]\nprivate = "127.0.0.1:{priv}"\npublic = "127.0.0.1:{pub}"\n'
-        f'[media]\nport_min = {20000 + 2000 * (name == "cluster")}\nport_max = {21000 + 2000 * (name == "cluster")}\n'
+        f'[media]\nport_min = {10000 + 25000 * (name == "cluster")}\nport_max = {34999 + 25000 * (name == "cluster")}\n'
         f'[database]\nurl = "sqlite://{d / (name + ".db")}"\n[journal]\npath = "{d / (name + "-calls.db")}"\n'
         f'[api]\nlisten = "127.0.0.1:{api}"\n[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[log]\nlevel = "warn"\n{extra}')
@@ -109,6 +109,59 @@ def measure(priv: int, gw_port: int, calls: int, tag: str) -> list[float]:
 
 
 
+def burst(priv: int, gw_port: int, rate: int, seconds: float, tag: str) -> tuple[int, int, float]:
+    """INVITEs offered at `rate` a second for `seconds` (paced per millisecond), the gateway
+    silent (counting distinct Call-IDs; the SBC's retransmissions are not counted twice). No SDP
+    (a delayed offer): the relay's ports do not bound the count.
+    Returns (offered, reached the gateway, seconds from the first INVITE to the last arrival)."""
+    car = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    car.bind(("127.0.0.1", 0))
+    car.setblocking(False)
+    gw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    gw.bind(("127.0.0.1", gw_port))
+    gw.settimeout(0.5)
+    me = car.getsockname()
+    seen: set = set()
+    last = [0.0]
+
+    def receive():
+        while True:
+            try:
+                data, _ = gw.recvfrom(65535)
+            except (socket.timeout, OSError):
+                return
+            if data.startswith(b"INVITE "):
+                cid = next((l for l in data.split(b"\r\n") if l.startswith(b"Call-ID:")), b"")
+                if cid not in seen:
+                    seen.add(cid)
+                    last[0] = time.perf_counter()
+
+    import threading
+    rx = threading.Thread(target=receive)
+    rx.start()
+    total = int(rate * seconds)
+    t0 = time.perf_counter()
+    for i in range(total):
+        due = t0 + i / rate
+        while time.perf_counter() < due:
+            pass
+        cid = f"{tag}{i}"
+        inv = (f"INVITE sip:15551234567@127.0.0.1:{priv} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {me[0]}:{me[1]};branch=z9hG4bK{cid}\r\nMax-Forwards: 70\r\n"
+               f"From: <sip:100@{me[0]}>;tag={cid}\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
+               f"Call-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me[0]}:{me[1]}>\r\n"
+               "X-Tenant-ID: acme\r\nContent-Length: 0\r\n\r\n")
+        try:
+            car.sendto(inv.encode(), ("127.0.0.1", priv))
+        except BlockingIOError:
+            pass
+    rx.join()
+    car.close()
+    gw.close()
+    return total, len(seen), (last[0] or t0) - t0
+
+
 def pct(v: list[float], q: float) -> float:
     s = sorted(v)
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
@@ -126,7 +179,8 @@ def inner(args) -> int:
         procs.append(redis)
         while not (d / "r.sock").exists():
             time.sleep(0.05)
-        rows = {}
+        rows: dict = {}
+        bursts: dict = {}
         for tag, extra in (("local", ""),
                            ("cluster", f'[cluster]\nnode_id = "perf"\nredis = "redis+unix://{d / "r.sock"}"\n')):
             p, priv, url = start_sbc(binary, d, tag, extra)
@@ -135,6 +189,8 @@ def inner(args) -> int:
             provision(binary, url, gw_port)
             measure(priv, gw_port, 50, tag + "w")  # warm-up
             rows[tag] = measure(priv, gw_port, args.calls, tag)
+            if args.rate:
+                bursts[tag] = burst(priv, gw_port, args.rate, 2.0, tag + "b")
         table = ["| admission | calls | p50 µs | p90 µs | p99 µs | mean µs |", "|---|---:|---:|---:|---:|---:|"]
         for tag, v in rows.items():
             name = "per node (reference)" if tag == "local" else "cluster (Redis ask)"
@@ -142,6 +198,12 @@ def inner(args) -> int:
                          f"{statistics.mean(v):.0f} |")
         a, b = pct(rows["local"], .5), pct(rows["cluster"], .5)
         table.append(f"\nThe cluster's ask adds {b - a:.0f} µs at p50 ({b / a:.2f}x the reference).")
+        if bursts:
+            table += ["", f"Offered {args.rate} INVITEs/s for 2 s (gateway silent):", "",
+                      "| admission | offered | reached the gateway | in s | per s |", "|---|---:|---:|---:|---:|"]
+            for tag, (n, got, secs) in bursts.items():
+                name = "per node (reference)" if tag == "local" else "cluster (Redis ask)"
+                table.append(f"| {name} | {n} | {got} | {secs:.2f} | {got / secs if secs else 0:.0f} |")
         text = "\n".join(table)
         print(text)
         out = REPO / "lab-out" / f"perf-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -161,6 +223,8 @@ def inner(args) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--rate", type=int, default=0,
+                    help="also offer this many INVITEs a second for 2 s to each (0: not)")
     ap.add_argument("--sbc", default=str(REPO / "target" / "release" / "sbc"))
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -172,7 +236,7 @@ def main() -> int:
     subprocess.run(["ip", "netns", "add", NS], check=True)
     try:
         return subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__, "--inner",
-                               "--calls", str(args.calls), "--sbc", args.sbc]).returncode
+                               "--calls", str(args.calls), "--rate", str(args.rate), "--sbc", args.sbc]).returncode
     finally:
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
 
