@@ -8,7 +8,8 @@ backend) and the calls in progress (GET /api/v1/calls/active, `sbcctl calls --ac
 the caller's From tag, which the SBC passes on.
 
   cap_hep_every_message    restarts the SBC with [hep] collector = 127.0.0.1:9060 (a UDP receiver
-                           the test runs in ns sbc), node_id 77, password "pw"; 100 calls
+                           the test runs in ns sbc), node_id 77, password "pw" ([cluster] node_id
+                           "lab-node": every packet's node name, chunk 19); 100 calls
                            (uac_simple -> uas_simple, 25 cps). Every HEP packet decodes (a decoder
                            of the test's own: HEP3, total length, chunks); every SIP message in
                            the sipp traces of both sides has one HEP packet with the same payload
@@ -92,7 +93,7 @@ GATEWAY = (GW1_IP, 5060)
 SBC_PRIV_ADDR = (SBC_PRIV_IP, 5060)
 SBC_PUB_ADDR = (SBC_PUB_IP, 5080)
 HEP_COLLECTOR = ("127.0.0.1", 9060)     # inside ns sbc
-HEP_NODE, HEP_PASSWORD = 77, "pw"
+HEP_NODE, HEP_PASSWORD, HEP_NODE_NAME_SET = 77, "pw", "lab-node"
 HEP_CALLS, HEP_RATE = 100, 25
 PCAP_CALLS, PCAP_SECONDS = 10, 5
 LIVE_CALLS, LIVE_HOLD_MS = 5, 8000
@@ -102,6 +103,7 @@ GW_RTCP_PORT = SIPP_MEDIA_PORT + 1      # the gateway's RTCP port (its SDP's m=a
 # HEP v3 chunk types (vendor 0) the SBC sends.
 HEP_FAMILY, HEP_PROTO, HEP_SRC4, HEP_DST4, HEP_SPORT, HEP_DPORT = 1, 2, 3, 4, 7, 8
 HEP_TS_S, HEP_TS_US, HEP_PTYPE, HEP_NODE_ID, HEP_AUTH, HEP_PAYLOAD, HEP_CORR = 9, 10, 11, 12, 14, 15, 17
+HEP_NODE_NAME = 19  # the SBC node's [cluster] node_id (heplify-server's NodeName)
 # Its payload types (chunk 11): SIP, RTCP as JSON, a JSON log (the call report).
 PTYPE_SIP, PTYPE_RTCP, PTYPE_LOG = 1, 5, 100
 HEP_REQUIRED = (HEP_FAMILY, HEP_PROTO, HEP_SRC4, HEP_DST4, HEP_SPORT, HEP_DPORT, HEP_TS_S, HEP_TS_US,
@@ -333,6 +335,7 @@ def hep_wire(chunks: dict) -> Wire:
             "ptype": chunks[HEP_PTYPE][0], "node": u(chunks[HEP_NODE_ID]),
             "auth": chunks[HEP_AUTH].decode("utf-8", "replace"),
             "corr": chunks[HEP_CORR].decode("utf-8", "replace"), "us": us,
+            "name": chunks.get(HEP_NODE_NAME, b"").decode("utf-8", "replace"),
             "payload": chunks[HEP_PAYLOAD]}
     return Wire((ip(chunks[HEP_SRC4]), u(chunks[HEP_SPORT])), (ip(chunks[HEP_DST4]), u(chunks[HEP_DPORT])),
                 norm(chunks[HEP_PAYLOAD]), u(chunks[HEP_TS_S]) + us / 1e6, info)
@@ -378,7 +381,8 @@ def hep_collecting(ctx: Ctx, d: Path):
     try:
         sink = HepSink(d)   # before the SBC starts sending: no ICMP refusal for its socket
         ctx.sbc.config.write_text(orig + f'[hep]\ncollector = "{HEP_COLLECTOR[0]}:{HEP_COLLECTOR[1]}"\n'
-                                         f'node_id = {HEP_NODE}\npassword = "{HEP_PASSWORD}"\n')
+                                         f'node_id = {HEP_NODE}\npassword = "{HEP_PASSWORD}"\n'
+                                         f'[cluster]\nnode_id = "{HEP_NODE_NAME_SET}"\n')
         shutil.copy(ctx.sbc.config, d / "sbc.toml")
         ctx.sbc.restart()
         yield sink
@@ -477,10 +481,11 @@ def check_hep(d: Path, r: SippResult, ur: SippResult, got_raw: list, t0: float, 
     for w in sip + logs:
         i = w.info
         want_type = 100 if i["ptype"] == 100 else 1
-        fields = (i["family"], i["proto"], i["ptype"], i["node"], i["auth"])
-        check(fields == (2, 17, want_type, HEP_NODE, HEP_PASSWORD) and i["us"] < 1_000_000,
-              f"HEP packet {w.label} {w.src} -> {w.dst}: family/proto/type/node/auth {fields}, "
-              f"microseconds {i['us']}; want (2, 17, {want_type}, {HEP_NODE}, {HEP_PASSWORD!r})")
+        fields = (i["family"], i["proto"], i["ptype"], i["node"], i["auth"], i["name"])
+        expected = (2, 17, want_type, HEP_NODE, HEP_PASSWORD, HEP_NODE_NAME_SET)
+        check(fields == expected and i["us"] < 1_000_000,
+              f"HEP packet {w.label} {w.src} -> {w.dst}: family/proto/type/node/auth/node name "
+              f"{fields}, microseconds {i['us']}; want {expected}")
         check(t0 <= w.ts <= min(t1, i["rx"] + 0.01),
               f"HEP packet {w.label} stamped {w.ts:.6f}: outside the test's window "
               f"[{t0:.6f}, {t1:.6f}] or after the collector got it ({i['rx']:.6f})")
