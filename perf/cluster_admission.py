@@ -4,7 +4,7 @@ to the gateway's receipt of it, through an SBC counting the tenant's limits itse
 reference) and through one asking Redis for every new call (`[cluster] redis`), measured in the
 same run, in a network namespace of its own with only loopback.
 
-    python3 perf/cluster_admission.py [--calls 500] [--rate 3000] [--sbc target/release/sbc]  (root)
+    python3 perf/cluster_admission.py [--calls 500] [--rate 3000] [--sipload 6000] [--sbc ...]  (root)
 
 Each call: INVITE of tenant acme (limits far above the load), the gateway answers 486, the
 carrier ACKs; one call at a time, so the figure is latency, not throughput. Reported: p50, p90,
@@ -14,6 +14,7 @@ on stdout and in lab-out/perf-*/cluster-admission.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -162,6 +163,25 @@ def burst(priv: int, gw_port: int, rate: int, seconds: float, tag: str) -> tuple
     return total, len(seen), (last[0] or t0) - t0
 
 
+def sipload(priv: int, gw_port: int, rate: int, seconds: float, d: Path, tag: str) -> dict:
+    """`sipload uas` on the gateway's port and `sipload uac` at `rate` calls/s for `seconds`
+    (held 100 ms) against the SBC; the UAC's JSON report."""
+    binary = REPO / "target" / "release" / "sipload"
+    uas = subprocess.Popen([binary, "uas", "--bind", f"127.0.0.1:{gw_port}", "--seconds",
+                            str(seconds + 40)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        r = subprocess.run([binary, "uac", "--bind", f"127.0.0.1:{free_port()}", "--target",
+                            f"127.0.0.1:{priv}", "--rate", str(rate), "--seconds", str(seconds),
+                            "--hold-ms", "100", "--max-wall", str(seconds + 20)],
+                           capture_output=True, text=True, timeout=seconds + 60)
+        (d / f"sipload-{tag}.json").write_text(r.stdout)
+        return json.loads(r.stdout) if r.stdout.strip() else {"error": r.stderr[-500:]}
+    finally:
+        uas.terminate()
+        uas.wait(5)
+
+
 def pct(v: list[float], q: float) -> float:
     s = sorted(v)
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
@@ -181,6 +201,7 @@ def inner(args) -> int:
             time.sleep(0.05)
         rows: dict = {}
         bursts: dict = {}
+        loads: dict = {}
         for tag, extra in (("local", ""),
                            ("cluster", f'[cluster]\nnode_id = "perf"\nredis = "redis+unix://{d / "r.sock"}"\n')):
             p, priv, url = start_sbc(binary, d, tag, extra)
@@ -191,6 +212,8 @@ def inner(args) -> int:
             rows[tag] = measure(priv, gw_port, args.calls, tag)
             if args.rate:
                 bursts[tag] = burst(priv, gw_port, args.rate, 2.0, tag + "b")
+            if args.sipload:
+                loads[tag] = sipload(priv, gw_port, args.sipload, 3.0, d, tag)
         table = ["| admission | calls | p50 µs | p90 µs | p99 µs | mean µs |", "|---|---:|---:|---:|---:|---:|"]
         for tag, v in rows.items():
             name = "per node (reference)" if tag == "local" else "cluster (Redis ask)"
@@ -204,6 +227,8 @@ def inner(args) -> int:
             for tag, (n, got, secs) in bursts.items():
                 name = "per node (reference)" if tag == "local" else "cluster (Redis ask)"
                 table.append(f"| {name} | {n} | {got} | {secs:.2f} | {got / secs if secs else 0:.0f} |")
+        for tag, rep in loads.items():
+            table.append(f"\nsipload {args.sipload} calls/s for 3 s, {tag}: " + json.dumps(rep))
         text = "\n".join(table)
         print(text)
         out = REPO / "lab-out" / f"perf-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -223,6 +248,8 @@ def inner(args) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--sipload", type=int, default=0,
+                    help="also place calls at this rate for 3 s with sipload (target/release/sipload)")
     ap.add_argument("--rate", type=int, default=0,
                     help="also offer this many INVITEs a second for 2 s to each (0: not)")
     ap.add_argument("--sbc", default=str(REPO / "target" / "release" / "sbc"))
@@ -236,7 +263,7 @@ def main() -> int:
     subprocess.run(["ip", "netns", "add", NS], check=True)
     try:
         return subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__, "--inner",
-                               "--calls", str(args.calls), "--rate", str(args.rate), "--sbc", args.sbc]).returncode
+                               "--calls", str(args.calls), "--rate", str(args.rate), "--sipload", str(args.sipload), "--sbc", args.sbc]).returncode
     finally:
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
 

@@ -14,8 +14,8 @@
 //!   tenant's `max_cps` token bucket shared by every node.
 //!
 //! The engine never waits on the store: it puts a limited tenant's INVITE
-//! aside and asks ([`AdmissionAsk`]); [`serve_asks`] answers each in order
-//! with one atomic Lua script (a slot below `max_concurrent` across live
+//! aside and asks ([`AdmissionAsk`]); [`serve_asks`] answers each, many at
+//! once on one pipelined connection, with one atomic Lua script (a slot below `max_concurrent` across live
 //! nodes and a token from the shared bucket, both or neither). When the
 //! store cannot be reached the engine's deadline or the
 //! [`Verdict::Unreachable`] answer lets the node's share decide (limit /
@@ -409,80 +409,130 @@ fn members_of(flat: &[String]) -> Vec<Member> {
     members
 }
 
-/// Answers the engine's admission asks in order, each with one command or
-/// script; with no store, an `Admit` is answered [`Verdict::Unreachable`]
-/// and the rest waits for the counts written afresh on reconnection.
+/// Asks in flight toward the store at once, at most (one connection: the
+/// client pipelines them).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// The admission script and the release script, shared by the asks in
+/// flight.
+struct Scripts {
+    admit: Script,
+    release: Script,
+}
+
+/// Answers the engine's admission asks, each with one command or script,
+/// up to [`MAX_IN_FLIGHT`] at once on the one connection (a release only
+/// follows its own call's grant, so no order among them matters); counts
+/// written afresh wait for every ask before them and go alone. With no
+/// store an `Admit` is answered [`Verdict::Unreachable`] and the rest waits
+/// for the counts written afresh on reconnection.
 async fn serve_asks(cluster: Cluster, dataplane: Arc<Dataplane>, notify: Arc<Notify>) {
-    let state = &cluster.state;
-    let admit = Script::new(ADMIT);
-    let release = Script::new(RELEASE);
+    let scripts = Arc::new(Scripts {
+        admit: Script::new(ADMIT),
+        release: Script::new(RELEASE),
+    });
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
-        let _ = tokio::time::timeout(Duration::from_millis(50), notify.notified()).await;
+        tokio::select! {
+            _ = notify.notified() => {}
+            Some(_) = in_flight.join_next() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        while in_flight.try_join_next().is_some() {}
         while let Some(ask) = dataplane.stats.admission_asks.pop() {
+            let state = &cluster.state;
             let conn = if state.store_up.load(Ordering::Relaxed) {
                 cluster.conn.lock().await.clone()
             } else {
                 None
             };
-            let Some(mut conn) = conn else {
+            let Some(conn) = conn else {
                 if let AdmissionAsk::Admit { token, .. } = ask {
                     state.store_errors.fetch_add(1, Ordering::Relaxed);
                     dataplane.admission_verdict(token, Verdict::Unreachable);
                 }
                 continue;
             };
-            let done: redis::RedisResult<()> = match ask {
-                AdmissionAsk::Admit {
-                    token,
-                    tenant,
-                    max_concurrent,
-                    max_cps,
-                } => {
-                    let r: redis::RedisResult<i64> = admit
-                        .key(&state.keys.nodes)
-                        .key(Keys::slots(&tenant))
-                        .key(Keys::cps(&tenant))
-                        .arg(&state.node_id)
-                        .arg(max_concurrent)
-                        .arg(max_cps)
-                        .invoke_async(&mut conn)
-                        .await;
-                    let verdict = match &r {
-                        Ok(1) => {
-                            state.granted.fetch_add(1, Ordering::Relaxed);
-                            Verdict::Granted
-                        }
-                        Ok(_) => {
-                            state.refused.fetch_add(1, Ordering::Relaxed);
-                            Verdict::Refused
-                        }
-                        Err(_) => {
-                            state.store_errors.fetch_add(1, Ordering::Relaxed);
-                            Verdict::Unreachable
-                        }
-                    };
-                    dataplane.admission_verdict(token, verdict);
-                    r.map(|_| ())
+            let barrier = matches!(ask, AdmissionAsk::Counts(_));
+            if barrier {
+                while in_flight.join_next().await.is_some() {}
+            }
+            while in_flight.len() >= MAX_IN_FLIGHT {
+                in_flight.join_next().await;
+            }
+            in_flight.spawn(serve_one(
+                cluster.state.clone(),
+                dataplane.clone(),
+                scripts.clone(),
+                conn,
+                ask,
+            ));
+            if barrier {
+                while in_flight.join_next().await.is_some() {}
+            }
+        }
+    }
+}
+
+/// One ask answered (see [`serve_asks`]); a store error marks the store
+/// down, which the next heartbeat checks again.
+async fn serve_one(
+    state: Arc<ClusterState>,
+    dataplane: Arc<Dataplane>,
+    scripts: Arc<Scripts>,
+    mut conn: ConnectionManager,
+    ask: AdmissionAsk,
+) {
+    let done: redis::RedisResult<()> = match ask {
+        AdmissionAsk::Admit {
+            token,
+            tenant,
+            max_concurrent,
+            max_cps,
+        } => {
+            let r: redis::RedisResult<i64> = scripts
+                .admit
+                .key(&state.keys.nodes)
+                .key(Keys::slots(&tenant))
+                .key(Keys::cps(&tenant))
+                .arg(&state.node_id)
+                .arg(max_concurrent)
+                .arg(max_cps)
+                .invoke_async(&mut conn)
+                .await;
+            let verdict = match &r {
+                Ok(1) => {
+                    state.granted.fetch_add(1, Ordering::Relaxed);
+                    Verdict::Granted
                 }
-                AdmissionAsk::Release { tenant } => release
-                    .key(Keys::slots(&tenant))
-                    .arg(&state.node_id)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
-                    .map(|_| ()),
-                AdmissionAsk::Take { tenant } => conn
-                    .hincr::<_, _, _, i64>(Keys::slots(&tenant), &state.node_id, 1)
-                    .await
-                    .map(|_| ()),
-                AdmissionAsk::Counts(counts) => {
-                    write_counts(&mut conn, &state.node_id, &counts).await
+                Ok(_) => {
+                    state.refused.fetch_add(1, Ordering::Relaxed);
+                    Verdict::Refused
+                }
+                Err(_) => {
+                    state.store_errors.fetch_add(1, Ordering::Relaxed);
+                    Verdict::Unreachable
                 }
             };
-            if let Err(e) = done {
-                if state.store_up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "cluster store unreachable: tenant limits by this node's share");
-                }
-            }
+            dataplane.admission_verdict(token, verdict);
+            r.map(|_| ())
+        }
+        AdmissionAsk::Release { tenant } => scripts
+            .release
+            .key(Keys::slots(&tenant))
+            .arg(&state.node_id)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ()),
+        AdmissionAsk::Take { tenant } => conn
+            .hincr::<_, _, _, i64>(Keys::slots(&tenant), &state.node_id, 1)
+            .await
+            .map(|_| ()),
+        AdmissionAsk::Counts(counts) => write_counts(&mut conn, &state.node_id, &counts).await,
+    };
+    if let Err(e) = done {
+        if state.store_up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %e, "cluster store unreachable: tenant limits by this node's share");
         }
     }
 }
