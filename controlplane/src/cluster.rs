@@ -100,12 +100,23 @@ end
 return out
 ";
 
+/// A member's state, as the membership says it (`active`, `draining`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Takes new calls.
+    #[default]
+    Active,
+    /// Takes no new calls (`sbcctl drain`, SIGTERM): not counted in the
+    /// others' share of the limits.
+    Draining,
+}
+
 /// What a node says of itself in the membership.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
-    /// `active`, or `draining` (takes no new calls: its share is not
-    /// counted in the others' fallback).
-    pub state: String,
+    /// Whether it takes new calls.
+    pub state: NodeState,
     /// Its SIP address on the private (carrier) side.
     pub sip_private: String,
     /// Its SIP address on the public (gateway) side.
@@ -144,8 +155,7 @@ pub struct ClusterState {
     pub store_errors: AtomicU64,
     /// Live nodes at the latest heartbeat.
     pub members: Mutex<Vec<Member>>,
-    /// Draining: said in the membership; this node takes no new calls.
-    pub draining: AtomicBool,
+    /// What this node says of itself (its state included).
     info: Mutex<NodeInfo>,
     lease_ms: u64,
     keys: Keys,
@@ -196,6 +206,19 @@ impl Keys {
 }
 
 impl ClusterState {
+    /// This node's state as it says it in the membership.
+    pub fn node_state(&self) -> NodeState {
+        self.info.lock().map(|i| i.state).unwrap_or_default()
+    }
+
+    /// The store did not answer (`e`): limits go by this node's share until
+    /// the next heartbeat reaches it. Logged once per outage.
+    fn store_down(&self, e: &redis::RedisError) {
+        if self.store_up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %e, "cluster store unreachable: tenant limits by this node's share");
+        }
+    }
+
     /// What `GET /api/v1/status` shows.
     pub fn status(&self) -> ClusterStatus {
         let up = self.store_up.load(Ordering::Relaxed);
@@ -244,7 +267,6 @@ impl Cluster {
             refused: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             members: Mutex::new(Vec::new()),
-            draining: AtomicBool::new(false),
             info: Mutex::new(info),
             lease_ms: cfg.lease_s * 1_000,
             keys: Keys::new(),
@@ -277,9 +299,12 @@ impl Cluster {
     /// the membership at once; once the node's last call ended it leaves
     /// the membership, and joins again when the drain ends.
     pub fn set_draining(&self, on: bool) {
-        self.state.draining.store(on, Ordering::Relaxed);
         if let Ok(mut i) = self.state.info.lock() {
-            i.state = if on { "draining" } else { "active" }.into();
+            i.state = if on {
+                NodeState::Draining
+            } else {
+                NodeState::Active
+            };
         }
     }
 
@@ -310,11 +335,10 @@ async fn heartbeat(
     let state = &cluster.state;
     let script = Script::new(HEARTBEAT);
     let every = Duration::from_millis((state.lease_ms / 3).max(100));
-    let mut was_draining = false;
     let mut left = false;
     loop {
         // Drained to the last call: out of the membership until the drain ends.
-        if state.draining.load(Ordering::Relaxed) && dataplane.stats.dialogs.get() == 0 {
+        if state.node_state() == NodeState::Draining && dataplane.stats.dialogs.get() == 0 {
             if !left {
                 cluster.leave().await;
                 left = true;
@@ -334,17 +358,13 @@ async fn heartbeat(
                 .set_number_of_retries(1);
             match client.get_connection_manager_with_config(config).await {
                 Ok(c) => *slot = Some(c),
-                Err(e) => {
-                    if state.store_up.swap(false, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "cluster store unreachable: tenant limits by this node's share");
-                    }
-                }
+                Err(e) => state.store_down(&e),
             }
         }
         let conn = slot.clone();
         drop(slot);
+        let info = state.info.lock().map(|i| i.clone()).unwrap_or_default();
         if let Some(mut conn) = conn {
-            let info = state.info.lock().map(|i| i.clone()).unwrap_or_default();
             let json = serde_json::to_string(&info).unwrap_or_default();
             let reply: redis::RedisResult<Vec<String>> = script
                 .key(&state.keys.nodes)
@@ -359,7 +379,7 @@ async fn heartbeat(
                     let members = members_of(&flat);
                     let active = members
                         .iter()
-                        .filter(|m| m.info.state != "draining")
+                        .filter(|m| m.info.state == NodeState::Active)
                         .count();
                     dataplane.stats.cluster_nodes.set(active.max(1) as u64);
                     if let Ok(mut m) = state.members.lock() {
@@ -373,24 +393,15 @@ async fn heartbeat(
                             .store(true, Ordering::Relaxed);
                     }
                 }
-                Err(e) => {
-                    if state.store_up.swap(false, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "cluster store unreachable: tenant limits by this node's share");
-                    }
-                }
+                Err(e) => state.store_down(&e),
             }
         }
-        // A drain is said at once, not at the next beat.
-        let draining = state.draining.load(Ordering::Relaxed);
-        let mut waited = Duration::ZERO;
-        while waited < every && draining == was_draining {
+        // The next beat comes at once when the state changes: a drain is
+        // said at once.
+        let next = tokio::time::Instant::now() + every;
+        while tokio::time::Instant::now() < next && state.node_state() == info.state {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            waited += Duration::from_millis(100);
-            if state.draining.load(Ordering::Relaxed) != draining {
-                break;
-            }
         }
-        was_draining = draining;
     }
 }
 
@@ -531,9 +542,7 @@ async fn serve_one(
         AdmissionAsk::Counts(counts) => write_counts(&mut conn, &state.node_id, &counts).await,
     };
     if let Err(e) = done {
-        if state.store_up.swap(false, Ordering::Relaxed) {
-            tracing::warn!(error = %e, "cluster store unreachable: tenant limits by this node's share");
-        }
+        state.store_down(&e);
     }
 }
 

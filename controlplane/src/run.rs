@@ -161,7 +161,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     state.srtp = cfg.dataplane.backend.srtp();
     if cfg.cluster.redis.is_some() {
         let info = crate::cluster::NodeInfo {
-            state: "active".into(),
+            state: crate::cluster::NodeState::Active,
             sip_private: cfg.sip.private.to_string(),
             sip_public: cfg.sip.public.to_string(),
             api: cfg.api.listen.to_string(),

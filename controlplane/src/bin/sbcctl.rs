@@ -23,6 +23,7 @@ use sbc_controlplane::api::model::{
     GatewayIn, GatewayRow, PingRequest, RouteDecision, RouteQuery, StateRequest, Status, TenantIn,
     TenantRow, WindowFigures,
 };
+use sbc_controlplane::cluster::NodeState;
 use sbc_dataplane::health::AdminState;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -883,12 +884,9 @@ fn status_text(s: &Status) -> String {
         let nodes: Vec<String> = c
             .nodes
             .iter()
-            .map(|n| {
-                if n.info.state == "active" {
-                    n.node_id.clone()
-                } else {
-                    format!("{} ({})", n.node_id, n.info.state)
-                }
+            .map(|n| match n.info.state {
+                NodeState::Active => n.node_id.clone(),
+                NodeState::Draining => format!("{} (draining)", n.node_id),
             })
             .collect();
         out += &format!(

@@ -114,8 +114,7 @@ impl SipEngine {
                     max_concurrent: t.1.max_concurrent,
                     max_cps: t.1.max_cps,
                 };
-                if self.stats.admission_asks.push(ask).is_err() {
-                    self.stats.admission_asks_dropped.inc();
+                if !self.push_ask(ask) {
                     return self.admit_by_share(t, rx.now);
                 }
                 self.cluster.waiting_keys.insert(Box::from(key), token);
@@ -214,10 +213,14 @@ impl SipEngine {
         }
     }
 
-    fn push_ask(&self, ask: AdmissionAsk) {
-        if self.stats.admission_asks.push(ask).is_err() {
+    /// Queues `ask` for the control plane; `false` (counted) when the ring
+    /// is full.
+    fn push_ask(&self, ask: AdmissionAsk) -> bool {
+        let queued = self.stats.admission_asks.push(ask).is_ok();
+        if !queued {
             self.stats.admission_asks_dropped.inc();
         }
+        queued
     }
 
     /// The node's own count: live calls below `max_concurrent / share`, a
