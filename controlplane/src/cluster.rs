@@ -157,6 +157,8 @@ pub struct ClusterState {
     pub members: Mutex<Vec<Member>>,
     /// What this node says of itself (its state included).
     info: Mutex<NodeInfo>,
+    /// The current outage was logged.
+    down_logged: AtomicBool,
     lease_ms: u64,
     keys: Keys,
 }
@@ -212,9 +214,11 @@ impl ClusterState {
     }
 
     /// The store did not answer (`e`): limits go by this node's share until
-    /// the next heartbeat reaches it. Logged once per outage.
+    /// the next heartbeat reaches it. Logged once per outage, a store
+    /// unreachable from the start included.
     fn store_down(&self, e: &redis::RedisError) {
-        if self.store_up.swap(false, Ordering::Relaxed) {
+        self.store_up.store(false, Ordering::Relaxed);
+        if !self.down_logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(error = %e, "cluster store unreachable: tenant limits by this node's share");
         }
     }
@@ -268,6 +272,7 @@ impl Cluster {
             store_errors: AtomicU64::new(0),
             members: Mutex::new(Vec::new()),
             info: Mutex::new(info),
+            down_logged: AtomicBool::new(false),
             lease_ms: cfg.lease_s * 1_000,
             keys: Keys::new(),
         });
@@ -385,6 +390,7 @@ async fn heartbeat(
                     if let Ok(mut m) = state.members.lock() {
                         *m = members;
                     }
+                    state.down_logged.store(false, Ordering::Relaxed);
                     if !state.store_up.swap(true, Ordering::Relaxed) {
                         tracing::info!(node_id = %state.node_id, "cluster store reached: this node's counts written afresh");
                         dataplane

@@ -19,8 +19,12 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_on(free_port())
+    }
+
+    /// A fresh `redis-server` (no data) on `port`.
+    fn start_on(port: u16) -> Redis {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -364,6 +368,18 @@ fn without_the_store_each_node_admits_its_share_and_says_so() {
     }
     let metrics = ureq_get(nodes[0].sbc.metrics_port);
     assert!(metrics.contains("sbc_cluster_store_up 0"), "{metrics}");
+    // A node started while the store is down says so in its log too.
+    let late = node(&redis, "s9", (48400, 48590), gw, (1000, 4));
+    assert_eq!(cluster_status(&late.sbc.api)["store"], "down");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let log = std::fs::read_to_string(&late.sbc.log).unwrap_or_default();
+        if log.contains("cluster store unreachable") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn ureq_get(port: u16) -> String {
@@ -406,4 +422,48 @@ fn a_drained_node_refuses_new_calls_and_leaves_the_membership_until_the_drain_en
     peers.invite("x2", nodes[1].sbc.private);
     peers.pump(Duration::from_millis(500), 200);
     assert_eq!(peers.finals.get("x2"), Some(&200), "{:?}", peers.finals);
+}
+
+#[test]
+fn a_call_that_ends_gives_its_slot_back_across_the_nodes() {
+    let redis = Redis::start();
+    let mut peers = Peers::new();
+    let gw = peers.gateway.local_addr().unwrap();
+    let nodes = cluster(&redis, 2, "e", 50000, gw, (1000, 1));
+    // One slot for the whole cluster: each call, refused by the gateway,
+    // frees it for the next, on either node.
+    for i in 0..6 {
+        peers.invite(&format!("e{i}"), nodes[i % 2].sbc.private);
+        peers.pump(Duration::from_millis(300), 486);
+    }
+    assert_eq!(peers.count("e", 486), 6, "{:?}", peers.finals);
+    assert_eq!(peers.reached.len(), 6, "{:?}", peers.reached);
+}
+
+#[test]
+fn a_store_that_restarts_empty_gets_each_nodes_calls_again() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let mut peers = Peers::new();
+    let gw = peers.gateway.local_addr().unwrap();
+    let nodes = cluster(&redis, 2, "w", 50400, gw, (1000, 4));
+    // Two calls up on node 0.
+    for i in 0..2 {
+        peers.invite(&format!("w{i}"), nodes[0].sbc.private);
+    }
+    peers.pump(Duration::from_millis(800), 200);
+    assert_eq!(peers.count("w", 200), 2, "{:?}", peers.finals);
+    // Redis restarts with nothing in it: node 0 writes its two calls again.
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    redis = Redis::start_on(port);
+    std::thread::sleep(Duration::from_millis(2_500));
+    wait_members(&nodes[1].sbc.api, &["w0".to_string(), "w1".to_string()]);
+    // So node 1 has two slots left of four, not four.
+    for i in 0..4 {
+        peers.invite(&format!("x{i}"), nodes[1].sbc.private);
+    }
+    peers.pump(Duration::from_secs(1), 200);
+    assert_eq!(peers.count("x", 200), 2, "{:?}", peers.finals);
+    drop(redis);
 }
