@@ -202,6 +202,32 @@ public  = "203.0.113.50:5080"
     }
 
     #[test]
+    fn cluster_redis_turns_on_the_engines_ask_and_bad_cluster_keys_are_named() {
+        let c = Config::parse(
+            &format!("{MINIMAL}[cluster]\nnode_id = \"sbc-1\"\nredis = \"redis://10.0.9.1:6379\"\nask_timeout_ms = 150\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.engine_config(1).policy.cluster_ask_ms, Some(150));
+        assert_eq!(c.cluster.lease_s, 10);
+        let alone = Config::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(alone.engine_config(1).policy.cluster_ask_ms, None);
+        assert!(!alone.cluster.node_id.is_empty());
+        for (table, key) in [
+            ("node_id = \"a b\"", "cluster.node_id"),
+            ("node_id = \"\"", "cluster.node_id"),
+            ("redis = \"http://x\"", "cluster.redis"),
+            ("redis = \"rediss://x\"", "cluster.redis"),
+            ("lease_s = 0", "cluster.lease_s"),
+            ("ask_timeout_ms = 0", "cluster.ask_timeout_ms"),
+            ("ask_timeout_ms = 6000", "cluster.ask_timeout_ms"),
+        ] {
+            let e = Config::parse(&format!("{MINIMAL}[cluster]\n{table}\n"), "t.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{table}: {e}");
+        }
+    }
+
+    #[test]
     fn one_media_address_splits_the_port_range() {
         let c = Config::parse(
             &format!("{MINIMAL}[media]\nprivate_ip = \"10.0.0.1\"\npublic_ip = \"10.0.0.1\"\n"),
