@@ -456,14 +456,17 @@ async fn serve_asks(cluster: Cluster, dataplane: Arc<Dataplane>, notify: Arc<Not
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
         while in_flight.try_join_next().is_some() {}
+        let state = &cluster.state;
+        // One look at the connection for every ask queued now.
+        let conn = if state.store_up.load(Ordering::Relaxed)
+            && !dataplane.stats.admission_asks.is_empty()
+        {
+            cluster.conn.lock().await.clone()
+        } else {
+            None
+        };
         while let Some(ask) = dataplane.stats.admission_asks.pop() {
-            let state = &cluster.state;
-            let conn = if state.store_up.load(Ordering::Relaxed) {
-                cluster.conn.lock().await.clone()
-            } else {
-                None
-            };
-            let Some(conn) = conn else {
+            let Some(conn) = conn.clone() else {
                 if let AdmissionAsk::Admit { token, .. } = ask {
                     state.store_errors.fetch_add(1, Ordering::Relaxed);
                     dataplane.admission_verdict(token, Verdict::Unreachable);
